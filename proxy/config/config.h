@@ -1,0 +1,161 @@
+/*
+ * config.h — the operator's interface: flashgate.conf parsed into an immutable,
+ * refcounted snapshot.
+ *
+ * Syntax (nginx-like): `directive arg...;` and `block [name] { ... }`, `#` comments,
+ * arguments are bare words or "double-quoted strings", units as in core.h. Every error
+ * is reported as "file:line: message" and loading goes on to find them all; a config
+ * with any error is refused whole (the running one stays).
+ *
+ * A snapshot is shared read-only by all workers. A reload builds a new snapshot and
+ * swaps the pointer; requests in flight keep the snapshot they started with (refcount).
+ */
+#ifndef FG_CONFIG_H
+#define FG_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/core.h"
+
+#define FG_CONF_NAME_MAX 64
+
+enum fg_balance { FG_BALANCE_ROUND_ROBIN = 0, FG_BALANCE_LEAST_CONN };
+
+struct fg_conf_upstream_server {
+    char host[256];      /* as written, for logs and the Host of health checks */
+    struct fg_addr addr; /* resolved at load */
+    unsigned weight;     /* default 1 */
+    unsigned max_fails;  /* failures within fail_timeout before it is skipped; default 3 */
+    uint64_t fail_timeout_ms; /* window and skip time; default 10s */
+};
+
+struct fg_conf_upstream {
+    char name[FG_CONF_NAME_MAX];
+    size_t index; /* position in fg_config.upstreams */
+    struct fg_conf_upstream_server *servers;
+    size_t n_servers;
+    enum fg_balance balance;       /* `balance round_robin|least_conn;` */
+    unsigned keepalive;            /* idle connections kept per worker; default 64 */
+    uint64_t keepalive_timeout_ms; /* idle pooled connection lifetime; default 30s */
+    unsigned keepalive_requests;   /* requests per upstream connection; default 1000 */
+    uint64_t connect_timeout_ms;   /* default 1s */
+    uint64_t send_timeout_ms;      /* deadline to write the request head+body; default 30s */
+    uint64_t read_timeout_ms;      /* max wait for response head and between body reads;
+                                      default 30s */
+    bool retry_idempotent;         /* `retry on|off;` default on */
+};
+
+#define FG_METHOD_ALL 0xffffffffu
+
+struct fg_conf_route {
+    char *prefix;     /* path prefix, matched on the normalised path; "/" matches all */
+    char *host;       /* NULL = any host; else exact (case-insensitive) or "*.example.com" */
+    uint32_t methods; /* bit (1 << enum fg_http_method); FG_METHOD_ALL by default */
+    struct fg_conf_upstream *upstream; /* NULL only with `return` */
+    int return_status; /* `return 503 "text";` answers directly (0 = proxy) */
+    char *return_body;
+    uint64_t max_body; /* 413 above it; inherits server's client_max_body_size */
+    size_t line;       /* where it was defined, for messages */
+};
+
+struct fg_conf_listen {
+    struct fg_addr addr;
+    int backlog; /* default 4096 */
+    bool ssl;    /* reserved for TLS (refused until supported) */
+};
+
+/* A listen address belongs to exactly one server block; name-based routing is done
+ * with the `host` of each route. */
+struct fg_conf_server {
+    struct fg_conf_listen *listens;
+    size_t n_listens;
+
+    /* Downstream keep-alive and deadlines (see docs/keepalive.md). */
+    uint64_t keepalive_timeout_ms;  /* idle keep-alive connection; default 75s (> ALB 60s) */
+    unsigned keepalive_requests;    /* requests per client connection; default 10000 */
+    uint64_t header_timeout_ms;     /* deadline for a whole request head from its first
+                                       byte; default 10s */
+    uint64_t body_timeout_ms;       /* deadline for a whole request body; default 60s */
+    uint64_t body_min_rate;         /* bytes/s a body must keep up after the first 5s;
+                                       default 1024; 0 = off */
+    uint64_t send_timeout_ms;       /* client must accept response bytes within; 60s */
+    size_t max_request_line;        /* default 8192 */
+    size_t max_header_bytes;        /* default 32768 */
+    size_t max_headers;             /* default 100 */
+    uint64_t client_max_body_size;  /* default 1m */
+
+    struct fg_cidr *trusted_proxies; /* hops from these are skipped in X-Forwarded-For */
+    size_t n_trusted_proxies;
+    bool add_request_id;             /* `request_id on|off;` default on */
+
+    char *access_log;         /* NULL = off; "stderr" allowed */
+    double access_log_sample; /* 0..1, default 1 */
+    uint64_t slow_request_ms; /* always logged above it; default 1s */
+
+    struct fg_conf_route *routes; /* in file order; first match wins */
+    size_t n_routes;
+};
+
+struct fg_conf_admin {
+    bool enabled;        /* default on */
+    struct fg_addr addr; /* default 127.0.0.1:9901 */
+    char *token;         /* optional bearer token; masked in dumps */
+};
+
+struct fg_config {
+    atomic_uint refs;
+    char *path;       /* the file it came from */
+    uint64_t generation; /* set by the loader's caller: 1, 2, ... */
+
+    unsigned workers; /* 0 = `auto` (number of CPUs) */
+    char *user;       /* drop privileges to this user after binding (root only) */
+    char *pid_file;
+    char *error_log;  /* NULL = stderr */
+    enum fg_log_level error_log_level; /* default notice */
+
+    uint64_t shutdown_delay_ms; /* SIGTERM: keep serving this long with /healthz 503 so the
+                                   ALB marks us unhealthy; default 0 in code, the shipped
+                                   config sets the ALB's own figure */
+    uint64_t drain_timeout_ms;  /* then at most this long for in-flight work; default 30s */
+
+    struct fg_conf_admin admin;
+
+    struct fg_conf_upstream *upstreams;
+    size_t n_upstreams;
+    struct fg_conf_server *servers;
+    size_t n_servers;
+};
+
+/* Collected error messages, each "file:line: message" (no trailing newline). */
+struct fg_config_errors {
+    char **msgs;
+    size_t n;
+};
+
+/* Load and validate a file. Returns NULL (and fills errs) if it has any error. The
+ * result has refcount 1. Addresses are resolved here (blocking DNS at load only). */
+struct fg_config *fg_config_load(const char *path, struct fg_config_errors *errs);
+/* The same from a string (tests); name is used in messages. */
+struct fg_config *fg_config_load_string(const char *name, const char *text,
+                                        struct fg_config_errors *errs);
+
+void fg_config_errors_free(struct fg_config_errors *errs);
+
+struct fg_config *fg_config_ref(struct fg_config *c);
+void fg_config_unref(struct fg_config *c);
+
+/* Find the route for a request: server index, normalised path, method, Host. NULL if
+ * no route matches (404). */
+const struct fg_conf_route *fg_config_match_route(const struct fg_conf_server *srv,
+                                                  const char *path, size_t path_len,
+                                                  int method, const char *host,
+                                                  size_t host_len);
+
+/* Write the effective config (defaults filled in, secrets masked) in config syntax. */
+void fg_config_dump(const struct fg_config *c, FILE *out);
+
+#endif /* FG_CONFIG_H */

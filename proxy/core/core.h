@@ -1,0 +1,140 @@
+/*
+ * core.h — the small shared pieces every module stands on: logging, time, units,
+ * socket addresses, CIDR sets and statistics primitives. Nothing here knows about
+ * HTTP or any proxy feature.
+ */
+#ifndef FG_CORE_H
+#define FG_CORE_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+/* Runtime invariant check: for our own bugs only, never for network input. */
+#define FG_ASSERT(cond)                                                                    \
+    do {                                                                                   \
+        if (!(cond))                                                                       \
+            fg_panic(__FILE__, __LINE__, #cond);                                           \
+    } while (0)
+_Noreturn void fg_panic(const char *file, int line, const char *what);
+
+#define FG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- logging ---------------------------------------------------------------------- */
+
+enum fg_log_level { FG_LOG_ERROR = 0, FG_LOG_WARN, FG_LOG_NOTICE, FG_LOG_INFO, FG_LOG_DEBUG };
+
+/* Open the error log (NULL or "stderr" for standard error). Safe to call again to
+ * switch files; the previous file is closed. Returns false with errno set on failure. */
+bool fg_log_open(const char *path, enum fg_log_level level);
+/* Reopen the current log file (after logrotate moved it). */
+bool fg_log_reopen(void);
+void fg_log_set_level(enum fg_log_level level);
+enum fg_log_level fg_log_get_level(void);
+bool fg_log_level_parse(const char *s, enum fg_log_level *out);
+void fg_log(enum fg_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define fg_err(...)    fg_log(FG_LOG_ERROR, __VA_ARGS__)
+#define fg_warn(...)   fg_log(FG_LOG_WARN, __VA_ARGS__)
+#define fg_notice(...) fg_log(FG_LOG_NOTICE, __VA_ARGS__)
+#define fg_info(...)   fg_log(FG_LOG_INFO, __VA_ARGS__)
+#define fg_debug(...)                                                                      \
+    do {                                                                                   \
+        if (fg_log_get_level() >= FG_LOG_DEBUG)                                            \
+            fg_log(FG_LOG_DEBUG, __VA_ARGS__);                                             \
+    } while (0)
+
+/* ---- time ------------------------------------------------------------------------- */
+
+/* Monotonic milliseconds / microseconds, for timeouts and latency. */
+uint64_t fg_mono_ms(void);
+uint64_t fg_mono_us(void);
+/* Wall clock seconds and milliseconds since the epoch, for logs and HTTP dates. */
+int64_t fg_wall_s(void);
+int64_t fg_wall_ms(void);
+
+/* ---- units ------------------------------------------------------------------------ */
+
+/* "75s", "500ms", "2m", "1h", "1d"; a bare number is seconds. */
+bool fg_parse_duration_ms(const char *s, uint64_t *ms);
+/* "512", "64k", "512m", "2g" (powers of 1024; k/m/g case-insensitive). */
+bool fg_parse_size(const char *s, uint64_t *bytes);
+/* "50r/s", "600r/m" ("r/min" too): stored as requests per 1000 seconds to keep
+ * sub-1/s rates exact. */
+bool fg_parse_rate(const char *s, uint64_t *per_ks);
+/* A non-negative decimal integer that fits in max. */
+bool fg_parse_uint(const char *s, uint64_t max, uint64_t *out);
+
+/* ---- addresses -------------------------------------------------------------------- */
+
+struct fg_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[112]; /* as written in the config: "127.0.0.1:3000", "[::1]:80", "unix:/p" */
+};
+
+/* Parse "host:port", "[v6]:port", "*:port", "port" or "unix:/path". host must be a
+ * numeric address or a name resolvable now (resolved once, at config load). */
+bool fg_addr_parse(const char *s, int default_port, struct fg_addr *out, char *err,
+                   size_t errlen);
+/* Numeric text of a peer address without port ("10.0.0.1", "::1") into out. */
+void fg_addr_ip_text(const struct sockaddr *sa, char *out, size_t outlen);
+int fg_addr_port(const struct sockaddr *sa);
+
+struct fg_cidr {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    uint8_t prefix;
+};
+
+/* "10.0.0.0/8", "::1", "fd00::/8". */
+bool fg_cidr_parse(const char *s, struct fg_cidr *out);
+bool fg_cidr_match(const struct fg_cidr *set, size_t n, const struct sockaddr *sa);
+/* Same for a textual address (an X-Forwarded-For hop); false if not an IP. */
+bool fg_cidr_match_text(const struct fg_cidr *set, size_t n, const char *ip, size_t len);
+
+/* ---- statistics primitives --------------------------------------------------------- */
+
+/* A counter written by one thread and read by others: relaxed atomics compile to plain
+ * loads and stores on x86, so the hot path pays nothing, and readers see whole values. */
+typedef _Atomic uint64_t fg_counter_t;
+static inline void fg_counter_add(fg_counter_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+static inline uint64_t fg_counter_get(const fg_counter_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+/* A gauge can move both ways and is written by one thread as well. */
+static inline void fg_gauge_add(fg_counter_t *g, int64_t d)
+{
+    atomic_store_explicit(g, atomic_load_explicit(g, memory_order_relaxed) + (uint64_t)d,
+                          memory_order_relaxed);
+}
+
+/* Latency histogram in microseconds with fixed, Prometheus-friendly upper bounds. */
+#define FG_HIST_BUCKETS 16
+extern const uint64_t fg_hist_bounds_us[FG_HIST_BUCKETS]; /* last is UINT64_MAX (+Inf) */
+struct fg_hist {
+    fg_counter_t bucket[FG_HIST_BUCKETS]; /* non-cumulative counts */
+    fg_counter_t count;
+    fg_counter_t sum_us;
+};
+void fg_hist_observe(struct fg_hist *h, uint64_t us);
+/* Quantile estimate (upper bound of the bucket holding it) from summed buckets. */
+uint64_t fg_hist_quantile(const uint64_t bucket[FG_HIST_BUCKETS], double q);
+
+/* ---- service manager ------------------------------------------------------------ */
+
+/* Send a state string ("READY=1", "RELOADING=1", "STOPPING=1", "STATUS=...") to
+ * systemd over $NOTIFY_SOCKET (sd_notify protocol, no libsystemd). No-op returning
+ * true when NOTIFY_SOCKET is unset. */
+bool fg_sd_notify(const char *state);
+
+#endif /* FG_CORE_H */
