@@ -1,0 +1,196 @@
+/*
+ * admin.c — a deliberately small HTTP/1.1 server for operators and health checks. It
+ * reuses the strict request parser, answers one request per connection and closes.
+ */
+#include "admin/admin.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "core/core.h"
+#include "http/http.h"
+
+#define FG_ADMIN_TIMEOUT_S 10
+
+static struct {
+    struct event_base *base;
+    struct evconnlistener *evl;
+    pthread_t thread;
+    bool running;
+    const struct fg_admin_ops *ops;
+} AD;
+
+static void send_response(struct bufferevent *bev, int status, const char *ctype,
+                          struct evbuffer *body, bool head_only)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                        status, fg_http_reason(status), ctype, evbuffer_get_length(body));
+    if (!head_only)
+        evbuffer_add_buffer(out, body);
+}
+
+static void text_response(struct bufferevent *bev, int status, const char *text, bool head_only)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, text, strlen(text));
+    send_response(bev, status, "text/plain; charset=utf-8", b, head_only);
+    evbuffer_free(b);
+}
+
+static bool authorized(const struct fg_http_request *r)
+{
+    struct fg_config *cfg = AD.ops->config();
+    const char *token = cfg->admin.token;
+    bool ok = true;
+    if (token != NULL && token[0] != '\0') {
+        const struct fg_http_header *h = fg_http_find_header(r->headers, r->n_headers, "authorization");
+        size_t tl = strlen(token);
+        ok = h != NULL && h->value_len == tl + 7 && strncmp(h->value, "Bearer ", 7) == 0 &&
+             memcmp(h->value + 7, token, tl) == 0;
+    }
+    fg_config_unref(cfg);
+    return ok;
+}
+
+static void handle(struct bufferevent *bev, const struct fg_http_request *r)
+{
+    bool head_only = r->method == FG_HTTP_HEAD;
+    bool get = r->method == FG_HTTP_GET || head_only;
+    const char *p = r->path;
+    size_t n = r->path_len;
+#define IS(lit) (n == sizeof(lit) - 1 && memcmp(p, lit, n) == 0)
+    if (IS("/healthz")) {
+        /* Unauthenticated on purpose: health checkers carry no token. */
+        if (!get)
+            text_response(bev, 405, "405 Method Not Allowed\n", false);
+        else if (AD.ops->draining())
+            text_response(bev, 503, "draining\n", head_only);
+        else
+            text_response(bev, 200, "ok\n", head_only);
+        return;
+    }
+    if (!authorized(r)) {
+        text_response(bev, 401, "401 Unauthorized: admin token required\n", head_only);
+        return;
+    }
+    if (IS("/stats")) {
+        if (!get) {
+            text_response(bev, 405, "405 Method Not Allowed\n", false);
+            return;
+        }
+        struct evbuffer *b = evbuffer_new();
+        AD.ops->stats_json(b);
+        send_response(bev, 200, "application/json", b, head_only);
+        evbuffer_free(b);
+        return;
+    }
+#undef IS
+    text_response(bev, 404, "404 Not Found: try /healthz or /stats\n", head_only);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_free(bev);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    bufferevent_free(bev);
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t len = evbuffer_get_length(in);
+    static const struct fg_http_limits lim = {
+        .max_request_line = 4096, .max_header_bytes = 16384, .max_headers = 64};
+    size_t n = len < 16385 ? len : 16385;
+    const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    struct fg_http_request *r = malloc(sizeof(*r));
+    if (r == NULL) {
+        bufferevent_free(bev);
+        return;
+    }
+    enum fg_http_error err = FG_HTTP_E_NONE;
+    int rc = fg_http_parse_request(buf, n, &lim, r, &err);
+    if (rc == FG_HTTP_INCOMPLETE) {
+        free(r);
+        return;
+    }
+    bufferevent_disable(bev, EV_READ);
+    if (rc == FG_HTTP_ERROR) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "%d %s: %s\n", fg_http_error_status(err),
+                 fg_http_reason(fg_http_error_status(err)), fg_http_error_name(err));
+        text_response(bev, fg_http_error_status(err), msg, false);
+    } else {
+        handle(bev, r);
+    }
+    free(r);
+}
+
+static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    struct bufferevent *bev = bufferevent_socket_new(AD.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        close(fd);
+        return;
+    }
+    struct timeval tv = {.tv_sec = FG_ADMIN_TIMEOUT_S};
+    bufferevent_set_timeouts(bev, &tv, &tv);
+    bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, NULL);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void *admin_main(void *arg)
+{
+    event_base_loop(AD.base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+bool fg_admin_start(const struct fg_addr *addr, const struct fg_admin_ops *ops)
+{
+    AD.ops = ops;
+    AD.base = event_base_new();
+    if (AD.base == NULL)
+        return false;
+    AD.evl = evconnlistener_new_bind(AD.base, accept_cb, NULL,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                                     128, (const struct sockaddr *)&addr->ss, (int)addr->len);
+    if (AD.evl == NULL) {
+        fg_err("admin: cannot listen on %s: %s", addr->text, strerror(errno));
+        event_base_free(AD.base);
+        AD.base = NULL;
+        return false;
+    }
+    if (pthread_create(&AD.thread, NULL, admin_main, NULL) != 0) {
+        fg_err("admin: cannot start its thread");
+        return false;
+    }
+    AD.running = true;
+    fg_notice("admin listening on %s", addr->text);
+    return true;
+}
+
+void fg_admin_stop(void)
+{
+    if (!AD.running)
+        return;
+    event_base_loopbreak(AD.base);
+    pthread_join(AD.thread, NULL);
+    evconnlistener_free(AD.evl);
+    event_base_free(AD.base);
+    AD.running = false;
+}

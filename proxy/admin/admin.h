@@ -1,0 +1,27 @@
+/*
+ * admin.h — the admin listener (loopback by default): /healthz for the ALB's view of this
+ * instance, /stats (JSON). It runs on its own thread with its own event_base, so a slow
+ * scraper never touches a worker.
+ */
+#ifndef FG_ADMIN_H
+#define FG_ADMIN_H
+
+#include <stdbool.h>
+
+#include <event2/buffer.h>
+
+#include "config/config.h"
+
+/* What the admin endpoint asks of the daemon; every callback runs on the admin thread. */
+struct fg_admin_ops {
+    bool (*draining)(void);
+    void (*stats_json)(struct evbuffer *out);
+    /* The current config (a reference the admin thread releases), for tokens. */
+    struct fg_config *(*config)(void);
+};
+
+/* Bind the admin address and start its thread. false (logged) if it cannot bind. */
+bool fg_admin_start(const struct fg_addr *addr, const struct fg_admin_ops *ops);
+void fg_admin_stop(void);
+
+#endif /* FG_ADMIN_H */

@@ -1,0 +1,256 @@
+/*
+ * accesslog.c — JSON-lines access log.
+ *
+ * Workers never write files: each formats its lines into its own buffer and hands full
+ * buffers (or, every 250 ms, whatever it has) to one writer thread. A slow disk then
+ * delays log lines, never requests (DESIGN.md: no blocking call on a worker thread).
+ * Errors (5xx) and slow requests are always logged; the rest is sampled.
+ */
+#include "server/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FG_ALOG_HANDOFF (64 * 1024)
+#define FG_ALOG_FILES   16
+#define FG_ALOG_QUEUE_MAX (64u * 1024 * 1024) /* drop (and count) beyond this backlog */
+
+struct alog_item {
+    char *path;
+    struct evbuffer *data;
+    struct alog_item *next;
+};
+
+static struct {
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct alog_item *head, *tail;
+    size_t queued_bytes;
+    bool stop;
+    bool reopen;
+    fg_counter_t dropped_lines;
+    struct {
+        char *path;
+        int fd;
+    } files[FG_ALOG_FILES];
+} A = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static int alog_fd(const char *path)
+{
+    if (strcmp(path, "stderr") == 0)
+        return 2;
+    for (size_t i = 0; i < FG_ALOG_FILES; i++)
+        if (A.files[i].path != NULL && strcmp(A.files[i].path, path) == 0)
+            return A.files[i].fd;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        fg_err("access log %s: cannot open: %s; lines for it are dropped", path, strerror(errno));
+        return -1;
+    }
+    size_t slot = 0;
+    for (size_t i = 0; i < FG_ALOG_FILES; i++) {
+        if (A.files[i].path == NULL) {
+            slot = i;
+            break;
+        }
+    }
+    if (A.files[slot].path != NULL) { /* table full: recycle slot 0 */
+        close(A.files[slot].fd);
+        free(A.files[slot].path);
+    }
+    A.files[slot].path = strdup(path);
+    A.files[slot].fd = fd;
+    return fd;
+}
+
+static void alog_close_all(void)
+{
+    for (size_t i = 0; i < FG_ALOG_FILES; i++) {
+        if (A.files[i].path != NULL) {
+            close(A.files[i].fd);
+            free(A.files[i].path);
+            A.files[i].path = NULL;
+        }
+    }
+}
+
+static void *alog_main(void *arg)
+{
+    pthread_mutex_lock(&A.lock);
+    for (;;) {
+        while (A.head == NULL && !A.stop && !A.reopen)
+            pthread_cond_wait(&A.cond, &A.lock);
+        if (A.reopen) {
+            A.reopen = false;
+            alog_close_all();
+        }
+        struct alog_item *it = A.head;
+        if (it == NULL) {
+            if (A.stop)
+                break;
+            continue;
+        }
+        A.head = it->next;
+        if (A.head == NULL)
+            A.tail = NULL;
+        A.queued_bytes -= evbuffer_get_length(it->data);
+        pthread_mutex_unlock(&A.lock);
+
+        int fd = alog_fd(it->path);
+        while (fd >= 0 && evbuffer_get_length(it->data) > 0) {
+            if (evbuffer_write(it->data, fd) < 0 && errno != EINTR) {
+                fg_err("access log %s: write failed: %s", it->path, strerror(errno));
+                break;
+            }
+        }
+        evbuffer_free(it->data);
+        free(it->path);
+        free(it);
+        pthread_mutex_lock(&A.lock);
+    }
+    pthread_mutex_unlock(&A.lock);
+    alog_close_all();
+    return NULL;
+}
+
+bool fg_accesslog_start(void)
+{
+    if (pthread_create(&A.thread, NULL, alog_main, NULL) != 0) {
+        fg_err("cannot start the access log thread: %s", strerror(errno));
+        return false;
+    }
+    A.running = true;
+    return true;
+}
+
+void fg_accesslog_stop(void)
+{
+    if (!A.running)
+        return;
+    pthread_mutex_lock(&A.lock);
+    A.stop = true;
+    pthread_cond_signal(&A.cond);
+    pthread_mutex_unlock(&A.lock);
+    pthread_join(A.thread, NULL);
+    A.running = false;
+}
+
+void fg_accesslog_reopen(void)
+{
+    pthread_mutex_lock(&A.lock);
+    A.reopen = true;
+    pthread_cond_signal(&A.cond);
+    pthread_mutex_unlock(&A.lock);
+}
+
+void fg_accesslog_flush(struct fg_worker *w)
+{
+    size_t len = evbuffer_get_length(w->alog);
+    if (len == 0 || w->alog_path[0] == '\0')
+        return;
+    struct alog_item *it = calloc(1, sizeof(*it));
+    struct evbuffer *data = evbuffer_new();
+    if (it == NULL || data == NULL || (it->path = strdup(w->alog_path)) == NULL) {
+        free(it);
+        if (data)
+            evbuffer_free(data);
+        evbuffer_drain(w->alog, len);
+        return;
+    }
+    evbuffer_add_buffer(data, w->alog);
+    it->data = data;
+    pthread_mutex_lock(&A.lock);
+    if (A.queued_bytes + len > FG_ALOG_QUEUE_MAX) {
+        pthread_mutex_unlock(&A.lock);
+        fg_counter_add(&A.dropped_lines, 1);
+        evbuffer_free(data);
+        free(it->path);
+        free(it);
+        return;
+    }
+    if (A.tail)
+        A.tail->next = it;
+    else
+        A.head = it;
+    A.tail = it;
+    A.queued_bytes += len;
+    pthread_cond_signal(&A.cond);
+    pthread_mutex_unlock(&A.lock);
+}
+
+static void json_str(struct evbuffer *out, const char *s)
+{
+    char buf[1024];
+    size_t n = 0;
+    buf[n++] = '"';
+    for (; *s && n < sizeof(buf) - 8; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "\\u%04x", ch);
+        } else {
+            buf[n++] = (char)ch;
+        }
+    }
+    buf[n++] = '"';
+    evbuffer_add(out, buf, n);
+}
+
+void fg_accesslog_txn(struct fg_worker *w, const struct fg_txn *t)
+{
+    const struct fg_conf_server *srv = t->srv;
+    if (srv == NULL || srv->access_log == NULL)
+        return;
+    uint64_t dur_us = t->start_us ? fg_mono_us() - t->start_us : 0;
+    bool always = t->status >= 500 || dur_us / 1000 >= srv->slow_request_ms;
+    if (!always) {
+        double sample = srv->access_log_sample;
+        if (sample <= 0.0)
+            return;
+        if (sample < 1.0 && (double)(fg_worker_random(w) >> 11) * 0x1.0p-53 >= sample)
+            return;
+    }
+    if (strcmp(w->alog_path, srv->access_log) != 0) {
+        fg_accesslog_flush(w);
+        snprintf(w->alog_path, sizeof(w->alog_path), "%s", srv->access_log);
+    }
+    struct evbuffer *out = w->alog;
+    int64_t ms = fg_wall_ms();
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    evbuffer_add_printf(out, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"client\":",
+                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                        tm.tm_sec, (int)(ms % 1000));
+    json_str(out, t->c->peer_ip);
+    evbuffer_add(out, ",\"method\":", 10);
+    json_str(out, t->log_method[0] ? t->log_method : "-");
+    evbuffer_add(out, ",\"path\":", 8);
+    json_str(out, t->log_path[0] ? t->log_path : "-");
+    evbuffer_add_printf(out,
+                        ",\"status\":%d,\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
+                        ",\"duration_ms\":%.3f,\"upstream\":",
+                        t->status, t->bytes_in, t->bytes_out, (double)dur_us / 1000.0);
+    json_str(out, t->log_upstream);
+    evbuffer_add_printf(out, ",\"upstream_ms\":%.3f,\"request_id\":", (double)t->upstream_us / 1000.0);
+    json_str(out, t->request_id);
+    evbuffer_add(out, ",\"trace_id\":", 12);
+    json_str(out, t->log_trace);
+    evbuffer_add(out, ",\"route\":", 9);
+    json_str(out, t->route ? t->route->prefix : "");
+    evbuffer_add(out, ",\"ua\":", 6);
+    json_str(out, t->log_ua);
+    evbuffer_add(out, "}\n", 2);
+    if (evbuffer_get_length(out) >= FG_ALOG_HANDOFF)
+        fg_accesslog_flush(w);
+}

@@ -1,0 +1,476 @@
+/*
+ * conn.c — client connections: accept, read a request head within its deadline, hand
+ * it to the request path, then keep the connection alive (idle timeout) or close it.
+ *
+ * Timeouts are deadlines, not per-read idle timers (DESIGN.md, "Keep-alive tuning"):
+ * the header deadline starts with the first byte of a head and bounds the whole head;
+ * the body deadline bounds the whole body and a minimum rate applies after a grace
+ * period. An idle keep-alive connection is governed by keepalive_timeout alone.
+ */
+#include "server/internal.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define FG_LINGER_MS      2000 /* discard late client bytes this long before closing */
+#define FG_BODY_GRACE_MS  5000 /* body_min_rate applies after this */
+#define FG_RESP_HEAD_MAX  65536
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_free(struct fg_conn *c);
+
+static const struct fg_conf_server *conn_server(const struct fg_conn *c)
+{
+    return &c->w->snap->cfg->servers[c->lst->server_index];
+}
+
+static void conn_arm(struct fg_conn *c, uint64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+/* ---- transactions: recycled per worker, they are large (the header array) ---------------- */
+
+static struct fg_txn *txn_get(struct fg_worker *w)
+{
+    struct fg_txn *t = TAILQ_FIRST(&w->free_txns);
+    if (t != NULL) {
+        TAILQ_REMOVE(&w->free_txns, t, free_link);
+        w->n_free_txns--;
+    } else {
+        t = calloc(1, sizeof(*t));
+        if (t == NULL)
+            return NULL;
+    }
+    char *head = t->head;
+    size_t cap = t->head_cap;
+    /* Clear all but the header array, which the parser overwrites. */
+    memset(t, 0, offsetof(struct fg_txn, req));
+    memset(&t->req, 0, offsetof(struct fg_http_request, headers));
+    memset(&t->req_state, 0, sizeof(*t) - offsetof(struct fg_txn, req_state));
+    t->head = head;
+    t->head_cap = cap;
+    t->magic = FG_TXN_MAGIC;
+    return t;
+}
+
+static void txn_put(struct fg_worker *w, struct fg_txn *t)
+{
+    t->magic = 0;
+    if (t->snap != NULL) {
+        fg_snap_release(w, t->snap);
+        t->snap = NULL;
+    }
+    if (w->n_free_txns < 256) {
+        TAILQ_INSERT_HEAD(&w->free_txns, t, free_link);
+        w->n_free_txns++;
+    } else {
+        free(t->head);
+        free(t);
+    }
+}
+
+/* ---- accept ---------------------------------------------------------------------------- */
+
+void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, int salen)
+{
+    struct fg_worker *w = lst->w;
+    if (w->stop_accepting) {
+        close(fd);
+        return;
+    }
+    if (sa->sa_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    struct fg_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->timer = evtimer_new(w->base, conn_timer_cb, c);
+    if (c->bev == NULL || c->timer == NULL) {
+        fg_err("out of memory accepting a connection, closed");
+        if (c->bev)
+            bufferevent_free(c->bev);
+        else
+            close(fd);
+        if (c->timer)
+            event_free(c->timer);
+        free(c);
+        return;
+    }
+    c->magic = FG_CONN_MAGIC;
+    c->w = w;
+    c->lst = lst;
+    memcpy(&c->peer, sa, (size_t)salen < sizeof(c->peer) ? (size_t)salen : sizeof(c->peer));
+    fg_addr_ip_text(sa, c->peer_ip, sizeof(c->peer_ip));
+    const struct fg_conf_server *srv = conn_server(c);
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, FG_LOW_WATER, 0);
+    struct timeval st = {.tv_sec = (time_t)(srv->send_timeout_ms / 1000),
+                         .tv_usec = (suseconds_t)(srv->send_timeout_ms % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, NULL, &st);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->state = FG_CONN_IDLE;
+    conn_arm(c, srv->keepalive_timeout_ms);
+    LIST_INSERT_HEAD(&w->conns, c, link);
+    atomic_fetch_add_explicit(&w->open_conns, 1, memory_order_relaxed);
+    fg_counter_add(&w->stats.connections_total, 1);
+    fg_gauge_add(&w->stats.connections_active, 1);
+    fg_gauge_add(&w->stats.connections_idle, 1);
+}
+
+/* ---- closing --------------------------------------------------------------------------- */
+
+static void conn_free(struct fg_conn *c)
+{
+    FG_ASSERT(c->magic == FG_CONN_MAGIC);
+    struct fg_worker *w = c->w;
+    if (c->txn != NULL) {
+        if (c->state == FG_CONN_TXN)
+            fg_proxy_abort(c->txn);
+        txn_put(w, c->txn);
+        c->txn = NULL;
+    }
+    if (c->state == FG_CONN_IDLE)
+        fg_gauge_add(&w->stats.connections_idle, -1);
+    c->magic = 0;
+    event_free(c->timer);
+    bufferevent_free(c->bev);
+    LIST_REMOVE(c, link);
+    atomic_fetch_sub_explicit(&w->open_conns, 1, memory_order_relaxed);
+    fg_gauge_add(&w->stats.connections_active, -1);
+    free(c);
+}
+
+void fg_conn_close(struct fg_conn *c)
+{
+    conn_free(c);
+}
+
+/* Lingering close: flush what we wrote, half-close, then discard what the client still
+ * sends for a moment. Closing with unread bytes in the socket would make the kernel send
+ * a RST, which can destroy the response we just wrote before the client reads it. */
+static void conn_start_closing(struct fg_conn *c)
+{
+    if (c->state == FG_CONN_IDLE)
+        fg_gauge_add(&c->w->stats.connections_idle, -1);
+    c->state = FG_CONN_CLOSING;
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    bufferevent_enable(c->bev, EV_READ);
+    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+    conn_arm(c, conn_server(c)->send_timeout_ms + FG_LINGER_MS);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        conn_write_cb(c->bev, c);
+}
+
+void fg_conn_close_if_idle(struct fg_conn *c)
+{
+    if (c->state == FG_CONN_IDLE)
+        conn_free(c);
+}
+
+/* ---- keep-alive decision and self-made responses ------------------------------------------ */
+
+bool fg_conn_keepalive_ok(struct fg_conn *c, struct fg_txn *t)
+{
+    const struct fg_http_request *r = &t->req;
+    if (t->client_close)
+        return false;
+    if (r->flags & FG_HTTP_F_CONN_CLOSE)
+        return false;
+    if (r->minor_version == 0 && !(r->flags & FG_HTTP_F_CONN_KEEPALIVE))
+        return false;
+    if (c->requests >= t->srv->keepalive_requests || c->w->stop_accepting)
+        return false;
+    /* Unread request body: it would be parsed as the next request. */
+    if (t->req_state != FG_REQ_DONE)
+        return false;
+    return true;
+}
+
+void fg_conn_send_response(struct fg_conn *c, int status, const char *ctype, const char *body,
+                           size_t body_len, bool close)
+{
+    struct fg_txn *t = c->txn;
+    FG_ASSERT(t != NULL);
+    if (!close && !fg_conn_keepalive_ok(c, t))
+        close = true;
+    t->client_close = close;
+    t->status = status;
+    char head[512];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s%s\r\n",
+                     status, fg_http_reason(status), ctype, body_len,
+                     t->request_id[0] ? "X-Request-Id: " : "", t->request_id,
+                     t->request_id[0] ? "\r\n" : "",
+                     close ? "Connection: close\r\n"
+                           : (t->req.minor_version == 0 ? "Connection: keep-alive\r\n" : ""));
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add(out, head, (size_t)n);
+    if (t->req.method != FG_HTTP_HEAD)
+        evbuffer_add(out, body, body_len);
+    t->bytes_out += (size_t)n + body_len;
+    t->resp_state = FG_RESP_DONE;
+    fg_conn_txn_done(c);
+}
+
+void fg_conn_respond(struct fg_conn *c, int status, const char *detail, bool close)
+{
+    char body[512];
+    int n = snprintf(body, sizeof(body), "%d %s: %s\n", status, fg_http_reason(status), detail);
+    if (n < 0 || (size_t)n >= sizeof(body))
+        n = (int)strlen(body);
+    fg_conn_send_response(c, status, "text/plain; charset=utf-8", body, (size_t)n, close);
+}
+
+/* ---- transaction end ------------------------------------------------------------------- */
+
+void fg_conn_txn_done(struct fg_conn *c)
+{
+    struct fg_worker *w = c->w;
+    struct fg_txn *t = c->txn;
+    FG_ASSERT(t != NULL && t->magic == FG_TXN_MAGIC);
+    uint64_t now = fg_mono_us();
+    uint64_t dur = t->start_us ? now - t->start_us : 0;
+    fg_counter_add(&w->stats.requests_total, 1);
+    if (t->status >= 100 && t->status < 600)
+        fg_counter_add(&w->stats.responses[t->status / 100], 1);
+    fg_counter_add(&w->stats.bytes_in, t->bytes_in);
+    fg_counter_add(&w->stats.bytes_out, t->bytes_out);
+    fg_hist_observe(&w->stats.latency, dur);
+    if (c->state == FG_CONN_TXN)
+        fg_gauge_add(&w->stats.requests_active, -1);
+    fg_accesslog_txn(w, t);
+
+    bool close = t->client_close || !fg_conn_keepalive_ok(c, t);
+    c->txn = NULL;
+    txn_put(w, t);
+    if (close) {
+        conn_start_closing(c);
+        return;
+    }
+    c->state = FG_CONN_IDLE;
+    fg_gauge_add(&w->stats.connections_idle, 1);
+    conn_arm(c, conn_server(c)->keepalive_timeout_ms);
+    bufferevent_setwatermark(c->bev, EV_WRITE, FG_LOW_WATER, 0);
+    bufferevent_enable(c->bev, EV_READ);
+    /* A pipelined request may already be buffered: run it from the loop, not from here,
+     * so a long pipeline cannot grow the stack. */
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        bufferevent_trigger(c->bev, EV_READ,
+                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void fg_conn_resume_read(struct fg_conn *c)
+{
+    bufferevent_enable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        bufferevent_trigger(c->bev, EV_READ,
+                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* ---- reading a head -------------------------------------------------------------------- */
+
+static void conn_read_head(struct fg_conn *c)
+{
+    struct fg_worker *w = c->w;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t len = evbuffer_get_length(in);
+    if (len == 0)
+        return;
+    const struct fg_conf_server *srv = conn_server(c);
+    if (c->state == FG_CONN_IDLE) {
+        c->state = FG_CONN_HEAD;
+        fg_gauge_add(&w->stats.connections_idle, -1);
+        c->head_deadline_ms = fg_mono_ms() + srv->header_timeout_ms;
+        conn_arm(c, srv->header_timeout_ms);
+    }
+    if (c->txn == NULL) {
+        c->txn = txn_get(w);
+        if (c->txn == NULL) {
+            fg_err("out of memory for a request, connection closed");
+            conn_free(c);
+            return;
+        }
+        c->txn->start_us = fg_mono_us();
+    }
+    struct fg_txn *t = c->txn;
+    struct fg_http_limits lim = {.max_request_line = srv->max_request_line,
+                                 .max_header_bytes = srv->max_header_bytes,
+                                 .max_headers = srv->max_headers};
+    size_t n = len < srv->max_header_bytes + 1 ? len : srv->max_header_bytes + 1;
+    const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    enum fg_http_error err = FG_HTTP_E_NONE;
+    int rc = fg_http_parse_request(buf, n, &lim, &t->req, &err);
+    if (rc == FG_HTTP_INCOMPLETE)
+        return;
+    evtimer_del(c->timer);
+    c->state = FG_CONN_TXN;
+    c->requests++;
+    fg_gauge_add(&w->stats.requests_active, 1);
+    t->srv = srv;
+    t->snap = w->snap;
+    t->snap->users++;
+    if (rc == FG_HTTP_ERROR) {
+        fg_counter_add(&w->stats.rejected[err], 1);
+        snprintf(t->log_path, sizeof(t->log_path), "-");
+        t->req.method = FG_HTTP_OTHER;
+        t->req_state = FG_REQ_BODY; /* unknown framing: never keep this connection */
+        fg_info("client %s: request refused (%s), connection closed", c->peer_ip,
+                fg_http_error_name(err));
+        fg_conn_respond(c, fg_http_error_status(err), fg_http_error_name(err), true);
+        return;
+    }
+    t->bytes_in = (size_t)rc;
+    fg_request_start(c, t);
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct fg_conn *c = arg;
+    FG_ASSERT(c->magic == FG_CONN_MAGIC);
+    switch (c->state) {
+    case FG_CONN_IDLE:
+    case FG_CONN_HEAD:
+        conn_read_head(c);
+        break;
+    case FG_CONN_TXN:
+        if (c->txn != NULL && c->txn->req_state == FG_REQ_BODY)
+            fg_proxy_client_readable(c->txn);
+        else
+            bufferevent_disable(c->bev, EV_READ); /* pipelined: keep it for later */
+        break;
+    case FG_CONN_CLOSING: {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        break;
+    }
+    }
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct fg_conn *c = arg;
+    FG_ASSERT(c->magic == FG_CONN_MAGIC);
+    if (c->state == FG_CONN_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+            shutdown(bufferevent_getfd(bev), SHUT_WR);
+            evtimer_del(c->timer);
+            conn_arm(c, FG_LINGER_MS);
+        }
+        return;
+    }
+    if (c->txn != NULL && c->state == FG_CONN_TXN)
+        fg_proxy_client_drained(c->txn);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct fg_conn *c = arg;
+    FG_ASSERT(c->magic == FG_CONN_MAGIC);
+    if (c->state == FG_CONN_CLOSING && (what & BEV_EVENT_EOF) &&
+        evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+        return; /* the client half-closed: still deliver what we wrote, then close */
+    if (what & BEV_EVENT_TIMEOUT) {
+        fg_counter_add(&c->w->stats.timeout_send, 1);
+        fg_info("client %s: did not read the response for %llums, connection closed",
+                c->peer_ip, (unsigned long long)conn_server(c)->send_timeout_ms);
+    } else if (c->state == FG_CONN_TXN) {
+        fg_counter_add(&c->w->stats.client_aborts, 1);
+        if (c->txn != NULL && c->txn->status == 0)
+            c->txn->status = 499; /* nginx's "client closed request", for the log only */
+    }
+    conn_free(c);
+}
+
+/* ---- deadlines ------------------------------------------------------------------------- */
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct fg_conn *c = arg;
+    FG_ASSERT(c->magic == FG_CONN_MAGIC);
+    struct fg_worker *w = c->w;
+    switch (c->state) {
+    case FG_CONN_IDLE:
+        fg_counter_add(&w->stats.timeout_idle, 1);
+        conn_free(c);
+        return;
+    case FG_CONN_HEAD:
+        fg_counter_add(&w->stats.timeout_header, 1);
+        fg_info("client %s: request head not complete within %llums, closed", c->peer_ip,
+                (unsigned long long)conn_server(c)->header_timeout_ms);
+        /* 408 as a courtesy: the client learns why, the connection closes. */
+        c->state = FG_CONN_TXN;
+        fg_gauge_add(&w->stats.requests_active, 1);
+        c->txn->srv = conn_server(c);
+        c->txn->snap = w->snap;
+        c->txn->snap->users++;
+        c->txn->req_state = FG_REQ_BODY;
+        c->txn->req.method = FG_HTTP_OTHER;
+        snprintf(c->txn->log_path, sizeof(c->txn->log_path), "-");
+        fg_conn_respond(c, 408, "request head not complete in time", true);
+        return;
+    case FG_CONN_TXN: {
+        struct fg_txn *t = c->txn;
+        if (t == NULL || t->req_state != FG_REQ_BODY)
+            return;
+        uint64_t now = fg_mono_ms();
+        const struct fg_conf_server *srv = t->srv;
+        bool too_slow = false;
+        if (srv->body_min_rate > 0 && now - c->body_start_ms >= FG_BODY_GRACE_MS) {
+            uint64_t expected = srv->body_min_rate * (now - c->body_start_ms) / 1000;
+            too_slow = t->req_body_bytes < expected;
+        }
+        if (now >= c->body_deadline_ms || too_slow) {
+            fg_counter_add(&w->stats.timeout_body, 1);
+            fg_info("client %s: request body %s after %llu bytes, closed", c->peer_ip,
+                    too_slow ? "below body_min_rate" : "not complete within body_timeout",
+                    (unsigned long long)t->req_body_bytes);
+            if (!t->resp_head_sent) {
+                fg_proxy_abort(t);
+                fg_conn_respond(c, 408, "request body not received in time", true);
+            } else {
+                conn_free(c);
+            }
+            return;
+        }
+        uint64_t next = c->body_deadline_ms - now;
+        if (srv->body_min_rate > 0 && next > 1000)
+            next = 1000;
+        conn_arm(c, next);
+        return;
+    }
+    case FG_CONN_CLOSING:
+        conn_free(c);
+        return;
+    }
+}
+
+void fg_conn_body_started(struct fg_conn *c)
+{
+    const struct fg_conf_server *srv = c->txn->srv;
+    uint64_t now = fg_mono_ms();
+    c->body_start_ms = now;
+    c->body_deadline_ms = now + srv->body_timeout_ms;
+    uint64_t next = srv->body_timeout_ms;
+    if (srv->body_min_rate > 0 && next > FG_BODY_GRACE_MS)
+        next = FG_BODY_GRACE_MS;
+    conn_arm(c, next);
+}
+
+void fg_conn_body_finished(struct fg_conn *c)
+{
+    evtimer_del(c->timer);
+}

@@ -1,0 +1,239 @@
+/*
+ * internal.h — the server module's private types: workers, snapshots, client
+ * connections and transactions. Only the server module includes this.
+ */
+#ifndef FG_SERVER_INTERNAL_H
+#define FG_SERVER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "config/config.h"
+#include "core/core.h"
+#include "http/http.h"
+#include "server/server.h"
+#include "upstream/upstream.h"
+
+#define FG_CONN_MAGIC 0x636f6e31u /* "con1" */
+#define FG_TXN_MAGIC  0x74786e31u /* "txn1" */
+
+/* Back-pressure: stop reading the producer once this much waits for the consumer, resume
+ * when it has drained to FG_LOW_WATER. Bounds memory per transaction whatever the sizes. */
+#define FG_HIGH_WATER (256 * 1024)
+#define FG_LOW_WATER  (64 * 1024)
+
+/* ---- statistics ---------------------------------------------------------------------- */
+
+struct fg_worker_stats {
+    fg_counter_t connections_total;
+    fg_counter_t connections_active; /* gauge */
+    fg_counter_t connections_idle;   /* gauge */
+    fg_counter_t requests_total;
+    fg_counter_t requests_active; /* gauge */
+    fg_counter_t bytes_in;
+    fg_counter_t bytes_out;
+    fg_counter_t responses[6]; /* index status / 100; [0] unused */
+    fg_counter_t rejected[FG_HTTP_E__COUNT];
+    fg_counter_t rejected_other; /* 404, 413, 417, 501 decided by us */
+    fg_counter_t timeout_header;
+    fg_counter_t timeout_body;
+    fg_counter_t timeout_idle;
+    fg_counter_t timeout_send;
+    fg_counter_t client_aborts;
+    struct fg_hist latency;
+};
+
+/* ---- snapshots ----------------------------------------------------------------------- */
+
+/* A config snapshot as one worker uses it: the config and this worker's pools for it.
+ * Transactions pin the snapshot they started on (users); a reload swaps w->snap and the
+ * old one is freed when its last transaction ends. Worker-local: no atomics needed. */
+struct fg_snap {
+    struct fg_config *cfg;
+    struct fg_upstream_pool **pools; /* [cfg->n_upstreams] */
+    unsigned users;
+    bool retired;
+};
+
+/* ---- listeners ----------------------------------------------------------------------- */
+
+struct fg_worker;
+
+struct fg_listener {
+    struct fg_worker *w;
+    struct evconnlistener *evl;
+    struct fg_addr addr;
+    int port;
+    size_t server_index; /* into w->snap->cfg->servers, refreshed on reload */
+    bool present;        /* scratch flag used while reconciling on reload */
+    LIST_ENTRY(fg_listener) link;
+};
+
+/* ---- client connections and transactions ----------------------------------------------- */
+
+enum fg_conn_state {
+    FG_CONN_IDLE = 0, /* keep-alive: waiting for the first byte of a request */
+    FG_CONN_HEAD,     /* bytes of a head arrived; header deadline running */
+    FG_CONN_TXN,      /* a transaction is running */
+    FG_CONN_CLOSING,  /* flushing the last response, then close */
+};
+
+enum fg_req_state { FG_REQ_BODY = 0, FG_REQ_DONE };
+enum fg_resp_state { FG_RESP_WAIT = 0, FG_RESP_BODY, FG_RESP_DONE };
+
+struct fg_conn;
+
+struct fg_txn {
+    unsigned magic;
+    struct fg_conn *c;
+    struct fg_snap *snap;
+    const struct fg_conf_server *srv;
+    const struct fg_conf_route *route;
+    struct fg_upstream_pool *pool;
+    struct fg_upstream_conn *uc;
+
+    struct fg_http_request req;
+    enum fg_req_state req_state;
+    enum fg_resp_state resp_state;
+    uint64_t req_body_left; /* LENGTH: bytes still to forward */
+    uint64_t req_body_bytes;
+    struct fg_http_chunked req_chunked;
+    enum fg_http_body resp_body;   /* framing from the app */
+    bool resp_chunked_out;         /* we chunk-encode toward the client */
+    uint64_t resp_body_left;
+    struct fg_http_chunked resp_chunked;
+    bool resp_head_sent;
+    bool upstream_reusable;
+    bool client_close; /* close the client connection after this response */
+    bool retried;
+    unsigned attempts;
+    int status;
+
+    /* The request head as sent upstream, kept for a retry on a fresh connection. */
+    char *head;
+    size_t head_len, head_cap;
+
+    uint64_t start_us, upstream_start_us, upstream_us;
+    uint64_t bytes_in, bytes_out;
+    char request_id[40];
+    /* Copies for the access log: the head itself is gone once forwarded. */
+    char log_method[16];
+    char log_path[512];
+    char log_ua[256];
+    char log_trace[256];
+    char log_upstream[112];
+    TAILQ_ENTRY(fg_txn) free_link;
+};
+
+struct fg_conn {
+    unsigned magic;
+    struct fg_worker *w;
+    struct fg_listener *lst;
+    struct bufferevent *bev;
+    struct event *timer;
+    enum fg_conn_state state;
+    unsigned requests;
+    uint64_t head_deadline_ms;
+    uint64_t body_deadline_ms;
+    uint64_t body_start_ms;
+    struct fg_txn *txn;
+    struct sockaddr_storage peer;
+    char peer_ip[64];
+    LIST_ENTRY(fg_conn) link;
+};
+
+/* ---- workers ------------------------------------------------------------------------- */
+
+struct fg_worker {
+    unsigned id;
+    pthread_t thread;
+    struct event_base *base;
+    struct event *msg_ev; /* woken from the main thread with event_active */
+    struct fg_snap *snap; /* current */
+
+    pthread_mutex_t msg_lock;
+    struct fg_config *pending_cfg; /* reload handed over by main */
+    int *pending_fds;              /* [n_pending_fds] new listener sockets */
+    struct fg_addr *pending_addrs;
+    size_t n_pending_fds;
+    bool pending_stop_accept;
+    bool pending_exit;
+
+    bool stop_accepting; /* draining: Connection: close, no new connections */
+    LIST_HEAD(, fg_listener) listeners;
+    LIST_HEAD(, fg_conn) conns;
+    TAILQ_HEAD(, fg_txn) free_txns;
+    unsigned n_free_txns;
+    _Atomic unsigned long open_conns;
+
+    struct fg_worker_stats stats;
+    pthread_mutex_t ustats_lock; /* guards the ustats array itself, not the counters */
+    struct fg_upstream_stats **ustats;
+    size_t n_ustats;
+
+    uint64_t rng[2];
+    char *scratch; /* response head building */
+    size_t scratch_cap;
+
+    /* access log: lines gathered here and handed to the writer thread */
+    struct evbuffer *alog;
+    char alog_path[1024]; /* the file alog's lines are for (a copy: configs come and go) */
+    struct event *alog_timer;
+};
+
+/* worker.c */
+struct fg_upstream_stats *fg_worker_upstream_stats(struct fg_worker *w,
+                                                   const struct fg_conf_upstream *u);
+void fg_snap_release(struct fg_worker *w, struct fg_snap *s);
+uint64_t fg_worker_random(struct fg_worker *w);
+
+/* conn.c — client connections */
+void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, int salen);
+void fg_conn_close(struct fg_conn *c);
+void fg_conn_close_if_idle(struct fg_conn *c);
+/* A transaction finished: log, count, then keep the connection or close it. */
+void fg_conn_txn_done(struct fg_conn *c);
+/* Write a complete response made by flashgate itself. close: the connection closes after
+ * (it also closes when keep-alive is not possible). The body is "<code> <reason>: detail". */
+void fg_conn_respond(struct fg_conn *c, int status, const char *detail, bool close);
+void fg_conn_send_response(struct fg_conn *c, int status, const char *ctype, const char *body,
+                           size_t body_len, bool close);
+/* May this connection carry another request after the current one? */
+bool fg_conn_keepalive_ok(struct fg_conn *c, struct fg_txn *t);
+/* The request body began / ended: start / stop the body deadline. */
+void fg_conn_body_started(struct fg_conn *c);
+void fg_conn_body_finished(struct fg_conn *c);
+/* Resume reading the client (back-pressure released or body wanted). */
+void fg_conn_resume_read(struct fg_conn *c);
+
+/* request.c — the request path, top to bottom */
+/* A complete head was parsed into t->req; run the stages. */
+void fg_request_start(struct fg_conn *c, struct fg_txn *t);
+
+/* proxy.c — forwarding to the app */
+void fg_proxy_start(struct fg_txn *t);
+/* The client has more request body bytes, or its output drained (resume upstream). */
+void fg_proxy_client_readable(struct fg_txn *t);
+void fg_proxy_client_drained(struct fg_txn *t);
+/* The client went away: drop the upstream side. */
+void fg_proxy_abort(struct fg_txn *t);
+
+/* accesslog.c */
+bool fg_accesslog_start(void);
+void fg_accesslog_stop(void);
+void fg_accesslog_reopen(void);
+void fg_accesslog_txn(struct fg_worker *w, const struct fg_txn *t);
+void fg_accesslog_flush(struct fg_worker *w);
+
+/* stats.c */
+void fg_stats_json(struct evbuffer *out, struct fg_worker *workers, size_t n,
+                   const struct fg_config *cfg, uint64_t uptime_s, bool draining);
+
+#endif /* FG_SERVER_INTERNAL_H */

@@ -1,0 +1,41 @@
+/*
+ * server.h — the flashgate daemon: worker threads, listeners, client connections and the
+ * request path. main() drives it through these calls; everything else is internal.
+ */
+#ifndef FG_SERVER_H
+#define FG_SERVER_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <event2/buffer.h>
+
+#include "config/config.h"
+
+/* Start workers and listeners for this config (takes a reference). Binds every listen
+ * address first; returns false (logged) if any cannot be bound. */
+bool fg_server_start(struct fg_config *cfg);
+
+/* Apply a new, already validated config (takes a reference). New listen addresses are
+ * bound first; if one fails the reload is refused and the old config keeps running.
+ * Returns false with a log line on refusal. */
+bool fg_server_reload(struct fg_config *cfg);
+
+/* Begin draining: /healthz answers 503 from now on. */
+void fg_server_begin_drain(void);
+/* Stop accepting, close idle client connections, answer with Connection: close. */
+void fg_server_stop_accepting(void);
+/* Requests and client connections still open, summed over workers. */
+unsigned long fg_server_inflight(void);
+/* Stop the workers and free everything (after the drain, or at the deadline). */
+void fg_server_stop(void);
+
+bool fg_server_draining(void);
+/* Reopen access log files (SIGUSR1, after logrotate). */
+void fg_server_reopen_logs(void);
+/* Write the /stats JSON document. */
+void fg_server_stats_json(struct evbuffer *out);
+/* The current config (a new reference; unref when done). */
+struct fg_config *fg_server_config(void);
+
+#endif /* FG_SERVER_H */
