@@ -5,6 +5,7 @@
 #include "admin/admin.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,8 +95,32 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r)
         evbuffer_free(b);
         return;
     }
+    if (IS("/metrics") && get) {
+        struct evbuffer *b = evbuffer_new();
+        AD.ops->metrics(b);
+        send_response(bev, 200, "text/plain; version=0.0.4; charset=utf-8", b, head_only);
+        evbuffer_free(b);
+        return;
+    }
+    if (IS("/config") && get) {
+        struct fg_config *cfg = AD.ops->config();
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (f != NULL) {
+            fg_config_dump(cfg, f);
+            fclose(f);
+        }
+        fg_config_unref(cfg);
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add(b, text ? text : "", len);
+        free(text);
+        send_response(bev, 200, "text/plain; charset=utf-8", b, head_only);
+        evbuffer_free(b);
+        return;
+    }
 #undef IS
-    text_response(bev, 404, "404 Not Found: try /healthz or /stats\n", head_only);
+    text_response(bev, 404, "404 Not Found: try /healthz, /stats, /metrics or /config\n", head_only);
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)

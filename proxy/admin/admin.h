@@ -1,6 +1,6 @@
 /*
  * admin.h — the admin listener (loopback by default): /healthz for the ALB's view of this
- * instance, /stats (JSON). It runs on its own thread with its own event_base, so a slow
+ * instance, /stats (JSON), /metrics (Prometheus), /config (effective, secrets masked). It runs on its own thread with its own event_base, so a slow
  * scraper never touches a worker.
  */
 #ifndef FG_ADMIN_H
@@ -16,6 +16,7 @@
 struct fg_admin_ops {
     bool (*draining)(void);
     void (*stats_json)(struct evbuffer *out);
+    void (*metrics)(struct evbuffer *out); /* Prometheus text format */
     /* The current config (a reference the admin thread releases), for tokens. */
     struct fg_config *(*config)(void);
 };

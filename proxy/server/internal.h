@@ -235,5 +235,7 @@ void fg_accesslog_flush(struct fg_worker *w);
 /* stats.c */
 void fg_stats_json(struct evbuffer *out, struct fg_worker *workers, size_t n,
                    const struct fg_config *cfg, uint64_t uptime_s, bool draining);
+void fg_stats_metrics(struct evbuffer *out, struct fg_worker *workers, size_t n,
+                      const struct fg_config *cfg, uint64_t uptime_s, bool draining);
 
 #endif /* FG_SERVER_INTERNAL_H */

@@ -84,6 +84,7 @@ static bool write_pid_file(const char *path)
 static const struct fg_admin_ops admin_ops = {
     .draining = fg_server_draining,
     .stats_json = fg_server_stats_json,
+    .metrics = fg_server_metrics,
     .config = fg_server_config,
 };
 

@@ -33,8 +33,9 @@ void fg_server_stop(void);
 bool fg_server_draining(void);
 /* Reopen access log files (SIGUSR1, after logrotate). */
 void fg_server_reopen_logs(void);
-/* Write the /stats JSON document. */
+/* Write the /stats JSON document, and the same counters for /metrics (Prometheus). */
 void fg_server_stats_json(struct evbuffer *out);
+void fg_server_metrics(struct evbuffer *out);
 /* The current config (a new reference; unref when done). */
 struct fg_config *fg_server_config(void);
 

@@ -122,3 +122,119 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
     }
     evbuffer_add(out, "}}}\n", 4);
 }
+
+/* ---- Prometheus text exposition (format 0.0.4) --------------------------------------- */
+
+static void metric_head(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metric(struct evbuffer *out, const char *name, const char *type, const char *help,
+                   uint64_t v)
+{
+    metric_head(out, name, type, help);
+    evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, v);
+}
+
+void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
+                      const struct fg_config *cfg, uint64_t uptime_s, bool draining)
+{
+    metric(out, "flashgate_uptime_seconds", "gauge", "Seconds since start.", uptime_s);
+    metric(out, "flashgate_config_generation", "gauge", "Configuration generation running.",
+           cfg->generation);
+    metric(out, "flashgate_draining", "gauge", "1 while draining.", draining ? 1 : 0);
+    metric(out, "flashgate_workers", "gauge", "Worker threads.", n);
+    metric(out, "flashgate_downstream_connections_active", "gauge", "Open client connections.",
+           SUM(connections_active));
+    metric(out, "flashgate_downstream_connections_idle", "gauge",
+           "Client connections idle in keep-alive.", SUM(connections_idle));
+    metric(out, "flashgate_downstream_connections_total", "counter", "Client connections accepted.",
+           SUM(connections_total));
+    metric(out, "flashgate_downstream_requests_total", "counter", "Requests answered.",
+           SUM(requests_total));
+    metric(out, "flashgate_downstream_requests_active", "gauge", "Requests in flight.",
+           SUM(requests_active));
+    metric(out, "flashgate_downstream_bytes_in_total", "counter", "Request bytes received.",
+           SUM(bytes_in));
+    metric(out, "flashgate_downstream_bytes_out_total", "counter", "Response bytes sent.",
+           SUM(bytes_out));
+    metric(out, "flashgate_downstream_client_aborts_total", "counter",
+           "Clients that closed before their response was complete.", SUM(client_aborts));
+    metric_head(out, "flashgate_downstream_responses_total", "counter", "Responses by status class.");
+    for (int k = 1; k <= 5; k++)
+        evbuffer_add_printf(out, "flashgate_downstream_responses_total{class=\"%dxx\"} %" PRIu64 "\n",
+                            k, SUM(responses[k]));
+    metric_head(out, "flashgate_downstream_rejected_total", "counter",
+                "Requests refused before routing, by reason.");
+    for (int e = 1; e < FG_HTTP_E__COUNT; e++)
+        evbuffer_add_printf(out, "flashgate_downstream_rejected_total{reason=\"%s\"} %" PRIu64 "\n",
+                            fg_http_error_name((enum fg_http_error)e), SUM(rejected[e]));
+    evbuffer_add_printf(out, "flashgate_downstream_rejected_total{reason=\"other\"} %" PRIu64 "\n",
+                        SUM(rejected_other));
+    metric_head(out, "flashgate_downstream_timeouts_total", "counter", "Client timeouts by kind.");
+    evbuffer_add_printf(out,
+                        "flashgate_downstream_timeouts_total{kind=\"header\"} %" PRIu64 "\n"
+                        "flashgate_downstream_timeouts_total{kind=\"body\"} %" PRIu64 "\n"
+                        "flashgate_downstream_timeouts_total{kind=\"idle\"} %" PRIu64 "\n"
+                        "flashgate_downstream_timeouts_total{kind=\"send\"} %" PRIu64 "\n",
+                        SUM(timeout_header), SUM(timeout_body), SUM(timeout_idle),
+                        SUM(timeout_send));
+
+    metric_head(out, "flashgate_request_duration_seconds", "histogram",
+                "Time from the first byte of a request head to the end of its response.");
+    uint64_t cum = 0;
+    for (size_t k = 0; k < FG_HIST_BUCKETS; k++) {
+        cum += SUM(latency.bucket[k]);
+        if (k + 1 < FG_HIST_BUCKETS)
+            evbuffer_add_printf(out, "flashgate_request_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                                (double)fg_hist_bounds_us[k] / 1e6, cum);
+        else
+            evbuffer_add_printf(out, "flashgate_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+    }
+    evbuffer_add_printf(out, "flashgate_request_duration_seconds_sum %.6f\n",
+                        (double)SUM(latency.sum_us) / 1e6);
+    evbuffer_add_printf(out, "flashgate_request_duration_seconds_count %" PRIu64 "\n",
+                        SUM(latency.count));
+
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } ufields[] = {
+        {"flashgate_upstream_requests_total", "counter", "Requests sent to the upstream.",
+         offsetof(struct fg_upstream_stats, requests)},
+        {"flashgate_upstream_connections_active", "gauge", "Upstream connections in use.",
+         offsetof(struct fg_upstream_stats, connections_active)},
+        {"flashgate_upstream_connections_idle", "gauge", "Idle pooled upstream connections.",
+         offsetof(struct fg_upstream_stats, connections_idle)},
+        {"flashgate_upstream_connects_total", "counter", "New upstream connections opened.",
+         offsetof(struct fg_upstream_stats, connects)},
+        {"flashgate_upstream_reused_total", "counter", "Requests sent on a pooled connection.",
+         offsetof(struct fg_upstream_stats, reused)},
+        {"flashgate_upstream_retries_total", "counter", "Requests retried on another connection.",
+         offsetof(struct fg_upstream_stats, retries)},
+        {"flashgate_upstream_errors_connect_total", "counter", "Failed connects.",
+         offsetof(struct fg_upstream_stats, err_connect)},
+        {"flashgate_upstream_errors_timeout_total", "counter", "Upstream timeouts.",
+         offsetof(struct fg_upstream_stats, err_timeout)},
+        {"flashgate_upstream_errors_reset_total", "counter", "Connections closed by the upstream early.",
+         offsetof(struct fg_upstream_stats, err_reset)},
+        {"flashgate_upstream_errors_bad_response_total", "counter", "Invalid upstream responses.",
+         offsetof(struct fg_upstream_stats, err_bad_response)},
+    };
+    for (size_t f = 0; f < FG_ARRAY_LEN(ufields); f++) {
+        metric_head(out, ufields[f].name, ufields[f].type, ufields[f].help);
+        for (size_t u = 0; u < cfg->n_upstreams; u++) {
+            uint64_t v = 0;
+            for (size_t i = 0; i < n; i++) {
+                pthread_mutex_lock(&ws[i].ustats_lock);
+                for (size_t k = 0; k < ws[i].n_ustats; k++)
+                    if (strcmp(ws[i].ustats[k]->name, cfg->upstreams[u].name) == 0)
+                        v += fg_counter_get((fg_counter_t *)((char *)ws[i].ustats[k] + ufields[f].off));
+                pthread_mutex_unlock(&ws[i].ustats_lock);
+            }
+            evbuffer_add_printf(out, "%s{upstream=\"%s\"} %" PRIu64 "\n", ufields[f].name,
+                                cfg->upstreams[u].name, v);
+        }
+    }
+}
