@@ -118,6 +118,9 @@ void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, 
     const struct fg_conf_server *srv = conn_server(c);
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, FG_LOW_WATER, 0);
+    /* Reading stops by itself while this much input waits (pipelined requests, a body
+     * the app is slow to take): memory per connection stays bounded. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, FG_HIGH_WATER);
     struct timeval st = {.tv_sec = (time_t)(srv->send_timeout_ms / 1000),
                          .tv_usec = (suseconds_t)(srv->send_timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, NULL, &st);
@@ -349,8 +352,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     case FG_CONN_TXN:
         if (c->txn != NULL && c->txn->req_state == FG_REQ_BODY)
             fg_proxy_client_readable(c->txn);
-        else
-            bufferevent_disable(c->bev, EV_READ); /* pipelined: keep it for later */
+        /* else: a pipelined request; it waits in the buffer for this response */
         break;
     case FG_CONN_CLOSING: {
         struct evbuffer *in = bufferevent_get_input(bev);
@@ -387,6 +389,12 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         fg_counter_add(&c->w->stats.timeout_send, 1);
         fg_info("client %s: did not read the response for %llums, connection closed",
                 c->peer_ip, (unsigned long long)conn_server(c)->send_timeout_ms);
+    } else if (c->state == FG_CONN_TXN && (what & BEV_EVENT_EOF) && c->txn != NULL &&
+               c->txn->req_state == FG_REQ_DONE) {
+        /* The client half-closed after a complete request (HTTP/1.0 tools do): answer,
+         * then close. A client that is really gone shows up as a write error. */
+        c->txn->client_close = true;
+        return;
     } else if (c->state == FG_CONN_TXN) {
         fg_counter_add(&c->w->stats.client_aborts, 1);
         if (c->txn != NULL && c->txn->status == 0)

@@ -208,8 +208,8 @@ static void client_request_done(struct fg_txn *t)
 {
     t->req_state = FG_REQ_DONE;
     fg_conn_body_finished(t->c);
-    /* Pipelined requests stay in the buffer until this response is complete. */
-    bufferevent_disable(t->c->bev, EV_READ);
+    /* Pipelined requests wait in the input buffer until this response is complete; the
+     * read high watermark (conn.c) bounds how much of them we take in meanwhile. */
     if (t->uc != NULL && t->uc->connected)
         set_upstream_timeouts(t);
 }
