@@ -58,6 +58,8 @@ struct fg_conf_route {
     struct fg_conf_upstream *upstream; /* NULL only with `return` */
     int return_status; /* `return 503 "text";` answers directly (0 = proxy) */
     char *return_body;
+    bool health;       /* `health;` answers 200 "ok" (503 "draining" while draining): the
+                          ALB's health check path on the traffic port */
     uint64_t max_body; /* 413 above it; inherits server's client_max_body_size */
     size_t line;       /* where it was defined, for messages */
 };

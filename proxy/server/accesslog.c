@@ -232,7 +232,7 @@ void fg_accesslog_txn(struct fg_worker *w, const struct fg_txn *t)
     evbuffer_add_printf(out, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"client\":",
                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                         tm.tm_sec, (int)(ms % 1000));
-    json_str(out, t->c->peer_ip);
+    json_str(out, t->client_ip[0] ? t->client_ip : t->c->peer_ip);
     evbuffer_add(out, ",\"method\":", 10);
     json_str(out, t->log_method[0] ? t->log_method : "-");
     evbuffer_add(out, ",\"path\":", 8);

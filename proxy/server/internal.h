@@ -123,6 +123,7 @@ struct fg_txn {
     uint64_t start_us, upstream_start_us, upstream_us;
     uint64_t bytes_in, bytes_out;
     char request_id[40];
+    char client_ip[64]; /* the peer, or the trusted X-Forwarded-For hop (request.c) */
     /* Copies for the access log: the head itself is gone once forwarded. */
     char log_method[16];
     char log_path[512];

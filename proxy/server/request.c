@@ -34,6 +34,66 @@ static void remember_for_log(struct fg_txn *t)
         copy_slice(t->log_trace, sizeof(t->log_trace), h->value, h->value_len);
 }
 
+/* One X-Forwarded-For hop without its port: "1.2.3.4:5678" → "1.2.3.4",
+ * "[2001:db8::1]:443" → "2001:db8::1". The ALB may append "ip:port". */
+static void hop_address(const char *s, size_t len, const char **ip, size_t *ip_len)
+{
+    if (len > 0 && s[0] == '[') {
+        const char *end = memchr(s, ']', len);
+        *ip = s + 1;
+        *ip_len = end ? (size_t)(end - s - 1) : len - 1;
+        return;
+    }
+    const char *colon = memchr(s, ':', len);
+    if (colon != NULL && memchr(colon + 1, ':', len - (size_t)(colon + 1 - s)) == NULL)
+        len = (size_t)(colon - s); /* exactly one colon: IPv4 with a port */
+    *ip = s;
+    *ip_len = len;
+}
+
+/*
+ * The client's address. A direct peer is the client, unless it is a trusted proxy (the
+ * ALB): then walk X-Forwarded-For from the right, skipping trusted hops; the first hop
+ * we do not trust is the client. Hops further left were written by the client itself and
+ * are never believed.
+ */
+static void find_client_ip(struct fg_conn *c, struct fg_txn *t)
+{
+    const struct fg_conf_server *srv = t->srv;
+    const struct fg_http_request *r = &t->req;
+    snprintf(t->client_ip, sizeof(t->client_ip), "%s", c->peer_ip);
+    if (srv->n_trusted_proxies == 0 ||
+        !fg_cidr_match(srv->trusted_proxies, srv->n_trusted_proxies,
+                       (const struct sockaddr *)&c->peer))
+        return;
+    for (size_t i = r->n_headers; i-- > 0;) {
+        const struct fg_http_header *h = &r->headers[i];
+        if (!fg_http_name_eq(h->name, h->name_len, "x-forwarded-for"))
+            continue;
+        size_t end = h->value_len;
+        while (end > 0) {
+            size_t start = end;
+            while (start > 0 && h->value[start - 1] != ',')
+                start--;
+            size_t a = start, b = end;
+            while (a < b && (h->value[a] == ' ' || h->value[a] == '\t'))
+                a++;
+            while (b > a && (h->value[b - 1] == ' ' || h->value[b - 1] == '\t'))
+                b--;
+            const char *ip;
+            size_t ip_len;
+            hop_address(h->value + a, b - a, &ip, &ip_len);
+            if (ip_len == 0 || ip_len >= sizeof(t->client_ip))
+                return; /* malformed: keep the peer */
+            memcpy(t->client_ip, ip, ip_len);
+            t->client_ip[ip_len] = '\0';
+            if (!fg_cidr_match_text(srv->trusted_proxies, srv->n_trusted_proxies, ip, ip_len))
+                return;
+            end = start > 0 ? start - 1 : 0;
+        }
+    }
+}
+
 static void consume_head(struct fg_conn *c, struct fg_txn *t)
 {
     evbuffer_drain(bufferevent_get_input(c->bev), t->req.head_len);
@@ -53,6 +113,7 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
     t->req_state = request_has_body(r) ? FG_REQ_BODY : FG_REQ_DONE;
     if (srv->access_log != NULL)
         remember_for_log(t);
+    find_client_ip(c, t);
 
     /* Requests we refuse before looking at routes. */
     if (r->method == FG_HTTP_CONNECT) {
@@ -93,6 +154,16 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
     if (r->body == FG_HTTP_BODY_LENGTH && r->content_length > route->max_body) {
         fg_counter_add(&c->w->stats.rejected_other, 1);
         fg_conn_respond(c, 413, "request body larger than client_max_body_size", true);
+        return;
+    }
+
+    /* The ALB's health check on the traffic port: it must see 503 as soon as we drain. */
+    if (route->health) {
+        consume_head(c, t);
+        bool draining = fg_server_draining();
+        const char *body = draining ? "draining\n" : "ok\n";
+        fg_conn_send_response(c, draining ? 503 : 200, "text/plain; charset=utf-8", body,
+                              strlen(body), false);
         return;
     }
 
