@@ -307,6 +307,7 @@ static void conn_read_head(struct fg_conn *c)
             conn_free(c);
             return;
         }
+        c->txn->c = c;
         c->txn->start_us = fg_mono_us();
     }
     struct fg_txn *t = c->txn;
