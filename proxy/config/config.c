@@ -1,0 +1,437 @@
+/*
+ * config.c — the public face of the config module: load a file or a string into a
+ * snapshot, share it by reference count, match a request to a route, and write the
+ * effective configuration back out in config syntax.
+ */
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "config/internal.h"
+
+#define MAX_FILE_SIZE (16u * 1024 * 1024)
+
+/* ---- loading --------------------------------------------------------------------------- */
+
+/* Stable sort of the messages by line: the loader finds some errors late (cross-block
+ * checks) but the operator reads them top to bottom. */
+static void sort_errors(struct fg_conf_diag *d)
+{
+    if (d->errs == NULL)
+        return;
+    for (size_t i = 1; i < d->errs->n; i++) {
+        size_t line = d->lines[i];
+        char *msg = d->errs->msgs[i];
+        size_t j = i;
+        while (j > 0 && d->lines[j - 1] > line) {
+            d->lines[j] = d->lines[j - 1];
+            d->errs->msgs[j] = d->errs->msgs[j - 1];
+            j--;
+        }
+        d->lines[j] = line;
+        d->errs->msgs[j] = msg;
+    }
+}
+
+static struct fg_config *load_text(const char *name, const char *text, size_t len,
+                                   struct fg_config_errors *errs)
+{
+    struct fg_conf_diag d = {.name = name, .errs = errs};
+    struct fg_conf_stmt *stmts = NULL;
+    size_t n = 0, last_line = 1;
+    bool syntax_ok = fg_conf_parse(&d, text, len, &stmts, &n, &last_line);
+    struct fg_config *c = fg_conf_build(&d, name, stmts, n, last_line, syntax_ok);
+    fg_conf_stmts_free(stmts, n);
+    sort_errors(&d);
+    free(d.lines);
+    if (c == NULL || d.n_errors > 0) {
+        if (c != NULL)
+            fg_conf_free(c);
+        else if (d.n_errors == 0)
+            fg_conf_error(&d, 0, "out of memory");
+        return NULL;
+    }
+    return c;
+}
+
+static void add_plain_error(struct fg_config_errors *errs, const char *path, const char *what)
+{
+    if (errs == NULL)
+        return;
+    size_t need = strlen(path) + strlen(what) + 4;
+    char *m = malloc(need);
+    char **v = realloc(errs->msgs, (errs->n + 1) * sizeof(*v));
+    if (m == NULL || v == NULL) {
+        free(m);
+        if (v != NULL)
+            errs->msgs = v;
+        return;
+    }
+    snprintf(m, need, "%s: %s", path, what);
+    errs->msgs = v;
+    errs->msgs[errs->n++] = m;
+}
+
+struct fg_config *fg_config_load(const char *path, struct fg_config_errors *errs)
+{
+    if (errs != NULL)
+        *errs = (struct fg_config_errors){0};
+    char what[512];
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(what, sizeof(what), "cannot open: %s", strerror(errno));
+        add_plain_error(errs, path, what);
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        add_plain_error(errs, path, "cannot read: not a regular file");
+        fclose(f);
+        return NULL;
+    }
+    if ((uint64_t)sb.st_size > MAX_FILE_SIZE) {
+        add_plain_error(errs, path, "file is larger than 16 MiB");
+        fclose(f);
+        return NULL;
+    }
+    size_t size = (size_t)sb.st_size;
+    char *text = malloc(size + 1);
+    if (text == NULL) {
+        add_plain_error(errs, path, "out of memory");
+        fclose(f);
+        return NULL;
+    }
+    size_t got = fread(text, 1, size, f);
+    bool err = ferror(f);
+    fclose(f);
+    if (err || got != size) {
+        add_plain_error(errs, path, "read error (file changed while reading?)");
+        free(text);
+        return NULL;
+    }
+    text[size] = '\0';
+    struct fg_config *c = load_text(path, text, size, errs);
+    free(text);
+    return c;
+}
+
+struct fg_config *fg_config_load_string(const char *name, const char *text,
+                                        struct fg_config_errors *errs)
+{
+    if (errs != NULL)
+        *errs = (struct fg_config_errors){0};
+    return load_text(name, text, strlen(text), errs);
+}
+
+void fg_config_errors_free(struct fg_config_errors *errs)
+{
+    if (errs == NULL)
+        return;
+    for (size_t i = 0; i < errs->n; i++)
+        free(errs->msgs[i]);
+    free(errs->msgs);
+    errs->msgs = NULL;
+    errs->n = 0;
+}
+
+/* ---- lifetime -------------------------------------------------------------------------- */
+
+void fg_conf_free(struct fg_config *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->n_servers; i++) {
+        struct fg_conf_server *s = &c->servers[i];
+        for (size_t j = 0; j < s->n_routes; j++) {
+            free(s->routes[j].prefix);
+            free(s->routes[j].host);
+            free(s->routes[j].return_body);
+        }
+        free(s->routes);
+        free(s->listens);
+        free(s->trusted_proxies);
+        free(s->access_log);
+    }
+    free(c->servers);
+    for (size_t i = 0; i < c->n_upstreams; i++)
+        free(c->upstreams[i].servers);
+    free(c->upstreams);
+    free(c->admin.token);
+    free(c->user);
+    free(c->pid_file);
+    free(c->error_log);
+    free(c->path);
+    free(c);
+}
+
+struct fg_config *fg_config_ref(struct fg_config *c)
+{
+    if (c != NULL)
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void fg_config_unref(struct fg_config *c)
+{
+    if (c == NULL)
+        return;
+    /* acq_rel: the thread that frees must see every other thread's last use finished. */
+    unsigned prev = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
+    FG_ASSERT(prev > 0);
+    if (prev == 1)
+        fg_conf_free(c);
+}
+
+/* ---- route matching -------------------------------------------------------------------- */
+
+/* Segment-aware prefix: "/api" matches "/api", "/api/x" and "/api?q" but not "/apix";
+ * a prefix ending in '/' matches everything under it. */
+static bool prefix_match(const char *prefix, const char *path, size_t len)
+{
+    size_t pl = strlen(prefix);
+    if (pl > len || memcmp(prefix, path, pl) != 0)
+        return false;
+    if (pl == len || prefix[pl - 1] == '/')
+        return true;
+    return path[pl] == '/' || path[pl] == '?';
+}
+
+static bool host_match(const char *pattern, const char *host, size_t len)
+{
+    if (host == NULL)
+        return false;
+    /* Drop the port: "[::1]:8080" -> "[::1]", "shop.example.com:8080" -> the name. */
+    if (len > 0 && host[0] == '[') {
+        const char *end = memchr(host, ']', len);
+        if (end != NULL)
+            len = (size_t)(end - host) + 1;
+    } else {
+        const char *colon = memchr(host, ':', len);
+        if (colon != NULL)
+            len = (size_t)(colon - host);
+    }
+    if (len > 1 && host[len - 1] == '.')
+        len--;
+    if (pattern[0] == '*' && pattern[1] == '.') {
+        const char *suffix = pattern + 1; /* ".example.com": at least one label before */
+        size_t sl = strlen(suffix);
+        return len > sl && strncasecmp(host + len - sl, suffix, sl) == 0;
+    }
+    return strlen(pattern) == len && strncasecmp(pattern, host, len) == 0;
+}
+
+const struct fg_conf_route *fg_config_match_route(const struct fg_conf_server *srv,
+                                                  const char *path, size_t path_len, int method,
+                                                  const char *host, size_t host_len)
+{
+    if (srv == NULL || path == NULL)
+        return NULL;
+    for (size_t i = 0; i < srv->n_routes; i++) {
+        const struct fg_conf_route *r = &srv->routes[i];
+        if (r->methods != FG_METHOD_ALL &&
+            (method < 0 || method >= 32 || !(r->methods & (1u << method))))
+            continue;
+        if (!prefix_match(r->prefix, path, path_len))
+            continue;
+        if (r->host != NULL && !host_match(r->host, host, host_len))
+            continue;
+        return r;
+    }
+    return NULL;
+}
+
+/* ---- dump ------------------------------------------------------------------------------ */
+
+/* A value as a bare word when the lexer would read it back unchanged, else quoted. */
+static void put_word(FILE *out, const char *s)
+{
+    bool bare = s[0] != '\0' && s[0] != '#';
+    for (const char *p = s; bare && *p != '\0'; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch <= 0x20 || ch == 0x7f || ch == '{' || ch == '}' || ch == ';' || ch == '"' ||
+            ch == '\\')
+            bare = false;
+    }
+    if (bare) {
+        fputs(s, out);
+        return;
+    }
+    fputc('"', out);
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\') {
+            fputc('\\', out);
+            fputc(*p, out);
+        } else if (*p == '\n') {
+            fputs("\\n", out);
+        } else if (*p == '\t') {
+            fputs("\\t", out);
+        } else {
+            fputc(*p, out);
+        }
+    }
+    fputc('"', out);
+}
+
+static const char *fmt_dur(uint64_t ms, char *buf, size_t len)
+{
+    fg_conf_format_duration(ms, buf, len);
+    return buf;
+}
+
+static const char *fmt_size(uint64_t b, char *buf, size_t len)
+{
+    fg_conf_format_size(b, buf, len);
+    return buf;
+}
+
+static void cidr_text(const struct fg_cidr *c, char *out, size_t outlen)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    inet_ntop(c->family, c->addr, ip, sizeof(ip));
+    unsigned full = c->family == AF_INET ? 32 : 128;
+    if (c->prefix == full)
+        snprintf(out, outlen, "%s", ip);
+    else
+        snprintf(out, outlen, "%s/%u", ip, c->prefix);
+}
+
+static const char *const level_names[] = {"error", "warn", "notice", "info", "debug"};
+
+static void dump_upstream(const struct fg_conf_upstream *u, FILE *out)
+{
+    char b[32];
+    fprintf(out, "\nupstream %s {\n", u->name);
+    for (size_t i = 0; i < u->n_servers; i++) {
+        const struct fg_conf_upstream_server *s = &u->servers[i];
+        fputs("    server ", out);
+        put_word(out, s->host);
+        fprintf(out, " weight=%u max_fails=%u fail_timeout=%s;\n", s->weight, s->max_fails,
+                fmt_dur(s->fail_timeout_ms, b, sizeof(b)));
+    }
+    fprintf(out, "    balance %s;\n",
+            u->balance == FG_BALANCE_LEAST_CONN ? "least_conn" : "round_robin");
+    fprintf(out, "    keepalive %u;\n", u->keepalive);
+    fprintf(out, "    keepalive_timeout %s;\n", fmt_dur(u->keepalive_timeout_ms, b, sizeof(b)));
+    fprintf(out, "    keepalive_requests %u;\n", u->keepalive_requests);
+    fprintf(out, "    connect_timeout %s;\n", fmt_dur(u->connect_timeout_ms, b, sizeof(b)));
+    fprintf(out, "    send_timeout %s;\n", fmt_dur(u->send_timeout_ms, b, sizeof(b)));
+    fprintf(out, "    read_timeout %s;\n", fmt_dur(u->read_timeout_ms, b, sizeof(b)));
+    fprintf(out, "    retry %s;\n", u->retry_idempotent ? "on" : "off");
+    fputs("}\n", out);
+}
+
+static void dump_route(const struct fg_conf_route *r, FILE *out)
+{
+    char b[32];
+    fputs("    route ", out);
+    put_word(out, r->prefix);
+    fputs(" {\n", out);
+    if (r->host != NULL)
+        fprintf(out, "        host %s;\n", r->host);
+    if (r->methods != FG_METHOD_ALL) {
+        fputs("        methods", out);
+        for (int m = 0; m < 32; m++) {
+            const char *name = fg_conf_method_name(m);
+            if ((r->methods & (1u << m)) && name != NULL)
+                fprintf(out, " %s", name);
+        }
+        fputs(";\n", out);
+    }
+    if (r->upstream != NULL)
+        fprintf(out, "        upstream %s;\n", r->upstream->name);
+    if (r->return_status != 0) {
+        fprintf(out, "        return %d", r->return_status);
+        if (r->return_body != NULL) {
+            fputc(' ', out);
+            put_word(out, r->return_body);
+        }
+        fputs(";\n", out);
+    }
+    fprintf(out, "        client_max_body_size %s;\n", fmt_size(r->max_body, b, sizeof(b)));
+    fputs("    }\n", out);
+}
+
+static void dump_server(const struct fg_conf_server *s, FILE *out)
+{
+    char b[32];
+    fputs("\nserver {\n", out);
+    for (size_t i = 0; i < s->n_listens; i++)
+        fprintf(out, "    listen %s backlog=%d;\n", s->listens[i].addr.text, s->listens[i].backlog);
+    fprintf(out, "    keepalive_timeout %s;\n", fmt_dur(s->keepalive_timeout_ms, b, sizeof(b)));
+    fprintf(out, "    keepalive_requests %u;\n", s->keepalive_requests);
+    fprintf(out, "    header_timeout %s;\n", fmt_dur(s->header_timeout_ms, b, sizeof(b)));
+    fprintf(out, "    body_timeout %s;\n", fmt_dur(s->body_timeout_ms, b, sizeof(b)));
+    fprintf(out, "    body_min_rate %s;\n", fmt_size(s->body_min_rate, b, sizeof(b)));
+    fprintf(out, "    send_timeout %s;\n", fmt_dur(s->send_timeout_ms, b, sizeof(b)));
+    fprintf(out, "    max_request_line %s;\n", fmt_size(s->max_request_line, b, sizeof(b)));
+    fprintf(out, "    max_header_size %s;\n", fmt_size(s->max_header_bytes, b, sizeof(b)));
+    fprintf(out, "    max_headers %zu;\n", s->max_headers);
+    fprintf(out, "    client_max_body_size %s;\n", fmt_size(s->client_max_body_size, b, sizeof(b)));
+    if (s->n_trusted_proxies > 0) {
+        fputs("    trusted_proxies", out);
+        for (size_t i = 0; i < s->n_trusted_proxies; i++) {
+            char t[64];
+            cidr_text(&s->trusted_proxies[i], t, sizeof(t));
+            fprintf(out, " %s", t);
+        }
+        fputs(";\n", out);
+    }
+    fprintf(out, "    request_id %s;\n", s->add_request_id ? "on" : "off");
+    if (s->access_log == NULL) {
+        fputs("    access_log off;\n", out);
+    } else {
+        fputs("    access_log ", out);
+        put_word(out, s->access_log);
+        fprintf(out, " sample=%g slow=%s;\n", s->access_log_sample,
+                fmt_dur(s->slow_request_ms, b, sizeof(b)));
+    }
+    for (size_t i = 0; i < s->n_routes; i++)
+        dump_route(&s->routes[i], out);
+    fputs("}\n", out);
+}
+
+void fg_config_dump(const struct fg_config *c, FILE *out)
+{
+    char b[32];
+    fputs("# effective configuration", out);
+    if (c->path != NULL)
+        fprintf(out, " of %s", c->path);
+    fprintf(out, " (generation %llu)\n", (unsigned long long)c->generation);
+    if (c->workers == 0)
+        fputs("workers auto;\n", out);
+    else
+        fprintf(out, "workers %u;\n", c->workers);
+    if (c->user != NULL) {
+        fputs("user ", out);
+        put_word(out, c->user);
+        fputs(";\n", out);
+    }
+    if (c->pid_file != NULL) {
+        fputs("pid_file ", out);
+        put_word(out, c->pid_file);
+        fputs(";\n", out);
+    }
+    fputs("error_log ", out);
+    put_word(out, c->error_log != NULL ? c->error_log : "stderr");
+    unsigned lv = (unsigned)c->error_log_level;
+    fprintf(out, " %s;\n", lv < FG_ARRAY_LEN(level_names) ? level_names[lv] : "notice");
+    fprintf(out, "shutdown_delay %s;\n", fmt_dur(c->shutdown_delay_ms, b, sizeof(b)));
+    fprintf(out, "drain_timeout %s;\n", fmt_dur(c->drain_timeout_ms, b, sizeof(b)));
+    if (!c->admin.enabled) {
+        fputs("admin off;\n", out);
+    } else {
+        fprintf(out, "admin {\n    listen %s;\n", c->admin.addr.text);
+        if (c->admin.token != NULL)
+            fputs("    token \"********\";\n", out);
+        fputs("}\n", out);
+    }
+    for (size_t i = 0; i < c->n_upstreams; i++)
+        dump_upstream(&c->upstreams[i], out);
+    for (size_t i = 0; i < c->n_servers; i++)
+        dump_server(&c->servers[i], out);
+}

@@ -1,0 +1,119 @@
+/*
+ * internal.h — the config module's private pieces: the syntax tree the parser builds,
+ * the error sink, and the directive table that drives both loading and the man page
+ * check (tests/unit/config/test_docs.c).
+ */
+#ifndef FG_CONFIG_INTERNAL_H
+#define FG_CONFIG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+/* ---- errors --------------------------------------------------------------------------- */
+
+struct fg_conf_diag {
+    const char *name;              /* file name used in messages */
+    struct fg_config_errors *errs; /* may be NULL: errors are then only counted */
+    size_t *lines;                 /* line of each message, to sort them at the end */
+    size_t cap;
+    size_t n_errors;
+};
+
+void fg_conf_error(struct fg_conf_diag *d, size_t line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- syntax tree ---------------------------------------------------------------------- */
+
+/* One `name arg...;` or `name arg... { ... }`. args[0] is the name. */
+struct fg_conf_stmt {
+    char **args;
+    size_t n_args;
+    size_t line;
+    bool has_block;
+    bool closed; /* the block was closed by its '}' (false after a fatal syntax error) */
+    struct fg_conf_stmt *children;
+    size_t n_children;
+};
+
+/* Contexts a directive may appear in (bit set). */
+enum fg_conf_ctx {
+    FG_CTX_MAIN = 1u << 0,
+    FG_CTX_UPSTREAM = 1u << 1,
+    FG_CTX_SERVER = 1u << 2,
+    FG_CTX_ROUTE = 1u << 3,
+    FG_CTX_ADMIN = 1u << 4,
+};
+
+/* Parse text into a list of top-level statements. Syntax errors go to d. Returns false
+ * when the syntax broke so badly (unterminated string or block) that checks on the
+ * whole config would only add noise; the statements parsed so far are still returned. */
+bool fg_conf_parse(struct fg_conf_diag *d, const char *text, size_t len, struct fg_conf_stmt **out,
+                   size_t *n_out, size_t *last_line);
+void fg_conf_stmts_free(struct fg_conf_stmt *s, size_t n);
+
+/* ---- the directive table -------------------------------------------------------------- */
+
+struct fg_conf_loader;
+struct fg_conf_directive;
+
+typedef void (*fg_conf_handler)(struct fg_conf_loader *L, const struct fg_conf_directive *d,
+                                const struct fg_conf_stmt *st, void *obj);
+
+enum fg_conf_type {
+    FG_T_CUSTOM = 0, /* the handler does it all */
+    FG_T_DURATION,   /* uint64_t milliseconds */
+    FG_T_SIZE,       /* bytes, into a uint64_t or size_t */
+    FG_T_UINT,       /* unsigned or size_t */
+    FG_T_FLAG,       /* bool, on|off */
+    FG_T_STRING,     /* char *, malloc'd */
+};
+
+enum fg_conf_block { FG_BLOCK_NO = 0, FG_BLOCK_YES, FG_BLOCK_OPTIONAL };
+
+struct fg_conf_directive {
+    const char *name;
+    unsigned ctx; /* FG_CTX_* where it is allowed */
+    int min_args; /* arguments after the name */
+    int max_args; /* -1 = any number */
+    enum fg_conf_block block;
+    bool repeatable; /* may appear more than once in one block */
+    enum fg_conf_type type;
+    size_t offset;           /* field in the context's struct, for the generic types */
+    size_t width;            /* sizeof that field */
+    uint64_t min, max;       /* range for FG_T_DURATION, FG_T_SIZE and FG_T_UINT */
+    fg_conf_handler handler; /* FG_T_CUSTOM */
+    const char *syntax;      /* arguments as the man page writes them */
+    const char *def;         /* default as written in a config ("none": no default) */
+    const char *doc;         /* one line */
+};
+
+extern const struct fg_conf_directive fg_conf_directives[];
+extern const size_t fg_conf_n_directives;
+
+/* The entry for name in context ctx, or NULL. */
+const struct fg_conf_directive *fg_conf_directive_find(const char *name, unsigned ctx);
+/* Any entry with this name (to say where it belongs), or NULL. */
+const struct fg_conf_directive *fg_conf_directive_any(const char *name);
+/* "main", "upstream", "server", "route", "admin": the context's name. */
+const char *fg_conf_ctx_name(unsigned ctx);
+
+/* Build a config from a parsed tree (schema.c). Always returns the config (for the
+ * caller to free if d->n_errors > 0), or NULL when out of memory. */
+struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
+                                const struct fg_conf_stmt *stmts, size_t n, size_t last_line,
+                                bool syntax_ok);
+/* Free a config whatever its state (refcount ignored). */
+void fg_conf_free(struct fg_config *c);
+/* "GET" for FG_HTTP_GET..FG_HTTP_CONNECT, NULL otherwise. */
+const char *fg_conf_method_name(int m);
+
+/* Small helpers shared by the loader and the dumper. */
+void fg_conf_format_duration(uint64_t ms, char *out, size_t outlen);
+void fg_conf_format_size(uint64_t bytes, char *out, size_t outlen);
+/* Levenshtein distance, capped: returns cap+1 as soon as it is above cap. */
+size_t fg_conf_edit_distance(const char *a, const char *b, size_t cap);
+
+#endif /* FG_CONFIG_INTERNAL_H */

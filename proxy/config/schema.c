@@ -1,0 +1,1157 @@
+/*
+ * schema.c — what each directive means. One table entry per directive and context:
+ * name, where it is allowed, how many arguments, how the value is parsed and stored,
+ * its default and a one-line description. The loader walks the syntax tree against the
+ * table; plain values (durations, sizes, numbers, on/off, strings) are handled
+ * generically, including their defaults, which are parsed from the same `def` text the
+ * man page shows (tests/unit/config/test_docs.c checks the man page against the table).
+ */
+#include "config/internal.h"
+
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "http/http.h" /* enum fg_http_method, for the route method bits */
+
+/* ---- the loader's state ------------------------------------------------------------------ */
+
+struct listen_rec {
+    const struct fg_addr *addr;
+    size_t line;        /* of the listen directive */
+    size_t server_line; /* of its server block */
+};
+
+struct fg_conf_loader {
+    struct fg_conf_diag *d;
+    struct fg_config *c;
+    size_t *upstream_lines; /* line of each upstream block, parallel to c->upstreams */
+    struct listen_rec *listens;
+    size_t n_listens, cap_listens;
+    size_t server_line;        /* the server block being loaded */
+    size_t admin_line;         /* line of the admin listen directive, 0 = default */
+    bool route_named_upstream; /* the current route had an `upstream` line */
+};
+
+#define ERR(L, line, ...) fg_conf_error((L)->d, (line), __VA_ARGS__)
+
+static char *xstrdup(struct fg_conf_loader *L, const char *s, size_t line)
+{
+    char *r = strdup(s);
+    if (r == NULL)
+        ERR(L, line, "out of memory");
+    return r;
+}
+
+/* ---- generic values ---------------------------------------------------------------------- */
+
+static void store_uint(void *field, size_t width, uint64_t v)
+{
+    if (width == sizeof(uint64_t)) {
+        uint64_t x = v;
+        memcpy(field, &x, sizeof(x));
+    } else {
+        FG_ASSERT(width == sizeof(unsigned));
+        unsigned x = (unsigned)v;
+        memcpy(field, &x, sizeof(x));
+    }
+}
+
+static void format_value(enum fg_conf_type t, uint64_t v, char *out, size_t outlen)
+{
+    if (t == FG_T_DURATION)
+        fg_conf_format_duration(v, out, outlen);
+    else if (t == FG_T_SIZE)
+        fg_conf_format_size(v, out, outlen);
+    else
+        snprintf(out, outlen, "%llu", (unsigned long long)v);
+}
+
+/* Parse value for a generic directive and store it into obj. line = 0: a default from
+ * the table, which must parse (a bug in the table otherwise). */
+static bool set_generic(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                        const char *value, size_t line, void *obj)
+{
+    char *field = (char *)obj + dir->offset;
+    uint64_t v = 0;
+    bool ok = true;
+    switch (dir->type) {
+    case FG_T_DURATION:
+        ok = fg_parse_duration_ms(value, &v);
+        if (!ok)
+            ERR(L, line, "invalid duration '%s' for '%s' (use ms, s, m, h or d)", value, dir->name);
+        break;
+    case FG_T_SIZE:
+        ok = fg_parse_size(value, &v);
+        if (!ok)
+            ERR(L, line, "invalid size '%s' for '%s' (use a number with k, m or g)", value,
+                dir->name);
+        break;
+    case FG_T_UINT:
+        ok = fg_parse_uint(value, UINT64_MAX, &v);
+        if (!ok)
+            ERR(L, line, "invalid number '%s' for '%s'", value, dir->name);
+        break;
+    case FG_T_FLAG:
+        if (strcmp(value, "on") == 0) {
+            *(bool *)field = true;
+        } else if (strcmp(value, "off") == 0) {
+            *(bool *)field = false;
+        } else {
+            ERR(L, line, "invalid value '%s' for '%s' (use on or off)", value, dir->name);
+            return false;
+        }
+        return true;
+    case FG_T_STRING: {
+        if (value[0] == '\0') {
+            ERR(L, line, "empty value for '%s'", dir->name);
+            return false;
+        }
+        char *s = xstrdup(L, value, line);
+        if (s == NULL)
+            return false;
+        char **slot = (char **)(void *)field;
+        free(*slot);
+        *slot = s;
+        return true;
+    }
+    case FG_T_CUSTOM:
+        FG_ASSERT(!"custom directive handled generically");
+    }
+    if (!ok)
+        return false;
+    if (v < dir->min || v > dir->max) {
+        char lo[32], hi[32];
+        format_value(dir->type, dir->min, lo, sizeof(lo));
+        format_value(dir->type, dir->max, hi, sizeof(hi));
+        ERR(L, line, "value %s out of range %s..%s for '%s'", value, lo, hi, dir->name);
+        return false;
+    }
+    store_uint(field, dir->width, v);
+    return true;
+}
+
+static void h_generic(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                      const struct fg_conf_stmt *st, void *obj)
+{
+    set_generic(L, dir, st->args[1], st->line, obj);
+}
+
+/* Defaults of the generic directives of a context, from the table's own text. */
+static void apply_defaults(struct fg_conf_loader *L, unsigned ctx, void *obj)
+{
+    for (size_t i = 0; i < fg_conf_n_directives; i++) {
+        const struct fg_conf_directive *dir = &fg_conf_directives[i];
+        if (!(dir->ctx & ctx) || dir->type == FG_T_CUSTOM || strcmp(dir->def, "none") == 0)
+            continue;
+        if (dir->type == FG_T_STRING)
+            continue; /* strings default to NULL */
+        bool ok = set_generic(L, dir, dir->def, 0, obj);
+        FG_ASSERT(ok);
+    }
+}
+
+/* key=value parameter: the value if s starts with key=, else NULL. */
+static const char *param(const char *s, const char *key)
+{
+    size_t n = strlen(key);
+    if (strncmp(s, key, n) == 0 && s[n] == '=')
+        return s + n + 1;
+    return NULL;
+}
+
+static bool parse_range(struct fg_conf_loader *L, size_t line, const char *what, const char *s,
+                        uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!fg_parse_uint(s, UINT64_MAX, out)) {
+        ERR(L, line, "invalid number '%s' for '%s'", s, what);
+        return false;
+    }
+    if (*out < min || *out > max) {
+        ERR(L, line, "value %s out of range %llu..%llu for '%s'", s, (unsigned long long)min,
+            (unsigned long long)max, what);
+        return false;
+    }
+    return true;
+}
+
+static bool parse_duration_arg(struct fg_conf_loader *L, size_t line, const char *what,
+                               const char *s, uint64_t max, uint64_t *out)
+{
+    if (!fg_parse_duration_ms(s, out)) {
+        ERR(L, line, "invalid duration '%s' for '%s' (use ms, s, m, h or d)", s, what);
+        return false;
+    }
+    if (*out > max) {
+        char hi[32];
+        fg_conf_format_duration(max, hi, sizeof(hi));
+        ERR(L, line, "value %s out of range 0s..%s for '%s'", s, hi, what);
+        return false;
+    }
+    return true;
+}
+
+/* A file path argument: absolute, or "stderr" where allowed. */
+static bool check_path(struct fg_conf_loader *L, size_t line, const char *what, const char *s)
+{
+    if (s[0] != '/') {
+        ERR(L, line, "path '%s' for '%s' must be absolute", s, what);
+        return false;
+    }
+    return true;
+}
+
+/* ---- main context --------------------------------------------------------------------- */
+
+#define DAY_MS  (86400ull * 1000)
+#define HOUR_MS (3600ull * 1000)
+
+static void h_workers(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                      const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    const char *v = st->args[1];
+    uint64_t n;
+    if (strcmp(v, "auto") == 0) {
+        c->workers = 0;
+        return;
+    }
+    if (!fg_parse_uint(v, UINT64_MAX, &n)) {
+        ERR(L, st->line, "invalid value '%s' for '%s' (use auto or a number)", v, dir->name);
+        return;
+    }
+    if (n < 1 || n > 256) {
+        ERR(L, st->line, "value %s out of range 1..256 for '%s'", v, dir->name);
+        return;
+    }
+    c->workers = (unsigned)n;
+}
+
+static const char *const level_names[] = {"error", "warn", "notice", "info", "debug"};
+
+static void h_error_log(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                        const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    const char *path = st->args[1];
+    if (strcmp(path, "stderr") != 0) {
+        if (!check_path(L, st->line, dir->name, path))
+            return;
+        free(c->error_log);
+        c->error_log = xstrdup(L, path, st->line);
+    }
+    if (st->n_args > 2) {
+        const char *lv = st->args[2];
+        for (size_t i = 0; i < FG_ARRAY_LEN(level_names); i++) {
+            if (strcmp(lv, level_names[i]) == 0) {
+                c->error_log_level = (enum fg_log_level)i;
+                return;
+            }
+        }
+        ERR(L, st->line, "invalid log level '%s' for '%s' (use error, warn, notice, info or debug)",
+            lv, dir->name);
+    }
+}
+
+static void h_pid_file(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                       const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    if (!check_path(L, st->line, dir->name, st->args[1]))
+        return;
+    free(c->pid_file);
+    c->pid_file = xstrdup(L, st->args[1], st->line);
+}
+
+static void walk(struct fg_conf_loader *L, unsigned ctx, const struct fg_conf_stmt *stmts, size_t n,
+                 void *obj, int phase);
+
+static void h_admin(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                    const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    if (st->has_block) {
+        if (st->n_args > 1) {
+            ERR(L, st->line, "directive '%s' takes no arguments with a block", dir->name);
+            return;
+        }
+        c->admin.enabled = true;
+        walk(L, FG_CTX_ADMIN, st->children, st->n_children, &c->admin, 0);
+        return;
+    }
+    if (st->n_args != 2) {
+        ERR(L, st->line, "directive '%s' needs 'on', 'off' or a block", dir->name);
+        return;
+    }
+    if (strcmp(st->args[1], "off") == 0)
+        c->admin.enabled = false;
+    else if (strcmp(st->args[1], "on") == 0)
+        c->admin.enabled = true;
+    else
+        ERR(L, st->line, "invalid value '%s' for '%s' (use on, off or a block)", st->args[1],
+            dir->name);
+}
+
+/* A TCP listen address for `listen` in a server or admin block. */
+static bool parse_listen_addr(struct fg_conf_loader *L, size_t line, const char *what,
+                              const char *s, struct fg_addr *out)
+{
+    char err[256];
+    if (!fg_addr_parse(s, 80, out, err, sizeof(err))) {
+        ERR(L, line, "invalid address '%s' for '%s': %s", s, what, err);
+        return false;
+    }
+    if (out->ss.ss_family == AF_UNIX) {
+        ERR(L, line, "'%s' on a unix socket is not supported", what);
+        return false;
+    }
+    return true;
+}
+
+static void h_admin_listen(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                           const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_admin *a = obj;
+    if (parse_listen_addr(L, st->line, dir->name, st->args[1], &a->addr))
+        L->admin_line = st->line;
+}
+
+/* ---- upstream ------------------------------------------------------------------------- */
+
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= FG_CONF_NAME_MAX)
+        return false;
+    for (; *s != '\0'; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
+            return false;
+    return true;
+}
+
+static void h_upstream(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                       const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    (void)dir;
+    const char *name = st->args[1];
+    if (!valid_name(name)) {
+        ERR(L, st->line,
+            "invalid upstream name '%s' (letters, digits, '_', '-', '.'; at most "
+            "%d characters)",
+            name, FG_CONF_NAME_MAX - 1);
+        return;
+    }
+    for (size_t i = 0; i < c->n_upstreams; i++) {
+        if (strcmp(c->upstreams[i].name, name) == 0) {
+            ERR(L, st->line, "duplicate upstream '%s' (first at line %zu)", name,
+                L->upstream_lines[i]);
+            return;
+        }
+    }
+    size_t idx = c->n_upstreams++;
+    struct fg_conf_upstream *u = &c->upstreams[idx];
+    L->upstream_lines[idx] = st->line;
+    snprintf(u->name, sizeof(u->name), "%s", name);
+    u->index = idx;
+    u->balance = FG_BALANCE_ROUND_ROBIN;
+    apply_defaults(L, FG_CTX_UPSTREAM, u);
+
+    size_t n_servers = 0;
+    for (size_t i = 0; i < st->n_children; i++)
+        if (strcmp(st->children[i].args[0], "server") == 0)
+            n_servers++;
+    if (n_servers > 0) {
+        u->servers = calloc(n_servers, sizeof(*u->servers));
+        if (u->servers == NULL) {
+            ERR(L, st->line, "out of memory");
+            return;
+        }
+    }
+    walk(L, FG_CTX_UPSTREAM, st->children, st->n_children, u, 0);
+    if (st->closed && u->n_servers == 0 && n_servers == 0)
+        ERR(L, st->line, "upstream '%s' has no server", name);
+}
+
+static void h_upstream_server(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                              const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_upstream *u = obj;
+    struct fg_conf_upstream_server s = {.weight = 1, .max_fails = 3, .fail_timeout_ms = 10000};
+    char err[256];
+    bool ok = true;
+    if (!fg_addr_parse(st->args[1], 80, &s.addr, err, sizeof(err))) {
+        ERR(L, st->line, "invalid address '%s' for '%s': %s", st->args[1], dir->name, err);
+        ok = false;
+    }
+    snprintf(s.host, sizeof(s.host), "%s", st->args[1]);
+    for (size_t i = 2; i < st->n_args; i++) {
+        const char *a = st->args[i], *v;
+        uint64_t n;
+        if ((v = param(a, "weight")) != NULL) {
+            ok = parse_range(L, st->line, "weight", v, 1, 1000, &n) && ok;
+            s.weight = (unsigned)n;
+        } else if ((v = param(a, "max_fails")) != NULL) {
+            ok = parse_range(L, st->line, "max_fails", v, 0, 1000, &n) && ok;
+            s.max_fails = (unsigned)n;
+        } else if ((v = param(a, "fail_timeout")) != NULL) {
+            ok = parse_duration_arg(L, st->line, "fail_timeout", v, DAY_MS, &n) && ok;
+            s.fail_timeout_ms = n;
+        } else {
+            ERR(L, st->line,
+                "unknown parameter '%s' for '%s' (use weight=, max_fails=, "
+                "fail_timeout=)",
+                a, dir->name);
+            ok = false;
+        }
+    }
+    if (ok && u->servers != NULL)
+        u->servers[u->n_servers++] = s;
+}
+
+static void h_balance(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                      const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_upstream *u = obj;
+    if (strcmp(st->args[1], "round_robin") == 0)
+        u->balance = FG_BALANCE_ROUND_ROBIN;
+    else if (strcmp(st->args[1], "least_conn") == 0)
+        u->balance = FG_BALANCE_LEAST_CONN;
+    else
+        ERR(L, st->line, "invalid value '%s' for '%s' (use round_robin or least_conn)", st->args[1],
+            dir->name);
+}
+
+/* ---- server --------------------------------------------------------------------------- */
+
+static bool addr_is_any(const struct fg_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (a->ss.ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr, &in6addr_any,
+                      sizeof(in6addr_any)) == 0;
+    return false;
+}
+
+static bool addr_same(const struct fg_addr *a, const struct fg_addr *b)
+{
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* Same family and port, and one of them is the wildcard: both cannot be bound sensibly. */
+static bool addr_overlaps(const struct fg_addr *a, const struct fg_addr *b)
+{
+    return a->ss.ss_family == b->ss.ss_family &&
+           fg_addr_port((const struct sockaddr *)&a->ss) ==
+               fg_addr_port((const struct sockaddr *)&b->ss) &&
+           (addr_is_any(a) || addr_is_any(b));
+}
+
+static void h_listen(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                     const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_server *srv = obj;
+    struct fg_conf_listen l = {.backlog = 4096};
+    bool ok = parse_listen_addr(L, st->line, dir->name, st->args[1], &l.addr);
+    for (size_t i = 2; i < st->n_args; i++) {
+        const char *a = st->args[i], *v;
+        uint64_t n;
+        if ((v = param(a, "backlog")) != NULL) {
+            ok = parse_range(L, st->line, "backlog", v, 1, 65535, &n) && ok;
+            l.backlog = (int)n;
+        } else if (strcmp(a, "ssl") == 0) {
+            ERR(L, st->line,
+                "'ssl' on 'listen' is not supported yet: terminate TLS at the "
+                "load balancer");
+            ok = false;
+        } else {
+            ERR(L, st->line, "unknown parameter '%s' for '%s' (use backlog=)", a, dir->name);
+            ok = false;
+        }
+    }
+    if (!ok || srv->listens == NULL)
+        return;
+    srv->listens[srv->n_listens] = l;
+    const struct fg_addr *mine = &srv->listens[srv->n_listens].addr;
+    srv->n_listens++;
+    for (size_t i = 0; i < L->n_listens; i++) {
+        const struct listen_rec *r = &L->listens[i];
+        if (addr_same(r->addr, mine)) {
+            ERR(L, st->line, "listen address %s is already used by the server at line %zu",
+                mine->text, r->server_line);
+            return;
+        }
+        if (addr_overlaps(r->addr, mine)) {
+            ERR(L, st->line, "listen address %s overlaps %s of the server at line %zu", mine->text,
+                r->addr->text, r->server_line);
+            return;
+        }
+    }
+    if (L->n_listens == L->cap_listens) {
+        size_t cap = L->cap_listens ? L->cap_listens * 2 : 8;
+        struct listen_rec *v = realloc(L->listens, cap * sizeof(*v));
+        if (v == NULL) {
+            ERR(L, st->line, "out of memory");
+            return;
+        }
+        L->listens = v;
+        L->cap_listens = cap;
+    }
+    L->listens[L->n_listens++] =
+        (struct listen_rec){.addr = mine, .line = st->line, .server_line = L->server_line};
+}
+
+static void h_trusted_proxies(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                              const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_server *srv = obj;
+    struct fg_cidr *v =
+        realloc(srv->trusted_proxies, (srv->n_trusted_proxies + st->n_args) * sizeof(*v));
+    if (v == NULL) {
+        ERR(L, st->line, "out of memory");
+        return;
+    }
+    srv->trusted_proxies = v;
+    for (size_t i = 1; i < st->n_args; i++) {
+        struct fg_cidr cidr;
+        if (!fg_cidr_parse(st->args[i], &cidr)) {
+            ERR(L, st->line, "invalid address or CIDR '%s' for '%s'", st->args[i], dir->name);
+            continue;
+        }
+        srv->trusted_proxies[srv->n_trusted_proxies++] = cidr;
+    }
+}
+
+static void h_access_log(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                         const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_server *srv = obj;
+    const char *path = st->args[1];
+    if (strcmp(path, "off") == 0) {
+        if (st->n_args > 2)
+            ERR(L, st->line, "'%s off' takes no parameters", dir->name);
+        free(srv->access_log);
+        srv->access_log = NULL;
+        return;
+    }
+    if (strcmp(path, "stderr") != 0 && !check_path(L, st->line, dir->name, path))
+        return;
+    for (size_t i = 2; i < st->n_args; i++) {
+        const char *a = st->args[i], *v;
+        if ((v = param(a, "sample")) != NULL) {
+            char *end = NULL;
+            double d = strtod(v, &end);
+            if (v[0] == '\0' || *end != '\0' || !(d >= 0.0 && d <= 1.0) ||
+                !(isdigit((unsigned char)v[0]) || v[0] == '.')) {
+                ERR(L, st->line, "invalid sample '%s' for '%s' (use a fraction from 0 to 1)", v,
+                    dir->name);
+                continue;
+            }
+            srv->access_log_sample = d;
+        } else if ((v = param(a, "slow")) != NULL) {
+            uint64_t ms;
+            if (parse_duration_arg(L, st->line, "slow", v, DAY_MS, &ms))
+                srv->slow_request_ms = ms;
+        } else {
+            ERR(L, st->line, "unknown parameter '%s' for '%s' (use sample= or slow=)", a,
+                dir->name);
+        }
+    }
+    free(srv->access_log);
+    srv->access_log = xstrdup(L, path, st->line);
+}
+
+/* ---- route ---------------------------------------------------------------------------- */
+
+static bool prefix_normalised(const char *p)
+{
+    for (const char *s = p; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch <= 0x20 || ch >= 0x7f || ch == '?' || ch == '#')
+            return false;
+        if (ch == '/') {
+            /* "//", "/./", "/../" or a trailing "/." or "/..": the normalised request
+             * path never contains these, so the route could never match. */
+            const char *n = s + 1;
+            if (*n == '/')
+                return false;
+            if (n[0] == '.' && (n[1] == '/' || n[1] == '\0'))
+                return false;
+            if (n[0] == '.' && n[1] == '.' && (n[2] == '/' || n[2] == '\0'))
+                return false;
+        }
+    }
+    return true;
+}
+
+static const char *const method_names[] = {
+    [FG_HTTP_GET] = "GET",     [FG_HTTP_HEAD] = "HEAD",     [FG_HTTP_POST] = "POST",
+    [FG_HTTP_PUT] = "PUT",     [FG_HTTP_DELETE] = "DELETE", [FG_HTTP_OPTIONS] = "OPTIONS",
+    [FG_HTTP_TRACE] = "TRACE", [FG_HTTP_PATCH] = "PATCH",   [FG_HTTP_CONNECT] = "CONNECT",
+};
+
+const char *fg_conf_method_name(int m)
+{
+    if (m < 0 || (size_t)m >= FG_ARRAY_LEN(method_names))
+        return NULL;
+    return method_names[m];
+}
+
+static void h_methods(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                      const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route *r = obj;
+    uint32_t bits = 0;
+    bool ok = true;
+    for (size_t i = 1; i < st->n_args; i++) {
+        size_t m;
+        for (m = 0; m < FG_ARRAY_LEN(method_names); m++)
+            if (method_names[m] != NULL && strcmp(st->args[i], method_names[m]) == 0)
+                break;
+        if (m == FG_ARRAY_LEN(method_names)) {
+            ERR(L, st->line,
+                "unknown method '%s' for '%s' (use upper-case names such as GET, "
+                "POST)",
+                st->args[i], dir->name);
+            ok = false;
+            continue;
+        }
+        bits |= 1u << m;
+    }
+    /* A route that answers GET answers HEAD too (RFC 9110 §9.3.2). */
+    if (bits & (1u << FG_HTTP_GET))
+        bits |= 1u << FG_HTTP_HEAD;
+    if (ok)
+        r->methods = bits;
+}
+
+static void h_host(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                   const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route *r = obj;
+    const char *h = st->args[1];
+    const char *p = strncmp(h, "*.", 2) == 0 ? h + 2 : h;
+    bool ok = *p != '\0' && strlen(h) < 256 && *p != '.';
+    for (const char *s = p; ok && *s != '\0'; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '.' && *s != '_')
+            ok = false;
+    if (!ok) {
+        ERR(L, st->line, "invalid host '%s' for '%s' (a name or *.domain, without port)", h,
+            dir->name);
+        return;
+    }
+    free(r->host);
+    r->host = xstrdup(L, h, st->line);
+    for (char *s = r->host; s != NULL && *s != '\0'; s++)
+        *s = (char)tolower((unsigned char)*s);
+    /* A trailing dot is the same name; requests are compared without it. */
+    size_t n = r->host ? strlen(r->host) : 0;
+    if (n > 1 && r->host[n - 1] == '.')
+        r->host[n - 1] = '\0';
+}
+
+static const struct fg_conf_directive *suggest(const char *name, unsigned ctx);
+
+static void h_route_upstream(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                             const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route *r = obj;
+    const struct fg_config *c = L->c;
+    (void)dir;
+    L->route_named_upstream = true;
+    const char *name = st->args[1];
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; i < c->n_upstreams; i++) {
+        if (strcmp(c->upstreams[i].name, name) == 0) {
+            r->upstream = &c->upstreams[i];
+            return;
+        }
+        size_t d = fg_conf_edit_distance(name, c->upstreams[i].name, 2);
+        if (d < best_d) {
+            best_d = d;
+            best = c->upstreams[i].name;
+        }
+    }
+    if (best != NULL)
+        ERR(L, st->line, "upstream '%s' is not defined (did you mean '%s'?)", name, best);
+    else
+        ERR(L, st->line, "upstream '%s' is not defined", name);
+}
+
+static void h_return(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                     const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route *r = obj;
+    uint64_t status;
+    if (!parse_range(L, st->line, dir->name, st->args[1], 200, 599, &status))
+        return;
+    r->return_status = (int)status;
+    free(r->return_body);
+    r->return_body = NULL;
+    if (st->n_args > 2)
+        r->return_body = xstrdup(L, st->args[2], st->line);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                    const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_server *srv = obj;
+    (void)dir;
+    const char *prefix = st->args[1];
+    if (prefix[0] != '/') {
+        ERR(L, st->line, "route prefix '%s' must start with '/'", prefix);
+        return;
+    }
+    if (!prefix_normalised(prefix)) {
+        ERR(L, st->line,
+            "route prefix '%s' is not a normalised path (no '//', '.', '..', "
+            "'?', '#' or spaces)",
+            prefix);
+        return;
+    }
+    if (srv->routes == NULL)
+        return;
+    struct fg_conf_route *r = &srv->routes[srv->n_routes++];
+    r->prefix = xstrdup(L, prefix, st->line);
+    r->methods = FG_METHOD_ALL;
+    r->max_body = srv->client_max_body_size; /* the route's own line overrides it */
+    r->line = st->line;
+    L->route_named_upstream = false;
+    walk(L, FG_CTX_ROUTE, st->children, st->n_children, r, 0);
+    if (!st->closed)
+        return;
+    if (r->return_status != 0 && L->route_named_upstream)
+        ERR(L, st->line, "route has both 'upstream' and 'return'");
+    else if (r->return_status == 0 && !L->route_named_upstream)
+        ERR(L, st->line, "route needs 'upstream' or 'return'");
+    for (size_t i = 0; i + 1 < srv->n_routes; i++) {
+        const struct fg_conf_route *o = &srv->routes[i];
+        if (same_str(o->prefix, r->prefix) && same_str(o->host, r->host) &&
+            (o->methods & r->methods) == r->methods) {
+            ERR(L, st->line,
+                "route '%s' can never match: the route at line %zu takes all "
+                "its requests",
+                prefix, o->line);
+            break;
+        }
+    }
+}
+
+static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                     const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    (void)dir;
+    struct fg_conf_server *srv = &c->servers[c->n_servers++];
+    L->server_line = st->line;
+    apply_defaults(L, FG_CTX_SERVER, srv);
+    srv->access_log_sample = 1.0;
+    srv->slow_request_ms = 1000;
+
+    size_t n_listen = 0, n_route = 0;
+    for (size_t i = 0; i < st->n_children; i++) {
+        if (strcmp(st->children[i].args[0], "listen") == 0)
+            n_listen++;
+        else if (strcmp(st->children[i].args[0], "route") == 0)
+            n_route++;
+    }
+    if ((n_listen > 0 && (srv->listens = calloc(n_listen, sizeof(*srv->listens))) == NULL) ||
+        (n_route > 0 && (srv->routes = calloc(n_route, sizeof(*srv->routes))) == NULL)) {
+        ERR(L, st->line, "out of memory");
+        return;
+    }
+    /* Routes last, so that they inherit the server's values wherever those are written. */
+    walk(L, FG_CTX_SERVER, st->children, st->n_children, srv, 1);
+    walk(L, FG_CTX_SERVER, st->children, st->n_children, srv, 2);
+    if (!st->closed)
+        return;
+    if (n_listen == 0)
+        ERR(L, st->line, "server has no listen");
+    if (n_route == 0)
+        ERR(L, st->line, "server has no route");
+    if (srv->max_header_bytes < srv->max_request_line) {
+        char a[32], b[32];
+        fg_conf_format_size(srv->max_header_bytes, a, sizeof(a));
+        fg_conf_format_size(srv->max_request_line, b, sizeof(b));
+        ERR(L, st->line, "max_header_size %s is smaller than max_request_line %s", a, b);
+    }
+}
+
+/* ---- the table ------------------------------------------------------------------------ */
+
+#define FIELD(type, member) offsetof(type, member), sizeof(((type *)0)->member)
+#define CUSTOM(fn)          FG_T_CUSTOM, 0, 0, 0, 0, fn
+
+#define M FG_CTX_MAIN
+#define U FG_CTX_UPSTREAM
+#define S FG_CTX_SERVER
+#define R FG_CTX_ROUTE
+#define A FG_CTX_ADMIN
+
+#define UPS struct fg_conf_upstream
+#define SRV struct fg_conf_server
+
+/* clang-format off */
+const struct fg_conf_directive fg_conf_directives[] = {
+    /* main */
+    {"workers", M, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_workers),
+     "auto | number", "auto",
+     "worker threads, each with its own event loop and listeners; auto = one per CPU"},
+    {"user", M, 1, 1, FG_BLOCK_NO, false, FG_T_STRING, FIELD(struct fg_config, user), 0, 0,
+     h_generic, "name", "none",
+     "user to switch to after binding the listeners, when started as root"},
+    {"pid_file", M, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_pid_file),
+     "path", "none", "file to write the process id to"},
+    {"error_log", M, 1, 2, FG_BLOCK_NO, false, CUSTOM(h_error_log),
+     "path | stderr [level]", "stderr notice",
+     "where the error log goes and the lowest level written"},
+    {"shutdown_delay", M, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(struct fg_config, shutdown_delay_ms), 0, HOUR_MS, h_generic,
+     "duration", "0s",
+     "on SIGTERM keep serving this long while /healthz answers 503"},
+    {"drain_timeout", M, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(struct fg_config, drain_timeout_ms), 0, HOUR_MS, h_generic,
+     "duration", "30s",
+     "after the listeners close, the longest wait for requests in flight"},
+    {"admin", M, 0, 1, FG_BLOCK_OPTIONAL, false, CUSTOM(h_admin),
+     "{ ... } | on | off", "on",
+     "the admin listener (/healthz, /stats, /metrics, /config)"},
+    {"upstream", M, 1, 1, FG_BLOCK_YES, true, CUSTOM(h_upstream),
+     "name { ... }", "none", "a named group of app servers"},
+    {"server", M, 0, 0, FG_BLOCK_YES, true, CUSTOM(h_server),
+     "{ ... }", "none", "a virtual server: listen addresses and routes"},
+
+    /* admin */
+    {"listen", A, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_admin_listen),
+     "address", "127.0.0.1:9901", "address of the admin listener"},
+    {"token", A, 1, 1, FG_BLOCK_NO, false, FG_T_STRING, FIELD(struct fg_conf_admin, token),
+     0, 0, h_generic, "string", "none",
+     "bearer token required on admin requests other than /healthz"},
+
+    /* upstream */
+    {"server", U, 1, 4, FG_BLOCK_NO, true, CUSTOM(h_upstream_server),
+     "address [weight=N] [max_fails=N] [fail_timeout=duration]", "none",
+     "an app server (weight=1 max_fails=3 fail_timeout=10s unless given)"},
+    {"balance", U, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_balance),
+     "round_robin | least_conn", "round_robin", "how requests are spread over the servers"},
+    {"keepalive", U, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(UPS, keepalive), 0, 65535,
+     h_generic, "number", "64", "idle connections kept open per worker"},
+    {"keepalive_timeout", U, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(UPS, keepalive_timeout_ms), 1, DAY_MS, h_generic, "duration", "30s",
+     "how long an idle pooled connection is kept; below the app's own keep-alive timeout"},
+    {"keepalive_requests", U, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
+     FIELD(UPS, keepalive_requests), 1, 1000000000, h_generic, "number", "1000",
+     "requests sent on one upstream connection before it is closed"},
+    {"connect_timeout", U, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(UPS, connect_timeout_ms), 1, DAY_MS, h_generic, "duration", "1s",
+     "deadline to connect to a server"},
+    {"send_timeout", U, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION, FIELD(UPS, send_timeout_ms),
+     1, DAY_MS, h_generic, "duration", "30s", "deadline to write the request to the server"},
+    {"read_timeout", U, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION, FIELD(UPS, read_timeout_ms),
+     1, DAY_MS, h_generic, "duration", "30s",
+     "longest wait for the response head and between body reads"},
+    {"retry", U, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(UPS, retry_idempotent), 0, 0,
+     h_generic, "on | off", "on",
+     "retry an idempotent request once on a fresh connection if a reused one failed"},
+
+    /* server */
+    {"listen", S, 1, 2, FG_BLOCK_NO, true, CUSTOM(h_listen),
+     "address [backlog=N]", "none", "address to accept clients on (backlog=4096 unless given)"},
+    {"keepalive_timeout", S, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(SRV, keepalive_timeout_ms), 1, DAY_MS, h_generic, "duration", "75s",
+     "idle keep-alive connection timeout; above the load balancer's idle timeout"},
+    {"keepalive_requests", S, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
+     FIELD(SRV, keepalive_requests), 1, 1000000000, h_generic, "number", "10000",
+     "requests served on one client connection before it is closed"},
+    {"header_timeout", S, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(SRV, header_timeout_ms), 1, DAY_MS, h_generic, "duration", "10s",
+     "deadline for a whole request head, from its first byte"},
+    {"body_timeout", S, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION, FIELD(SRV, body_timeout_ms),
+     1, DAY_MS, h_generic, "duration", "60s", "deadline for a whole request body"},
+    {"body_min_rate", S, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE, FIELD(SRV, body_min_rate), 0,
+     1ull << 30, h_generic, "size", "1k",
+     "bytes per second a request body must keep up after its first 5 s; 0 = off"},
+    {"send_timeout", S, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION, FIELD(SRV, send_timeout_ms),
+     1, DAY_MS, h_generic, "duration", "60s",
+     "deadline for the client to accept response bytes"},
+    {"max_request_line", S, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
+     FIELD(SRV, max_request_line), 64, 1 << 20, h_generic, "size", "8k",
+     "longest request line; 414 above"},
+    {"max_header_size", S, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE, FIELD(SRV, max_header_bytes),
+     1024, 1 << 20, h_generic, "size", "32k", "largest request head; 431 above"},
+    {"max_headers", S, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(SRV, max_headers), 1,
+     FG_HTTP_MAX_HEADERS, h_generic, "number", "100", "most header fields; 431 above"},
+    {"client_max_body_size", S, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
+     FIELD(SRV, client_max_body_size), 1, 1ull << 40, h_generic, "size", "1m",
+     "largest request body; 413 above"},
+    {"trusted_proxies", S, 1, -1, FG_BLOCK_NO, true, CUSTOM(h_trusted_proxies),
+     "address/prefix ...", "none",
+     "peers whose X-Forwarded-For hops are trusted (the load balancer's subnets)"},
+    {"request_id", S, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(SRV, add_request_id), 0, 0,
+     h_generic, "on | off", "on", "add X-Request-Id to requests that have none"},
+    {"access_log", S, 1, 3, FG_BLOCK_NO, false, CUSTOM(h_access_log),
+     "path | stderr | off [sample=fraction] [slow=duration]", "off",
+     "JSON access log; errors and slow requests always, others sampled (sample=1 slow=1s)"},
+    {"route", S, 1, 1, FG_BLOCK_YES, true, CUSTOM(h_route),
+     "prefix { ... }", "none", "where requests under a path prefix go"},
+
+    /* route */
+    {"host", R, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_host),
+     "name | *.domain", "any", "only requests for this Host"},
+    {"methods", R, 1, -1, FG_BLOCK_NO, false, CUSTOM(h_methods),
+     "method ...", "all", "only requests with these methods"},
+    {"upstream", R, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_route_upstream),
+     "name", "none", "the upstream that serves the route"},
+    {"return", R, 1, 2, FG_BLOCK_NO, false, CUSTOM(h_return),
+     "status [text]", "none", "answer directly with this status and text"},
+    {"client_max_body_size", R, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
+     FIELD(struct fg_conf_route, max_body), 1, 1ull << 40, h_generic, "size",
+     "inherited from the server", "largest request body on this route; 413 above"},
+};
+/* clang-format on */
+
+#undef M
+#undef U
+#undef S
+#undef R
+#undef A
+#undef UPS
+#undef SRV
+
+const size_t fg_conf_n_directives = FG_ARRAY_LEN(fg_conf_directives);
+
+/* ---- lookups --------------------------------------------------------------------------- */
+
+const struct fg_conf_directive *fg_conf_directive_find(const char *name, unsigned ctx)
+{
+    for (size_t i = 0; i < fg_conf_n_directives; i++)
+        if ((fg_conf_directives[i].ctx & ctx) && strcmp(fg_conf_directives[i].name, name) == 0)
+            return &fg_conf_directives[i];
+    return NULL;
+}
+
+const struct fg_conf_directive *fg_conf_directive_any(const char *name)
+{
+    return fg_conf_directive_find(name, ~0u);
+}
+
+const char *fg_conf_ctx_name(unsigned ctx)
+{
+    switch (ctx) {
+    case FG_CTX_MAIN:
+        return "main";
+    case FG_CTX_UPSTREAM:
+        return "upstream";
+    case FG_CTX_SERVER:
+        return "server";
+    case FG_CTX_ROUTE:
+        return "route";
+    case FG_CTX_ADMIN:
+        return "admin";
+    }
+    return "?";
+}
+
+/* The closest directive name, preferring those allowed in ctx; NULL if none is close. */
+static const struct fg_conf_directive *suggest(const char *name, unsigned ctx)
+{
+    const struct fg_conf_directive *best = NULL;
+    size_t best_d = SIZE_MAX;
+    size_t cap = strlen(name) <= 4 ? 1 : 2;
+    for (int pass = 0; pass < 2 && best == NULL; pass++) {
+        for (size_t i = 0; i < fg_conf_n_directives; i++) {
+            const struct fg_conf_directive *d = &fg_conf_directives[i];
+            if (pass == 0 && !(d->ctx & ctx))
+                continue;
+            size_t dist = fg_conf_edit_distance(name, d->name, cap);
+            if (dist <= cap && dist < best_d) {
+                best = d;
+                best_d = dist;
+            }
+        }
+    }
+    return best;
+}
+
+/* ---- the walk ------------------------------------------------------------------------ */
+
+static bool deferred(unsigned ctx, const char *name)
+{
+    return (ctx == FG_CTX_MAIN && strcmp(name, "server") == 0) ||
+           (ctx == FG_CTX_SERVER && strcmp(name, "route") == 0);
+}
+
+static bool check_shape(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                        const struct fg_conf_stmt *st)
+{
+    int n = (int)st->n_args - 1;
+    if (n < dir->min_args || (dir->max_args >= 0 && n > dir->max_args)) {
+        const char *s = dir->max_args == 1 ? "" : "s";
+        if (dir->min_args == dir->max_args && dir->max_args == 0)
+            ERR(L, st->line, "directive '%s' takes no arguments, got %d", dir->name, n);
+        else if (dir->min_args == dir->max_args)
+            ERR(L, st->line, "directive '%s' takes %d argument%s, got %d", dir->name, dir->max_args,
+                s, n);
+        else if (dir->max_args < 0)
+            ERR(L, st->line, "directive '%s' needs at least %d argument%s", dir->name,
+                dir->min_args, dir->min_args == 1 ? "" : "s");
+        else
+            ERR(L, st->line, "directive '%s' takes %d to %d arguments, got %d", dir->name,
+                dir->min_args, dir->max_args, n);
+        return false;
+    }
+    if (st->has_block && dir->block == FG_BLOCK_NO) {
+        ERR(L, st->line, "directive '%s' takes no block", dir->name);
+        return false;
+    }
+    if (!st->has_block && dir->block == FG_BLOCK_YES) {
+        ERR(L, st->line, "directive '%s' needs a block", dir->name);
+        return false;
+    }
+    return true;
+}
+
+static void unknown_directive(struct fg_conf_loader *L, const struct fg_conf_stmt *st, unsigned ctx)
+{
+    const char *name = st->args[0];
+    if (fg_conf_directive_any(name) != NULL) {
+        char where[128] = "";
+        for (unsigned bit = 1; bit <= FG_CTX_ADMIN; bit <<= 1) {
+            if (fg_conf_directive_find(name, bit) == NULL)
+                continue;
+            size_t len = strlen(where);
+            snprintf(where + len, sizeof(where) - len, "%s%s", len ? ", " : "",
+                     fg_conf_ctx_name(bit));
+        }
+        ERR(L, st->line, "directive '%s' is not allowed in %s (allowed in: %s)", name,
+            fg_conf_ctx_name(ctx), where);
+        return;
+    }
+    const struct fg_conf_directive *s = suggest(name, ctx);
+    if (s != NULL)
+        ERR(L, st->line, "unknown directive '%s' (did you mean '%s'?)", name, s->name);
+    else
+        ERR(L, st->line, "unknown directive '%s'", name);
+}
+
+/* phase 0: every statement; 1: all but the deferred blocks; 2: only those. */
+static void walk(struct fg_conf_loader *L, unsigned ctx, const struct fg_conf_stmt *stmts, size_t n,
+                 void *obj, int phase)
+{
+    size_t *seen = calloc(fg_conf_n_directives, sizeof(*seen));
+    if (seen == NULL) {
+        ERR(L, n ? stmts[0].line : 0, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct fg_conf_stmt *st = &stmts[i];
+        bool late = deferred(ctx, st->args[0]);
+        if ((phase == 1 && late) || (phase == 2 && !late))
+            continue;
+        const struct fg_conf_directive *dir = fg_conf_directive_find(st->args[0], ctx);
+        if (dir == NULL) {
+            unknown_directive(L, st, ctx);
+            continue;
+        }
+        if (!check_shape(L, dir, st))
+            continue;
+        size_t idx = (size_t)(dir - fg_conf_directives);
+        if (!dir->repeatable && seen[idx] != 0) {
+            ERR(L, st->line, "duplicate directive '%s' (first at line %zu)", dir->name, seen[idx]);
+            continue;
+        }
+        seen[idx] = st->line;
+        dir->handler(L, dir, st, obj);
+    }
+    free(seen);
+}
+
+/* ---- whole config ---------------------------------------------------------------------- */
+
+static size_t count_named(const struct fg_conf_stmt *stmts, size_t n, const char *name)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(stmts[i].args[0], name) == 0)
+            k++;
+    return k;
+}
+
+static void check_admin_listen(struct fg_conf_loader *L)
+{
+    const struct fg_conf_admin *a = &L->c->admin;
+    if (!a->enabled)
+        return;
+    for (size_t i = 0; i < L->n_listens; i++) {
+        const struct listen_rec *r = &L->listens[i];
+        bool same = addr_same(r->addr, &a->addr);
+        if (!same && !addr_overlaps(r->addr, &a->addr))
+            continue;
+        if (L->admin_line != 0 && same)
+            ERR(L, L->admin_line,
+                "admin listen address %s is already used by the server at line %zu", a->addr.text,
+                r->server_line);
+        else if (L->admin_line != 0)
+            ERR(L, L->admin_line, "admin listen address %s overlaps %s of the server at line %zu",
+                a->addr.text, r->addr->text, r->server_line);
+        else
+            ERR(L, r->line,
+                "listen address %s overlaps the admin listener %s (move one of "
+                "them with 'admin { listen ...; }')",
+                r->addr->text, a->addr.text);
+        return;
+    }
+}
+
+struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
+                                const struct fg_conf_stmt *stmts, size_t n, size_t last_line,
+                                bool syntax_ok)
+{
+    struct fg_config *c = calloc(1, sizeof(*c));
+    struct fg_conf_loader L = {.d = d, .c = c};
+    if (c == NULL) {
+        fg_conf_error(d, 0, "out of memory");
+        return NULL;
+    }
+    atomic_init(&c->refs, 1);
+    c->path = strdup(name);
+    c->error_log_level = FG_LOG_NOTICE;
+    c->admin.enabled = true;
+    char err[128];
+    bool ok = fg_addr_parse("127.0.0.1:9901", 0, &c->admin.addr, err, sizeof(err));
+    FG_ASSERT(ok);
+    apply_defaults(&L, FG_CTX_MAIN, c);
+
+    size_t n_up = count_named(stmts, n, "upstream");
+    size_t n_srv = count_named(stmts, n, "server");
+    if (c->path == NULL || (n_up && !(c->upstreams = calloc(n_up, sizeof(*c->upstreams)))) ||
+        (n_up && !(L.upstream_lines = calloc(n_up, sizeof(*L.upstream_lines)))) ||
+        (n_srv && !(c->servers = calloc(n_srv, sizeof(*c->servers))))) {
+        fg_conf_error(d, 0, "out of memory");
+        free(L.upstream_lines);
+        fg_conf_free(c);
+        return NULL;
+    }
+    /* Upstreams (and everything else) before servers, so routes can name an upstream
+     * defined further down the file. */
+    walk(&L, FG_CTX_MAIN, stmts, n, c, 1);
+    walk(&L, FG_CTX_MAIN, stmts, n, c, 2);
+    check_admin_listen(&L);
+    if (syntax_ok && n_srv == 0)
+        ERR(&L, last_line, "no server block");
+
+    free(L.upstream_lines);
+    free(L.listens);
+    return c;
+}
