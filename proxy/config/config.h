@@ -54,7 +54,8 @@ struct fg_conf_upstream {
 struct fg_conf_route {
     char *prefix;     /* path prefix, matched on the normalised path; "/" matches all */
     char *host;       /* NULL = any host; else exact (case-insensitive) or "*.example.com" */
-    uint32_t methods; /* bit (1 << enum fg_http_method); FG_METHOD_ALL by default */
+    uint32_t methods; /* bit (1 << enum fg_http_method); FG_METHOD_ALL by default;
+                         `methods GET` sets HEAD too */
     struct fg_conf_upstream *upstream; /* NULL only with `return` */
     int return_status; /* `return 503 "text";` answers directly (0 = proxy) */
     char *return_body;
@@ -94,7 +95,7 @@ struct fg_conf_server {
     size_t n_trusted_proxies;
     bool add_request_id;             /* `request_id on|off;` default on */
 
-    char *access_log;         /* NULL = off; "stderr" allowed */
+    char *access_log;         /* NULL = off; an absolute path, or the string "stderr" */
     double access_log_sample; /* 0..1, default 1 */
     uint64_t slow_request_ms; /* always logged above it; default 1s */
 
@@ -139,7 +140,10 @@ struct fg_config_errors {
 };
 
 /* Load and validate a file. Returns NULL (and fills errs) if it has any error. The
- * result has refcount 1. Addresses are resolved here (blocking DNS at load only). */
+ * result has refcount 1. Addresses are resolved here (blocking DNS at load only).
+ * errs (may be NULL) is reset on entry and must be freed with fg_config_errors_free()
+ * whatever the result. Messages are sorted by line; a file that cannot be read gives
+ * one message without a line: "path: cannot open: No such file or directory". */
 struct fg_config *fg_config_load(const char *path, struct fg_config_errors *errs);
 /* The same from a string (tests); name is used in messages. */
 struct fg_config *fg_config_load_string(const char *name, const char *text,
@@ -151,7 +155,10 @@ struct fg_config *fg_config_ref(struct fg_config *c);
 void fg_config_unref(struct fg_config *c);
 
 /* Find the route for a request: server index, normalised path, method, Host. NULL if
- * no route matches (404). */
+ * no route matches (404). Prefixes match whole segments ("/api" takes "/api", "/api/x",
+ * "/api?q", not "/apix"); Host is compared without case, port or trailing dot (NULL
+ * host: only routes without `host`); a method outside 0..31 matches only routes
+ * without `methods`. */
 const struct fg_conf_route *fg_config_match_route(const struct fg_conf_server *srv,
                                                   const char *path, size_t path_len,
                                                   int method, const char *host,
