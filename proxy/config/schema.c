@@ -733,8 +733,10 @@ static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *di
         return;
     if (r->return_status != 0 && L->route_named_upstream)
         ERR(L, st->line, "route has both 'upstream' and 'return'");
-    else if (r->return_status == 0 && !L->route_named_upstream)
-        ERR(L, st->line, "route needs 'upstream' or 'return'");
+    else if (r->health && (r->return_status != 0 || L->route_named_upstream))
+        ERR(L, st->line, "a 'health on' route answers by itself: no 'upstream' or 'return'");
+    else if (r->return_status == 0 && !L->route_named_upstream && !r->health)
+        ERR(L, st->line, "route needs 'upstream', 'return' or 'health on'");
     for (size_t i = 0; i + 1 < srv->n_routes; i++) {
         const struct fg_conf_route *o = &srv->routes[i];
         if (same_str(o->prefix, r->prefix) && same_str(o->host, r->host) &&
@@ -915,6 +917,9 @@ const struct fg_conf_directive fg_conf_directives[] = {
      "name", "none", "the upstream that serves the route"},
     {"return", R, 1, 2, FG_BLOCK_NO, false, CUSTOM(h_return),
      "status [text]", "none", "answer directly with this status and text"},
+    {"health", R, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(struct fg_conf_route, health), 0, 0,
+     h_generic, "on | off", "off",
+     "answer 200 ok, or 503 draining once SIGTERM came: the ALB health check path"},
     {"client_max_body_size", R, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
      FIELD(struct fg_conf_route, max_body), 1, 1ull << 40, h_generic, "size",
      "inherited from the server", "largest request body on this route; 413 above"},

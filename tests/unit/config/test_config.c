@@ -466,6 +466,17 @@ static void test_route_values(void **state)
                                                (1u << FG_HTTP_PATCH) | (1u << FG_HTTP_DELETE) |
                                                (1u << FG_HTTP_CONNECT));
     assert_int_equal(s->routes[3].line, 8);
+    assert_false(s->routes[0].health);
+    fg_config_unref(c);
+
+    c = load_ok(UP "server {\n"
+                   "  listen 8080;\n"
+                   "  route /healthz { health on; }\n"
+                   "  route / { upstream app; }\n"
+                   "}\n");
+    assert_true(c->servers[0].routes[0].health);
+    assert_null(c->servers[0].routes[0].upstream);
+    assert_false(c->servers[0].routes[1].health);
     fg_config_unref(c);
 }
 
@@ -790,10 +801,16 @@ static const struct bad_case bad_cases[] = {
     {IN_SERVER("route /x { upstream ap; }"), "t.conf:5: upstream 'ap' is not defined (did you "
                                              "mean 'app'?)"},
     {IN_SERVER("route /x { upstream zzzzzz; }"), "t.conf:5: upstream 'zzzzzz' is not defined"},
-    {IN_SERVER("route /x { }"), "t.conf:5: route needs 'upstream' or 'return'"},
-    {IN_SERVER("route /x { host a.com; }"), "t.conf:5: route needs 'upstream' or 'return'"},
+    {IN_SERVER("route /x { }"), "t.conf:5: route needs 'upstream', 'return' or 'health on'"},
+    {IN_SERVER("route /x { host a.com; }"), "t.conf:5: route needs 'upstream', 'return' or 'health on'"},
     {IN_SERVER("route /x { upstream app; return 503; }"),
      "t.conf:5: route has both 'upstream' and 'return'"},
+    {IN_SERVER("route /x { health on; upstream app; }"),
+     "t.conf:5: a 'health on' route answers by itself: no 'upstream' or 'return'"},
+    {IN_SERVER("route /x { health on; return 200; }"),
+     "t.conf:5: a 'health on' route answers by itself: no 'upstream' or 'return'"},
+    {IN_SERVER("route /x { health off; }"),
+     "t.conf:5: route needs 'upstream', 'return' or 'health on'"},
     {IN_SERVER("route api { upstream app; }"), "t.conf:5: route prefix 'api' must start with '/'"},
     {IN_SERVER("route /a/../b { upstream app; }"),
      "t.conf:5: route prefix '/a/../b' is not a normalised path (no '//', '.', '..', '?', '#' "
@@ -858,7 +875,7 @@ static void test_many_errors_one_load(void **state)
         "t.conf:2: unknown directive 'keepalive_timout' (did you mean 'keepalive_timeout'?)",
         "t.conf:5: invalid duration '75x' for 'keepalive_timeout' (use ms, s, m, h or d)",
         "t.conf:9: upstream 'ap' is not defined (did you mean 'app'?)",
-        "t.conf:10: route needs 'upstream' or 'return'",
+        "t.conf:10: route needs 'upstream', 'return' or 'health on'",
         "t.conf:11: value 0 out of range 1..256 for 'max_headers'",
         "t.conf:14: listen address 127.0.0.1:8080 is already used by the server at line 7",
         "t.conf:17: server has no listen",
