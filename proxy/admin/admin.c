@@ -154,6 +154,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         return;
     }
     bufferevent_disable(bev, EV_READ);
+    bufferevent_enable(bev, EV_WRITE);
     if (rc == FG_HTTP_ERROR) {
         char msg[128];
         snprintf(msg, sizeof(msg), "%d %s: %s\n", fg_http_error_status(err),
@@ -176,7 +177,9 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
     struct timeval tv = {.tv_sec = FG_ADMIN_TIMEOUT_S};
     bufferevent_set_timeouts(bev, &tv, &tv);
     bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, NULL);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    /* EV_WRITE only once a response is queued: libevent calls the write callback of an
+     * empty, writable buffer, and ours closes the connection. */
+    bufferevent_enable(bev, EV_READ);
 }
 
 static void *admin_main(void *arg)

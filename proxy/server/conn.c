@@ -124,7 +124,7 @@ void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, 
     struct timeval st = {.tv_sec = (time_t)(srv->send_timeout_ms / 1000),
                          .tv_usec = (suseconds_t)(srv->send_timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, NULL, &st);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->bev, EV_READ); /* EV_WRITE only while output waits (fg_flush) */
     c->state = FG_CONN_IDLE;
     conn_arm(c, srv->keepalive_timeout_ms);
     LIST_INSERT_HEAD(&w->conns, c, link);
@@ -174,9 +174,29 @@ static void conn_start_closing(struct fg_conn *c)
     bufferevent_enable(c->bev, EV_READ);
     evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
     conn_arm(c, conn_server(c)->send_timeout_ms + FG_LINGER_MS);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+    if (fg_flush(c->bev) == 0)
         conn_write_cb(c->bev, c);
 }
+
+size_t fg_flush(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) > 0) {
+        /* A bufferevent keeps its output's start frozen so that only it drains it; we
+         * do what its write callback does, a moment earlier. An error is left for that
+         * callback to meet and report. */
+        evbuffer_unfreeze(out, 1);
+        evbuffer_write(out, bufferevent_getfd(bev));
+        evbuffer_freeze(out, 1);
+    }
+    size_t left = evbuffer_get_length(out);
+    if (left > 0)
+        bufferevent_enable(bev, EV_WRITE);
+    else
+        bufferevent_disable(bev, EV_WRITE);
+    return left;
+}
+
 
 void fg_conn_close_if_idle(struct fg_conn *c)
 {
@@ -226,6 +246,7 @@ void fg_conn_send_response(struct fg_conn *c, int status, const char *ctype, con
         evbuffer_add(out, body, body_len);
     t->bytes_out += (size_t)n + body_len;
     t->resp_state = FG_RESP_DONE;
+    fg_flush(c->bev);
     fg_conn_txn_done(c);
 }
 
@@ -367,6 +388,8 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
     struct fg_conn *c = arg;
     FG_ASSERT(c->magic == FG_CONN_MAGIC);
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE); /* back to writing through (fg_flush) */
     if (c->state == FG_CONN_CLOSING) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
             shutdown(bufferevent_getfd(bev), SHUT_WR);

@@ -177,6 +177,14 @@ static bool build_request_head(struct fg_txn *t)
 
 /* ---- upstream connection handling ------------------------------------------------------ */
 
+/* Write to the app now when connected; while a connect is in progress libevent writes
+ * on completion (EV_WRITE must stay enabled for it to see the connect finish). */
+static void up_flush(struct fg_txn *t)
+{
+    if (t->uc != NULL && t->uc->connected)
+        fg_flush(t->uc->bev);
+}
+
 static void set_upstream_timeouts(struct fg_txn *t)
 {
     const struct fg_conf_upstream *u = fg_upstream_pool_conf(t->pool);
@@ -198,9 +206,12 @@ static bool attach_upstream(struct fg_txn *t, bool fresh, int exclude)
     bufferevent_setcb(uc->bev, up_read_cb, up_write_cb, up_event_cb, t);
     bufferevent_setwatermark(uc->bev, EV_WRITE, FG_LOW_WATER, 0);
     bufferevent_setwatermark(uc->bev, EV_READ, 0, 0);
-    if (uc->connected)
+    if (uc->connected) {
         set_upstream_timeouts(t);
-    bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+        bufferevent_enable(uc->bev, EV_READ);
+    } else {
+        bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+    }
     return true;
 }
 
@@ -233,14 +244,17 @@ void fg_proxy_start(struct fg_txn *t)
     evbuffer_add(bufferevent_get_output(t->uc->bev), t->head, t->head_len);
 
     if (t->req_state == FG_REQ_BODY) {
-        if ((t->req.flags & FG_HTTP_F_EXPECT_CONTINUE) && t->req.minor_version == 1)
+        if ((t->req.flags & FG_HTTP_F_EXPECT_CONTINUE) && t->req.minor_version == 1) {
             evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            fg_flush(c->bev);
+        }
         t->req_body_left = t->req.content_length;
         fg_http_chunked_init(&t->req_chunked);
         fg_conn_body_started(c);
-        req_body_pump(t);
+        req_body_pump(t); /* flushes */
     } else {
         client_request_done(t);
+        up_flush(t);
     }
 }
 
@@ -248,6 +262,7 @@ void fg_proxy_start(struct fg_txn *t)
 
 static void response_complete(struct fg_txn *t)
 {
+    fg_flush(t->c->bev);
     t->resp_state = FG_RESP_DONE;
     t->upstream_us = fg_mono_us() - t->upstream_start_us;
     if (t->uc != NULL) {
@@ -311,6 +326,7 @@ static void upstream_failed(struct fg_txn *t, enum fg_upstream_failure why, int 
                 fg_counter_add(&fg_upstream_pool_stats(t->pool)->retries, 1);
                 evbuffer_add_buffer(bufferevent_get_output(t->uc->bev), pending);
                 evbuffer_free(pending);
+                up_flush(t);
                 return;
             }
             evbuffer_free(pending);
@@ -326,6 +342,7 @@ static void upstream_failed(struct fg_txn *t, enum fg_upstream_failure why, int 
         if (attach_upstream(t, true, -1)) {
             fg_counter_add(&fg_upstream_pool_stats(t->pool)->retries, 1);
             evbuffer_add(bufferevent_get_output(t->uc->bev), t->head, t->head_len);
+            up_flush(t);
             return;
         }
         fg_conn_respond(c, status, detail, true);
@@ -363,6 +380,7 @@ static void req_body_pump(struct fg_txn *t)
         }
         if (t->req_body_left == 0) {
             client_request_done(t);
+            up_flush(t);
             return;
         }
     } else {
@@ -414,10 +432,12 @@ static void req_body_pump(struct fg_txn *t)
             if (st == FG_CHUNK_DONE) {
                 evbuffer_add(out, "0\r\n\r\n", 5);
                 client_request_done(t);
+                up_flush(t);
                 return;
             }
         }
     }
+    up_flush(t);
     if (evbuffer_get_length(out) > FG_HIGH_WATER)
         bufferevent_disable(c->bev, EV_READ); /* resumed by up_write_cb */
 }
@@ -667,7 +687,7 @@ static void resp_body_pump(struct fg_txn *t)
         break;
     }
     t->bytes_out += evbuffer_get_length(out) - before;
-    if (evbuffer_get_length(out) > FG_HIGH_WATER)
+    if (fg_flush(c->bev) > FG_HIGH_WATER)
         bufferevent_disable(t->uc->bev, EV_READ); /* resumed by fg_proxy_client_drained */
 }
 
@@ -685,6 +705,8 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
 {
     struct fg_txn *t = arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
+    if (t->uc->connected && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE); /* back to writing through (fg_flush) */
     if (t->req_state == FG_REQ_BODY && !(bufferevent_get_enabled(t->c->bev) & EV_READ))
         fg_conn_resume_read(t->c);
 }

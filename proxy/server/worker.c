@@ -331,7 +331,12 @@ bool fg_server_start(struct fg_config *cfg)
     for (size_t i = 0; i < S.n; i++) {
         struct fg_worker *w = &S.workers[i];
         w->id = (unsigned)i;
-        w->base = event_base_new();
+        /* The changelist folds an EV_WRITE enabled and disabled within one loop turn
+         * into no epoll_ctl at all (fg_flush relies on it). */
+        struct event_config *ec = event_config_new();
+        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        w->base = event_base_new_with_config(ec);
+        event_config_free(ec);
         if (w->base == NULL)
             return false;
         pthread_mutex_init(&w->msg_lock, NULL);
