@@ -1,0 +1,33 @@
+/* chars.h — character classes of RFC 9110/9112/3986 as lookup tables (http module only). */
+#ifndef FG_HTTP_CHARS_H
+#define FG_HTTP_CHARS_H
+
+#include <stdint.h>
+
+enum {
+    FG_C_TCHAR = 1u << 0,  /* token characters */
+    FG_C_VALUE = 1u << 1,  /* field-value: VCHAR, obs-text, SP, HTAB */
+    FG_C_TARGET = 1u << 2, /* request-target: pchar, '/', '?', '%' */
+    FG_C_HOST = 1u << 3,   /* uri-host and port: unreserved, sub-delims, '%', ':', '[', ']' */
+    FG_C_HEX = 1u << 4,
+    FG_C_UNRESERVED = 1u << 5,
+};
+
+extern const uint8_t fg_http_char_class[256];
+
+static inline int fg_http_is(unsigned char c, unsigned cls)
+{
+    return (fg_http_char_class[c] & cls) != 0;
+}
+
+static inline int fg_http_hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+#endif
