@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: install what is missing, build
+# with gcc and clang (warnings are errors), run unit, fuzz-replay and integration tests,
+# make distcheck, the packaging checks, a short fuzz run, and the suite again under
+# AddressSanitizer and UBSan. Ends with "N passed, N failed" (stages).
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+passed=0
+failed=0
+failures=()
+
+stage() {
+    local name=$1
+    shift
+    echo "=== $name"
+    local t0=$SECONDS
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "=== $name: ok ($((SECONDS - t0)) s)"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "=== $name: FAILED ($((SECONDS - t0)) s)"
+    fi
+}
+
+check_in() { # dir: run make check and show the failing logs
+    local dir=$1
+    if make -C "$dir" -j2 check; then
+        return 0
+    fi
+    find "$dir" -name '*.log' -newer "$dir/config.status" -exec grep -l -E '^(FAIL|ERROR)' {} + \
+        2>/dev/null | head -20 | while read -r f; do
+        echo "--- $f"
+        tail -n 60 "$f"
+    done
+    return 1
+}
+
+if ! bash scripts/deps.sh; then
+    echo "dependencies could not be installed" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+stage "build (gcc, -Werror)" bash scripts/build.sh "$top/build" --enable-werror CC=gcc
+stage "make check (gcc)" check_in "$top/build"
+stage "make distcheck" make -C "$top/build" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror
+stage "packaging (rpm, systemd unit)" make -C "$top/build" check-packaging
+stage "build (clang, -Werror)" bash scripts/build.sh "$top/build-clang" --enable-werror CC=clang
+stage "fuzz the codec (20 s)" bash tests/fuzz/run.sh 20
+stage "build (clang, ASan+UBSan)" bash scripts/build.sh "$top/build-asan" --enable-werror \
+    --enable-sanitizers CC=clang
+stage "make check (ASan+UBSan)" env ASAN_OPTIONS=detect_leaks=0 check_in "$top/build-asan"
+
+echo
+if [ "$failed" -gt 0 ]; then
+    echo "failed stages: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install every Debian 12 package that building, testing, fuzzing, packaging and the
+# benchmarks need. Idempotent and non-interactive; skips apt entirely when all are there.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(
+    # build
+    build-essential autoconf automake libtool pkg-config
+    libevent-dev libssl-dev zlib1g-dev libbrotli-dev libhiredis-dev libcmocka-dev
+    # second compiler, libFuzzer and sanitizers
+    clang libclang-rt-14-dev
+    # tests
+    python3 python3-pytest curl procps util-linux ca-certificates
+    # later features' real parts (Redis backend)
+    redis-server
+    # benchmarks
+    nginx-light wrk
+    # packaging checks
+    rpm cpio rpmlint logrotate systemd
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if ! command -v node >/dev/null 2>&1; then
+    missing+=(nodejs)
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "deps: installing ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "deps: run as root (apt-get needs it)" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # nginx's package starts a default server on :80; the benchmarks run their own.
+    if command -v service >/dev/null 2>&1; then service nginx stop >/dev/null 2>&1 || true; fi
+else
+    echo "deps: all packages present"
+fi
