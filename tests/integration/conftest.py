@@ -1,0 +1,247 @@
+"""Fixtures: a test origin, flashgate processes with generated configs, raw clients.
+
+Everything runs on 127.0.0.1 with free ports; every wait is bounded.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def flashgate_bin():
+    cand = [os.environ.get("FLASHGATE_BIN", ""),
+            os.path.join(os.getcwd(), "flashgate"),
+            os.path.join(HERE, "..", "..", "build", "flashgate")]
+    for c in cand:
+        if c and os.access(c, os.X_OK):
+            return os.path.abspath(c)
+    pytest.fail("flashgate binary not found: set FLASHGATE_BIN")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=5.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"port {port} did not open")
+
+
+class Origin:
+    def __init__(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "origin.py"), str(self.port)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            return r.read()
+
+    def stats(self):
+        return json.loads(self.get("/__stats"))
+
+    def reset(self):
+        self.get("/__reset")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+class Flashgate:
+    def __init__(self, tmp, origin_ports, server_extra="", upstream_extra="", main_extra="",
+                 routes=None):
+        self.tmp = tmp
+        self.port = free_port()
+        self.admin = free_port()
+        self.conf = os.path.join(tmp, "flashgate.conf")
+        self.log = os.path.join(tmp, "error.log")
+        self.access = os.path.join(tmp, "access.log")
+        servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=2 fail_timeout=5s;" for p in origin_ports)
+        routes = routes or "    route / { upstream app; }"
+        self.text = f"""workers 1;
+{main_extra}
+admin {{ listen 127.0.0.1:{self.admin}; }}
+upstream app {{
+{servers}
+{upstream_extra}
+}}
+server {{
+    listen 127.0.0.1:{self.port};
+{server_extra}
+    route /flashgate/healthz {{ health on; }}
+{routes}
+}}
+"""
+        with open(self.conf, "w") as f:
+            f.write(self.text)
+        self.errf = open(self.log, "w")
+        self.proc = subprocess.Popen([flashgate_bin(), "-c", self.conf], stdout=self.errf,
+                                     stderr=subprocess.STDOUT)
+        wait_port(self.port)
+        wait_port(self.admin)
+
+    def write_conf(self, text):
+        with open(self.conf, "w") as f:
+            f.write(text)
+
+    def stats(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/stats", timeout=5) as r:
+            return json.loads(r.read())
+
+    def errors(self):
+        self.errf.flush()
+        with open(self.log) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.errf.close()
+
+
+@pytest.fixture
+def origin():
+    o = Origin()
+    yield o
+    o.stop()
+
+
+@pytest.fixture
+def flashgate(tmp_path, origin):
+    made = []
+
+    def make(**kw):
+        ports = kw.pop("origin_ports", [origin.port])
+        fg = Flashgate(str(tmp_path), ports, **kw)
+        made.append(fg)
+        return fg
+
+    yield make
+    for fg in made:
+        fg.stop()
+
+
+# ---- a raw HTTP/1.1 client -----------------------------------------------------------
+
+
+class Conn:
+    """One TCP connection; send raw bytes, read whole responses, see closes."""
+
+    def __init__(self, port, timeout=5.0):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.s.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def _fill(self):
+        d = self.s.recv(65536)
+        if not d:
+            raise EOFError
+        self.buf += d
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def response(self, head=False):
+        """Read one response: (status, headers dict lower-case -> list, body bytes)."""
+        while True:
+            status_line = self._line().decode("latin-1")
+            status = int(status_line.split(" ")[1])
+            headers = {}
+            while True:
+                line = self._line()
+                if not line:
+                    break
+                k, _, v = line.decode("latin-1").partition(":")
+                headers.setdefault(k.strip().lower(), []).append(v.strip())
+            if status >= 200 or status == 101:
+                break
+        body = b""
+        if head or status in (204, 304):
+            return status, headers, body
+        if "chunked" in ",".join(headers.get("transfer-encoding", [])):
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                while len(self.buf) < size + 2:
+                    self._fill()
+                body += self.buf[:size]
+                self.buf = self.buf[size + 2:]
+                if size == 0:
+                    break
+        elif "content-length" in headers:
+            n = int(headers["content-length"][0])
+            while len(self.buf) < n:
+                self._fill()
+            body, self.buf = self.buf[:n], self.buf[n:]
+        else:
+            try:
+                while True:
+                    self._fill()
+            except EOFError:
+                pass
+            body, self.buf = self.buf, b""
+        return status, headers, body
+
+    def closed(self, timeout=3.0):
+        """True if the peer closes (EOF or reset) within timeout with nothing more sent."""
+        self.s.settimeout(timeout)
+        try:
+            d = self.s.recv(1)
+            return d == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.s.close()
+
+
+@pytest.fixture
+def conn():
+    opened = []
+
+    def make(port, timeout=5.0):
+        c = Conn(port, timeout)
+        opened.append(c)
+        return c
+
+    yield make
+    for c in opened:
+        c.close()
+
+
+def get(port, path, headers=""):
+    c = Conn(port)
+    c.send(f"GET {path} HTTP/1.1\r\nHost: t\r\n{headers}Connection: close\r\n\r\n")
+    r = c.response()
+    c.close()
+    return r
