@@ -8,7 +8,7 @@ top=$(cd "$here/../.." && pwd)
 work=${FUZZ_WORK:-$(mktemp -d)}
 mkdir -p "$work/corpus" "$work/crashes"
 cp "$here"/corpus/http/* "$work/corpus/" 2>/dev/null || true
-clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$top/proxy" "$here/fuzz_http.c" "$top"/proxy/http/*.c -o "$work/fuzz_http"
 set +e
 "$work/fuzz_http" -max_total_time="$secs" -max_len=4096 -artifact_prefix="$work/crashes/" \
