@@ -45,7 +45,18 @@ if ! bash scripts/deps.sh; then
 fi
 stage "build (gcc, -Werror)" bash scripts/build.sh "$top/build" --enable-werror CC=gcc
 stage "make check (gcc)" check_in "$top/build"
-stage "make distcheck" make -C "$top/build" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror
+distcheck() {
+    if make -C "$top/build" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror; then
+        return 0
+    fi
+    find "$top/build" -path '*_build*' -name '*.log' -exec grep -l -E '^(FAIL|ERROR)' {} + \
+        2>/dev/null | head -20 | while read -r f; do
+        echo "--- $f"
+        tail -n 60 "$f"
+    done
+    return 1
+}
+stage "make distcheck" distcheck
 stage "packaging (rpm, systemd unit)" make -C "$top/build" check-packaging
 stage "build (clang, -Werror)" bash scripts/build.sh "$top/build-clang" --enable-werror CC=clang
 stage "fuzz the codec (20 s)" bash tests/fuzz/run.sh 20
