@@ -71,6 +71,7 @@ struct fg_listener {
     struct evconnlistener *evl;
     struct fg_addr addr;
     int port;
+    char port_text[8]; /* for X-Forwarded-Port */
     size_t server_index; /* into w->snap->cfg->servers, refreshed on reload */
     bool present;        /* scratch flag used while reconciling on reload */
     LIST_ENTRY(fg_listener) link;
@@ -156,7 +157,8 @@ struct fg_worker {
     unsigned id;
     pthread_t thread;
     struct event_base *base;
-    struct event *msg_ev; /* woken from the main thread with event_active */
+    int wake_fd;          /* eventfd: the main thread writes, msg_ev reads */
+    struct event *msg_ev;
     struct fg_snap *snap; /* current */
 
     pthread_mutex_t msg_lock;

@@ -157,17 +157,21 @@ static bool build_request_head(struct fg_txn *t)
     }
     if (!have_proto)
         HEAD_LIT(t, "X-Forwarded-Proto: http\r\n");
-    if (!have_port) {
-        int n = snprintf(val, sizeof(val), "%d", c->lst->port);
-        head_field(t, "X-Forwarded-Port", 16, val, (size_t)n);
-    }
+    if (!have_port)
+        head_field(t, "X-Forwarded-Port", 16, c->lst->port_text, strlen(c->lst->port_text));
     if (t->request_id[0] == '\0' && srv->add_request_id) {
         make_request_id(c->w, t->request_id);
         head_field(t, "X-Request-Id", 12, t->request_id, 32);
     }
     if (r->body == FG_HTTP_BODY_LENGTH) {
-        int n = snprintf(val, sizeof(val), "%" PRIu64, r->content_length);
-        head_field(t, "Content-Length", 14, val, (size_t)n);
+        char digits[24];
+        size_t n = 0;
+        uint64_t v = r->content_length;
+        do {
+            digits[sizeof(digits) - 1 - n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        head_field(t, "Content-Length", 14, digits + sizeof(digits) - n, n);
     } else if (r->body == FG_HTTP_BODY_CHUNKED) {
         HEAD_LIT(t, "Transfer-Encoding: chunked\r\n");
     }
@@ -502,7 +506,12 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
     if (scratch_reserve(w, need) == 0)
         return false;
     char *p = w->scratch;
-    p += sprintf(p, "HTTP/1.1 %d ", resp->status);
+    memcpy(p, "HTTP/1.1 ", 9);
+    p[9] = (char)('0' + resp->status / 100);
+    p[10] = (char)('0' + resp->status / 10 % 10);
+    p[11] = (char)('0' + resp->status % 10);
+    p[12] = ' ';
+    p += 13;
     if (resp->reason_len > 0) {
         memcpy(p, resp->reason, resp->reason_len);
         p += resp->reason_len;
@@ -533,14 +542,21 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
         *p++ = '\r';
         *p++ = '\n';
     }
-    if (!have_request_id && t->request_id[0])
-        p += sprintf(p, "X-Request-Id: %s\r\n", t->request_id);
+#define PUT_LIT(lit) (memcpy(p, lit, sizeof(lit) - 1), p += sizeof(lit) - 1)
+    if (!have_request_id && t->request_id[0]) {
+        size_t n = strlen(t->request_id);
+        PUT_LIT("X-Request-Id: ");
+        memcpy(p, t->request_id, n);
+        p += n;
+        PUT_LIT("\r\n");
+    }
     if (t->resp_chunked_out)
-        p += sprintf(p, "Transfer-Encoding: chunked\r\n");
+        PUT_LIT("Transfer-Encoding: chunked\r\n");
     if (close)
-        p += sprintf(p, "Connection: close\r\n");
+        PUT_LIT("Connection: close\r\n");
     else if (!client11)
-        p += sprintf(p, "Connection: keep-alive\r\n");
+        PUT_LIT("Connection: keep-alive\r\n");
+#undef PUT_LIT
     *p++ = '\r';
     *p++ = '\n';
     size_t len = (size_t)(p - w->scratch);

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -186,6 +187,7 @@ static bool listener_add(struct fg_worker *w, int fd, const struct fg_addr *addr
     l->w = w;
     l->addr = *addr;
     l->port = fg_addr_port((const struct sockaddr *)&addr->ss);
+    snprintf(l->port_text, sizeof(l->port_text), "%d", l->port);
     l->evl = evconnlistener_new(w->base, accept_cb, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
     if (l->evl == NULL) {
         free(l);
@@ -263,6 +265,9 @@ static void worker_apply_config(struct fg_worker *w, struct fg_config *cfg, int 
 static void worker_msg_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct fg_worker *w = arg;
+    uint64_t n;
+    if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        fg_err("worker %u: reading its wake-up: %s", w->id, strerror(errno));
     pthread_mutex_lock(&w->msg_lock);
     struct fg_config *cfg = w->pending_cfg;
     int *fds = w->pending_fds;
@@ -290,9 +295,14 @@ static void worker_msg_cb(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(w->base);
 }
 
+/* Wake a worker from the main thread. An eventfd rather than event_active() lets the
+ * worker's event_base run without locks (EVENT_BASE_FLAG_NOLOCK): every event_add on the
+ * request path would otherwise take a mutex nobody else ever contends. */
 static void worker_wake(struct fg_worker *w)
 {
-    event_active(w->msg_ev, EV_READ, 0);
+    uint64_t one = 1;
+    if (write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        fg_err("worker %u: cannot wake it: %s", w->id, strerror(errno));
 }
 
 static void alog_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -335,6 +345,7 @@ bool fg_server_start(struct fg_config *cfg)
          * into no epoll_ctl at all (fg_flush relies on it). */
         struct event_config *ec = event_config_new();
         event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
         w->base = event_base_new_with_config(ec);
         event_config_free(ec);
         if (w->base == NULL)
@@ -344,7 +355,11 @@ bool fg_server_start(struct fg_config *cfg)
         LIST_INIT(&w->listeners);
         LIST_INIT(&w->conns);
         TAILQ_INIT(&w->free_txns);
-        w->msg_ev = event_new(w->base, -1, 0, worker_msg_cb, w);
+        w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->wake_fd < 0)
+            return false;
+        w->msg_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, worker_msg_cb, w);
+        event_add(w->msg_ev, NULL);
         w->alog = evbuffer_new();
         w->alog_timer = event_new(w->base, -1, EV_PERSIST, alog_timer_cb, w);
         struct timeval sec = {.tv_sec = 0, .tv_usec = 250000};
