@@ -366,6 +366,31 @@ static void upstream_failed(struct fg_txn *t, enum fg_upstream_failure why, int 
     }
 }
 
+/* ---- chunked relaying -------------------------------------------------------------------- */
+
+/* Move n payload bytes from in to out as one chunk of our own framing. */
+static void move_as_chunk(struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+    char line[24];
+    evbuffer_add(out, line, fg_http_chunk_header(line, n));
+    evbuffer_remove_buffer(in, out, n);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* Run the chunk framing parser over the first contiguous piece of in, drain what it took.
+ * *used is the framing bytes consumed. */
+static enum fg_http_chunk_status chunk_framing(struct fg_http_chunked *ch, struct evbuffer *in,
+                                               size_t *used, enum fg_http_error *err)
+{
+    struct evbuffer_iovec v;
+    *used = 0;
+    if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+        return FG_CHUNK_MORE;
+    enum fg_http_chunk_status st = fg_http_chunked_parse(ch, v.iov_base, v.iov_len, used, err);
+    evbuffer_drain(in, *used);
+    return st;
+}
+
 /* ---- request body: client → app -------------------------------------------------------- */
 
 static void req_body_pump(struct fg_txn *t)
@@ -404,25 +429,20 @@ static void req_body_pump(struct fg_txn *t)
                     }
                     return;
                 }
-                char line[24];
-                size_t ll = fg_http_chunk_header(line, n);
-                evbuffer_add(out, line, ll);
-                evbuffer_remove_buffer(in, out, n);
-                evbuffer_add(out, "\r\n", 2);
+                move_as_chunk(in, out, n);
                 fg_http_chunked_data(&t->req_chunked, n);
                 t->req_body_bytes += n;
                 t->bytes_in += n;
                 continue;
             }
-            struct evbuffer_iovec v;
-            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
-                break;
             size_t used = 0;
             enum fg_http_error err = FG_HTTP_E_NONE;
-            enum fg_http_chunk_status st =
-                fg_http_chunked_parse(&t->req_chunked, v.iov_base, v.iov_len, &used, &err);
-            evbuffer_drain(in, used);
+            enum fg_http_chunk_status st = chunk_framing(&t->req_chunked, in, &used, &err);
             t->bytes_in += used;
+            if (st == FG_CHUNK_MORE && (used == 0 || evbuffer_get_length(in) == 0))
+                break; /* else framing goes on in the buffer's next segment */
+            if (st == FG_CHUNK_MORE)
+                continue;
             if (st == FG_CHUNK_ERROR) {
                 fg_counter_add(&c->w->stats.rejected[err], 1);
                 if (t->resp_head_sent) {
@@ -652,25 +672,20 @@ static void resp_body_pump(struct fg_txn *t)
                 if (avail == 0)
                     break;
                 size_t n = avail < t->resp_chunked.data_left ? avail : (size_t)t->resp_chunked.data_left;
-                if (t->resp_chunked_out) {
-                    char line[24];
-                    evbuffer_add(out, line, fg_http_chunk_header(line, n));
+                if (t->resp_chunked_out)
+                    move_as_chunk(in, out, n);
+                else
                     evbuffer_remove_buffer(in, out, n);
-                    evbuffer_add(out, "\r\n", 2);
-                } else {
-                    evbuffer_remove_buffer(in, out, n);
-                }
                 fg_http_chunked_data(&t->resp_chunked, n);
                 continue;
             }
-            struct evbuffer_iovec v;
-            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
-                break;
             size_t used = 0;
             enum fg_http_error err = FG_HTTP_E_NONE;
-            enum fg_http_chunk_status st =
-                fg_http_chunked_parse(&t->resp_chunked, v.iov_base, v.iov_len, &used, &err);
-            evbuffer_drain(in, used);
+            enum fg_http_chunk_status st = chunk_framing(&t->resp_chunked, in, &used, &err);
+            if (st == FG_CHUNK_MORE && (used == 0 || evbuffer_get_length(in) == 0))
+                break; /* else framing goes on in the buffer's next segment */
+            if (st == FG_CHUNK_MORE)
+                continue;
             if (st == FG_CHUNK_ERROR) {
                 t->bytes_out += evbuffer_get_length(out) - before;
                 upstream_failed(t, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502, "sent a malformed chunked body");
@@ -687,16 +702,10 @@ static void resp_body_pump(struct fg_txn *t)
         break;
     case FG_HTTP_BODY_CLOSE: {
         size_t n = evbuffer_get_length(in);
-        if (n > 0) {
-            if (t->resp_chunked_out) {
-                char line[24];
-                evbuffer_add(out, line, fg_http_chunk_header(line, n));
-                evbuffer_remove_buffer(in, out, n);
-                evbuffer_add(out, "\r\n", 2);
-            } else {
-                evbuffer_remove_buffer(in, out, n);
-            }
-        }
+        if (n > 0 && t->resp_chunked_out)
+            move_as_chunk(in, out, n);
+        else if (n > 0)
+            evbuffer_remove_buffer(in, out, n);
         break;
     }
     case FG_HTTP_BODY_NONE:

@@ -89,8 +89,8 @@ def lat(s):
     return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
 reqs = int(re.search(r"(\d+) requests in", out).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-p99 = lat(re.search(r"99%\s+(\S+)", out).group(1))
-p50 = lat(re.search(r"50%\s+(\S+)", out).group(1))
+p99 = lat(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+p50 = lat(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
 errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 print(json.dumps({"proxy": name, "round": rnd, "rps": rps, "p50_ms": p50, "p99_ms": p99,
                   "cpu_us_per_req": ticks / hz * 1e6 / max(reqs, 1), "requests": reqs,

@@ -220,3 +220,40 @@ def test_routes_and_normalisation(flashgate):
     assert get(fg.port, "/nothing")[0] == 404
     assert get(fg.port, "/only-post")[0] == 404
     assert get(fg.port, "/../api")[0] == 400
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1])
+
+
+def test_slow_client_does_not_make_us_buffer_the_response(flashgate, conn):
+    """Back-pressure: a client that does not read holds the app's connection, not our memory."""
+    import time
+    fg = flashgate()
+    before = rss_kib(fg.proc.pid)
+    c = conn(fg.port, timeout=30)
+    c.s.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 65536)
+    c.send("GET /size?bytes=100000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(1.5)  # not reading: the socket buffers fill, then flashgate must stop reading
+    grown = rss_kib(fg.proc.pid) - before
+    assert grown < 8 * 1024, f"RSS grew by {grown} KiB for one stalled 100 MB response"
+    status, _, body = c.response()  # now read it all: nothing lost
+    assert status == 200 and len(body) == 100000000
+
+
+def test_client_ip_from_trusted_hops(flashgate, tmp_path):
+    import json as _json
+    import time
+    log = tmp_path / "a.log"
+    fg = flashgate(server_extra=f"    trusted_proxies 127.0.0.1 10.0.0.0/8;\n    access_log {log};")
+    get(fg.port, "/echo", "X-Forwarded-For: 6.6.6.6, 203.0.113.7, 10.1.2.3:4567\r\n")
+    deadline = time.time() + 3
+    while (not log.exists() or not log.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    entry = _json.loads(log.read_text().splitlines()[0])
+    # 10.1.2.3 is trusted (the ALB), so the client is the next hop to the left; the
+    # left-most hop was written by the client itself and is never believed
+    assert entry["client"] == "203.0.113.7"
