@@ -239,7 +239,9 @@ def test_slow_client_does_not_make_us_buffer_the_response(flashgate, conn):
     c.send("GET /size?bytes=30000000 HTTP/1.1\r\nHost: a\r\n\r\n")
     time.sleep(1.5)  # not reading: the socket buffers fill, then flashgate must stop reading
     grown = rss_kib(fg.proc.pid) - before
-    assert grown < 8 * 1024, f"RSS grew by {grown} KiB for one stalled 30 MB response"
+    # Holding the response would cost at least its 30 MB. What the kernel buffers let
+    # through costs a few MB at most, more under ASan (freed memory stays in quarantine).
+    assert grown < 12 * 1024, f"RSS grew by {grown} KiB for one stalled 30 MB response"
     status, _, body = c.response()  # now read it all: nothing lost
     assert status == 200 and len(body) == 30000000
 

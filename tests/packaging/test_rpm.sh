@@ -44,7 +44,8 @@ for f in /usr/sbin/flashgate /etc/flashgate /etc/flashgate/flashgate.conf \
     /usr/lib/sysusers.d/flashgate.conf /usr/share/man/man8/flashgate.8 \
     /usr/share/man/man5/flashgate.conf.5 /usr/share/doc/flashgate/README.md \
     /usr/share/doc/flashgate/deployment.md /usr/share/doc/flashgate/keepalive.md \
-    /usr/share/doc/flashgate/architecture.md /var/lib/flashgate /var/log/flashgate; do
+    /usr/share/doc/flashgate/architecture.md /usr/share/doc/flashgate/operations.md \
+    /var/lib/flashgate /var/log/flashgate; do
     grep -q "^$f\(\.gz\|\.bz2\|\.xz\)\{0,1\}$" "$work/files" || fail "file list lacks $f"
 done
 # Nothing outside the places a flashgate package may touch (build-id links are rpm's).
