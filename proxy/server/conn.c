@@ -246,7 +246,6 @@ void fg_conn_send_response(struct fg_conn *c, int status, const char *ctype, con
         evbuffer_add(out, body, body_len);
     t->bytes_out += (size_t)n + body_len;
     t->resp_state = FG_RESP_DONE;
-    fg_flush(c->bev);
     fg_conn_txn_done(c);
 }
 
@@ -287,6 +286,9 @@ void fg_conn_txn_done(struct fg_conn *c)
     }
     c->state = FG_CONN_IDLE;
     fg_gauge_add(&w->stats.connections_idle, 1);
+    /* The last bytes go out only now, after the counting: a client that has its answer
+     * sees it in /stats too. */
+    fg_flush(c->bev);
     conn_arm(c, conn_server(c)->keepalive_timeout_ms);
     bufferevent_setwatermark(c->bev, EV_WRITE, FG_LOW_WATER, 0);
     bufferevent_enable(c->bev, EV_READ);

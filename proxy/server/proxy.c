@@ -266,8 +266,7 @@ void fg_proxy_start(struct fg_txn *t)
 
 static void response_complete(struct fg_txn *t)
 {
-    fg_flush(t->c->bev);
-    t->resp_state = FG_RESP_DONE;
+    t->resp_state = FG_RESP_DONE; /* fg_conn_txn_done flushes the client's output */
     t->upstream_us = fg_mono_us() - t->upstream_start_us;
     if (t->uc != NULL) {
         fg_upstream_report(t->pool, t->uc->server, true, FG_UPSTREAM_FAIL_CONNECT);

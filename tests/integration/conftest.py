@@ -68,7 +68,7 @@ class Origin:
 
 class Flashgate:
     def __init__(self, tmp, origin_ports, server_extra="", upstream_extra="", main_extra="",
-                 routes=None):
+                 routes=None, admin_extra=""):
         self.tmp = tmp
         self.port = free_port()
         self.admin = free_port()
@@ -79,7 +79,7 @@ class Flashgate:
         routes = routes or "    route / { upstream app; }"
         self.text = f"""workers 1;
 {main_extra}
-admin {{ listen 127.0.0.1:{self.admin}; }}
+admin {{ listen 127.0.0.1:{self.admin}; {admin_extra} }}
 upstream app {{
 {servers}
 {upstream_extra}
