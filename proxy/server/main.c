@@ -191,6 +191,9 @@ int main(int argc, char **argv)
         return 1;
     if (!drop_privileges(cfg->user))
         return 1;
+    /* Workers start only now: no request is ever served with root privileges. */
+    if (!fg_server_run())
+        return 1;
     fg_notice("flashgate %s started: config %s, generation 1", PACKAGE_VERSION, path);
     fg_sd_notify("READY=1");
 

@@ -12,9 +12,12 @@
 
 #include "config/config.h"
 
-/* Start workers and listeners for this config (takes a reference). Binds every listen
- * address first; returns false (logged) if any cannot be bound. */
+/* Prepare workers and bind every listen address of this config (takes a reference);
+ * returns false (logged) if any cannot be bound. Nothing is served until fg_server_run(),
+ * so privileges can be dropped in between. */
 bool fg_server_start(struct fg_config *cfg);
+/* Start the worker threads. */
+bool fg_server_run(void);
 
 /* Apply a new, already validated config (takes a reference). New listen addresses are
  * bound first; if one fails the reload is refused and the old config keeps running.

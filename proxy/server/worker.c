@@ -387,6 +387,11 @@ bool fg_server_start(struct fg_config *cfg)
             fg_notice("listening on %s (%zu workers)", cl->addr.text, S.n);
         }
     }
+    return true;
+}
+
+bool fg_server_run(void)
+{
     for (size_t i = 0; i < S.n; i++) {
         if (pthread_create(&S.workers[i].thread, NULL, worker_main, &S.workers[i]) != 0) {
             fg_err("cannot start worker thread %zu: %s", i, strerror(errno));

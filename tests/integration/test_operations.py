@@ -58,10 +58,13 @@ def test_sigusr1_reopens_logs(flashgate, tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs root")
 def test_privilege_drop(flashgate):
+    import pwd
     fg = flashgate(main_extra="user nobody;")
+    assert get(fg.port, "/echo")[0] == 200  # served (only once the workers run)
+    nobody = pwd.getpwnam("nobody").pw_uid
     with open(f"/proc/{fg.proc.pid}/status") as f:
         uids = [l.split()[1:] for l in f if l.startswith("Uid:")][0]
-    import pwd
-    nobody = pwd.getpwnam("nobody").pw_uid
     assert all(int(u) == nobody for u in uids)  # real, effective, saved, fs
-    assert get(fg.port, "/echo")[0] == 200  # still serving on the sockets bound as root
+    for task in os.listdir(f"/proc/{fg.proc.pid}/task"):  # every thread
+        with open(f"/proc/{fg.proc.pid}/task/{task}/status") as f:
+            assert [l for l in f if l.startswith("Uid:")][0].split()[1:] == [str(nobody)] * 4
