@@ -25,17 +25,16 @@ stage() {
     fi
 }
 
-check_in() { # dir: run make check and show the failing logs
-    local dir=$1
-    if make -C "$dir" -j2 check; then
-        return 0
-    fi
-    find "$dir" -name '*.log' -newer "$dir/config.status" -exec grep -l -E '^(FAIL|ERROR)' {} + \
-        2>/dev/null | head -20 | while read -r f; do
-        echo "--- $f"
-        tail -n 60 "$f"
-    done
-    return 1
+show_failed_logs() { # dir: print the tail of every test log that failed under it
+    find "$1" -name '*.log' -exec grep -l -E '^(FAIL|ERROR)' {} + 2>/dev/null | head -20 |
+        while read -r f; do
+            echo "--- $f"
+            tail -n 60 "$f"
+        done
+}
+
+check_in() { # dir: run make check, show the failing logs
+    make -C "$1" -j2 check || { show_failed_logs "$1"; return 1; }
 }
 
 if ! bash scripts/deps.sh; then
@@ -46,15 +45,8 @@ fi
 stage "build (gcc, -Werror)" bash scripts/build.sh "$top/build" --enable-werror CC=gcc
 stage "make check (gcc)" check_in "$top/build"
 distcheck() {
-    if make -C "$top/build" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror; then
-        return 0
-    fi
-    find "$top/build" -path '*_build*' -name '*.log' -exec grep -l -E '^(FAIL|ERROR)' {} + \
-        2>/dev/null | head -20 | while read -r f; do
-        echo "--- $f"
-        tail -n 60 "$f"
-    done
-    return 1
+    make -C "$top/build" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror ||
+        { show_failed_logs "$top/build/flashgate-0.1.0"; return 1; }
 }
 stage "make distcheck" distcheck
 stage "packaging (rpm, systemd unit)" make -C "$top/build" check-packaging
