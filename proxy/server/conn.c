@@ -21,7 +21,8 @@
 #define FG_BODY_GRACE_MS  5000 /* body_min_rate applies after this */
 #define FG_RESP_HEAD_MAX  65536
 
-static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_read_cb(void *arg);
+static void conn_read_event_cb(short what, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -110,21 +111,28 @@ void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, 
         free(c);
         return;
     }
+    if (!fg_reader_init(&c->reader, c->bev, FG_HIGH_WATER)) {
+        fg_err("out of memory accepting a connection, closed");
+        bufferevent_free(c->bev);
+        event_free(c->timer);
+        free(c);
+        return;
+    }
     c->magic = FG_CONN_MAGIC;
     c->w = w;
     c->lst = lst;
     memcpy(&c->peer, sa, (size_t)salen < sizeof(c->peer) ? (size_t)salen : sizeof(c->peer));
     fg_addr_ip_text(sa, c->peer_ip, sizeof(c->peer_ip));
     const struct fg_conf_server *srv = conn_server(c);
-    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setcb(c->bev, NULL, conn_write_cb, conn_event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, FG_LOW_WATER, 0);
-    /* Reading stops by itself while this much input waits (pipelined requests, a body
-     * the app is slow to take): memory per connection stays bounded. */
-    bufferevent_setwatermark(c->bev, EV_READ, 0, FG_HIGH_WATER);
+    /* Reading pauses by itself while FG_HIGH_WATER bytes of input wait (pipelined
+     * requests, a body the app is slow to take): memory per connection stays bounded. */
+    fg_reader_setcb(&c->reader, conn_read_cb, conn_read_event_cb, c);
     struct timeval st = {.tv_sec = (time_t)(srv->send_timeout_ms / 1000),
                          .tv_usec = (suseconds_t)(srv->send_timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, NULL, &st);
-    bufferevent_enable(c->bev, EV_READ); /* EV_WRITE only while output waits (fg_flush) */
+    fg_reader_enable(&c->reader); /* EV_WRITE only while output waits (fg_flush) */
     c->state = FG_CONN_IDLE;
     conn_arm(c, srv->keepalive_timeout_ms);
     LIST_INSERT_HEAD(&w->conns, c, link);
@@ -150,6 +158,7 @@ static void conn_free(struct fg_conn *c)
         fg_gauge_add(&w->stats.connections_idle, -1);
     c->magic = 0;
     event_free(c->timer);
+    fg_reader_free(&c->reader);
     bufferevent_free(c->bev);
     LIST_REMOVE(c, link);
     atomic_fetch_sub_explicit(&w->open_conns, 1, memory_order_relaxed);
@@ -171,31 +180,13 @@ static void conn_start_closing(struct fg_conn *c)
         fg_gauge_add(&c->w->stats.connections_idle, -1);
     c->state = FG_CONN_CLOSING;
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    bufferevent_enable(c->bev, EV_READ);
+    fg_reader_enable(&c->reader);
     evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
     conn_arm(c, conn_server(c)->send_timeout_ms + FG_LINGER_MS);
     if (fg_flush(c->bev) == 0)
         conn_write_cb(c->bev, c);
 }
 
-size_t fg_flush(struct bufferevent *bev)
-{
-    struct evbuffer *out = bufferevent_get_output(bev);
-    if (evbuffer_get_length(out) > 0) {
-        /* A bufferevent keeps its output's start frozen so that only it drains it; we
-         * do what its write callback does, a moment earlier. An error is left for that
-         * callback to meet and report. */
-        evbuffer_unfreeze(out, 1);
-        evbuffer_write(out, bufferevent_getfd(bev));
-        evbuffer_freeze(out, 1);
-    }
-    size_t left = evbuffer_get_length(out);
-    if (left > 0)
-        bufferevent_enable(bev, EV_WRITE);
-    else
-        bufferevent_disable(bev, EV_WRITE);
-    return left;
-}
 
 
 void fg_conn_close_if_idle(struct fg_conn *c)
@@ -291,20 +282,18 @@ void fg_conn_txn_done(struct fg_conn *c)
     fg_flush(c->bev);
     conn_arm(c, conn_server(c)->keepalive_timeout_ms);
     bufferevent_setwatermark(c->bev, EV_WRITE, FG_LOW_WATER, 0);
-    bufferevent_enable(c->bev, EV_READ);
+    fg_reader_enable(&c->reader);
     /* A pipelined request may already be buffered: run it from the loop, not from here,
      * so a long pipeline cannot grow the stack. */
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        bufferevent_trigger(c->bev, EV_READ,
-                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        fg_reader_trigger(&c->reader);
 }
 
 void fg_conn_resume_read(struct fg_conn *c)
 {
-    bufferevent_enable(c->bev, EV_READ);
+    fg_reader_enable(&c->reader);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        bufferevent_trigger(c->bev, EV_READ,
-                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        fg_reader_trigger(&c->reader);
 }
 
 /* ---- reading a head -------------------------------------------------------------------- */
@@ -364,9 +353,10 @@ static void conn_read_head(struct fg_conn *c)
     fg_request_start(c, t);
 }
 
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+static void conn_read_cb(void *arg)
 {
     struct fg_conn *c = arg;
+    struct bufferevent *bev = c->bev;
     FG_ASSERT(c->magic == FG_CONN_MAGIC);
     switch (c->state) {
     case FG_CONN_IDLE:
@@ -402,6 +392,12 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     }
     if (c->txn != NULL && c->state == FG_CONN_TXN)
         fg_proxy_client_drained(c->txn);
+}
+
+static void conn_read_event_cb(short what, void *arg)
+{
+    struct fg_conn *c = arg;
+    conn_event_cb(c->bev, what, c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)

@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "http/http.h"
+#include "netio/netio.h"
 #include "server/server.h"
 #include "upstream/upstream.h"
 
@@ -138,7 +139,8 @@ struct fg_conn {
     unsigned magic;
     struct fg_worker *w;
     struct fg_listener *lst;
-    struct bufferevent *bev;
+    struct bufferevent *bev; /* writes and the send timeout */
+    struct fg_reader reader; /* reads */
     struct event *timer;
     enum fg_conn_state state;
     unsigned requests;
@@ -198,11 +200,6 @@ void fg_snap_release(struct fg_worker *w, struct fg_snap *s);
 uint64_t fg_worker_random(struct fg_worker *w);
 
 /* conn.c — client connections */
-/* Send queued output now, as nginx does, instead of arming EPOLLOUT and writing on the
- * next loop turn: a response that fits the socket buffer costs no epoll_ctl and no extra
- * iteration. EV_WRITE stays enabled only while bytes remain queued. Returns the bytes
- * still queued. Not for a connection whose connect is still in progress. */
-size_t fg_flush(struct bufferevent *bev);
 void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, int salen);
 void fg_conn_close(struct fg_conn *c);
 void fg_conn_close_if_idle(struct fg_conn *c);

@@ -16,7 +16,8 @@
 
 #define FG_RESP_HEAD_MAX 65536
 
-static void up_read_cb(struct bufferevent *bev, void *arg);
+static void up_read_cb(void *arg);
+static void up_read_event_cb(short what, void *arg);
 static void up_write_cb(struct bufferevent *bev, void *arg);
 static void up_event_cb(struct bufferevent *bev, short what, void *arg);
 static void req_body_pump(struct fg_txn *t);
@@ -192,10 +193,11 @@ static void up_flush(struct fg_txn *t)
 static void set_upstream_timeouts(struct fg_txn *t)
 {
     const struct fg_conf_upstream *u = fg_upstream_pool_conf(t->pool);
-    struct timeval rt = tv_ms(u->read_timeout_ms), wt = tv_ms(u->send_timeout_ms);
+    struct timeval wt = tv_ms(u->send_timeout_ms);
     /* The read timeout runs once the request is sent: the app may rightly wait for the
      * whole body before it answers, however slowly the client uploads it. */
-    bufferevent_set_timeouts(t->uc->bev, t->req_state == FG_REQ_DONE ? &rt : NULL, &wt);
+    fg_reader_set_timeout(&t->uc->reader, t->req_state == FG_REQ_DONE ? u->read_timeout_ms : 0);
+    bufferevent_set_timeouts(t->uc->bev, NULL, &wt);
 }
 
 static bool attach_upstream(struct fg_txn *t, bool fresh, int exclude)
@@ -207,15 +209,14 @@ static bool attach_upstream(struct fg_txn *t, bool fresh, int exclude)
     t->attempts++;
     snprintf(t->log_upstream, sizeof(t->log_upstream), "%s",
              fg_upstream_server_name(t->pool, uc->server));
-    bufferevent_setcb(uc->bev, up_read_cb, up_write_cb, up_event_cb, t);
+    bufferevent_setcb(uc->bev, NULL, up_write_cb, up_event_cb, t);
     bufferevent_setwatermark(uc->bev, EV_WRITE, FG_LOW_WATER, 0);
-    bufferevent_setwatermark(uc->bev, EV_READ, 0, 0);
-    if (uc->connected) {
+    fg_reader_setcb(&uc->reader, up_read_cb, up_read_event_cb, t);
+    fg_reader_enable(&uc->reader);
+    if (uc->connected)
         set_upstream_timeouts(t);
-        bufferevent_enable(uc->bev, EV_READ);
-    } else {
-        bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
-    }
+    else
+        bufferevent_enable(uc->bev, EV_WRITE); /* the connect completes through it */
     return true;
 }
 
@@ -462,7 +463,7 @@ static void req_body_pump(struct fg_txn *t)
     }
     up_flush(t);
     if (evbuffer_get_length(out) > FG_HIGH_WATER)
-        bufferevent_disable(c->bev, EV_READ); /* resumed by up_write_cb */
+        fg_reader_disable(&c->reader); /* resumed by up_write_cb */
 }
 
 void fg_proxy_client_readable(struct fg_txn *t)
@@ -585,10 +586,11 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
     return true;
 }
 
-static void up_read_cb(struct bufferevent *bev, void *arg)
+static void up_read_cb(void *arg)
 {
     struct fg_txn *t = arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
+    struct bufferevent *bev = t->uc->bev;
     if (t->resp_state == FG_RESP_BODY) {
         resp_body_pump(t);
         return;
@@ -712,15 +714,15 @@ static void resp_body_pump(struct fg_txn *t)
     }
     t->bytes_out += evbuffer_get_length(out) - before;
     if (fg_flush(c->bev) > FG_HIGH_WATER)
-        bufferevent_disable(t->uc->bev, EV_READ); /* resumed by fg_proxy_client_drained */
+        fg_reader_disable(&t->uc->reader); /* resumed by fg_proxy_client_drained */
 }
 
 void fg_proxy_client_drained(struct fg_txn *t)
 {
     if (t->uc == NULL || t->resp_state != FG_RESP_BODY)
         return;
-    if (!(bufferevent_get_enabled(t->uc->bev) & EV_READ)) {
-        bufferevent_enable(t->uc->bev, EV_READ);
+    if (!t->uc->reader.enabled) {
+        fg_reader_enable(&t->uc->reader);
         resp_body_pump(t);
     }
 }
@@ -731,8 +733,14 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
     if (t->uc->connected && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         bufferevent_disable(bev, EV_WRITE); /* back to writing through (fg_flush) */
-    if (t->req_state == FG_REQ_BODY && !(bufferevent_get_enabled(t->c->bev) & EV_READ))
+    if (t->req_state == FG_REQ_BODY && !t->c->reader.enabled)
         fg_conn_resume_read(t->c);
+}
+
+static void up_read_event_cb(short what, void *arg)
+{
+    struct fg_txn *t = arg;
+    up_event_cb(t->uc->bev, what, t);
 }
 
 static void up_event_cb(struct bufferevent *bev, short what, void *arg)

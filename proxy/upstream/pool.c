@@ -123,6 +123,7 @@ const char *fg_upstream_server_name(const struct fg_upstream_pool *p, size_t ser
 static void conn_close(struct fg_upstream_conn *uc)
 {
     uc->magic = 0;
+    fg_reader_free(&uc->reader);
     bufferevent_free(uc->bev);
     free(uc);
 }
@@ -248,7 +249,7 @@ static void idle_drop(struct fg_upstream_conn *uc)
 
 /* An idle connection must stay silent: bytes from the app now would be garbage, and EOF
  * means the app closed it (its own keep-alive timeout). Either way, close our end. */
-static void idle_read_cb(struct bufferevent *bev, void *arg)
+static void idle_read_cb(void *arg)
 {
     struct fg_upstream_conn *uc = arg;
     FG_ASSERT(uc->magic == FG_UPSTREAM_CONN_MAGIC);
@@ -257,11 +258,16 @@ static void idle_read_cb(struct bufferevent *bev, void *arg)
     idle_drop(uc);
 }
 
-static void idle_event_cb(struct bufferevent *bev, short what, void *arg)
+static void idle_event_cb(short what, void *arg)
 {
     struct fg_upstream_conn *uc = arg;
     FG_ASSERT(uc->magic == FG_UPSTREAM_CONN_MAGIC);
     idle_drop(uc);
+}
+
+static void idle_bev_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    idle_event_cb(what, arg);
 }
 
 /* ---- acquire / release ----------------------------------------------------------------- */
@@ -287,6 +293,11 @@ static struct fg_upstream_conn *conn_connect(struct fg_upstream_pool *p, size_t 
     uc->bev = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (uc->bev == NULL) {
         close(fd);
+        free(uc);
+        return NULL;
+    }
+    if (!fg_reader_init(&uc->reader, uc->bev, 0)) {
+        bufferevent_free(uc->bev);
         free(uc);
         return NULL;
     }
@@ -317,7 +328,7 @@ struct fg_upstream_conn *fg_upstream_acquire(struct fg_upstream_pool *p, bool fr
         TAILQ_REMOVE(&s->idle, uc, link);
         p->n_idle--;
         fg_gauge_add(&p->stats->connections_idle, -1);
-        bufferevent_set_timeouts(uc->bev, NULL, NULL);
+        fg_reader_set_timeout(&uc->reader, 0);
         uc->reused = true;
         fg_counter_add(&p->stats->reused, 1);
     } else {
@@ -363,9 +374,9 @@ void fg_upstream_release(struct fg_upstream_conn *uc, bool reusable)
     TAILQ_INSERT_HEAD(&s->idle, uc, link);
     p->n_idle++;
     fg_gauge_add(&p->stats->connections_idle, 1);
-    bufferevent_setcb(uc->bev, idle_read_cb, NULL, idle_event_cb, uc);
-    struct timeval kt = tv_from_ms(p->conf->keepalive_timeout_ms);
-    bufferevent_set_timeouts(uc->bev, &kt, NULL);
-    bufferevent_setwatermark(uc->bev, EV_READ, 0, 0);
-    bufferevent_enable(uc->bev, EV_READ);
+    bufferevent_setcb(uc->bev, NULL, NULL, idle_bev_event_cb, uc);
+    bufferevent_set_timeouts(uc->bev, NULL, NULL);
+    fg_reader_setcb(&uc->reader, idle_read_cb, idle_event_cb, uc);
+    fg_reader_set_timeout(&uc->reader, p->conf->keepalive_timeout_ms);
+    fg_reader_enable(&uc->reader);
 }

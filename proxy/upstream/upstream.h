@@ -8,7 +8,7 @@
  *
  * A connection is either idle in its pool (the pool watches it: any byte or EOF from the
  * app while idle closes it, and so does keepalive_timeout) or in use by exactly one
- * transaction, which installs its own bufferevent callbacks until it releases it.
+ * transaction, which installs its own callbacks until it releases it.
  */
 #ifndef FG_UPSTREAM_H
 #define FG_UPSTREAM_H
@@ -23,6 +23,7 @@
 
 #include "config/config.h"
 #include "core/core.h"
+#include "netio/netio.h"
 
 #define FG_UPSTREAM_MAX_SERVERS 64
 
@@ -56,7 +57,8 @@ struct fg_upstream_pool;
 
 struct fg_upstream_conn {
     unsigned magic;
-    struct bufferevent *bev;
+    struct bufferevent *bev; /* writes, connect, write timeouts */
+    struct fg_reader reader; /* reads (the owner sets its callbacks and read timeout) */
     struct fg_upstream_pool *pool;
     size_t server;      /* index into the upstream's servers */
     unsigned requests;  /* requests started on this connection */
@@ -96,7 +98,8 @@ struct fg_upstream_stats *fg_upstream_pool_stats(struct fg_upstream_pool *pool);
  * fresh forces a new connection. exclude is a server index to avoid (-1 for none): used to
  * try another server after a connect failure. Returns NULL only if no socket could be
  * made (out of fds): the caller answers 502.
- * The caller must set the callbacks with bufferevent_setcb and enable EV_READ.
+ * The caller sets the bufferevent's callbacks (connect and write events) and the
+ * reader's (fg_reader_setcb), and enables the reader.
  */
 struct fg_upstream_conn *fg_upstream_acquire(struct fg_upstream_pool *pool, bool fresh,
                                              int exclude);
