@@ -9,7 +9,7 @@ packages=(
     build-essential autoconf automake libtool pkg-config
     libevent-dev libssl-dev zlib1g-dev libbrotli-dev libhiredis-dev libcmocka-dev
     # second compiler, libFuzzer and sanitizers
-    clang libclang-rt-14-dev
+    clang libclang-rt-14-dev clang-format
     # tests
     python3 python3-pytest curl procps util-linux ca-certificates
     # later features' real parts (Redis backend)

@@ -2,7 +2,7 @@
 # The whole test suite, from a fresh Debian 12 machine: install what is missing, build
 # with gcc and clang (warnings are errors), run unit, fuzz-replay and integration tests,
 # make distcheck, the packaging checks, a short fuzz run, and the suite again under
-# AddressSanitizer and UBSan. Ends with "N passed, N failed" (stages).
+# AddressSanitizer and UBSan, and check the code style. Ends with "N passed, N failed" (stages).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -43,6 +43,7 @@ if ! bash scripts/deps.sh; then
     exit 1
 fi
 stage "build (gcc, -Werror)" bash scripts/build.sh "$top/build" --enable-werror CC=gcc
+stage "format (clang-format, .clang-format)" make -C "$top/build" format-check
 stage "make check (gcc)" check_in "$top/build"
 distcheck() {
     make -C "$top/build" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror ||

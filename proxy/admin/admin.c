@@ -54,7 +54,8 @@ static bool authorized(const struct fg_http_request *r)
     const char *token = cfg->admin.token;
     bool ok = true;
     if (token != NULL && token[0] != '\0') {
-        const struct fg_http_header *h = fg_http_find_header(r->headers, r->n_headers, "authorization");
+        const struct fg_http_header *h =
+            fg_http_find_header(r->headers, r->n_headers, "authorization");
         size_t tl = strlen(token);
         ok = h != NULL && h->value_len == tl + 7 && strncmp(h->value, "Bearer ", 7) == 0 &&
              memcmp(h->value + 7, token, tl) == 0;
@@ -120,7 +121,8 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r)
         return;
     }
 #undef IS
-    text_response(bev, 404, "404 Not Found: try /healthz, /stats, /metrics or /config\n", head_only);
+    text_response(bev, 404, "404 Not Found: try /healthz, /stats, /metrics or /config\n",
+                  head_only);
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)
@@ -194,9 +196,9 @@ bool fg_admin_start(const struct fg_addr *addr, const struct fg_admin_ops *ops)
     AD.base = event_base_new();
     if (AD.base == NULL)
         return false;
-    AD.evl = evconnlistener_new_bind(AD.base, accept_cb, NULL,
-                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-                                     128, (const struct sockaddr *)&addr->ss, (int)addr->len);
+    AD.evl = evconnlistener_new_bind(
+        AD.base, accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        128, (const struct sockaddr *)&addr->ss, (int)addr->len);
     if (AD.evl == NULL) {
         fg_err("admin: cannot listen on %s: %s", addr->text, strerror(errno));
         event_base_free(AD.base);

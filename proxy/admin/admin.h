@@ -1,7 +1,7 @@
 /*
  * admin.h — the admin listener (loopback by default): /healthz for the ALB's view of this
- * instance, /stats (JSON), /metrics (Prometheus), /config (effective, secrets masked). It runs on its own thread with its own event_base, so a slow
- * scraper never touches a worker.
+ * instance, /stats (JSON), /metrics (Prometheus), /config (effective, secrets masked). It runs on
+ * its own thread with its own event_base, so a slow scraper never touches a worker.
  */
 #ifndef FG_ADMIN_H
 #define FG_ADMIN_H

@@ -26,10 +26,10 @@
 enum fg_balance { FG_BALANCE_ROUND_ROBIN = 0, FG_BALANCE_LEAST_CONN };
 
 struct fg_conf_upstream_server {
-    char host[256];      /* as written, for logs and the Host of health checks */
-    struct fg_addr addr; /* resolved at load */
-    unsigned weight;     /* default 1 */
-    unsigned max_fails;  /* failures within fail_timeout before it is skipped; default 3 */
+    char host[256];           /* as written, for logs and the Host of health checks */
+    struct fg_addr addr;      /* resolved at load */
+    unsigned weight;          /* default 1 */
+    unsigned max_fails;       /* failures within fail_timeout before it is skipped; default 3 */
     uint64_t fail_timeout_ms; /* window and skip time; default 10s */
 };
 
@@ -57,7 +57,7 @@ struct fg_conf_route {
     uint32_t methods; /* bit (1 << enum fg_http_method); FG_METHOD_ALL by default;
                          `methods GET` sets HEAD too */
     struct fg_conf_upstream *upstream; /* NULL only with `return` */
-    int return_status; /* `return 503 "text";` answers directly (0 = proxy) */
+    int return_status;                 /* `return 503 "text";` answers directly (0 = proxy) */
     char *return_body;
     bool health;       /* `health;` answers 200 "ok" (503 "draining" while draining): the
                           ALB's health check path on the traffic port */
@@ -78,22 +78,22 @@ struct fg_conf_server {
     size_t n_listens;
 
     /* Downstream keep-alive and deadlines (see docs/keepalive.md). */
-    uint64_t keepalive_timeout_ms;  /* idle keep-alive connection; default 75s (> ALB 60s) */
-    unsigned keepalive_requests;    /* requests per client connection; default 10000 */
-    uint64_t header_timeout_ms;     /* deadline for a whole request head from its first
-                                       byte; default 10s */
-    uint64_t body_timeout_ms;       /* deadline for a whole request body; default 60s */
-    uint64_t body_min_rate;         /* bytes/s a body must keep up after the first 5s;
-                                       default 1024; 0 = off */
-    uint64_t send_timeout_ms;       /* client must accept response bytes within; 60s */
-    size_t max_request_line;        /* default 8192 */
-    size_t max_header_bytes;        /* default 32768 */
-    size_t max_headers;             /* default 100 */
-    uint64_t client_max_body_size;  /* default 1m */
+    uint64_t keepalive_timeout_ms; /* idle keep-alive connection; default 75s (> ALB 60s) */
+    unsigned keepalive_requests;   /* requests per client connection; default 10000 */
+    uint64_t header_timeout_ms;    /* deadline for a whole request head from its first
+                                      byte; default 10s */
+    uint64_t body_timeout_ms;      /* deadline for a whole request body; default 60s */
+    uint64_t body_min_rate;        /* bytes/s a body must keep up after the first 5s;
+                                      default 1024; 0 = off */
+    uint64_t send_timeout_ms;      /* client must accept response bytes within; 60s */
+    size_t max_request_line;       /* default 8192 */
+    size_t max_header_bytes;       /* default 32768 */
+    size_t max_headers;            /* default 100 */
+    uint64_t client_max_body_size; /* default 1m */
 
     struct fg_cidr *trusted_proxies; /* hops from these are skipped in X-Forwarded-For */
     size_t n_trusted_proxies;
-    bool add_request_id;             /* `request_id on|off;` default on */
+    bool add_request_id; /* `request_id on|off;` default on */
 
     char *access_log;         /* NULL = off; an absolute path, or the string "stderr" */
     double access_log_sample; /* 0..1, default 1 */
@@ -111,13 +111,13 @@ struct fg_conf_admin {
 
 struct fg_config {
     atomic_uint refs;
-    char *path;       /* the file it came from */
+    char *path;          /* the file it came from */
     uint64_t generation; /* set by the loader's caller: 1, 2, ... */
 
     unsigned workers; /* 0 = `auto` (number of CPUs) */
     char *user;       /* drop privileges to this user after binding (root only) */
     char *pid_file;
-    char *error_log;  /* NULL = stderr */
+    char *error_log;                   /* NULL = stderr */
     enum fg_log_level error_log_level; /* default notice */
 
     uint64_t shutdown_delay_ms; /* SIGTERM: keep serving this long with /healthz 503 so the
@@ -160,9 +160,8 @@ void fg_config_unref(struct fg_config *c);
  * host: only routes without `host`); a method outside 0..31 matches only routes
  * without `methods`. */
 const struct fg_conf_route *fg_config_match_route(const struct fg_conf_server *srv,
-                                                  const char *path, size_t path_len,
-                                                  int method, const char *host,
-                                                  size_t host_len);
+                                                  const char *path, size_t path_len, int method,
+                                                  const char *host, size_t host_len);
 
 /* Write the effective config (defaults filled in, secrets masked) in config syntax. */
 void fg_config_dump(const struct fg_config *c, FILE *out);

@@ -15,10 +15,10 @@
 #include <netinet/in.h>
 
 /* Runtime invariant check: for our own bugs only, never for network input. */
-#define FG_ASSERT(cond)                                                                    \
-    do {                                                                                   \
-        if (!(cond))                                                                       \
-            fg_panic(__FILE__, __LINE__, #cond);                                           \
+#define FG_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            fg_panic(__FILE__, __LINE__, #cond);                                                   \
     } while (0)
 _Noreturn void fg_panic(const char *file, int line, const char *what);
 
@@ -42,10 +42,10 @@ void fg_log(enum fg_log_level level, const char *fmt, ...) __attribute__((format
 #define fg_warn(...)   fg_log(FG_LOG_WARN, __VA_ARGS__)
 #define fg_notice(...) fg_log(FG_LOG_NOTICE, __VA_ARGS__)
 #define fg_info(...)   fg_log(FG_LOG_INFO, __VA_ARGS__)
-#define fg_debug(...)                                                                      \
-    do {                                                                                   \
-        if (fg_log_get_level() >= FG_LOG_DEBUG)                                            \
-            fg_log(FG_LOG_DEBUG, __VA_ARGS__);                                             \
+#define fg_debug(...)                                                                              \
+    do {                                                                                           \
+        if (fg_log_get_level() >= FG_LOG_DEBUG)                                                    \
+            fg_log(FG_LOG_DEBUG, __VA_ARGS__);                                                     \
     } while (0)
 
 /* ---- time ------------------------------------------------------------------------- */
@@ -79,8 +79,7 @@ struct fg_addr {
 
 /* Parse "host:port", "[v6]:port", "*:port", "port" or "unix:/path". host must be a
  * numeric address or a name resolvable now (resolved once, at config load). */
-bool fg_addr_parse(const char *s, int default_port, struct fg_addr *out, char *err,
-                   size_t errlen);
+bool fg_addr_parse(const char *s, int default_port, struct fg_addr *out, char *err, size_t errlen);
 /* Numeric text of a peer address without port ("10.0.0.1", "::1") into out. */
 void fg_addr_ip_text(const struct sockaddr *sa, char *out, size_t outlen);
 int fg_addr_port(const struct sockaddr *sa);

@@ -3,8 +3,8 @@
 #include "core/core.h"
 
 const uint64_t fg_hist_bounds_us[FG_HIST_BUCKETS] = {
-    100,    250,     500,     1000,    2500,    5000,     10000,    25000,
-    50000,  100000,  250000,  500000,  1000000, 2500000,  10000000, UINT64_MAX,
+    100,   250,    500,    1000,   2500,    5000,    10000,    25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 10000000, UINT64_MAX,
 };
 
 void fg_hist_observe(struct fg_hist *h, uint64_t us)

@@ -10,7 +10,7 @@
 
 #include "http/chars.h"
 
-#define MAX_SIZE_LINE 4096
+#define MAX_SIZE_LINE       4096
 #define DEFAULT_MAX_TRAILER 8192
 
 enum {
@@ -24,7 +24,7 @@ enum {
     CS_DATA,           /* chunk data: the caller takes it */
     CS_DATA_CR,        /* CRLF after data */
     CS_DATA_LF,
-    CS_TRAILER_START,  /* start of a trailer line (or the final CRLF) */
+    CS_TRAILER_START, /* start of a trailer line (or the final CRLF) */
     CS_TRAILER_NAME,
     CS_TRAILER_VALUE,
     CS_TRAILER_LF,

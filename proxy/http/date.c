@@ -15,8 +15,8 @@ void fg_http_format_date(int64_t t, char out[30])
     struct tm tm;
     gmtime_r(&tt, &tm);
     char tmp[64]; /* the compiler cannot see that every field has its fixed width */
-    snprintf(tmp, sizeof(tmp), "%s, %02d %s %04d %02d:%02d:%02d GMT", wdays[tm.tm_wday],
-             tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(tmp, sizeof(tmp), "%s, %02d %s %04d %02d:%02d:%02d GMT", wdays[tm.tm_wday], tm.tm_mday,
+             months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
     memcpy(out, tmp, 29);
     out[29] = '\0';
 }
@@ -71,8 +71,8 @@ bool fg_http_parse_date(const char *s, size_t len, int64_t *out)
 {
     int d, y, hh, mm, ss;
     /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
-    if (len == 29 && s[3] == ',' && s[4] == ' ' && s[7] == ' ' && s[11] == ' ' &&
-        s[16] == ' ' && memcmp(s + 25, " GMT", 4) == 0) {
+    if (len == 29 && s[3] == ',' && s[4] == ' ' && s[7] == ' ' && s[11] == ' ' && s[16] == ' ' &&
+        memcmp(s + 25, " GMT", 4) == 0) {
         if (!digits(s + 5, 2, &d) || !digits(s + 12, 4, &y) || !hms(s + 17, &hh, &mm, &ss))
             return false;
         return finish(y, month_of(s + 8), d, hh, mm, ss, out);

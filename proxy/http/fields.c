@@ -36,8 +36,7 @@ bool fg_http_is_hop_by_hop(const char *name, size_t len)
     case 7:
         return fg_http_name_eq(name, len, "trailer") || fg_http_name_eq(name, len, "upgrade");
     case 10:
-        return fg_http_name_eq(name, len, "connection") ||
-               fg_http_name_eq(name, len, "keep-alive");
+        return fg_http_name_eq(name, len, "connection") || fg_http_name_eq(name, len, "keep-alive");
     case 16:
         return fg_http_name_eq(name, len, "proxy-connection");
     case 17:

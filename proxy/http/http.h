@@ -30,32 +30,32 @@
  * fg_http_error_name() to a short stable name used in logs and stats counters. */
 enum fg_http_error {
     FG_HTTP_E_NONE = 0,
-    FG_HTTP_E_METHOD,           /* bad method token (400) */
-    FG_HTTP_E_TARGET,           /* bad request-target characters or form (400) */
-    FG_HTTP_E_VERSION,          /* malformed HTTP-version (400) */
+    FG_HTTP_E_METHOD,              /* bad method token (400) */
+    FG_HTTP_E_TARGET,              /* bad request-target characters or form (400) */
+    FG_HTTP_E_VERSION,             /* malformed HTTP-version (400) */
     FG_HTTP_E_VERSION_UNSUPPORTED, /* well-formed but not HTTP/1.0 or 1.1 (505) */
-    FG_HTTP_E_REQUEST_LINE,     /* malformed request line: spacing, missing parts (400) */
-    FG_HTTP_E_URI_TOO_LONG,     /* request line longer than the limit (414) */
-    FG_HTTP_E_HEADERS_TOO_LARGE, /* header bytes or count over the limit (431) */
-    FG_HTTP_E_HEADER_NAME,      /* empty name or non-token character in a name (400) */
-    FG_HTTP_E_SPACE_BEFORE_COLON, /* "Name : value" (400) */
-    FG_HTTP_E_HEADER_VALUE,     /* CTL or NUL in a field value (400) */
-    FG_HTTP_E_OBS_FOLD,         /* obsolete line folding (400) */
-    FG_HTTP_E_BARE_CR,          /* CR not followed by LF (400) */
-    FG_HTTP_E_BARE_LF,          /* LF not preceded by CR (400) */
-    FG_HTTP_E_HOST_MISSING,     /* HTTP/1.1 request without Host (400) */
-    FG_HTTP_E_HOST_DUPLICATE,   /* more than one Host (400) */
-    FG_HTTP_E_HOST_INVALID,     /* Host value not a valid uri-host[:port] (400) */
-    FG_HTTP_E_CL_INVALID,       /* Content-Length not 1*DIGIT or overflowing (400) */
-    FG_HTTP_E_CL_DUPLICATE,     /* more than one Content-Length (400) */
-    FG_HTTP_E_CL_TE,            /* both Content-Length and Transfer-Encoding (400) */
-    FG_HTTP_E_TE_UNSUPPORTED,   /* Transfer-Encoding other than a single final "chunked",
-                                   or any Transfer-Encoding in an HTTP/1.0 message (400) */
-    FG_HTTP_E_CHUNK_SIZE,       /* bad chunk-size line (400) */
-    FG_HTTP_E_CHUNK_EXT,        /* bad or too long chunk extension (400) */
-    FG_HTTP_E_CHUNK_CRLF,       /* missing CRLF after chunk data (400) */
-    FG_HTTP_E_TRAILER,          /* malformed or too large trailer section (400) */
-    FG_HTTP_E_STATUS_LINE,      /* malformed response status line (502 to the client) */
+    FG_HTTP_E_REQUEST_LINE,        /* malformed request line: spacing, missing parts (400) */
+    FG_HTTP_E_URI_TOO_LONG,        /* request line longer than the limit (414) */
+    FG_HTTP_E_HEADERS_TOO_LARGE,   /* header bytes or count over the limit (431) */
+    FG_HTTP_E_HEADER_NAME,         /* empty name or non-token character in a name (400) */
+    FG_HTTP_E_SPACE_BEFORE_COLON,  /* "Name : value" (400) */
+    FG_HTTP_E_HEADER_VALUE,        /* CTL or NUL in a field value (400) */
+    FG_HTTP_E_OBS_FOLD,            /* obsolete line folding (400) */
+    FG_HTTP_E_BARE_CR,             /* CR not followed by LF (400) */
+    FG_HTTP_E_BARE_LF,             /* LF not preceded by CR (400) */
+    FG_HTTP_E_HOST_MISSING,        /* HTTP/1.1 request without Host (400) */
+    FG_HTTP_E_HOST_DUPLICATE,      /* more than one Host (400) */
+    FG_HTTP_E_HOST_INVALID,        /* Host value not a valid uri-host[:port] (400) */
+    FG_HTTP_E_CL_INVALID,          /* Content-Length not 1*DIGIT or overflowing (400) */
+    FG_HTTP_E_CL_DUPLICATE,        /* more than one Content-Length (400) */
+    FG_HTTP_E_CL_TE,               /* both Content-Length and Transfer-Encoding (400) */
+    FG_HTTP_E_TE_UNSUPPORTED,      /* Transfer-Encoding other than a single final "chunked",
+                                      or any Transfer-Encoding in an HTTP/1.0 message (400) */
+    FG_HTTP_E_CHUNK_SIZE,          /* bad chunk-size line (400) */
+    FG_HTTP_E_CHUNK_EXT,           /* bad or too long chunk extension (400) */
+    FG_HTTP_E_CHUNK_CRLF,          /* missing CRLF after chunk data (400) */
+    FG_HTTP_E_TRAILER,             /* malformed or too large trailer section (400) */
+    FG_HTTP_E_STATUS_LINE,         /* malformed response status line (502 to the client) */
     FG_HTTP_E__COUNT
 };
 
@@ -133,9 +133,9 @@ struct fg_http_request {
     /* The authority to use: the absolute-form authority if present, else Host. */
     const char *host;
     size_t host_len;
-    int minor_version; /* 0 or 1 */
-    unsigned flags;    /* enum fg_http_flags */
-    enum fg_http_body body; /* NONE, LENGTH or CHUNKED (never CLOSE for requests) */
+    int minor_version;       /* 0 or 1 */
+    unsigned flags;          /* enum fg_http_flags */
+    enum fg_http_body body;  /* NONE, LENGTH or CHUNKED (never CLOSE for requests) */
     uint64_t content_length; /* valid when body == LENGTH */
     size_t head_len;         /* bytes of the head, including the final CRLF CRLF */
     size_t n_headers;
@@ -187,11 +187,11 @@ enum fg_http_chunk_status {
 
 struct fg_http_chunked {
     int state;
-    uint64_t data_left;  /* payload bytes of the current chunk not yet taken */
-    uint64_t size;       /* size of the chunk being read */
-    size_t line_len;     /* bytes in the current size or trailer line */
-    size_t trailer_len;  /* bytes of trailer section so far */
-    size_t max_trailer;  /* limit for the trailer section, default 8192 */
+    uint64_t data_left; /* payload bytes of the current chunk not yet taken */
+    uint64_t size;      /* size of the chunk being read */
+    size_t line_len;    /* bytes in the current size or trailer line */
+    size_t trailer_len; /* bytes of trailer section so far */
+    size_t max_trailer; /* limit for the trailer section, default 8192 */
 };
 
 void fg_http_chunked_init(struct fg_http_chunked *c);

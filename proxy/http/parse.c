@@ -423,7 +423,8 @@ int fg_http_parse_request(const char *buf, size_t len, const struct fg_http_limi
     struct cursor c = {.buf = buf, .len = len, .pos = 0};
     *err = FG_HTTP_E_NONE;
     memset(req, 0, offsetof(struct fg_http_request, headers));
-    size_t max_headers = lim->max_headers < FG_HTTP_MAX_HEADERS ? lim->max_headers : FG_HTTP_MAX_HEADERS;
+    size_t max_headers =
+        lim->max_headers < FG_HTTP_MAX_HEADERS ? lim->max_headers : FG_HTTP_MAX_HEADERS;
 
     /* Empty lines before a request line may be skipped (RFC 9112 §2.2). */
     for (int i = 0; i < MAX_LEADING_CRLF && c.pos < len; i++) {
@@ -437,13 +438,13 @@ int fg_http_parse_request(const char *buf, size_t len, const struct fg_http_limi
     }
     size_t line_start = c.pos;
 
-#define NEED_MORE()                                                                        \
-    do {                                                                                   \
-        if (c.len - line_start > lim->max_request_line) {                                  \
-            *err = FG_HTTP_E_URI_TOO_LONG;                                                 \
-            return FG_HTTP_ERROR;                                                          \
-        }                                                                                  \
-        return FG_HTTP_INCOMPLETE;                                                         \
+#define NEED_MORE()                                                                                \
+    do {                                                                                           \
+        if (c.len - line_start > lim->max_request_line) {                                          \
+            *err = FG_HTTP_E_URI_TOO_LONG;                                                         \
+            return FG_HTTP_ERROR;                                                                  \
+        }                                                                                          \
+        return FG_HTTP_INCOMPLETE;                                                                 \
     } while (0)
 
     /* method SP */
@@ -452,8 +453,7 @@ int fg_http_parse_request(const char *buf, size_t len, const struct fg_http_limi
     if (c.pos >= len)
         NEED_MORE();
     if (buf[c.pos] != ' ' || c.pos == line_start) {
-        *err = c.pos == line_start || buf[c.pos] == '\r' || buf[c.pos] == '\n' ||
-                       buf[c.pos] == '\t'
+        *err = c.pos == line_start || buf[c.pos] == '\r' || buf[c.pos] == '\n' || buf[c.pos] == '\t'
                    ? FG_HTTP_E_REQUEST_LINE
                    : FG_HTTP_E_METHOD;
         if (c.pos == line_start && buf[c.pos] != ' ' && buf[c.pos] != '\t')
@@ -587,7 +587,8 @@ int fg_http_parse_response(const char *buf, size_t len, const struct fg_http_lim
     struct cursor c = {.buf = buf, .len = len, .pos = 0};
     *err = FG_HTTP_E_NONE;
     memset(resp, 0, offsetof(struct fg_http_response, headers));
-    size_t max_headers = lim->max_headers < FG_HTTP_MAX_HEADERS ? lim->max_headers : FG_HTTP_MAX_HEADERS;
+    size_t max_headers =
+        lim->max_headers < FG_HTTP_MAX_HEADERS ? lim->max_headers : FG_HTTP_MAX_HEADERS;
 
     bool more = false;
     int minor = parse_version(&c, &more, err);

@@ -27,8 +27,7 @@ size_t fg_flush(struct bufferevent *bev)
 
 static bool below_high_water(const struct fg_reader *r)
 {
-    return r->high_water == 0 ||
-           evbuffer_get_length(bufferevent_get_input(r->bev)) < r->high_water;
+    return r->high_water == 0 || evbuffer_get_length(bufferevent_get_input(r->bev)) < r->high_water;
 }
 
 /* Add or remove the event to match what the owner wants and the watermark allows. */

@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FG_ALOG_HANDOFF (64 * 1024)
-#define FG_ALOG_FILES   16
+#define FG_ALOG_HANDOFF   (64 * 1024)
+#define FG_ALOG_FILES     16
 #define FG_ALOG_QUEUE_MAX (64u * 1024 * 1024) /* drop (and count) beyond this backlog */
 
 struct alog_item {
@@ -229,9 +229,9 @@ void fg_accesslog_txn(struct fg_worker *w, const struct fg_txn *t)
     time_t sec = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&sec, &tm);
-    evbuffer_add_printf(out, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"client\":",
-                        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                        tm.tm_sec, (int)(ms % 1000));
+    evbuffer_add_printf(
+        out, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"client\":", tm.tm_year + 1900,
+        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
     json_str(out, t->client_ip[0] ? t->client_ip : t->c->peer_ip);
     evbuffer_add(out, ",\"method\":", 10);
     json_str(out, t->log_method[0] ? t->log_method : "-");
@@ -242,7 +242,8 @@ void fg_accesslog_txn(struct fg_worker *w, const struct fg_txn *t)
                         ",\"duration_ms\":%.3f,\"upstream\":",
                         t->status, t->bytes_in, t->bytes_out, (double)dur_us / 1000.0);
     json_str(out, t->log_upstream);
-    evbuffer_add_printf(out, ",\"upstream_ms\":%.3f,\"request_id\":", (double)t->upstream_us / 1000.0);
+    evbuffer_add_printf(out,
+                        ",\"upstream_ms\":%.3f,\"request_id\":", (double)t->upstream_us / 1000.0);
     json_str(out, t->request_id);
     evbuffer_add(out, ",\"trace_id\":", 12);
     json_str(out, t->log_trace);

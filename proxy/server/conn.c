@@ -17,9 +17,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define FG_LINGER_MS      2000 /* discard late client bytes this long before closing */
-#define FG_BODY_GRACE_MS  5000 /* body_min_rate applies after this */
-#define FG_RESP_HEAD_MAX  65536
+#define FG_LINGER_MS     2000 /* discard late client bytes this long before closing */
+#define FG_BODY_GRACE_MS 5000 /* body_min_rate applies after this */
+#define FG_RESP_HEAD_MAX 65536
 
 static void conn_read_cb(void *arg);
 static void conn_read_event_cb(short what, void *arg);
@@ -181,13 +181,12 @@ static void conn_start_closing(struct fg_conn *c)
     c->state = FG_CONN_CLOSING;
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     fg_reader_enable(&c->reader);
-    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+    evbuffer_drain(bufferevent_get_input(c->bev),
+                   evbuffer_get_length(bufferevent_get_input(c->bev)));
     conn_arm(c, conn_server(c)->send_timeout_ms + FG_LINGER_MS);
     if (fg_flush(c->bev) == 0)
         conn_write_cb(c->bev, c);
 }
-
-
 
 void fg_conn_close_if_idle(struct fg_conn *c)
 {
@@ -409,8 +408,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         return; /* the client half-closed: still deliver what we wrote, then close */
     if (what & BEV_EVENT_TIMEOUT) {
         fg_counter_add(&c->w->stats.timeout_send, 1);
-        fg_info("client %s: did not read the response for %llums, connection closed",
-                c->peer_ip, (unsigned long long)conn_server(c)->send_timeout_ms);
+        fg_info("client %s: did not read the response for %llums, connection closed", c->peer_ip,
+                (unsigned long long)conn_server(c)->send_timeout_ms);
     } else if (c->state == FG_CONN_TXN && (what & BEV_EVENT_EOF) && c->txn != NULL &&
                c->txn->req_state == FG_REQ_DONE) {
         /* The client half-closed after a complete request (HTTP/1.0 tools do): answer,

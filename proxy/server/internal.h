@@ -72,7 +72,7 @@ struct fg_listener {
     struct evconnlistener *evl;
     struct fg_addr addr;
     int port;
-    char port_text[8]; /* for X-Forwarded-Port */
+    char port_text[8];   /* for X-Forwarded-Port */
     size_t server_index; /* into w->snap->cfg->servers, refreshed on reload */
     bool present;        /* scratch flag used while reconciling on reload */
     LIST_ENTRY(fg_listener) link;
@@ -107,8 +107,8 @@ struct fg_txn {
     uint64_t req_body_left; /* LENGTH: bytes still to forward */
     uint64_t req_body_bytes;
     struct fg_http_chunked req_chunked;
-    enum fg_http_body resp_body;   /* framing from the app */
-    bool resp_chunked_out;         /* we chunk-encode toward the client */
+    enum fg_http_body resp_body; /* framing from the app */
+    bool resp_chunked_out;       /* we chunk-encode toward the client */
     uint64_t resp_body_left;
     struct fg_http_chunked resp_chunked;
     bool resp_head_sent;
@@ -159,7 +159,7 @@ struct fg_worker {
     unsigned id;
     pthread_t thread;
     struct event_base *base;
-    int wake_fd;          /* eventfd: the main thread writes, msg_ev reads */
+    int wake_fd; /* eventfd: the main thread writes, msg_ev reads */
     struct event *msg_ev;
     struct fg_snap *snap; /* current */
 

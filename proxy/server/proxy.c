@@ -310,13 +310,13 @@ static void upstream_failed(struct fg_txn *t, enum fg_upstream_failure why, int 
     struct fg_conn *c = t->c;
     struct fg_upstream_conn *uc = t->uc;
     const struct fg_conf_upstream *u = fg_upstream_pool_conf(t->pool);
-    bool nothing_back = t->resp_state == FG_RESP_WAIT &&
-                        evbuffer_get_length(bufferevent_get_input(uc->bev)) == 0;
+    bool nothing_back =
+        t->resp_state == FG_RESP_WAIT && evbuffer_get_length(bufferevent_get_input(uc->bev)) == 0;
     bool reused = uc->reused;
     fg_upstream_report(t->pool, uc->server, false, why);
-    fg_warn("upstream %s: %s %s (client %s, %s %s)", u->name, fg_upstream_server_name(t->pool, uc->server),
-            detail, c->peer_ip, t->log_method[0] ? t->log_method : "-",
-            t->log_path[0] ? t->log_path : "-");
+    fg_warn("upstream %s: %s %s (client %s, %s %s)", u->name,
+            fg_upstream_server_name(t->pool, uc->server), detail, c->peer_ip,
+            t->log_method[0] ? t->log_method : "-", t->log_path[0] ? t->log_path : "-");
 
     if (!t->resp_head_sent && !uc->connected && why != FG_UPSTREAM_FAIL_BAD_RESPONSE &&
         t->attempts < fg_upstream_server_count(t->pool)) {
@@ -418,14 +418,16 @@ static void req_body_pump(struct fg_txn *t)
                 size_t avail = evbuffer_get_length(in);
                 if (avail == 0)
                     break;
-                size_t n = avail < t->req_chunked.data_left ? avail : (size_t)t->req_chunked.data_left;
+                size_t n =
+                    avail < t->req_chunked.data_left ? avail : (size_t)t->req_chunked.data_left;
                 if (t->req_body_bytes + n > t->route->max_body) {
                     fg_counter_add(&c->w->stats.rejected_other, 1);
                     if (t->resp_head_sent) {
                         fg_conn_close(c);
                     } else {
                         fg_proxy_abort(t);
-                        fg_conn_respond(c, 413, "request body larger than client_max_body_size", true);
+                        fg_conn_respond(c, 413, "request body larger than client_max_body_size",
+                                        true);
                     }
                     return;
                 }
@@ -614,7 +616,8 @@ static void up_read_cb(void *arg)
             return;
         if (rc == FG_HTTP_ERROR) {
             char detail[96];
-            snprintf(detail, sizeof(detail), "sent an invalid response (%s)", fg_http_error_name(err));
+            snprintf(detail, sizeof(detail), "sent an invalid response (%s)",
+                     fg_http_error_name(err));
             upstream_failed(t, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502, detail);
             return;
         }
@@ -636,7 +639,8 @@ static void up_read_cb(void *arg)
         }
         evbuffer_drain(in, (size_t)rc);
         t->resp_state = FG_RESP_BODY;
-        if (resp.body == FG_HTTP_BODY_NONE || (resp.body == FG_HTTP_BODY_LENGTH && resp.content_length == 0)) {
+        if (resp.body == FG_HTTP_BODY_NONE ||
+            (resp.body == FG_HTTP_BODY_LENGTH && resp.content_length == 0)) {
             response_complete(t);
             return;
         }
@@ -672,7 +676,8 @@ static void resp_body_pump(struct fg_txn *t)
                 size_t avail = evbuffer_get_length(in);
                 if (avail == 0)
                     break;
-                size_t n = avail < t->resp_chunked.data_left ? avail : (size_t)t->resp_chunked.data_left;
+                size_t n =
+                    avail < t->resp_chunked.data_left ? avail : (size_t)t->resp_chunked.data_left;
                 if (t->resp_chunked_out)
                     move_as_chunk(in, out, n);
                 else
@@ -689,7 +694,8 @@ static void resp_body_pump(struct fg_txn *t)
                 continue;
             if (st == FG_CHUNK_ERROR) {
                 t->bytes_out += evbuffer_get_length(out) - before;
-                upstream_failed(t, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502, "sent a malformed chunked body");
+                upstream_failed(t, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502,
+                                "sent a malformed chunked body");
                 return;
             }
             if (st == FG_CHUNK_DONE) {

@@ -62,9 +62,8 @@ static void find_client_ip(struct fg_conn *c, struct fg_txn *t)
     const struct fg_conf_server *srv = t->srv;
     const struct fg_http_request *r = &t->req;
     snprintf(t->client_ip, sizeof(t->client_ip), "%s", c->peer_ip);
-    if (srv->n_trusted_proxies == 0 ||
-        !fg_cidr_match(srv->trusted_proxies, srv->n_trusted_proxies,
-                       (const struct sockaddr *)&c->peer))
+    if (srv->n_trusted_proxies == 0 || !fg_cidr_match(srv->trusted_proxies, srv->n_trusted_proxies,
+                                                      (const struct sockaddr *)&c->peer))
         return;
     for (size_t i = r->n_headers; i-- > 0;) {
         const struct fg_http_header *h = &r->headers[i];

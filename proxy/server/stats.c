@@ -7,12 +7,12 @@
 #include <inttypes.h>
 #include <string.h>
 
-#define SUM(field)                                                                         \
-    ({                                                                                     \
-        uint64_t s_ = 0;                                                                   \
-        for (size_t i_ = 0; i_ < n; i_++)                                                  \
-            s_ += fg_counter_get(&ws[i_].stats.field);                                     \
-        s_;                                                                                \
+#define SUM(field)                                                                                 \
+    ({                                                                                             \
+        uint64_t s_ = 0;                                                                           \
+        for (size_t i_ = 0; i_ < n; i_++)                                                          \
+            s_ += fg_counter_get(&ws[i_].stats.field);                                             \
+        s_;                                                                                        \
     })
 
 static void upstream_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
@@ -48,15 +48,14 @@ static void upstream_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
         pthread_mutex_unlock(&ws[i].ustats_lock);
     }
 #define G(f) fg_counter_get(&sum.f)
-    evbuffer_add_printf(out,
-                        "\"%s\":{\"requests\":%" PRIu64 ",\"connections_active\":%" PRIu64
-                        ",\"connections_idle\":%" PRIu64 ",\"connects\":%" PRIu64
-                        ",\"reused\":%" PRIu64 ",\"retries\":%" PRIu64
-                        ",\"errors\":{\"connect\":%" PRIu64 ",\"timeout\":%" PRIu64
-                        ",\"reset\":%" PRIu64 ",\"bad_response\":%" PRIu64 "},\"servers\":[",
-                        u->name, G(requests), G(connections_active), G(connections_idle),
-                        G(connects), G(reused), G(retries), G(err_connect), G(err_timeout),
-                        G(err_reset), G(err_bad_response));
+    evbuffer_add_printf(
+        out,
+        "\"%s\":{\"requests\":%" PRIu64 ",\"connections_active\":%" PRIu64
+        ",\"connections_idle\":%" PRIu64 ",\"connects\":%" PRIu64 ",\"reused\":%" PRIu64
+        ",\"retries\":%" PRIu64 ",\"errors\":{\"connect\":%" PRIu64 ",\"timeout\":%" PRIu64
+        ",\"reset\":%" PRIu64 ",\"bad_response\":%" PRIu64 "},\"servers\":[",
+        u->name, G(requests), G(connections_active), G(connections_idle), G(connects), G(reused),
+        G(retries), G(err_connect), G(err_timeout), G(err_reset), G(err_bad_response));
     for (size_t s = 0; s < u->n_servers && s < FG_UPSTREAM_MAX_SERVERS; s++) {
         evbuffer_add_printf(out,
                             "%s{\"address\":\"%s\",\"healthy\":%s,\"fails\":%" PRIu64
@@ -75,20 +74,19 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
                         "{\"version\":\"%s\",\"uptime_s\":%" PRIu64 ",\"generation\":%" PRIu64
                         ",\"draining\":%s,\"workers\":%zu,",
                         PACKAGE_VERSION, uptime_s, cfg->generation, draining ? "true" : "false", n);
-    evbuffer_add_printf(out,
-                        "\"downstream\":{\"connections_active\":%" PRIu64
-                        ",\"connections_idle\":%" PRIu64 ",\"connections_total\":%" PRIu64
-                        ",\"requests_total\":%" PRIu64 ",\"requests_active\":%" PRIu64
-                        ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
-                        ",\"client_aborts\":%" PRIu64 ",",
-                        SUM(connections_active), SUM(connections_idle), SUM(connections_total),
-                        SUM(requests_total), SUM(requests_active), SUM(bytes_in), SUM(bytes_out),
-                        SUM(client_aborts));
+    evbuffer_add_printf(
+        out,
+        "\"downstream\":{\"connections_active\":%" PRIu64 ",\"connections_idle\":%" PRIu64
+        ",\"connections_total\":%" PRIu64 ",\"requests_total\":%" PRIu64
+        ",\"requests_active\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
+        ",\"client_aborts\":%" PRIu64 ",",
+        SUM(connections_active), SUM(connections_idle), SUM(connections_total), SUM(requests_total),
+        SUM(requests_active), SUM(bytes_in), SUM(bytes_out), SUM(client_aborts));
     evbuffer_add_printf(out,
                         "\"responses\":{\"1xx\":%" PRIu64 ",\"2xx\":%" PRIu64 ",\"3xx\":%" PRIu64
                         ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 "},",
-                        SUM(responses[1]), SUM(responses[2]), SUM(responses[3]),
-                        SUM(responses[4]), SUM(responses[5]));
+                        SUM(responses[1]), SUM(responses[2]), SUM(responses[3]), SUM(responses[4]),
+                        SUM(responses[5]));
     evbuffer_add(out, "\"rejected\":{", 12);
     for (int e = 1; e < FG_HTTP_E__COUNT; e++)
         evbuffer_add_printf(out, "\"%s\":%" PRIu64 ",", fg_http_error_name((enum fg_http_error)e),
@@ -110,8 +108,8 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
     for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
         b[k] = SUM(latency.bucket[k]);
     evbuffer_add_printf(out,
-                        "\"latency_us\":{\"count\":%" PRIu64 ",\"sum\":%" PRIu64
-                        ",\"p50\":%" PRIu64 ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"buckets\":{",
+                        "\"latency_us\":{\"count\":%" PRIu64 ",\"sum\":%" PRIu64 ",\"p50\":%" PRIu64
+                        ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"buckets\":{",
                         SUM(latency.count), SUM(latency.sum_us), fg_hist_quantile(b, 0.50),
                         fg_hist_quantile(b, 0.90), fg_hist_quantile(b, 0.99));
     for (size_t k = 0; k < FG_HIST_BUCKETS; k++) {
@@ -161,10 +159,12 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
            SUM(bytes_out));
     metric(out, "flashgate_downstream_client_aborts_total", "counter",
            "Clients that closed before their response was complete.", SUM(client_aborts));
-    metric_head(out, "flashgate_downstream_responses_total", "counter", "Responses by status class.");
+    metric_head(out, "flashgate_downstream_responses_total", "counter",
+                "Responses by status class.");
     for (int k = 1; k <= 5; k++)
-        evbuffer_add_printf(out, "flashgate_downstream_responses_total{class=\"%dxx\"} %" PRIu64 "\n",
-                            k, SUM(responses[k]));
+        evbuffer_add_printf(out,
+                            "flashgate_downstream_responses_total{class=\"%dxx\"} %" PRIu64 "\n", k,
+                            SUM(responses[k]));
     metric_head(out, "flashgate_downstream_rejected_total", "counter",
                 "Requests refused before routing, by reason.");
     for (int e = 1; e < FG_HTTP_E__COUNT; e++)
@@ -187,10 +187,12 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
     for (size_t k = 0; k < FG_HIST_BUCKETS; k++) {
         cum += SUM(latency.bucket[k]);
         if (k + 1 < FG_HIST_BUCKETS)
-            evbuffer_add_printf(out, "flashgate_request_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-                                (double)fg_hist_bounds_us[k] / 1e6, cum);
+            evbuffer_add_printf(
+                out, "flashgate_request_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                (double)fg_hist_bounds_us[k] / 1e6, cum);
         else
-            evbuffer_add_printf(out, "flashgate_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+            evbuffer_add_printf(
+                out, "flashgate_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
     }
     evbuffer_add_printf(out, "flashgate_request_duration_seconds_sum %.6f\n",
                         (double)SUM(latency.sum_us) / 1e6);
@@ -217,7 +219,8 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
          offsetof(struct fg_upstream_stats, err_connect)},
         {"flashgate_upstream_errors_timeout_total", "counter", "Upstream timeouts.",
          offsetof(struct fg_upstream_stats, err_timeout)},
-        {"flashgate_upstream_errors_reset_total", "counter", "Connections closed by the upstream early.",
+        {"flashgate_upstream_errors_reset_total", "counter",
+         "Connections closed by the upstream early.",
          offsetof(struct fg_upstream_stats, err_reset)},
         {"flashgate_upstream_errors_bad_response_total", "counter", "Invalid upstream responses.",
          offsetof(struct fg_upstream_stats, err_bad_response)},
@@ -230,7 +233,8 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
                 pthread_mutex_lock(&ws[i].ustats_lock);
                 for (size_t k = 0; k < ws[i].n_ustats; k++)
                     if (strcmp(ws[i].ustats[k]->name, cfg->upstreams[u].name) == 0)
-                        v += fg_counter_get((fg_counter_t *)((char *)ws[i].ustats[k] + ufields[f].off));
+                        v += fg_counter_get(
+                            (fg_counter_t *)((char *)ws[i].ustats[k] + ufields[f].off));
                 pthread_mutex_unlock(&ws[i].ustats_lock);
             }
             evbuffer_add_printf(out, "%s{upstream=\"%s\"} %" PRIu64 "\n", ufields[f].name,

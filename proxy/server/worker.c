@@ -93,7 +93,8 @@ struct fg_upstream_stats *fg_worker_upstream_stats(struct fg_worker *w,
                              u->servers[s].addr.text);
                 }
             }
-            st->n_servers = u->n_servers < FG_UPSTREAM_MAX_SERVERS ? u->n_servers : FG_UPSTREAM_MAX_SERVERS;
+            st->n_servers =
+                u->n_servers < FG_UPSTREAM_MAX_SERVERS ? u->n_servers : FG_UPSTREAM_MAX_SERVERS;
             atomic_store(&st->connections_idle, 0);
             pthread_mutex_unlock(&w->ustats_lock);
             return st;
@@ -188,7 +189,8 @@ static bool listener_add(struct fg_worker *w, int fd, const struct fg_addr *addr
     l->addr = *addr;
     l->port = fg_addr_port((const struct sockaddr *)&addr->ss);
     snprintf(l->port_text, sizeof(l->port_text), "%d", l->port);
-    l->evl = evconnlistener_new(w->base, accept_cb, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    l->evl = evconnlistener_new(w->base, accept_cb, l,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
     if (l->evl == NULL) {
         free(l);
         return false;

@@ -212,7 +212,8 @@ static size_t pick_server(struct fg_upstream_pool *p, int exclude)
                 continue;
             unsigned w = p->conf->servers[i].weight ? p->conf->servers[i].weight : 1;
             if (best == SIZE_MAX ||
-                (uint64_t)p->servers[i].active * (p->conf->servers[best].weight ? p->conf->servers[best].weight : 1) <
+                (uint64_t)p->servers[i].active *
+                        (p->conf->servers[best].weight ? p->conf->servers[best].weight : 1) <
                     (uint64_t)p->servers[best].active * w)
                 best = i;
         }

@@ -60,10 +60,10 @@ struct fg_upstream_conn {
     struct bufferevent *bev; /* writes, connect, write timeouts */
     struct fg_reader reader; /* reads (the owner sets its callbacks and read timeout) */
     struct fg_upstream_pool *pool;
-    size_t server;      /* index into the upstream's servers */
-    unsigned requests;  /* requests started on this connection */
-    bool reused;        /* taken from the idle list (may have been closed by the app) */
-    bool connected;     /* the TCP connect completed */
+    size_t server;     /* index into the upstream's servers */
+    unsigned requests; /* requests started on this connection */
+    bool reused;       /* taken from the idle list (may have been closed by the app) */
+    bool connected;    /* the TCP connect completed */
     uint64_t idle_since_ms;
     TAILQ_ENTRY(fg_upstream_conn) link;
 };

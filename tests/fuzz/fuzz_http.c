@@ -64,8 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (buf == NULL)
         return 0;
     memcpy(buf, in, len);
-    struct fg_http_limits lim = {.max_request_line = 512, .max_header_bytes = 2048,
-                                 .max_headers = 32};
+    struct fg_http_limits lim = {
+        .max_request_line = 512, .max_header_bytes = 2048, .max_headers = 32};
     enum fg_http_error err = FG_HTTP_E_NONE;
     if (mode == 0) {
         static struct fg_http_request r;
@@ -74,12 +74,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if ((size_t)rc > len || r.n_headers > lim.max_headers)
                 abort();
             for (size_t i = 0; i < r.n_headers; i++)
-                if (r.headers[i].name < buf || r.headers[i].value + r.headers[i].value_len > buf + len)
+                if (r.headers[i].name < buf ||
+                    r.headers[i].value + r.headers[i].value_len > buf + len)
                     abort();
             if (r.path_len > 0) {
                 char norm[4096];
                 size_t nl = sizeof(norm);
-                if (fg_http_normalize_path(r.path, r.path_len, norm, &nl) && (nl == 0 || norm[0] != '/'))
+                if (fg_http_normalize_path(r.path, r.path_len, norm, &nl) &&
+                    (nl == 0 || norm[0] != '/'))
                     abort();
             }
         } else if (rc == FG_HTTP_ERROR && err == FG_HTTP_E_NONE) {

@@ -84,8 +84,8 @@ static void check(const char *in, size_t len, enum fg_http_chunk_status want, co
 }
 
 #define OK(in, payload) check(in, sizeof(in) - 1, FG_CHUNK_DONE, payload, FG_HTTP_E_NONE)
-#define BAD(in, e) check(in, sizeof(in) - 1, FG_CHUNK_ERROR, "", e)
-#define MORE(in) check(in, sizeof(in) - 1, FG_CHUNK_MORE, "", FG_HTTP_E_NONE)
+#define BAD(in, e)      check(in, sizeof(in) - 1, FG_CHUNK_ERROR, "", e)
+#define MORE(in)        check(in, sizeof(in) - 1, FG_CHUNK_MORE, "", FG_HTTP_E_NONE)
 
 static void test_valid(void **state)
 {

@@ -25,8 +25,8 @@ static void test_name_eq_and_find(void **state)
 static void test_hop_by_hop(void **state)
 {
     (void)state;
-    const char *yes[] = {"Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer",
-                         "Transfer-Encoding", "UPGRADE"};
+    const char *yes[] = {"Connection", "keep-alive",        "Proxy-Connection", "TE",
+                         "Trailer",    "Transfer-Encoding", "UPGRADE"};
     for (size_t i = 0; i < 7; i++)
         assert_true(fg_http_is_hop_by_hop(yes[i], strlen(yes[i])));
     const char *no[] = {"Content-Length", "Host", "Te-x", "Authorization", "Proxy-Authorization"};
@@ -137,9 +137,12 @@ static void test_reasons(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_name_eq_and_find), cmocka_unit_test(test_hop_by_hop),
-        cmocka_unit_test(test_list_token),       cmocka_unit_test(test_normalize),
-        cmocka_unit_test(test_dates),            cmocka_unit_test(test_reasons),
+        cmocka_unit_test(test_name_eq_and_find),
+        cmocka_unit_test(test_hop_by_hop),
+        cmocka_unit_test(test_list_token),
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_dates),
+        cmocka_unit_test(test_reasons),
     };
     return cmocka_run_group_tests_name("http fields, paths, dates", tests, NULL, NULL);
 }

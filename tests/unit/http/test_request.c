@@ -138,11 +138,17 @@ static const struct bad bad_cases[] = {
      FG_HTTP_E_TE_UNSUPPORTED},
     {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", FG_HTTP_E_TE_UNSUPPORTED},
     {H11 "Transfer-Encoding: chunked\r\n chunked\r\n\r\n", FG_HTTP_E_OBS_FOLD},
-    {H11 "Transfer-Encoding:\x0b" "chunked\r\n\r\n", FG_HTTP_E_HEADER_VALUE},
+    {H11 "Transfer-Encoding:\x0b"
+         "chunked\r\n\r\n",
+     FG_HTTP_E_HEADER_VALUE},
     /* limits */
-    {"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: a\r\n\r\n",
+    {"GET "
+     "/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "a"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: "
+     "a\r\n\r\n",
      FG_HTTP_E_URI_TOO_LONG},
     {H11 "A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\nG: 7\r\nH: 8\r\n\r\n",
      FG_HTTP_E_HEADERS_TOO_LARGE},
@@ -232,10 +238,10 @@ static int ok(const char *s)
     return rc;
 }
 
-#define SLICE_EQ(p, n, lit)                                                                \
-    do {                                                                                   \
-        assert_int_equal((n), strlen(lit));                                                \
-        assert_memory_equal((p), (lit), (n));                                              \
+#define SLICE_EQ(p, n, lit)                                                                        \
+    do {                                                                                           \
+        assert_int_equal((n), strlen(lit));                                                        \
+        assert_memory_equal((p), (lit), (n));                                                      \
     } while (0)
 
 static void test_simple_get(void **state)
@@ -279,10 +285,10 @@ static void test_methods(void **state)
     static const struct {
         const char *m;
         enum fg_http_method e;
-    } t[] = {{"GET", FG_HTTP_GET},         {"HEAD", FG_HTTP_HEAD},   {"POST", FG_HTTP_POST},
-             {"PUT", FG_HTTP_PUT},         {"DELETE", FG_HTTP_DELETE}, {"OPTIONS", FG_HTTP_OPTIONS},
-             {"TRACE", FG_HTTP_TRACE},     {"PATCH", FG_HTTP_PATCH}, {"PURGE", FG_HTTP_OTHER},
-             {"get", FG_HTTP_OTHER},       {"M-SEARCH", FG_HTTP_OTHER}};
+    } t[] = {{"GET", FG_HTTP_GET},     {"HEAD", FG_HTTP_HEAD},     {"POST", FG_HTTP_POST},
+             {"PUT", FG_HTTP_PUT},     {"DELETE", FG_HTTP_DELETE}, {"OPTIONS", FG_HTTP_OPTIONS},
+             {"TRACE", FG_HTTP_TRACE}, {"PATCH", FG_HTTP_PATCH},   {"PURGE", FG_HTTP_OTHER},
+             {"get", FG_HTTP_OTHER},   {"M-SEARCH", FG_HTTP_OTHER}};
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         char buf[128];
         snprintf(buf, sizeof(buf), "%s / HTTP/1.1\r\nHost: a\r\n\r\n", t[i].m);
@@ -406,14 +412,21 @@ static void test_max_headers_exactly(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_requests),        cmocka_unit_test(test_nul_in_value),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_nul_in_value),
         cmocka_unit_test(test_error_statuses),
-        cmocka_unit_test(test_limits_while_incomplete), cmocka_unit_test(test_simple_get),
-        cmocka_unit_test(test_value_trimming),      cmocka_unit_test(test_obs_text_value),
-        cmocka_unit_test(test_methods),             cmocka_unit_test(test_http10),
-        cmocka_unit_test(test_framing),             cmocka_unit_test(test_connection_flags),
-        cmocka_unit_test(test_target_forms),        cmocka_unit_test(test_leading_crlf),
-        cmocka_unit_test(test_pipelined_stops_at_head), cmocka_unit_test(test_max_headers_exactly),
+        cmocka_unit_test(test_limits_while_incomplete),
+        cmocka_unit_test(test_simple_get),
+        cmocka_unit_test(test_value_trimming),
+        cmocka_unit_test(test_obs_text_value),
+        cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_http10),
+        cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_connection_flags),
+        cmocka_unit_test(test_target_forms),
+        cmocka_unit_test(test_leading_crlf),
+        cmocka_unit_test(test_pipelined_stops_at_head),
+        cmocka_unit_test(test_max_headers_exactly),
     };
     return cmocka_run_group_tests_name("http request parser", tests, NULL, NULL);
 }

@@ -25,7 +25,8 @@ static int parse(const char *s, size_t len, enum fg_http_method m, enum fg_http_
     return rc;
 }
 
-static void prefixes(const char *s, size_t len, enum fg_http_method m, int whole, enum fg_http_error we)
+static void prefixes(const char *s, size_t len, enum fg_http_method m, int whole,
+                     enum fg_http_error we)
 {
     for (size_t k = 0; k < len; k++) {
         enum fg_http_error e = FG_HTTP_E_NONE;
@@ -120,8 +121,10 @@ static void test_framing(void **state)
 static void test_bad_framing(void **state)
 {
     (void)state;
-    bad("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", FG_HTTP_E_CL_TE);
-    bad("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", FG_HTTP_E_CL_DUPLICATE);
+    bad("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        FG_HTTP_E_CL_TE);
+    bad("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+        FG_HTTP_E_CL_DUPLICATE);
     bad("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", FG_HTTP_E_CL_INVALID);
     bad("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", FG_HTTP_E_TE_UNSUPPORTED);
     bad("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", FG_HTTP_E_TE_UNSUPPORTED);

@@ -49,8 +49,9 @@ static void origin_start(struct event_base *base, struct origin *o)
 {
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = 0};
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    o->evl = evconnlistener_new_bind(base, origin_accept, o, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-                                     16, (struct sockaddr *)&sin, sizeof(sin));
+    o->evl =
+        evconnlistener_new_bind(base, origin_accept, o, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                                16, (struct sockaddr *)&sin, sizeof(sin));
     assert_non_null(o->evl);
     struct sockaddr_in got;
     socklen_t gl = sizeof(got);
