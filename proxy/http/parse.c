@@ -164,36 +164,18 @@ static int parse_version(struct cursor *c, bool *more, enum fg_http_error *err)
 
 static enum fg_http_method method_of(const char *m, size_t len)
 {
-    switch (len) {
-    case 3:
-        if (memcmp(m, "GET", 3) == 0)
-            return FG_HTTP_GET;
-        if (memcmp(m, "PUT", 3) == 0)
-            return FG_HTTP_PUT;
-        break;
-    case 4:
-        if (memcmp(m, "HEAD", 4) == 0)
-            return FG_HTTP_HEAD;
-        if (memcmp(m, "POST", 4) == 0)
-            return FG_HTTP_POST;
-        break;
-    case 5:
-        if (memcmp(m, "PATCH", 5) == 0)
-            return FG_HTTP_PATCH;
-        if (memcmp(m, "TRACE", 5) == 0)
-            return FG_HTTP_TRACE;
-        break;
-    case 6:
-        if (memcmp(m, "DELETE", 6) == 0)
-            return FG_HTTP_DELETE;
-        break;
-    case 7:
-        if (memcmp(m, "OPTIONS", 7) == 0)
-            return FG_HTTP_OPTIONS;
-        if (memcmp(m, "CONNECT", 7) == 0)
-            return FG_HTTP_CONNECT;
-        break;
-    }
+    static const struct {
+        const char *name;
+        size_t len;
+        enum fg_http_method method;
+    } known[] = {
+        {"GET", 3, FG_HTTP_GET},     {"HEAD", 4, FG_HTTP_HEAD},     {"POST", 4, FG_HTTP_POST},
+        {"PUT", 3, FG_HTTP_PUT},     {"DELETE", 6, FG_HTTP_DELETE}, {"OPTIONS", 7, FG_HTTP_OPTIONS},
+        {"TRACE", 5, FG_HTTP_TRACE}, {"PATCH", 5, FG_HTTP_PATCH},   {"CONNECT", 7, FG_HTTP_CONNECT},
+    };
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (known[i].len == len && memcmp(m, known[i].name, len) == 0)
+            return known[i].method; /* methods are case-sensitive (RFC 9110 §9.1) */
     return FG_HTTP_OTHER;
 }
 
