@@ -1,5 +1,5 @@
 /* chars.c — the character class table, built at compile time from the RFC grammars. */
-#include "http/chars.h"
+#include "http/http_internal.h"
 
 #define T FG_C_TCHAR
 #define V FG_C_VALUE
@@ -21,7 +21,7 @@ const uint8_t fg_http_char_class[256] = {
     ['"'] = V,
     ['#'] = T | V,
     ['$'] = T | V | G | H,
-    ['%'] = T | V | G | H,
+    ['%'] = T | V | H,
     ['&'] = T | V | G | H,
     ['\''] = T | V | G | H,
     ['('] = V | G | H,
@@ -47,7 +47,7 @@ const uint8_t fg_http_char_class[256] = {
     ['<'] = V,
     ['='] = V | G | H,
     ['>'] = V,
-    ['?'] = V | G,
+    ['?'] = V,
     ['@'] = V | G,
     ['A'] = ALNUM | X,
     ['B'] = ALNUM | X,

@@ -81,16 +81,3 @@ bool fg_http_connection_lists(const struct fg_http_header *h, size_t n, const ch
             return true;
     return false;
 }
-
-bool fg_http_method_idempotent(enum fg_http_method m)
-{
-    return m == FG_HTTP_GET || m == FG_HTTP_HEAD || m == FG_HTTP_PUT || m == FG_HTTP_DELETE ||
-           m == FG_HTTP_OPTIONS || m == FG_HTTP_TRACE;
-}
-
-const char *fg_http_method_name(enum fg_http_method m)
-{
-    static const char *const names[] = {"GET",     "HEAD",  "POST",  "PUT",    "DELETE",
-                                        "OPTIONS", "TRACE", "PATCH", "CONNECT"};
-    return (unsigned)m < sizeof(names) / sizeof(names[0]) ? names[m] : NULL;
-}

@@ -46,7 +46,8 @@ enum fg_http_error {
     FG_HTTP_E_HOST_MISSING,        /* HTTP/1.1 request without Host (400) */
     FG_HTTP_E_HOST_DUPLICATE,      /* more than one Host (400) */
     FG_HTTP_E_HOST_INVALID,        /* Host value not a valid uri-host[:port] (400) */
-    FG_HTTP_E_CL_INVALID,          /* Content-Length not 1*DIGIT or overflowing (400) */
+    FG_HTTP_E_CL_INVALID,          /* Content-Length not 1*DIGIT (no sign, no list such as
+                                      "5, 5") or over 2^63-1 (400) */
     FG_HTTP_E_CL_DUPLICATE,        /* more than one Content-Length (400) */
     FG_HTTP_E_CL_TE,               /* both Content-Length and Transfer-Encoding (400) */
     FG_HTTP_E_TE_UNSUPPORTED,      /* Transfer-Encoding other than a single final "chunked",
@@ -82,6 +83,9 @@ enum fg_http_method {
 bool fg_http_method_idempotent(enum fg_http_method m);
 /* Upper-case name of a known method ("GET"), NULL for FG_HTTP_OTHER. */
 const char *fg_http_method_name(enum fg_http_method m);
+/* The method a token names, matched exactly (methods are case-sensitive, RFC 9110 §9.1):
+ * "GET" is FG_HTTP_GET, "get" or "PURGE" are FG_HTTP_OTHER. */
+enum fg_http_method fg_http_method_parse(const char *s, size_t len);
 
 /* How the body of a message is delimited (RFC 9112 §6.3). */
 enum fg_http_body {
@@ -125,12 +129,15 @@ struct fg_http_request {
     const char *target; /* request-target as received */
     size_t target_len;
     /* For origin-form and absolute-form: the path (starts with '/') and the query
-     * (without the '?', NULL/0 when absent). For asterisk-form path is "*". */
+     * (without the '?', NULL/0 when absent). For asterisk-form path is "*". For an
+     * absolute-form without a path ("http://h") and for authority-form, path is a static
+     * "/" outside buf. */
     const char *path;
     size_t path_len;
     const char *query;
     size_t query_len;
-    /* The authority to use: the absolute-form authority if present, else Host. */
+    /* The authority to use: the absolute-form (or CONNECT authority-form) authority if
+     * present, else the Host value (trimmed), else NULL/0 (HTTP/1.0 without Host). */
     const char *host;
     size_t host_len;
     int minor_version;       /* 0 or 1 */
@@ -147,7 +154,7 @@ struct fg_http_response {
     int status; /* 100..999 */
     const char *reason;
     size_t reason_len;
-    unsigned flags; /* FG_HTTP_F_CONN_* */
+    unsigned flags; /* FG_HTTP_F_CONN_* and FG_HTTP_F_HAS_UPGRADE */
     enum fg_http_body body;
     uint64_t content_length;
     size_t head_len;
@@ -160,6 +167,10 @@ struct fg_http_response {
  * Returns the head length (> 0) when a complete valid head was found, FG_HTTP_INCOMPLETE
  * when more bytes are needed (and the limits are not yet exceeded), or FG_HTTP_ERROR
  * with *err set. Never reads past buf + len. Slices in *req point into buf.
+ * The answer never depends on how the bytes arrived: a strict prefix of any input gives
+ * FG_HTTP_INCOMPLETE or the same error. Errors are reported at the first byte that
+ * decides them, limits included: once max_request_line + 2 bytes of request line (or
+ * max_header_bytes of head) are in without its end, the answer is 414 (or 431) at once.
  * A keep-alive client's stray CRLFs before a request line are skipped as RFC 9112 §2.2
  * allows (they count in the returned length).
  */
@@ -197,7 +208,11 @@ struct fg_http_chunked {
 void fg_http_chunked_init(struct fg_http_chunked *c);
 
 /*
- * Consume chunk framing from buf[0..len). Stops (a) where chunk data begins, returning
+ * Consume chunk framing from buf[0..len). Byte-at-a-time safe: any split of the input
+ * gives the same payload and outcome. A chunk-size has at most 16 hex digits; a size line
+ * with its extensions and CRLF is at most 4096 bytes (else FG_HTTP_E_CHUNK_EXT); BWS is
+ * accepted only where RFC 9112 has it ("5 \r\n" is refused). An error is sticky: later
+ * calls return FG_CHUNK_ERROR with the same *err. Stops (a) where chunk data begins, returning
  * FG_CHUNK_DATA (the caller then takes up to c->data_left bytes of payload itself and
  * reports them with fg_http_chunked_data()), (b) at the end of the body (FG_CHUNK_DONE),
  * (c) at the end of input (FG_CHUNK_MORE) or (d) on an error. *consumed is how many
@@ -207,7 +222,7 @@ enum fg_http_chunk_status fg_http_chunked_parse(struct fg_http_chunked *c, const
                                                 size_t len, size_t *consumed,
                                                 enum fg_http_error *err);
 
-/* The caller took n (<= c->data_left) payload bytes. */
+/* The caller took n (<= c->data_left; more is clamped) payload bytes. */
 void fg_http_chunked_data(struct fg_http_chunked *c, uint64_t n);
 
 /* Write the chunk-size line for a chunk of n bytes ("1a2b\r\n") into out (>= 20 bytes);
@@ -241,7 +256,8 @@ bool fg_http_list_has_token(const char *value, size_t len, const char *lower_tok
  * percent-encoded unreserved characters, upper-case remaining escapes, remove dot
  * segments, collapse repeated slashes. Writes at most *out_len bytes into out and sets
  * *out_len. Returns false (400) if the path is malformed (bad escape, an encoded '/',
- * NUL or CTL, or ".." that climbs above the root).
+ * NUL or CTL, or ".." that climbs above the root), or if it does not fit. The result is
+ * never longer than the input, so an out buffer of len bytes is always large enough.
  */
 bool fg_http_normalize_path(const char *path, size_t len, char *out, size_t *out_len);
 

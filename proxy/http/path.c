@@ -1,21 +1,22 @@
 /*
  * path.c — normalising a request path for route matching (RFC 3986 §6.2.2, §5.2.4), so
  * that "/a/../admin", "/%61dmin" and "//admin" all match a route for "/admin".
- * Percent-encoded unreserved characters are decoded; other escapes (an encoded '/',
- * '?', '%') stay encoded, upper-cased, so they can never create a segment boundary.
+ * Percent-encoded unreserved characters are decoded; other escapes ('?', '%', ' ')
+ * stay encoded, upper-cased. An encoded '/' is refused: it would be a segment boundary to
+ * some origins and not to others, so a route could be dodged with it either way.
  */
 #include "http/http.h"
 
 #include <string.h>
 
-#include "http/chars.h"
+#include "http/http_internal.h"
 
 bool fg_http_normalize_path(const char *path, size_t len, char *out, size_t *out_len)
 {
     size_t cap = *out_len;
     size_t o = 0;
     size_t seg_start = 0; /* in out: where the current segment's text begins */
-    if (len == 0 || path[0] != '/' || cap < 2)
+    if (len == 0 || path[0] != '/' || cap < 1)
         return false;
     out[o++] = '/';
     seg_start = o;
@@ -32,8 +33,8 @@ bool fg_http_normalize_path(const char *path, size_t len, char *out, size_t *out
                 if (hi < 0 || lo < 0)
                     return false;
                 unsigned char v = (unsigned char)(hi * 16 + lo);
-                if (v < 0x20 || v == 0x7f)
-                    return false; /* NUL or CTL smuggled in an escape */
+                if (v < 0x20 || v == 0x7f || v == '/')
+                    return false; /* NUL, CTL or a segment boundary smuggled in an escape */
                 if (fg_http_is(v, FG_C_UNRESERVED)) {
                     if (o + 1 > cap)
                         return false;
