@@ -1,3 +1,3 @@
 #!/bin/sh
-# make check: replay the fuzz corpus and every kept crasher through the codec.
-exec ./tests/fuzz/replay "${srcdir:-.}/tests/fuzz/corpus" "${srcdir:-.}/tests/fuzz/regressions"
+# make check: replay the fuzz corpora and every kept crasher through all codec targets.
+exec ./tests/fuzz/replay "${srcdir:-.}/tests/fuzz"
