@@ -4,6 +4,7 @@
  */
 #include "admin/admin.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <pthread.h>
@@ -64,6 +65,87 @@ static bool authorized(const struct fg_http_request *r)
     return ok;
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The value of parameter name in a query, percent-decoded into out. false if absent or
+ * malformed. */
+static bool query_param(const char *q, size_t qlen, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name), i = 0;
+    while (i < qlen) {
+        size_t j = i;
+        while (j < qlen && q[j] != '&')
+            j++;
+        if (j - i > nl && memcmp(q + i, name, nl) == 0 && q[i + nl] == '=') {
+            size_t o = 0;
+            for (size_t k = i + nl + 1; k < j; k++) {
+                char c = q[k];
+                if (c == '%') {
+                    int hi = k + 2 < j ? hex_digit(q[k + 1]) : -1;
+                    int lo = k + 2 < j ? hex_digit(q[k + 2]) : -1;
+                    if (hi < 0 || lo < 0)
+                        return false;
+                    c = (char)(hi * 16 + lo);
+                    k += 2;
+                } else if (c == '+') {
+                    c = ' ';
+                }
+                if (o + 1 >= cap)
+                    return false;
+                out[o++] = c;
+            }
+            out[o] = '\0';
+            return true;
+        }
+        i = j + 1;
+    }
+    return false;
+}
+
+/* POST /cache/purge?url=http://host/path[&prefix=1]: the key is host/path?query. */
+static void purge(struct bufferevent *bev, const struct fg_http_request *r)
+{
+    char url[8192], flag[8];
+    if (r->method != FG_HTTP_POST) {
+        text_response(bev, 405, "405 Method Not Allowed: use POST\n", false);
+        return;
+    }
+    if (r->query == NULL || !query_param(r->query, r->query_len, "url", url, sizeof(url))) {
+        text_response(bev, 400, "400 Bad Request: give ?url=http://host/path[&prefix=1]\n", false);
+        return;
+    }
+    bool prefix =
+        query_param(r->query, r->query_len, "prefix", flag, sizeof(flag)) && strcmp(flag, "1") == 0;
+    const char *k = url;
+    if (strncmp(k, "http://", 7) == 0)
+        k += 7;
+    else if (strncmp(k, "https://", 8) == 0)
+        k += 8;
+    const char *slash = strchr(k, '/');
+    if (slash == NULL || slash == k) {
+        text_response(bev, 400, "400 Bad Request: the url needs a host and a path\n", false);
+        return;
+    }
+    for (char *p = (char *)k; p < slash; p++)
+        *p = (char)tolower((unsigned char)*p);
+    size_t n = AD.ops->cache_purge ? AD.ops->cache_purge(k, strlen(k), prefix) : 0;
+    char msg[64];
+    snprintf(msg, sizeof(msg), "{\"purged\":%zu}\n", n);
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, msg, strlen(msg));
+    send_response(bev, 200, "application/json", b, false);
+    evbuffer_free(b);
+}
+
 static void handle(struct bufferevent *bev, const struct fg_http_request *r)
 {
     bool head_only = r->method == FG_HTTP_HEAD;
@@ -120,8 +202,13 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r)
         evbuffer_free(b);
         return;
     }
+    if (IS("/cache/purge")) {
+        purge(bev, r);
+        return;
+    }
 #undef IS
-    text_response(bev, 404, "404 Not Found: try /healthz, /stats, /metrics or /config\n",
+    text_response(bev, 404,
+                  "404 Not Found: try /healthz, /stats, /metrics, /config or /cache/purge\n",
                   head_only);
 }
 

@@ -1,6 +1,7 @@
 /*
  * admin.h — the admin listener (loopback by default): /healthz for the ALB's view of this
- * instance, /stats (JSON), /metrics (Prometheus), /config (effective, secrets masked). It runs on
+ * instance, /stats (JSON), /metrics (Prometheus), /config (effective, secrets masked),
+ * POST /cache/purge?url=URL[&prefix=1]. It runs on
  * its own thread with its own event_base, so a slow scraper never touches a worker.
  */
 #ifndef FG_ADMIN_H
@@ -19,6 +20,9 @@ struct fg_admin_ops {
     void (*metrics)(struct evbuffer *out); /* Prometheus text format */
     /* The current config (a reference the admin thread releases), for tokens. */
     struct fg_config *(*config)(void);
+    /* Remove cached objects whose key ("host/path?query") is key, or starts with it;
+     * returns how many. */
+    size_t (*cache_purge)(const char *key, size_t len, bool prefix);
 };
 
 /* Bind the admin address and start its thread. false (logged) if it cannot bind. */

@@ -1,7 +1,16 @@
 /*
- * cache.h — flashgate's shared HTTP cache (RFC 9111). This first part is the policy:
- * pure functions that say whether a response may be stored, how long it stays fresh and
- * how old it is. The store, coalescing and the request-path stage come with issue 3.
+ * cache.h — flashgate's shared HTTP cache (RFC 9111).
+ *
+ * Three layers, one header:
+ *  - policy (policy.c): pure functions that say whether a response may be stored, how
+ *    long it stays fresh and how old it is;
+ *  - keys (key.c): the primary key of a request and the secondary (Vary) key;
+ *  - the store (store.c, notify.c): memory-bounded, sharded, shared by every worker,
+ *    with refcounted immutable objects and request coalescing. A miss creates a *busy*
+ *    object that one fetch fills while every reader streams from it; see "The store".
+ *
+ * The request-path stage that drives it lives in the server module (server/cache.c),
+ * which is the only place that knows both HTTP connections and the store.
  */
 #ifndef FG_CACHE_H
 #define FG_CACHE_H
@@ -10,6 +19,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <event2/event.h>
+
+#include "cache/evict.h"
 #include "http/http.h"
 
 #define FG_CACHE_NO_VALUE UINT64_MAX
@@ -62,5 +77,262 @@ uint64_t fg_cache_current_age(const struct fg_cache_response *r, int64_t request
 
 /* Statuses a cache may store with heuristic freshness (RFC 9110 §15.1). */
 bool fg_cache_status_heuristic(int status);
+
+/* ---- keys --------------------------------------------------------------------------- */
+
+#define FG_CACHE_KEY_MAX 8192
+
+/* Query parameters left out of the key: exact names, or prefixes written "utm_*". */
+struct fg_cache_key_rules {
+    const char *const *ignore_params;
+    size_t n_ignore_params;
+    bool sort_params; /* "?b=1&a=2" and "?a=2&b=1" are one key */
+};
+
+/* Build the primary key "host/path?query" into out (host lowercased, without a trailing
+ * dot; parameters filtered and sorted by rules). Returns the length, or 0 when it does
+ * not fit (the request is then not cached). */
+size_t fg_cache_key_build(const char *host, size_t host_len, const char *path, size_t path_len,
+                          const char *query, size_t query_len,
+                          const struct fg_cache_key_rules *rules, char *out, size_t cap);
+
+/* 64-bit hash of a key (FNV-1a; spread over the shards and buckets). */
+uint64_t fg_cache_key_hash(const char *key, size_t len);
+
+/* Normalise a response's Vary fields into out: the lowercased field names, sorted, one
+ * ',' between them ("accept-encoding,accept-language"). Returns the length (0: no Vary),
+ * or -1 for "Vary: *" (never matches, so not stored) or when it does not fit. */
+int fg_cache_vary_names(const struct fg_http_header *h, size_t n, char *out, size_t cap);
+
+/* The secondary key of a request for normalised Vary names: for each name, the request's
+ * field values joined by ',', whitespace around commas dropped, then '\n'. Requests with
+ * equal secondary keys may be served the same variant (RFC 9111 §4.1). Returns the
+ * length, or -1 when it does not fit. */
+int fg_cache_vary_values(const char *names, size_t names_len, const struct fg_http_header *h,
+                         size_t n, char *out, size_t cap);
+
+/* ---- the store -------------------------------------------------------------------------
+ *
+ * An object is one stored response (one variant of one key): an immutable head and a
+ * body that grows while it is filled and never changes afterwards. Every reader holds a
+ * reference; the table holds one; body bytes are handed to libevent by reference (no
+ * copy on a hit), each such reference holding one more.
+ *
+ * Lifecycle: fg_cache_lookup() on a miss inserts a BUSY object and makes the caller its
+ * filler. The filler either publishes the response head (fg_cache_fill_head: FILLING,
+ * readers may stream from then on), appends the body (fg_cache_fill_append) and ends it
+ * (fg_cache_fill_done: COMPLETE, or FAILED when the origin broke off), or gives up at the
+ * head: fg_cache_fill_pass (not storable: the key becomes hit-for-miss for a while, every
+ * waiter goes to the origin on its own, in parallel) or fg_cache_fill_abort (the origin
+ * failed before a head: waiters look up again and one of them fetches).
+ *
+ * Waiting: a reader with nothing to read yet registers a waiter on the object; the store
+ * calls it back on the waiter's own worker thread (through that worker's notifier) when
+ * the object changes: head published, bytes appended, done, failed, passed. A waiter is
+ * thus never called on a foreign thread and never after fg_cache_waiter_cancel().
+ */
+
+enum fg_cache_state {
+    FG_CACHE_BUSY = 0, /* placeholder: a fetch is on its way, no head yet */
+    FG_CACHE_FILLING,  /* head known, body arriving */
+    FG_CACHE_COMPLETE,
+    FG_CACHE_FAILED,  /* the fetch broke off mid-body: readers must cut their clients */
+    FG_CACHE_PASS,    /* hit-for-miss marker: go to the origin without coalescing */
+    FG_CACHE_ABORTED, /* the fetch failed before a head: look up again */
+};
+
+#define FG_CACHE_OBJ_MAGIC 0x6f626a31u /* "obj1" */
+
+/* Body storage: a list of chunks; bytes are appended, published with a release store of
+ * len, and never move, so readers on other threads read without a lock. */
+struct fg_cache_chunk {
+    struct fg_cache_chunk *_Atomic next;
+    _Atomic size_t len;
+    size_t cap;
+    char data[];
+};
+
+struct fg_cache;
+struct fg_cache_notifier;
+
+struct fg_cache_waiter {
+    /* Runs on the waiter's worker when the object it waits on changed. */
+    void (*cb)(struct fg_cache_waiter *w);
+    void *arg;
+    struct fg_cache_notifier *notifier; /* the waiter's worker's */
+    /* Store-private links. */
+    struct fg_cache_obj *obj;
+    struct fg_cache_waiter *next, *prev; /* on obj's list, under obj->lock */
+    struct fg_cache_waiter *q_next;      /* on the notifier's queue */
+    bool queued;                         /* on the notifier's queue */
+};
+
+struct fg_cache_obj {
+    unsigned magic;
+    atomic_uint refs;
+    struct fg_cache *cache;
+    uint64_t hash;
+    char *key; /* primary key */
+    size_t key_len;
+    char *vary_names; /* normalised Vary names, "" when none; NULL while BUSY */
+    size_t vary_names_len;
+    char *vary_values; /* the filler's secondary key for those names */
+    size_t vary_values_len;
+
+    pthread_mutex_t lock; /* waiters, state changes */
+    _Atomic int state;    /* enum fg_cache_state */
+    struct fg_cache_waiter *waiters;
+    bool in_table;          /* under the shard lock */
+    bool stored;            /* counted in the memory bound (COMPLETE in the table) */
+    uint64_t charge;        /* bytes charged to the cache */
+    uint64_t pass_until_ms; /* PASS markers: wall ms when the marker expires */
+
+    /* The response, set by fg_cache_fill_head (read-only afterwards). */
+    int status;
+    char *head; /* "HTTP/1.1 200 OK\r\n" + stored fields, without framing, Age and
+                   hop-by-hop fields, and without the final CRLF */
+    size_t head_len;
+    uint64_t content_length; /* FG_CACHE_NO_VALUE: unknown until COMPLETE */
+    char etag[128];          /* "" when none */
+    int64_t last_modified;   /* -1 when none */
+    int64_t response_time;   /* wall seconds the head arrived */
+    uint64_t initial_age;    /* corrected initial age (RFC 9111 §4.2.3), seconds */
+    uint64_t lifetime;       /* freshness lifetime, seconds */
+    uint64_t swr, sie;       /* stale-while-revalidate / stale-if-error windows, s */
+    bool must_revalidate;    /* no stale serving at all (must-/proxy-revalidate) */
+    bool no_cache;           /* stored, but revalidated before every use */
+
+    /* Body. A refreshed object (304) shares the body of the one it replaced: body_owner
+     * holds a reference to the object whose chunks these are (NULL: its own). */
+    struct fg_cache_obj *body_owner;
+    struct fg_cache_chunk *first;
+    struct fg_cache_chunk *last; /* filler only */
+    _Atomic uint64_t body_len;   /* bytes appended so far */
+    struct fg_cache_obj *hnext;  /* bucket chain, under the shard lock */
+    bool too_big;                /* grew past max_object: never stored */
+    /* Eviction (evict.h), under the store's eviction lock. While linked there, the
+     * object holds a reference for it, as it does while in the table. */
+    struct fg_evict_node evict;
+};
+
+/* Limits and behaviour of one store. */
+struct fg_cache_limits {
+    uint64_t memory;     /* bytes of stored objects */
+    uint64_t max_object; /* larger responses are streamed through, not stored */
+};
+
+/* Counters, summed over every worker (atomics in the store). */
+struct fg_cache_stats {
+    uint64_t entries, bytes, hits, misses, stale_served, revalidations, revalidated_304;
+    uint64_t coalesced, hit_for_miss, passes, evictions, purged, too_big, fill_failed;
+    uint64_t lock_timeouts, stores, invalidations, not_modified_served;
+};
+
+struct fg_cache *fg_cache_new(const char *name, const struct fg_cache_limits *lim);
+/* A reload may change the limits of a running store; the contents stay. */
+void fg_cache_set_limits(struct fg_cache *c, const struct fg_cache_limits *lim);
+const char *fg_cache_name(const struct fg_cache *c);
+void fg_cache_get_stats(struct fg_cache *c, struct fg_cache_stats *out);
+/* Count an event the request path saw (one of the fields of fg_cache_stats). */
+enum fg_cache_event {
+    FG_CACHE_EV_HIT = 0,
+    FG_CACHE_EV_MISS,
+    FG_CACHE_EV_STALE,
+    FG_CACHE_EV_REVALIDATION,
+    FG_CACHE_EV_REVALIDATED,
+    FG_CACHE_EV_COALESCED,
+    FG_CACHE_EV_PASS,
+    FG_CACHE_EV_LOCK_TIMEOUT,
+    FG_CACHE_EV_NOT_MODIFIED,
+    FG_CACHE_EV_INVALIDATION,
+    FG_CACHE_EV__COUNT
+};
+void fg_cache_count(struct fg_cache *c, enum fg_cache_event ev);
+/* Free the store (at exit; no reader may remain). */
+void fg_cache_free(struct fg_cache *c);
+
+/* What a lookup decided. */
+enum fg_cache_verdict {
+    FG_CACHE_V_HIT = 0, /* *obj: a fresh object, COMPLETE or FILLING */
+    FG_CACHE_V_STALE,   /* *obj: stale but within its stale-while-revalidate window: serve
+                           it. *fill: a new BUSY object for the background refresh the
+                           caller starts, or NULL when a fetch is already on its way */
+    FG_CACHE_V_WAIT,    /* *obj: a BUSY object; the waiter was registered on it */
+    FG_CACHE_V_FILL,    /* *fill: a new BUSY object; the caller fetches and fills it.
+                           *obj: a stale variant (or NULL), for its validators (a
+                           conditional fetch) and for stale-if-error */
+    FG_CACHE_V_PASS,    /* hit-for-miss: fetch without coalescing */
+};
+
+struct fg_cache_request {
+    const char *key;
+    size_t key_len;
+    uint64_t hash;
+    const struct fg_http_header *headers; /* for the Vary match */
+    size_t n_headers;
+    int64_t now_ms; /* wall clock */
+};
+
+/* Is obj fresh at now_ms? Its current age in seconds goes to *age (RFC 9111 §4.2.3). */
+bool fg_cache_obj_fresh(const struct fg_cache_obj *obj, int64_t now_ms, uint64_t *age);
+
+/*
+ * Look a request up. Returns the verdict; *obj and *fill carry references the caller
+ * must give back (fg_cache_obj_unref) — a *fill must also be ended with one of the
+ * fg_cache_fill_* calls. waiter (may be NULL: never wait) is registered on a BUSY object
+ * for V_WAIT.
+ */
+enum fg_cache_verdict fg_cache_lookup(struct fg_cache *c, const struct fg_cache_request *rq,
+                                      struct fg_cache_waiter *waiter, struct fg_cache_obj **obj,
+                                      struct fg_cache_obj **fill);
+
+/* Register waiter on obj (any state); fails (false) when obj is already in a final
+ * state (COMPLETE, FAILED, PASS, ABORTED), since nothing more will happen to it. */
+bool fg_cache_wait(struct fg_cache_obj *obj, struct fg_cache_waiter *waiter);
+/* Stop waiting. Safe whether or not the waiter is registered or queued. Must run on the
+ * waiter's worker. */
+void fg_cache_waiter_cancel(struct fg_cache_waiter *waiter);
+
+void fg_cache_obj_ref(struct fg_cache_obj *obj);
+void fg_cache_obj_unref(struct fg_cache_obj *obj);
+/* For evbuffer_add_reference(): unrefs the object given as extra. */
+void fg_cache_obj_unref_cb(const void *data, size_t len, void *extra);
+
+/* The head is known and the response may be stored. head/head_len: the stored head
+ * (see struct fg_cache_obj); vary names/values as from fg_cache_vary_*; the freshness
+ * fields are copied from src (status .. no_cache). Returns false when the object can
+ * not be kept (larger than max_object by its Content-Length, or out of memory): the
+ * caller then calls fg_cache_fill_pass. Readers are woken. */
+bool fg_cache_fill_head(struct fg_cache_obj *obj, const struct fg_cache_obj *src, const char *head,
+                        size_t head_len, const char *vary_names, size_t vary_names_len,
+                        const char *vary_values, size_t vary_values_len);
+/* Append body bytes. Returns false when the object grew past max_object: it is then
+ * taken out of the table (current readers still get every byte; nobody new finds it). */
+bool fg_cache_fill_append(struct fg_cache_obj *obj, const void *data, size_t len);
+/* The body ended (ok) or broke off (!ok: readers see FAILED). */
+void fg_cache_fill_done(struct fg_cache_obj *obj, bool ok);
+/* Not storable: mark the key hit-for-miss until now_ms + ttl_ms (0: just drop the
+ * placeholder); waiters are told FG_CACHE_PASS. */
+void fg_cache_fill_pass(struct fg_cache_obj *obj, int64_t now_ms, uint64_t ttl_ms);
+/* The fetch failed before any head: waiters are told FG_CACHE_ABORTED. */
+void fg_cache_fill_abort(struct fg_cache_obj *obj);
+/* A revalidation answered 304: obj (BUSY) takes over stale's body with the refreshed
+ * head and freshness from src, and replaces stale in the table. Readers are woken. */
+void fg_cache_fill_refresh(struct fg_cache_obj *obj, struct fg_cache_obj *stale,
+                           const struct fg_cache_obj *src, const char *head, size_t head_len);
+
+/* Remove every object of a key (all variants), or every key starting with prefix.
+ * Returns the number of objects removed. */
+size_t fg_cache_purge(struct fg_cache *c, const char *key, size_t key_len, bool prefix);
+
+/* ---- notifiers: waking waiters on their own worker ---------------------------------- */
+
+/* One per worker event_base: an eventfd the store writes to and an event that runs the
+ * queued waiters' callbacks on that base. */
+struct fg_cache_notifier *fg_cache_notifier_new(struct event_base *base);
+void fg_cache_notifier_free(struct fg_cache_notifier *n);
+/* Store-private (store.c → notify.c): queue a waiter on its notifier / take it off. */
+void fg_cache_notifier_push(struct fg_cache_waiter *w);
+void fg_cache_notifier_unqueue(struct fg_cache_waiter *w);
 
 #endif /* FG_CACHE_H */

@@ -151,6 +151,11 @@ void fg_conf_free(struct fg_config *c)
             free(s->routes[j].prefix);
             free(s->routes[j].host);
             free(s->routes[j].return_body);
+            struct fg_conf_route_cache *rc = &s->routes[j].cache;
+            for (size_t k = 0; k < rc->n_ignore_params; k++)
+                free(rc->ignore_params[k]);
+            free(rc->ignore_params);
+            free(rc->targeted);
         }
         free(s->routes);
         free(s->listens);
@@ -161,6 +166,7 @@ void fg_conf_free(struct fg_config *c)
     for (size_t i = 0; i < c->n_upstreams; i++)
         free(c->upstreams[i].servers);
     free(c->upstreams);
+    free(c->caches);
     free(c->admin.token);
     free(c->user);
     free(c->pid_file);
@@ -353,6 +359,30 @@ static void dump_route(const struct fg_conf_route *r, FILE *out)
         fputs(";\n", out);
     }
     fprintf(out, "        client_max_body_size %s;\n", fmt_size(r->max_body, b, sizeof(b)));
+    const struct fg_conf_route_cache *rc = &r->cache;
+    if (rc->cache != NULL) {
+        fprintf(out, "        cache %s;\n", rc->cache->name);
+        fprintf(out, "        cache_lock_timeout %s;\n",
+                fmt_dur(rc->lock_timeout_ms, b, sizeof(b)));
+        fprintf(out, "        cache_hit_for_miss %s;\n",
+                fmt_dur(rc->hit_for_miss_ms, b, sizeof(b)));
+        fprintf(out, "        stale_while_revalidate %s;\n", fmt_dur(rc->swr_ms, b, sizeof(b)));
+        fprintf(out, "        stale_if_error %s;\n", fmt_dur(rc->sie_ms, b, sizeof(b)));
+        fprintf(out, "        cache_default_ttl %s;\n", fmt_dur(rc->default_ttl_ms, b, sizeof(b)));
+        if (rc->n_ignore_params > 0) {
+            fputs("        cache_key_ignore_params", out);
+            for (size_t i = 0; i < rc->n_ignore_params; i++) {
+                fputc(' ', out);
+                put_word(out, rc->ignore_params[i]);
+            }
+            fputs(";\n", out);
+        }
+        fprintf(out, "        cache_key_sort_params %s;\n", rc->sort_params ? "on" : "off");
+        fputs("        cache_targeted_field ", out);
+        put_word(out, rc->targeted != NULL ? rc->targeted : "off");
+        fputs(";\n", out);
+        fprintf(out, "        cache_status_header %s;\n", rc->status_header ? "on" : "off");
+    }
     fputs("    }\n", out);
 }
 
@@ -432,6 +462,12 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
     }
     for (size_t i = 0; i < c->n_upstreams; i++)
         dump_upstream(&c->upstreams[i], out);
+    for (size_t i = 0; i < c->n_caches; i++) {
+        char m[32];
+        fprintf(out, "\ncache %s {\n    memory %s;\n    max_object %s;\n}\n", c->caches[i].name,
+                fmt_size(c->caches[i].memory, b, sizeof(b)),
+                fmt_size(c->caches[i].max_object, m, sizeof(m)));
+    }
     for (size_t i = 0; i < c->n_servers; i++)
         dump_server(&c->servers[i], out);
 }

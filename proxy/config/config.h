@@ -49,6 +49,30 @@ struct fg_conf_upstream {
     bool retry_idempotent;         /* `retry on|off;` default on */
 };
 
+/* `cache NAME { memory 512m; max_object 8m; }`: a store shared by every worker. A
+ * reload keeps the contents of a store whose name stays (only its limits change). */
+struct fg_conf_cache {
+    char name[FG_CONF_NAME_MAX];
+    size_t index;        /* position in fg_config.caches */
+    uint64_t memory;     /* bytes of stored objects; default 256m */
+    uint64_t max_object; /* larger responses pass through; default 8m */
+};
+
+/* A route's caching behaviour (only with `cache NAME;`). */
+struct fg_conf_route_cache {
+    struct fg_conf_cache *cache; /* NULL: the route does not cache */
+    uint64_t lock_timeout_ms;    /* a waiter past it fetches on its own; default 5s */
+    uint64_t hit_for_miss_ms;    /* uncacheable key: no coalescing this long; default 30s */
+    uint64_t swr_ms;             /* stale_while_revalidate unless the response says; 0 */
+    uint64_t sie_ms;             /* stale_if_error unless the response says; 0 */
+    uint64_t default_ttl_ms;     /* freshness for responses with none; 0 = off */
+    char **ignore_params;        /* query parameters left out of the key ("utm_*") */
+    size_t n_ignore_params;
+    bool sort_params;   /* default off */
+    char *targeted;     /* RFC 9213 field that overrides Cache-Control; NULL = off */
+    bool status_header; /* X-Cache on responses; default on */
+};
+
 #define FG_METHOD_ALL 0xffffffffu
 
 struct fg_conf_route {
@@ -62,7 +86,8 @@ struct fg_conf_route {
     bool health;       /* `health;` answers 200 "ok" (503 "draining" while draining): the
                           ALB's health check path on the traffic port */
     uint64_t max_body; /* 413 above it; inherits server's client_max_body_size */
-    size_t line;       /* where it was defined, for messages */
+    struct fg_conf_route_cache cache;
+    size_t line; /* where it was defined, for messages */
 };
 
 struct fg_conf_listen {
@@ -129,6 +154,8 @@ struct fg_config {
 
     struct fg_conf_upstream *upstreams;
     size_t n_upstreams;
+    struct fg_conf_cache *caches;
+    size_t n_caches;
     struct fg_conf_server *servers;
     size_t n_servers;
 };

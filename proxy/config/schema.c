@@ -30,6 +30,7 @@ struct fg_conf_loader {
     struct fg_conf_diag *d;
     struct fg_config *c;
     size_t *upstream_lines; /* line of each upstream block, parallel to c->upstreams */
+    size_t *cache_lines;    /* likewise for c->caches */
     struct listen_rec *listens;
     size_t n_listens, cap_listens;
     size_t server_line;        /* the server block being loaded */
@@ -703,6 +704,8 @@ static bool same_str(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+static void route_cache_defaults(struct fg_conf_route *r);
+
 static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                     const struct fg_conf_stmt *st, void *obj)
 {
@@ -727,6 +730,7 @@ static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *di
     r->methods = FG_METHOD_ALL;
     r->max_body = srv->client_max_body_size; /* the route's own line overrides it */
     r->line = st->line;
+    route_cache_defaults(r);
     L->route_named_upstream = false;
     walk(L, FG_CTX_ROUTE, st->children, st->n_children, r, 0);
     if (!st->closed)
@@ -737,6 +741,8 @@ static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *di
         ERR(L, st->line, "a 'health on' route answers by itself: no 'upstream' or 'return'");
     else if (r->return_status == 0 && !L->route_named_upstream && !r->health)
         ERR(L, st->line, "route needs 'upstream', 'return' or 'health on'");
+    else if (r->cache.cache != NULL && !L->route_named_upstream)
+        ERR(L, st->line, "route has 'cache' but no 'upstream' to fill it from");
     for (size_t i = 0; i + 1 < srv->n_routes; i++) {
         const struct fg_conf_route *o = &srv->routes[i];
         if (same_str(o->prefix, r->prefix) && same_str(o->host, r->host) &&
@@ -748,6 +754,123 @@ static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *di
             break;
         }
     }
+}
+
+/* ---- caches ------------------------------------------------------------------------ */
+
+static void h_cache(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                    const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    (void)dir;
+    const char *name = st->args[1];
+    if (!valid_name(name)) {
+        ERR(L, st->line,
+            "invalid cache name '%s' (letters, digits, '_', '-', '.'; at most %d characters)", name,
+            FG_CONF_NAME_MAX - 1);
+        return;
+    }
+    for (size_t i = 0; i < c->n_caches; i++) {
+        if (strcmp(c->caches[i].name, name) == 0) {
+            ERR(L, st->line, "duplicate cache '%s' (first at line %zu)", name, L->cache_lines[i]);
+            return;
+        }
+    }
+    size_t idx = c->n_caches++;
+    struct fg_conf_cache *k = &c->caches[idx];
+    L->cache_lines[idx] = st->line;
+    snprintf(k->name, sizeof(k->name), "%s", name);
+    k->index = idx;
+    apply_defaults(L, FG_CTX_CACHE, k);
+    walk(L, FG_CTX_CACHE, st->children, st->n_children, k, 0);
+    if (st->closed && k->max_object > k->memory)
+        ERR(L, st->line, "cache '%s': max_object is larger than memory", name);
+}
+
+/* Route defaults of the cache directives: the table's `def` texts say the same. */
+static void route_cache_defaults(struct fg_conf_route *r)
+{
+    r->cache.lock_timeout_ms = 5000;
+    r->cache.hit_for_miss_ms = 30000;
+    r->cache.status_header = true;
+    r->cache.targeted = strdup("cdn-cache-control"); /* matched without case */
+}
+
+static void h_route_cache(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                          const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route *r = obj;
+    const struct fg_config *c = L->c;
+    (void)dir;
+    const char *name = st->args[1];
+    if (strcmp(name, "off") == 0) {
+        r->cache.cache = NULL;
+        return;
+    }
+    for (size_t i = 0; i < c->n_caches; i++) {
+        if (strcmp(c->caches[i].name, name) == 0) {
+            r->cache.cache = &c->caches[i];
+            return;
+        }
+    }
+    ERR(L, st->line, "cache '%s' is not defined (add 'cache %s { memory 256m; }')", name, name);
+}
+
+static void h_cache_ignore_params(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                                  const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route_cache *rc = &((struct fg_conf_route *)obj)->cache;
+    (void)dir;
+    size_t n = st->n_args - 1;
+    char **v = calloc(n, sizeof(*v));
+    if (v == NULL) {
+        ERR(L, st->line, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *p = st->args[i + 1];
+        size_t len = strlen(p);
+        const char *star = strchr(p, '*');
+        if (len == 0 || (star != NULL && star != p + len - 1) || strchr(p, '&') || strchr(p, '=')) {
+            ERR(L, st->line,
+                "invalid query parameter '%s' for 'cache_key_ignore_params' (a name, or a "
+                "prefix ending in '*')",
+                p);
+            for (size_t k = 0; k < i; k++)
+                free(v[k]);
+            free(v);
+            return;
+        }
+        v[i] = xstrdup(L, p, st->line);
+    }
+    for (size_t k = 0; k < rc->n_ignore_params; k++)
+        free(rc->ignore_params[k]);
+    free(rc->ignore_params);
+    rc->ignore_params = v;
+    rc->n_ignore_params = n;
+}
+
+static void h_cache_targeted(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                             const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route_cache *rc = &((struct fg_conf_route *)obj)->cache;
+    (void)dir;
+    const char *v = st->args[1];
+    free(rc->targeted);
+    rc->targeted = NULL;
+    if (strcmp(v, "off") == 0)
+        return;
+    for (const char *p = v; *p != '\0'; p++) {
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
+            ERR(L, st->line, "invalid field name '%s' for 'cache_targeted_field'", v);
+            return;
+        }
+    }
+    char *s = xstrdup(L, v, st->line);
+    if (s != NULL)
+        for (char *p = s; *p != '\0'; p++)
+            *p = (char)tolower((unsigned char)*p);
+    rc->targeted = s;
 }
 
 static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -801,8 +924,10 @@ static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *d
 #define R FG_CTX_ROUTE
 #define A FG_CTX_ADMIN
 
+#define K   FG_CTX_CACHE
 #define UPS struct fg_conf_upstream
 #define SRV struct fg_conf_server
+#define RC  struct fg_conf_route
 
 /* clang-format off */
 const struct fg_conf_directive fg_conf_directives[] = {
@@ -833,6 +958,16 @@ const struct fg_conf_directive fg_conf_directives[] = {
      "name { ... }", "none", "a named group of app servers"},
     {"server", M, 0, 0, FG_BLOCK_YES, true, CUSTOM(h_server),
      "{ ... }", "none", "a virtual server: listen addresses and routes"},
+    {"cache", M, 1, 1, FG_BLOCK_YES, true, CUSTOM(h_cache),
+     "name { ... }", "none", "a response cache in memory, shared by every worker"},
+
+    /* cache */
+    {"memory", K, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE, FIELD(struct fg_conf_cache, memory),
+     1 << 20, 1ull << 40, h_generic, "size", "256m",
+     "bytes of stored responses; the least useful ones are evicted (S3-FIFO)"},
+    {"max_object", K, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
+     FIELD(struct fg_conf_cache, max_object), 1, 1ull << 40, h_generic, "size", "8m",
+     "larger responses are passed through, not stored"},
 
     /* admin */
     {"listen", A, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_admin_listen),
@@ -923,6 +1058,35 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"client_max_body_size", R, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
      FIELD(struct fg_conf_route, max_body), 1, 1ull << 40, h_generic, "size",
      "inherited from the server", "largest request body on this route; 413 above"},
+    {"cache", R, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_route_cache),
+     "name | off", "off", "serve GET and HEAD from this cache, filling it from the upstream"},
+    {"cache_lock_timeout", R, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(RC, cache.lock_timeout_ms), 1, HOUR_MS, h_generic, "duration", "5s",
+     "a request waiting for another one's fetch of the same key goes to the app after this"},
+    {"cache_hit_for_miss", R, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(RC, cache.hit_for_miss_ms), 0, DAY_MS, h_generic, "duration", "30s",
+     "after an uncacheable answer, requests for that key go to the app in parallel this long"},
+    {"stale_while_revalidate", R, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(RC, cache.swr_ms), 0, 30 * DAY_MS, h_generic, "duration", "0s",
+     "serve a stale response this long after it expired while one request refreshes it, "
+     "unless the response says otherwise"},
+    {"stale_if_error", R, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(RC, cache.sie_ms), 0, 30 * DAY_MS, h_generic, "duration", "0s",
+     "serve a stale response this long after it expired when the app fails, times out or "
+     "answers 5xx, unless the response says otherwise"},
+    {"cache_default_ttl", R, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(RC, cache.default_ttl_ms), 0, 30 * DAY_MS, h_generic, "duration", "0s",
+     "freshness for cacheable responses that state none; 0s = only what the app says"},
+    {"cache_key_ignore_params", R, 1, -1, FG_BLOCK_NO, false, CUSTOM(h_cache_ignore_params),
+     "name | prefix* ...", "none", "query parameters left out of the cache key (utm_* gclid)"},
+    {"cache_key_sort_params", R, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(RC, cache.sort_params),
+     0, 0, h_generic, "on | off", "off", "parameter order does not make a new cache key"},
+    {"cache_targeted_field", R, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_cache_targeted),
+     "field | off", "CDN-Cache-Control",
+     "response field that replaces Cache-Control for this cache (RFC 9213)"},
+    {"cache_status_header", R, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG,
+     FIELD(RC, cache.status_header), 0, 0, h_generic, "on | off", "on",
+     "add X-Cache: HIT, MISS, STALE, PASS or REVALIDATED to responses"},
 };
 /* clang-format on */
 
@@ -931,8 +1095,10 @@ const struct fg_conf_directive fg_conf_directives[] = {
 #undef S
 #undef R
 #undef A
+#undef K
 #undef UPS
 #undef SRV
+#undef RC
 
 const size_t fg_conf_n_directives = FG_ARRAY_LEN(fg_conf_directives);
 
@@ -964,6 +1130,8 @@ const char *fg_conf_ctx_name(unsigned ctx)
         return "route";
     case FG_CTX_ADMIN:
         return "admin";
+    case FG_CTX_CACHE:
+        return "cache";
     }
     return "?";
 }
@@ -1032,7 +1200,7 @@ static void unknown_directive(struct fg_conf_loader *L, const struct fg_conf_stm
     const char *name = st->args[0];
     if (fg_conf_directive_any(name) != NULL) {
         char where[128] = "";
-        for (unsigned bit = 1; bit <= FG_CTX_ADMIN; bit <<= 1) {
+        for (unsigned bit = 1; bit <= FG_CTX_CACHE; bit <<= 1) {
             if (fg_conf_directive_find(name, bit) == NULL)
                 continue;
             size_t len = strlen(where);
@@ -1139,12 +1307,16 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
     apply_defaults(&L, FG_CTX_MAIN, c);
 
     size_t n_up = count_named(stmts, n, "upstream");
+    size_t n_cache = count_named(stmts, n, "cache");
     size_t n_srv = count_named(stmts, n, "server");
     if (c->path == NULL || (n_up && !(c->upstreams = calloc(n_up, sizeof(*c->upstreams)))) ||
         (n_up && !(L.upstream_lines = calloc(n_up, sizeof(*L.upstream_lines)))) ||
-        (n_srv && !(c->servers = calloc(n_srv, sizeof(*c->servers))))) {
+        (n_srv && !(c->servers = calloc(n_srv, sizeof(*c->servers)))) ||
+        (n_cache && !(c->caches = calloc(n_cache, sizeof(*c->caches)))) ||
+        (n_cache && !(L.cache_lines = calloc(n_cache, sizeof(*L.cache_lines))))) {
         fg_conf_error(d, 0, "out of memory");
         free(L.upstream_lines);
+        free(L.cache_lines);
         fg_conf_free(c);
         return NULL;
     }
@@ -1157,6 +1329,7 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
         ERR(&L, last_line, "no server block");
 
     free(L.upstream_lines);
+    free(L.cache_lines);
     free(L.listens);
     return c;
 }

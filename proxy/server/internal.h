@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "cache/cache.h"
 #include "config/config.h"
 #include "core/core.h"
 #include "http/http.h"
@@ -59,6 +60,7 @@ struct fg_worker_stats {
 struct fg_snap {
     struct fg_config *cfg;
     struct fg_upstream_pool **pools; /* [cfg->n_upstreams] */
+    struct fg_cache **caches;        /* [cfg->n_caches]: stores outlive snapshots */
     unsigned users;
     bool retired;
 };
@@ -91,6 +93,24 @@ enum fg_req_state { FG_REQ_BODY = 0, FG_REQ_DONE };
 enum fg_resp_state { FG_RESP_WAIT = 0, FG_RESP_BODY, FG_RESP_DONE };
 
 struct fg_conn;
+struct fg_fetch;
+
+/* The cache stage's part of a transaction (server/cache.c). */
+struct fg_txn_cache {
+    struct fg_cache *store;
+    struct fg_cache_obj *obj;   /* served, or waited on */
+    struct fg_cache_obj *stale; /* a stale variant, for stale-if-error */
+    struct fg_cache_waiter waiter;
+    struct event *lock_timer;     /* cache_lock_timeout while waiting on another's fetch */
+    struct fg_fetch *fetch;       /* the fetch this request started (PASS hands it over) */
+    struct fg_cache_chunk *chunk; /* streaming cursor */
+    size_t chunk_off;
+    uint64_t sent;
+    bool active;  /* the stage owns the transaction */
+    bool serving; /* head written, body streaming */
+    bool chunked; /* body sent chunked (length unknown while filling) */
+    bool waited;  /* waited on a fetch: coalesced */
+};
 
 struct fg_txn {
     unsigned magic;
@@ -117,6 +137,8 @@ struct fg_txn {
     bool retried;
     unsigned attempts;
     int status;
+    const char *xcache; /* X-Cache value for a proxied response (NULL: none) */
+    struct fg_txn_cache cache;
 
     /* The request head as sent upstream, kept for a retry on a fresh connection. */
     char *head;
@@ -183,6 +205,7 @@ struct fg_worker {
     struct fg_upstream_stats **ustats;
     size_t n_ustats;
 
+    struct fg_cache_notifier *cache_notifier;
     uint64_t rng[2];
     char *scratch; /* response head building */
     size_t scratch_cap;
@@ -224,13 +247,40 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t);
 
 /* proxy.c — forwarding to the app */
 void fg_proxy_start(struct fg_txn *t);
+/* Build the upstream request head into t->head. for_cache: the head of a cache fill (GET,
+ * no conditionals or Range of the client's: the answer must be a whole, storable one). */
+bool fg_proxy_build_head(struct fg_txn *t, bool for_cache);
+/* Take over an upstream connection on which the request (t->head) was sent and whose
+ * response head is waiting in its input: a cache fill that turned out uncacheable. */
+void fg_proxy_adopt(struct fg_txn *t, struct fg_upstream_pool *pool, struct fg_upstream_conn *uc);
 /* The client has more request body bytes, or its output drained (resume upstream). */
 void fg_proxy_client_readable(struct fg_txn *t);
 void fg_proxy_client_drained(struct fg_txn *t);
 /* The client went away: drop the upstream side. */
 void fg_proxy_abort(struct fg_txn *t);
 
-/* accesslog.c */
+/* cache.c — the cache stage */
+/* Serve, wait or fill; false when the request is not for the cache (the caller proxies). */
+bool fg_cache_stage(struct fg_txn *t);
+/* The transaction ends (done or aborted): let go of everything the stage holds. */
+void fg_cache_stage_release(struct fg_txn *t);
+/* The store of a configured cache, created on first use, kept across reloads. */
+struct fg_cache *fg_cache_registry_get(const struct fg_conf_cache *k);
+/* Every store, for /stats (n set to the count; the array stays valid). */
+struct fg_cache *const *fg_cache_registry_all(size_t *n);
+
+/* fetch.c — filling a cache object from the upstream, independent of any client */
+/* Start fetching t's request into fill (a BUSY object). stale: the variant to revalidate
+ * (validators are added) and to fall back on (stale-if-error); may be NULL. background:
+ * nobody waits on the connection (stale-while-revalidate refresh). Takes its own
+ * references. Returns the fetch, or NULL (fill was aborted). */
+struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
+                                struct fg_cache_obj *stale, bool background);
+/* The transaction that started a fetch goes away. */
+void fg_fetch_forget_initiator(struct fg_fetch *f);
+/* Called by a fetch that gives its connection to its initiator (cache.c). */
+void fg_cache_stage_adopt(struct fg_txn *t, struct fg_upstream_pool *pool,
+                          struct fg_upstream_conn *uc);
 bool fg_accesslog_start(void);
 void fg_accesslog_stop(void);
 void fg_accesslog_reopen(void);

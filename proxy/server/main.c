@@ -86,6 +86,7 @@ static const struct fg_admin_ops admin_ops = {
     .stats_json = fg_server_stats_json,
     .metrics = fg_server_metrics,
     .config = fg_server_config,
+    .cache_purge = fg_server_cache_purge,
 };
 
 static struct fg_config *reload(struct fg_config *cur, const char *path)

@@ -84,8 +84,20 @@ static void make_request_id(struct fg_worker *w, char out[40])
     out[32] = '\0';
 }
 
+/* Client fields a cache fill must not forward: the stored answer must be the whole,
+ * unconditional representation (the client's conditionals are answered from it). */
+static bool cache_fill_strips(const struct fg_http_header *h)
+{
+    return fg_http_name_eq(h->name, h->name_len, "if-none-match") ||
+           fg_http_name_eq(h->name, h->name_len, "if-modified-since") ||
+           fg_http_name_eq(h->name, h->name_len, "if-match") ||
+           fg_http_name_eq(h->name, h->name_len, "if-unmodified-since") ||
+           fg_http_name_eq(h->name, h->name_len, "if-range") ||
+           fg_http_name_eq(h->name, h->name_len, "range");
+}
+
 /* The request as the app sees it: our framing, no hop-by-hop fields, forwarding fields. */
-static bool build_request_head(struct fg_txn *t)
+bool fg_proxy_build_head(struct fg_txn *t, bool for_cache)
 {
     struct fg_conn *c = t->c;
     const struct fg_http_request *r = &t->req;
@@ -94,8 +106,10 @@ static bool build_request_head(struct fg_txn *t)
                                       (const struct sockaddr *)&c->peer);
     t->head_len = 0;
 
-    head_put(t, r->method_name, r->method_len);
-    HEAD_LIT(t, " ");
+    if (for_cache)
+        HEAD_LIT(t, "GET "); /* a HEAD miss fills the GET entry it is served from */
+    else
+        head_put(t, r->method_name, r->method_len), HEAD_LIT(t, " ");
     if (r->flags & FG_HTTP_F_ABSOLUTE_FORM) {
         head_put(t, r->path, r->path_len);
         if (r->query != NULL) {
@@ -119,6 +133,8 @@ static bool build_request_head(struct fg_txn *t)
             fg_http_connection_lists(r->headers, r->n_headers, h->name, h->name_len))
             continue;
         if ((r->flags & FG_HTTP_F_ABSOLUTE_FORM) && fg_http_name_eq(h->name, h->name_len, "host"))
+            continue;
+        if (for_cache && cache_fill_strips(h))
             continue;
         if (fg_http_name_eq(h->name, h->name_len, "x-forwarded-for")) {
             /* Several X-Forwarded-For fields are one list (RFC 9110 §5.3): keep them in
@@ -234,7 +250,7 @@ void fg_proxy_start(struct fg_txn *t)
 {
     struct fg_conn *c = t->c;
     t->pool = t->snap->pools[t->route->upstream->index];
-    if (!build_request_head(t)) {
+    if (!fg_proxy_build_head(t, false)) {
         fg_conn_respond(c, 500, "out of memory", true);
         return;
     }
@@ -261,6 +277,26 @@ void fg_proxy_start(struct fg_txn *t)
         client_request_done(t);
         up_flush(t);
     }
+}
+
+void fg_proxy_adopt(struct fg_txn *t, struct fg_upstream_pool *pool, struct fg_upstream_conn *uc)
+{
+    struct fg_conn *c = t->c;
+    evbuffer_drain(bufferevent_get_input(c->bev), t->req.head_len);
+    t->req.n_headers = 0;
+    t->pool = pool;
+    t->uc = uc;
+    t->attempts = 1;
+    t->retried = true; /* the request was answered: nothing to retry */
+    snprintf(t->log_upstream, sizeof(t->log_upstream), "%s",
+             fg_upstream_server_name(pool, uc->server));
+    bufferevent_setcb(uc->bev, NULL, up_write_cb, up_event_cb, t);
+    bufferevent_setwatermark(uc->bev, EV_WRITE, FG_LOW_WATER, 0);
+    fg_reader_setcb(&uc->reader, up_read_cb, up_read_event_cb, t);
+    fg_reader_enable(&uc->reader);
+    t->upstream_start_us = fg_mono_us();
+    client_request_done(t);
+    up_read_cb(t);
 }
 
 /* ---- finishing ------------------------------------------------------------------------- */
@@ -569,6 +605,13 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
         size_t n = strlen(t->request_id);
         PUT_LIT("X-Request-Id: ");
         memcpy(p, t->request_id, n);
+        p += n;
+        PUT_LIT("\r\n");
+    }
+    if (t->xcache != NULL) {
+        size_t n = strlen(t->xcache);
+        PUT_LIT("X-Cache: ");
+        memcpy(p, t->xcache, n);
         p += n;
         PUT_LIT("\r\n");
     }

@@ -175,7 +175,9 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
         return;
     }
 
-    /* Rate limiting, offload and cache lookup slot in here, in that order. */
+    /* Rate limiting and offload slot in here, before the cache. */
 
+    if (fg_cache_stage(t))
+        return;
     fg_proxy_start(t);
 }

@@ -6,6 +6,7 @@
 #define FG_SERVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include <event2/buffer.h>
@@ -39,6 +40,8 @@ void fg_server_reopen_logs(void);
 /* Write the /stats JSON document, and the same counters for /metrics (Prometheus). */
 void fg_server_stats_json(struct evbuffer *out);
 void fg_server_metrics(struct evbuffer *out);
+/* Purge every cache store of a key, or of every key starting with it (admin). */
+size_t fg_server_cache_purge(const char *key, size_t len, bool prefix);
 /* The current config (a new reference; unref when done). */
 struct fg_config *fg_server_config(void);
 

@@ -15,6 +15,8 @@
         s_;                                                                                        \
     })
 
+static void caches_json(struct evbuffer *out);
+
 static void upstream_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
                           const struct fg_conf_upstream *u)
 {
@@ -104,6 +106,7 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
         upstream_json(out, ws, n, &cfg->upstreams[u]);
     }
     evbuffer_add(out, "},", 2);
+    caches_json(out);
     uint64_t b[FG_HIST_BUCKETS];
     for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
         b[k] = SUM(latency.bucket[k]);
@@ -119,6 +122,83 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
             evbuffer_add_printf(out, "\"le_inf\":%" PRIu64, b[k]);
     }
     evbuffer_add(out, "}}}\n", 4);
+}
+
+/* ---- caches: one table for /stats and /metrics ------------------------------------------ */
+
+static const struct {
+    const char *name; /* JSON key; the metric is flashgate_cache_<name>[_total] */
+    bool gauge;
+    const char *help;
+    size_t off;
+} cache_fields[] = {
+#define CF(n, g, h)                                                                                \
+    {                                                                                              \
+#n, g, h, offsetof(struct fg_cache_stats, n)                                               \
+    }
+    CF(entries, true, "Objects in the cache (variants and hit-for-miss markers included)."),
+    CF(bytes, true, "Bytes charged to the memory bound."),
+    CF(hits, false, "Requests served fresh from the cache."),
+    CF(misses, false, "Requests that started a fetch."),
+    CF(coalesced, false, "Requests that waited for another request's fetch instead of asking."),
+    CF(stale_served, false, "Stale responses served (stale-while-revalidate, stale-if-error)."),
+    CF(revalidations, false, "Conditional fetches of stale objects."),
+    CF(revalidated_304, false, "Revalidations answered 304 (body kept)."),
+    CF(not_modified_served, false, "Client conditional requests answered 304 from the cache."),
+    CF(passes, false, "Requests sent to the app without caching (hit-for-miss, uncacheable)."),
+    CF(hit_for_miss, false, "Keys marked hit-for-miss after an uncacheable answer."),
+    CF(lock_timeouts, false, "Waiters that gave up on another request's fetch."),
+    CF(stores, false, "Objects stored."),
+    CF(evictions, false, "Objects evicted to respect the memory bound."),
+    CF(purged, false, "Objects removed by purge or invalidation."),
+    CF(invalidations, false, "Unsafe requests that invalidated stored objects."),
+    CF(too_big, false, "Responses above max_object, passed through."),
+    CF(fill_failed, false, "Fetches that broke off mid-body."),
+#undef CF
+};
+
+static uint64_t cache_field(const struct fg_cache_stats *s, size_t f)
+{
+    return *(const uint64_t *)((const char *)s + cache_fields[f].off);
+}
+
+static void caches_json(struct evbuffer *out)
+{
+    size_t n = 0;
+    struct fg_cache *const *all = fg_cache_registry_all(&n);
+    evbuffer_add(out, "\"caches\":{", 10);
+    for (size_t i = 0; i < n; i++) {
+        struct fg_cache_stats s;
+        fg_cache_get_stats(all[i], &s);
+        evbuffer_add_printf(out, "%s\"%s\":{", i ? "," : "", fg_cache_name(all[i]));
+        for (size_t f = 0; f < FG_ARRAY_LEN(cache_fields); f++)
+            evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, f ? "," : "", cache_fields[f].name,
+                                cache_field(&s, f));
+        uint64_t looked = s.hits + s.misses + s.coalesced + s.stale_served;
+        evbuffer_add_printf(out, ",\"hit_ratio\":%.4f}",
+                            looked ? (double)(s.hits + s.coalesced + s.stale_served) / looked
+                                   : 0.0);
+    }
+    evbuffer_add(out, "},", 2);
+}
+
+static void caches_metrics(struct evbuffer *out)
+{
+    size_t n = 0;
+    struct fg_cache *const *all = fg_cache_registry_all(&n);
+    struct fg_cache_stats s[64];
+    for (size_t i = 0; i < n && i < FG_ARRAY_LEN(s); i++)
+        fg_cache_get_stats(all[i], &s[i]);
+    for (size_t f = 0; f < FG_ARRAY_LEN(cache_fields); f++) {
+        char name[96];
+        snprintf(name, sizeof(name), "flashgate_cache_%s%s", cache_fields[f].name,
+                 cache_fields[f].gauge ? "" : "_total");
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, cache_fields[f].help, name,
+                            cache_fields[f].gauge ? "gauge" : "counter");
+        for (size_t i = 0; i < n && i < FG_ARRAY_LEN(s); i++)
+            evbuffer_add_printf(out, "%s{cache=\"%s\"} %" PRIu64 "\n", name, fg_cache_name(all[i]),
+                                cache_field(&s[i], f));
+    }
 }
 
 /* ---- Prometheus text exposition (format 0.0.4) --------------------------------------- */
@@ -198,6 +278,8 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
                         (double)SUM(latency.sum_us) / 1e6);
     evbuffer_add_printf(out, "flashgate_request_duration_seconds_count %" PRIu64 "\n",
                         SUM(latency.count));
+
+    caches_metrics(out);
 
     static const struct {
         const char *name, *type, *help;

@@ -129,6 +129,14 @@ static struct fg_snap *snap_new(struct fg_worker *w, struct fg_config *cfg)
         return NULL;
     s->cfg = fg_config_ref(cfg);
     s->pools = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*s->pools));
+    s->caches = calloc(cfg->n_caches ? cfg->n_caches : 1, sizeof(*s->caches));
+    FG_ASSERT(s->caches != NULL);
+    for (size_t i = 0; i < cfg->n_caches; i++) {
+        s->caches[i] = fg_cache_registry_get(&cfg->caches[i]);
+        if (s->caches[i] == NULL)
+            fg_err("cache %s could not be created (out of memory): its routes pass through",
+                   cfg->caches[i].name);
+    }
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         struct fg_upstream_stats *st = fg_worker_upstream_stats(w, &cfg->upstreams[i]);
         s->pools[i] = st ? fg_upstream_pool_new(w->base, &cfg->upstreams[i], st) : NULL;
@@ -143,6 +151,7 @@ static void snap_free(struct fg_snap *s)
     for (size_t i = 0; i < s->cfg->n_upstreams; i++)
         fg_upstream_pool_retire(s->pools[i]);
     free(s->pools);
+    free(s->caches);
     fg_config_unref(s->cfg);
     free(s);
 }
@@ -362,6 +371,9 @@ bool fg_server_start(struct fg_config *cfg)
             return false;
         w->msg_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, worker_msg_cb, w);
         event_add(w->msg_ev, NULL);
+        w->cache_notifier = fg_cache_notifier_new(w->base);
+        if (w->cache_notifier == NULL)
+            return false;
         w->alog = evbuffer_new();
         w->alog_timer = event_new(w->base, -1, EV_PERSIST, alog_timer_cb, w);
         struct timeval sec = {.tv_sec = 0, .tv_usec = 250000};

@@ -12,6 +12,13 @@ Endpoints (path decides):
   /__stats         JSON counters; /__reset zeroes them
   /__drop_next     the next request that arrives on an already used connection is met by
                    a close (the race of an app closing an idle keep-alive connection)
+  /c/...           a cacheable resource; the query says how it answers: cc= (Cache-Control),
+                   cdn= (CDN-Cache-Control), etag=, lm= (Last-Modified, Unix seconds),
+                   vary=, cookie=1 (Set-Cookie), delay= (ms), bytes= (body size),
+                   chunked=1, drip= (ms between 1000-byte chunks), status=. The body starts with "v<N>:" where N counts the
+                   origin's answers for that path+query, so a test sees what was cached.
+                   If-None-Match equal to etag gets a 304. /__fail?status=S makes /c/
+                   answer S (with no caching headers) until /__heal.
 Anything else: 200 "ok". Usage: origin.py PORT
 """
 import json
@@ -25,6 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 LOCK = threading.Lock()
 STATS = {"connections": 0, "requests": 0, "current": 0, "max_concurrent": 0, "paths": []}
 DROP_NEXT = [False]
+VERSIONS = {}
+FAIL = [0]
 
 
 def read_request(f):
@@ -106,12 +115,24 @@ class Handler(socketserver.StreamRequestHandler):
         if p == "/__reset":
             with LOCK:
                 STATS.update(connections=0, requests=0, current=0, max_concurrent=0, paths=[])
+                VERSIONS.clear()
+                FAIL[0] = 0
             self.send(200, b"reset")
             return True
         if p == "/__drop_next":
             DROP_NEXT[0] = True
             self.send(200, b"armed")
             return True
+        if p == "/__fail":
+            FAIL[0] = int(q.get("status", "503"))
+            self.send(200, b"failing")
+            return True
+        if p == "/__heal":
+            FAIL[0] = 0
+            self.send(200, b"healed")
+            return True
+        if p.startswith("/c/"):
+            return self.cacheable(target, q, headers)
         if p == "/echo":
             doc = {"method": method, "target": target, "headers": headers, "body_len": len(body),
                    "body_md5": __import__("hashlib").md5(body).hexdigest(),
@@ -141,6 +162,50 @@ class Handler(socketserver.StreamRequestHandler):
             self.send(int(p.split("/")[2]), b"", length=p.split("/")[2] not in ("204", "304"))
             return True
         self.send(200, b"ok")
+        return True
+
+    def cacheable(self, target, q, headers):
+        if "delay" in q:
+            time.sleep(int(q["delay"]) / 1000)
+        if FAIL[0]:
+            self.send(FAIL[0], b"failing")
+            return True
+        hmap = {k.lower(): v for k, v in headers}
+        with LOCK:
+            VERSIONS[target] = VERSIONS.get(target, 0) + 1
+            n = VERSIONS[target]
+        out = []
+        for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary")):
+            if key in q:
+                out.append((name, q[key]))
+        if "etag" in q:
+            out.append(("ETag", '"%s"' % q["etag"]))
+        if "lm" in q:
+            out.append(("Last-Modified", time.strftime("%a, %d %b %Y %H:%M:%S GMT",
+                                                       time.gmtime(int(q["lm"])))))
+        if q.get("cookie") == "1":
+            out.append(("Set-Cookie", "session=%d" % n))
+        out.append(("X-Origin-Version", str(n)))
+        if "vary" in q:
+            for name in q["vary"].split(","):
+                out.append(("X-Echo-" + name.strip(), hmap.get(name.strip().lower(), "")))
+        if "etag" in q and hmap.get("if-none-match") == '"%s"' % q["etag"]:
+            self.send(304, b"", out, length=False)
+            return True
+        body = ("v%d:" % n).encode() + b"x" * int(q.get("bytes", "16"))
+        status = int(q.get("status", "200"))
+        if q.get("chunked") == "1":
+            head = "HTTP/1.1 %d X\r\n" % status + "".join("%s: %s\r\n" % h for h in out)
+            self.wfile.write((head + "Transfer-Encoding: chunked\r\n\r\n").encode())
+            for i in range(0, len(body), 1000):
+                part = body[i:i + 1000]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                self.wfile.flush()
+                if "drip" in q:
+                    time.sleep(int(q["drip"]) / 1000)
+            self.wfile.write(b"0\r\n\r\n")
+            return True
+        self.send(status, body, out)
         return True
 
 

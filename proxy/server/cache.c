@@ -1,0 +1,550 @@
+/*
+ * cache.c — the cache stage of the request path (request.c calls fg_cache_stage).
+ *
+ *   lookup → HIT: serve from memory (a reference per body chunk, no copy)
+ *          → STALE: serve the stale object, refresh it in the background (once per key)
+ *          → WAIT: another request's fetch is on its way: wait for its head, then
+ *                  stream from the object as it fills (coalescing)
+ *          → FILL: start the fetch (fetch.c) and wait on it like everybody else
+ *          → PASS: hit-for-miss: straight to the app, in parallel
+ *
+ * Every reader, the one that started the fetch included, reads the object, so a client
+ * that goes away never disturbs the fetch or the other readers. While a request waits,
+ * its head stays in the connection's input buffer and reading is paused, so the parsed
+ * slices in t->req stay valid (they point into that buffer).
+ */
+#include "server/internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the registry of stores: they outlive config snapshots ----------------------------- */
+
+#define FG_CACHE_REGISTRY_MAX 64
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fg_cache *registry[FG_CACHE_REGISTRY_MAX];
+static size_t registry_n;
+
+struct fg_cache *fg_cache_registry_get(const struct fg_conf_cache *k)
+{
+    struct fg_cache_limits lim = {.memory = k->memory, .max_object = k->max_object};
+    struct fg_cache *found = NULL;
+    pthread_mutex_lock(&registry_lock);
+    for (size_t i = 0; i < registry_n && found == NULL; i++)
+        if (strcmp(fg_cache_name(registry[i]), k->name) == 0)
+            found = registry[i];
+    if (found == NULL && registry_n < FG_CACHE_REGISTRY_MAX) {
+        found = fg_cache_new(k->name, &lim);
+        if (found != NULL)
+            registry[registry_n++] = found;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (found != NULL)
+        fg_cache_set_limits(found, &lim);
+    return found;
+}
+
+struct fg_cache *const *fg_cache_registry_all(size_t *n)
+{
+    pthread_mutex_lock(&registry_lock);
+    *n = registry_n;
+    pthread_mutex_unlock(&registry_lock);
+    return registry;
+}
+
+size_t fg_server_cache_purge(const char *key, size_t len, bool prefix)
+{
+    size_t n = 0, total = 0;
+    struct fg_cache *const *all = fg_cache_registry_all(&n);
+    for (size_t i = 0; i < n; i++)
+        total += fg_cache_purge(all[i], key, len, prefix);
+    fg_notice("cache purge of %s%.*s: %zu object(s) removed", prefix ? "prefix " : "", (int)len,
+              key, total);
+    return total;
+}
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static void waiter_cb(struct fg_cache_waiter *w);
+static void stream_body(struct fg_txn *t);
+
+static void drop_head(struct fg_txn *t)
+{
+    evbuffer_drain(bufferevent_get_input(t->c->bev), t->req.head_len);
+    t->req.n_headers = 0;
+}
+
+static void stop_waiting(struct fg_txn *t)
+{
+    struct fg_txn_cache *tc = &t->cache;
+    fg_cache_waiter_cancel(&tc->waiter);
+    if (tc->lock_timer != NULL) {
+        event_free(tc->lock_timer);
+        tc->lock_timer = NULL;
+    }
+}
+
+void fg_cache_stage_release(struct fg_txn *t)
+{
+    struct fg_txn_cache *tc = &t->cache;
+    if (!tc->active)
+        return;
+    stop_waiting(t);
+    if (tc->fetch != NULL)
+        fg_fetch_forget_initiator(tc->fetch);
+    fg_cache_obj_unref(tc->obj);
+    fg_cache_obj_unref(tc->stale);
+    memset(tc, 0, sizeof(*tc));
+}
+
+/* Leave the stage and proxy the request as usual (pass, lock timeout, errors). */
+static void go_to_origin(struct fg_txn *t, const char *xcache)
+{
+    fg_cache_stage_release(t);
+    t->xcache = t->route->cache.status_header ? xcache : NULL;
+    fg_conn_resume_read(t->c);
+    fg_proxy_start(t);
+}
+
+static bool etag_matches(const char *list, size_t len, const char *etag)
+{
+    /* If-None-Match uses the weak comparison (RFC 9110 §13.1.2): W/ prefixes ignored. */
+    if (etag[0] == '\0')
+        return false;
+    const char *e = strncmp(etag, "W/", 2) == 0 ? etag + 2 : etag;
+    size_t elen = strlen(e);
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
+            i++;
+        if (i < len && list[i] == '*')
+            return true;
+        if (i + 2 <= len && list[i] == 'W' && list[i + 1] == '/')
+            i += 2;
+        size_t start = i;
+        if (i < len && list[i] == '"') {
+            i++;
+            while (i < len && list[i] != '"')
+                i++;
+            if (i < len)
+                i++;
+        } else {
+            while (i < len && list[i] != ',')
+                i++;
+        }
+        if (i - start == elen && memcmp(list + start, e, elen) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* May the client's conditional request be answered 304 from obj (RFC 9110 §13.2.2)? */
+static bool not_modified(const struct fg_txn *t, const struct fg_cache_obj *obj)
+{
+    const struct fg_http_request *r = &t->req;
+    if (obj->status != 200)
+        return false;
+    const struct fg_http_header *inm =
+        fg_http_find_header(r->headers, r->n_headers, "if-none-match");
+    if (inm != NULL)
+        return etag_matches(inm->value, inm->value_len, obj->etag);
+    const struct fg_http_header *ims =
+        fg_http_find_header(r->headers, r->n_headers, "if-modified-since");
+    int64_t since;
+    if (ims != NULL && obj->last_modified >= 0 &&
+        fg_http_parse_date(ims->value, ims->value_len, &since))
+        return obj->last_modified <= since;
+    return false;
+}
+
+/* ---- serving an object -------------------------------------------------------------------- */
+
+static void finish(struct fg_txn *t)
+{
+    t->resp_state = FG_RESP_DONE;
+    fg_conn_txn_done(t->c); /* resumes reading, releases the stage (txn_put) */
+}
+
+/* Write the head of obj and start its body. obj is FILLING or COMPLETE. */
+static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache)
+{
+    struct fg_conn *c = t->c;
+    struct fg_txn_cache *tc = &t->cache;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (tc->obj != obj) {
+        fg_cache_obj_ref(obj);
+        fg_cache_obj_unref(tc->obj);
+        tc->obj = obj;
+    }
+    bool is_304 = not_modified(t, obj);
+    bool head_only = is_304 || t->req.method == FG_HTTP_HEAD;
+    drop_head(t);
+
+    uint64_t age = 0;
+    fg_cache_obj_fresh(obj, fg_wall_ms(), &age);
+    int state = atomic_load_explicit(&obj->state, memory_order_acquire);
+    uint64_t length = obj->content_length;
+    if (length == FG_CACHE_NO_VALUE && state == FG_CACHE_COMPLETE)
+        length = atomic_load_explicit(&obj->body_len, memory_order_acquire);
+    bool client11 = t->req.minor_version == 1;
+    tc->chunked = !head_only && length == FG_CACHE_NO_VALUE && client11;
+    if (!head_only && length == FG_CACHE_NO_VALUE && !client11)
+        t->client_close = true; /* an HTTP/1.0 client reads to the close */
+    bool close = !fg_conn_keepalive_ok(c, t);
+    t->client_close = close;
+
+    char dyn[256];
+    size_t n = 0;
+    if (is_304) {
+        /* Same fields as the stored 200, minus the body's own framing (§15.4.5). */
+        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Age: %" PRIu64 "\r\n", age);
+        fg_cache_count(tc->store, FG_CACHE_EV_NOT_MODIFIED);
+    } else {
+        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Age: %" PRIu64 "\r\n", age);
+        if (length != FG_CACHE_NO_VALUE)
+            n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Content-Length: %" PRIu64 "\r\n",
+                                  length);
+        else if (tc->chunked)
+            n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Transfer-Encoding: chunked\r\n");
+    }
+    if (t->route->cache.status_header)
+        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "X-Cache: %s\r\n", xcache);
+    if (close)
+        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Connection: close\r\n");
+    else if (!client11)
+        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Connection: keep-alive\r\n");
+    n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "\r\n");
+
+    if (is_304) {
+        static const char line[] = "HTTP/1.1 304 Not Modified\r\n";
+        const char *fields = memchr(obj->head, '\n', obj->head_len);
+        size_t off = fields ? (size_t)(fields + 1 - obj->head) : obj->head_len;
+        evbuffer_add(out, line, sizeof(line) - 1);
+        fg_cache_obj_ref(obj);
+        evbuffer_add_reference(out, obj->head + off, obj->head_len - off, fg_cache_obj_unref_cb,
+                               obj);
+        t->status = 304;
+        t->bytes_out += sizeof(line) - 1 + obj->head_len - off;
+    } else {
+        fg_cache_obj_ref(obj);
+        evbuffer_add_reference(out, obj->head, obj->head_len, fg_cache_obj_unref_cb, obj);
+        t->status = obj->status;
+        t->bytes_out += obj->head_len;
+    }
+    evbuffer_add(out, dyn, n);
+    t->bytes_out += n;
+    t->resp_head_sent = true;
+    t->resp_state = FG_RESP_BODY;
+    if (head_only) {
+        finish(t);
+        return;
+    }
+    tc->serving = true;
+    tc->chunk = NULL;
+    tc->chunk_off = 0;
+    tc->sent = 0;
+    stream_body(t);
+}
+
+/* Hand libevent references to every byte of obj not yet sent. */
+static void queue_available(struct fg_txn *t)
+{
+    struct fg_txn_cache *tc = &t->cache;
+    struct fg_cache_obj *obj = tc->obj;
+    struct evbuffer *out = bufferevent_get_output(t->c->bev);
+    if (tc->chunk == NULL) {
+        if (obj->first == NULL)
+            return;
+        tc->chunk = obj->first;
+        tc->chunk_off = 0;
+    }
+    for (;;) {
+        struct fg_cache_chunk *ch = tc->chunk;
+        size_t len = atomic_load_explicit(&ch->len, memory_order_acquire);
+        if (len > tc->chunk_off) {
+            size_t k = len - tc->chunk_off;
+            if (tc->chunked) {
+                char line[24];
+                evbuffer_add(out, line, fg_http_chunk_header(line, k));
+            }
+            fg_cache_obj_ref(obj);
+            evbuffer_add_reference(out, ch->data + tc->chunk_off, k, fg_cache_obj_unref_cb, obj);
+            if (tc->chunked)
+                evbuffer_add(out, "\r\n", 2);
+            tc->chunk_off = len;
+            tc->sent += k;
+            t->bytes_out += k;
+        }
+        struct fg_cache_chunk *next = atomic_load_explicit(&ch->next, memory_order_acquire);
+        if (next == NULL || tc->chunk_off < ch->cap)
+            return;
+        tc->chunk = next;
+        tc->chunk_off = 0;
+    }
+}
+
+static void stream_body(struct fg_txn *t)
+{
+    struct fg_txn_cache *tc = &t->cache;
+    struct fg_cache_obj *obj = tc->obj;
+    for (;;) {
+        /* Read the state first: bytes appended before it was COMPLETE are all visible. */
+        int state = atomic_load_explicit(&obj->state, memory_order_acquire);
+        queue_available(t);
+        uint64_t total = atomic_load_explicit(&obj->body_len, memory_order_acquire);
+        if (state == FG_CACHE_COMPLETE && tc->sent >= total) {
+            if (tc->chunked)
+                evbuffer_add(bufferevent_get_output(t->c->bev), "0\r\n\r\n", 5), t->bytes_out += 5;
+            finish(t);
+            return;
+        }
+        if (state == FG_CACHE_FAILED) {
+            /* The origin broke off mid-body: a cut connection is the only honest end. */
+            fg_conn_close(t->c);
+            return;
+        }
+        fg_flush(t->c->bev);
+        if (tc->waiter.obj == obj)
+            return; /* woken again on the next append */
+        if (fg_cache_wait(obj, &tc->waiter))
+            return;
+        /* It became final meanwhile: go round once more. */
+    }
+}
+
+/* ---- waiting ----------------------------------------------------------------------------- */
+
+static bool vary_ok(const struct fg_txn *t, const struct fg_cache_obj *obj)
+{
+    if (obj->vary_names_len == 0)
+        return true;
+    char buf[2048];
+    int n = fg_cache_vary_values(obj->vary_names, obj->vary_names_len, t->req.headers,
+                                 t->req.n_headers, buf, sizeof(buf));
+    return n >= 0 && (size_t)n == obj->vary_values_len &&
+           memcmp(buf, obj->vary_values, (size_t)n) == 0;
+}
+
+static void lock_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct fg_txn *t = arg;
+    FG_ASSERT(t->magic == FG_TXN_MAGIC);
+    fg_cache_count(t->cache.store, FG_CACHE_EV_LOCK_TIMEOUT);
+    fg_info("cache: waited %llums for another request's fetch of %s; going to the app",
+            (unsigned long long)t->route->cache.lock_timeout_ms, t->log_path);
+    go_to_origin(t, "MISS");
+}
+
+static void start_waiting(struct fg_txn *t, struct fg_cache_obj *busy, bool own_fetch)
+{
+    struct fg_txn_cache *tc = &t->cache;
+    tc->obj = busy; /* the lookup's reference */
+    tc->waited = !own_fetch;
+    fg_reader_disable(&t->c->reader); /* t->req points into the input buffer */
+    if (!own_fetch) {
+        tc->lock_timer = evtimer_new(t->c->w->base, lock_timeout_cb, t);
+        uint64_t ms = t->route->cache.lock_timeout_ms;
+        struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+                             .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+        if (tc->lock_timer != NULL)
+            evtimer_add(tc->lock_timer, &tv);
+    }
+}
+
+static void respond_error(struct fg_txn *t, int status)
+{
+    fg_cache_stage_release(t);
+    fg_conn_resume_read(t->c);
+    drop_head(t);
+    fg_conn_respond(t->c, status, status == 504 ? "upstream timed out" : "upstream failed", false);
+}
+
+static void run_lookup(struct fg_txn *t);
+
+/* The object we wait on or stream from changed. */
+static void waiter_cb(struct fg_cache_waiter *w)
+{
+    struct fg_txn *t = w->arg;
+    FG_ASSERT(t->magic == FG_TXN_MAGIC);
+    struct fg_txn_cache *tc = &t->cache;
+    if (tc->serving) {
+        stream_body(t);
+        return;
+    }
+    struct fg_cache_obj *obj = tc->obj;
+    int state = atomic_load_explicit(&obj->state, memory_order_acquire);
+    switch (state) {
+    case FG_CACHE_BUSY:
+        return;
+    case FG_CACHE_FILLING:
+    case FG_CACHE_COMPLETE:
+        stop_waiting(t);
+        if (!vary_ok(t, obj)) {
+            /* Another variant: look again (this one may now start its own fetch). */
+            fg_cache_obj_unref(tc->obj);
+            tc->obj = NULL;
+            run_lookup(t);
+            return;
+        }
+        if (tc->waited)
+            fg_cache_count(tc->store, FG_CACHE_EV_COALESCED);
+        serve(t, obj, tc->waited ? "HIT" : (obj->body_owner ? "REVALIDATED" : "MISS"));
+        return;
+    case FG_CACHE_PASS:
+        /* Uncacheable: our own fetch hands us its connection (fg_cache_stage_adopt); a
+         * waiter asks the app itself, in parallel with the others. */
+        if (tc->fetch != NULL)
+            return;
+        fg_cache_count(tc->store, FG_CACHE_EV_PASS);
+        go_to_origin(t, "PASS");
+        return;
+    case FG_CACHE_ABORTED:
+        /* The fetch failed before any head (status says how): every reader is told so
+         * at once, instead of sending the app a stampede of retries. */
+        respond_error(t, obj->status >= 500 ? obj->status : 502);
+        return;
+    case FG_CACHE_FAILED:
+        respond_error(t, 502);
+        return;
+    }
+}
+
+void fg_cache_stage_adopt(struct fg_txn *t, struct fg_upstream_pool *pool,
+                          struct fg_upstream_conn *uc)
+{
+    t->cache.fetch = NULL;
+    fg_cache_count(t->cache.store, FG_CACHE_EV_PASS);
+    fg_cache_stage_release(t);
+    t->xcache = t->route->cache.status_header ? "PASS" : NULL;
+    fg_conn_resume_read(t->c);
+    fg_proxy_adopt(t, pool, uc);
+}
+
+/* ---- the stage --------------------------------------------------------------------------- */
+
+static bool cacheable_request(const struct fg_txn *t)
+{
+    const struct fg_http_request *r = &t->req;
+    if (r->method != FG_HTTP_GET && r->method != FG_HTTP_HEAD)
+        return false;
+    if (r->body != FG_HTTP_BODY_NONE && !(r->body == FG_HTTP_BODY_LENGTH && r->content_length == 0))
+        return false;
+    /* Range answers are not stored (206); a request with credentials is the app's. */
+    if (fg_http_find_header(r->headers, r->n_headers, "range") != NULL ||
+        fg_http_find_header(r->headers, r->n_headers, "authorization") != NULL)
+        return false;
+    return r->host != NULL;
+}
+
+static size_t build_key(const struct fg_txn *t, char *key, size_t cap)
+{
+    const struct fg_http_request *r = &t->req;
+    const struct fg_conf_route_cache *rc = &t->route->cache;
+    struct fg_cache_key_rules rules = {.ignore_params = (const char *const *)rc->ignore_params,
+                                       .n_ignore_params = rc->n_ignore_params,
+                                       .sort_params = rc->sort_params};
+    return fg_cache_key_build(r->host, r->host_len, r->path, r->path_len, r->query, r->query_len,
+                              &rules, key, cap);
+}
+
+/* Unsafe methods invalidate what is stored for their target (RFC 9111 §4.4). */
+static void invalidate(struct fg_txn *t, struct fg_cache *store)
+{
+    char key[FG_CACHE_KEY_MAX];
+    size_t n = build_key(t, key, sizeof(key));
+    if (n > 0 && fg_cache_purge(store, key, n, false) > 0)
+        fg_cache_count(store, FG_CACHE_EV_INVALIDATION);
+}
+
+static void run_lookup(struct fg_txn *t)
+{
+    struct fg_txn_cache *tc = &t->cache;
+    char key[FG_CACHE_KEY_MAX];
+    size_t key_len = build_key(t, key, sizeof(key));
+    if (key_len == 0) {
+        go_to_origin(t, "PASS");
+        return;
+    }
+    const struct fg_http_request *r = &t->req;
+    struct fg_cache_request rq = {.key = key,
+                                  .key_len = key_len,
+                                  .hash = fg_cache_key_hash(key, key_len),
+                                  .headers = r->headers,
+                                  .n_headers = r->n_headers,
+                                  .now_ms = fg_wall_ms()};
+    tc->waiter.cb = waiter_cb;
+    tc->waiter.arg = t;
+    tc->waiter.notifier = t->c->w->cache_notifier;
+    struct fg_cache_obj *obj = NULL, *fill = NULL;
+    enum fg_cache_verdict v = fg_cache_lookup(tc->store, &rq, &tc->waiter, &obj, &fill);
+    switch (v) {
+    case FG_CACHE_V_HIT:
+        fg_cache_count(tc->store, FG_CACHE_EV_HIT);
+        serve(t, obj, "HIT");
+        fg_cache_obj_unref(obj);
+        return;
+    case FG_CACHE_V_STALE:
+        fg_cache_count(tc->store, FG_CACHE_EV_STALE);
+        if (fill != NULL) {
+            /* One background refresh per key; the head is built from this request. */
+            fg_fetch_start(t, fill, obj, true);
+            fg_cache_obj_unref(fill);
+        }
+        serve(t, obj, "STALE");
+        fg_cache_obj_unref(obj);
+        return;
+    case FG_CACHE_V_WAIT:
+        start_waiting(t, obj, false);
+        return;
+    case FG_CACHE_V_FILL:
+        fg_cache_count(tc->store, FG_CACHE_EV_MISS);
+        tc->stale = obj; /* may be NULL */
+        tc->fetch = fg_fetch_start(t, fill, obj, false);
+        if (tc->fetch == NULL) {
+            fg_cache_obj_unref(fill);
+            respond_error(t, 502);
+            return;
+        }
+        /* Wait on our own fetch like any other reader. */
+        if (!fg_cache_wait(fill, &tc->waiter)) {
+            /* It ended at once (an immediate failure): handle it as a wake-up. */
+            tc->obj = fill;
+            tc->waited = false;
+            waiter_cb(&tc->waiter);
+            return;
+        }
+        start_waiting(t, fill, true);
+        return;
+    case FG_CACHE_V_PASS:
+        fg_cache_count(tc->store, FG_CACHE_EV_PASS);
+        go_to_origin(t, "PASS");
+        return;
+    }
+}
+
+bool fg_cache_stage(struct fg_txn *t)
+{
+    const struct fg_conf_route_cache *rc = &t->route->cache;
+    if (rc->cache == NULL)
+        return false;
+    struct fg_cache *store = t->snap->caches[rc->cache->index];
+    if (store == NULL)
+        return false;
+    enum fg_http_method m = t->req.method;
+    if (m == FG_HTTP_POST || m == FG_HTTP_PUT || m == FG_HTTP_DELETE || m == FG_HTTP_PATCH) {
+        invalidate(t, store);
+        return false;
+    }
+    if (!cacheable_request(t)) {
+        t->xcache = rc->status_header ? "PASS" : NULL;
+        return false;
+    }
+    memset(&t->cache, 0, sizeof(t->cache));
+    t->cache.active = true;
+    t->cache.store = store;
+    run_lookup(t);
+    return true;
+}

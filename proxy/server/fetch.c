@@ -1,0 +1,650 @@
+/*
+ * fetch.c — one origin request that fills a cache object, owned by nobody's connection.
+ *
+ * The fetch runs on the worker of the request that missed, with that worker's upstream
+ * pool, but no client is attached: every reader (that request included) streams from
+ * the object. So a client that goes away costs the others nothing, and the same engine
+ * serves background refreshes (stale-while-revalidate).
+ *
+ * At the response head the fetch decides, by RFC 9111 (cache/policy.c):
+ *  - storable: publish the head, append the body as it comes, done;
+ *  - 304 to our revalidation: the stale object is refreshed (its body is shared);
+ *  - an error or 5xx with a stale object inside its stale-if-error window: publish the
+ *    stale object again (readers get it, the app gets a rest);
+ *  - otherwise not storable: the key becomes hit-for-miss and the request that started
+ *    the fetch takes the connection over, so the answer is not asked for twice.
+ */
+#include "server/internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define FG_FETCH_MAGIC    0x66746331u /* "ftc1" */
+#define FG_FETCH_HEAD_MAX 65536
+
+struct fg_fetch {
+    unsigned magic;
+    struct fg_worker *w;
+    struct fg_snap *snap;
+    const struct fg_conf_route *route;
+    struct fg_upstream_pool *pool;
+    struct fg_upstream_conn *uc;
+    struct fg_cache *store;
+    struct fg_cache_obj *obj;   /* BUSY, then filled */
+    struct fg_cache_obj *stale; /* revalidated / fallen back on; may be NULL */
+    struct fg_txn *initiator;   /* may take the connection over; NULL when gone */
+    bool head_only_client;      /* the initiator asked HEAD: it cannot adopt a GET */
+    bool conditional;           /* we sent validators of stale */
+    bool head_done;
+    bool retried;
+    bool reusable; /* the app keeps the connection open after this response */
+    char *head;    /* the request as sent */
+    size_t head_len;
+    struct fg_http_request *req; /* parsed from head: Vary values */
+    enum fg_http_body body;
+    uint64_t left;
+    struct fg_http_chunked chunked;
+    int64_t request_time; /* wall s */
+};
+
+static void fetch_read_cb(void *arg);
+static void fetch_read_event_cb(short what, void *arg);
+static void fetch_event_cb(struct bufferevent *bev, short what, void *arg);
+static void fetch_write_cb(struct bufferevent *bev, void *arg);
+
+static void fetch_free(struct fg_fetch *f)
+{
+    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
+    f->magic = 0;
+    if (f->initiator != NULL)
+        f->initiator->cache.fetch = NULL;
+    if (f->uc != NULL)
+        fg_upstream_release(f->uc, false);
+    fg_cache_obj_unref(f->obj);
+    fg_cache_obj_unref(f->stale);
+    fg_snap_release(f->w, f->snap);
+    free(f->head);
+    free(f->req);
+    free(f);
+}
+
+void fg_fetch_forget_initiator(struct fg_fetch *f)
+{
+    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
+    f->initiator = NULL;
+}
+
+static struct timeval tv_ms(uint64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
+/* Insert the validators of the stale object before the head's final CRLF. */
+static bool add_validators(struct fg_fetch *f, const struct fg_cache_obj *stale)
+{
+    char extra[256];
+    size_t n = 0;
+    if (stale->etag[0] != '\0')
+        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "If-None-Match: %s\r\n", stale->etag);
+    if (stale->last_modified >= 0) {
+        char date[30];
+        fg_http_format_date(stale->last_modified, date);
+        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "If-Modified-Since: %s\r\n", date);
+    }
+    if (n == 0 || n >= sizeof(extra))
+        return false;
+    char *p = realloc(f->head, f->head_len + n);
+    if (p == NULL)
+        return false;
+    f->head = p;
+    memmove(p + f->head_len - 2 + n, p + f->head_len - 2, 2);
+    memcpy(p + f->head_len - 2, extra, n);
+    f->head_len += n;
+    return true;
+}
+
+static bool attach(struct fg_fetch *f, bool fresh)
+{
+    struct fg_upstream_conn *uc = fg_upstream_acquire(f->pool, fresh, -1);
+    if (uc == NULL)
+        return false;
+    f->uc = uc;
+    bufferevent_setcb(uc->bev, NULL, fetch_write_cb, fetch_event_cb, f);
+    fg_reader_setcb(&uc->reader, fetch_read_cb, fetch_read_event_cb, f);
+    fg_reader_enable(&uc->reader);
+    const struct fg_conf_upstream *u = fg_upstream_pool_conf(f->pool);
+    struct timeval wt = tv_ms(u->send_timeout_ms);
+    bufferevent_set_timeouts(uc->bev, NULL, &wt);
+    if (uc->connected)
+        fg_reader_set_timeout(&uc->reader, u->read_timeout_ms);
+    else
+        bufferevent_enable(uc->bev, EV_WRITE);
+    evbuffer_add(bufferevent_get_output(uc->bev), f->head, f->head_len);
+    if (uc->connected)
+        fg_flush(uc->bev);
+    return true;
+}
+
+struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
+                                struct fg_cache_obj *stale, bool background)
+{
+    struct fg_fetch *f = calloc(1, sizeof(*f));
+    struct fg_http_request *req = malloc(sizeof(*req));
+    if (f == NULL || req == NULL || !fg_proxy_build_head(t, true)) {
+        free(f);
+        free(req);
+        fg_cache_fill_abort(fill);
+        return NULL;
+    }
+    f->magic = FG_FETCH_MAGIC;
+    f->w = t->c->w;
+    f->snap = t->snap;
+    f->snap->users++;
+    f->route = t->route;
+    f->pool = t->snap->pools[t->route->upstream->index];
+    f->store = t->cache.store;
+    f->obj = fill;
+    fg_cache_obj_ref(fill);
+    f->initiator = background ? NULL : t;
+    f->head_only_client = t->req.method == FG_HTTP_HEAD;
+    f->request_time = fg_wall_s();
+    f->req = req;
+    f->head = malloc(t->head_len);
+    f->head_len = t->head_len;
+    if (f->head != NULL)
+        memcpy(f->head, t->head, t->head_len);
+    if (stale != NULL) {
+        fg_cache_obj_ref(stale);
+        f->stale = stale;
+        if (atomic_load(&stale->state) == FG_CACHE_COMPLETE && stale->status == 200 &&
+            f->head != NULL)
+            f->conditional = add_validators(f, stale);
+    }
+    /* Our own head, parsed again: its slices stay valid for the whole fetch. */
+    struct fg_http_limits lim = {
+        .max_request_line = 65536, .max_header_bytes = 1 << 20, .max_headers = FG_HTTP_MAX_HEADERS};
+    enum fg_http_error err;
+    if (f->head == NULL || fg_http_parse_request(f->head, f->head_len, &lim, req, &err) <= 0 ||
+        !attach(f, false)) {
+        fg_cache_fill_abort(fill);
+        fetch_free(f);
+        return NULL;
+    }
+    if (f->conditional)
+        fg_cache_count(f->store, FG_CACHE_EV_REVALIDATION);
+    return f;
+}
+
+/* ---- endings ------------------------------------------------------------------------------ */
+
+/* Stale-if-error: publish the stale object again for everyone waiting. */
+static bool fall_back_on_stale(struct fg_fetch *f)
+{
+    struct fg_cache_obj *s = f->stale;
+    if (s == NULL || atomic_load(&s->state) != FG_CACHE_COMPLETE || s->must_revalidate)
+        return false;
+    uint64_t age;
+    fg_cache_obj_fresh(s, fg_wall_ms(), &age);
+    if (age > s->lifetime + s->sie)
+        return false;
+    fg_cache_fill_refresh(f->obj, s, s, s->head, s->head_len);
+    fg_cache_count(f->store, FG_CACHE_EV_STALE);
+    return true;
+}
+
+/* The fetch failed before a response head. */
+static void fail_before_head(struct fg_fetch *f, int status, const char *why)
+{
+    const struct fg_conf_upstream *u = fg_upstream_pool_conf(f->pool);
+    fg_warn("cache fill from upstream %s: %s %s", u->name,
+            f->uc ? fg_upstream_server_name(f->pool, f->uc->server) : "-", why);
+    if (f->uc != NULL) {
+        fg_upstream_release(f->uc, false);
+        f->uc = NULL;
+    }
+    if (!fall_back_on_stale(f)) {
+        f->obj->status = status;
+        fg_cache_fill_abort(f->obj);
+    }
+    fetch_free(f);
+}
+
+static void body_done(struct fg_fetch *f, bool ok, bool reusable)
+{
+    if (f->uc != NULL) {
+        if (ok)
+            fg_upstream_report(f->pool, f->uc->server, true, FG_UPSTREAM_FAIL_CONNECT);
+        fg_upstream_release(f->uc, ok && reusable);
+        f->uc = NULL;
+    }
+    fg_cache_fill_done(f->obj, ok);
+    fetch_free(f);
+}
+
+/* ---- the response head -------------------------------------------------------------------- */
+
+/* Fields not stored: framing, hop-by-hop, ours (Age is computed on every hit). */
+static bool stored_field(const struct fg_http_response *resp, const struct fg_http_header *h)
+{
+    if (fg_http_is_hop_by_hop(h->name, h->name_len) ||
+        fg_http_name_eq(h->name, h->name_len, "content-length") ||
+        fg_http_name_eq(h->name, h->name_len, "age") ||
+        fg_http_name_eq(h->name, h->name_len, "x-cache"))
+        return false;
+    return !((resp->flags & FG_HTTP_F_CONN_OTHER) &&
+             fg_http_connection_lists(resp->headers, resp->n_headers, h->name, h->name_len));
+}
+
+static char *stored_head(const struct fg_http_response *resp, size_t *len)
+{
+    size_t cap = resp->head_len + 64;
+    char *p = malloc(cap), *o = p;
+    if (p == NULL)
+        return NULL;
+    o += snprintf(o, cap, "HTTP/1.1 %d %.*s\r\n", resp->status,
+                  resp->reason_len ? (int)resp->reason_len
+                                   : (int)strlen(fg_http_reason(resp->status)),
+                  resp->reason_len ? resp->reason : fg_http_reason(resp->status));
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        const struct fg_http_header *h = &resp->headers[i];
+        if (!stored_field(resp, h))
+            continue;
+        memcpy(o, h->name, h->name_len);
+        o += h->name_len;
+        *o++ = ':';
+        *o++ = ' ';
+        memcpy(o, h->value, h->value_len);
+        o += h->value_len;
+        *o++ = '\r';
+        *o++ = '\n';
+    }
+    *len = (size_t)(o - p);
+    return p;
+}
+
+/* The freshness facts of a response into src (an object used only as a carrier). */
+static bool describe(struct fg_fetch *f, const struct fg_http_response *resp,
+                     struct fg_cache_obj *src)
+{
+    const struct fg_conf_route_cache *rc = &f->route->cache;
+    struct fg_cache_response cr;
+    fg_cache_response_from_head(resp, rc->targeted, &cr);
+    struct fg_cache_control none;
+    memset(&none, 0, sizeof(none));
+    none.max_age = none.s_maxage = none.stale_while_revalidate = none.stale_if_error =
+        none.max_stale = none.min_fresh = FG_CACHE_NO_VALUE;
+    bool storable = fg_cache_storable(FG_HTTP_GET, &none, false, &cr);
+    /* A shared cache that stores Set-Cookie hands one user's session to the next. */
+    if (fg_http_find_header(resp->headers, resp->n_headers, "set-cookie") != NULL)
+        storable = false;
+    int64_t now = fg_wall_s();
+    uint64_t lifetime = fg_cache_freshness_lifetime(&cr, now);
+    bool explicit_freshness = cr.cc.max_age != FG_CACHE_NO_VALUE ||
+                              cr.cc.s_maxage != FG_CACHE_NO_VALUE ||
+                              cr.expires != FG_CACHE_NO_VALUE;
+    if (!explicit_freshness && lifetime == 0 && rc->default_ttl_ms > 0)
+        lifetime = rc->default_ttl_ms / 1000;
+    src->status = resp->status;
+    src->content_length = resp->body == FG_HTTP_BODY_LENGTH ? resp->content_length
+                          : resp->body == FG_HTTP_BODY_NONE ? 0
+                                                            : FG_CACHE_NO_VALUE;
+    const struct fg_http_header *etag = fg_http_find_header(resp->headers, resp->n_headers, "etag");
+    src->etag[0] = '\0';
+    if (etag != NULL && etag->value_len < sizeof(src->etag)) {
+        memcpy(src->etag, etag->value, etag->value_len);
+        src->etag[etag->value_len] = '\0';
+    }
+    src->last_modified = cr.last_modified != FG_CACHE_NO_VALUE ? (int64_t)cr.last_modified : -1;
+    src->response_time = now;
+    src->initial_age = fg_cache_current_age(&cr, f->request_time, now, now);
+    src->lifetime = lifetime;
+    src->swr = cr.cc.stale_while_revalidate != FG_CACHE_NO_VALUE ? cr.cc.stale_while_revalidate
+                                                                 : rc->swr_ms / 1000;
+    src->sie = cr.cc.stale_if_error != FG_CACHE_NO_VALUE ? cr.cc.stale_if_error : rc->sie_ms / 1000;
+    /* s-maxage carries proxy-revalidate's meaning for a shared cache (RFC 9111 §5.2.2.10). */
+    src->must_revalidate =
+        cr.cc.must_revalidate || cr.cc.proxy_revalidate || cr.cc.s_maxage != FG_CACHE_NO_VALUE;
+    if (src->must_revalidate)
+        src->swr = src->sie = 0;
+    src->no_cache = cr.cc.no_cache;
+    /* Worth keeping only if it can be served again: fresh for a while, or revalidatable. */
+    bool useful = lifetime > 0 || src->etag[0] != '\0' || src->last_modified >= 0;
+    return storable && useful && !cr.vary_star;
+}
+
+/* Replace the stored fields with those of a 304 (RFC 9111 §3.2) into a new head. */
+static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_response *nm,
+                         size_t *len)
+{
+    size_t cap = stale->head_len + nm->head_len + 64;
+    char *p = malloc(cap), *o = p;
+    if (p == NULL)
+        return NULL;
+    const char *s = stale->head, *end = stale->head + stale->head_len;
+    const char *eol = memchr(s, '\n', stale->head_len);
+    if (eol == NULL) {
+        free(p);
+        return NULL;
+    }
+    memcpy(o, s, (size_t)(eol + 1 - s)); /* status line */
+    o += eol + 1 - s;
+    for (const char *line = eol + 1; line < end;) {
+        const char *next = memchr(line, '\n', (size_t)(end - line));
+        next = next ? next + 1 : end;
+        const char *colon = memchr(line, ':', (size_t)(next - line));
+        bool replaced = false;
+        for (size_t i = 0; colon != NULL && i < nm->n_headers && !replaced; i++) {
+            const struct fg_http_header *h = &nm->headers[i];
+            replaced = stored_field(nm, h) && h->name_len == (size_t)(colon - line) &&
+                       strncasecmp(h->name, line, h->name_len) == 0;
+        }
+        if (!replaced) {
+            memcpy(o, line, (size_t)(next - line));
+            o += next - line;
+        }
+        line = next;
+    }
+    for (size_t i = 0; i < nm->n_headers; i++) {
+        const struct fg_http_header *h = &nm->headers[i];
+        if (!stored_field(nm, h) || fg_http_name_eq(h->name, h->name_len, "content-encoding") ||
+            fg_http_name_eq(h->name, h->name_len, "content-type"))
+            continue;
+        memcpy(o, h->name, h->name_len);
+        o += h->name_len;
+        *o++ = ':';
+        *o++ = ' ';
+        memcpy(o, h->value, h->value_len);
+        o += h->value_len;
+        *o++ = '\r';
+        *o++ = '\n';
+    }
+    *len = (size_t)(o - p);
+    return p;
+}
+
+static void not_modified(struct fg_fetch *f, const struct fg_http_response *resp)
+{
+    struct fg_cache_obj src;
+    memset(&src, 0, sizeof(src));
+    size_t len = 0;
+    char *head = merged_head(f->stale, resp, &len);
+    /* Freshness from the merged fields: parse them back as one head. */
+    struct fg_http_response *merged = malloc(sizeof(*merged));
+    char *text = head ? malloc(len + 2) : NULL;
+    bool ok = merged != NULL && text != NULL;
+    if (ok) {
+        memcpy(text, head, len);
+        memcpy(text + len, "\r\n", 2);
+        struct fg_http_limits lim = {.max_request_line = 65536,
+                                     .max_header_bytes = 1 << 20,
+                                     .max_headers = FG_HTTP_MAX_HEADERS};
+        enum fg_http_error err;
+        ok = fg_http_parse_response(text, len + 2, &lim, FG_HTTP_HEAD, merged, &err) > 0;
+    }
+    if (ok) {
+        describe(f, merged, &src);
+        fg_cache_fill_refresh(f->obj, f->stale, &src, head, len);
+        fg_cache_count(f->store, FG_CACHE_EV_REVALIDATED);
+    } else {
+        fg_cache_fill_abort(f->obj);
+    }
+    free(text);
+    free(merged);
+    free(head);
+}
+
+/* Not storable: hit-for-miss, and the initiator takes the response over. */
+static void pass(struct fg_fetch *f, int status)
+{
+    /* A 5xx is no verdict on the key: the next request coalesces again. */
+    uint64_t ttl = status >= 500 ? 0 : f->route->cache.hit_for_miss_ms;
+    struct fg_txn *t = f->initiator;
+    struct fg_upstream_conn *uc = f->uc;
+    fg_cache_fill_pass(f->obj, fg_wall_ms(), ttl);
+    if (t != NULL && !f->head_only_client) {
+        f->uc = NULL;
+        f->initiator = NULL;
+        fg_cache_stage_adopt(t, f->pool, uc); /* the head is still in uc's input */
+    }
+    fetch_free(f);
+}
+
+static void body_pump(struct fg_fetch *f);
+
+static void on_head(struct fg_fetch *f, const struct fg_http_response *resp, size_t head_len)
+{
+    struct evbuffer *in = bufferevent_get_input(f->uc->bev);
+    f->reusable = resp->body != FG_HTTP_BODY_CLOSE && !(resp->flags & FG_HTTP_F_CONN_CLOSE) &&
+                  (resp->minor_version == 1 || (resp->flags & FG_HTTP_F_CONN_KEEPALIVE));
+    if (resp->status == 304 && f->conditional) {
+        not_modified(f, resp); /* reads resp's slices: drain only afterwards */
+        evbuffer_drain(in, head_len);
+        fg_upstream_release(f->uc, f->reusable);
+        f->uc = NULL;
+        fetch_free(f);
+        return;
+    }
+    if (resp->status >= 500 && fall_back_on_stale(f)) {
+        fetch_free(f); /* closes uc: its body is of no use */
+        return;
+    }
+    struct fg_cache_obj src;
+    memset(&src, 0, sizeof(src));
+    char names[512];
+    int nlen = fg_cache_vary_names(resp->headers, resp->n_headers, names, sizeof(names));
+    char values[2048];
+    int vlen = nlen > 0 ? fg_cache_vary_values(names, (size_t)nlen, f->req->headers,
+                                               f->req->n_headers, values, sizeof(values))
+                        : 0;
+    if (!describe(f, resp, &src) || nlen < 0 || vlen < 0) {
+        pass(f, resp->status);
+        return;
+    }
+    size_t hlen = 0;
+    char *head = stored_head(resp, &hlen);
+    bool ok = head != NULL && fg_cache_fill_head(f->obj, &src, head, hlen, names, (size_t)nlen,
+                                                 values, (size_t)vlen);
+    free(head);
+    if (!ok) {
+        pass(f, resp->status);
+        return;
+    }
+    evbuffer_drain(in, head_len);
+    f->head_done = true;
+    f->body = resp->body;
+    f->left = resp->content_length;
+    fg_http_chunked_init(&f->chunked);
+    if (resp->body == FG_HTTP_BODY_NONE ||
+        (resp->body == FG_HTTP_BODY_LENGTH && resp->content_length == 0)) {
+        body_done(f, true, f->reusable);
+        return;
+    }
+    body_pump(f);
+}
+
+/* ---- the body ----------------------------------------------------------------------------- */
+
+/* Append n bytes from the input to the object. */
+static void take(struct fg_fetch *f, struct evbuffer *in, size_t n)
+{
+    while (n > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, (ev_ssize_t)n, NULL, &v, 1) < 1)
+            return;
+        size_t k = v.iov_len < n ? v.iov_len : n;
+        fg_cache_fill_append(f->obj, v.iov_base, k);
+        evbuffer_drain(in, k);
+        n -= k;
+    }
+}
+
+static void body_pump(struct fg_fetch *f)
+{
+    struct evbuffer *in = bufferevent_get_input(f->uc->bev);
+    switch (f->body) {
+    case FG_HTTP_BODY_LENGTH: {
+        size_t avail = evbuffer_get_length(in);
+        size_t n = avail < f->left ? avail : (size_t)f->left;
+        take(f, in, n);
+        f->left -= n;
+        if (f->left == 0)
+            body_done(f, true, f->reusable);
+        return;
+    }
+    case FG_HTTP_BODY_CHUNKED:
+        for (;;) {
+            if (f->chunked.data_left > 0) {
+                size_t avail = evbuffer_get_length(in);
+                if (avail == 0)
+                    return;
+                size_t n = avail < f->chunked.data_left ? avail : (size_t)f->chunked.data_left;
+                take(f, in, n);
+                fg_http_chunked_data(&f->chunked, n);
+                continue;
+            }
+            struct evbuffer_iovec v;
+            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+                return;
+            size_t used = 0;
+            enum fg_http_error err = FG_HTTP_E_NONE;
+            enum fg_http_chunk_status st =
+                fg_http_chunked_parse(&f->chunked, v.iov_base, v.iov_len, &used, &err);
+            evbuffer_drain(in, used);
+            if (st == FG_CHUNK_ERROR) {
+                fg_warn("cache fill: the app sent a malformed chunked body (%s)",
+                        fg_http_error_name(err));
+                body_done(f, false, false);
+                return;
+            }
+            if (st == FG_CHUNK_DONE) {
+                body_done(f, true, f->reusable);
+                return;
+            }
+            if (st == FG_CHUNK_MORE && used == 0)
+                return;
+        }
+    case FG_HTTP_BODY_CLOSE:
+        take(f, in, evbuffer_get_length(in));
+        return;
+    case FG_HTTP_BODY_NONE:
+        return;
+    }
+}
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+static void fetch_read_cb(void *arg)
+{
+    struct fg_fetch *f = arg;
+    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
+    if (f->head_done) {
+        body_pump(f);
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(f->uc->bev);
+    for (;;) {
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            return;
+        size_t n = len < FG_FETCH_HEAD_MAX ? len : FG_FETCH_HEAD_MAX;
+        const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+        struct fg_http_limits lim = {.max_request_line = 8192,
+                                     .max_header_bytes = FG_FETCH_HEAD_MAX,
+                                     .max_headers = FG_HTTP_MAX_HEADERS};
+        struct fg_http_response *resp = malloc(sizeof(*resp));
+        if (resp == NULL) {
+            fail_before_head(f, 502, "out of memory");
+            return;
+        }
+        enum fg_http_error err = FG_HTTP_E_NONE;
+        int rc = fg_http_parse_response(buf, n, &lim, FG_HTTP_GET, resp, &err);
+        if (rc == FG_HTTP_INCOMPLETE) {
+            free(resp);
+            return;
+        }
+        if (rc == FG_HTTP_ERROR || (rc > 0 && resp->status == 101)) {
+            free(resp);
+            fg_upstream_report(f->pool, f->uc->server, false, FG_UPSTREAM_FAIL_BAD_RESPONSE);
+            fail_before_head(f, 502, "sent an invalid response");
+            return;
+        }
+        if (resp->status < 200) {
+            evbuffer_drain(in, (size_t)rc);
+            free(resp);
+            continue;
+        }
+        on_head(f, resp, (size_t)rc);
+        free(resp);
+        return;
+    }
+}
+
+static void fetch_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
+}
+
+static void fetch_read_event_cb(short what, void *arg)
+{
+    struct fg_fetch *f = arg;
+    fetch_event_cb(f->uc->bev, what, f);
+}
+
+static void fetch_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct fg_fetch *f = arg;
+    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
+    struct fg_upstream_conn *uc = f->uc;
+    const struct fg_conf_upstream *u = fg_upstream_pool_conf(f->pool);
+    if (what & BEV_EVENT_CONNECTED) {
+        fg_upstream_connected(uc);
+        fg_reader_set_timeout(&uc->reader, u->read_timeout_ms);
+        fg_flush(bev);
+        return;
+    }
+    if (f->head_done) {
+        if ((what & BEV_EVENT_EOF) && f->body == FG_HTTP_BODY_CLOSE) {
+            take(f, bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+            body_done(f, true, false);
+            return;
+        }
+        fg_upstream_report(f->pool, uc->server, false,
+                           (what & BEV_EVENT_TIMEOUT) ? FG_UPSTREAM_FAIL_TIMEOUT
+                                                      : FG_UPSTREAM_FAIL_RESET);
+        fg_warn("cache fill from upstream %s: %s broke off mid-body", u->name,
+                fg_upstream_server_name(f->pool, uc->server));
+        body_done(f, false, false);
+        return;
+    }
+    bool nothing_back = evbuffer_get_length(bufferevent_get_input(bev)) == 0;
+    if (uc->connected && uc->reused && nothing_back && !f->retried && u->retry_idempotent &&
+        !(what & BEV_EVENT_TIMEOUT)) {
+        /* The app closed a pooled connection as we reused it: once more, fresh. */
+        f->retried = true;
+        fg_upstream_release(uc, false);
+        f->uc = NULL;
+        fg_counter_add(&fg_upstream_pool_stats(f->pool)->retries, 1);
+        if (attach(f, true))
+            return;
+        fail_before_head(f, 502, "no connection could be made");
+        return;
+    }
+    if (!uc->connected) {
+        fg_upstream_report(f->pool, uc->server, false, FG_UPSTREAM_FAIL_CONNECT);
+        fail_before_head(f, (what & BEV_EVENT_TIMEOUT) ? 504 : 502,
+                         (what & BEV_EVENT_TIMEOUT) ? "connect timed out"
+                                                    : "refused the connection");
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        fg_upstream_report(f->pool, uc->server, false, FG_UPSTREAM_FAIL_TIMEOUT);
+        fail_before_head(f, 504, "timed out waiting for the response");
+    } else {
+        fg_upstream_report(f->pool, uc->server, false, FG_UPSTREAM_FAIL_RESET);
+        fail_before_head(f, 502, "closed the connection before responding");
+    }
+}
