@@ -20,6 +20,7 @@
 #include "http/http.h"
 
 #define FG_ADMIN_TIMEOUT_S 10
+#define FG_ADMIN_BODY_MAX  (4u << 20) /* a warm-up list of some 50,000 URLs */
 
 static struct {
     struct event_base *base;
@@ -146,7 +147,46 @@ static void purge(struct bufferevent *bev, const struct fg_http_request *r)
     evbuffer_free(b);
 }
 
-static void handle(struct bufferevent *bev, const struct fg_http_request *r)
+/* POST /cache/warm[?concurrency=N] with one URL per line. */
+static void warm(struct bufferevent *bev, const struct fg_http_request *r, const char *body,
+                 size_t body_len)
+{
+    char conc[16];
+    uint64_t c = 8;
+    if (r->method != FG_HTTP_POST) {
+        text_response(bev, 405, "405 Method Not Allowed: use POST\n", false);
+        return;
+    }
+    if (r->query != NULL &&
+        query_param(r->query, r->query_len, "concurrency", conc, sizeof(conc)) &&
+        (!fg_parse_uint(conc, 256, &c) || c == 0)) {
+        text_response(bev, 400, "400 Bad Request: concurrency is 1 to 256\n", false);
+        return;
+    }
+    struct fg_addr target;
+    if (AD.ops->warm_target == NULL || !AD.ops->warm_target(&target)) {
+        text_response(bev, 503, "503 Service Unavailable: no listener to warm through\n", false);
+        return;
+    }
+    size_t accepted = 0, bad = 0;
+    char msg[128];
+    if (!fg_admin_warm_add(AD.base, &target, body, body_len, (unsigned)c, &accepted, &bad)) {
+        if (bad > 0)
+            snprintf(msg, sizeof(msg), "400 Bad Request: line %zu is not an http:// URL\n", bad);
+        else
+            snprintf(msg, sizeof(msg), "503 Service Unavailable: the warm-up queue is full\n");
+        text_response(bev, bad > 0 ? 400 : 503, msg, false);
+        return;
+    }
+    snprintf(msg, sizeof(msg), "{\"accepted\":%zu}\n", accepted);
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, msg, strlen(msg));
+    send_response(bev, 202, "application/json", b, false);
+    evbuffer_free(b);
+}
+
+static void handle(struct bufferevent *bev, const struct fg_http_request *r, const char *body,
+                   size_t body_len)
 {
     bool head_only = r->method == FG_HTTP_HEAD;
     bool get = r->method == FG_HTTP_GET || head_only;
@@ -206,9 +246,14 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r)
         purge(bev, r);
         return;
     }
+    if (IS("/cache/warm")) {
+        warm(bev, r, body, body_len);
+        return;
+    }
 #undef IS
     text_response(bev, 404,
-                  "404 Not Found: try /healthz, /stats, /metrics, /config or /cache/purge\n",
+                  "404 Not Found: try /healthz, /stats, /metrics, /config, /cache/purge or "
+                  "/cache/warm\n",
                   head_only);
 }
 
@@ -242,6 +287,31 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         free(r);
         return;
     }
+    const char *body = NULL;
+    size_t body_len = 0;
+    if (rc > 0 && r->body == FG_HTTP_BODY_LENGTH && r->content_length > 0) {
+        if (r->content_length > FG_ADMIN_BODY_MAX) {
+            bufferevent_disable(bev, EV_READ);
+            bufferevent_enable(bev, EV_WRITE);
+            text_response(bev, 413, "413 Content Too Large: at most 4 MiB\n", false);
+            free(r);
+            return;
+        }
+        body_len = (size_t)r->content_length;
+        if (len < (size_t)rc + body_len) {
+            free(r); /* parsed again once the whole body is in */
+            return;
+        }
+        buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)((size_t)rc + body_len));
+        rc = fg_http_parse_request(buf, (size_t)rc + body_len, &lim, r, &err);
+        body = buf + rc;
+    } else if (rc > 0 && r->body == FG_HTTP_BODY_CHUNKED) {
+        bufferevent_disable(bev, EV_READ);
+        bufferevent_enable(bev, EV_WRITE);
+        text_response(bev, 411, "411 Length Required: send a Content-Length\n", false);
+        free(r);
+        return;
+    }
     bufferevent_disable(bev, EV_READ);
     bufferevent_enable(bev, EV_WRITE);
     if (rc == FG_HTTP_ERROR) {
@@ -250,7 +320,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
                  fg_http_reason(fg_http_error_status(err)), fg_http_error_name(err));
         text_response(bev, fg_http_error_status(err), msg, false);
     } else {
-        handle(bev, r);
+        handle(bev, r, body, body_len);
     }
     free(r);
 }

@@ -1,13 +1,17 @@
 /*
  * admin.h — the admin listener (loopback by default): /healthz for the ALB's view of this
  * instance, /stats (JSON), /metrics (Prometheus), /config (effective, secrets masked),
- * POST /cache/purge?url=URL[&prefix=1]. It runs on
+ * POST /cache/purge?url=URL[&prefix=1], POST /cache/warm (a list of URLs). It runs on
  * its own thread with its own event_base, so a slow scraper never touches a worker.
  */
 #ifndef FG_ADMIN_H
 #define FG_ADMIN_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
 
 #include <event2/buffer.h>
 
@@ -23,7 +27,22 @@ struct fg_admin_ops {
     /* Remove cached objects whose key ("host/path?query") is key, or starts with it;
      * returns how many. */
     size_t (*cache_purge)(const char *key, size_t len, bool prefix);
+    /* The address of the traffic listener cache warm-ups are sent to (loopback when it
+     * listens on any address); false when there is none. */
+    bool (*warm_target)(struct fg_addr *out);
 };
+
+/* Progress of the cache warm-ups (POST /cache/warm), for /stats. */
+struct fg_admin_warm_progress {
+    uint64_t jobs, queued, in_flight, done, failed;
+};
+void fg_admin_warm_progress(struct fg_admin_warm_progress *out);
+
+/* warm.c, on the admin thread: queue the URLs of body (one http:// URL per line, '#'
+ * comments) and fetch them through target, concurrency at a time. false when a line is
+ * not a URL (*bad_line says which, the whole list is refused) or the queue is full. */
+bool fg_admin_warm_add(struct event_base *base, const struct fg_addr *target, const char *body,
+                       size_t len, unsigned concurrency, size_t *accepted, size_t *bad_line);
 
 /* Bind the admin address and start its thread. false (logged) if it cannot bind. */
 bool fg_admin_start(const struct fg_addr *addr, const struct fg_admin_ops *ops);

@@ -22,8 +22,9 @@
 #include <string.h>
 #include <strings.h>
 
-#define FG_FETCH_MAGIC    0x66746331u /* "ftc1" */
-#define FG_FETCH_HEAD_MAX 65536
+#define FG_FETCH_MAGIC            0x66746331u /* "ftc1" */
+#define FG_FETCH_HEAD_MAX         65536
+#define FG_FETCH_TRANSIENT_FACTOR 4u
 
 struct fg_fetch {
     unsigned magic;
@@ -468,18 +469,29 @@ static void on_head(struct fg_fetch *f, const struct fg_http_response *resp, siz
 
 /* ---- the body ----------------------------------------------------------------------------- */
 
-/* Append n bytes from the input to the object. */
-static void take(struct fg_fetch *f, struct evbuffer *in, size_t n)
+/* Append n bytes from the input to the object. false when the fill must stop: a body of
+ * unannounced length grew past max_object (it is then no longer stored, but the readers
+ * that joined still need it), and past FG_FETCH_TRANSIENT_FACTOR times that: holding more
+ * in memory for a few readers is not worth it, they are cut. */
+static bool take(struct fg_fetch *f, struct evbuffer *in, size_t n)
 {
     while (n > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, (ev_ssize_t)n, NULL, &v, 1) < 1)
-            return;
+            return true;
         size_t k = v.iov_len < n ? v.iov_len : n;
-        fg_cache_fill_append(f->obj, v.iov_base, k);
+        if (!fg_cache_fill_append(f->obj, v.iov_base, k) &&
+            atomic_load(&f->obj->body_len) >
+                FG_FETCH_TRANSIENT_FACTOR * f->route->cache.cache->max_object) {
+            fg_warn("cache fill of %s: body over %u x max_object with no Content-Length; "
+                    "readers cut (raise max_object or send Content-Length)",
+                    f->obj->key, FG_FETCH_TRANSIENT_FACTOR);
+            return false;
+        }
         evbuffer_drain(in, k);
         n -= k;
     }
+    return true;
 }
 
 static void body_pump(struct fg_fetch *f)
@@ -489,7 +501,10 @@ static void body_pump(struct fg_fetch *f)
     case FG_HTTP_BODY_LENGTH: {
         size_t avail = evbuffer_get_length(in);
         size_t n = avail < f->left ? avail : (size_t)f->left;
-        take(f, in, n);
+        if (!take(f, in, n)) {
+            body_done(f, false, false);
+            return;
+        }
         f->left -= n;
         if (f->left == 0)
             body_done(f, true, f->reusable);
@@ -502,7 +517,10 @@ static void body_pump(struct fg_fetch *f)
                 if (avail == 0)
                     return;
                 size_t n = avail < f->chunked.data_left ? avail : (size_t)f->chunked.data_left;
-                take(f, in, n);
+                if (!take(f, in, n)) {
+                    body_done(f, false, false);
+                    return;
+                }
                 fg_http_chunked_data(&f->chunked, n);
                 continue;
             }
@@ -528,7 +546,8 @@ static void body_pump(struct fg_fetch *f)
                 return;
         }
     case FG_HTTP_BODY_CLOSE:
-        take(f, in, evbuffer_get_length(in));
+        if (!take(f, in, evbuffer_get_length(in)))
+            body_done(f, false, false);
         return;
     case FG_HTTP_BODY_NONE:
         return;
@@ -610,8 +629,9 @@ static void fetch_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (f->head_done) {
         if ((what & BEV_EVENT_EOF) && f->body == FG_HTTP_BODY_CLOSE) {
-            take(f, bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
-            body_done(f, true, false);
+            bool ok = take(f, bufferevent_get_input(bev),
+                           evbuffer_get_length(bufferevent_get_input(bev)));
+            body_done(f, ok, false);
             return;
         }
         fg_upstream_report(f->pool, uc->server, false,

@@ -87,6 +87,7 @@ static const struct fg_admin_ops admin_ops = {
     .metrics = fg_server_metrics,
     .config = fg_server_config,
     .cache_purge = fg_server_cache_purge,
+    .warm_target = fg_server_warm_target,
 };
 
 static struct fg_config *reload(struct fg_config *cur, const char *path)

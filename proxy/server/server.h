@@ -42,6 +42,8 @@ void fg_server_stats_json(struct evbuffer *out);
 void fg_server_metrics(struct evbuffer *out);
 /* Purge every cache store of a key, or of every key starting with it (admin). */
 size_t fg_server_cache_purge(const char *key, size_t len, bool prefix);
+/* Where cache warm-ups are sent: the first listen address (loopback for a wildcard). */
+bool fg_server_warm_target(struct fg_addr *out);
 /* The current config (a new reference; unref when done). */
 struct fg_config *fg_server_config(void);
 

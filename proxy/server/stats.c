@@ -3,6 +3,7 @@
  * own counters without locks (core.h); this runs on the admin thread.
  */
 #include "server/internal.h"
+#include "admin/admin.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -180,6 +181,12 @@ static void caches_json(struct evbuffer *out)
                                    : 0.0);
     }
     evbuffer_add(out, "},", 2);
+    struct fg_admin_warm_progress w;
+    fg_admin_warm_progress(&w);
+    evbuffer_add_printf(out,
+                        "\"cache_warm\":{\"jobs\":%" PRIu64 ",\"queued\":%" PRIu64
+                        ",\"in_flight\":%" PRIu64 ",\"done\":%" PRIu64 ",\"failed\":%" PRIu64 "},",
+                        w.jobs, w.queued, w.in_flight, w.done, w.failed);
 }
 
 static void caches_metrics(struct evbuffer *out)
@@ -280,6 +287,14 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
                         SUM(latency.count));
 
     caches_metrics(out);
+    struct fg_admin_warm_progress w;
+    fg_admin_warm_progress(&w);
+    metric(out, "flashgate_cache_warm_queued", "gauge", "Warm-up URLs waiting.", w.queued);
+    metric(out, "flashgate_cache_warm_in_flight", "gauge", "Warm-up requests running.",
+           w.in_flight);
+    metric(out, "flashgate_cache_warm_done_total", "counter", "Warm-up URLs fetched.", w.done);
+    metric(out, "flashgate_cache_warm_failed_total", "counter",
+           "Warm-up URLs that failed (not 2xx/3xx, or no answer).", w.failed);
 
     static const struct {
         const char *name, *type, *help;

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # flashgate vs nginx, side by side in one run (not part of make check).
 #
-#   tests/bench/run.sh [--rounds N] [--duration S] [--bin PATH] [passthrough] [idle]
+#   tests/bench/run.sh [--rounds N] [--duration S] [--bin PATH] [SCENARIO...]
 #
 # passthrough: one nginx origin answering 1 KiB; nginx (proxy_pass, upstream keepalive)
 #   and flashgate, 1 worker each, pinned to CPU 0; wrk -t1 -c50 and the origin on CPU 1.
 #   Rounds alternate between the two proxies; medians of req/s, p99 and CPU time per
 #   request (utime+stime of the proxy over the run / requests) are printed with ratios.
+# hit1k, hit64k: cache hits of a 1 KiB / 64 KiB static file (nginx proxy_cache against
+#   flashgate's cache), same setup.
+# nostore: Cache-Control: no-store answers on a cached route (nginx with proxy_cache_lock),
+#   and flashgate's plain pass-through of the same URL beside it.
+# cold: 200 concurrent requests for one cold URL whose origin answers in 50 ms (a Python
+#   origin that counts requests): origin requests and p99 for each proxy.
 # idle: 10,000 idle keep-alive client connections; RSS growth per connection.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +29,7 @@ while [ $# -gt 0 ]; do
     *) scenarios+=("$1"); shift ;;
     esac
 done
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(passthrough idle)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(passthrough hit1k hit64k nostore cold idle)
 for tool in nginx wrk taskset /usr/bin/python3; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
 done
@@ -38,33 +44,56 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ORIGIN=39101 NGINX=39102 FG=39103 FGADMIN=39104
+ORIGIN=39101 NGINX=39102 FG=39103 FGADMIN=39104 SLOW=39105
 body=$(head -c 1024 /dev/zero | tr '\0' 'x')
+mkdir -p "$work/www/static" "$work/ngcache"
+chmod 755 "$work" "$work/www" "$work/www/static"  # nginx workers run as www-data
+head -c 1024 /dev/zero | tr '\0' 'a' > "$work/www/static/1k"
+head -c 65536 /dev/zero | tr '\0' 'b' > "$work/www/static/64k"
+chmod 644 "$work/www/static/1k" "$work/www/static/64k"
 cat > "$work/origin.conf" <<CONF
 worker_processes 1; daemon off; pid $work/origin.pid; error_log $work/origin.err;
 events { worker_connections 20000; }
 http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$ORIGIN; location / { default_type text/plain; return 200 "$body"; } } }
+  server { listen 127.0.0.1:$ORIGIN;
+    location / { default_type text/plain; return 200 "$body"; }
+    location /static/ { root $work/www; default_type text/html; add_header Cache-Control "max-age=3600"; }
+    location = /nostore { default_type text/plain; add_header Cache-Control "no-store"; return 200 "$body"; } } }
 CONF
+# nginx as its users run it in front of an app: a cache zone, a cache lock against stampedes.
 cat > "$work/nginx.conf" <<CONF
 worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/nginx.err;
 worker_rlimit_nofile 20000;
 events { worker_connections 19000; }
 http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
+  proxy_cache_path $work/ngcache levels=1:2 keys_zone=z:16m max_size=1g inactive=60m use_temp_path=off;
   upstream app { server 127.0.0.1:$ORIGIN; keepalive 64; keepalive_requests 1000000; }
+  upstream slow { server 127.0.0.1:$SLOW; keepalive 64; }
   server { listen 127.0.0.1:$NGINX;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+    proxy_http_version 1.1; proxy_set_header Connection "";
+    location / { proxy_pass http://app; }
+    location /static/ { proxy_pass http://app; proxy_cache z; proxy_cache_lock on; }
+    location = /nostore { proxy_pass http://app; proxy_cache z; proxy_cache_lock on; }
+    location /c/ { proxy_pass http://slow; proxy_cache z; proxy_cache_lock on;
+                   proxy_cache_lock_timeout 5s; } } }
 CONF
 cat > "$work/flashgate.conf" <<CONF
 workers 1;
 error_log stderr warn;
 admin { listen 127.0.0.1:$FGADMIN; }
 upstream app { server 127.0.0.1:$ORIGIN; keepalive 64; keepalive_requests 1000000; }
+upstream slow { server 127.0.0.1:$SLOW; keepalive 64; }
+cache main { memory 256m; max_object 8m; }
 server { listen 127.0.0.1:$FG; keepalive_requests 1000000; request_id off; access_log off;
+  route /static/ { upstream app; cache main; cache_status_header off; }
+  route /nostore { upstream app; cache main; cache_status_header off; }
+  route /plain/nostore { upstream app; }
+  route /c/ { upstream slow; cache main; }
   route / { upstream app; } }
 CONF
 
 taskset -c 1 nginx -c "$work/origin.conf" & pids+=($!)
+taskset -c 1 /usr/bin/python3 "$here/../integration/origin.py" "$SLOW" >/dev/null 2>&1 & pids+=($!)
 taskset -c 0 nginx -c "$work/nginx.conf" & pids+=($!)
 taskset -c 0 "$bin" -c "$work/flashgate.conf" 2>"$work/flashgate.err" & pids+=($!)
 fgpid=$!
@@ -73,10 +102,10 @@ ngpid=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)   # the nginx worker, not
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-run_wrk() { # name port pid round
+run_wrk() { # name port pid round [path]
     local t0 t1
     t0=$(cpu_ticks "$3")
-    taskset -c 1 wrk -t1 -c50 -d"${duration}s" --latency "http://127.0.0.1:$2/" > "$work/wrk.out"
+    taskset -c 1 wrk -t1 -c50 -d"${duration}s" --latency "http://127.0.0.1:$2${5:-/}" > "$work/wrk.out"
     t1=$(cpu_ticks "$3")
     /usr/bin/python3 - "$1" "$4" "$((t1 - t0))" "$(getconf CLK_TCK)" "$work/wrk.out" >> "$work/results.jsonl" <<'PY'
 import json, re, sys
@@ -98,32 +127,100 @@ print(json.dumps({"proxy": name, "round": rnd, "rps": rps, "p50_ms": p50, "p99_m
 PY
 }
 
-for s in "${scenarios[@]}"; do
-case $s in
-passthrough)
-    echo "passthrough: $rounds rounds x ${duration}s, wrk -t1 -c50, 1 KiB responses; proxies on CPU 0"
-    taskset -c 1 wrk -t1 -c50 -d2s "http://127.0.0.1:$NGINX/" >/dev/null   # warm-up
-    taskset -c 1 wrk -t1 -c50 -d2s "http://127.0.0.1:$FG/" >/dev/null
+# Interleaved rounds of wrk against each "name:port:pid:path" given; medians and ratios to
+# the first one.
+compare() {
+    rm -f "$work/results.jsonl"
+    local spec r
+    for spec in "$@"; do # warm-up, and fills the caches
+        IFS=: read -r n port pid path <<<"$spec"
+        taskset -c 1 wrk -t1 -c50 -d2s "http://127.0.0.1:$port$path" >/dev/null
+    done
     for r in $(seq "$rounds"); do
-        if [ $((r % 2)) -eq 1 ]; then order="nginx flashgate"; else order="flashgate nginx"; fi
-        for p in $order; do
-            if [ "$p" = nginx ]; then run_wrk nginx "$NGINX" "$ngpid" "$r"; else run_wrk flashgate "$FG" "$fgpid" "$r"; fi
+        local order=("$@")
+        if [ $((r % 2)) -eq 0 ]; then order=(); for spec in "$@"; do order=("$spec" "${order[@]}"); done; fi
+        for spec in "${order[@]}"; do
+            IFS=: read -r n port pid path <<<"$spec"
+            run_wrk "$n" "$port" "$pid" "$r" "$path"
         done
     done
     /usr/bin/python3 - "$work/results.jsonl" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+names = list(dict.fromkeys(r["proxy"] for r in rows))
 med = {}
-for p in ("nginx", "flashgate"):
+for p in names:
     rs = [r for r in rows if r["proxy"] == p]
     med[p] = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
     med[p]["non_2xx"] = sum(r["non_2xx"] for r in rs)
-print(f"{'proxy':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'non-2xx':>8}")
+print(f"{'proxy':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'non-2xx':>8}")
 for p, m in med.items():
-    print(f"{p:<10} {m['rps']:>10.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['cpu_us_per_req']:>11.1f} {m['non_2xx']:>8}")
-f, n = med["flashgate"], med["nginx"]
-print(f"{'ratio':<10} {f['rps']/n['rps']:>10.2f}x {'':>8} {f['p99_ms']/n['p99_ms']:>7.2f}x {f['cpu_us_per_req']/n['cpu_us_per_req']:>10.2f}x   (flashgate / nginx)")
-print("rounds:", " ".join(f"{r['proxy'][0]}{r['round']}={r['rps']:.0f}" for r in rows))
+    print(f"{p:<16} {m['rps']:>8.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['cpu_us_per_req']:>11.1f} {m['non_2xx']:>8}")
+base = med[names[0]]
+for p in names[1:]:
+    f = med[p]
+    print(f"{'ratio':<16} {f['rps']/base['rps']:>7.2f}x {'':>8} {f['p99_ms']/base['p99_ms']:>7.2f}x {f['cpu_us_per_req']/base['cpu_us_per_req']:>10.2f}x   ({p} / {names[0]})")
+print("rounds:", " ".join(f"{r['proxy']}{r['round']}={r['rps']:.0f}" for r in rows))
+PY
+}
+
+for s in "${scenarios[@]}"; do
+case $s in
+passthrough)
+    echo "passthrough: $rounds rounds x ${duration}s, wrk -t1 -c50, 1 KiB responses; proxies on CPU 0"
+    compare "nginx:$NGINX:$ngpid:/" "flashgate:$FG:$fgpid:/"
+    ;;
+hit1k | hit64k)
+    size=${s#hit}
+    echo "$s: cache hits of a $size static file, $rounds rounds x ${duration}s, wrk -t1 -c50"
+    compare "nginx:$NGINX:$ngpid:/static/$size" "flashgate:$FG:$fgpid:/static/$size"
+    ;;
+nostore)
+    echo "nostore: 1 KiB no-store answers on a cached route; flashgate pass-through beside it"
+    compare "nginx:$NGINX:$ngpid:/nostore" "flashgate:$FG:$fgpid:/nostore" \
+        "flashgate-pass:$FG:$fgpid:/plain/nostore"
+    ;;
+cold)
+    echo "cold: 200 concurrent requests for one cold URL, origin answers in 50 ms ($rounds rounds)"
+    /usr/bin/python3 - "$rounds" "$SLOW" "nginx:$NGINX" "flashgate:$FG" <<'PY'
+import json, socket, statistics, sys, threading, time, urllib.request
+rounds, slow = int(sys.argv[1]), int(sys.argv[2])
+targets = [(a.split(":")[0], int(a.split(":")[1])) for a in sys.argv[3:]]
+def origin_requests():
+    return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{slow}/__stats", timeout=5).read())["requests"]
+def one(port, path, lat, i, barrier):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    barrier.wait(10)
+    t0 = time.perf_counter()
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n".encode())
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    lat[i] = (time.perf_counter() - t0) * 1000 if got.startswith(b"HTTP/1.1 200") else None
+    s.close()
+res = {n: {"p99": [], "p50": [], "origin": [], "fail": 0} for n, _ in targets}
+for r in range(rounds):
+    for name, port in (targets if r % 2 == 0 else targets[::-1]):
+        path = f"/c/cold-{name}-{r}?cc=max-age=600&delay=50&bytes=1024"
+        before = origin_requests()
+        lat = [None] * 200
+        barrier = threading.Barrier(200)
+        ts = [threading.Thread(target=one, args=(port, path, lat, i, barrier)) for i in range(200)]
+        for t in ts: t.start()
+        for t in ts: t.join(30)
+        ok = sorted(x for x in lat if x is not None)
+        res[name]["fail"] += 200 - len(ok)
+        res[name]["origin"].append(origin_requests() - before)
+        res[name]["p99"].append(ok[int(len(ok) * 0.99) - 1] if ok else float("nan"))
+        res[name]["p50"].append(ok[len(ok) // 2] if ok else float("nan"))
+print(f"{'proxy':<10} {'origin requests':>16} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}")
+for n, v in res.items():
+    print(f"{n:<10} {'/'.join(map(str, v['origin'])):>16} {statistics.median(v['p50']):>8.1f} {statistics.median(v['p99']):>8.1f} {v['fail']:>7}")
+a, b = res[targets[0][0]], res[targets[1][0]]
+print(f"ratio      p99 {statistics.median(b['p99']) / statistics.median(a['p99']):.2f}x ({targets[1][0]} / {targets[0][0]})")
 PY
     ;;
 idle)

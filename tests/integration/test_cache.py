@@ -7,6 +7,7 @@ whether a response came from the cache or from the app.
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 
 from conftest import Conn, get
@@ -221,6 +222,16 @@ def test_large_object_passes_through(flashgate, origin):
     assert cache_stats(fg)["too_big"] >= 1
 
 
+def test_chunked_body_growing_past_max_object_is_delivered_not_stored(flashgate, origin):
+    fg = cached(flashgate, max_object="1m")
+    url = "/c/bigchunk?cc=max-age=60&chunked=1&bytes=1500000"
+    _, _, b1 = get(fg.port, url)
+    _, h2, b2 = get(fg.port, url)
+    assert len(b1) == len(b2) == 1500003
+    assert (version(b1), version(b2)) == (1, 2) and xcache(h2) == "MISS"
+    assert cache_stats(fg)["too_big"] >= 1
+
+
 # ---- coalescing ----------------------------------------------------------------------
 
 
@@ -402,3 +413,43 @@ def test_memory_bound_holds_under_a_flood_of_keys(flashgate, origin):
     assert st["bytes"] <= 1 << 20
     assert st["evictions"] > 0 and st["entries"] < 800
     assert st["stores"] == 800
+
+
+def warm(fg, lines, concurrency=None):
+    q = f"?concurrency={concurrency}" if concurrency else ""
+    req = urllib.request.Request(f"http://127.0.0.1:{fg.admin}/cache/warm{q}",
+                                 data="\n".join(lines).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_warm_fills_the_cache_at_bounded_concurrency(flashgate, origin):
+    fg = cached(flashgate)
+    urls = [f"http://shop.test/c/warm/{i}?cc=max-age=60&delay=100" for i in range(30)]
+    status, body = warm(fg, ["# sale at 9:00"] + urls + [""], concurrency=5)
+    assert status == 202 and json.loads(body) == {"accepted": 30}
+    deadline = time.time() + 10
+    while time.time() < deadline and fg.stats()["cache_warm"]["done"] < 30:
+        time.sleep(0.1)
+    w = fg.stats()["cache_warm"]
+    assert w == {"jobs": 1, "queued": 0, "in_flight": 0, "done": 30, "failed": 0}
+    st = origin.stats()
+    assert st["requests"] == 30 and st["max_concurrent"] <= 5
+    c = Conn(fg.port)
+    for i in range(30):
+        c.send(f"GET /c/warm/{i}?cc=max-age=60&delay=100 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        _, h, b = c.response()
+        assert xcache(h) == "HIT" and version(b) == 1
+    assert origin.stats()["requests"] == 30
+
+
+def test_warm_refuses_a_bad_list_whole(flashgate, origin):
+    fg = cached(flashgate)
+    status, body = warm(fg, ["http://shop.test/c/ok?cc=max-age=60", "not a url"])
+    assert status == 400 and b"line 2" in body
+    time.sleep(0.3)
+    assert fg.stats()["cache_warm"]["jobs"] == 0
+    assert origin.stats()["requests"] == 0
