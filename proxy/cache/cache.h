@@ -96,7 +96,8 @@ size_t fg_cache_key_build(const char *host, size_t host_len, const char *path, s
                           const char *query, size_t query_len,
                           const struct fg_cache_key_rules *rules, char *out, size_t cap);
 
-/* 64-bit hash of a key (FNV-1a; spread over the shards and buckets). */
+/* 64-bit hash of a key: SipHash under a per-process random key (spread over the shards
+ * and buckets; clients cannot aim keys at one bucket). */
 uint64_t fg_cache_key_hash(const char *key, size_t len);
 
 /* Normalise a response's Vary fields into out: the lowercased field names, sorted, one

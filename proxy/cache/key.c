@@ -5,8 +5,11 @@
 #include "cache/cache.h"
 #include "core/core.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 struct param {
     const char *s;
@@ -100,14 +103,33 @@ size_t fg_cache_key_build(const char *host, size_t host_len, const char *path, s
     return pos;
 }
 
+/* URLs are the client's choice: a public hash would let one send keys that all chain
+ * in one bucket of one shard. SipHash under a key drawn at start prevents that. */
+static uint8_t hash_key[16];
+static pthread_once_t hash_key_once = PTHREAD_ONCE_INIT;
+
+static void hash_key_init(void)
+{
+    size_t got = 0;
+    while (got < sizeof(hash_key)) {
+        ssize_t n = getrandom(hash_key + got, sizeof(hash_key) - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got < sizeof(hash_key)) { /* no entropy source: still a fine hash, just not keyed */
+        uint64_t t = (uint64_t)fg_wall_ms() ^ ((uint64_t)getpid() << 32);
+        memcpy(hash_key, &t, sizeof(t));
+    }
+}
+
 uint64_t fg_cache_key_hash(const char *key, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 0x100000001b3ull;
-    }
-    return h ^ (h >> 29);
+    pthread_once(&hash_key_once, hash_key_init);
+    struct fg_siphash s;
+    fg_siphash_init(&s, hash_key);
+    fg_siphash_update(&s, key, len);
+    return fg_siphash_final(&s);
 }
 
 /* ---- Vary ------------------------------------------------------------------------------ */

@@ -129,6 +129,26 @@ void fg_hist_observe(struct fg_hist *h, uint64_t us);
 /* Quantile estimate (upper bound of the bucket holding it) from summed buckets. */
 uint64_t fg_hist_quantile(const uint64_t bucket[FG_HIST_BUCKETS], double q);
 
+/* ---- keyed hashing ----------------------------------------------------------------- */
+
+/* Streaming SipHash-2-4 (Aumasson and Bernstein), 64-bit output: a keyed hash for tables
+ * whose keys clients choose (addresses, URLs, header values). With a secret key per
+ * process nobody can pick keys that all land in one bucket. Feed the pieces of one
+ * message with update, in order. */
+struct fg_siphash {
+    uint64_t v0, v1, v2, v3;
+    uint64_t tail;   /* bytes not yet compressed, little-endian */
+    size_t tail_len; /* 0..7 */
+    uint64_t total;  /* bytes fed so far */
+};
+
+/* Start a hash under the 16-byte key. */
+void fg_siphash_init(struct fg_siphash *s, const uint8_t key[16]);
+/* Feed len bytes. */
+void fg_siphash_update(struct fg_siphash *s, const void *data, size_t len);
+/* The 64-bit hash of everything fed. s must not be updated afterwards. */
+uint64_t fg_siphash_final(struct fg_siphash *s);
+
 /* ---- service manager ------------------------------------------------------------ */
 
 /* Send a state string ("READY=1", "RELOADING=1", "STOPPING=1", "STATUS=...") to

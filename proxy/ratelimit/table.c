@@ -124,12 +124,12 @@ void fg_ratelimit_table_free(struct fg_ratelimit_table *t)
 static uint64_t key_hash(const uint8_t hkey[16], const struct fg_ratelimit_limit *limit,
                          const void *key, size_t key_len)
 {
-    struct fg_ratelimit_siphash s;
-    fg_ratelimit_siphash_init(&s, hkey);
+    struct fg_siphash s;
+    fg_siphash_init(&s, hkey);
     /* The name's NUL ends it unambiguously: names never contain one. */
-    fg_ratelimit_siphash_update(&s, limit->name, limit->name_len + 1);
-    fg_ratelimit_siphash_update(&s, key, key_len);
-    return fg_ratelimit_siphash_final(&s);
+    fg_siphash_update(&s, limit->name, limit->name_len + 1);
+    fg_siphash_update(&s, key, key_len);
+    return fg_siphash_final(&s);
 }
 
 static inline bool slot_empty(const struct slot *s)

@@ -43,10 +43,10 @@ static uint64_t sip(const uint8_t *msg, size_t len)
     uint8_t key[16];
     for (int i = 0; i < 16; i++)
         key[i] = (uint8_t)i;
-    struct fg_ratelimit_siphash s;
-    fg_ratelimit_siphash_init(&s, key);
-    fg_ratelimit_siphash_update(&s, msg, len);
-    return fg_ratelimit_siphash_final(&s);
+    struct fg_siphash s;
+    fg_siphash_init(&s, key);
+    fg_siphash_update(&s, msg, len);
+    return fg_siphash_final(&s);
 }
 
 static void test_siphash_vectors(void **state)
@@ -66,12 +66,12 @@ static void test_siphash_vectors(void **state)
             uint8_t key[16];
             for (int i = 0; i < 16; i++)
                 key[i] = (uint8_t)i;
-            struct fg_ratelimit_siphash s;
-            fg_ratelimit_siphash_init(&s, key);
-            fg_ratelimit_siphash_update(&s, msg, cut);
+            struct fg_siphash s;
+            fg_siphash_init(&s, key);
+            fg_siphash_update(&s, msg, cut);
             for (size_t i = cut; i < len; i++)
-                fg_ratelimit_siphash_update(&s, msg + i, 1);
-            assert_true(fg_ratelimit_siphash_final(&s) == whole);
+                fg_siphash_update(&s, msg + i, 1);
+            assert_true(fg_siphash_final(&s) == whole);
         }
     }
 }

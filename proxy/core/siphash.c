@@ -8,14 +8,14 @@
  * header values). With a public hash a client could pick keys that all land in one bucket
  * and evict everyone else's budget there; with a secret key per process it cannot.
  */
-#include "ratelimit/internal.h"
+#include "core/core.h"
 
 static inline uint64_t rotl(uint64_t x, unsigned b)
 {
     return (x << b) | (x >> (64 - b));
 }
 
-static inline void sipround(struct fg_ratelimit_siphash *s)
+static inline void sipround(struct fg_siphash *s)
 {
     s->v0 += s->v1;
     s->v1 = rotl(s->v1, 13);
@@ -41,7 +41,7 @@ static inline uint64_t load_le64(const uint8_t *p)
     return v;
 }
 
-static inline void compress(struct fg_ratelimit_siphash *s, uint64_t m)
+static inline void compress(struct fg_siphash *s, uint64_t m)
 {
     s->v3 ^= m;
     sipround(s);
@@ -49,7 +49,7 @@ static inline void compress(struct fg_ratelimit_siphash *s, uint64_t m)
     s->v0 ^= m;
 }
 
-void fg_ratelimit_siphash_init(struct fg_ratelimit_siphash *s, const uint8_t key[16])
+void fg_siphash_init(struct fg_siphash *s, const uint8_t key[16])
 {
     uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
     s->v0 = k0 ^ UINT64_C(0x736f6d6570736575);
@@ -61,7 +61,7 @@ void fg_ratelimit_siphash_init(struct fg_ratelimit_siphash *s, const uint8_t key
     s->total = 0;
 }
 
-void fg_ratelimit_siphash_update(struct fg_ratelimit_siphash *s, const void *data, size_t len)
+void fg_siphash_update(struct fg_siphash *s, const void *data, size_t len)
 {
     const uint8_t *p = data;
     s->total += len;
@@ -80,7 +80,7 @@ void fg_ratelimit_siphash_update(struct fg_ratelimit_siphash *s, const void *dat
         s->tail |= (uint64_t)*p++ << (8 * s->tail_len++);
 }
 
-uint64_t fg_ratelimit_siphash_final(struct fg_ratelimit_siphash *s)
+uint64_t fg_siphash_final(struct fg_siphash *s)
 {
     compress(s, s->tail | (s->total << 56));
     s->v2 ^= 0xff;
