@@ -125,6 +125,7 @@ static void go_to_origin(struct fg_txn *t, const char *xcache)
 {
     fg_cache_stage_release(t);
     t->xcache = t->route->cache.status_header ? xcache : NULL;
+    t->log_cache = xcache;
     fg_conn_resume_read(t->c);
     fg_proxy_start(t);
 }
@@ -199,6 +200,7 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache
         fg_cache_obj_unref(tc->obj);
         tc->obj = obj;
     }
+    t->log_cache = xcache;
     bool is_304 = not_modified(t, obj);
     bool head_only = is_304 || t->req.method == FG_HTTP_HEAD;
     drop_head(t);
@@ -439,6 +441,7 @@ void fg_cache_stage_adopt(struct fg_txn *t, struct fg_upstream_pool *pool,
     fg_cache_count(t->cache.store, FG_CACHE_EV_PASS);
     fg_cache_stage_release(t);
     t->xcache = t->route->cache.status_header ? "PASS" : NULL;
+    t->log_cache = "PASS";
     fg_conn_resume_read(t->c);
     fg_proxy_adopt(t, pool, uc);
 }
@@ -560,6 +563,7 @@ bool fg_cache_stage(struct fg_txn *t)
     }
     if (!cacheable_request(t)) {
         t->xcache = rc->status_header ? "PASS" : NULL;
+        t->log_cache = "PASS";
         return false;
     }
     memset(&t->cache, 0, sizeof(t->cache));

@@ -137,7 +137,8 @@ struct fg_txn {
     bool retried;
     unsigned attempts;
     int status;
-    const char *xcache; /* X-Cache value for a proxied response (NULL: none) */
+    const char *xcache;    /* X-Cache value for a proxied response (NULL: none) */
+    const char *log_cache; /* what the cache did, for the access log (NULL: no cache) */
     struct fg_txn_cache cache;
 
     /* The request head as sent upstream, kept for a retry on a fresh connection. */

@@ -453,3 +453,16 @@ def test_warm_refuses_a_bad_list_whole(flashgate, origin):
     time.sleep(0.3)
     assert fg.stats()["cache_warm"]["jobs"] == 0
     assert origin.stats()["requests"] == 0
+
+
+def test_access_log_says_what_the_cache_did(flashgate, origin, tmp_path):
+    log = tmp_path / "access.log"
+    fg = cached(flashgate, server_extra=f"    access_log {log} sample=1 slow=10s;")
+    get(fg.port, "/c/log?cc=max-age=60")
+    get(fg.port, "/c/log?cc=max-age=60")
+    get(fg.port, "/c/log2?cc=no-store")
+    deadline = time.time() + 3
+    while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < 3):
+        time.sleep(0.05)
+    lines = [json.loads(l) for l in log.read_text().splitlines()]
+    assert [e["cache"] for e in lines] == ["MISS", "HIT", "PASS"]

@@ -117,5 +117,5 @@ def test_access_log_json(flashgate, tmp_path):
     e = lines[0]
     assert e["status"] == 503 and e["path"] == "/status/503" and e["method"] == "GET"
     for k in ("ts", "client", "bytes_in", "bytes_out", "duration_ms", "upstream", "request_id",
-              "trace_id", "route", "ua"):
+              "trace_id", "route", "cache", "ua"):
         assert k in e
