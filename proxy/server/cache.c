@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- the registry of stores: they outlive config snapshots ----------------------------- */
 
@@ -473,13 +474,68 @@ static size_t build_key(const struct fg_txn *t, char *key, size_t cap)
                               &rules, key, cap);
 }
 
-/* Unsafe methods invalidate what is stored for their target (RFC 9111 §4.4). */
-static void invalidate(struct fg_txn *t, struct fg_cache *store)
+/* Unsafe methods invalidate what is stored for their target once the app answered
+ * without error (RFC 9111 §4.4): the key is taken now, while the request head is here. */
+static void note_invalidation(struct fg_txn *t, struct fg_cache *store)
 {
     char key[FG_CACHE_KEY_MAX];
     size_t n = build_key(t, key, sizeof(key));
-    if (n > 0 && fg_cache_purge(store, key, n, false) > 0)
-        fg_cache_count(store, FG_CACHE_EV_INVALIDATION);
+    if (n == 0)
+        return;
+    t->inval_store = store;
+    t->inval_key = strndup(key, n);
+    t->inval_host_len = t->req.host_len < sizeof(t->inval_host) ? t->req.host_len : 0;
+    memcpy(t->inval_host, t->req.host, t->inval_host_len);
+}
+
+/* A Location or Content-Location of the same host: its key ("host/path?query"). */
+static size_t related_key(const struct fg_txn *t, const struct fg_http_header *h, char *key,
+                          size_t cap)
+{
+    const char *v = h->value;
+    size_t len = h->value_len;
+    const char *host = t->inval_host;
+    size_t host_len = t->inval_host_len;
+    if (len >= 7 && strncasecmp(v, "http://", 7) == 0) {
+        v += 7, len -= 7;
+        const char *slash = memchr(v, '/', len);
+        size_t hl = slash ? (size_t)(slash - v) : len;
+        if (hl != host_len || strncasecmp(v, host, hl) != 0)
+            return 0; /* another origin: not ours to invalidate */
+        v += hl, len -= hl;
+    }
+    if (len == 0 || v[0] != '/')
+        return 0;
+    const char *q = memchr(v, '?', len);
+    size_t path_len = q ? (size_t)(q - v) : len;
+    const struct fg_conf_route_cache *rc = &t->route->cache;
+    struct fg_cache_key_rules rules = {.ignore_params = (const char *const *)rc->ignore_params,
+                                       .n_ignore_params = rc->n_ignore_params,
+                                       .sort_params = rc->sort_params};
+    return fg_cache_key_build(host, host_len, v, path_len, q ? q + 1 : NULL,
+                              q ? len - path_len - 1 : 0, &rules, key, cap);
+}
+
+void fg_cache_response_invalidates(struct fg_txn *t, const struct fg_http_response *resp)
+{
+    if (t->inval_key == NULL)
+        return;
+    if (resp->status < 400) {
+        size_t n = fg_cache_purge(t->inval_store, t->inval_key, strlen(t->inval_key), false);
+        for (size_t i = 0; i < resp->n_headers; i++) {
+            const struct fg_http_header *h = &resp->headers[i];
+            char key[FG_CACHE_KEY_MAX];
+            size_t k;
+            if ((fg_http_name_eq(h->name, h->name_len, "location") ||
+                 fg_http_name_eq(h->name, h->name_len, "content-location")) &&
+                (k = related_key(t, h, key, sizeof(key))) > 0)
+                n += fg_cache_purge(t->inval_store, key, k, false);
+        }
+        if (n > 0)
+            fg_cache_count(t->inval_store, FG_CACHE_EV_INVALIDATION);
+    }
+    free(t->inval_key);
+    t->inval_key = NULL;
 }
 
 static void run_lookup(struct fg_txn *t)
@@ -558,7 +614,7 @@ bool fg_cache_stage(struct fg_txn *t)
         return false;
     enum fg_http_method m = t->req.method;
     if (m == FG_HTTP_POST || m == FG_HTTP_PUT || m == FG_HTTP_DELETE || m == FG_HTTP_PATCH) {
-        invalidate(t, store);
+        note_invalidation(t, store);
         return false;
     }
     if (!cacheable_request(t)) {

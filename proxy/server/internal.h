@@ -139,6 +139,11 @@ struct fg_txn {
     int status;
     const char *xcache;    /* X-Cache value for a proxied response (NULL: none) */
     const char *log_cache; /* what the cache did, for the access log (NULL: no cache) */
+    /* An unsafe request on a cached route: what to invalidate when the answer comes. */
+    struct fg_cache *inval_store;
+    char *inval_key;
+    char inval_host[256];
+    size_t inval_host_len;
     struct fg_txn_cache cache;
 
     /* The request head as sent upstream, kept for a retry on a fresh connection. */
@@ -263,6 +268,9 @@ void fg_proxy_abort(struct fg_txn *t);
 /* cache.c — the cache stage */
 /* Serve, wait or fill; false when the request is not for the cache (the caller proxies). */
 bool fg_cache_stage(struct fg_txn *t);
+/* The app answered an unsafe request: invalidate its URL and its Location and
+ * Content-Location of the same host (RFC 9111 §4.4), unless the answer is an error. */
+void fg_cache_response_invalidates(struct fg_txn *t, const struct fg_http_response *resp);
 /* The transaction ends (done or aborted): let go of everything the stage holds. */
 void fg_cache_stage_release(struct fg_txn *t);
 /* The store of a configured cache, created on first use, kept across reloads. */

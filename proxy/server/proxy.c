@@ -676,6 +676,7 @@ static void up_read_cb(void *arg)
             continue;
         }
         t->status = resp.status;
+        fg_cache_response_invalidates(t, &resp);
         if (!send_response_head(t, &resp)) {
             upstream_failed(t, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502, "response head too large");
             return;

@@ -14,7 +14,7 @@ Endpoints (path decides):
                    a close (the race of an app closing an idle keep-alive connection)
   /c/...           a cacheable resource; the query says how it answers: cc= (Cache-Control),
                    cdn= (CDN-Cache-Control), etag=, lm= (Last-Modified, Unix seconds),
-                   vary=, cookie=1 (Set-Cookie), delay= (ms), bytes= (body size),
+                   vary=, loc= (Location), cloc= (Content-Location), cookie=1 (Set-Cookie), delay= (ms), bytes= (body size),
                    chunked=1, drip= (ms between 1000-byte chunks), status=. The body starts with "v<N>:" where N counts the
                    origin's answers for that path+query, so a test sees what was cached.
                    If-None-Match equal to etag gets a 304. /__fail?status=S makes /c/
@@ -175,7 +175,8 @@ class Handler(socketserver.StreamRequestHandler):
             VERSIONS[target] = VERSIONS.get(target, 0) + 1
             n = VERSIONS[target]
         out = []
-        for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary")):
+        for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary"),
+                          ("loc", "Location"), ("cloc", "Content-Location")):
             if key in q:
                 out.append((name, q[key]))
         if "etag" in q:

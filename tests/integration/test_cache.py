@@ -213,6 +213,28 @@ def test_unsafe_method_invalidates(flashgate, origin, conn):
     assert cache_stats(fg)["invalidations"] == 1
 
 
+def test_unsafe_method_invalidates_location_of_the_same_host_not_on_error(flashgate, origin, conn):
+    fg = cached(flashgate)
+    for p in ("/c/t1?cc=max-age=60", "/c/t2?cc=max-age=60", "/c/t3?cc=max-age=60"):
+        get(fg.port, p)
+    c = conn(fg.port)
+    q = urllib.request.quote
+    # Location (absolute, same host) and Content-Location (a path): both invalidated
+    c.send(f"POST /c/post?loc={q('http://t/c/t1?cc=max-age=60', safe='')}&cloc="
+           f"{q('/c/t2?cc=max-age=60', safe='')} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+    c.response()
+    # another host's URL is not ours; an error answer invalidates nothing
+    c.send(f"POST /c/post?loc={q('http://other/c/t3?cc=max-age=60', safe='')} HTTP/1.1\r\n"
+           "Host: t\r\nContent-Length: 0\r\n\r\n")
+    c.response()
+    c.send("POST /c/t3?cc=max-age=60&status=500 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+    c.response()
+    got = {p: xcache(get(fg.port, p)[1]) for p in ("/c/t1?cc=max-age=60", "/c/t2?cc=max-age=60",
+                                                   "/c/t3?cc=max-age=60")}
+    assert got == {"/c/t1?cc=max-age=60": "MISS", "/c/t2?cc=max-age=60": "MISS",
+                   "/c/t3?cc=max-age=60": "HIT"}
+
+
 def test_large_object_passes_through(flashgate, origin):
     fg = cached(flashgate, max_object="1m")
     url = "/c/big?cc=max-age=60&bytes=2000000"
