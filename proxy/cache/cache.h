@@ -193,15 +193,15 @@ struct fg_cache_obj {
     char *head; /* "HTTP/1.1 200 OK\r\n" + stored fields, without framing, Age and
                    hop-by-hop fields, and without the final CRLF */
     size_t head_len;
-    uint64_t content_length; /* FG_CACHE_NO_VALUE: unknown until COMPLETE */
-    char etag[128];          /* "" when none */
-    int64_t last_modified;   /* -1 when none */
-    int64_t response_time;   /* wall seconds the head arrived */
-    uint64_t initial_age;    /* corrected initial age (RFC 9111 §4.2.3), seconds */
-    uint64_t lifetime;       /* freshness lifetime, seconds */
-    uint64_t swr, sie;       /* stale-while-revalidate / stale-if-error windows, s */
-    bool must_revalidate;    /* no stale serving at all (must-/proxy-revalidate) */
-    bool no_cache;           /* stored, but revalidated before every use */
+    uint64_t content_length;  /* FG_CACHE_NO_VALUE: unknown until COMPLETE */
+    char etag[128];           /* "" when none */
+    int64_t last_modified;    /* -1 when none */
+    int64_t response_time_ms; /* wall clock when the head arrived */
+    uint64_t initial_age;     /* corrected initial age (RFC 9111 §4.2.3), seconds */
+    uint64_t lifetime;        /* freshness lifetime, seconds */
+    uint64_t swr, sie;        /* stale-while-revalidate / stale-if-error windows, s */
+    bool must_revalidate;     /* no stale serving at all (must-/proxy-revalidate) */
+    bool no_cache;            /* stored, but revalidated before every use */
 
     /* Body. A refreshed object (304) shares the body of the one it replaced: body_owner
      * holds a reference to the object whose chunks these are (NULL: its own). */

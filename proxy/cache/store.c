@@ -233,22 +233,28 @@ void fg_cache_obj_unref_cb(const void *data, size_t len, void *extra)
     fg_cache_obj_unref(extra);
 }
 
-bool fg_cache_obj_fresh(const struct fg_cache_obj *obj, int64_t now_ms, uint64_t *age)
+/* Age in milliseconds: HTTP speaks whole seconds, but counting residence in seconds would
+ * make a response stored at x.9 s look a second older at (x+1).0 s. */
+static uint64_t age_ms(const struct fg_cache_obj *obj, int64_t now_ms)
 {
-    int64_t now = now_ms / 1000;
-    uint64_t resident = now > obj->response_time ? (uint64_t)(now - obj->response_time) : 0;
-    uint64_t a = obj->initial_age + resident;
-    if (age != NULL)
-        *age = a;
-    return !obj->no_cache && obj->lifetime > a;
+    uint64_t resident =
+        now_ms > obj->response_time_ms ? (uint64_t)(now_ms - obj->response_time_ms) : 0;
+    return obj->initial_age * 1000 + resident;
 }
 
-/* Seconds past the end of freshness (0 while fresh). */
+bool fg_cache_obj_fresh(const struct fg_cache_obj *obj, int64_t now_ms, uint64_t *age)
+{
+    uint64_t a = age_ms(obj, now_ms);
+    if (age != NULL)
+        *age = a / 1000;
+    return !obj->no_cache && obj->lifetime * 1000 > a;
+}
+
+/* Seconds past the end of freshness, rounded up (0 while fresh). */
 static uint64_t staleness(const struct fg_cache_obj *obj, int64_t now_ms)
 {
-    uint64_t age;
-    fg_cache_obj_fresh(obj, now_ms, &age);
-    return age > obj->lifetime ? age - obj->lifetime : 0;
+    uint64_t a = age_ms(obj, now_ms), life = obj->lifetime * 1000;
+    return a > life ? (a - life + 999) / 1000 : 0;
 }
 
 /* ---- waking waiters -------------------------------------------------------------------- */
@@ -567,7 +573,7 @@ static void copy_freshness(struct fg_cache_obj *o, const struct fg_cache_obj *sr
     o->content_length = src->content_length;
     memcpy(o->etag, src->etag, sizeof(o->etag));
     o->last_modified = src->last_modified;
-    o->response_time = src->response_time;
+    o->response_time_ms = src->response_time_ms;
     o->initial_age = src->initial_age;
     o->lifetime = src->lifetime;
     o->swr = src->swr;
@@ -659,6 +665,8 @@ bool fg_cache_fill_append(struct fg_cache_obj *o, const void *data, size_t len)
     return !o->too_big;
 }
 
+static uint64_t obj_charge(const struct fg_cache_obj *o);
+
 /* Retire older variants of the same key and secondary key: o supersedes them. */
 static void retire_older(struct fg_cache *c, struct fg_cache_obj *o)
 {
@@ -672,7 +680,11 @@ static void retire_older(struct fg_cache *c, struct fg_cache_obj *o)
         if (x == o || x->hash != o->hash || x->key_len != o->key_len ||
             memcmp(x->key, o->key, o->key_len) != 0)
             continue;
-        bool same_variant = (st == FG_CACHE_COMPLETE || st == FG_CACHE_FILLING) &&
+        /* A hit-for-miss marker replaces only older markers; a response replaces the
+         * older copies of its variant too. */
+        bool marker = atomic_load_explicit(&o->state, memory_order_relaxed) == FG_CACHE_PASS;
+        bool same_variant = !marker && (st == FG_CACHE_COMPLETE || st == FG_CACHE_FILLING) &&
+                            x->vary_values != NULL && o->vary_values != NULL &&
                             x->vary_values_len == o->vary_values_len &&
                             memcmp(x->vary_values, o->vary_values, o->vary_values_len) == 0;
         if (same_variant || st == FG_CACHE_PASS || st == FG_CACHE_FAILED) {
@@ -718,10 +730,18 @@ void fg_cache_fill_pass(struct fg_cache_obj *o, int64_t now_ms, uint64_t ttl_ms)
     struct fg_cache *c = o->cache;
     o->pass_until_ms = (uint64_t)now_ms + ttl_ms;
     set_state(o, FG_CACHE_PASS);
-    if (ttl_ms == 0)
+    if (ttl_ms == 0) {
         obj_retire(c, o);
-    else
-        bump(&c->hfm); /* the marker stays in the table until it expires or is replaced */
+        return;
+    }
+    bump(&c->hfm);
+    /* The marker stays until it expires or is replaced. It counts against the memory bound
+     * like any object, so a flood of distinct uncacheable URLs cannot grow the table
+     * without limit: old markers are evicted like old responses. */
+    if (o->in_table)
+        retire_older(c, o);
+    if (o->in_table && !evict_admit(c, o, obj_charge(o)))
+        obj_retire(c, o);
 }
 
 void fg_cache_fill_abort(struct fg_cache_obj *o)

@@ -190,7 +190,7 @@ static bool fall_back_on_stale(struct fg_fetch *f)
         return false;
     uint64_t age;
     fg_cache_obj_fresh(s, fg_wall_ms(), &age);
-    if (age > s->lifetime + s->sie)
+    if (age >= s->lifetime + s->sie)
         return false;
     fg_cache_fill_refresh(f->obj, s, s, s->head, s->head_len);
     fg_cache_count(f->store, FG_CACHE_EV_STALE);
@@ -300,7 +300,7 @@ static bool describe(struct fg_fetch *f, const struct fg_http_response *resp,
         src->etag[etag->value_len] = '\0';
     }
     src->last_modified = cr.last_modified != FG_CACHE_NO_VALUE ? (int64_t)cr.last_modified : -1;
-    src->response_time = now;
+    src->response_time_ms = fg_wall_ms();
     src->initial_age = fg_cache_current_age(&cr, f->request_time, now, now);
     src->lifetime = lifetime;
     src->swr = cr.cc.stale_while_revalidate != FG_CACHE_NO_VALUE ? cr.cc.stale_while_revalidate

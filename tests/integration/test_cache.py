@@ -488,3 +488,15 @@ def test_access_log_says_what_the_cache_did(flashgate, origin, tmp_path):
         time.sleep(0.05)
     lines = [json.loads(l) for l in log.read_text().splitlines()]
     assert [e["cache"] for e in lines] == ["MISS", "HIT", "PASS"]
+
+
+def test_hit_for_miss_markers_count_against_memory(flashgate, origin):
+    """A flood of distinct uncacheable URLs must not grow the table without bound."""
+    fg = cached(flashgate, memory="1m", max_object="64k")
+    c = Conn(fg.port)
+    for i in range(4000):
+        c.send(f"GET /c/nsflood/{i}?cc=no-store HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert c.response()[0] == 200
+    st = cache_stats(fg)
+    assert st["hit_for_miss"] == 4000
+    assert st["bytes"] <= 1 << 20 and st["evictions"] > 0 and st["entries"] < 4000
