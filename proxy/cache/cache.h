@@ -106,7 +106,8 @@ uint64_t fg_cache_key_hash(const char *key, size_t len);
 int fg_cache_vary_names(const struct fg_http_header *h, size_t n, char *out, size_t cap);
 
 /* The secondary key of a request for normalised Vary names: for each name, the request's
- * field values joined by ',', whitespace around commas dropped, then '\n'. Requests with
+ * field values after a '=' that marks the field present (so an absent field and an empty
+ * one differ), joined by ',', whitespace around commas dropped, then '\n'. Requests with
  * equal secondary keys may be served the same variant (RFC 9111 §4.1). Returns the
  * length, or -1 when it does not fit. */
 int fg_cache_vary_values(const char *names, size_t names_len, const struct fg_http_header *h,

@@ -91,7 +91,7 @@ size_t fg_cache_key_build(const char *host, size_t host_len, const char *path, s
 {
     if (host_len > 0 && host[host_len - 1] == '.')
         host_len--;
-    if (host_len + path_len + 1 > cap)
+    if (host_len + path_len > cap)
         return 0;
     size_t pos = 0;
     for (size_t i = 0; i < host_len; i++)
@@ -187,7 +187,7 @@ int fg_cache_vary_names(const struct fg_http_header *h, size_t n, char *out, siz
     qsort(names, count, sizeof(names[0]), name_cmp);
     size_t pos = 0;
     for (size_t k = 0; k < count; k++) {
-        if (pos + names[k].len + 1 > cap)
+        if (pos + (k > 0) + names[k].len > cap)
             return -1;
         if (k > 0)
             out[pos++] = ',';
@@ -238,11 +238,11 @@ int fg_cache_vary_values(const char *names, size_t names_len, const struct fg_ht
         for (size_t i = 0; i < n; i++) {
             if (!fg_http_name_eq(h[i].name, h[i].name_len, nm))
                 continue;
-            if (!first) {
-                if (pos + 1 > cap)
-                    return -1;
-                out[pos++] = ',';
-            }
+            /* '=' marks the field present, even if empty: an absent field matches only an
+             * absent one (RFC 9111 §4.1); no Accept-Encoding and an empty one differ. */
+            if (pos + 1 > cap)
+                return -1;
+            out[pos++] = first ? '=' : ',';
             first = false;
             if (!put_value(h[i].value, h[i].value_len, out, cap, &pos))
                 return -1;

@@ -517,8 +517,8 @@ enum fg_cache_verdict fg_cache_lookup(struct fg_cache *c, const struct fg_cache_
     if (fresh) {
         v = FG_CACHE_V_HIT;
         *obj = best;
-    } else if (best != NULL && !best->must_revalidate && staleness(best, rq->now_ms) <= best->swr &&
-               best->swr > 0) {
+    } else if (best != NULL && !best->must_revalidate && !best->no_cache &&
+               staleness(best, rq->now_ms) <= best->swr && best->swr > 0) {
         v = FG_CACHE_V_STALE;
         *obj = best;
     } else if (busy != NULL && waiter != NULL) {
@@ -548,8 +548,10 @@ enum fg_cache_verdict fg_cache_lookup(struct fg_cache *c, const struct fg_cache_
         fg_cache_obj_ref(*obj);
     pthread_mutex_unlock(&s->lock);
 
-    if (expired_pass != NULL)
+    if (expired_pass != NULL) {
+        evict_unlink(c, expired_pass); /* markers are charged like responses */
         fg_cache_obj_unref(expired_pass);
+    }
     if (v == FG_CACHE_V_HIT || v == FG_CACHE_V_STALE)
         fg_evict_hit(&c->evict, &best->evict);
     return v;
@@ -804,8 +806,9 @@ size_t fg_cache_purge(struct fg_cache *c, const char *key, size_t key_len, bool 
                     bool match = prefix
                                      ? (o->key_len >= key_len && memcmp(o->key, key, key_len) == 0)
                                      : (o->key_len == key_len && memcmp(o->key, key, key_len) == 0);
-                    int st = atomic_load_explicit(&o->state, memory_order_acquire);
-                    if (match && st != FG_CACHE_BUSY) {
+                    /* A busy object goes too: its fetch started before the purge, so
+                     * its answer must not be stored (its waiters still get it). */
+                    if (match) {
                         fg_cache_obj_ref(o);
                         batch[n++] = o;
                     }
