@@ -167,6 +167,9 @@ void fg_conf_free(struct fg_config *c)
         free(c->upstreams[i].servers);
     free(c->upstreams);
     free(c->caches);
+    for (size_t i = 0; i < c->n_limits; i++)
+        free(c->limits[i].redis_url);
+    free(c->limits);
     free(c->admin.token);
     free(c->user);
     free(c->pid_file);
@@ -359,6 +362,10 @@ static void dump_route(const struct fg_conf_route *r, FILE *out)
         fputs(";\n", out);
     }
     fprintf(out, "        client_max_body_size %s;\n", fmt_size(r->max_body, b, sizeof(b)));
+    for (size_t i = 0; i < r->n_limits; i++)
+        fprintf(out, "        limit %s;\n", r->limits[i]->name);
+    if (r->n_limits > 0)
+        fprintf(out, "        limit_headers %s;\n", r->limit_headers ? "on" : "off");
     const struct fg_conf_route_cache *rc = &r->cache;
     if (rc->cache != NULL) {
         fprintf(out, "        cache %s;\n", rc->cache->name);
@@ -384,6 +391,45 @@ static void dump_route(const struct fg_conf_route *r, FILE *out)
         fprintf(out, "        cache_status_header %s;\n", rc->status_header ? "on" : "off");
     }
     fputs("    }\n", out);
+}
+
+/* redis://user:secret@host → redis://user:********@host */
+static void put_masked_url(FILE *out, const char *url)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+    if (colon == NULL) {
+        put_word(out, url);
+        return;
+    }
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%.*s:********%s", (int)(colon - url), url, at);
+    put_word(out, buf);
+}
+
+static void dump_limit(const struct fg_conf_limit *l, FILE *out)
+{
+    static const char *const parts[] = {"client_ip", "header", "cookie", "route"};
+    fprintf(out, "\nlimit %s {\n    key", l->name);
+    for (size_t i = 0; i < l->n_key; i++) {
+        fprintf(out, " %s", parts[l->key[i]]);
+        if (l->key[i] == FG_LIMIT_KEY_HEADER || l->key[i] == FG_LIMIT_KEY_COOKIE)
+            fprintf(out, " %s", l->key_name[i]);
+    }
+    const char *unit = l->period_ms == 1000 ? "s" : l->period_ms == 60000 ? "m" : "h";
+    fprintf(out, ";\n    rate %llur/%s;\n    burst %llu;\n", (unsigned long long)l->requests, unit,
+            (unsigned long long)l->burst);
+    if (l->redis) {
+        char b[32];
+        fputs("    backend redis ", out);
+        put_masked_url(out, l->redis_url);
+        fprintf(out, " timeout=%s fail=%s;\n", fmt_dur(l->redis_timeout_ms, b, sizeof(b)),
+                l->fail_closed ? "closed" : "open");
+    } else {
+        fputs("    backend local;\n", out);
+    }
+    fputs("}\n", out);
 }
 
 static void dump_server(const struct fg_conf_server *s, FILE *out)
@@ -468,6 +514,9 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
                 fmt_size(c->caches[i].memory, b, sizeof(b)),
                 fmt_size(c->caches[i].max_object, m, sizeof(m)));
     }
+    fprintf(out, "limit_table_entries %llu;\n", (unsigned long long)c->limit_table_entries);
+    for (size_t i = 0; i < c->n_limits; i++)
+        dump_limit(&c->limits[i], out);
     for (size_t i = 0; i < c->n_servers; i++)
         dump_server(&c->servers[i], out);
 }

@@ -58,6 +58,34 @@ struct fg_conf_cache {
     uint64_t max_object; /* larger responses pass through; default 8m */
 };
 
+/* What a rate limit counts requests by; several parts make one key. */
+enum fg_conf_limit_key_part {
+    FG_LIMIT_KEY_CLIENT_IP = 0, /* the trusted-proxy aware client address */
+    FG_LIMIT_KEY_HEADER,        /* a request header's value (an API key) */
+    FG_LIMIT_KEY_COOKIE,        /* a cookie's value (a session) */
+    FG_LIMIT_KEY_ROUTE,         /* the route itself: one budget for all its clients */
+};
+
+#define FG_CONF_LIMIT_KEY_PARTS 4
+
+/* `limit NAME { key ...; rate 50r/s; burst 100; backend local|redis URL; }`. The runtime
+ * form (struct fg_ratelimit_limit) is built by the server from these numbers. */
+struct fg_conf_limit {
+    char name[FG_CONF_NAME_MAX];
+    size_t index;
+    enum fg_conf_limit_key_part key[FG_CONF_LIMIT_KEY_PARTS];
+    char key_name[FG_CONF_LIMIT_KEY_PARTS][64]; /* header or cookie name, lowercased */
+    size_t n_key;
+    uint64_t requests;         /* per period */
+    uint64_t period_ms;        /* 1s, 1m or 1h as written */
+    uint64_t burst;            /* default 0 */
+    bool redis;                /* backend redis */
+    char *redis_url;           /* with the password: masked in dumps */
+    uint64_t redis_timeout_ms; /* default 20ms */
+    bool fail_closed;          /* refuse when Redis cannot answer; default open */
+    size_t line;
+};
+
 /* A route's caching behaviour (only with `cache NAME;`). */
 struct fg_conf_route_cache {
     struct fg_conf_cache *cache; /* NULL: the route does not cache */
@@ -87,7 +115,10 @@ struct fg_conf_route {
                           ALB's health check path on the traffic port */
     uint64_t max_body; /* 413 above it; inherits server's client_max_body_size */
     struct fg_conf_route_cache cache;
-    size_t line; /* where it was defined, for messages */
+    const struct fg_conf_limit *limits[8]; /* `limit NAME;` lines, checked in order */
+    size_t n_limits;
+    bool limit_headers; /* RateLimit fields on allowed responses too; default off */
+    size_t line;        /* where it was defined, for messages */
 };
 
 struct fg_conf_listen {
@@ -156,6 +187,9 @@ struct fg_config {
     size_t n_upstreams;
     struct fg_conf_cache *caches;
     size_t n_caches;
+    struct fg_conf_limit *limits;
+    size_t n_limits;
+    uint64_t limit_table_entries; /* keys the local rate-limit table holds; default 262144 */
     struct fg_conf_server *servers;
     size_t n_servers;
 };

@@ -389,6 +389,8 @@ static unsigned block_ctx(const char *name, unsigned ctx)
         return FG_CTX_ADMIN;
     if (ctx == FG_CTX_MAIN && strcmp(name, "cache") == 0)
         return FG_CTX_CACHE;
+    if (ctx == FG_CTX_MAIN && strcmp(name, "limit") == 0)
+        return FG_CTX_LIMIT;
     if (ctx == FG_CTX_SERVER && strcmp(name, "route") == 0)
         return FG_CTX_ROUTE;
     return 0;

@@ -16,7 +16,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "http/http.h" /* enum fg_http_method, for the route method bits */
+#include "http/http.h"           /* enum fg_http_method, for the route method bits */
+#include "ratelimit/ratelimit.h" /* to check limits and Redis URLs where they are written */
 
 /* ---- the loader's state ------------------------------------------------------------------ */
 
@@ -31,6 +32,7 @@ struct fg_conf_loader {
     struct fg_config *c;
     size_t *upstream_lines; /* line of each upstream block, parallel to c->upstreams */
     size_t *cache_lines;    /* likewise for c->caches */
+    size_t *limit_lines;    /* likewise for c->limits */
     struct listen_rec *listens;
     size_t n_listens, cap_listens;
     size_t server_line;        /* the server block being loaded */
@@ -873,6 +875,184 @@ static void h_cache_targeted(struct fg_conf_loader *L, const struct fg_conf_dire
     rc->targeted = s;
 }
 
+/* ---- rate limits ---------------------------------------------------------------------- */
+
+static void h_limit(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                    const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    (void)dir;
+    const char *name = st->args[1];
+    if (!valid_name(name)) {
+        ERR(L, st->line,
+            "invalid limit name '%s' (letters, digits, '_', '-', '.'; at most %d characters)", name,
+            FG_CONF_NAME_MAX - 1);
+        return;
+    }
+    for (size_t i = 0; i < c->n_limits; i++) {
+        if (strcmp(c->limits[i].name, name) == 0) {
+            ERR(L, st->line, "duplicate limit '%s' (first at line %zu)", name, L->limit_lines[i]);
+            return;
+        }
+    }
+    size_t idx = c->n_limits++;
+    struct fg_conf_limit *l = &c->limits[idx];
+    L->limit_lines[idx] = st->line;
+    snprintf(l->name, sizeof(l->name), "%s", name);
+    l->index = idx;
+    l->line = st->line;
+    l->redis_timeout_ms = 20;
+    apply_defaults(L, FG_CTX_LIMIT, l);
+    walk(L, FG_CTX_LIMIT, st->children, st->n_children, l, 0);
+    if (!st->closed)
+        return;
+    if (l->requests == 0) {
+        ERR(L, st->line, "limit '%s' needs a rate (for example 'rate 50r/s;')", name);
+        return;
+    }
+    if (l->n_key == 0) {
+        l->key[0] = FG_LIMIT_KEY_CLIENT_IP;
+        l->n_key = 1;
+    }
+    struct fg_ratelimit_limit check;
+    char err[160];
+    if (!fg_ratelimit_limit_init(&check, name, l->requests, l->period_ms * 1000, l->burst,
+                                 FG_RATELIMIT_LOCAL, err, sizeof(err)))
+        ERR(L, st->line, "limit '%s': %s", name, err);
+}
+
+static void h_limit_key(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                        const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_limit *l = obj;
+    (void)dir;
+    l->n_key = 0;
+    for (size_t i = 1; i < st->n_args; i++) {
+        const char *a = st->args[i];
+        if (l->n_key == FG_CONF_LIMIT_KEY_PARTS) {
+            ERR(L, st->line, "a limit key has at most %d parts", FG_CONF_LIMIT_KEY_PARTS);
+            return;
+        }
+        size_t k = l->n_key;
+        if (strcmp(a, "client_ip") == 0) {
+            l->key[k] = FG_LIMIT_KEY_CLIENT_IP;
+        } else if (strcmp(a, "route") == 0) {
+            l->key[k] = FG_LIMIT_KEY_ROUTE;
+        } else if (strcmp(a, "header") == 0 || strcmp(a, "cookie") == 0) {
+            if (i + 1 >= st->n_args || strlen(st->args[i + 1]) >= sizeof(l->key_name[0])) {
+                ERR(L, st->line, "'%s' in a limit key needs a name after it", a);
+                return;
+            }
+            l->key[k] = a[0] == 'h' ? FG_LIMIT_KEY_HEADER : FG_LIMIT_KEY_COOKIE;
+            const char *n = st->args[++i];
+            size_t j = 0;
+            for (; n[j] != '\0'; j++)
+                l->key_name[k][j] = (char)(a[0] == 'h' ? tolower((unsigned char)n[j]) : n[j]);
+            l->key_name[k][j] = '\0';
+        } else {
+            ERR(L, st->line,
+                "invalid limit key part '%s' (client_ip, header NAME, cookie NAME or route)", a);
+            return;
+        }
+        l->n_key++;
+    }
+}
+
+static void h_limit_rate(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                         const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_limit *l = obj;
+    (void)dir;
+    const char *s = st->args[1];
+    char *end = NULL;
+    unsigned long long n = strtoull(s, &end, 10);
+    uint64_t period = 0;
+    if (end != s && end != NULL && s[0] >= '0' && s[0] <= '9') {
+        if (strcmp(end, "r/s") == 0)
+            period = 1000;
+        else if (strcmp(end, "r/m") == 0 || strcmp(end, "r/min") == 0)
+            period = 60000;
+        else if (strcmp(end, "r/h") == 0)
+            period = 3600000;
+    }
+    if (period == 0 || n == 0 || n > UINT32_MAX) {
+        ERR(L, st->line,
+            "invalid rate '%s' (use requests per second, minute or hour: 50r/s, "
+            "600r/m, 1000r/h)",
+            s);
+        return;
+    }
+    l->requests = n;
+    l->period_ms = period;
+}
+
+static void h_limit_backend(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                            const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_limit *l = obj;
+    (void)dir;
+    if (strcmp(st->args[1], "local") == 0) {
+        if (st->n_args > 2)
+            ERR(L, st->line, "'backend local' takes no more arguments");
+        l->redis = false;
+        return;
+    }
+    if (strcmp(st->args[1], "redis") != 0 || st->n_args < 3) {
+        ERR(L, st->line,
+            "use 'backend local;' or 'backend redis redis://host:6379 "
+            "[timeout=20ms] [fail=open|closed];'");
+        return;
+    }
+    struct fg_ratelimit_redis_url url;
+    char err[256];
+    if (!fg_ratelimit_redis_url_parse(st->args[2], &url, err, sizeof(err))) {
+        ERR(L, st->line, "%s", err);
+        return;
+    }
+    for (size_t i = 3; i < st->n_args; i++) {
+        const char *v;
+        if ((v = param(st->args[i], "timeout")) != NULL) {
+            if (!parse_duration_arg(L, st->line, "timeout", v, 10000, &l->redis_timeout_ms))
+                return;
+            if (l->redis_timeout_ms == 0) {
+                ERR(L, st->line, "the Redis timeout must be above 0");
+                return;
+            }
+        } else if ((v = param(st->args[i], "fail")) != NULL && strcmp(v, "open") == 0) {
+            l->fail_closed = false;
+        } else if (v != NULL && strcmp(v, "closed") == 0) {
+            l->fail_closed = true;
+        } else {
+            ERR(L, st->line, "unknown parameter '%s' (timeout=duration, fail=open|closed)",
+                st->args[i]);
+            return;
+        }
+    }
+    free(l->redis_url);
+    l->redis_url = xstrdup(L, st->args[2], st->line);
+    l->redis = true;
+}
+
+static void h_route_limit(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                          const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route *r = obj;
+    const struct fg_config *c = L->c;
+    (void)dir;
+    for (size_t i = 0; i < c->n_limits; i++) {
+        if (strcmp(c->limits[i].name, st->args[1]) == 0) {
+            if (r->n_limits == FG_ARRAY_LEN(r->limits)) {
+                ERR(L, st->line, "a route has at most %zu limits", FG_ARRAY_LEN(r->limits));
+                return;
+            }
+            r->limits[r->n_limits++] = &c->limits[i];
+            return;
+        }
+    }
+    ERR(L, st->line, "limit '%s' is not defined (add 'limit %s { rate 50r/s; }')", st->args[1],
+        st->args[1]);
+}
+
 static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                      const struct fg_conf_stmt *st, void *obj)
 {
@@ -925,6 +1105,8 @@ static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *d
 #define A FG_CTX_ADMIN
 
 #define K   FG_CTX_CACHE
+#define LI  FG_CTX_LIMIT
+#define LIM struct fg_conf_limit
 #define UPS struct fg_conf_upstream
 #define SRV struct fg_conf_server
 #define RC  struct fg_conf_route
@@ -960,6 +1142,23 @@ const struct fg_conf_directive fg_conf_directives[] = {
      "{ ... }", "none", "a virtual server: listen addresses and routes"},
     {"cache", M, 1, 1, FG_BLOCK_YES, true, CUSTOM(h_cache),
      "name { ... }", "none", "a response cache in memory, shared by every worker"},
+    {"limit", M, 1, 1, FG_BLOCK_YES, true, CUSTOM(h_limit),
+     "name { ... }", "none", "a request rate limit that routes apply"},
+    {"limit_table_entries", M, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
+     FIELD(struct fg_config, limit_table_entries), 1024, 1ull << 28, h_generic, "number",
+     "262144", "keys the local rate-limit table holds (32 bytes each); read at start"},
+
+    /* limit */
+    {"key", LI, 1, 8, FG_BLOCK_NO, false, CUSTOM(h_limit_key),
+     "client_ip | header name | cookie name | route ...", "client_ip",
+     "what requests are counted by; several parts make one key"},
+    {"rate", LI, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_limit_rate),
+     "number r/s | r/m | r/h", "none", "the sustained rate allowed per key"},
+    {"burst", LI, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(LIM, burst), 0, 1000000000,
+     h_generic, "number", "0", "requests allowed at once above the rate"},
+    {"backend", LI, 1, 4, FG_BLOCK_NO, false, CUSTOM(h_limit_backend),
+     "local | redis url [timeout=duration] [fail=open|closed]", "local",
+     "this instance's table, or one Redis for the whole fleet"},
 
     /* cache */
     {"memory", K, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE, FIELD(struct fg_conf_cache, memory),
@@ -1058,6 +1257,11 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"client_max_body_size", R, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
      FIELD(struct fg_conf_route, max_body), 1, 1ull << 40, h_generic, "size",
      "inherited from the server", "largest request body on this route; 413 above"},
+    {"limit", R, 1, 1, FG_BLOCK_NO, true, CUSTOM(h_route_limit),
+     "name", "none", "count the route's requests against this limit; 429 above it"},
+    {"limit_headers", R, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG,
+     FIELD(struct fg_conf_route, limit_headers), 0, 0, h_generic, "on | off", "off",
+     "RateLimit-Policy and RateLimit fields on allowed responses too, not only on 429"},
     {"cache", R, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_route_cache),
      "name | off", "off", "serve GET and HEAD from this cache, filling it from the upstream"},
     {"cache_lock_timeout", R, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
@@ -1096,6 +1300,8 @@ const struct fg_conf_directive fg_conf_directives[] = {
 #undef R
 #undef A
 #undef K
+#undef LI
+#undef LIM
 #undef UPS
 #undef SRV
 #undef RC
@@ -1132,6 +1338,8 @@ const char *fg_conf_ctx_name(unsigned ctx)
         return "admin";
     case FG_CTX_CACHE:
         return "cache";
+    case FG_CTX_LIMIT:
+        return "limit";
     }
     return "?";
 }
@@ -1200,7 +1408,7 @@ static void unknown_directive(struct fg_conf_loader *L, const struct fg_conf_stm
     const char *name = st->args[0];
     if (fg_conf_directive_any(name) != NULL) {
         char where[128] = "";
-        for (unsigned bit = 1; bit <= FG_CTX_CACHE; bit <<= 1) {
+        for (unsigned bit = 1; bit <= FG_CTX_LIMIT; bit <<= 1) {
             if (fg_conf_directive_find(name, bit) == NULL)
                 continue;
             size_t len = strlen(where);
@@ -1308,15 +1516,19 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
 
     size_t n_up = count_named(stmts, n, "upstream");
     size_t n_cache = count_named(stmts, n, "cache");
+    size_t n_limit = count_named(stmts, n, "limit");
     size_t n_srv = count_named(stmts, n, "server");
     if (c->path == NULL || (n_up && !(c->upstreams = calloc(n_up, sizeof(*c->upstreams)))) ||
         (n_up && !(L.upstream_lines = calloc(n_up, sizeof(*L.upstream_lines)))) ||
         (n_srv && !(c->servers = calloc(n_srv, sizeof(*c->servers)))) ||
         (n_cache && !(c->caches = calloc(n_cache, sizeof(*c->caches)))) ||
-        (n_cache && !(L.cache_lines = calloc(n_cache, sizeof(*L.cache_lines))))) {
+        (n_cache && !(L.cache_lines = calloc(n_cache, sizeof(*L.cache_lines)))) ||
+        (n_limit && !(c->limits = calloc(n_limit, sizeof(*c->limits)))) ||
+        (n_limit && !(L.limit_lines = calloc(n_limit, sizeof(*L.limit_lines))))) {
         fg_conf_error(d, 0, "out of memory");
         free(L.upstream_lines);
         free(L.cache_lines);
+        free(L.limit_lines);
         fg_conf_free(c);
         return NULL;
     }
@@ -1330,6 +1542,7 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
 
     free(L.upstream_lines);
     free(L.cache_lines);
+    free(L.limit_lines);
     free(L.listens);
     return c;
 }

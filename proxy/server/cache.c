@@ -257,6 +257,10 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache
         t->status = obj->status;
         t->bytes_out += obj->head_len;
     }
+    if (t->rl_fields_len > 0) {
+        evbuffer_add(out, t->rl_fields, t->rl_fields_len);
+        t->bytes_out += t->rl_fields_len;
+    }
     evbuffer_add(out, dyn, n);
     t->bytes_out += n;
     t->resp_head_sent = true;

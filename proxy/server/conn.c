@@ -66,6 +66,7 @@ static struct fg_txn *txn_get(struct fg_worker *w)
 
 static void txn_put(struct fg_worker *w, struct fg_txn *t)
 {
+    fg_limit_stage_release(t);
     fg_cache_stage_release(t);
     free(t->inval_key);
     t->inval_key = NULL;
@@ -219,6 +220,13 @@ bool fg_conn_keepalive_ok(struct fg_conn *c, struct fg_txn *t)
 void fg_conn_send_response(struct fg_conn *c, int status, const char *ctype, const char *body,
                            size_t body_len, bool close)
 {
+    fg_conn_send_response_fields(c, status, ctype, body, body_len, NULL, 0, close);
+}
+
+void fg_conn_send_response_fields(struct fg_conn *c, int status, const char *ctype,
+                                  const char *body, size_t body_len, const char *fields,
+                                  size_t fields_len, bool close)
+{
     struct fg_txn *t = c->txn;
     FG_ASSERT(t != NULL);
     if (!close && !fg_conn_keepalive_ok(c, t))
@@ -234,7 +242,12 @@ void fg_conn_send_response(struct fg_conn *c, int status, const char *ctype, con
                      close ? "Connection: close\r\n"
                            : (t->req.minor_version == 0 ? "Connection: keep-alive\r\n" : ""));
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    evbuffer_add(out, head, (size_t)n);
+    /* Extra fields go before the head's final CRLF. */
+    evbuffer_add(out, head, (size_t)n - 2);
+    if (fields_len > 0)
+        evbuffer_add(out, fields, fields_len);
+    evbuffer_add(out, "\r\n", 2);
+    t->bytes_out += fields_len;
     if (t->req.method != FG_HTTP_HEAD)
         evbuffer_add(out, body, body_len);
     t->bytes_out += (size_t)n + body_len;

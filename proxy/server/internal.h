@@ -20,6 +20,7 @@
 #include "core/core.h"
 #include "http/http.h"
 #include "netio/netio.h"
+#include "ratelimit/ratelimit.h"
 #include "server/server.h"
 #include "upstream/upstream.h"
 
@@ -52,6 +53,31 @@ struct fg_worker_stats {
     struct fg_hist latency;
 };
 
+/* ---- rate limits (limit.c) -------------------------------------------------------------- */
+
+/* Counters of one limit in one worker (single writer), kept by name across reloads. */
+struct fg_limit_worker_stats {
+    fg_counter_t allowed;
+    fg_counter_t limited;
+    fg_counter_t failed_closed; /* refused because Redis could not answer (fail=closed) */
+    struct fg_ratelimit_redis_stats redis;
+    struct fg_hist redis_latency; /* decision round trips through Redis */
+};
+
+/* A limit as one worker's snapshot runs it. */
+struct fg_snap_limit {
+    struct fg_ratelimit_limit limit;
+    struct fg_ratelimit_redis *redis; /* NULL: local */
+    struct fg_limit_worker_stats *stats;
+};
+
+/* The counters of one limit summed over the workers, for /stats. */
+struct fg_limit_sum {
+    uint64_t allowed, limited, failed_closed, redis_ok, redis_errors, redis_timeouts, fallbacks;
+    uint64_t connects, disconnects, noscript;
+    uint64_t redis_latency[FG_HIST_BUCKETS], redis_latency_count, redis_latency_sum;
+};
+
 /* ---- snapshots ----------------------------------------------------------------------- */
 
 /* A config snapshot as one worker uses it: the config and this worker's pools for it.
@@ -61,6 +87,7 @@ struct fg_snap {
     struct fg_config *cfg;
     struct fg_upstream_pool **pools; /* [cfg->n_upstreams] */
     struct fg_cache **caches;        /* [cfg->n_caches]: stores outlive snapshots */
+    struct fg_snap_limit *limits;    /* [cfg->n_limits] */
     unsigned users;
     bool retired;
 };
@@ -139,6 +166,14 @@ struct fg_txn {
     int status;
     const char *xcache;    /* X-Cache value for a proxied response (NULL: none) */
     const char *log_cache; /* what the cache did, for the access log (NULL: no cache) */
+    /* Rate limits (limit.c): the next limit to decide, a decision waiting for Redis, the
+     * RateLimit fields for an allowed response (limit_headers on). */
+    size_t rl_next;
+    struct fg_ratelimit_pending *rl_pending;
+    uint64_t rl_started_us;
+    const char *log_limit; /* the limit that refused, for the access log */
+    size_t rl_fields_len;
+    char rl_fields[FG_RATELIMIT_HEADERS_MAX];
     /* An unsafe request on a cached route: what to invalidate when the answer comes. */
     struct fg_cache *inval_store;
     char *inval_key;
@@ -239,6 +274,10 @@ void fg_conn_txn_done(struct fg_conn *c);
 void fg_conn_respond(struct fg_conn *c, int status, const char *detail, bool close);
 void fg_conn_send_response(struct fg_conn *c, int status, const char *ctype, const char *body,
                            size_t body_len, bool close);
+/* The same with extra header fields ("Name: value\r\n" lines, fields_len bytes). */
+void fg_conn_send_response_fields(struct fg_conn *c, int status, const char *ctype,
+                                  const char *body, size_t body_len, const char *fields,
+                                  size_t fields_len, bool close);
 /* May this connection carry another request after the current one? */
 bool fg_conn_keepalive_ok(struct fg_conn *c, struct fg_txn *t);
 /* The request body began / ended: start / stop the body deadline. */
@@ -250,6 +289,26 @@ void fg_conn_resume_read(struct fg_conn *c);
 /* request.c — the request path, top to bottom */
 /* A complete head was parsed into t->req; run the stages. */
 void fg_request_start(struct fg_conn *c, struct fg_txn *t);
+/* Every limit allowed the request: the stages after rate limiting. */
+void fg_request_after_limits(struct fg_txn *t);
+
+/* limit.c — the rate-limit stage */
+/* The process-wide local table (limit_table_entries, read at start). */
+bool fg_limit_global_init(const struct fg_config *cfg, size_t workers);
+struct fg_ratelimit_table *fg_limit_table(void);
+/* Build a snapshot's runtime limits and this worker's Redis clients / free them (on the
+ * worker's thread, or before the workers start). */
+bool fg_limit_snap_init(struct fg_worker *w, struct fg_snap *s);
+void fg_limit_snap_free(struct fg_snap *s);
+/* Decide the route's limits; false when it has none (the caller goes on). Otherwise the
+ * stage answers 429 itself or calls fg_request_after_limits, now or later. */
+bool fg_limit_stage(struct fg_txn *t);
+/* The transaction ends: forget a decision still waiting for Redis. */
+void fg_limit_stage_release(struct fg_txn *t);
+/* Counters by name: the i-th limit ever seen (name out), summed over workers. */
+size_t fg_limit_stats_count(void);
+void fg_limit_stats_sum(size_t i, char *name, size_t name_cap, struct fg_limit_sum *out);
+struct fg_limit_worker_stats *fg_limit_stats(const char *name, unsigned worker);
 
 /* proxy.c — forwarding to the app */
 void fg_proxy_start(struct fg_txn *t);

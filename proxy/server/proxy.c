@@ -560,7 +560,7 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
     bool close = !fg_conn_keepalive_ok(c, t);
     t->client_close = close;
 
-    size_t need = resp->head_len + 256 + sizeof(t->request_id);
+    size_t need = resp->head_len + 256 + sizeof(t->request_id) + t->rl_fields_len;
     if (scratch_reserve(w, need) == 0)
         return false;
     char *p = w->scratch;
@@ -607,6 +607,10 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
         memcpy(p, t->request_id, n);
         p += n;
         PUT_LIT("\r\n");
+    }
+    if (t->rl_fields_len > 0) {
+        memcpy(p, t->rl_fields, t->rl_fields_len);
+        p += t->rl_fields_len;
     }
     if (t->xcache != NULL) {
         size_t n = strlen(t->xcache);

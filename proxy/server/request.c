@@ -175,7 +175,15 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
         return;
     }
 
-    /* Rate limiting and offload slot in here, before the cache. */
+    /* Rate limits first: a refused request costs no cache lookup and no app time. */
+    if (fg_limit_stage(t))
+        return; /* 429 now, or fg_request_after_limits now or once Redis answered */
+    fg_request_after_limits(t);
+}
+
+void fg_request_after_limits(struct fg_txn *t)
+{
+    /* Offload slots in here, before the cache. */
 
     if (fg_cache_stage(t))
         return;

@@ -181,6 +181,25 @@ static void caches_json(struct evbuffer *out)
                                    : 0.0);
     }
     evbuffer_add(out, "},", 2);
+    size_t nl = fg_limit_stats_count();
+    evbuffer_add(out, "\"limits\":{", 10);
+    for (size_t i = 0; i < nl; i++) {
+        char name[FG_CONF_NAME_MAX];
+        struct fg_limit_sum s;
+        fg_limit_stats_sum(i, name, sizeof(name), &s);
+        evbuffer_add_printf(
+            out,
+            "%s\"%s\":{\"allowed\":%" PRIu64 ",\"limited\":%" PRIu64 ",\"failed_closed\":%" PRIu64
+            ",\"redis\":{\"ok\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"timeouts\":%" PRIu64
+            ",\"fallbacks\":%" PRIu64 ",\"connects\":%" PRIu64 ",\"disconnects\":%" PRIu64
+            ",\"noscript\":%" PRIu64 ",\"latency_us\":{\"count\":%" PRIu64 ",\"p50\":%" PRIu64
+            ",\"p99\":%" PRIu64 "}}}",
+            i ? "," : "", name, s.allowed, s.limited, s.failed_closed, s.redis_ok, s.redis_errors,
+            s.redis_timeouts, s.fallbacks, s.connects, s.disconnects, s.noscript,
+            s.redis_latency_count, fg_hist_quantile(s.redis_latency, 0.50),
+            fg_hist_quantile(s.redis_latency, 0.99));
+    }
+    evbuffer_add(out, "},", 2);
     struct fg_admin_warm_progress w;
     fg_admin_warm_progress(&w);
     evbuffer_add_printf(out,
@@ -205,6 +224,68 @@ static void caches_metrics(struct evbuffer *out)
         for (size_t i = 0; i < n && i < FG_ARRAY_LEN(s); i++)
             evbuffer_add_printf(out, "%s{cache=\"%s\"} %" PRIu64 "\n", name, fg_cache_name(all[i]),
                                 cache_field(&s[i], f));
+    }
+}
+
+static void limits_metrics(struct evbuffer *out)
+{
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } f[] = {
+        {"flashgate_limit_allowed_total", "Requests a limit allowed.",
+         offsetof(struct fg_limit_sum, allowed)},
+        {"flashgate_limit_limited_total", "Requests a limit refused (429).",
+         offsetof(struct fg_limit_sum, limited)},
+        {"flashgate_limit_failed_closed_total", "Refused because Redis could not answer.",
+         offsetof(struct fg_limit_sum, failed_closed)},
+        {"flashgate_limit_redis_ok_total", "Decisions Redis answered.",
+         offsetof(struct fg_limit_sum, redis_ok)},
+        {"flashgate_limit_redis_errors_total", "Redis errors (then the local table decided).",
+         offsetof(struct fg_limit_sum, redis_errors)},
+        {"flashgate_limit_redis_timeouts_total", "Redis answers later than the timeout.",
+         offsetof(struct fg_limit_sum, redis_timeouts)},
+        {"flashgate_limit_fallbacks_total", "Decisions taken locally because Redis could not.",
+         offsetof(struct fg_limit_sum, fallbacks)},
+    };
+    size_t nl = fg_limit_stats_count();
+    struct fg_limit_sum s[64];
+    char names[64][FG_CONF_NAME_MAX];
+    for (size_t i = 0; i < nl && i < 64; i++)
+        fg_limit_stats_sum(i, names[i], sizeof(names[i]), &s[i]);
+    for (size_t k = 0; k < FG_ARRAY_LEN(f); k++) {
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n", f[k].name, f[k].help,
+                            f[k].name);
+        for (size_t i = 0; i < nl && i < 64; i++)
+            evbuffer_add_printf(out, "%s{limit=\"%s\"} %" PRIu64 "\n", f[k].name, names[i],
+                                *(const uint64_t *)((const char *)&s[i] + f[k].off));
+    }
+    evbuffer_add(out,
+                 "# HELP flashgate_limit_redis_duration_seconds Rate-limit decisions through "
+                 "Redis.\n# TYPE flashgate_limit_redis_duration_seconds histogram\n",
+                 strlen("# HELP flashgate_limit_redis_duration_seconds Rate-limit decisions "
+                        "through Redis.\n# TYPE flashgate_limit_redis_duration_seconds "
+                        "histogram\n"));
+    for (size_t i = 0; i < nl && i < 64; i++) {
+        uint64_t cum = 0;
+        for (size_t b = 0; b < FG_HIST_BUCKETS; b++) {
+            cum += s[i].redis_latency[b];
+            if (b + 1 < FG_HIST_BUCKETS)
+                evbuffer_add_printf(out,
+                                    "flashgate_limit_redis_duration_seconds_bucket{limit=\"%s\","
+                                    "le=\"%g\"} %" PRIu64 "\n",
+                                    names[i], (double)fg_hist_bounds_us[b] / 1e6, cum);
+            else
+                evbuffer_add_printf(out,
+                                    "flashgate_limit_redis_duration_seconds_bucket{limit=\"%s\","
+                                    "le=\"+Inf\"} %" PRIu64 "\n",
+                                    names[i], cum);
+        }
+        evbuffer_add_printf(
+            out,
+            "flashgate_limit_redis_duration_seconds_sum{limit=\"%s\"} %.6f\n"
+            "flashgate_limit_redis_duration_seconds_count{limit=\"%s\"} %" PRIu64 "\n",
+            names[i], (double)s[i].redis_latency_sum / 1e6, names[i], s[i].redis_latency_count);
     }
 }
 
@@ -287,6 +368,7 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
                         SUM(latency.count));
 
     caches_metrics(out);
+    limits_metrics(out);
     struct fg_admin_warm_progress w;
     fg_admin_warm_progress(&w);
     metric(out, "flashgate_cache_warm_queued", "gauge", "Warm-up URLs waiting.", w.queued);

@@ -131,6 +131,8 @@ static struct fg_snap *snap_new(struct fg_worker *w, struct fg_config *cfg)
     s->pools = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*s->pools));
     s->caches = calloc(cfg->n_caches ? cfg->n_caches : 1, sizeof(*s->caches));
     FG_ASSERT(s->caches != NULL);
+    if (!fg_limit_snap_init(w, s))
+        FG_ASSERT(!"out of memory creating rate limits");
     for (size_t i = 0; i < cfg->n_caches; i++) {
         s->caches[i] = fg_cache_registry_get(&cfg->caches[i]);
         if (s->caches[i] == NULL)
@@ -152,6 +154,7 @@ static void snap_free(struct fg_snap *s)
         fg_upstream_pool_retire(s->pools[i]);
     free(s->pools);
     free(s->caches);
+    fg_limit_snap_free(s);
     fg_config_unref(s->cfg);
     free(s);
 }
@@ -349,6 +352,10 @@ bool fg_server_start(struct fg_config *cfg)
     S.cfg = fg_config_ref(cfg);
     if (!fg_accesslog_start())
         return false;
+    if (!fg_limit_global_init(cfg, S.n)) {
+        fg_err("out of memory for the rate-limit table (limit_table_entries)");
+        return false;
+    }
     for (size_t i = 0; i < S.n; i++) {
         struct fg_worker *w = &S.workers[i];
         w->id = (unsigned)i;
