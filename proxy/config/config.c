@@ -156,6 +156,10 @@ void fg_conf_free(struct fg_config *c)
                 free(rc->ignore_params[k]);
             free(rc->ignore_params);
             free(rc->targeted);
+            struct fg_conf_route_compress *cc = &s->routes[j].compress;
+            for (size_t k = 0; k < cc->n_types; k++)
+                free(cc->types[k]);
+            free(cc->types);
         }
         free(s->routes);
         free(s->listens);
@@ -362,6 +366,22 @@ static void dump_route(const struct fg_conf_route *r, FILE *out)
         fputs(";\n", out);
     }
     fprintf(out, "        client_max_body_size %s;\n", fmt_size(r->max_body, b, sizeof(b)));
+    const struct fg_conf_route_compress *cc = &r->compress;
+    if (cc->n > 0) {
+        fputs("        compress", out);
+        for (size_t i = 0; i < cc->n; i++)
+            fputs(cc->order[i] == FG_CONF_ENC_BR ? " br" : " gzip", out);
+        fputs(";\n", out);
+        if (cc->n_types > 0) {
+            fputs("        compress_types", out);
+            for (size_t i = 0; i < cc->n_types; i++)
+                fprintf(out, " %s", cc->types[i]);
+            fputs(";\n", out);
+        }
+        fprintf(out, "        compress_min_length %s;\n", fmt_size(cc->min_length, b, sizeof(b)));
+        fprintf(out, "        gzip_level %u;\n        brotli_level %u;\n", cc->gzip_level,
+                cc->br_level);
+    }
     for (size_t i = 0; i < r->n_limits; i++)
         fprintf(out, "        limit %s;\n", r->limits[i]->name);
     if (r->n_limits > 0)

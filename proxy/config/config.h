@@ -86,6 +86,20 @@ struct fg_conf_limit {
     size_t line;
 };
 
+/* A route's compression (`compress br gzip;`). Codings are numbered as in
+ * proxy/compress/compress.h (gzip 1, br 2), checked there at compile time. */
+#define FG_CONF_ENC_GZIP 1
+#define FG_CONF_ENC_BR   2
+struct fg_conf_route_compress {
+    int order[2]; /* FG_CONF_ENC_*, in the order of preference */
+    size_t n;     /* 0: off */
+    char **types; /* NULL-terminated media-type patterns; NULL: the built-in list */
+    size_t n_types;
+    uint64_t min_length; /* default 256 */
+    unsigned gzip_level; /* default 5 */
+    unsigned br_level;   /* default 4 */
+};
+
 /* A route's caching behaviour (only with `cache NAME;`). */
 struct fg_conf_route_cache {
     struct fg_conf_cache *cache; /* NULL: the route does not cache */
@@ -115,6 +129,7 @@ struct fg_conf_route {
                           ALB's health check path on the traffic port */
     uint64_t max_body; /* 413 above it; inherits server's client_max_body_size */
     struct fg_conf_route_cache cache;
+    struct fg_conf_route_compress compress;
     const struct fg_conf_limit *limits[8]; /* `limit NAME;` lines, checked in order */
     size_t n_limits;
     bool limit_headers; /* RateLimit fields on allowed responses too; default off */

@@ -706,7 +706,7 @@ static bool same_str(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-static void route_cache_defaults(struct fg_conf_route *r);
+static void route_feature_defaults(struct fg_conf_route *r);
 
 static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                     const struct fg_conf_stmt *st, void *obj)
@@ -732,7 +732,7 @@ static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *di
     r->methods = FG_METHOD_ALL;
     r->max_body = srv->client_max_body_size; /* the route's own line overrides it */
     r->line = st->line;
-    route_cache_defaults(r);
+    route_feature_defaults(r);
     L->route_named_upstream = false;
     walk(L, FG_CTX_ROUTE, st->children, st->n_children, r, 0);
     if (!st->closed)
@@ -789,9 +789,67 @@ static void h_cache(struct fg_conf_loader *L, const struct fg_conf_directive *di
         ERR(L, st->line, "cache '%s': max_object is larger than memory", name);
 }
 
-/* Route defaults of the cache directives: the table's `def` texts say the same. */
-static void route_cache_defaults(struct fg_conf_route *r)
+static void h_compress(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                       const struct fg_conf_stmt *st, void *obj)
 {
+    struct fg_conf_route_compress *rc = &((struct fg_conf_route *)obj)->compress;
+    (void)dir;
+    rc->n = 0;
+    if (st->n_args == 2 && strcmp(st->args[1], "off") == 0)
+        return;
+    for (size_t i = 1; i < st->n_args; i++) {
+        int e = strcmp(st->args[i], "br") == 0     ? FG_CONF_ENC_BR
+                : strcmp(st->args[i], "gzip") == 0 ? FG_CONF_ENC_GZIP
+                                                   : 0;
+        if (e == 0 || (rc->n == 1 && rc->order[0] == e) || rc->n == 2) {
+            ERR(L, st->line, "invalid coding '%s' for 'compress' (br, gzip, once each; or off)",
+                st->args[i]);
+            rc->n = 0;
+            return;
+        }
+        rc->order[rc->n++] = e;
+    }
+}
+
+static void h_compress_types(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                             const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route_compress *rc = &((struct fg_conf_route *)obj)->compress;
+    (void)dir;
+    size_t n = st->n_args - 1;
+    char **v = calloc(n + 1, sizeof(*v));
+    if (v == NULL) {
+        ERR(L, st->line, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *t = st->args[i + 1];
+        const char *slash = strchr(t, '/');
+        if (slash == NULL || slash == t || slash[1] == '\0' || strchr(slash + 1, '/')) {
+            ERR(L, st->line,
+                "invalid media type '%s' for 'compress_types' (type/subtype, '*' "
+                "allowed: text/*, application/*+json)",
+                t);
+            for (size_t k = 0; k < i; k++)
+                free(v[k]);
+            free(v);
+            return;
+        }
+        v[i] = xstrdup(L, t, st->line);
+    }
+    for (size_t k = 0; k < rc->n_types; k++)
+        free(rc->types[k]);
+    free(rc->types);
+    rc->types = v;
+    rc->n_types = n;
+}
+
+/* Route defaults of the cache and compression directives: the table's `def` texts say the same. */
+static void route_feature_defaults(struct fg_conf_route *r)
+{
+    r->compress.min_length = 256;
+    r->compress.gzip_level = 5;
+    r->compress.br_level = 4;
     r->cache.lock_timeout_ms = 5000;
     r->cache.hit_for_miss_ms = 30000;
     r->cache.status_header = true;
@@ -1257,6 +1315,19 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"client_max_body_size", R, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
      FIELD(struct fg_conf_route, max_body), 1, 1ull << 40, h_generic, "size",
      "inherited from the server", "largest request body on this route; 413 above"},
+    {"compress", R, 1, 2, FG_BLOCK_NO, false, CUSTOM(h_compress),
+     "br | gzip ... | off", "off",
+     "compress answers for clients that accept it, in this order of preference"},
+    {"compress_types", R, 1, -1, FG_BLOCK_NO, false, CUSTOM(h_compress_types),
+     "type/subtype ...", "text/* and the usual text-like types",
+     "media types worth compressing ('*' and '*+json' patterns allowed)"},
+    {"compress_min_length", R, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
+     FIELD(RC, compress.min_length), 0, 1ull << 30, h_generic, "size", "256",
+     "answers of known length below this are sent as they are"},
+    {"gzip_level", R, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(RC, compress.gzip_level), 1, 9,
+     h_generic, "number", "5", "gzip level, 1 to 9"},
+    {"brotli_level", R, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(RC, compress.br_level), 0, 11,
+     h_generic, "number", "4", "brotli quality, 0 to 11"},
     {"limit", R, 1, 1, FG_BLOCK_NO, true, CUSTOM(h_route_limit),
      "name", "none", "count the route's requests against this limit; 429 above it"},
     {"limit_headers", R, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG,

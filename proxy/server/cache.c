@@ -344,13 +344,28 @@ static void stream_body(struct fg_txn *t)
 
 /* ---- waiting ----------------------------------------------------------------------------- */
 
+/* The request's fields as the cache matches them (compress.c: Accept-Encoding stands for
+ * the negotiated coding on a compressing route). */
+static const struct fg_http_header *match_headers(const struct fg_txn *t,
+                                                  struct fg_http_header *buf, size_t *n)
+{
+    if (!t->zroute) {
+        *n = t->req.n_headers;
+        return t->req.headers;
+    }
+    *n = fg_z_lookup_headers(t->req.headers, t->req.n_headers, t->zenc, buf);
+    return buf;
+}
+
 static bool vary_ok(const struct fg_txn *t, const struct fg_cache_obj *obj)
 {
     if (obj->vary_names_len == 0)
         return true;
     char buf[2048];
-    int n = fg_cache_vary_values(obj->vary_names, obj->vary_names_len, t->req.headers,
-                                 t->req.n_headers, buf, sizeof(buf));
+    struct fg_http_header hbuf[FG_HTTP_MAX_HEADERS + 1];
+    size_t nh;
+    const struct fg_http_header *h = match_headers(t, hbuf, &nh);
+    int n = fg_cache_vary_values(obj->vary_names, obj->vary_names_len, h, nh, buf, sizeof(buf));
     return n >= 0 && (size_t)n == obj->vary_values_len &&
            memcmp(buf, obj->vary_values, (size_t)n) == 0;
 }
@@ -551,12 +566,14 @@ static void run_lookup(struct fg_txn *t)
         go_to_origin(t, "PASS");
         return;
     }
-    const struct fg_http_request *r = &t->req;
+    struct fg_http_header hbuf[FG_HTTP_MAX_HEADERS + 1];
+    size_t nh;
+    const struct fg_http_header *h = match_headers(t, hbuf, &nh);
     struct fg_cache_request rq = {.key = key,
                                   .key_len = key_len,
                                   .hash = fg_cache_key_hash(key, key_len),
-                                  .headers = r->headers,
-                                  .n_headers = r->n_headers,
+                                  .headers = h,
+                                  .n_headers = nh,
                                   .now_ms = fg_wall_ms()};
     tc->waiter.cb = waiter_cb;
     tc->waiter.arg = t;

@@ -67,6 +67,8 @@ static struct fg_txn *txn_get(struct fg_worker *w)
 static void txn_put(struct fg_worker *w, struct fg_txn *t)
 {
     fg_limit_stage_release(t);
+    if (t->zs.z != NULL)
+        fg_z_free(&t->zs);
     fg_cache_stage_release(t);
     free(t->inval_key);
     t->inval_key = NULL;

@@ -49,6 +49,11 @@ struct fg_fetch {
     uint64_t left;
     struct fg_http_chunked chunked;
     int64_t request_time; /* wall s */
+    /* Compression (compress.c): the coding the initiator negotiated; the variant stored is
+     * encoded with it when the answer is compressible. */
+    bool zroute;
+    enum fg_compress_encoding zenc;
+    struct fg_zstream zs;
 };
 
 static void fetch_read_cb(void *arg);
@@ -66,6 +71,8 @@ static void fetch_free(struct fg_fetch *f)
         fg_upstream_release(f->uc, false);
     fg_cache_obj_unref(f->obj);
     fg_cache_obj_unref(f->stale);
+    if (f->zs.z != NULL)
+        fg_z_free(&f->zs);
     fg_snap_release(f->w, f->snap);
     free(f->head);
     free(f->req);
@@ -152,6 +159,8 @@ struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
     fg_cache_obj_ref(fill);
     f->initiator = background ? NULL : t;
     f->head_only_client = t->req.method == FG_HTTP_HEAD;
+    f->zroute = t->zroute;
+    f->zenc = t->zenc;
     f->request_time = fg_wall_s();
     f->req = req;
     f->head = malloc(t->head_len);
@@ -214,8 +223,14 @@ static void fail_before_head(struct fg_fetch *f, int status, const char *why)
     fetch_free(f);
 }
 
+static bool zs_to_obj(struct fg_fetch *f);
+
 static void body_done(struct fg_fetch *f, bool ok, bool reusable)
 {
+    if (ok && f->zs.z != NULL) {
+        ok = fg_z_finish(&f->zs, f->zs.out) && zs_to_obj(f);
+        fg_z_free(&f->zs);
+    }
     if (f->uc != NULL) {
         if (ok)
             fg_upstream_report(f->pool, f->uc->server, true, FG_UPSTREAM_FAIL_CONNECT);
@@ -240,9 +255,10 @@ static bool stored_field(const struct fg_http_response *resp, const struct fg_ht
              fg_http_connection_lists(resp->headers, resp->n_headers, h->name, h->name_len));
 }
 
-static char *stored_head(const struct fg_http_response *resp, size_t *len)
+static char *stored_head(const struct fg_http_response *resp, const struct fg_zplan *plan,
+                         size_t *len)
 {
-    size_t cap = resp->head_len + 64;
+    size_t cap = resp->head_len + 64 + (plan ? sizeof(plan->vary) + sizeof(plan->etag) + 64 : 0);
     char *p = malloc(cap), *o = p;
     if (p == NULL)
         return NULL;
@@ -252,7 +268,7 @@ static char *stored_head(const struct fg_http_response *resp, size_t *len)
                   resp->reason_len ? resp->reason : fg_http_reason(resp->status));
     for (size_t i = 0; i < resp->n_headers; i++) {
         const struct fg_http_header *h = &resp->headers[i];
-        if (!stored_field(resp, h))
+        if (!stored_field(resp, h) || (plan != NULL && fg_z_field_replaced(plan, h)))
             continue;
         memcpy(o, h->name, h->name_len);
         o += h->name_len;
@@ -263,8 +279,35 @@ static char *stored_head(const struct fg_http_response *resp, size_t *len)
         *o++ = '\r';
         *o++ = '\n';
     }
+    if (plan != NULL)
+        o += fg_z_extra_fields(plan, o, sizeof(plan->vary) + sizeof(plan->etag) + 64);
     *len = (size_t)(o - p);
     return p;
+}
+
+/* The answer's Vary names, with accept-encoding added when compression varies it. */
+static int vary_names_of(const struct fg_http_response *resp, bool add_ae, char *out, size_t cap)
+{
+    struct fg_http_header h[FG_HTTP_MAX_HEADERS + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < resp->n_headers; i++)
+        if (fg_http_name_eq(resp->headers[i].name, resp->headers[i].name_len, "vary"))
+            h[n++] = resp->headers[i];
+    if (add_ae)
+        h[n++] = (struct fg_http_header){"Vary", 4, "Accept-Encoding", 15};
+    return fg_cache_vary_names(h, n, out, cap);
+}
+
+/* The fill's secondary key: its own request, with Accept-Encoding standing for the coding
+ * the initiator negotiated (cache.c looks variants up the same way). */
+static int vary_values_of(const struct fg_fetch *f, const char *names, size_t names_len, char *out,
+                          size_t cap)
+{
+    if (!f->zroute)
+        return fg_cache_vary_values(names, names_len, f->req->headers, f->req->n_headers, out, cap);
+    struct fg_http_header h[FG_HTTP_MAX_HEADERS + 1];
+    size_t n = fg_z_lookup_headers(f->req->headers, f->req->n_headers, f->zenc, h);
+    return fg_cache_vary_values(names, names_len, h, n, out, cap);
 }
 
 /* The freshness facts of a response into src (an object used only as a carrier). */
@@ -435,18 +478,30 @@ static void on_head(struct fg_fetch *f, const struct fg_http_response *resp, siz
     }
     struct fg_cache_obj src;
     memset(&src, 0, sizeof(src));
+    /* A compressible answer on a compressing route varies on Accept-Encoding: one variant
+     * per negotiated coding (the fill asked the app for identity). */
+    struct fg_zplan plan;
+    bool z = f->zroute && fg_z_plan(f->route, f->zenc, FG_HTTP_GET, resp, &plan);
+    bool zedit = f->zroute && (z || plan.vary_edit);
     char names[512];
-    int nlen = fg_cache_vary_names(resp->headers, resp->n_headers, names, sizeof(names));
+    int nlen = vary_names_of(resp, zedit, names, sizeof(names));
     char values[2048];
-    int vlen = nlen > 0 ? fg_cache_vary_values(names, (size_t)nlen, f->req->headers,
-                                               f->req->n_headers, values, sizeof(values))
-                        : 0;
+    int vlen = nlen > 0 ? vary_values_of(f, names, (size_t)nlen, values, sizeof(values)) : 0;
     if (!describe(f, resp, &src) || nlen < 0 || vlen < 0) {
         pass(f, resp->status);
         return;
     }
+    if (z) {
+        if (!fg_z_start(&f->zs, f->route, &plan,
+                        resp->body == FG_HTTP_BODY_LENGTH ? resp->content_length
+                                                          : FG_COMPRESS_LENGTH_UNKNOWN)) {
+            pass(f, resp->status);
+            return;
+        }
+        src.content_length = FG_CACHE_NO_VALUE; /* known once encoded */
+    }
     size_t hlen = 0;
-    char *head = stored_head(resp, &hlen);
+    char *head = stored_head(resp, zedit ? &plan : NULL, &hlen);
     bool ok = head != NULL && fg_cache_fill_head(f->obj, &src, head, hlen, names, (size_t)nlen,
                                                  values, (size_t)vlen);
     free(head);
@@ -473,21 +528,48 @@ static void on_head(struct fg_fetch *f, const struct fg_http_response *resp, siz
  * unannounced length grew past max_object (it is then no longer stored, but the readers
  * that joined still need it), and past FG_FETCH_TRANSIENT_FACTOR times that: holding more
  * in memory for a few readers is not worth it, they are cut. */
+static bool append(struct fg_fetch *f, const void *data, size_t k)
+{
+    if (!fg_cache_fill_append(f->obj, data, k) &&
+        atomic_load(&f->obj->body_len) >
+            FG_FETCH_TRANSIENT_FACTOR * f->route->cache.cache->max_object) {
+        fg_warn("cache fill of %s: body over %u x max_object with no Content-Length; "
+                "readers cut (raise max_object or send Content-Length)",
+                f->obj->key, FG_FETCH_TRANSIENT_FACTOR);
+        return false;
+    }
+    return true;
+}
+
+/* What the encoder produced so far goes into the object. */
+static bool zs_to_obj(struct fg_fetch *f)
+{
+    struct evbuffer *o = f->zs.out;
+    while (evbuffer_get_length(o) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(o, -1, NULL, &v, 1) < 1)
+            break;
+        if (!append(f, v.iov_base, v.iov_len))
+            return false;
+        evbuffer_drain(o, v.iov_len);
+    }
+    return true;
+}
+
 static bool take(struct fg_fetch *f, struct evbuffer *in, size_t n)
 {
+    if (f->zs.z != NULL) {
+        /* Encoded variant: the encoder's output is what readers and the cache get. */
+        evbuffer_remove_buffer(in, f->zs.tmp, n);
+        return fg_z_write(&f->zs, f->zs.tmp, f->zs.out) && zs_to_obj(f);
+    }
     while (n > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, (ev_ssize_t)n, NULL, &v, 1) < 1)
             return true;
         size_t k = v.iov_len < n ? v.iov_len : n;
-        if (!fg_cache_fill_append(f->obj, v.iov_base, k) &&
-            atomic_load(&f->obj->body_len) >
-                FG_FETCH_TRANSIENT_FACTOR * f->route->cache.cache->max_object) {
-            fg_warn("cache fill of %s: body over %u x max_object with no Content-Length; "
-                    "readers cut (raise max_object or send Content-Length)",
-                    f->obj->key, FG_FETCH_TRANSIENT_FACTOR);
+        if (!append(f, v.iov_base, k))
             return false;
-        }
         evbuffer_drain(in, k);
         n -= k;
     }

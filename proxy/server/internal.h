@@ -16,6 +16,7 @@
 #include <event2/listener.h>
 
 #include "cache/cache.h"
+#include "compress/compress.h"
 #include "config/config.h"
 #include "core/core.h"
 #include "http/http.h"
@@ -76,6 +77,36 @@ struct fg_limit_sum {
     uint64_t allowed, limited, failed_closed, redis_ok, redis_errors, redis_timeouts, fallbacks;
     uint64_t connects, disconnects, noscript;
     uint64_t redis_latency[FG_HIST_BUCKETS], redis_latency_count, redis_latency_sum;
+};
+
+/* ---- compression (compress.c) ----------------------------------------------------------- */
+
+/* What to do with one answer: the edits to its head, and whether to encode its body. */
+struct fg_zplan {
+    bool vary_edit; /* write the merged Vary instead of the answer's */
+    bool compress;
+    bool flush_each; /* a stream (text/event-stream): flush after every piece */
+    enum fg_compress_encoding encoding;
+    char vary[512];
+    size_t vary_len;
+    char etag[160]; /* weakened */
+    size_t etag_len;
+};
+
+/* A body going through an encoder. */
+struct fg_zstream {
+    struct fg_compressor *z;
+    struct evbuffer *tmp; /* input staged for the encoder */
+    struct evbuffer *out; /* encoder output before framing */
+    enum fg_compress_encoding encoding;
+    bool flush_each;
+    uint64_t cpu_ns;
+};
+
+struct fg_zstats {
+    uint64_t responses[FG_COMPRESS_ENCODING__COUNT], bytes_in[FG_COMPRESS_ENCODING__COUNT];
+    uint64_t bytes_out[FG_COMPRESS_ENCODING__COUNT], cpu_ns[FG_COMPRESS_ENCODING__COUNT];
+    uint64_t skipped[FG_COMPRESS_REASON__COUNT], errors;
 };
 
 /* ---- snapshots ----------------------------------------------------------------------- */
@@ -164,8 +195,11 @@ struct fg_txn {
     bool retried;
     unsigned attempts;
     int status;
-    const char *xcache;    /* X-Cache value for a proxied response (NULL: none) */
-    const char *log_cache; /* what the cache did, for the access log (NULL: no cache) */
+    const char *xcache;             /* X-Cache value for a proxied response (NULL: none) */
+    bool zroute;                    /* the route compresses */
+    enum fg_compress_encoding zenc; /* what the client accepts best (identity: none) */
+    struct fg_zstream zs;           /* a proxied answer being compressed */
+    const char *log_cache;          /* what the cache did, for the access log (NULL: no cache) */
     /* Rate limits (limit.c): the next limit to decide, a decision waiting for Redis, the
      * RateLimit fields for an allowed response (limit_headers on). */
     size_t rl_next;
@@ -291,6 +325,36 @@ void fg_conn_resume_read(struct fg_conn *c);
 void fg_request_start(struct fg_conn *c, struct fg_txn *t);
 /* Every limit allowed the request: the stages after rate limiting. */
 void fg_request_after_limits(struct fg_txn *t);
+
+/* compress.c — compression on the request path */
+/* Negotiate the coding while the request head is here (t->zroute, t->zenc). */
+void fg_z_negotiate(struct fg_txn *t);
+/* The request's fields as the cache sees them on a compressing route: Accept-Encoding
+ * replaced by the negotiated coding, so variants are per coding, not per header spelling.
+ * out has room for FG_HTTP_MAX_HEADERS + 1; returns the count. */
+size_t fg_z_lookup_headers(const struct fg_http_header *h, size_t n, enum fg_compress_encoding enc,
+                           struct fg_http_header *out);
+/* Plan an answer of route for a client that accepts enc: false when its body stays as it
+ * is (plan->vary_edit may still be set: a compressible answer varies on Accept-Encoding). */
+bool fg_z_plan(const struct fg_conf_route *route, enum fg_compress_encoding enc,
+               enum fg_http_method method, const struct fg_http_response *resp,
+               struct fg_zplan *plan);
+/* Is this field of the answer replaced by the plan's (Vary, ETag, Content-Length)? */
+bool fg_z_field_replaced(const struct fg_zplan *plan, const struct fg_http_header *h);
+/* The plan's own fields ("Name: value\r\n" lines): Vary, Content-Encoding, ETag. */
+size_t fg_z_extra_fields(const struct fg_zplan *plan, char *out, size_t cap);
+/* An encoder with the route's level; length_hint FG_COMPRESS_LENGTH_UNKNOWN if unknown. */
+struct fg_compressor *fg_z_encoder(const struct fg_conf_route *route, enum fg_compress_encoding enc,
+                                   uint64_t length_hint);
+bool fg_z_start(struct fg_zstream *zs, const struct fg_conf_route *route,
+                const struct fg_zplan *plan, uint64_t length_hint);
+/* Encode what in holds into out / end the stream into out (counted). false on failure. */
+bool fg_z_write(struct fg_zstream *zs, struct evbuffer *in, struct evbuffer *out);
+bool fg_z_finish(struct fg_zstream *zs, struct evbuffer *out);
+void fg_z_free(struct fg_zstream *zs);
+void fg_zstats_get(struct fg_zstats *out);
+void fg_zstats_account(enum fg_compress_encoding e, uint64_t in, uint64_t out, uint64_t cpu_ns);
+void fg_zstats_skipped(enum fg_compress_reason r);
 
 /* limit.c — the rate-limit stage */
 /* The process-wide local table (limit_table_entries, read at start). */

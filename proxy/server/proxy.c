@@ -136,6 +136,9 @@ bool fg_proxy_build_head(struct fg_txn *t, bool for_cache)
             continue;
         if (for_cache && cache_fill_strips(h))
             continue;
+        /* A compressing route stores its own encodings: it asks the app for identity. */
+        if (for_cache && t->zroute && fg_http_name_eq(h->name, h->name_len, "accept-encoding"))
+            continue;
         if (fg_http_name_eq(h->name, h->name_len, "x-forwarded-for")) {
             /* Several X-Forwarded-For fields are one list (RFC 9110 §5.3): keep them in
              * order and append the peer to the last one. */
@@ -537,12 +540,23 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
 
     t->resp_body = resp->body;
     t->resp_chunked_out = false;
+    /* Compression: planned on the answer's head; the encoded body has no known length. */
+    struct fg_zplan plan;
+    bool z = t->zroute && fg_z_plan(t->route, t->zenc, t->req.method, resp, &plan);
+    if (z && !fg_z_start(&t->zs, t->route, &plan,
+                         resp->body == FG_HTTP_BODY_LENGTH ? resp->content_length
+                                                           : FG_COMPRESS_LENGTH_UNKNOWN))
+        z = plan.compress = false; /* no encoder (out of memory): send it as it is */
+    bool zedit = t->zroute && (z || plan.vary_edit);
     switch (resp->body) {
     case FG_HTTP_BODY_NONE:
         break;
     case FG_HTTP_BODY_LENGTH:
         t->resp_body_left = resp->content_length;
-        break;
+        if (!z)
+            break;
+        /* An encoded body is reframed like a chunked one. */
+        __attribute__((fallthrough));
     case FG_HTTP_BODY_CHUNKED:
     case FG_HTTP_BODY_CLOSE:
         if (client11)
@@ -560,7 +574,8 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
     bool close = !fg_conn_keepalive_ok(c, t);
     t->client_close = close;
 
-    size_t need = resp->head_len + 256 + sizeof(t->request_id) + t->rl_fields_len;
+    size_t need = resp->head_len + 256 + sizeof(t->request_id) + t->rl_fields_len +
+                  (zedit ? sizeof(plan.vary) + sizeof(plan.etag) + 64 : 0);
     if (scratch_reserve(w, need) == 0)
         return false;
     char *p = w->scratch;
@@ -583,6 +598,8 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
     for (size_t i = 0; i < resp->n_headers; i++) {
         const struct fg_http_header *h = &resp->headers[i];
         if (fg_http_is_hop_by_hop(h->name, h->name_len))
+            continue;
+        if (zedit && fg_z_field_replaced(&plan, h))
             continue;
         if (reframed && fg_http_name_eq(h->name, h->name_len, "content-length"))
             continue;
@@ -612,6 +629,8 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
         memcpy(p, t->rl_fields, t->rl_fields_len);
         p += t->rl_fields_len;
     }
+    if (zedit)
+        p += fg_z_extra_fields(&plan, p, sizeof(plan.vary) + sizeof(plan.etag) + 64);
     if (t->xcache != NULL) {
         size_t n = strlen(t->xcache);
         PUT_LIT("X-Cache: ");
@@ -697,6 +716,58 @@ static void up_read_cb(void *arg)
     }
 }
 
+/* The encoder's output so far, framed for the client. */
+static void zs_drain(struct fg_txn *t, struct evbuffer *out)
+{
+    size_t k = evbuffer_get_length(t->zs.out);
+    if (k == 0)
+        return;
+    if (t->resp_chunked_out)
+        move_as_chunk(t->zs.out, out, k);
+    else
+        evbuffer_remove_buffer(t->zs.out, out, k);
+}
+
+/* Pass n body bytes from in to the client: as they are, or through the encoder. False
+ * when the encoder failed (the response cannot be finished: the caller cuts it). */
+static bool body_out(struct fg_txn *t, struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+    if (t->zs.z == NULL) {
+        if (t->resp_chunked_out)
+            move_as_chunk(in, out, n);
+        else
+            evbuffer_remove_buffer(in, out, n);
+        return true;
+    }
+    evbuffer_remove_buffer(in, t->zs.tmp, n);
+    if (!fg_z_write(&t->zs, t->zs.tmp, t->zs.out))
+        return false;
+    zs_drain(t, out);
+    return true;
+}
+
+/* The body ended: the encoder's last bytes, then the last chunk. */
+static bool body_end(struct fg_txn *t, struct evbuffer *out)
+{
+    if (t->zs.z != NULL) {
+        bool ok = fg_z_finish(&t->zs, t->zs.out);
+        zs_drain(t, out);
+        fg_z_free(&t->zs);
+        if (!ok)
+            return false;
+    }
+    if (t->resp_chunked_out)
+        evbuffer_add(out, "0\r\n\r\n", 5);
+    return true;
+}
+
+static void encoder_failed(struct fg_txn *t)
+{
+    fg_warn("compression of a response to %s failed; connection cut", t->c->peer_ip);
+    t->status = t->status ? t->status : 500;
+    fg_conn_close(t->c);
+}
+
 static void resp_body_pump(struct fg_txn *t)
 {
     struct fg_conn *c = t->c;
@@ -708,10 +779,21 @@ static void resp_body_pump(struct fg_txn *t)
         size_t avail = evbuffer_get_length(in);
         size_t n = avail < t->resp_body_left ? avail : (size_t)t->resp_body_left;
         if (n > 0) {
-            evbuffer_remove_buffer(in, out, n);
+            if (t->zs.z != NULL) {
+                if (!body_out(t, in, out, n)) {
+                    encoder_failed(t);
+                    return;
+                }
+            } else {
+                evbuffer_remove_buffer(in, out, n);
+            }
             t->resp_body_left -= n;
         }
         if (t->resp_body_left == 0) {
+            if (t->zs.z != NULL && !body_end(t, out)) {
+                encoder_failed(t);
+                return;
+            }
             t->bytes_out += evbuffer_get_length(out) - before;
             response_complete(t);
             return;
@@ -726,10 +808,10 @@ static void resp_body_pump(struct fg_txn *t)
                     break;
                 size_t n =
                     avail < t->resp_chunked.data_left ? avail : (size_t)t->resp_chunked.data_left;
-                if (t->resp_chunked_out)
-                    move_as_chunk(in, out, n);
-                else
-                    evbuffer_remove_buffer(in, out, n);
+                if (!body_out(t, in, out, n)) {
+                    encoder_failed(t);
+                    return;
+                }
                 fg_http_chunked_data(&t->resp_chunked, n);
                 continue;
             }
@@ -747,8 +829,10 @@ static void resp_body_pump(struct fg_txn *t)
                 return;
             }
             if (st == FG_CHUNK_DONE) {
-                if (t->resp_chunked_out)
-                    evbuffer_add(out, "0\r\n\r\n", 5);
+                if (!body_end(t, out)) {
+                    encoder_failed(t);
+                    return;
+                }
                 t->bytes_out += evbuffer_get_length(out) - before;
                 response_complete(t);
                 return;
@@ -757,10 +841,10 @@ static void resp_body_pump(struct fg_txn *t)
         break;
     case FG_HTTP_BODY_CLOSE: {
         size_t n = evbuffer_get_length(in);
-        if (n > 0 && t->resp_chunked_out)
-            move_as_chunk(in, out, n);
-        else if (n > 0)
-            evbuffer_remove_buffer(in, out, n);
+        if (n > 0 && !body_out(t, in, out, n)) {
+            encoder_failed(t);
+            return;
+        }
         break;
     }
     case FG_HTTP_BODY_NONE:
@@ -823,10 +907,12 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         if (t->uc == NULL)
             return;
         struct evbuffer *out = bufferevent_get_output(t->c->bev);
-        if (t->resp_chunked_out) {
-            evbuffer_add(out, "0\r\n\r\n", 5);
-            t->bytes_out += 5;
+        size_t before = evbuffer_get_length(out);
+        if (!body_end(t, out)) {
+            encoder_failed(t);
+            return;
         }
+        t->bytes_out += evbuffer_get_length(out) - before;
         t->upstream_reusable = false;
         response_complete(t);
         return;

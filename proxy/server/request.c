@@ -185,6 +185,8 @@ void fg_request_after_limits(struct fg_txn *t)
 {
     /* Offload slots in here, before the cache. */
 
+    fg_z_negotiate(t); /* the cache keys variants on it, the proxy path encodes with it */
+
     if (fg_cache_stage(t))
         return;
     fg_proxy_start(t);

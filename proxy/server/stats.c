@@ -200,6 +200,20 @@ static void caches_json(struct evbuffer *out)
             fg_hist_quantile(s.redis_latency, 0.99));
     }
     evbuffer_add(out, "},", 2);
+    struct fg_zstats z;
+    fg_zstats_get(&z);
+    evbuffer_add(out, "\"compression\":{", 15);
+    for (int e = FG_COMPRESS_GZIP; e < FG_COMPRESS_ENCODING__COUNT; e++)
+        evbuffer_add_printf(out,
+                            "\"%s\":{\"responses\":%" PRIu64 ",\"bytes_in\":%" PRIu64
+                            ",\"bytes_out\":%" PRIu64 ",\"cpu_us\":%" PRIu64 "},",
+                            fg_compress_encoding_name((enum fg_compress_encoding)e), z.responses[e],
+                            z.bytes_in[e], z.bytes_out[e], z.cpu_ns[e] / 1000);
+    evbuffer_add(out, "\"skipped\":{", 11);
+    for (int r = 1; r < FG_COMPRESS_REASON__COUNT; r++)
+        evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, r > 1 ? "," : "",
+                            fg_compress_reason_name((enum fg_compress_reason)r), z.skipped[r]);
+    evbuffer_add_printf(out, "},\"errors\":%" PRIu64 "},", z.errors);
     struct fg_admin_warm_progress w;
     fg_admin_warm_progress(&w);
     evbuffer_add_printf(out,
@@ -225,6 +239,46 @@ static void caches_metrics(struct evbuffer *out)
             evbuffer_add_printf(out, "%s{cache=\"%s\"} %" PRIu64 "\n", name, fg_cache_name(all[i]),
                                 cache_field(&s[i], f));
     }
+}
+
+static void compression_metrics(struct evbuffer *out)
+{
+    struct fg_zstats z;
+    fg_zstats_get(&z);
+    static const char *const names[] = {"responses", "bytes_in", "bytes_out"};
+    static const char *const helps[] = {"Responses compressed, by coding.",
+                                        "Bytes given to the encoder, by coding.",
+                                        "Bytes the encoder produced, by coding."};
+    for (size_t k = 0; k < 3; k++) {
+        evbuffer_add_printf(out,
+                            "# HELP flashgate_compress_%s_total %s\n"
+                            "# TYPE flashgate_compress_%s_total counter\n",
+                            names[k], helps[k], names[k]);
+        for (int e = FG_COMPRESS_GZIP; e < FG_COMPRESS_ENCODING__COUNT; e++) {
+            uint64_t v = k == 0 ? z.responses[e] : k == 1 ? z.bytes_in[e] : z.bytes_out[e];
+            evbuffer_add_printf(out, "flashgate_compress_%s_total{coding=\"%s\"} %" PRIu64 "\n",
+                                names[k], fg_compress_encoding_name((enum fg_compress_encoding)e),
+                                v);
+        }
+    }
+    evbuffer_add(out,
+                 "# HELP flashgate_compress_cpu_seconds_total CPU time spent compressing.\n"
+                 "# TYPE flashgate_compress_cpu_seconds_total counter\n",
+                 strlen("# HELP flashgate_compress_cpu_seconds_total CPU time spent "
+                        "compressing.\n# TYPE flashgate_compress_cpu_seconds_total counter\n"));
+    for (int e = FG_COMPRESS_GZIP; e < FG_COMPRESS_ENCODING__COUNT; e++)
+        evbuffer_add_printf(out, "flashgate_compress_cpu_seconds_total{coding=\"%s\"} %.6f\n",
+                            fg_compress_encoding_name((enum fg_compress_encoding)e),
+                            (double)z.cpu_ns[e] / 1e9);
+    evbuffer_add(out,
+                 "# HELP flashgate_compress_skipped_total Compressible routes' answers sent as "
+                 "they are, by reason.\n# TYPE flashgate_compress_skipped_total counter\n",
+                 strlen("# HELP flashgate_compress_skipped_total Compressible routes' answers "
+                        "sent as they are, by reason.\n# TYPE flashgate_compress_skipped_total "
+                        "counter\n"));
+    for (int r = 1; r < FG_COMPRESS_REASON__COUNT; r++)
+        evbuffer_add_printf(out, "flashgate_compress_skipped_total{reason=\"%s\"} %" PRIu64 "\n",
+                            fg_compress_reason_name((enum fg_compress_reason)r), z.skipped[r]);
 }
 
 static void limits_metrics(struct evbuffer *out)
@@ -369,6 +423,7 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
 
     caches_metrics(out);
     limits_metrics(out);
+    compression_metrics(out);
     struct fg_admin_warm_progress w;
     fg_admin_warm_progress(&w);
     metric(out, "flashgate_cache_warm_queued", "gauge", "Warm-up URLs waiting.", w.queued);

@@ -14,7 +14,8 @@ Endpoints (path decides):
                    a close (the race of an app closing an idle keep-alive connection)
   /c/...           a cacheable resource; the query says how it answers: cc= (Cache-Control),
                    cdn= (CDN-Cache-Control), etag=, lm= (Last-Modified, Unix seconds),
-                   vary=, loc= (Location), cloc= (Content-Location), cookie=1 (Set-Cookie), delay= (ms), bytes= (body size),
+                   vary=, loc= (Location), cloc= (Content-Location), ct= (Content-Type), ce= (Content-Encoding),
+                   cookie=1 (Set-Cookie), delay= (ms), bytes= (body size),
                    chunked=1, drip= (ms between 1000-byte chunks), status=. The body starts with "v<N>:" where N counts the
                    origin's answers for that path+query, so a test sees what was cached.
                    If-None-Match equal to etag gets a 304. /__fail?status=S makes /c/
@@ -176,7 +177,8 @@ class Handler(socketserver.StreamRequestHandler):
             n = VERSIONS[target]
         out = []
         for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary"),
-                          ("loc", "Location"), ("cloc", "Content-Location")):
+                          ("loc", "Location"), ("cloc", "Content-Location"),
+                          ("ct", "Content-Type"), ("ce", "Content-Encoding")):
             if key in q:
                 out.append((name, q[key]))
         if "etag" in q:
