@@ -108,13 +108,13 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
     }
     evbuffer_add(out, "},", 2);
     caches_json(out);
-    uint64_t b[FG_HIST_BUCKETS];
+    uint64_t b[FG_HIST_BUCKETS], total = 0;
     for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
-        b[k] = SUM(latency.bucket[k]);
+        total += b[k] = SUM(latency.bucket[k]); /* count = the buckets' total: consistent */
     evbuffer_add_printf(out,
                         "\"latency_us\":{\"count\":%" PRIu64 ",\"sum\":%" PRIu64 ",\"p50\":%" PRIu64
                         ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"buckets\":{",
-                        SUM(latency.count), SUM(latency.sum_us), fg_hist_quantile(b, 0.50),
+                        total, SUM(latency.sum_us), fg_hist_quantile(b, 0.50),
                         fg_hist_quantile(b, 0.90), fg_hist_quantile(b, 0.99));
     for (size_t k = 0; k < FG_HIST_BUCKETS; k++) {
         if (k + 1 < FG_HIST_BUCKETS)
@@ -335,11 +335,11 @@ static void limits_metrics(struct evbuffer *out)
                                     "le=\"+Inf\"} %" PRIu64 "\n",
                                     names[i], cum);
         }
-        evbuffer_add_printf(
-            out,
-            "flashgate_limit_redis_duration_seconds_sum{limit=\"%s\"} %.6f\n"
-            "flashgate_limit_redis_duration_seconds_count{limit=\"%s\"} %" PRIu64 "\n",
-            names[i], (double)s[i].redis_latency_sum / 1e6, names[i], s[i].redis_latency_count);
+        evbuffer_add_printf(out,
+                            "flashgate_limit_redis_duration_seconds_sum{limit=\"%s\"} %.6f\n"
+                            "flashgate_limit_redis_duration_seconds_count{limit=\"%s\"} %" PRIu64
+                            "\n",
+                            names[i], (double)s[i].redis_latency_sum / 1e6, names[i], cum);
     }
 }
 
@@ -418,8 +418,9 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
     }
     evbuffer_add_printf(out, "flashgate_request_duration_seconds_sum %.6f\n",
                         (double)SUM(latency.sum_us) / 1e6);
-    evbuffer_add_printf(out, "flashgate_request_duration_seconds_count %" PRIu64 "\n",
-                        SUM(latency.count));
+    /* _count is the +Inf bucket's total, not the separate counter: a request that ends
+     * between the two reads would make them disagree (the format wants them equal). */
+    evbuffer_add_printf(out, "flashgate_request_duration_seconds_count %" PRIu64 "\n", cum);
 
     caches_metrics(out);
     limits_metrics(out);

@@ -45,7 +45,8 @@ for f in /usr/sbin/flashgate /etc/flashgate /etc/flashgate/flashgate.conf \
     /usr/share/man/man5/flashgate.conf.5 /usr/share/doc/flashgate/README.md \
     /usr/share/doc/flashgate/deployment.md /usr/share/doc/flashgate/keepalive.md \
     /usr/share/doc/flashgate/architecture.md /usr/share/doc/flashgate/operations.md \
-    /usr/share/doc/flashgate/tuning.md \
+    /usr/share/doc/flashgate/tuning.md /usr/share/doc/flashgate/caching.md \
+    /usr/share/doc/flashgate/ratelimit.md /usr/share/doc/flashgate/compression.md \
     /var/lib/flashgate /var/log/flashgate; do
     grep -q "^$f\(\.gz\|\.bz2\|\.xz\)\{0,1\}$" "$work/files" || fail "file list lacks $f"
 done
