@@ -308,6 +308,10 @@ void fg_conn_txn_done(struct fg_conn *c)
 
 void fg_conn_resume_read(struct fg_conn *c)
 {
+    /* Reading that was never paused needs nothing: a trigger here would cost every
+     * request an extra loop turn (its own head is still in the input buffer). */
+    if (c->reader.enabled)
+        return;
     fg_reader_enable(&c->reader);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
         fg_reader_trigger(&c->reader);

@@ -14,6 +14,11 @@
 # cold: 200 concurrent requests for one cold URL whose origin answers in 50 ms (a Python
 #   origin that counts requests): origin requests and p99 for each proxy.
 # idle: 10,000 idle keep-alive client connections; RSS growth per connection.
+# limit: a local rate limit that never triggers (1e6 r/s, burst 1e6, one client key) on a
+#   route answering the same 1 KiB as passthrough: flashgate with and without it, and nginx
+#   with and without a limit_req that never triggers either.
+# limit-redis: the same limit with backend redis, against a redis-server this script starts
+#   on CPU 1; flashgate with and without it, then the limit's Redis counters from /stats.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -29,8 +34,12 @@ while [ $# -gt 0 ]; do
     *) scenarios+=("$1"); shift ;;
     esac
 done
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(passthrough hit1k hit64k nostore cold idle)
-for tool in nginx wrk taskset /usr/bin/python3; do
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(passthrough hit1k hit64k nostore limit limit-redis cold idle)
+want_redis=0
+for s in "${scenarios[@]}"; do [ "$s" != limit-redis ] || want_redis=1; done
+tools=(nginx wrk taskset /usr/bin/python3)
+[ $want_redis -eq 0 ] || tools+=(/usr/bin/redis-server)
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
 done
 [ -x "$bin" ] || { echo "bench: no flashgate binary at $bin (build first)" >&2; exit 1; }
@@ -44,7 +53,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ORIGIN=39101 NGINX=39102 FG=39103 FGADMIN=39104 SLOW=39105
+ORIGIN=39101 NGINX=39102 FG=39103 FGADMIN=39104 SLOW=39105 REDIS=39106
 body=$(head -c 1024 /dev/zero | tr '\0' 'x')
 mkdir -p "$work/www/static" "$work/ngcache"
 chmod 755 "$work" "$work/www" "$work/www/static"  # nginx workers run as www-data
@@ -69,14 +78,24 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
   proxy_cache_path $work/ngcache levels=1:2 keys_zone=z:16m max_size=1g inactive=60m use_temp_path=off;
   upstream app { server 127.0.0.1:$ORIGIN; keepalive 64; keepalive_requests 1000000; }
   upstream slow { server 127.0.0.1:$SLOW; keepalive 64; }
+  limit_req_zone \$binary_remote_addr zone=never:10m rate=1000000r/s;
   server { listen 127.0.0.1:$NGINX;
     proxy_http_version 1.1; proxy_set_header Connection "";
     location / { proxy_pass http://app; }
+    location /limited { proxy_pass http://app; limit_req zone=never burst=1000000 nodelay; }
     location /static/ { proxy_pass http://app; proxy_cache z; proxy_cache_lock on; }
     location = /nostore { proxy_pass http://app; proxy_cache z; proxy_cache_lock on; }
     location /c/ { proxy_pass http://slow; proxy_cache z; proxy_cache_lock on;
                    proxy_cache_lock_timeout 5s; } } }
 CONF
+# Limits that never trigger: one client (127.0.0.1) makes well under 1e6 requests a second.
+# The Redis one only when limit-redis runs, so that other runs do not need a redis-server.
+redis_limit="" redis_route=""
+if [ $want_redis -eq 1 ]; then
+    redis_limit="limit never_redis { key client_ip; rate 1000000r/s; burst 1000000;
+  backend redis redis://127.0.0.1:$REDIS timeout=20ms; }"
+    redis_route="route /limited-redis { upstream app; limit never_redis; }"
+fi
 cat > "$work/flashgate.conf" <<CONF
 workers 1;
 error_log stderr warn;
@@ -84,7 +103,11 @@ admin { listen 127.0.0.1:$FGADMIN; }
 upstream app { server 127.0.0.1:$ORIGIN; keepalive 64; keepalive_requests 1000000; }
 upstream slow { server 127.0.0.1:$SLOW; keepalive 64; }
 cache main { memory 256m; max_object 8m; }
+limit never { key client_ip; rate 1000000r/s; burst 1000000; backend local; }
+$redis_limit
 server { listen 127.0.0.1:$FG; keepalive_requests 1000000; request_id off; access_log off;
+  route /limited { upstream app; limit never; }
+  $redis_route
   route /static/ { upstream app; cache main; cache_status_header off; }
   route /nostore { upstream app; cache main; cache_status_header off; }
   route /plain/nostore { upstream app; }
@@ -93,6 +116,15 @@ server { listen 127.0.0.1:$FG; keepalive_requests 1000000; request_id off; acces
 CONF
 
 taskset -c 1 nginx -c "$work/origin.conf" & pids+=($!)
+if [ $want_redis -eq 1 ]; then
+    taskset -c 1 /usr/bin/redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$work" --logfile "$work/redis.log" & pids+=($!)
+    redispid=$!
+    for _ in $(seq 50); do # up before flashgate, so that its first decisions do not fall back
+        (exec 3<>"/dev/tcp/127.0.0.1/$REDIS") 2>/dev/null && break
+        sleep 0.1
+    done
+fi
 taskset -c 1 /usr/bin/python3 "$here/../integration/origin.py" "$SLOW" >/dev/null 2>&1 & pids+=($!)
 taskset -c 0 nginx -c "$work/nginx.conf" & pids+=($!)
 taskset -c 0 "$bin" -c "$work/flashgate.conf" 2>"$work/flashgate.err" & pids+=($!)
@@ -164,6 +196,26 @@ print("rounds:", " ".join(f"{r['proxy']}{r['round']}={r['rps']:.0f}" for r in ro
 PY
 }
 
+# Ratios of the medians of the last compare between two of its names: ratio NAME BASE.
+ratio() {
+    /usr/bin/python3 - "$work/results.jsonl" "$1" "$2" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+a, b = sys.argv[2], sys.argv[3]
+m = {p: {k: statistics.median(r[k] for r in rows if r["proxy"] == p) for k in ("rps", "p99_ms", "cpu_us_per_req")}
+     for p in (a, b)}
+print(f"{'ratio':<16} {m[a]['rps']/m[b]['rps']:>7.2f}x {'':>8} {m[a]['p99_ms']/m[b]['p99_ms']:>7.2f}x {m[a]['cpu_us_per_req']/m[b]['cpu_us_per_req']:>10.2f}x   ({a} / {b})")
+PY
+}
+
+limit_stats() { # NAME: the limit's counters from the admin /stats, as JSON
+    /usr/bin/python3 - "$FGADMIN" "$1" <<'PY'
+import json, sys, urllib.request
+st = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/stats", timeout=5).read())
+print(json.dumps(st["limits"][sys.argv[2]]))
+PY
+}
+
 for s in "${scenarios[@]}"; do
 case $s in
 passthrough)
@@ -179,6 +231,39 @@ nostore)
     echo "nostore: 1 KiB no-store answers on a cached route; flashgate pass-through beside it"
     compare "nginx:$NGINX:$ngpid:/nostore" "flashgate:$FG:$fgpid:/nostore" \
         "flashgate-pass:$FG:$fgpid:/plain/nostore"
+    ;;
+limit)
+    echo "limit: a local limit that never triggers, 1 KiB responses, $rounds rounds x ${duration}s, wrk -t1 -c50"
+    compare "flashgate:$FG:$fgpid:/" "flashgate-limit:$FG:$fgpid:/limited" \
+        "nginx:$NGINX:$ngpid:/" "nginx-limit:$NGINX:$ngpid:/limited"
+    ratio nginx-limit nginx
+    /usr/bin/python3 - "$(limit_stats never)" <<'PY'
+import json, sys
+s = json.loads(sys.argv[1])
+print(f"flashgate limit never: allowed {s['allowed']}, limited {s['limited']}")
+PY
+    ;;
+limit-redis)
+    echo "limit-redis: the same limit with backend redis (redis-server on CPU 1), $rounds rounds x ${duration}s"
+    before=$(limit_stats never_redis) rt0=$(cpu_ticks "$redispid")
+    compare "flashgate:$FG:$fgpid:/" "flashgate-redis:$FG:$fgpid:/limited-redis"
+    after=$(limit_stats never_redis) rt1=$(cpu_ticks "$redispid")
+    /usr/bin/python3 - "$before" "$after" "$((rt1 - rt0))" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+b, a, ticks, hz = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+d = {k: a[k] - b[k] for k in ("allowed", "limited", "failed_closed")}
+rb, ra = b["redis"], a["redis"]
+r = {k: ra[k] - rb[k] for k in ("ok", "errors", "timeouts", "fallbacks", "connects", "disconnects", "noscript")}
+decisions = d["allowed"] + d["limited"]
+print(f"flashgate limit never_redis over the warm-up and rounds: {decisions} decisions, "
+      f"allowed {d['allowed']}, limited {d['limited']}, failed_closed {d['failed_closed']}")
+print(f"  redis: ok {r['ok']}, fallbacks {r['fallbacks']} ({r['fallbacks'] / max(decisions, 1):.4%}), "
+      f"timeouts {r['timeouts']}, errors {r['errors']}, connects {r['connects']}, "
+      f"disconnects {r['disconnects']}, noscript {r['noscript']}")
+print(f"  redis round trip since start (histogram bucket bounds): p50 <= {ra['latency_us']['p50']} us, "
+      f"p99 <= {ra['latency_us']['p99']} us; "
+      f"redis-server CPU {ticks / hz * 1e6 / max(r['ok'], 1):.1f} us per decision")
+PY
     ;;
 cold)
     echo "cold: 200 concurrent requests for one cold URL, origin answers in 50 ms ($rounds rounds)"
