@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     *) scenarios+=("$1"); shift ;;
     esac
 done
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(passthrough hit1k hit64k nostore limit limit-redis cold idle)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(passthrough hit1k hit64k zhit nostore limit limit-redis cold idle)
 want_redis=0
 for s in "${scenarios[@]}"; do [ "$s" != limit-redis ] || want_redis=1; done
 tools=(nginx wrk taskset /usr/bin/python3)
@@ -59,7 +59,26 @@ mkdir -p "$work/www/static" "$work/ngcache"
 chmod 755 "$work" "$work/www" "$work/www/static"  # nginx workers run as www-data
 head -c 1024 /dev/zero | tr '\0' 'a' > "$work/www/static/1k"
 head -c 65536 /dev/zero | tr '\0' 'b' > "$work/www/static/64k"
-chmod 644 "$work/www/static/1k" "$work/www/static/64k"
+head -c 4096 /dev/zero | tr '\0' 'c' > "$work/www/static/4k"
+chmod 644 "$work/www/static/1k" "$work/www/static/64k" "$work/www/static/4k"
+# A 20 KiB product-list page that compresses like a real one (about 4-5x), not a run of one
+# byte: markup repeats, names, prices and stock levels do not.
+mkdir -p "$work/www/page" && chmod 755 "$work/www/page"
+/usr/bin/python3 - "$work/www/page/20k.html" <<'PY'
+import random, sys
+random.seed(7)
+words = "deal flash sale shoes jacket lamp kettle phone case cable desk chair mug bag".split()
+out = ['<!doctype html><html><head><title>Flash sale</title></head><body><ul class="grid">']
+while sum(map(len, out)) < 20480:
+    n = random.randint(1000, 99999)
+    name = " ".join(random.choice(words) for _ in range(3))
+    out.append(f'<li class="item" data-id="{n}"><a href="/products/{n}">{name}</a>'
+               f'<span class="price">${random.randint(1, 500)}.{random.randint(0, 99):02d}</span>'
+               f'<span class="stock">{random.randint(0, 300)} left</span></li>')
+out.append("</ul></body></html>")
+open(sys.argv[1], "w").write("".join(out)[:20480])
+PY
+chmod 644 "$work/www/page/20k.html"
 cat > "$work/origin.conf" <<CONF
 worker_processes 1; daemon off; pid $work/origin.pid; error_log $work/origin.err;
 events { worker_connections 20000; }
@@ -67,6 +86,7 @@ http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$ORIGIN;
     location / { default_type text/plain; return 200 "$body"; }
     location /static/ { root $work/www; default_type text/html; add_header Cache-Control "max-age=3600"; }
+    location /page/ { root $work/www; default_type text/html; add_header Cache-Control "max-age=3600"; }
     location = /nostore { default_type text/plain; add_header Cache-Control "no-store"; return 200 "$body"; } } }
 CONF
 # nginx as its users run it in front of an app: a cache zone, a cache lock against stampedes.
@@ -84,6 +104,9 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
     location / { proxy_pass http://app; }
     location /limited { proxy_pass http://app; limit_req zone=never burst=1000000 nodelay; }
     location /static/ { proxy_pass http://app; proxy_cache z; proxy_cache_lock on; }
+    # nginx caches the identity page and gzips it again on every hit (no brotli module here)
+    location /page/ { proxy_pass http://app; proxy_cache z; proxy_cache_lock on;
+                      gzip on; gzip_comp_level 5; gzip_vary on; }
     location = /nostore { proxy_pass http://app; proxy_cache z; proxy_cache_lock on; }
     location /c/ { proxy_pass http://slow; proxy_cache z; proxy_cache_lock on;
                    proxy_cache_lock_timeout 5s; } } }
@@ -109,6 +132,7 @@ server { listen 127.0.0.1:$FG; keepalive_requests 1000000; request_id off; acces
   route /limited { upstream app; limit never; }
   $redis_route
   route /static/ { upstream app; cache main; cache_status_header off; }
+  route /page/ { upstream app; cache main; cache_status_header off; compress br gzip; }
   route /nostore { upstream app; cache main; cache_status_header off; }
   route /plain/nostore { upstream app; }
   route /c/ { upstream slow; cache main; }
@@ -134,10 +158,11 @@ ngpid=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)   # the nginx worker, not
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-run_wrk() { # name port pid round [path]
-    local t0 t1
+run_wrk() { # name port pid round [path] [accept-encoding]
+    local t0 t1 hdr=()
+    [ -n "${6:-}" ] && hdr=(-H "Accept-Encoding: $6")
     t0=$(cpu_ticks "$3")
-    taskset -c 1 wrk -t1 -c50 -d"${duration}s" --latency "http://127.0.0.1:$2${5:-/}" > "$work/wrk.out"
+    taskset -c 1 wrk -t1 -c50 -d"${duration}s" --latency "${hdr[@]}" "http://127.0.0.1:$2${5:-/}" > "$work/wrk.out"
     t1=$(cpu_ticks "$3")
     /usr/bin/python3 - "$1" "$4" "$((t1 - t0))" "$(getconf CLK_TCK)" "$work/wrk.out" >> "$work/results.jsonl" <<'PY'
 import json, re, sys
@@ -159,21 +184,23 @@ print(json.dumps({"proxy": name, "round": rnd, "rps": rps, "p50_ms": p50, "p99_m
 PY
 }
 
-# Interleaved rounds of wrk against each "name:port:pid:path" given; medians and ratios to
-# the first one.
+# Interleaved rounds of wrk against each "name:port:pid:path[:accept-encoding]" given;
+# medians and ratios to the first one.
 compare() {
     rm -f "$work/results.jsonl"
     local spec r
     for spec in "$@"; do # warm-up, and fills the caches
-        IFS=: read -r n port pid path <<<"$spec"
-        taskset -c 1 wrk -t1 -c50 -d2s "http://127.0.0.1:$port$path" >/dev/null
+        IFS=: read -r n port pid path ae <<<"$spec"
+        local hdr=()
+        [ -n "$ae" ] && hdr=(-H "Accept-Encoding: $ae")
+        taskset -c 1 wrk -t1 -c50 -d2s "${hdr[@]}" "http://127.0.0.1:$port$path" >/dev/null
     done
     for r in $(seq "$rounds"); do
         local order=("$@")
         if [ $((r % 2)) -eq 0 ]; then order=(); for spec in "$@"; do order=("$spec" "${order[@]}"); done; fi
         for spec in "${order[@]}"; do
-            IFS=: read -r n port pid path <<<"$spec"
-            run_wrk "$n" "$port" "$pid" "$r" "$path"
+            IFS=: read -r n port pid path ae <<<"$spec"
+            run_wrk "$n" "$port" "$pid" "$r" "$path" "$ae"
         done
     done
     /usr/bin/python3 - "$work/results.jsonl" <<'PY'
@@ -264,6 +291,26 @@ print(f"  redis round trip since start (histogram bucket bounds): p50 <= {ra['la
       f"p99 <= {ra['latency_us']['p99']} us; "
       f"redis-server CPU {ticks / hz * 1e6 / max(r['ok'], 1):.1f} us per decision")
 PY
+    ;;
+zhit)
+    echo "zhit: cache hits of a 20 KiB HTML page, encoded; $rounds rounds x ${duration}s"
+    compare "nginx-gzip:$NGINX:$ngpid:/page/20k.html:gzip" \
+        "flashgate-gzip:$FG:$fgpid:/page/20k.html:gzip" \
+        "flashgate-br:$FG:$fgpid:/page/20k.html:br" \
+        "flashgate-identity:$FG:$fgpid:/page/20k.html" \
+        "flashgate-4k-identity:$FG:$fgpid:/static/4k"
+    for ae in gzip br; do
+        n=$(curl -s -H "Accept-Encoding: $ae" "http://127.0.0.1:$FG/page/20k.html" | wc -c)
+        ref=$(/usr/bin/python3 -c "
+import sys, zlib
+d = open('$work/www/page/20k.html', 'rb').read()
+if '$ae' == 'gzip':
+    c = zlib.compressobj(5, zlib.DEFLATED, 31); print(len(c.compress(d) + c.flush()))
+else:
+    import brotli; print(len(brotli.compress(d, quality=4, lgwin=18)))")
+        ng=$([ "$ae" = gzip ] && curl -s -H "Accept-Encoding: gzip" "http://127.0.0.1:$NGINX/page/20k.html" | wc -c || echo -)
+        echo "$ae: flashgate $n bytes, the library alone at the same level $ref bytes, nginx $ng bytes (of 20480)"
+    done
     ;;
 cold)
     echo "cold: 200 concurrent requests for one cold URL, origin answers in 50 ms ($rounds rounds)"
