@@ -37,6 +37,11 @@ check_in() { # dir: run make check, show the failing logs
     make -C "$1" -j2 check || { show_failed_logs "$1"; return 1; }
 }
 
+# Shared test vectors (AWS SigV4) sit beside the repository, as in CI; absolute, so that
+# make distcheck's copy of the tree finds them too.
+if [ -z "${FG_TESTDATA:-}" ] && [ -d "$top/../shared/testdata" ]; then
+    export FG_TESTDATA="$top/../shared/testdata"
+fi
 if ! bash scripts/deps.sh; then
     echo "dependencies could not be installed" >&2
     echo "0 passed, 1 failed"

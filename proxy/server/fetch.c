@@ -54,6 +54,12 @@ struct fg_fetch {
     bool zroute;
     enum fg_compress_encoding zenc;
     struct fg_zstream zs;
+    /* An app that encoded its answer anyway: decoded while filling, so the variants stored
+     * are always our own codings and identity clients get identity. */
+    struct fg_decompressor *zdec;
+    struct evbuffer *dstage, *dout;
+    enum fg_http_body app_body; /* the framing the app sent, whatever is stored */
+    uint64_t app_length;
 };
 
 static void fetch_read_cb(void *arg);
@@ -73,6 +79,11 @@ static void fetch_free(struct fg_fetch *f)
     fg_cache_obj_unref(f->stale);
     if (f->zs.z != NULL)
         fg_z_free(&f->zs);
+    fg_decompressor_free(f->zdec);
+    if (f->dstage != NULL)
+        evbuffer_free(f->dstage);
+    if (f->dout != NULL)
+        evbuffer_free(f->dout);
     fg_snap_release(f->w, f->snap);
     free(f->head);
     free(f->req);
@@ -227,6 +238,10 @@ static bool zs_to_obj(struct fg_fetch *f);
 
 static void body_done(struct fg_fetch *f, bool ok, bool reusable)
 {
+    if (ok && f->zdec != NULL && fg_decompressor_finish(f->zdec) != FG_COMPRESS_OK) {
+        fg_warn("cache fill of %s: the app's encoded body is truncated or corrupt", f->obj->key);
+        ok = false;
+    }
     if (ok && f->zs.z != NULL) {
         ok = fg_z_finish(&f->zs, f->zs.out) && zs_to_obj(f);
         fg_z_free(&f->zs);
@@ -459,9 +474,54 @@ static void pass(struct fg_fetch *f, int status)
 
 static void body_pump(struct fg_fetch *f);
 
+static void on_head_storable(struct fg_fetch *f, const struct fg_http_response *resp,
+                             const struct fg_http_response *view, size_t head_len,
+                             struct fg_cache_obj *srcp);
+
+/* The app sent gzip or br on its own: decode it while filling. *decoded is a copy of the
+ * head without Content-Encoding and without a known length. false when it cannot be
+ * decoded (an unknown coding, out of memory): the answer then passes as it is. */
+static bool decode_app_encoding(struct fg_fetch *f, const struct fg_http_response *resp,
+                                struct fg_http_response **decoded)
+{
+    const struct fg_http_header *ce =
+        fg_http_find_header(resp->headers, resp->n_headers, "content-encoding");
+    *decoded = NULL;
+    if (ce == NULL || fg_http_name_eq(ce->value, ce->value_len, "identity"))
+        return true;
+    enum fg_compress_encoding enc = fg_http_name_eq(ce->value, ce->value_len, "gzip") ||
+                                            fg_http_name_eq(ce->value, ce->value_len, "x-gzip")
+                                        ? FG_COMPRESS_GZIP
+                                    : fg_http_name_eq(ce->value, ce->value_len, "br")
+                                        ? FG_COMPRESS_BR
+                                        : FG_COMPRESS_IDENTITY;
+    if (enc == FG_COMPRESS_IDENTITY)
+        return false; /* deflate, zstd, several codings: not ours to store */
+    struct fg_http_response *d = malloc(sizeof(*d));
+    uint64_t cap = FG_FETCH_TRANSIENT_FACTOR * f->route->cache.cache->max_object;
+    f->zdec = fg_decompressor_new(enc, cap, 64u << 20);
+    f->dstage = evbuffer_new();
+    f->dout = evbuffer_new();
+    if (d == NULL || f->zdec == NULL || f->dstage == NULL || f->dout == NULL) {
+        free(d);
+        return false;
+    }
+    *d = *resp;
+    d->n_headers = 0;
+    for (size_t i = 0; i < resp->n_headers; i++)
+        if (!fg_http_name_eq(resp->headers[i].name, resp->headers[i].name_len, "content-encoding"))
+            d->headers[d->n_headers++] = resp->headers[i];
+    if (d->body == FG_HTTP_BODY_LENGTH)
+        d->body = FG_HTTP_BODY_CHUNKED; /* only for the policy: the decoded length is unknown */
+    *decoded = d;
+    return true;
+}
+
 static void on_head(struct fg_fetch *f, const struct fg_http_response *resp, size_t head_len)
 {
     struct evbuffer *in = bufferevent_get_input(f->uc->bev);
+    f->app_body = resp->body;
+    f->app_length = resp->content_length;
     f->reusable = resp->body != FG_HTTP_BODY_CLOSE && !(resp->flags & FG_HTTP_F_CONN_CLOSE) &&
                   (resp->minor_version == 1 || (resp->flags & FG_HTTP_F_CONN_KEEPALIVE));
     if (resp->status == 304 && f->conditional) {
@@ -478,6 +538,23 @@ static void on_head(struct fg_fetch *f, const struct fg_http_response *resp, siz
     }
     struct fg_cache_obj src;
     memset(&src, 0, sizeof(src));
+    struct fg_http_response *decoded = NULL;
+    if (f->zroute && !decode_app_encoding(f, resp, &decoded)) {
+        pass(f, resp->status);
+        return;
+    }
+    const struct fg_http_response *view = decoded ? decoded : resp;
+    on_head_storable(f, resp, view, head_len, &src);
+    free(decoded);
+}
+
+static void on_head_storable(struct fg_fetch *f, const struct fg_http_response *resp,
+                             const struct fg_http_response *view, size_t head_len,
+                             struct fg_cache_obj *srcp)
+{
+    struct evbuffer *in = bufferevent_get_input(f->uc->bev);
+    struct fg_cache_obj src = *srcp;
+    resp = view; /* from here on, the answer as it will be stored (decoded if it was) */
     /* A compressible answer on a compressing route varies on Accept-Encoding: one variant
      * per negotiated coding (the fill asked the app for identity). */
     struct fg_zplan plan;
@@ -511,8 +588,8 @@ static void on_head(struct fg_fetch *f, const struct fg_http_response *resp, siz
     }
     evbuffer_drain(in, head_len);
     f->head_done = true;
-    f->body = resp->body;
-    f->left = resp->content_length;
+    f->body = f->app_body;
+    f->left = f->app_length;
     fg_http_chunked_init(&f->chunked);
     if (resp->body == FG_HTTP_BODY_NONE ||
         (resp->body == FG_HTTP_BODY_LENGTH && resp->content_length == 0)) {
@@ -558,6 +635,18 @@ static bool zs_to_obj(struct fg_fetch *f)
 
 static bool take(struct fg_fetch *f, struct evbuffer *in, size_t n)
 {
+    if (f->zdec != NULL) {
+        /* Decode the app's encoding first; what comes out is the plain body. */
+        evbuffer_remove_buffer(in, f->dstage, n);
+        enum fg_compress_status st = fg_decompressor_write_buffer(f->zdec, f->dstage, f->dout);
+        if (st != FG_COMPRESS_OK) {
+            fg_warn("cache fill of %s: cannot decode the app's body (%s)", f->obj->key,
+                    fg_compress_status_name(st));
+            return false;
+        }
+        in = f->dout;
+        n = evbuffer_get_length(in);
+    }
     if (f->zs.z != NULL) {
         /* Encoded variant: the encoder's output is what readers and the cache get. */
         evbuffer_remove_buffer(in, f->zs.tmp, n);

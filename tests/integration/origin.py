@@ -15,7 +15,7 @@ Endpoints (path decides):
   /c/...           a cacheable resource; the query says how it answers: cc= (Cache-Control),
                    cdn= (CDN-Cache-Control), etag=, lm= (Last-Modified, Unix seconds),
                    vary=, loc= (Location), cloc= (Content-Location), ct= (Content-Type), ce= (Content-Encoding),
-                   cookie=1 (Set-Cookie), delay= (ms), bytes= (body size),
+                   enc=gzip (the body really gzipped, whatever was asked), cookie=1 (Set-Cookie), delay= (ms), bytes= (body size),
                    chunked=1, drip= (ms between 1000-byte chunks), status=. The body starts with "v<N>:" where N counts the
                    origin's answers for that path+query, so a test sees what was cached.
                    If-None-Match equal to etag gets a 304. /__fail?status=S makes /c/
@@ -196,6 +196,9 @@ class Handler(socketserver.StreamRequestHandler):
             self.send(304, b"", out, length=False)
             return True
         body = ("v%d:" % n).encode() + b"x" * int(q.get("bytes", "16"))
+        if q.get("enc") == "gzip":  # an app that gzips whatever the client asked for
+            body = __import__("gzip").compress(body)
+            out.append(("Content-Encoding", "gzip"))
         status = int(q.get("status", "200"))
         if q.get("chunked") == "1":
             head = "HTTP/1.1 %d X\r\n" % status + "".join("%s: %s\r\n" % h for h in out)

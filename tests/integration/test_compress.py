@@ -146,3 +146,19 @@ def test_cache_fill_asks_the_app_for_identity(flashgate, origin):
     s, h, b = fetch(fg, "/echo", "gzip")
     doc = json.loads(decode(h, b))
     assert ["Accept-Encoding", "gzip"] in doc["headers"]
+
+
+def test_app_that_always_gzips_is_decoded_for_the_cache(flashgate, origin):
+    """Identity clients get identity even when the app sent only gzip; other codings are
+    our own variants made from the decoded body."""
+    fg = compressing(flashgate, cache=True)
+    url = "/c/appgz?cc=max-age=60&bytes=8000&ct=text/html&enc=gzip"
+    s, h, b = fetch(fg, url, None)
+    assert s == 200 and "content-encoding" not in h
+    assert b.split(b":", 1)[1] == b"x" * 8000
+    for ae in ("br", "gzip"):
+        s, h, b = fetch(fg, url, ae)
+        assert h["content-encoding"] == [ae]
+        assert decode(h, b).split(b":", 1)[1] == b"x" * 8000
+    s, h, b = fetch(fg, url, None)
+    assert h["x-cache"] == ["HIT"] and b.split(b":", 1)[1] == b"x" * 8000
