@@ -66,17 +66,6 @@ static bool authorized(const struct fg_http_request *r)
     return ok;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The value of parameter name in a query, percent-decoded into out. false if absent or
  * malformed. */
 static bool query_param(const char *q, size_t qlen, const char *name, char *out, size_t cap)
@@ -91,8 +80,8 @@ static bool query_param(const char *q, size_t qlen, const char *name, char *out,
             for (size_t k = i + nl + 1; k < j; k++) {
                 char c = q[k];
                 if (c == '%') {
-                    int hi = k + 2 < j ? hex_digit(q[k + 1]) : -1;
-                    int lo = k + 2 < j ? hex_digit(q[k + 2]) : -1;
+                    int hi = k + 2 < j ? fg_hex_value(q[k + 1]) : -1;
+                    int lo = k + 2 < j ? fg_hex_value(q[k + 2]) : -1;
                     if (hi < 0 || lo < 0)
                         return false;
                     c = (char)(hi * 16 + lo);

@@ -160,6 +160,31 @@ static bool parse_url(const char *s, size_t len, struct warm_url *out)
     return out->host != NULL && out->target != NULL;
 }
 
+/* The next URL line of body from *pos: its trimmed bytes in [*b, *e), *line its number.
+ * Blank lines and '#' comments are skipped. False at the end. */
+static bool next_url_line(const char *body, size_t len, size_t *pos, size_t *line, size_t *b,
+                          size_t *e)
+{
+    while (*pos < len) {
+        size_t i = *pos, j = i;
+        while (j < len && body[j] != '\n')
+            j++;
+        *pos = j + 1;
+        ++*line;
+        size_t end = j;
+        while (end > i && (body[end - 1] == '\r' || body[end - 1] == ' ' || body[end - 1] == '\t'))
+            end--;
+        while (i < end && (body[i] == ' ' || body[i] == '\t'))
+            i++;
+        if (end > i && body[i] != '#') {
+            *b = i;
+            *e = end;
+            return true;
+        }
+    }
+    return false;
+}
+
 bool fg_admin_warm_add(struct event_base *base, const struct fg_addr *target, const char *body,
                        size_t len, unsigned concurrency, size_t *accepted, size_t *bad_line)
 {
@@ -169,34 +194,19 @@ bool fg_admin_warm_add(struct event_base *base, const struct fg_addr *target, co
     *accepted = 0;
     *bad_line = 0;
     /* Check every line first: a list with a bad line is refused whole. */
-    size_t lines = 0, count = 0;
-    for (size_t i = 0; i < len;) {
-        size_t j = i;
-        while (j < len && body[j] != '\n')
-            j++;
-        size_t e = j;
-        while (e > i && (body[e - 1] == '\r' || body[e - 1] == ' ' || body[e - 1] == '\t'))
-            e--;
-        size_t b = i;
-        while (b < e && (body[b] == ' ' || body[b] == '\t'))
-            b++;
-        lines++;
-        if (e > b && body[b] != '#') {
-            struct warm_url u = {0};
-            bool ok = parse_url(body + b, e - b, &u);
-            url_free(&u);
-            if (!ok) {
-                *bad_line = lines;
-                return false;
-            }
-            count++;
+    size_t pos = 0, line = 0, b, e, count = 0;
+    while (next_url_line(body, len, &pos, &line, &b, &e)) {
+        struct warm_url u = {0};
+        bool ok = parse_url(body + b, e - b, &u);
+        url_free(&u);
+        if (!ok) {
+            *bad_line = line;
+            return false;
         }
-        i = j + 1;
+        count++;
     }
-    if (W.n - W.next + count > FG_WARM_QUEUE_MAX) {
-        *bad_line = 0;
+    if (W.n - W.next + count > FG_WARM_QUEUE_MAX)
         return false;
-    }
     if (W.n + count > W.cap) {
         size_t cap = W.n + count;
         struct warm_url *q = realloc(W.queue, cap * sizeof(*q));
@@ -205,20 +215,10 @@ bool fg_admin_warm_add(struct event_base *base, const struct fg_addr *target, co
         W.queue = q;
         W.cap = cap;
     }
-    for (size_t i = 0; i < len;) {
-        size_t j = i;
-        while (j < len && body[j] != '\n')
-            j++;
-        size_t e = j;
-        while (e > i && (body[e - 1] == '\r' || body[e - 1] == ' ' || body[e - 1] == '\t'))
-            e--;
-        size_t b = i;
-        while (b < e && (body[b] == ' ' || body[b] == '\t'))
-            b++;
-        if (e > b && body[b] != '#' && parse_url(body + b, e - b, &W.queue[W.n]))
+    pos = line = 0;
+    while (next_url_line(body, len, &pos, &line, &b, &e))
+        if (parse_url(body + b, e - b, &W.queue[W.n]))
             W.n++;
-        i = j + 1;
-    }
     *accepted = count;
     atomic_fetch_add(&W.queued, count);
     atomic_fetch_add(&W.jobs, 1);

@@ -8,6 +8,7 @@
  * signature. Crypto is OpenSSL 3's EVP API (EVP_Q_digest, EVP_Q_mac).
  */
 #include "agent/agent.h"
+#include "core/core.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -114,17 +115,6 @@ static bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static char lower(char c)
 {
     return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
@@ -189,9 +179,9 @@ static void sb_encode(struct sb *b, const char *s, size_t n, bool keep_slash, en
     char *o = b->p + b->len;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '%' && m != ENC_PLAIN && i + 2 < n && hexval(s[i + 1]) >= 0 &&
-            hexval(s[i + 2]) >= 0) {
-            unsigned char v = (unsigned char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        if (c == '%' && m != ENC_PLAIN && i + 2 < n && fg_hex_value(s[i + 1]) >= 0 &&
+            fg_hex_value(s[i + 2]) >= 0) {
+            unsigned char v = (unsigned char)(fg_hex_value(s[i + 1]) * 16 + fg_hex_value(s[i + 2]));
             i += 2;
             if (m == ENC_KEEP_ESCAPES) {
                 *o++ = '%';

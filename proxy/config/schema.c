@@ -758,6 +758,31 @@ static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *di
     }
 }
 
+/* ---- named blocks (cache, limit) ----------------------------------------------------------- */
+
+/* Check a named block's name against its kind: valid, and not taken by an earlier block of
+ * the same kind (names[i] at stride bytes apart, first lines in lines[]). Returns the new
+ * block's index, or SIZE_MAX after reporting the error. */
+static size_t named_block(struct fg_conf_loader *L, const struct fg_conf_stmt *st, const char *kind,
+                          const char *names, size_t stride, size_t *n, size_t *lines)
+{
+    const char *name = st->args[1];
+    if (!valid_name(name)) {
+        ERR(L, st->line,
+            "invalid %s name '%s' (letters, digits, '_', '-', '.'; at most %d characters)", kind,
+            name, FG_CONF_NAME_MAX - 1);
+        return SIZE_MAX;
+    }
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp(names + i * stride, name) == 0) {
+            ERR(L, st->line, "duplicate %s '%s' (first at line %zu)", kind, name, lines[i]);
+            return SIZE_MAX;
+        }
+    }
+    lines[*n] = st->line;
+    return (*n)++;
+}
+
 /* ---- caches ------------------------------------------------------------------------ */
 
 static void h_cache(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -766,21 +791,11 @@ static void h_cache(struct fg_conf_loader *L, const struct fg_conf_directive *di
     struct fg_config *c = obj;
     (void)dir;
     const char *name = st->args[1];
-    if (!valid_name(name)) {
-        ERR(L, st->line,
-            "invalid cache name '%s' (letters, digits, '_', '-', '.'; at most %d characters)", name,
-            FG_CONF_NAME_MAX - 1);
+    size_t idx = named_block(L, st, "cache", c->caches[0].name, sizeof(c->caches[0]), &c->n_caches,
+                             L->cache_lines);
+    if (idx == SIZE_MAX)
         return;
-    }
-    for (size_t i = 0; i < c->n_caches; i++) {
-        if (strcmp(c->caches[i].name, name) == 0) {
-            ERR(L, st->line, "duplicate cache '%s' (first at line %zu)", name, L->cache_lines[i]);
-            return;
-        }
-    }
-    size_t idx = c->n_caches++;
     struct fg_conf_cache *k = &c->caches[idx];
-    L->cache_lines[idx] = st->line;
     snprintf(k->name, sizeof(k->name), "%s", name);
     k->index = idx;
     apply_defaults(L, FG_CTX_CACHE, k);
@@ -941,21 +956,11 @@ static void h_limit(struct fg_conf_loader *L, const struct fg_conf_directive *di
     struct fg_config *c = obj;
     (void)dir;
     const char *name = st->args[1];
-    if (!valid_name(name)) {
-        ERR(L, st->line,
-            "invalid limit name '%s' (letters, digits, '_', '-', '.'; at most %d characters)", name,
-            FG_CONF_NAME_MAX - 1);
+    size_t idx = named_block(L, st, "limit", c->limits[0].name, sizeof(c->limits[0]), &c->n_limits,
+                             L->limit_lines);
+    if (idx == SIZE_MAX)
         return;
-    }
-    for (size_t i = 0; i < c->n_limits; i++) {
-        if (strcmp(c->limits[i].name, name) == 0) {
-            ERR(L, st->line, "duplicate limit '%s' (first at line %zu)", name, L->limit_lines[i]);
-            return;
-        }
-    }
-    size_t idx = c->n_limits++;
     struct fg_conf_limit *l = &c->limits[idx];
-    L->limit_lines[idx] = st->line;
     snprintf(l->name, sizeof(l->name), "%s", name);
     l->index = idx;
     l->line = st->line;

@@ -66,6 +66,8 @@ bool fg_parse_size(const char *s, uint64_t *bytes);
 /* "50r/s", "600r/m" ("r/min" too): stored as requests per 1000 seconds to keep
  * sub-1/s rates exact. */
 bool fg_parse_rate(const char *s, uint64_t *per_ks);
+/* The value of a hexadecimal digit (either case), or -1: percent-decoding everywhere. */
+int fg_hex_value(char c);
 /* A non-negative decimal integer that fits in max. */
 bool fg_parse_uint(const char *s, uint64_t max, uint64_t *out);
 

@@ -120,3 +120,14 @@ bool fg_parse_rate(const char *s, uint64_t *per_ks)
     *per_ks = r;
     return true;
 }
+
+int fg_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

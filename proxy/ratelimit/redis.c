@@ -183,17 +183,6 @@ static void set_err(char *err, size_t errlen, const char *msg)
         snprintf(err, errlen, "%s", msg);
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode s[0..n) into out (NUL-terminated). False on a bad escape, a decoded
  * NUL, or no room. */
 static bool pct_decode(const char *s, size_t n, char *out, size_t outsz)
@@ -204,7 +193,7 @@ static bool pct_decode(const char *s, size_t n, char *out, size_t outsz)
         if (c == '%') {
             if (i + 2 >= n)
                 return false;
-            int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+            int hi = fg_hex_value(s[i + 1]), lo = fg_hex_value(s[i + 2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return false;
             c = (char)(hi * 16 + lo);
