@@ -11,6 +11,247 @@
 
 /* ---- spool (spool.c) ------------------------------------------------------------------ */
 /* SPOOL-API-BEGIN */
+/*
+ * The spool: flashgate-agent's durable queue of offloaded requests. The proxy hands the
+ * agent one opaque payload per request ({method, path, headers, body, idempotency key},
+ * encoded by the agent; the spool never parses it) and answers 202 only once the record
+ * is durable here. A sink (SQS, or the local replay) reads the records back in order.
+ *
+ * On disk: a directory of append-only segment files, each named after the sequence
+ * number it was started for (00000000000000000001.seg, 20 digits), and a file
+ * `checkpoint` with the highest sequence number the sink has acknowledged. Every record
+ * is one frame, little-endian:
+ *
+ *   magic u32 | length u32 | crc u32 | sequence u64 | time_ms i64 | payload[length]
+ *
+ * crc is zlib's crc32 over length, sequence, time_ms and payload (everything but magic
+ * and crc itself): a CRC of the payload alone would let a flipped sequence number or a
+ * flipped length through. time_ms is the append time (wall clock), kept on disk so that
+ * the age limit still holds after a restart. Sequence numbers start at 1 and grow by one
+ * per append; a commit that fails leaves a gap. They are never handed out twice, except
+ * those of a torn tail that recovery cuts off (a commit that never finished, or a last
+ * record the disk damaged): the next append reuses them. Sinks must not deduplicate on
+ * sequence numbers; the idempotency key is the identity of a request.
+ *
+ * Life of a record:
+ *  1. fg_spool_append copies it into the commit buffer and gives it a sequence number.
+ *     Nothing is written yet and nothing blocks.
+ *  2. fg_spool_commit writes the whole buffer with one pwrite and makes it durable with
+ *     one fdatasync (plus one directory fsync the first time a segment is used), then
+ *     says up to which sequence number records are durable. Only then may the agent tell
+ *     the proxy "queued".
+ *  3. A sink reads committed records in order with fg_spool_iter_next and, as records are
+ *     delivered, calls fg_spool_ack(N): every record up to N is done.
+ *  4. fg_spool_checkpoint (from a timer, say every second, and from fg_spool_close)
+ *     writes the checkpoint atomically (checkpoint.tmp, fsync, rename, fsync of the
+ *     directory) and then deletes the segments that hold nothing above it.
+ * After a crash every committed record above the checkpoint is read again: delivery is
+ * at least once; the idempotency key inside the payload lets the far end drop
+ * duplicates. A record whose commit was cut short by the crash but reached the disk
+ * intact is kept as well (the proxy fell back for it, so it may arrive twice: once
+ * through the app, once through the queue, with the same key).
+ *
+ * Group commit is driven by the caller's event loop, no thread: append every record that
+ * arrived during one loop iteration, then commit once before waiting for events again;
+ * records that arrive while an fdatasync runs form the next batch by themselves. To bound
+ * the latency or the batch, commit early when fg_spool_uncommitted() reaches N records,
+ * or from a T-microsecond timer armed at the first append of a batch.
+ *
+ * Acknowledgments are cumulative ("everything up to N"). A sink whose batch entries
+ * succeed out of order keeps its in-flight records in the order it read them and acks
+ * the highest sequence of the fully delivered prefix; gaps in the numbering need no care
+ * because the sink only ever names sequences it has read. Entries delivered beyond that
+ * prefix are sent again after a crash. To resend after a failure, open a new iterator:
+ * it starts after the acknowledged prefix.
+ *
+ * Recovery (fg_spool_open) reads every segment and checks every frame. A bad frame (bad
+ * magic, impossible length, length beyond the end of the file, CRC mismatch) is logged
+ * with its segment and offset, and the scan resynchronises at the next offset where a
+ * valid frame starts: the bad bytes are skipped (corrupt_skipped, corrupt_bytes) and every
+ * intact record after them is kept. When no valid frame follows, the bad bytes are a torn
+ * tail: the segment is truncated after its last good record (tails_truncated), so appends
+ * continue cleanly. Skipped bytes stay in the file until the segment is deleted and are
+ * reported again by every open. A valid frame whose sequence is not above the one before
+ * it is skipped the same way but never truncated. Sequence numbers continue after the
+ * highest recovered record, the checkpoint and the newest segment's name.
+ *
+ * Limits: max_bytes bounds the framed size of the unacknowledged records (committed or
+ * not), max_age_ms the age of the oldest of them; beyond either, append refuses
+ * (FG_SPOOL_E_FULL, FG_SPOOL_E_STALE), counts it, and writes nothing: the proxy falls
+ * back. Disk use stays below max_bytes plus about one segment of acknowledged records
+ * not yet deleted, plus skipped corrupt bytes. Memory: 32 bytes of index per record in
+ * the live segments, plus the commit buffer.
+ *
+ * Errors are returned, never fatal. A failed write or fdatasync in a commit (ENOSPC,
+ * EIO) drops the batch, truncates the segment back to its last durable byte and returns
+ * FG_SPOOL_E_IO; the spool stays usable. Only when that repair fails too does the spool
+ * answer FG_SPOOL_E_BROKEN to every append and commit until it is closed and opened
+ * again (recovery then repairs the file). fg_spool_errno and fg_spool_error say what
+ * failed.
+ *
+ * A spool is used by one thread at a time. The directory is locked (flock) while open, so
+ * a second agent on the same directory gets FG_SPOOL_E_LOCKED.
+ */
+#include <sys/uio.h>
+
+#define FG_SPOOL_HEADER_SIZE          28u         /* bytes framing each record */
+#define FG_SPOOL_RECORD_MAX           (16u << 20) /* largest payload the format accepts */
+#define FG_SPOOL_SEGMENT_SIZE_DEFAULT (64u << 20)
+#define FG_SPOOL_SEGMENT_SIZE_MAX     (1u << 30)
+#define FG_SPOOL_MAX_RECORD_DEFAULT   (2u << 20)
+
+struct fg_spool;
+struct fg_spool_iter;
+
+/* What every spool call returns. */
+enum fg_spool_status {
+    FG_SPOOL_OK = 0,
+    FG_SPOOL_END,       /* iterator: no further committed record, for now */
+    FG_SPOOL_E_FULL,    /* append: max_bytes of unacknowledged records reached */
+    FG_SPOOL_E_STALE,   /* append: the oldest unacknowledged record is over max_age_ms */
+    FG_SPOOL_E_TOO_BIG, /* append: payload over max_record */
+    FG_SPOOL_E_INVAL,   /* bad configuration, or an ack beyond the last committed record */
+    FG_SPOOL_E_LOCKED,  /* open: another spool (process) has the directory open */
+    FG_SPOOL_E_IO,      /* a system call or an allocation failed: see fg_spool_errno */
+    FG_SPOOL_E_BROKEN,  /* a failed commit could not be undone: close and open again */
+    FG_SPOOL_STATUS__COUNT
+};
+
+/* "ok", "end", "full", "stale", "too_big", "inval", "locked", "io", "broken"; "unknown"
+ * otherwise. */
+const char *fg_spool_status_name(enum fg_spool_status s);
+
+/* Zero fields take the defaults. */
+struct fg_spool_config {
+    uint64_t segment_size; /* start a new segment after a commit leaves one this big
+                              (default 64 MiB, at most FG_SPOOL_SEGMENT_SIZE_MAX); a segment
+                              may exceed it by one commit's records */
+    uint64_t max_bytes;    /* framed bytes of unacknowledged records; 0: no bound */
+    uint64_t max_age_ms;   /* age of the oldest unacknowledged record; 0: no bound */
+    uint32_t max_record;   /* largest payload append takes (default 2 MiB, at most
+                              FG_SPOOL_RECORD_MAX) */
+};
+
+/* Counters since open, and the current state. */
+struct fg_spool_stats {
+    uint64_t pending_records; /* appended, not yet acknowledged (committed or not) */
+    uint64_t pending_bytes;   /* their framed size, what max_bytes bounds */
+    uint64_t uncommitted;     /* records appended since the last commit */
+    uint64_t oldest_age_ms;   /* age of the oldest pending record; 0 when none */
+    uint64_t segments;        /* segment files */
+    uint64_t disk_bytes;      /* their total size */
+    uint64_t next_seq;        /* sequence the next append gets */
+    uint64_t committed_seq;   /* every record up to it that exists is durable */
+    uint64_t acked_seq;       /* acknowledged so far (fg_spool_ack) */
+    uint64_t checkpoint_seq;  /* acknowledged and on disk (fg_spool_checkpoint) */
+    uint64_t appended;        /* records accepted by append */
+    uint64_t committed;       /* records made durable by commit */
+    uint64_t commits;         /* commits that wrote something */
+    uint64_t fsyncs;          /* every fsync and fdatasync the spool made */
+    uint64_t commit_failed;   /* records dropped because their commit failed */
+    uint64_t refused_full;    /* appends refused by max_bytes */
+    uint64_t refused_stale;   /* appends refused by max_age_ms */
+    uint64_t refused_too_big; /* appends refused by max_record */
+    uint64_t corrupt_skipped; /* bad regions found by recovery (each about one record) */
+    uint64_t corrupt_bytes;   /* their bytes */
+    uint64_t tails_truncated; /* of those, torn tails cut off */
+    uint64_t read_corrupt;    /* records that no longer read back intact, skipped */
+    uint64_t segments_deleted;
+    uint64_t checkpoint_invalid; /* unreadable checkpoint found at open (treated as 0) */
+};
+
+/*
+ * Open the spool in dir, creating the directory (mode 0750) if needed, take its lock and
+ * recover it: the checkpoint is read (a stale checkpoint.tmp is removed), every segment
+ * is scanned and repaired as described above, and segments already covered by the
+ * checkpoint are deleted. On success *out is the spool. On failure *out is NULL, err
+ * holds a line saying what failed, errno is set, and the status says why (E_INVAL,
+ * E_LOCKED, E_IO).
+ */
+enum fg_spool_status fg_spool_open(const char *dir, const struct fg_spool_config *cfg,
+                                   struct fg_spool **out, char *err, size_t errlen);
+
+/* Write the checkpoint if acknowledgments moved (best effort, logged on failure), drop
+ * uncommitted records (they were never confirmed to anyone), release the lock and free
+ * the spool. Iterators must be freed first. NULL is a no-op. */
+void fg_spool_close(struct fg_spool *sp);
+
+/*
+ * Add one record, payload data[0..len), stamped with now_ms (wall clock, fg_wall_ms())
+ * and buffered until the next commit; *seq gets its sequence number. Refusals write
+ * nothing and leave the spool as it was: E_TOO_BIG, E_FULL, E_STALE, E_BROKEN, or E_IO
+ * when a new segment file cannot be created or memory runs out. Never blocks on I/O but
+ * to create a segment file.
+ */
+enum fg_spool_status fg_spool_append(struct fg_spool *sp, const void *data, size_t len,
+                                     int64_t now_ms, uint64_t *seq);
+
+/* The same with the payload gathered from iov[0..iovcnt), so the agent can spool a
+ * request's pieces without joining them first. */
+enum fg_spool_status fg_spool_appendv(struct fg_spool *sp, const struct iovec *iov, int iovcnt,
+                                      int64_t now_ms, uint64_t *seq);
+
+/* Records appended since the last commit. */
+size_t fg_spool_uncommitted(const struct fg_spool *sp);
+
+/*
+ * Make every appended record durable: one pwrite, one fdatasync (and one fsync of the
+ * directory when the segment is new). On FG_SPOOL_OK *durable (if not NULL) is the
+ * highest sequence number now durable: every record appended before this call. With
+ * nothing to commit it returns at once. On E_IO every record appended since the previous
+ * commit is gone (answer "not queued" for each), the segment is cut back to its durable
+ * end, and the spool stays usable; E_BROKEN when even that failed. Blocks for the sync.
+ */
+enum fg_spool_status fg_spool_commit(struct fg_spool *sp, uint64_t *durable);
+
+/*
+ * The sink has delivered every record up to upto: they stop counting as pending (the
+ * limits free up at once) and a new iterator starts after them. Durable only at the next
+ * fg_spool_checkpoint. An upto at or below the current acknowledgment is a no-op; one
+ * above the last committed record is refused with E_INVAL.
+ */
+enum fg_spool_status fg_spool_ack(struct fg_spool *sp, uint64_t upto);
+
+/*
+ * Persist the acknowledgment atomically (nothing is written if it did not move), then
+ * delete the segments holding nothing above it (never the one appends go to). E_IO if
+ * the checkpoint or a deletion failed; the previous checkpoint then still holds, and
+ * the next call tries again.
+ */
+enum fg_spool_status fg_spool_checkpoint(struct fg_spool *sp);
+
+/* A record read back for the sink. data stays valid until the next call on the iterator
+ * that returned it. */
+struct fg_spool_record {
+    uint64_t seq;
+    int64_t time_ms; /* when it was appended */
+    const void *data;
+    size_t len;
+};
+
+/* An iterator over the committed records above the acknowledgment, in sequence order,
+ * across segments. NULL when out of memory. Several may be open at once. */
+struct fg_spool_iter *fg_spool_iter_new(struct fg_spool *sp);
+
+/*
+ * The next committed record after the last one returned and after the acknowledgment:
+ * FG_SPOOL_OK with *rec filled, FG_SPOOL_END when there is none yet (call again after
+ * the next commit), E_IO when the read failed (the same record is tried again on the
+ * next call). A record that no longer reads back intact (the disk changed under us) is
+ * logged, counted in read_corrupt and skipped.
+ */
+enum fg_spool_status fg_spool_iter_next(struct fg_spool_iter *it, struct fg_spool_record *rec);
+
+/* Free an iterator. NULL is a no-op. */
+void fg_spool_iter_free(struct fg_spool_iter *it);
+
+/* Fill *st; now_ms (wall clock) gives oldest_age_ms. */
+void fg_spool_get_stats(const struct fg_spool *sp, int64_t now_ms, struct fg_spool_stats *st);
+
+/* errno of the last failure (0 if none), and a line saying what failed and where
+ * ("" if none). */
+int fg_spool_errno(const struct fg_spool *sp);
+const char *fg_spool_error(const struct fg_spool *sp);
 /* SPOOL-API-END */
 
 /* ---- SigV4 (sigv4.c) ------------------------------------------------------------------ */
