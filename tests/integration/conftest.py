@@ -27,10 +27,20 @@ def flashgate_bin():
     pytest.fail("flashgate binary not found: set FLASHGATE_BIN")
 
 
+_ISSUED = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on, and not one handed out before in this run: the kernel may
+    give the same free port to two successive binds (a test's proxy and admin listener)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ISSUED:
+            _ISSUED.add(port)
+            return port
+    raise RuntimeError("no fresh free port")
 
 
 def wait_port(port, timeout=5.0):
