@@ -500,3 +500,28 @@ def test_hit_for_miss_markers_count_against_memory(flashgate, origin):
     st = cache_stats(fg)
     assert st["hit_for_miss"] == 4000
     assert st["bytes"] <= 1 << 20 and st["evictions"] > 0 and st["entries"] < 4000
+
+
+def reload(fg, text):
+    import signal
+    gen = fg.stats()["generation"]
+    fg.write_conf(text)
+    fg.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 5
+    while fg.stats()["generation"] == gen and time.time() < deadline:
+        time.sleep(0.05)
+    assert fg.stats()["generation"] == gen + 1
+
+
+def test_reload_keeps_the_cache_and_applies_new_limits(flashgate, origin):
+    fg = cached(flashgate)
+    get(fg.port, "/c/keep?cc=max-age=60")
+    # a new generation with other limits: the store of the same name keeps its objects
+    reload(fg, fg.text.replace("memory 64m", "memory 32m"))
+    _, h, b = get(fg.port, "/c/keep?cc=max-age=60")
+    assert xcache(h) == "HIT" and version(b) == 1
+    # the route stops caching: requests go to the app
+    reload(fg, fg.text.replace("cache main;", ""))
+    _, h, b = get(fg.port, "/c/keep?cc=max-age=60")
+    assert "x-cache" not in h and version(b) == 2
+    assert "cache main" in open(fg.conf).read()  # the block itself may stay unused
