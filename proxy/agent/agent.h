@@ -411,4 +411,142 @@ size_t fg_sigv4_uri_encode(char *out, size_t size, const void *in, size_t len, b
 bool fg_sigv4_sha256_hex(const void *data, size_t len, char out[FG_SIGV4_HEX_LEN + 1]);
 /* SIGV4-API-END */
 
+/* ---- proxy <-> agent protocol (proto.c) ------------------------------------------------ */
+/* PROTO-API-BEGIN */
+/*
+ * The proxy hands offloaded requests to flashgate-agent over a unix stream socket
+ * (default /run/flashgate/agent.sock). Both directions carry length-prefixed binary
+ * frames, every integer little-endian:
+ *
+ *   length u32 | version u8 (= 1) | type u8 | body[length - 2]
+ *
+ * length counts the bytes after itself. Two frame types exist.
+ *
+ * RECORD (type 1), proxy to agent: one request to make durable.
+ *
+ *   off  size  field
+ *     6     8  id          chosen by the proxy, echoed in the answer (never interpreted)
+ *    14     1  key_len     1..255: the idempotency key, visible ASCII (0x21..0x7e)
+ *    15     1  method_len  1..32: an RFC 9110 token ("POST")
+ *    16     2  target_len  1..65535: path and query as sent ("/api/orders?x=1"), starts
+ *                          with '/', visible ASCII only
+ *    18     2  n_headers   0..FG_AGENT_PROTO_MAX_HEADERS
+ *    20     4  body_len
+ *    24        key, method, target (no separators, no NULs)
+ *              then n_headers times: name_len u16 (1..255), value_len u16 (0..8192), the
+ *              name (a token), the value (no CR, LF or NUL)
+ *              then the body
+ *
+ * length must be exactly 20 + the sum of the variable parts: a frame whose fields do
+ * not add up is refused. The agent stores the whole frame as the spool payload, so the
+ * sink decodes records read back from the spool with the same function.
+ *
+ * ANSWER (type 2), agent to proxy: exactly one per RECORD, 15 bytes.
+ *
+ *   length u32 (= 11) | version u8 (= 1) | type u8 (= 2) | id u64 | status u8
+ *
+ * status: DURABLE (the record is on disk, after its group commit's fdatasync),
+ * DUPLICATE (a record with the same idempotency key was accepted within the recent-key
+ * window, and is durable: acknowledged again, not queued twice), FULL (the spool refused
+ * it: size or age limit), TOO_BIG (the frame or the payload is over the agent's limit),
+ * ERROR (the frame's fields were invalid, or the commit failed: not queued).
+ *
+ * Requests are pipelined: the proxy may send any number of RECORDs without waiting; the
+ * agent answers after the commit that covers them, many answers at once, and answers
+ * are matched by id, not by order (a refusal is answered at once, before the DURABLE
+ * answers of records sent earlier). A frame with a bad version or type, or a length
+ * below the fixed part, loses the framing: the agent closes the connection, and every
+ * record not yet answered on it must be treated as not queued. A frame over the limit
+ * is answered TOO_BIG (once its first 14 bytes are in) and its bytes are skipped.
+ *
+ * The functions below are pure: no allocation, no I/O, and they never read outside
+ * buf[0..len). Decoded slices point into buf.
+ */
+#define FG_AGENT_PROTO_VERSION      1
+#define FG_AGENT_PROTO_RECORD       1
+#define FG_AGENT_PROTO_ANSWER       2
+#define FG_AGENT_PROTO_RECORD_FIXED 24u /* bytes of a RECORD before its variable parts */
+#define FG_AGENT_PROTO_ANSWER_SIZE  15u
+#define FG_AGENT_PROTO_MAX_HEADERS  64
+#define FG_AGENT_PROTO_KEY_MAX      255u
+#define FG_AGENT_PROTO_METHOD_MAX   32u
+#define FG_AGENT_PROTO_TARGET_MAX   65535u
+#define FG_AGENT_PROTO_NAME_MAX     255u
+#define FG_AGENT_PROTO_VALUE_MAX    8192u
+
+/* The answer statuses, as on the wire. */
+enum fg_agent_status {
+    FG_AGENT_DURABLE = 1,
+    FG_AGENT_DUPLICATE = 2,
+    FG_AGENT_FULL = 3,
+    FG_AGENT_TOO_BIG = 4,
+    FG_AGENT_ERROR = 5,
+};
+
+/* "durable", "duplicate", "full", "too_big", "error"; "unknown" otherwise. */
+const char *fg_agent_status_name(int status);
+
+/* One header of a record, as (pointer, length) slices. */
+struct fg_agent_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+
+/* A record, to encode or as decoded (slices into the frame). */
+struct fg_agent_record {
+    uint64_t id;
+    const char *key;
+    size_t key_len;
+    const char *method;
+    size_t method_len;
+    const char *target;
+    size_t target_len;
+    size_t n_headers;
+    struct fg_agent_header headers[FG_AGENT_PROTO_MAX_HEADERS];
+    const void *body;
+    size_t body_len;
+};
+
+/* What the decoders return. */
+enum fg_agent_proto_result {
+    FG_AGENT_PROTO_OK = 0,
+    FG_AGENT_PROTO_INCOMPLETE, /* a prefix of a frame: read more and call again */
+    FG_AGENT_PROTO_TOO_BIG,    /* length over max_frame: *id and *frame_len are set; answer
+                                  TOO_BIG and skip frame_len bytes */
+    FG_AGENT_PROTO_INVALID,    /* framing intact, fields wrong: *id and *frame_len set;
+                                  answer ERROR and skip frame_len bytes */
+    FG_AGENT_PROTO_CORRUPT,    /* framing lost (version, type, short length): close */
+};
+
+/* The size of r encoded, 0 when a field is out of the limits above (lengths only, the
+ * characters are checked by the encoder). */
+size_t fg_agent_proto_record_size(const struct fg_agent_record *r);
+
+/* Encode r into out[0..cap). Returns the frame size, or 0 if r is invalid (a field out
+ * of its limits or with a forbidden character) or cap is too small. */
+size_t fg_agent_proto_encode_record(const struct fg_agent_record *r, void *out, size_t cap);
+
+/*
+ * Decode one RECORD frame from the start of buf[0..len) into *r. max_frame bounds the
+ * whole frame (length field included). On OK *frame_len is the frame's size (the bytes
+ * to consume). INCOMPLETE is returned only while no limit is passed, so a caller that
+ * buffers at most max_frame bytes always makes progress. id and frame_len (either may
+ * be NULL) are set as described in enum fg_agent_proto_result.
+ */
+enum fg_agent_proto_result fg_agent_proto_decode_record(const void *buf, size_t len,
+                                                        size_t max_frame, struct fg_agent_record *r,
+                                                        uint64_t *id, size_t *frame_len);
+
+/* Write the 15-byte ANSWER frame for id and status into out. */
+void fg_agent_proto_encode_answer(uint64_t id, enum fg_agent_status status,
+                                  uint8_t out[FG_AGENT_PROTO_ANSWER_SIZE]);
+
+/* Decode one ANSWER from the start of buf[0..len): OK (15 bytes consumed, *id and *status
+ * set), INCOMPLETE, or CORRUPT (wrong length, version, type, or an unknown status). */
+enum fg_agent_proto_result fg_agent_proto_decode_answer(const void *buf, size_t len, uint64_t *id,
+                                                        int *status);
+/* PROTO-API-END */
+
 #endif /* FG_AGENT_H */

@@ -38,7 +38,9 @@ trap 'rm -rf "$work"' EXIT
 # --- file list ----------------------------------------------------------------------
 rpm -qlp "$rpmfile" >"$work/files"
 # Man pages may be compressed (AL2023: .gz) or not (Debian's rpm): match the stem.
-for f in /usr/sbin/flashgate /etc/flashgate /etc/flashgate/flashgate.conf \
+for f in /usr/sbin/flashgate /usr/sbin/flashgate-agent /etc/flashgate \
+    /etc/flashgate/flashgate.conf /etc/flashgate/flashgate-agent.conf \
+    /usr/share/man/man8/flashgate-agent.8 /usr/share/doc/flashgate/agent-protocol.md \
     /etc/sysconfig/flashgate /etc/logrotate.d/flashgate \
     /usr/lib/systemd/system/flashgate.service /usr/lib/tmpfiles.d/flashgate.conf \
     /usr/lib/sysusers.d/flashgate.conf /usr/share/man/man8/flashgate.8 \
@@ -52,7 +54,8 @@ for f in /usr/sbin/flashgate /etc/flashgate /etc/flashgate/flashgate.conf \
 done
 # Nothing outside the places a flashgate package may touch (build-id links are rpm's).
 unexpected=$(grep -v \
-    -e '^/usr/sbin/flashgate$' -e '^/etc/flashgate' -e '^/etc/sysconfig/flashgate$' \
+    -e '^/usr/sbin/flashgate$' -e '^/usr/sbin/flashgate-agent$' -e '^/etc/flashgate' \
+    -e '^/etc/sysconfig/flashgate$' \
     -e '^/etc/logrotate.d/flashgate$' -e '^/usr/lib/systemd/system/flashgate\.service$' \
     -e '^/usr/lib/tmpfiles.d/flashgate\.conf$' -e '^/usr/lib/sysusers.d/flashgate\.conf$' \
     -e '^/usr/share/man/man[58]/flashgate' -e '^/usr/share/doc/flashgate' \
@@ -69,17 +72,19 @@ attr() {
     [ "$line" = "$1|$2" ] || fail "$1: got '${line#*|}', expected '$2'"
 }
 attr /etc/flashgate/flashgate.conf 'cn|root:flashgate|-rw-r-----'
+attr /etc/flashgate/flashgate-agent.conf 'cn|root:flashgate|-rw-r-----'
 attr /etc/sysconfig/flashgate 'cn|root:root|-rw-r--r--'
 attr /etc/logrotate.d/flashgate 'cn|root:root|-rw-r--r--'
 attr /etc/flashgate '|root:flashgate|drwxr-x---'
 attr /var/lib/flashgate '|flashgate:flashgate|drwxr-x---'
 attr /var/log/flashgate '|flashgate:flashgate|drwxr-x---'
 attr /usr/sbin/flashgate '|root:root|-rwxr-xr-x'
+attr /usr/sbin/flashgate-agent '|root:root|-rwxr-xr-x'
 attr /usr/lib/systemd/system/flashgate.service '|root:root|-rw-r--r--'
 attr /usr/share/doc/flashgate/deployment.md 'd|root:root|-rw-r--r--'
-# Only the three files above are config; a unit or binary marked config would never update.
+# Only the four files above are config; a unit or binary marked config would never update.
 configs=$(awk -F'|' '$2 ~ /c/ { print $1 }' "$work/attrs" | sort | tr '\n' ' ')
-[ "$configs" = "/etc/flashgate/flashgate.conf /etc/logrotate.d/flashgate /etc/sysconfig/flashgate " ] ||
+[ "$configs" = "/etc/flashgate/flashgate-agent.conf /etc/flashgate/flashgate.conf /etc/logrotate.d/flashgate /etc/sysconfig/flashgate " ] ||
     fail "config files are: $configs"
 
 # --- scriptlets -------------------------------------------------------------------------
