@@ -160,6 +160,13 @@ void fg_conf_free(struct fg_config *c)
             for (size_t k = 0; k < cc->n_types; k++)
                 free(cc->types[k]);
             free(cc->types);
+            struct fg_conf_route_offload *of = &s->routes[j].offload;
+            free(of->agent);
+            for (size_t k = 0; k < of->n_headers; k++)
+                free(of->headers[k]);
+            free(of->headers);
+            free(of->key_header);
+            free(of->location_prefix);
         }
         free(s->routes);
         free(s->listens);
@@ -386,6 +393,26 @@ static void dump_route(const struct fg_conf_route *r, FILE *out)
         fprintf(out, "        limit %s;\n", r->limits[i]->name);
     if (r->n_limits > 0)
         fprintf(out, "        limit_headers %s;\n", r->limit_headers ? "on" : "off");
+    const struct fg_conf_route_offload *of = &r->offload;
+    if (of->enabled) {
+        fprintf(out, "        offload {\n            agent unix:%s;\n", of->agent ? of->agent : "");
+        if (of->triggered)
+            fprintf(out, "            when inflight %llu;\n", (unsigned long long)of->inflight);
+        else
+            fputs("            when always;\n", out);
+        fprintf(out, "            fallback %s;\n", of->reject ? "reject" : "pass");
+        fprintf(out, "            max_body %s;\n", fmt_size(of->max_body, b, sizeof(b)));
+        if (of->n_headers > 0) {
+            fputs("            headers", out);
+            for (size_t i = 0; i < of->n_headers; i++)
+                fprintf(out, " %s", of->headers[i]);
+            fputs(";\n", out);
+        }
+        fprintf(out, "            key_header %s;\n", of->key_header ? of->key_header : "");
+        if (of->location_prefix != NULL)
+            fprintf(out, "            location_prefix %s;\n", of->location_prefix);
+        fprintf(out, "            timeout %s;\n        }\n", fmt_dur(of->timeout_ms, b, sizeof(b)));
+    }
     const struct fg_conf_route_cache *rc = &r->cache;
     if (rc->cache != NULL) {
         fprintf(out, "        cache %s;\n", rc->cache->name);

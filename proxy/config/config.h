@@ -115,6 +115,23 @@ struct fg_conf_route_cache {
     bool status_header; /* X-Cache on responses; default on */
 };
 
+/* A route's offload block (`offload { agent unix:/path; ... }`): writes are handed to
+ * flashgate-agent and answered 202 once durable (proxy/server/offload.c). */
+struct fg_conf_route_offload {
+    bool enabled;
+    char *agent;       /* the agent's unix socket path (without "unix:") */
+    bool triggered;    /* `when inflight N`; false: `when always` */
+    uint64_t inflight; /* offload while the route's upstream connections in use on
+                          the worker are above this */
+    bool reject;       /* `fallback reject` (503); default pass (to the app) */
+    uint64_t max_body; /* 413 above it; default 240k */
+    char **headers;    /* request fields that travel with the record, lowercased */
+    size_t n_headers;
+    char *key_header;      /* where the idempotency key comes from, lowercased */
+    char *location_prefix; /* Location: <prefix><key> on the 202; NULL: none */
+    uint64_t timeout_ms;   /* no answer within it: fallback; default 1s */
+};
+
 #define FG_METHOD_ALL 0xffffffffu
 
 struct fg_conf_route {
@@ -133,7 +150,8 @@ struct fg_conf_route {
     const struct fg_conf_limit *limits[8]; /* `limit NAME;` lines, checked in order */
     size_t n_limits;
     bool limit_headers; /* RateLimit fields on allowed responses too; default off */
-    size_t line;        /* where it was defined, for messages */
+    struct fg_conf_route_offload offload;
+    size_t line; /* where it was defined, for messages */
 };
 
 struct fg_conf_listen {

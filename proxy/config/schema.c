@@ -745,6 +745,8 @@ static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *di
         ERR(L, st->line, "route needs 'upstream', 'return' or 'health on'");
     else if (r->cache.cache != NULL && !L->route_named_upstream)
         ERR(L, st->line, "route has 'cache' but no 'upstream' to fill it from");
+    else if (r->offload.enabled && !L->route_named_upstream)
+        ERR(L, st->line, "route has 'offload' but no 'upstream' to fall back to");
     for (size_t i = 0; i + 1 < srv->n_routes; i++) {
         const struct fg_conf_route *o = &srv->routes[i];
         if (same_str(o->prefix, r->prefix) && same_str(o->host, r->host) &&
@@ -756,6 +758,145 @@ static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *di
             break;
         }
     }
+}
+
+/* ---- offload ------------------------------------------------------------------------------ */
+
+static void h_offload(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                      const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route_offload *of = &((struct fg_conf_route *)obj)->offload;
+    (void)dir;
+    of->enabled = true;
+    apply_defaults(L, FG_CTX_OFFLOAD, of);
+    free(of->key_header);
+    of->key_header = xstrdup(L, "idempotency-key", st->line);
+    walk(L, FG_CTX_OFFLOAD, st->children, st->n_children, of, 0);
+    if (st->closed && of->agent == NULL)
+        ERR(L, st->line, "offload needs 'agent unix:/path/to/agent.sock;'");
+}
+
+static void h_offload_agent(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                            const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route_offload *of = obj;
+    const char *a = st->args[1];
+    const char *path = strncmp(a, "unix:", 5) == 0 ? a + 5 : NULL;
+    if (path == NULL || path[0] != '/' || strlen(path) >= 108) {
+        ERR(L, st->line, "invalid %s '%s' (unix:/absolute/path, at most 107 characters)", dir->name,
+            a);
+        return;
+    }
+    free(of->agent);
+    of->agent = xstrdup(L, path, st->line);
+}
+
+static void h_offload_when(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                           const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route_offload *of = obj;
+    if (st->n_args == 2 && strcmp(st->args[1], "always") == 0) {
+        of->triggered = false;
+        return;
+    }
+    if (st->n_args == 3 && strcmp(st->args[1], "inflight") == 0) {
+        uint64_t n;
+        if (!parse_range(L, st->line, dir->name, st->args[2], 0, 1000000, &n))
+            return;
+        of->triggered = true;
+        of->inflight = n;
+        return;
+    }
+    ERR(L, st->line, "invalid value for '%s' (use 'always' or 'inflight N')", dir->name);
+}
+
+static void h_offload_fallback(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                               const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route_offload *of = obj;
+    if (strcmp(st->args[1], "pass") == 0)
+        of->reject = false;
+    else if (strcmp(st->args[1], "reject") == 0)
+        of->reject = true;
+    else
+        ERR(L, st->line, "invalid value '%s' for '%s' (use pass or reject)", st->args[1],
+            dir->name);
+}
+
+/* A field name (token characters), lowercased and malloc'd; NULL after an error. */
+static char *field_name(struct fg_conf_loader *L, const struct fg_conf_stmt *st, const char *what,
+                        const char *v)
+{
+    bool ok = *v != '\0' && strlen(v) < 256;
+    for (const char *p = v; ok && *p != '\0'; p++)
+        if (!isalnum((unsigned char)*p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL)
+            ok = false;
+    if (!ok) {
+        ERR(L, st->line, "invalid field name '%s' for '%s'", v, what);
+        return NULL;
+    }
+    char *s = xstrdup(L, v, st->line);
+    for (char *p = s; p != NULL && *p != '\0'; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return s;
+}
+
+static void h_offload_headers(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                              const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route_offload *of = obj;
+    size_t n = st->n_args - 1;
+    if (n > 32) {
+        ERR(L, st->line, "'%s' names at most 32 fields", dir->name);
+        return;
+    }
+    char **v = calloc(n, sizeof(*v));
+    if (v == NULL) {
+        ERR(L, st->line, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i] = field_name(L, st, dir->name, st->args[i + 1]);
+        if (v[i] == NULL) {
+            for (size_t k = 0; k < i; k++)
+                free(v[k]);
+            free(v);
+            return;
+        }
+    }
+    for (size_t k = 0; k < of->n_headers; k++)
+        free(of->headers[k]);
+    free(of->headers);
+    of->headers = v;
+    of->n_headers = n;
+}
+
+static void h_offload_key_header(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                                 const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route_offload *of = obj;
+    char *s = field_name(L, st, dir->name, st->args[1]);
+    if (s == NULL)
+        return;
+    free(of->key_header);
+    of->key_header = s;
+}
+
+static void h_offload_location(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                               const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route_offload *of = obj;
+    const char *v = st->args[1];
+    bool ok = v[0] == '/' && strlen(v) < 1024;
+    for (const char *p = v; ok && *p != '\0'; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            ok = false;
+    if (!ok) {
+        ERR(L, st->line, "invalid %s '%s' (a path starting with '/', visible ASCII)", dir->name, v);
+        return;
+    }
+    free(of->location_prefix);
+    of->location_prefix = xstrdup(L, v, st->line);
 }
 
 /* ---- named blocks (cache, limit) ----------------------------------------------------------- */
@@ -1170,6 +1311,8 @@ static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *d
 #define K   FG_CTX_CACHE
 #define LI  FG_CTX_LIMIT
 #define LIM struct fg_conf_limit
+#define O   FG_CTX_OFFLOAD
+#define OF  struct fg_conf_route_offload
 #define UPS struct fg_conf_upstream
 #define SRV struct fg_conf_server
 #define RC  struct fg_conf_route
@@ -1222,6 +1365,28 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"backend", LI, 1, 4, FG_BLOCK_NO, false, CUSTOM(h_limit_backend),
      "local | redis url [timeout=duration] [fail=open|closed]", "local",
      "this instance's table, or one Redis for the whole fleet"},
+
+    /* offload */
+    {"agent", O, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_offload_agent),
+     "unix:path", "none", "the flashgate-agent socket records are handed to; required"},
+    {"when", O, 1, 2, FG_BLOCK_NO, false, CUSTOM(h_offload_when),
+     "always | inflight number", "always",
+     "offload every write, or only while the route's upstream connections in use on the "
+     "worker are above the number"},
+    {"fallback", O, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_offload_fallback),
+     "pass | reject", "pass",
+     "when the agent cannot take a write: send it to the app, or answer 503"},
+    {"max_body", O, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE, FIELD(OF, max_body), 1, 16 << 20,
+     h_generic, "size", "240k", "larger bodies get 413 before anything is queued"},
+    {"headers", O, 1, -1, FG_BLOCK_NO, false, CUSTOM(h_offload_headers),
+     "name ...", "none", "request fields that travel with the record"},
+    {"key_header", O, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_offload_key_header),
+     "name", "Idempotency-Key",
+     "the request field the idempotency key comes from; one is generated when absent"},
+    {"location_prefix", O, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_offload_location),
+     "path", "none", "answer 202 with Location: the prefix followed by the key"},
+    {"timeout", O, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION, FIELD(OF, timeout_ms), 1, HOUR_MS,
+     h_generic, "duration", "1s", "no answer from the agent within it: the fallback applies"},
 
     /* cache */
     {"memory", K, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE, FIELD(struct fg_conf_cache, memory),
@@ -1335,6 +1500,9 @@ const struct fg_conf_directive fg_conf_directives[] = {
      h_generic, "number", "4", "brotli quality, 0 to 11"},
     {"limit", R, 1, 1, FG_BLOCK_NO, true, CUSTOM(h_route_limit),
      "name", "none", "count the route's requests against this limit; 429 above it"},
+    {"offload", R, 0, 0, FG_BLOCK_YES, false, CUSTOM(h_offload),
+     "{ ... }", "none",
+     "hand the route's writes to flashgate-agent and answer 202 once they are durable"},
     {"limit_headers", R, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG,
      FIELD(struct fg_conf_route, limit_headers), 0, 0, h_generic, "on | off", "off",
      "RateLimit-Policy and RateLimit fields on allowed responses too, not only on 429"},
@@ -1378,6 +1546,8 @@ const struct fg_conf_directive fg_conf_directives[] = {
 #undef K
 #undef LI
 #undef LIM
+#undef O
+#undef OF
 #undef UPS
 #undef SRV
 #undef RC
@@ -1416,6 +1586,8 @@ const char *fg_conf_ctx_name(unsigned ctx)
         return "cache";
     case FG_CTX_LIMIT:
         return "limit";
+    case FG_CTX_OFFLOAD:
+        return "offload";
     }
     return "?";
 }
@@ -1484,7 +1656,7 @@ static void unknown_directive(struct fg_conf_loader *L, const struct fg_conf_stm
     const char *name = st->args[0];
     if (fg_conf_directive_any(name) != NULL) {
         char where[128] = "";
-        for (unsigned bit = 1; bit <= FG_CTX_LIMIT; bit <<= 1) {
+        for (unsigned bit = 1; bit <= FG_CTX_OFFLOAD; bit <<= 1) {
             if (fg_conf_directive_find(name, bit) == NULL)
                 continue;
             size_t len = strlen(where);

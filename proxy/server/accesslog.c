@@ -253,6 +253,8 @@ void fg_accesslog_txn(struct fg_worker *w, const struct fg_txn *t)
     json_str(out, t->log_cache ? t->log_cache : "");
     evbuffer_add(out, ",\"limited_by\":", 14);
     json_str(out, t->log_limit ? t->log_limit : "");
+    evbuffer_add(out, ",\"offload\":", 11);
+    json_str(out, t->log_offload ? t->log_offload : "");
     evbuffer_add(out, ",\"ua\":", 6);
     json_str(out, t->log_ua);
     evbuffer_add(out, "}\n", 2);

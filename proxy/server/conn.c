@@ -67,6 +67,7 @@ static struct fg_txn *txn_get(struct fg_worker *w)
 static void txn_put(struct fg_worker *w, struct fg_txn *t)
 {
     fg_limit_stage_release(t);
+    fg_offload_stage_release(t);
     if (t->zs.z != NULL)
         fg_z_free(&t->zs);
     fg_cache_stage_release(t);
@@ -155,8 +156,10 @@ static void conn_free(struct fg_conn *c)
     FG_ASSERT(c->magic == FG_CONN_MAGIC);
     struct fg_worker *w = c->w;
     if (c->txn != NULL) {
-        if (c->state == FG_CONN_TXN)
+        if (c->state == FG_CONN_TXN) {
             fg_proxy_abort(c->txn);
+            fg_gauge_add(&w->stats.requests_active, -1); /* it never reached txn_done */
+        }
         txn_put(w, c->txn);
         c->txn = NULL;
     }
@@ -385,7 +388,9 @@ static void conn_read_cb(void *arg)
         conn_read_head(c);
         break;
     case FG_CONN_TXN:
-        if (c->txn != NULL && c->txn->req_state == FG_REQ_BODY)
+        if (c->txn != NULL && c->txn->of_active)
+            fg_offload_client_readable(c->txn);
+        else if (c->txn != NULL && c->txn->req_state == FG_REQ_BODY)
             fg_proxy_client_readable(c->txn);
         /* else: a pipelined request; it waits in the buffer for this response */
         break;

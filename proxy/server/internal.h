@@ -52,6 +52,10 @@ struct fg_worker_stats {
     fg_counter_t timeout_send;
     fg_counter_t client_aborts;
     struct fg_hist latency;
+    /* offload (offload.c) */
+    fg_counter_t of_queued, of_duplicates, of_fallback_pass, of_fallback_reject, of_too_big;
+    fg_counter_t of_err_full, of_err_too_big, of_err_error, of_err_timeout, of_err_unreachable;
+    fg_counter_t of_in_flight; /* gauge: records sent, not answered */
 };
 
 /* ---- rate limits (limit.c) -------------------------------------------------------------- */
@@ -152,6 +156,8 @@ enum fg_resp_state { FG_RESP_WAIT = 0, FG_RESP_BODY, FG_RESP_DONE };
 
 struct fg_conn;
 struct fg_fetch;
+struct fg_offload_pending;
+struct fg_offload_agent;
 
 /* The cache stage's part of a transaction (server/cache.c). */
 struct fg_txn_cache {
@@ -214,6 +220,13 @@ struct fg_txn {
     char inval_host[256];
     size_t inval_host_len;
     struct fg_txn_cache cache;
+    /* Offload (offload.c): the record waiting for the agent's answer, the key. */
+    struct fg_offload_pending *of_pending;
+    bool of_active;    /* the stage owns the transaction */
+    bool of_body_wait; /* waiting for the whole body in the input buffer */
+    bool of_sent_continue;
+    const char *log_offload; /* queued, duplicate, pass, reject (NULL: not offloaded) */
+    char of_key[256];
 
     /* The request head as sent upstream, kept for a retry on a fresh connection. */
     char *head;
@@ -281,6 +294,8 @@ struct fg_worker {
     size_t n_ustats;
 
     struct fg_cache_notifier *cache_notifier;
+    struct fg_offload_agent *agents; /* offload.c: one connection per agent socket path */
+    uint64_t of_next_id;
     uint64_t rng[2];
     char *scratch; /* response head building */
     size_t scratch_cap;
@@ -325,6 +340,8 @@ void fg_conn_resume_read(struct fg_conn *c);
 void fg_request_start(struct fg_conn *c, struct fg_txn *t);
 /* Every limit allowed the request: the stages after rate limiting. */
 void fg_request_after_limits(struct fg_txn *t);
+/* Not offloaded (or falling back): the cache stage and the app. */
+void fg_request_after_offload(struct fg_txn *t);
 
 /* compress.c — compression on the request path */
 /* Negotiate the coding while the request head is here (t->zroute, t->zenc). */
@@ -373,6 +390,15 @@ void fg_limit_stage_release(struct fg_txn *t);
 size_t fg_limit_stats_count(void);
 void fg_limit_stats_sum(size_t i, char *name, size_t name_cap, struct fg_limit_sum *out);
 struct fg_limit_worker_stats *fg_limit_stats(const char *name, unsigned worker);
+
+/* offload.c — the offload stage */
+/* Take the request if its route offloads it (true): 202 once the agent made it durable,
+ * or the route's fallback (fg_request_after_offload, or 503). false: the caller goes on. */
+bool fg_offload_stage(struct fg_txn *t);
+/* More request bytes arrived while the stage waits for the body. */
+void fg_offload_client_readable(struct fg_txn *t);
+/* The transaction ends: forget a record still waiting for its answer. */
+void fg_offload_stage_release(struct fg_txn *t);
 
 /* proxy.c — forwarding to the app */
 void fg_proxy_start(struct fg_txn *t);

@@ -183,8 +183,14 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
 
 void fg_request_after_limits(struct fg_txn *t)
 {
-    /* Offload slots in here, before the cache. */
+    /* Writes the route offloads wait for the agent; 202 once durable, or the fallback. */
+    if (fg_offload_stage(t))
+        return;
+    fg_request_after_offload(t);
+}
 
+void fg_request_after_offload(struct fg_txn *t)
+{
     fg_z_negotiate(t); /* the cache keys variants on it, the proxy path encodes with it */
 
     if (fg_cache_stage(t))

@@ -100,6 +100,15 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
                         ",\"idle\":%" PRIu64 ",\"send\":%" PRIu64 "}},",
                         SUM(timeout_header), SUM(timeout_body), SUM(timeout_idle),
                         SUM(timeout_send));
+    evbuffer_add_printf(
+        out,
+        "\"offload\":{\"queued\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"fallback_pass\":%" PRIu64
+        ",\"fallback_reject\":%" PRIu64 ",\"too_big\":%" PRIu64 ",\"in_flight\":%" PRIu64
+        ",\"agent_errors\":{\"full\":%" PRIu64 ",\"too_big\":%" PRIu64 ",\"error\":%" PRIu64
+        ",\"timeout\":%" PRIu64 ",\"unreachable\":%" PRIu64 "}},",
+        SUM(of_queued), SUM(of_duplicates), SUM(of_fallback_pass), SUM(of_fallback_reject),
+        SUM(of_too_big), SUM(of_in_flight), SUM(of_err_full), SUM(of_err_too_big),
+        SUM(of_err_error), SUM(of_err_timeout), SUM(of_err_unreachable));
     evbuffer_add(out, "\"upstreams\":{", 13);
     for (size_t u = 0; u < cfg->n_upstreams; u++) {
         if (u)
@@ -422,6 +431,32 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
      * between the two reads would make them disagree (the format wants them equal). */
     evbuffer_add_printf(out, "flashgate_request_duration_seconds_count %" PRIu64 "\n", cum);
 
+    metric(out, "flashgate_offload_queued_total", "counter",
+           "Writes the agent made durable (answered 202).", SUM(of_queued));
+    metric(out, "flashgate_offload_duplicates_total", "counter",
+           "Writes whose idempotency key the agent had already (answered 202 again).",
+           SUM(of_duplicates));
+    metric_head(out, "flashgate_offload_fallback_total", "counter",
+                "Offloadable writes the agent did not take, by the route's fallback.");
+    evbuffer_add_printf(out,
+                        "flashgate_offload_fallback_total{action=\"pass\"} %" PRIu64 "\n"
+                        "flashgate_offload_fallback_total{action=\"reject\"} %" PRIu64 "\n",
+                        SUM(of_fallback_pass), SUM(of_fallback_reject));
+    metric(out, "flashgate_offload_too_big_total", "counter",
+           "Writes refused with 413 above the offload max_body.", SUM(of_too_big));
+    metric(out, "flashgate_offload_in_flight", "gauge", "Records sent to the agent, not answered.",
+           SUM(of_in_flight));
+    metric_head(out, "flashgate_offload_agent_errors_total", "counter",
+                "Records the agent refused or did not answer, by reason.");
+    evbuffer_add_printf(out,
+                        "flashgate_offload_agent_errors_total{reason=\"full\"} %" PRIu64 "\n"
+                        "flashgate_offload_agent_errors_total{reason=\"too_big\"} %" PRIu64 "\n"
+                        "flashgate_offload_agent_errors_total{reason=\"error\"} %" PRIu64 "\n"
+                        "flashgate_offload_agent_errors_total{reason=\"timeout\"} %" PRIu64 "\n"
+                        "flashgate_offload_agent_errors_total{reason=\"unreachable\"} %" PRIu64
+                        "\n",
+                        SUM(of_err_full), SUM(of_err_too_big), SUM(of_err_error),
+                        SUM(of_err_timeout), SUM(of_err_unreachable));
     caches_metrics(out);
     limits_metrics(out);
     compression_metrics(out);
