@@ -275,6 +275,11 @@ struct fg_cache_request {
     int64_t now_ms; /* wall clock */
 };
 
+/* May obj (FILLING or COMPLETE) be served to a request with these fields: do their values
+ * for obj's Vary names give obj's secondary key (RFC 9111 §4.1)? */
+bool fg_cache_obj_vary_matches(const struct fg_cache_obj *obj, const struct fg_http_header *h,
+                               size_t n);
+
 /* Is obj fresh at now_ms? Its current age in seconds goes to *age (RFC 9111 §4.2.3). */
 bool fg_cache_obj_fresh(const struct fg_cache_obj *obj, int64_t now_ms, uint64_t *age);
 

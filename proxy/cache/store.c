@@ -464,14 +464,19 @@ static bool evict_admit(struct fg_cache *c, struct fg_cache_obj *o, uint64_t cha
 
 /* ---- lookup ---------------------------------------------------------------------------- */
 
-static bool vary_match(const struct fg_cache_obj *o, const struct fg_cache_request *rq)
+bool fg_cache_obj_vary_matches(const struct fg_cache_obj *o, const struct fg_http_header *h,
+                               size_t n_headers)
 {
     if (o->vary_names_len == 0)
         return true;
     char buf[FG_CACHE_VARY_BUF];
-    int n = fg_cache_vary_values(o->vary_names, o->vary_names_len, rq->headers, rq->n_headers, buf,
-                                 sizeof(buf));
+    int n = fg_cache_vary_values(o->vary_names, o->vary_names_len, h, n_headers, buf, sizeof(buf));
     return n >= 0 && (size_t)n == o->vary_values_len && memcmp(buf, o->vary_values, (size_t)n) == 0;
+}
+
+static bool vary_match(const struct fg_cache_obj *o, const struct fg_cache_request *rq)
+{
+    return fg_cache_obj_vary_matches(o, rq->headers, rq->n_headers);
 }
 
 static bool key_eq(const struct fg_cache_obj *o, const struct fg_cache_request *rq)

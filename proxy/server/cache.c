@@ -361,13 +361,10 @@ static bool vary_ok(const struct fg_txn *t, const struct fg_cache_obj *obj)
 {
     if (obj->vary_names_len == 0)
         return true;
-    char buf[2048];
     struct fg_http_header hbuf[FG_HTTP_MAX_HEADERS + 1];
     size_t nh;
     const struct fg_http_header *h = match_headers(t, hbuf, &nh);
-    int n = fg_cache_vary_values(obj->vary_names, obj->vary_names_len, h, nh, buf, sizeof(buf));
-    return n >= 0 && (size_t)n == obj->vary_values_len &&
-           memcmp(buf, obj->vary_values, (size_t)n) == 0;
+    return fg_cache_obj_vary_matches(obj, h, nh);
 }
 
 static void lock_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -482,13 +479,19 @@ static bool cacheable_request(const struct fg_txn *t)
     return r->host != NULL;
 }
 
+/* The route's query-parameter rules for cache keys. */
+static struct fg_cache_key_rules key_rules(const struct fg_txn *t)
+{
+    const struct fg_conf_route_cache *rc = &t->route->cache;
+    return (struct fg_cache_key_rules){.ignore_params = (const char *const *)rc->ignore_params,
+                                       .n_ignore_params = rc->n_ignore_params,
+                                       .sort_params = rc->sort_params};
+}
+
 static size_t build_key(const struct fg_txn *t, char *key, size_t cap)
 {
     const struct fg_http_request *r = &t->req;
-    const struct fg_conf_route_cache *rc = &t->route->cache;
-    struct fg_cache_key_rules rules = {.ignore_params = (const char *const *)rc->ignore_params,
-                                       .n_ignore_params = rc->n_ignore_params,
-                                       .sort_params = rc->sort_params};
+    struct fg_cache_key_rules rules = key_rules(t);
     return fg_cache_key_build(r->host, r->host_len, r->path, r->path_len, r->query, r->query_len,
                               &rules, key, cap);
 }
@@ -527,10 +530,7 @@ static size_t related_key(const struct fg_txn *t, const struct fg_http_header *h
         return 0;
     const char *q = memchr(v, '?', len);
     size_t path_len = q ? (size_t)(q - v) : len;
-    const struct fg_conf_route_cache *rc = &t->route->cache;
-    struct fg_cache_key_rules rules = {.ignore_params = (const char *const *)rc->ignore_params,
-                                       .n_ignore_params = rc->n_ignore_params,
-                                       .sort_params = rc->sort_params};
+    struct fg_cache_key_rules rules = key_rules(t);
     return fg_cache_key_build(host, host_len, v, path_len, q ? q + 1 : NULL,
                               q ? len - path_len - 1 : 0, &rules, key, cap);
 }
