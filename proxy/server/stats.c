@@ -17,6 +17,7 @@
     })
 
 static void caches_json(struct evbuffer *out);
+static void features_json(struct evbuffer *out);
 
 static void upstream_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
                           const struct fg_conf_upstream *u)
@@ -117,6 +118,7 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
     }
     evbuffer_add(out, "},", 2);
     caches_json(out);
+    features_json(out);
     uint64_t b[FG_HIST_BUCKETS], total = 0;
     for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
         total += b[k] = SUM(latency.bucket[k]); /* count = the buckets' total: consistent */
@@ -190,6 +192,11 @@ static void caches_json(struct evbuffer *out)
                                    : 0.0);
     }
     evbuffer_add(out, "},", 2);
+}
+
+/* "limits", "compression" and "cache_warm": the features' counters outside the caches. */
+static void features_json(struct evbuffer *out)
+{
     size_t nl = fg_limit_stats_count();
     evbuffer_add(out, "\"limits\":{", 10);
     for (size_t i = 0; i < nl; i++) {
