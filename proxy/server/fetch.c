@@ -270,6 +270,20 @@ static bool stored_field(const struct fg_http_response *resp, const struct fg_ht
              fg_http_connection_lists(resp->headers, resp->n_headers, h->name, h->name_len));
 }
 
+/* Write "Name: value\r\n" at o; returns the end. */
+static char *put_field(char *o, const struct fg_http_header *h)
+{
+    memcpy(o, h->name, h->name_len);
+    o += h->name_len;
+    *o++ = ':';
+    *o++ = ' ';
+    memcpy(o, h->value, h->value_len);
+    o += h->value_len;
+    *o++ = '\r';
+    *o++ = '\n';
+    return o;
+}
+
 static char *stored_head(const struct fg_http_response *resp, const struct fg_zplan *plan,
                          size_t *len)
 {
@@ -285,14 +299,7 @@ static char *stored_head(const struct fg_http_response *resp, const struct fg_zp
         const struct fg_http_header *h = &resp->headers[i];
         if (!stored_field(resp, h) || (plan != NULL && fg_z_field_replaced(plan, h)))
             continue;
-        memcpy(o, h->name, h->name_len);
-        o += h->name_len;
-        *o++ = ':';
-        *o++ = ' ';
-        memcpy(o, h->value, h->value_len);
-        o += h->value_len;
-        *o++ = '\r';
-        *o++ = '\n';
+        o = put_field(o, h);
     }
     if (plan != NULL)
         o += fg_z_extra_fields(plan, o, sizeof(plan->vary) + sizeof(plan->etag) + 64);
@@ -412,14 +419,7 @@ static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_
         if (!stored_field(nm, h) || fg_http_name_eq(h->name, h->name_len, "content-encoding") ||
             fg_http_name_eq(h->name, h->name_len, "content-type"))
             continue;
-        memcpy(o, h->name, h->name_len);
-        o += h->name_len;
-        *o++ = ':';
-        *o++ = ' ';
-        memcpy(o, h->value, h->value_len);
-        o += h->value_len;
-        *o++ = '\r';
-        *o++ = '\n';
+        o = put_field(o, h);
     }
     *len = (size_t)(o - p);
     return p;
