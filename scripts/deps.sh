@@ -43,3 +43,21 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
     echo "deps: all packages present"
 fi
+
+# The SQS emulator for the agent's integration tests: fauxqs from npm, pinned to 1.9.x
+# (2.x needs a newer node than Debian's 20), installed beside the tree in .deps/.
+fauxqs_version=1.9.2
+fauxqs_dir="$(cd "$(dirname "$0")/.." && pwd)/.deps/fauxqs"
+if [ -x "$fauxqs_dir/node_modules/.bin/fauxqs" ] &&
+    grep -q "\"version\": \"$fauxqs_version\"" "$fauxqs_dir/node_modules/fauxqs/package.json"; then
+    echo "deps: fauxqs $fauxqs_version present"
+else
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "deps: npm is missing (node 20 comes with it)" >&2
+        exit 1
+    fi
+    echo "deps: installing fauxqs $fauxqs_version into $fauxqs_dir"
+    mkdir -p "$fauxqs_dir"
+    npm install --prefix "$fauxqs_dir" --no-audit --no-fund --loglevel=error \
+        "fauxqs@$fauxqs_version" >/dev/null
+fi

@@ -42,6 +42,10 @@ check_in() { # dir: run make check, show the failing logs
 if [ -z "${FG_TESTDATA:-}" ] && [ -d "$top/../shared/testdata" ]; then
     export FG_TESTDATA="$top/../shared/testdata"
 fi
+# The SQS emulator scripts/deps.sh installs (tests/integration/test_sqs.py runs it).
+if [ -z "${FG_FAUXQS:-}" ]; then
+    export FG_FAUXQS="$top/.deps/fauxqs/node_modules/.bin/fauxqs"
+fi
 if ! bash scripts/deps.sh; then
     echo "dependencies could not be installed" >&2
     echo "0 passed, 1 failed"
