@@ -396,10 +396,17 @@ static void dump_route(const struct fg_conf_route *r, FILE *out)
     const struct fg_conf_route_offload *of = &r->offload;
     if (of->enabled) {
         fprintf(out, "        offload {\n            agent unix:%s;\n", of->agent ? of->agent : "");
-        if (of->triggered)
-            fprintf(out, "            when inflight %llu;\n", (unsigned long long)of->inflight);
-        else
+        if (!of->triggered)
             fputs("            when always;\n", out);
+        if (of->when_inflight)
+            fprintf(out, "            when inflight %llu;\n", (unsigned long long)of->inflight);
+        if (of->latency_us > 0)
+            fprintf(out, "            when latency %s;\n",
+                    fmt_dur(of->latency_us / 1000, b, sizeof(b)));
+        if (of->when_failing)
+            fputs("            when failing;\n", out);
+        if (of->when_limited)
+            fputs("            when limited;\n", out);
         fprintf(out, "            fallback %s;\n", of->reject ? "reject" : "pass");
         fprintf(out, "            max_body %s;\n", fmt_size(of->max_body, b, sizeof(b)));
         if (of->n_headers > 0) {

@@ -119,13 +119,22 @@ struct fg_conf_route_cache {
  * flashgate-agent and answered 202 once durable (proxy/server/offload.c). */
 struct fg_conf_route_offload {
     bool enabled;
-    char *agent;       /* the agent's unix socket path (without "unix:") */
-    bool triggered;    /* `when inflight N`; false: `when always` */
-    uint64_t inflight; /* offload while the route's upstream connections in use on
-                          the worker are above this */
-    bool reject;       /* `fallback reject` (503); default pass (to the app) */
-    uint64_t max_body; /* 413 above it; default 240k */
-    char **headers;    /* request fields that travel with the record, lowercased */
+    char *agent; /* the agent's unix socket path (without "unix:") */
+    /* Triggers (`when` lines, any one fires); none set: `when always`. */
+    bool triggered;
+    bool when_always;    /* `when always` was written (it excludes the others) */
+    bool when_inflight;  /* `when inflight N` */
+    uint64_t inflight;   /* offload while the route's upstream connections in use on
+                            the worker are above this */
+    uint64_t latency_us; /* `when latency T`: while the upstream's p95 response time on
+                            the worker over the last second is above T; 0: off */
+    bool when_failing;   /* `when failing`: while the upstream fails (half of the last
+                            second's requests, or every server marked down) */
+    bool when_limited;   /* `when limited`: writes over one of the route's limits are
+                            queued instead of refused with 429 */
+    bool reject;         /* `fallback reject` (503); default pass (to the app) */
+    uint64_t max_body;   /* 413 above it; default 240k */
+    char **headers;      /* request fields that travel with the record, lowercased */
     size_t n_headers;
     char *key_header;      /* where the idempotency key comes from, lowercased */
     char *location_prefix; /* Location: <prefix><key> on the 202; NULL: none */

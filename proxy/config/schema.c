@@ -747,6 +747,8 @@ static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *di
         ERR(L, st->line, "route has 'cache' but no 'upstream' to fill it from");
     else if (r->offload.enabled && !L->route_named_upstream)
         ERR(L, st->line, "route has 'offload' but no 'upstream' to fall back to");
+    else if (r->offload.enabled && r->offload.when_limited && r->n_limits == 0)
+        ERR(L, st->line, "offload has 'when limited' but the route has no 'limit'");
     for (size_t i = 0; i + 1 < srv->n_routes; i++) {
         const struct fg_conf_route *o = &srv->routes[i];
         if (same_str(o->prefix, r->prefix) && same_str(o->host, r->host) &&
@@ -795,19 +797,43 @@ static void h_offload_when(struct fg_conf_loader *L, const struct fg_conf_direct
                            const struct fg_conf_stmt *st, void *obj)
 {
     struct fg_conf_route_offload *of = obj;
-    if (st->n_args == 2 && strcmp(st->args[1], "always") == 0) {
-        of->triggered = false;
+    const char *what = st->args[1];
+    size_t n = st->n_args;
+    if (strcmp(what, "always") == 0 && n == 2) {
+        if (of->triggered)
+            ERR(L, st->line, "'when always' cannot be combined with other 'when' lines");
+        of->when_always = true;
         return;
     }
-    if (st->n_args == 3 && strcmp(st->args[1], "inflight") == 0) {
-        uint64_t n;
-        if (!parse_range(L, st->line, dir->name, st->args[2], 0, 1000000, &n))
+    if (of->when_always) {
+        ERR(L, st->line, "'when always' cannot be combined with other 'when' lines");
+        return;
+    }
+    if (strcmp(what, "inflight") == 0 && n == 3) {
+        uint64_t v;
+        if (!parse_range(L, st->line, dir->name, st->args[2], 0, 1000000, &v))
             return;
-        of->triggered = true;
-        of->inflight = n;
+        of->when_inflight = true;
+        of->inflight = v;
+    } else if (strcmp(what, "latency") == 0 && n == 3) {
+        uint64_t ms;
+        if (!fg_parse_duration_ms(st->args[2], &ms) || ms < 1 || ms > HOUR_MS) {
+            ERR(L, st->line, "invalid duration '%s' for 'when latency' (1ms to 1h)", st->args[2]);
+            return;
+        }
+        of->latency_us = ms * 1000;
+    } else if (strcmp(what, "failing") == 0 && n == 2) {
+        of->when_failing = true;
+    } else if (strcmp(what, "limited") == 0 && n == 2) {
+        of->when_limited = true;
+    } else {
+        ERR(L, st->line,
+            "invalid value for '%s' (use 'always', 'inflight N', 'latency T', 'failing' or "
+            "'limited')",
+            dir->name);
         return;
     }
-    ERR(L, st->line, "invalid value for '%s' (use 'always' or 'inflight N')", dir->name);
+    of->triggered = true;
 }
 
 static void h_offload_fallback(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -1369,10 +1395,9 @@ const struct fg_conf_directive fg_conf_directives[] = {
     /* offload */
     {"agent", O, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_offload_agent),
      "unix:path", "none", "the flashgate-agent socket records are handed to; required"},
-    {"when", O, 1, 2, FG_BLOCK_NO, false, CUSTOM(h_offload_when),
-     "always | inflight number", "always",
-     "offload every write, or only while the route's upstream connections in use on the "
-     "worker are above the number"},
+    {"when", O, 1, 2, FG_BLOCK_NO, true, CUSTOM(h_offload_when),
+     "always | inflight number | latency duration | failing | limited", "always",
+     "offload every write, or only while a trigger fires (several lines: any of them)"},
     {"fallback", O, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_offload_fallback),
      "pass | reject", "pass",
      "when the agent cannot take a write: send it to the app, or answer 503"},

@@ -56,6 +56,8 @@ struct fg_worker_stats {
     fg_counter_t of_queued, of_duplicates, of_fallback_pass, of_fallback_reject, of_too_big;
     fg_counter_t of_err_full, of_err_too_big, of_err_error, of_err_timeout, of_err_unreachable;
     fg_counter_t of_in_flight; /* gauge: records sent, not answered */
+    /* which trigger sent a write to the offload stage (none of them: `when always`) */
+    fg_counter_t of_trig_inflight, of_trig_latency, of_trig_failing, of_trig_limited;
 };
 
 /* ---- rate limits (limit.c) -------------------------------------------------------------- */
@@ -113,6 +115,23 @@ struct fg_zstats {
     uint64_t skipped[FG_COMPRESS_REASON__COUNT], errors;
 };
 
+/* ---- upstream health windows (trigger.c) ---------------------------------------------- */
+
+/* What one worker saw of one upstream over the last second, for the offload triggers:
+ * response times (a sample of at most FG_UPWIN_SAMPLES, exact p95 once per window) and
+ * how many requests failed. */
+#define FG_UPWIN_SAMPLES 1024
+#define FG_UPWIN_MS      1000
+struct fg_upwin {
+    uint64_t start_ms;  /* the current window's start */
+    uint32_t n, failed; /* requests finished in the current window, failures among them */
+    uint32_t kept;      /* samples kept of the n (reservoir) */
+    uint64_t p95_us;    /* of the last finished window; 0: too few requests to tell */
+    uint32_t last_n;    /* requests of the last finished window */
+    bool last_failing;  /* at least half of the last finished window's requests failed */
+    uint32_t lat_us[FG_UPWIN_SAMPLES];
+};
+
 /* ---- snapshots ----------------------------------------------------------------------- */
 
 /* A config snapshot as one worker uses it: the config and this worker's pools for it.
@@ -123,6 +142,7 @@ struct fg_snap {
     struct fg_upstream_pool **pools; /* [cfg->n_upstreams] */
     struct fg_cache **caches;        /* [cfg->n_caches]: stores outlive snapshots */
     struct fg_snap_limit *limits;    /* [cfg->n_limits] */
+    struct fg_upwin **upwins;        /* [cfg->n_upstreams], made on first use (trigger.c) */
     unsigned users;
     bool retired;
 };
@@ -226,6 +246,9 @@ struct fg_txn {
     bool of_body_wait; /* waiting for the whole body in the input buffer */
     bool of_sent_continue;
     const char *log_offload; /* queued, duplicate, pass, reject (NULL: not offloaded) */
+    /* `when limited`: the limit this write is over, and its refusal if it is not queued */
+    const struct fg_snap_limit *of_limit;
+    struct fg_ratelimit_result of_limit_res;
     char of_key[256];
 
     /* The request head as sent upstream, kept for a retry on a fresh connection. */
@@ -399,6 +422,22 @@ bool fg_offload_stage(struct fg_txn *t);
 void fg_offload_client_readable(struct fg_txn *t);
 /* The transaction ends: forget a record still waiting for its answer. */
 void fg_offload_stage_release(struct fg_txn *t);
+
+/* trigger.c — upstream health windows for the offload triggers */
+/* A request to the route's upstream finished: ok with its response time, or failed
+ * (connect error, timeout, broken or 5xx answer). */
+void fg_trigger_observe(struct fg_txn *t, bool ok, uint64_t us);
+/* The trigger of t's route that fires now for t (a name for stats: "inflight", "latency",
+ * "failing", "limited"), or NULL when none does. Only for routes with `when` lines. */
+const char *fg_trigger_fires(struct fg_txn *t);
+/* Free a snapshot's windows. */
+void fg_trigger_snap_free(struct fg_snap *s);
+/* The upstream's window numbers on this worker for /stats (zeros when never used). */
+void fg_trigger_window(const struct fg_snap *s, size_t upstream, uint64_t *p95_us, bool *failing);
+
+/* limit.c, for the offload fallback: refuse t with the 429 its limit would have sent
+ * (t->of_limit, t->of_limit_res); close: close the connection after it. */
+void fg_limit_refuse_saved(struct fg_txn *t, bool close);
 
 /* proxy.c — forwarding to the app */
 void fg_proxy_start(struct fg_txn *t);

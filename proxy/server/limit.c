@@ -219,10 +219,10 @@ static size_t format_fields(const struct fg_snap_limit *sl, const struct fg_rate
     return fg_ratelimit_format_headers(buf, cap, &sl->limit, res, FG_RATELIMIT_HEADERS_BOTH);
 }
 
-static void refuse(struct fg_txn *t, const struct fg_snap_limit *sl,
-                   const struct fg_ratelimit_result *res)
+/* Send the 429 of sl's refusal res (the request's head and body already consumed). */
+static void send_refusal(struct fg_txn *t, const struct fg_snap_limit *sl,
+                         const struct fg_ratelimit_result *res, bool close)
 {
-    struct fg_conn *c = t->c;
     char fields[FG_RATELIMIT_HEADERS_MAX];
     size_t n = format_fields(sl, res, fields, sizeof(fields));
     char body[256];
@@ -230,12 +230,33 @@ static void refuse(struct fg_txn *t, const struct fg_snap_limit *sl,
         snprintf(body, sizeof(body),
                  "{\"error\":\"too many requests\",\"limit\":\"%s\",\"retry_after\":%" PRIu64 "}\n",
                  sl->limit.name, fg_ratelimit_retry_after_s(res->retry_after_ms));
+    fg_conn_send_response_fields(t->c, 429, "application/json", body, (size_t)bl, fields, n, close);
+}
+
+static void refuse(struct fg_txn *t, const struct fg_snap_limit *sl,
+                   const struct fg_ratelimit_result *res)
+{
+    struct fg_conn *c = t->c;
     fg_counter_add(&sl->stats->limited, 1);
     t->log_limit = sl->limit.name;
     fg_conn_resume_read(c);
     evbuffer_drain(bufferevent_get_input(c->bev), t->req.head_len);
     t->req.n_headers = 0;
-    fg_conn_send_response_fields(c, 429, "application/json", body, (size_t)bl, fields, n, false);
+    send_refusal(t, sl, res, false);
+}
+
+void fg_limit_refuse_saved(struct fg_txn *t, bool close)
+{
+    send_refusal(t, t->of_limit, &t->of_limit_res, close);
+}
+
+/* `when limited`: a write over its limit on an offload route is queued, not refused. */
+static bool queue_instead(const struct fg_txn *t)
+{
+    const struct fg_conf_route_offload *of = &t->route->offload;
+    enum fg_http_method m = t->req.method;
+    return of->enabled && of->when_limited && m != FG_HTTP_GET && m != FG_HTTP_HEAD &&
+           m != FG_HTTP_OPTIONS && m != FG_HTTP_TRACE;
 }
 
 static void on_redis_answer(const struct fg_ratelimit_result *res, void *arg);
@@ -250,6 +271,15 @@ static bool apply(struct fg_txn *t, const struct fg_snap_limit *sl, const struct
         res.allowed = false;
         res.retry_after_ms = 1000;
         res.remaining = 0;
+    }
+    if (!res.allowed && queue_instead(t)) {
+        fg_counter_add(&sl->stats->limited, 1);
+        t->log_limit = sl->limit.name;
+        t->of_limit = sl;
+        t->of_limit_res = res;
+        fg_conn_resume_read(t->c);
+        fg_request_after_limits(t); /* the offload stage takes it, or answers this 429 */
+        return false;
     }
     if (!res.allowed) {
         refuse(t, sl, &res);

@@ -293,6 +293,20 @@ static void fallback(struct fg_txn *t, enum of_reason why)
     t->of_active = false;
     t->of_body_wait = false;
     restore_reading(c);
+    if (t->of_limit != NULL) {
+        /* Over its limit: what the limit would have answered, never the app. */
+        t->log_offload = "limited";
+        bool close = true;
+        if (body_in) {
+            consume_request(t);
+            close = false;
+        } else {
+            evbuffer_drain(bufferevent_get_input(c->bev), t->req.head_len);
+            t->req.n_headers = 0;
+        }
+        fg_limit_refuse_saved(t, close);
+        return;
+    }
     if (t->route->offload.reject) {
         fg_counter_add(&w->stats.of_fallback_reject, 1);
         t->log_offload = "reject";
@@ -497,12 +511,8 @@ bool fg_offload_stage(struct fg_txn *t)
     if (r->method == FG_HTTP_GET || r->method == FG_HTTP_HEAD || r->method == FG_HTTP_OPTIONS ||
         r->method == FG_HTTP_TRACE)
         return false; /* reads are not queued */
-    if (of->triggered) {
-        struct fg_upstream_pool *pool = t->snap->pools[t->route->upstream->index];
-        uint64_t busy = fg_counter_get(&fg_upstream_pool_stats(pool)->connections_active);
-        if (busy <= of->inflight)
-            return false;
-    }
+    if (of->triggered && fg_trigger_fires(t) == NULL)
+        return false;
     struct fg_conn *c = t->c;
     struct fg_worker *w = c->w;
     if (r->body == FG_HTTP_BODY_CHUNKED) {

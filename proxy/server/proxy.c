@@ -261,6 +261,7 @@ void fg_proxy_start(struct fg_txn *t)
     t->req.n_headers = 0;
 
     if (!attach_upstream(t, false, -1)) {
+        fg_trigger_observe(t, false, 0);
         fg_conn_respond(c, 502, "no connection to the upstream could be made", true);
         return;
     }
@@ -308,6 +309,7 @@ static void response_complete(struct fg_txn *t)
 {
     t->resp_state = FG_RESP_DONE; /* fg_conn_txn_done flushes the client's output */
     t->upstream_us = fg_mono_us() - t->upstream_start_us;
+    fg_trigger_observe(t, t->status < 500, t->upstream_us);
     if (t->uc != NULL) {
         fg_upstream_report(t->pool, t->uc->server, true, FG_UPSTREAM_FAIL_CONNECT);
         bool reusable = t->upstream_reusable && t->req_state == FG_REQ_DONE;
@@ -353,6 +355,7 @@ static void upstream_failed(struct fg_txn *t, enum fg_upstream_failure why, int 
         t->resp_state == FG_RESP_WAIT && evbuffer_get_length(bufferevent_get_input(uc->bev)) == 0;
     bool reused = uc->reused;
     fg_upstream_report(t->pool, uc->server, false, why);
+    fg_trigger_observe(t, false, 0);
     fg_warn("upstream %s: %s %s (client %s, %s %s)", u->name,
             fg_upstream_server_name(t->pool, uc->server), detail, c->peer_ip,
             t->log_method[0] ? t->log_method : "-", t->log_path[0] ? t->log_path : "-");

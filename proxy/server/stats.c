@@ -106,10 +106,12 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
         "\"offload\":{\"queued\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"fallback_pass\":%" PRIu64
         ",\"fallback_reject\":%" PRIu64 ",\"too_big\":%" PRIu64 ",\"in_flight\":%" PRIu64
         ",\"agent_errors\":{\"full\":%" PRIu64 ",\"too_big\":%" PRIu64 ",\"error\":%" PRIu64
-        ",\"timeout\":%" PRIu64 ",\"unreachable\":%" PRIu64 "}},",
+        ",\"timeout\":%" PRIu64 ",\"unreachable\":%" PRIu64 "},\"triggered\":{\"inflight\":%" PRIu64
+        ",\"latency\":%" PRIu64 ",\"failing\":%" PRIu64 ",\"limited\":%" PRIu64 "}},",
         SUM(of_queued), SUM(of_duplicates), SUM(of_fallback_pass), SUM(of_fallback_reject),
         SUM(of_too_big), SUM(of_in_flight), SUM(of_err_full), SUM(of_err_too_big),
-        SUM(of_err_error), SUM(of_err_timeout), SUM(of_err_unreachable));
+        SUM(of_err_error), SUM(of_err_timeout), SUM(of_err_unreachable), SUM(of_trig_inflight),
+        SUM(of_trig_latency), SUM(of_trig_failing), SUM(of_trig_limited));
     evbuffer_add(out, "\"upstreams\":{", 13);
     for (size_t u = 0; u < cfg->n_upstreams; u++) {
         if (u)
@@ -464,6 +466,15 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
                         "\n",
                         SUM(of_err_full), SUM(of_err_too_big), SUM(of_err_error),
                         SUM(of_err_timeout), SUM(of_err_unreachable));
+    metric_head(out, "flashgate_offload_triggered_total", "counter",
+                "Writes sent to the offload stage by a `when` trigger, by trigger.");
+    evbuffer_add_printf(out,
+                        "flashgate_offload_triggered_total{trigger=\"inflight\"} %" PRIu64 "\n"
+                        "flashgate_offload_triggered_total{trigger=\"latency\"} %" PRIu64 "\n"
+                        "flashgate_offload_triggered_total{trigger=\"failing\"} %" PRIu64 "\n"
+                        "flashgate_offload_triggered_total{trigger=\"limited\"} %" PRIu64 "\n",
+                        SUM(of_trig_inflight), SUM(of_trig_latency), SUM(of_trig_failing),
+                        SUM(of_trig_limited));
     caches_metrics(out);
     limits_metrics(out);
     compression_metrics(out);

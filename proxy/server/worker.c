@@ -155,6 +155,7 @@ static void snap_free(struct fg_snap *s)
     free(s->pools);
     free(s->caches);
     fg_limit_snap_free(s);
+    fg_trigger_snap_free(s);
     fg_config_unref(s->cfg);
     free(s);
 }

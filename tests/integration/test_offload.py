@@ -31,6 +31,8 @@ class App:
         self.port = free_port()
         self.lock = threading.Lock()
         self.reqs = []
+        self.delay = 0.0  # seconds before each answer (a slow app)
+        self.status = 200  # what it answers (503: a failing app)
         app = self
 
         class H(BaseHTTPRequestHandler):
@@ -55,7 +57,9 @@ class App:
                 with app.lock:
                     app.reqs.append((self.headers.get("Idempotency-Key"), direct, self.command,
                                      self.path, dict(self.headers), body))
-                self.send_response(200)
+                if app.delay:
+                    time.sleep(app.delay)
+                self.send_response(app.status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -87,10 +91,11 @@ class Agent(AgentProcess):
         super().__init__(tmp, app_port, "replay_rate 0;\nreplay_concurrency 8;\n" + extra)
 
 
-def offload_route(sock, extra=""):
+def offload_route(sock, extra="", route_extra=""):
     return f"""    route /api/orders {{
         upstream app;
         methods POST;
+{route_extra}
         offload {{
             agent unix:{sock};
             headers Content-Type;
@@ -114,12 +119,12 @@ def setup(tmp_path, app):
     """setup(agent=True, extra="") -> (flashgate, agent or None)."""
     made = []
 
-    def make(agent=True, extra="", server_extra=""):
+    def make(agent=True, extra="", server_extra="", main_extra="", route_extra=""):
         ag = Agent(tmp_path, app.port)
         if agent:
             ag.start()
-        fg = Flashgate(str(tmp_path), [app.port], routes=offload_route(ag.sock, extra),
-                       server_extra=server_extra)
+        fg = Flashgate(str(tmp_path), [app.port], routes=offload_route(ag.sock, extra, route_extra),
+                       server_extra=server_extra, main_extra=main_extra)
         made.append((fg, ag))
         return fg, ag
 
@@ -312,6 +317,122 @@ def test_when_inflight_not_reached_goes_direct(setup, app):
     assert (st, body) == (200, b"ok")
     assert app.get("k-direct")[0][1] is True
     assert fg.stats()["offload"]["queued"] == 0
+
+
+def parallel_posts(port, n, prefix):
+    """n POSTs at once, each on its own connection; their statuses."""
+    out = []
+    lock = threading.Lock()
+
+    def one(i):
+        st = post(port, headers={"Idempotency-Key": f"{prefix}-{i}"})[0]
+        with lock:
+            out.append(st)
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join(15)
+    return out
+
+
+def test_when_latency_queues_once_the_app_is_slow(setup, app):
+    fg, ag = setup(extra="            when latency 100ms;")
+    # A fast app: a second of answers well under 100 ms keeps writes going to it.
+    t0 = time.monotonic()
+    assert parallel_posts(fg.port, 25, "fast") == [200] * 25
+    time.sleep(max(0.0, 1.2 - (time.monotonic() - t0)))
+    assert post(fg.port, headers={"Idempotency-Key": "after-fast"})[0] == 200
+    assert fg.stats()["offload"]["triggered"]["latency"] == 0
+    time.sleep(1.1)  # the windows of the fast answers are over, with nothing after them
+    # A slow app: 25 answers at 200 ms in one window put its p95 above 100 ms...
+    app.delay = 0.2
+    t0 = time.monotonic()
+    assert parallel_posts(fg.port, 25, "slow") == [200] * 25
+    assert time.monotonic() - t0 < 0.9, "the slow burst must end within its window"
+    time.sleep(max(0.0, 1.2 - (time.monotonic() - t0)))
+    # ...so the next writes are queued, while the window that measured it is the last one.
+    st, h, body = post(fg.port, headers={"Idempotency-Key": "queued-slow"})
+    assert st == 202, body
+    assert json.loads(body) == {"status": "queued", "id": "queued-slow"}
+    s = fg.stats()["offload"]
+    assert s["triggered"]["latency"] == 1 and s["queued"] == 1
+    wait_for(lambda: app.get("queued-slow"), 10, "the queued write replayed")
+    assert app.get("queued-slow")[0][1] is False  # it came from the agent
+
+
+def test_when_failing_queues_while_the_app_fails(setup, app):
+    fg, ag = setup(extra="            when failing;")
+    app.status = 503
+    for i in range(5):
+        assert post(fg.port, headers={"Idempotency-Key": f"fail-{i}"})[0] == 503
+    # Five failures and no success in this second: the app is failing, writes queue.
+    st, h, body = post(fg.port, headers={"Idempotency-Key": "while-failing"})
+    assert st == 202, body
+    s = fg.stats()["offload"]
+    assert s["triggered"]["failing"] == 1 and s["queued"] == 1
+    direct = app.keys(direct=True)
+    assert sorted(direct) == sorted(f"fail-{i}" for i in range(5))
+    # The app is back: the agent's retries get the record through; after a quiet second
+    # the trigger no longer fires and writes go to the app again.
+    app.status = 200
+    wait_for(lambda: app.get("while-failing"), 15, "the queued write replayed once the app is back")
+    time.sleep(2.1)
+    assert post(fg.port, headers={"Idempotency-Key": "recovered"})[0] == 200
+    assert app.get("recovered")[0][1] is True
+
+
+def test_when_limited_queues_instead_of_429(setup, app):
+    fg, ag = setup(extra="            when limited;",
+                   main_extra="limit orders { key route; rate 1r/m; burst 1; }",
+                   route_extra="        limit orders;")
+    # Within the limit: straight to the app.
+    assert post(fg.port, headers={"Idempotency-Key": "l-0"})[0] == 200
+    assert post(fg.port, headers={"Idempotency-Key": "l-1"})[0] == 200
+    # Over it: queued (202), not refused.
+    for i in range(2, 6):
+        st, h, body = post(fg.port, headers={"Idempotency-Key": f"l-{i}"})
+        assert st == 202, body
+    s = fg.stats()
+    assert s["offload"]["triggered"]["limited"] == 4 and s["offload"]["queued"] == 4
+    assert s["limits"]["orders"]["limited"] == 4
+    wait_for(lambda: all(app.get(f"l-{i}") for i in range(2, 6)), 10, "queued writes replayed")
+    assert all(app.get(f"l-{i}")[0][1] is False for i in range(2, 6))
+    # The agent gone: over the limit is the limit's 429, never the app.
+    ag.stop()
+    st, h, body = post(fg.port, headers={"Idempotency-Key": "l-down"})
+    assert st == 429 and "retry-after" in h, (st, body)
+    assert json.loads(body)["limit"] == "orders"
+    assert app.get("l-down") == []
+
+
+def test_when_lines_are_checked(tmp_path):
+    base = """workers 1;
+upstream app { server 127.0.0.1:1; }
+server { listen 127.0.0.1:%d;
+    route /api { upstream app; %s offload { agent unix:/tmp/a.sock; %s } }
+}
+"""
+    cases = [
+        ("", "when always; when inflight 3;", "cannot be combined"),
+        ("", "when latency 0ms;", "invalid duration"),
+        ("", "when sometimes;", "invalid value for 'when'"),
+        ("", "when limited;", "no 'limit'"),
+    ]
+    for route_extra, when, msg in cases:
+        conf = tmp_path / "bad.conf"
+        conf.write_text(base % (free_port(), route_extra, when))
+        p = subprocess.run([flashgate_bin(), "-t", "-c", str(conf)], capture_output=True,
+                           text=True, timeout=10)
+        assert p.returncode != 0, when
+        assert re.search(r"bad\.conf:\d+: .*" + re.escape(msg), p.stderr), (when, p.stderr)
+    conf = tmp_path / "good.conf"
+    conf.write_text(base % (free_port(), "", "when inflight 100; when latency 250ms; when failing;"))
+    p = subprocess.run([flashgate_bin(), "-T", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=10)
+    assert p.returncode == 0, p.stderr
+    for line in ("when inflight 100;", "when latency 250ms;", "when failing;"):
+        assert line in p.stdout, p.stdout
 
 
 def test_agent_killed_mid_burst_nothing_lost(setup, app, tmp_path):
