@@ -174,6 +174,29 @@ static void warm(struct bufferevent *bev, const struct fg_http_request *r, const
     evbuffer_free(b);
 }
 
+/* The daemon's /stats object with the agent's numbers as its last member: the object's
+ * closing brace (and what follows it) gives way to ,"agent":{...}}. */
+static void stats_add_agent(struct evbuffer *b)
+{
+    size_t len = evbuffer_get_length(b);
+    const char *s = (const char *)evbuffer_pullup(b, -1);
+    size_t end = len;
+    while (end > 0 && s[end - 1] != '}')
+        end--;
+    if (end == 0)
+        return;
+    struct evbuffer *out = evbuffer_new();
+    if (out == NULL)
+        return;
+    evbuffer_add(out, s, end - 1);
+    evbuffer_add(out, ",", 1);
+    fg_admin_agentstat_json(out);
+    evbuffer_add(out, s + end - 1, len - (end - 1));
+    evbuffer_drain(b, len);
+    evbuffer_add_buffer(b, out);
+    evbuffer_free(out);
+}
+
 static void handle(struct bufferevent *bev, const struct fg_http_request *r, const char *body,
                    size_t body_len)
 {
@@ -203,6 +226,7 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r, con
         }
         struct evbuffer *b = evbuffer_new();
         AD.ops->stats_json(b);
+        stats_add_agent(b);
         send_response(bev, 200, "application/json", b, head_only);
         evbuffer_free(b);
         return;
@@ -210,6 +234,7 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r, con
     if (IS("/metrics") && get) {
         struct evbuffer *b = evbuffer_new();
         AD.ops->metrics(b);
+        fg_admin_agentstat_metrics(b);
         send_response(bev, 200, "text/plain; version=0.0.4; charset=utf-8", b, head_only);
         evbuffer_free(b);
         return;
@@ -351,6 +376,8 @@ bool fg_admin_start(const struct fg_addr *addr, const struct fg_admin_ops *ops)
         AD.base = NULL;
         return false;
     }
+    if (!fg_admin_agentstat_start(AD.base, ops))
+        fg_warn("admin: out of memory: the agent's numbers are left out of /stats");
     if (pthread_create(&AD.thread, NULL, admin_main, NULL) != 0) {
         fg_err("admin: cannot start its thread");
         return false;
@@ -366,6 +393,7 @@ void fg_admin_stop(void)
         return;
     event_base_loopbreak(AD.base);
     pthread_join(AD.thread, NULL);
+    fg_admin_agentstat_stop();
     evconnlistener_free(AD.evl);
     event_base_free(AD.base);
     AD.running = false;

@@ -44,6 +44,14 @@ void fg_admin_warm_progress(struct fg_admin_warm_progress *out);
 bool fg_admin_warm_add(struct event_base *base, const struct fg_addr *target, const char *body,
                        size_t len, unsigned concurrency, size_t *accepted, size_t *bad_line);
 
+/* agentstat.c, on the admin thread: poll flashgate-agent's status listener (admin
+ * agent_status) every second; write its last numbers as the "agent" member of /stats
+ * ("agent":null when not configured) and as lines of /metrics. */
+bool fg_admin_agentstat_start(struct event_base *base, const struct fg_admin_ops *ops);
+void fg_admin_agentstat_stop(void);
+void fg_admin_agentstat_json(struct evbuffer *out);
+void fg_admin_agentstat_metrics(struct evbuffer *out);
+
 /* Bind the admin address and start its thread. false (logged) if it cannot bind. */
 bool fg_admin_start(const struct fg_addr *addr, const struct fg_admin_ops *ops);
 void fg_admin_stop(void);

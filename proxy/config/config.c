@@ -558,6 +558,8 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
         fprintf(out, "admin {\n    listen %s;\n", c->admin.addr.text);
         if (c->admin.token != NULL)
             fputs("    token \"********\";\n", out);
+        if (c->admin.agent_status)
+            fprintf(out, "    agent_status %s;\n", c->admin.agent_status_addr.text);
         fputs("}\n", out);
     }
     for (size_t i = 0; i < c->n_upstreams; i++)

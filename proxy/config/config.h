@@ -205,6 +205,8 @@ struct fg_conf_admin {
     bool enabled;        /* default on */
     struct fg_addr addr; /* default 127.0.0.1:9901 */
     char *token;         /* optional bearer token; masked in dumps */
+    bool agent_status;   /* `agent_status ADDRESS`: merge flashgate-agent's numbers */
+    struct fg_addr agent_status_addr;
 };
 
 struct fg_config {

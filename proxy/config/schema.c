@@ -323,6 +323,24 @@ static void h_admin_listen(struct fg_conf_loader *L, const struct fg_conf_direct
         L->admin_line = st->line;
 }
 
+static void h_admin_agent_status(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                                 const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_admin *a = obj;
+    if (strcmp(st->args[1], "off") == 0) {
+        a->agent_status = false;
+        return;
+    }
+    char err[160];
+    if (!fg_addr_parse(st->args[1], 0, &a->agent_status_addr, err, sizeof(err)) ||
+        a->agent_status_addr.ss.ss_family == AF_UNIX) {
+        ERR(L, st->line, "invalid %s '%s' (host:port of flashgate-agent's status_listen, or off)",
+            dir->name, st->args[1]);
+        return;
+    }
+    a->agent_status = true;
+}
+
 /* ---- upstream ------------------------------------------------------------------------- */
 
 static bool valid_name(const char *s)
@@ -1427,6 +1445,9 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"token", A, 1, 1, FG_BLOCK_NO, false, FG_T_STRING, FIELD(struct fg_conf_admin, token),
      0, 0, h_generic, "string", "none",
      "bearer token required on admin requests other than /healthz"},
+    {"agent_status", A, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_admin_agent_status),
+     "address | off", "off",
+     "flashgate-agent's status listener, polled every second into /stats and /metrics"},
 
     /* upstream */
     {"server", U, 1, 4, FG_BLOCK_NO, true, CUSTOM(h_upstream_server),

@@ -561,3 +561,43 @@ def test_half_close_after_the_body_still_answered(setup, app):
     assert data.startswith(b"HTTP/1.1 202 "), data
     assert b"Connection: close" in data
     wait_for(lambda: app.get("k-half"), 10, "the replay")
+
+
+def test_agent_numbers_merged_into_stats_and_metrics(tmp_path, app):
+    from test_metrics import parse_exposition
+    ag = Agent(tmp_path, app.port)
+    ag.start()
+    fg = Flashgate(str(tmp_path), [app.port], routes=offload_route(ag.sock),
+                   admin_extra=f"agent_status 127.0.0.1:{ag.status_port};")
+    try:
+        for i in range(3):
+            assert post(fg.port, headers={"Idempotency-Key": f"m-{i}"})[0] == 202
+        # Polled once a second: the agent's count of durable records shows up in ours.
+        wait_for(lambda: (fg.stats()["agent"] or {}).get("status", {}).get("records", {}).get("durable") == 3, 10,
+                 "the agent's numbers in /stats")
+        a = fg.stats()["agent"]
+        assert a["up"] is True and a["address"] == f"127.0.0.1:{ag.status_port}"
+        assert 0 <= a["age_ms"] <= 2500
+        with urllib.request.urlopen(f"http://127.0.0.1:{fg.admin}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        fams = parse_exposition(text)  # strict: every line valid
+        names = set(fams)
+        assert "flashgate_agent_status_up" in names
+        assert any(n.startswith("flashgate_agent_") and n != "flashgate_agent_status_up"
+                   and n != "flashgate_agent_status_age_seconds" for n in names), names
+        assert "flashgate_agent_status_up 1\n" in text
+        # The agent gone: up turns false within the staleness bound, /stats stays valid.
+        ag.stop()
+        wait_for(lambda: fg.stats()["agent"]["failures"] > 0, 10, "a failed poll")
+        assert fg.stats()["agent"]["last_error"] != ""
+    finally:
+        fg.stop()
+        ag.stop()
+        ag.logf.close()
+
+
+def test_agent_status_off_by_default(setup):
+    fg, ag = setup()
+    assert fg.stats()["agent"] is None
+    with urllib.request.urlopen(f"http://127.0.0.1:{fg.admin}/metrics", timeout=5) as r:
+        assert "flashgate_agent_status_up" not in r.read().decode()
