@@ -43,6 +43,8 @@ for f in /usr/sbin/flashgate /usr/sbin/flashgate-agent /etc/flashgate \
     /usr/share/man/man8/flashgate-agent.8 /usr/share/doc/flashgate/agent-protocol.md \
     /etc/sysconfig/flashgate /etc/logrotate.d/flashgate \
     /usr/lib/systemd/system/flashgate.service /usr/lib/tmpfiles.d/flashgate.conf \
+    /usr/lib/systemd/system/flashgate-agent.service /etc/sysconfig/flashgate-agent \
+    /var/lib/flashgate/spool /usr/share/doc/flashgate/offload.md \
     /usr/lib/sysusers.d/flashgate.conf /usr/share/man/man8/flashgate.8 \
     /usr/share/man/man5/flashgate.conf.5 /usr/share/doc/flashgate/README.md \
     /usr/share/doc/flashgate/deployment.md /usr/share/doc/flashgate/keepalive.md \
@@ -55,8 +57,9 @@ done
 # Nothing outside the places a flashgate package may touch (build-id links are rpm's).
 unexpected=$(grep -v \
     -e '^/usr/sbin/flashgate$' -e '^/usr/sbin/flashgate-agent$' -e '^/etc/flashgate' \
-    -e '^/etc/sysconfig/flashgate$' \
+    -e '^/etc/sysconfig/flashgate$' -e '^/etc/sysconfig/flashgate-agent$' \
     -e '^/etc/logrotate.d/flashgate$' -e '^/usr/lib/systemd/system/flashgate\.service$' \
+    -e '^/usr/lib/systemd/system/flashgate-agent\.service$' -e '^/var/lib/flashgate/spool$' \
     -e '^/usr/lib/tmpfiles.d/flashgate\.conf$' -e '^/usr/lib/sysusers.d/flashgate\.conf$' \
     -e '^/usr/share/man/man[58]/flashgate' -e '^/usr/share/doc/flashgate' \
     -e '^/var/lib/flashgate$' -e '^/var/log/flashgate$' -e '^/usr/lib/\.build-id' \
@@ -74,6 +77,10 @@ attr() {
 attr /etc/flashgate/flashgate.conf 'cn|root:flashgate|-rw-r-----'
 attr /etc/flashgate/flashgate-agent.conf 'cn|root:flashgate|-rw-r-----'
 attr /etc/sysconfig/flashgate 'cn|root:root|-rw-r--r--'
+# It may hold AWS keys: the service's group only.
+attr /etc/sysconfig/flashgate-agent 'cn|root:flashgate|-rw-r-----'
+attr /var/lib/flashgate/spool '|flashgate:flashgate|drwxr-x---'
+attr /usr/lib/systemd/system/flashgate-agent.service '|root:root|-rw-r--r--'
 attr /etc/logrotate.d/flashgate 'cn|root:root|-rw-r--r--'
 attr /etc/flashgate '|root:flashgate|drwxr-x---'
 attr /var/lib/flashgate '|flashgate:flashgate|drwxr-x---'
@@ -82,9 +89,9 @@ attr /usr/sbin/flashgate '|root:root|-rwxr-xr-x'
 attr /usr/sbin/flashgate-agent '|root:root|-rwxr-xr-x'
 attr /usr/lib/systemd/system/flashgate.service '|root:root|-rw-r--r--'
 attr /usr/share/doc/flashgate/deployment.md 'd|root:root|-rw-r--r--'
-# Only the four files above are config; a unit or binary marked config would never update.
+# Only the five files above are config; a unit or binary marked config would never update.
 configs=$(awk -F'|' '$2 ~ /c/ { print $1 }' "$work/attrs" | sort | tr '\n' ' ')
-[ "$configs" = "/etc/flashgate/flashgate-agent.conf /etc/flashgate/flashgate.conf /etc/logrotate.d/flashgate /etc/sysconfig/flashgate " ] ||
+[ "$configs" = "/etc/flashgate/flashgate-agent.conf /etc/flashgate/flashgate.conf /etc/logrotate.d/flashgate /etc/sysconfig/flashgate /etc/sysconfig/flashgate-agent " ] ||
     fail "config files are: $configs"
 
 # --- scriptlets -------------------------------------------------------------------------
@@ -103,6 +110,9 @@ has postinstall 'preset flashgate.service\|install-system-units flashgate.servic
     "preset flashgate.service on first install"
 has preuninstall 'disable --now flashgate.service\|remove-system-units flashgate.service' \
     "disable and stop flashgate.service on removal"
+has postinstall 'preset flashgate.service flashgate-agent.service\|install-system-units flashgate.service flashgate-agent.service' \
+    "preset flashgate-agent.service on first install"
+has preuninstall 'flashgate-agent.service' "disable and stop flashgate-agent.service on removal"
 grep -q 'try-restart\|mark-restart' "$work/scripts" &&
     fail "an upgrade must not restart (drain) the proxy on its own"
 for s in "$work"/*install.sh; do
@@ -117,6 +127,9 @@ same() {
     cmp -s "$srcdir/$1" "$work/root$2" || fail "$2 in the package differs from $1"
 }
 same packaging/systemd/flashgate.service /usr/lib/systemd/system/flashgate.service
+same packaging/systemd/flashgate-agent.service /usr/lib/systemd/system/flashgate-agent.service
+same packaging/sysconfig/flashgate-agent /etc/sysconfig/flashgate-agent
+same conf/flashgate-agent.conf /etc/flashgate/flashgate-agent.conf
 same packaging/logrotate/flashgate /etc/logrotate.d/flashgate
 same packaging/sysconfig/flashgate /etc/sysconfig/flashgate
 same packaging/tmpfiles/flashgate.conf /usr/lib/tmpfiles.d/flashgate.conf

@@ -1,5 +1,6 @@
 #!/bin/sh
-# test_systemd_unit.sh — packaging/systemd/flashgate.service is what the issue asks for
+# test_systemd_unit.sh — packaging/systemd/flashgate.service (and flashgate-agent.service)
+# are what the issue asks for
 # and what the rest of the package agrees with:
 #   - the directives that matter (Type=notify, the -t check before start and reload,
 #     SIGTERM drain, restart policy, user, hardening, LimitNOFILE) are set;
@@ -113,10 +114,60 @@ else
     case $out in *"is ok"*) ;; *) fail "flashgate -t said: $out" ;; esac
 fi
 
+# --- flashgate-agent.service ------------------------------------------------------------
+proxy_unit=$unit
+unit=$srcdir/packaging/systemd/flashgate-agent.service
+agent_bin=${FLASHGATE_AGENT:-$(dirname "$bin")/flashgate-agent}
+if [ ! -f "$unit" ]; then
+    fail "$unit missing"
+else
+    expect Type notify
+    expect NotifyAccess main
+    expect Environment FLASHGATE_AGENT_CONF=/etc/flashgate/flashgate-agent.conf
+    expect EnvironmentFile -/etc/sysconfig/flashgate-agent
+    expect ExecStartPre '/usr/sbin/flashgate-agent -t -c ${FLASHGATE_AGENT_CONF}'
+    expect ExecStart '/usr/sbin/flashgate-agent -c ${FLASHGATE_AGENT_CONF}'
+    expect ExecReload '/bin/kill -HUP $MAINPID'
+    expect KillSignal SIGTERM
+    expect Restart always
+    expect User flashgate
+    expect Group flashgate
+    expect UMask 0007
+    expect NoNewPrivileges yes
+    expect ProtectSystem strict
+    expect ProtectHome yes
+    expect PrivateTmp yes
+    expect CapabilityBoundingSet ''
+    expect RestrictAddressFamilies 'AF_INET AF_INET6 AF_UNIX'
+    expect ReadWritePaths '/var/lib/flashgate /var/log/flashgate'
+    expect WantedBy multi-user.target
+    # Both units share /run/flashgate (the agent's socket): neither may remove it.
+    expect RuntimeDirectory flashgate
+    expect RuntimeDirectoryPreserve yes
+    grep -q '^RuntimeDirectoryPreserve=yes' "$proxy_unit" ||
+        fail "flashgate.service must preserve /run/flashgate (the agent's socket is there)"
+    grep -q '^After=.*flashgate-agent.service' "$proxy_unit" ||
+        fail "flashgate.service does not start after flashgate-agent.service"
+    # The socket and spool the shipped agent config names are the ones the units provide.
+    aconf=$srcdir/conf/flashgate-agent.conf
+    grep -q '^listen /run/flashgate/' "$aconf" || fail "the agent's socket is not under /run/flashgate"
+    grep -q '^spool_dir /var/lib/flashgate/' "$aconf" ||
+        fail "the agent's spool is not under /var/lib/flashgate (ReadWritePaths)"
+    grep -q '^d /var/lib/flashgate/spool 0750 flashgate flashgate' "$tmpfiles" ||
+        fail "tmpfiles.d does not create the spool directory"
+    if [ -x "$agent_bin" ]; then
+        out=$("$agent_bin" -t -c "$aconf" 2>&1) ||
+            fail "flashgate-agent -t rejects the shipped config: $out"
+    else
+        fail "flashgate-agent binary not found at $agent_bin"
+    fi
+fi
+
 if [ "$failures" -ne 0 ]; then
     echo "$failures failure(s)" >&2
     exit 1
 fi
+unit=$proxy_unit
 
 # --- systemd-analyze verify -------------------------------------------------------------
 if ! command -v systemd-analyze >/dev/null 2>&1; then
@@ -132,7 +183,12 @@ sed "s|/usr/sbin/flashgate|$abs_bin|g" "$unit" >"$work/flashgate.service"
 mkdir -p "$work/man/man8" "$work/man/man5"
 cp "$srcdir/docs/flashgate.8" "$work/man/man8/"
 cp "$srcdir/docs/flashgate.conf.5" "$work/man/man5/"
-if ! MANPATH=$work/man systemd-analyze verify "$work/flashgate.service" >"$work/verify.out" 2>&1; then
+cp "$srcdir/docs/flashgate-agent.8" "$work/man/man8/"
+abs_agent=$(cd "$(dirname "$agent_bin")" && pwd)/$(basename "$agent_bin")
+sed "s|/usr/sbin/flashgate-agent|$abs_agent|g" "$srcdir/packaging/systemd/flashgate-agent.service" \
+    >"$work/flashgate-agent.service"
+if ! MANPATH=$work/man systemd-analyze verify "$work/flashgate.service" \
+    "$work/flashgate-agent.service" >"$work/verify.out" 2>&1; then
     cat "$work/verify.out" >&2
     echo "FAIL: systemd-analyze verify" >&2
     exit 1
@@ -153,6 +209,15 @@ if systemd-analyze security --offline=true "$work/flashgate.service" >"$work/sec
     if [ -z "$score" ] || ! awk -v s="$score" 'BEGIN { exit !(s < 3.0) }'; then
         cat "$work/security.out" >&2
         echo "FAIL: exposure '$score' is not below 3.0" >&2
+        exit 1
+    fi
+fi
+if systemd-analyze security --offline=true "$work/flashgate-agent.service" >"$work/security.out" 2>&1; then
+    score=$(sed -n 's/.*Overall exposure level for flashgate-agent.service: \([0-9.]*\).*/\1/p' "$work/security.out")
+    echo "systemd-analyze security (agent): exposure $score"
+    if [ -z "$score" ] || ! awk -v s="$score" 'BEGIN { exit !(s < 3.0) }'; then
+        cat "$work/security.out" >&2
+        echo "FAIL: the agent's exposure '$score' is not below 3.0" >&2
         exit 1
     fi
 fi
