@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Offloaded writes: what a 202-after-fsync costs, and what it spares the app (not part of
+# make check).
+#
+#   tests/bench/offload.sh [--rounds N] [--duration S] [--bin DIR]
+#
+# post: wrk -t1 -c50 POSTs of 1 KiB JSON bodies, each with its own Idempotency-Key, in
+#   interleaved rounds against
+#     nginx           proxy_pass to the origin (the reference for a plain proxy),
+#     flashgate       the same route passed through to the origin,
+#     flashgate-202   an `offload { when always; }` route: every POST becomes a record
+#                     that flashgate-agent appends to its spool and fdatasyncs (group
+#                     commit) before flashgate answers 202.
+#   flashgate, nginx and the agent are pinned to CPU 0, wrk and the origin (nginx) to CPU
+#   1. CPU time per request is the proxy's, plus the agent's for flashgate-202. Medians,
+#   ratios to nginx, the agent's commits per fsync.
+# protect: the app's view of a burst. Clients POST as fast as they can for the duration
+#   while the agent replays at replay_rate (500/s); prints the clients' rate, the rate at
+#   which the app received requests (direct ones from flashgate's /stats, replays from the
+#   agent's /status), and what is left in the spool.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+rounds=5
+duration=10
+bindir="$top/build"
+while [ $# -gt 0 ]; do
+    case $1 in
+    --rounds) rounds=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --bin) bindir=$2; shift 2 ;;
+    *) echo "usage: $0 [--rounds N] [--duration S] [--bin DIR]" >&2; exit 2 ;;
+    esac
+done
+for tool in nginx wrk taskset /usr/bin/python3; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
+done
+for b in flashgate flashgate-agent; do
+    [ -x "$bindir/$b" ] || { echo "bench: no $b in $bindir (build first)" >&2; exit 1; }
+done
+
+# The spool on the same disk as a real one would be (not a tmpfs): fsync must cost.
+work=$(mktemp -d "$top/build/bench-offload.XXXXXX")
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.3
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+ORIGIN=39201 NGINX=39202 FG=39203 FGADMIN=39204 AGSTATUS=39205
+chmod 755 "$work"
+cat > "$work/origin.conf" <<CONF
+worker_processes 1; daemon off; pid $work/origin.pid; error_log $work/origin.err;
+events { worker_connections 20000; }
+http { access_log off; keepalive_requests 1000000; client_body_buffer_size 16k;
+  server { listen 127.0.0.1:$ORIGIN;
+    location / { default_type application/json; return 200 '{"status":"created"}'; } } }
+CONF
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/nginx.err;
+worker_rlimit_nofile 20000;
+events { worker_connections 19000; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s; client_body_buffer_size 16k;
+  upstream app { server 127.0.0.1:$ORIGIN; keepalive 64; keepalive_requests 1000000; }
+  server { listen 127.0.0.1:$NGINX;
+    proxy_http_version 1.1; proxy_set_header Connection "";
+    location / { proxy_pass http://app; } } }
+CONF
+cat > "$work/agent.conf" <<CONF
+listen $work/agent.sock;
+spool_dir $work/spool;
+sink local;
+app 127.0.0.1:$ORIGIN;
+replay_rate 500;
+replay_concurrency 8;
+status_listen 127.0.0.1:$AGSTATUS;
+error_log stderr warn;
+CONF
+cat > "$work/flashgate.conf" <<CONF
+workers 1;
+error_log stderr warn;
+admin { listen 127.0.0.1:$FGADMIN; }
+upstream app { server 127.0.0.1:$ORIGIN; keepalive 64; keepalive_requests 1000000; }
+server { listen 127.0.0.1:$FG; keepalive_requests 1000000; request_id off; access_log off;
+  route /offload/ { upstream app; offload { agent unix:$work/agent.sock; when always;
+                    headers Content-Type; } }
+  route / { upstream app; } }
+CONF
+cat > "$work/post.lua" <<'LUA'
+-- POST 1 KiB JSON bodies, each with a key no other request of this run has.
+local body = '{"order":"' .. string.rep("x", 1024 - 13) .. '"}'
+local prefix = os.getenv("FG_KEY_PREFIX") or "k"
+local n = 0
+request = function()
+    n = n + 1
+    return wrk.format("POST", nil, {["Content-Type"] = "application/json",
+                                     ["Idempotency-Key"] = prefix .. "-" .. n}, body)
+end
+LUA
+
+taskset -c 1 nginx -c "$work/origin.conf" & pids+=($!)
+taskset -c 0 nginx -c "$work/nginx.conf" & pids+=($!)
+taskset -c 0 "$bindir/flashgate-agent" -c "$work/agent.conf" 2>"$work/agent.err" & pids+=($!)
+agpid=$!
+sleep 0.5
+taskset -c 0 "$bindir/flashgate" -c "$work/flashgate.conf" 2>"$work/flashgate.err" & pids+=($!)
+fgpid=$!
+sleep 1
+ngpid=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+agent_json() { /usr/bin/python3 -c "import json,urllib.request;print(json.dumps(json.loads(urllib.request.urlopen('http://127.0.0.1:$AGSTATUS/status',timeout=5).read())))"; }
+
+ticks_of() { # pid...: their CPU ticks summed
+    local t=0 p
+    for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done
+    echo "$t"
+}
+
+run_post() { # name port path round pid [pid2]
+    local t0 t1
+    t0=$(ticks_of "${@:5}")
+    FG_KEY_PREFIX="$1-$4-$RANDOM" taskset -c 1 wrk -t1 -c50 -d"${duration}s" --latency -s "$work/post.lua" \
+        "http://127.0.0.1:$2$3" > "$work/wrk.out"
+    t1=$(ticks_of "${@:5}")
+    /usr/bin/python3 - "$1" "$4" "$((t1 - t0))" "$(getconf CLK_TCK)" "$work/wrk.out" >> "$work/results.jsonl" <<'PY'
+import json, re, sys
+name, rnd, ticks, hz, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+out = open(path).read()
+if "Requests/sec" not in out or "99%" not in out:
+    sys.exit(f"bench: wrk against {name} failed:\n{out}")
+def lat(s):
+    v, u = re.match(r"([\d.]+)(us|ms|s)", s).groups()
+    return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
+reqs = int(re.search(r"(\d+) requests in", out).group(1))
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+print(json.dumps({"proxy": name, "round": rnd, "requests": reqs,
+                  "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+                  "p50_ms": lat(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+                  "p99_ms": lat(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
+                  "cpu_us_per_req": ticks / hz * 1e6 / max(reqs, 1),
+                  "non_2xx": int(errs.group(1)) if errs else 0}))
+PY
+}
+
+echo "post: $rounds rounds x ${duration}s, wrk -t1 -c50, 1 KiB JSON POSTs with unique keys;"
+echo "      proxies and agent on CPU 0, wrk and origin on CPU 1; flashgate-202 CPU = proxy + agent"
+rm -f "$work/results.jsonl"
+for spec in "nginx:$NGINX:/api/orders" "flashgate:$FG:/api/orders"; do
+    IFS=: read -r n port path <<<"$spec"
+    FG_KEY_PREFIX=warm taskset -c 1 wrk -t1 -c50 -d2s -s "$work/post.lua" "http://127.0.0.1:$port$path" >/dev/null
+done
+a0=$(agent_json)
+for r in $(seq "$rounds"); do
+    order=(nginx flashgate flashgate-202)
+    [ $((r % 2)) -eq 0 ] && order=(flashgate-202 flashgate nginx)
+    for n in "${order[@]}"; do
+        case $n in
+        nginx) run_post nginx "$NGINX" /api/orders "$r" "$ngpid" ;;
+        flashgate) run_post flashgate "$FG" /api/orders "$r" "$fgpid" ;;
+        flashgate-202) run_post flashgate-202 "$FG" /offload/orders "$r" "$fgpid" "$agpid" ;;
+        esac
+    done
+done
+a1=$(agent_json)
+/usr/bin/python3 - "$work/results.jsonl" "$a0" "$a1" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+a0, a1 = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+names = list(dict.fromkeys(r["proxy"] for r in rows))
+med = {}
+for p in names:
+    rs = [r for r in rows if r["proxy"] == p]
+    med[p] = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
+    med[p]["non_2xx"] = sum(r["non_2xx"] for r in rs)
+print(f"{'proxy':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'non-2xx':>8}")
+for p, m in med.items():
+    print(f"{p:<16} {m['rps']:>8.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['cpu_us_per_req']:>11.1f} {m['non_2xx']:>8}")
+for a, b in (("flashgate", "nginx"), ("flashgate-202", "nginx"), ("flashgate-202", "flashgate")):
+    x, y = med[a], med[b]
+    print(f"{'ratio':<16} {x['rps']/y['rps']:>7.2f}x {'':>8} {x['p99_ms']/y['p99_ms']:>7.2f}x "
+          f"{x['cpu_us_per_req']/y['cpu_us_per_req']:>10.2f}x   ({a} / {b})")
+s0, s1 = a0["spool"], a1["spool"]
+durable = a1["records"]["durable"] - a0["records"]["durable"]
+commits = max(s1["commits"] - s0["commits"], 1)
+print(f"agent: {durable} records made durable in {commits} commits "
+      f"({durable / commits:.1f} records per fdatasync); 202s are non-2xx-free above")
+print("rounds:", " ".join(f"{r['proxy']}{r['round']}={r['rps']:.0f}" for r in rows))
+PY
+
+echo
+echo "protect: clients burst for ${duration}s, the agent replays at 500/s"
+fg_offload() { /usr/bin/python3 -c "import json,urllib.request;print(json.dumps(json.loads(urllib.request.urlopen('http://127.0.0.1:$FGADMIN/stats',timeout=5).read())['offload']))"; }
+f0=$(fg_offload)
+a0=$(agent_json)
+FG_KEY_PREFIX="burst-$RANDOM" taskset -c 1 wrk -t1 -c50 -d"${duration}s" -s "$work/post.lua" \
+    "http://127.0.0.1:$FG/offload/orders" > "$work/wrk.out"
+a1=$(agent_json)
+f1=$(fg_offload)
+/usr/bin/python3 - "$work/wrk.out" "$a0" "$a1" "$duration" "$f0" "$f1" <<'PY'
+import json, re, sys
+out, a0, a1, d = open(sys.argv[1]).read(), json.loads(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4])
+f0, f1 = json.loads(sys.argv[5]), json.loads(sys.argv[6])
+client = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+replayed = a1["replay"]["ok"] - a0["replay"]["ok"]
+queued = f1["queued"] - f0["queued"]
+passed = f1["fallback_pass"] - f0["fallback_pass"]
+print(f"clients: {client:.0f} POST/s, {queued} answered 202, {passed} fell back to the app")
+print(f"app: {replayed / d:.0f} req/s (the agent's replays); spool after the burst: "
+      f"{a1['spool']['depth']} records, oldest {a1['spool']['oldest_age_ms']} ms")
+print(f"the app saw {client / max(replayed / d, 1):.0f}x fewer requests per second than the clients sent")
+PY
