@@ -1,6 +1,7 @@
 /*
  * agent.h — flashgate-agent, the local queue agent (issue 6): the durable spool, AWS SigV4
- * signing, and (to come) the SQS sink, credentials and drain mode.
+ * signing, and the proxy <-> agent protocol (the SQS sink, credentials and drain mode are
+ * the daemon's, in agentd.h).
  */
 #ifndef FG_AGENT_H
 #define FG_AGENT_H

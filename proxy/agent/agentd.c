@@ -167,8 +167,12 @@ struct pending {
 static struct {
     const struct fg_agentd_config *cfg;
     struct event_base *base;
-    struct fg_spool *sp;
+    struct fg_spool *sp; /* NULL in drain mode */
     struct fg_sink *sink;
+    struct fg_sqs_sink *sqs;
+    struct fg_drain *drain;
+    struct fg_creds *creds;
+    struct evdns_base *dns;
     struct evconnlistener *listener;
     struct evconnlistener *status_listener;
     struct event *commit_idle, *commit_timer, *checkpoint_timer, *exit_timer;
@@ -183,6 +187,31 @@ static struct {
     bool stopping;
     uint64_t started_ms;
 } D;
+
+/* ---- the sink in use ------------------------------------------------------------------------- */
+
+static void sink_kick(void)
+{
+    if (D.sqs != NULL)
+        fg_sqs_sink_kick(D.sqs);
+    else if (D.drain != NULL)
+        fg_drain_kick(D.drain);
+    else
+        fg_sink_kick(D.sink);
+}
+
+static void creds_ready(void *arg)
+{
+    (void)arg;
+    sink_kick();
+}
+
+static const char *sink_name(void)
+{
+    if (D.cfg->mode == FG_AGENTD_DRAIN)
+        return "drain";
+    return D.cfg->sink == FG_AGENTD_SINK_SQS ? "sqs" : "local";
+}
 
 /* ---- connections from the proxy --------------------------------------------------------- */
 
@@ -246,7 +275,7 @@ static void commit_now(void)
 {
     event_del(D.commit_timer);
     D.batch_start_us = 0;
-    if (fg_spool_uncommitted(D.sp) == 0 && D.npend == 0)
+    if (D.sp == NULL || (fg_spool_uncommitted(D.sp) == 0 && D.npend == 0))
         return;
     uint64_t durable = D.committed_seq;
     enum fg_spool_status st = fg_spool_commit(D.sp, &durable);
@@ -276,7 +305,7 @@ static void commit_now(void)
         conn_flush(c);
     }
     if (st == FG_SPOOL_OK)
-        fg_sink_kick(D.sink);
+        sink_kick();
 }
 
 static void commit_cb(evutil_socket_t fd, short what, void *arg)
@@ -501,43 +530,149 @@ struct status_conn {
 
 static void status_json(struct evbuffer *b)
 {
-    struct fg_spool_stats ss;
-    fg_spool_get_stats(D.sp, fg_wall_ms(), &ss);
+    struct fg_spool_stats ss = {0};
+    if (D.sp != NULL)
+        fg_spool_get_stats(D.sp, fg_wall_ms(), &ss);
     const struct fg_agentd_stats *s = &D.st;
     evbuffer_add_printf(
         b,
-        "{\"version\":\"%s\",\"uptime_s\":%llu,\"stopping\":%s,\"sink\":\"local\","
+        "{\"version\":\"%s\",\"uptime_s\":%llu,\"stopping\":%s,\"mode\":\"%s\",\"sink\":\"%s\","
         "\"spool\":{\"depth\":%llu,\"bytes\":%llu,\"oldest_age_ms\":%llu,\"segments\":%llu,"
         "\"disk_bytes\":%llu,\"appended\":%llu,\"committed\":%llu,\"commits\":%llu,"
         "\"fsyncs\":%llu,\"commit_failed\":%llu,\"refused_full\":%llu,\"refused_stale\":%llu,"
         "\"refused_too_big\":%llu,\"corrupt_skipped\":%llu,\"committed_seq\":%llu,"
         "\"acked_seq\":%llu,\"checkpoint_seq\":%llu},",
         PACKAGE_VERSION, (unsigned long long)((fg_mono_ms() - D.started_ms) / 1000),
-        D.stopping ? "true" : "false", (unsigned long long)ss.pending_records,
-        (unsigned long long)ss.pending_bytes, (unsigned long long)ss.oldest_age_ms,
-        (unsigned long long)ss.segments, (unsigned long long)ss.disk_bytes,
-        (unsigned long long)ss.appended, (unsigned long long)ss.committed,
-        (unsigned long long)ss.commits, (unsigned long long)ss.fsyncs,
-        (unsigned long long)ss.commit_failed, (unsigned long long)ss.refused_full,
-        (unsigned long long)ss.refused_stale, (unsigned long long)ss.refused_too_big,
-        (unsigned long long)ss.corrupt_skipped, (unsigned long long)ss.committed_seq,
-        (unsigned long long)ss.acked_seq, (unsigned long long)ss.checkpoint_seq);
+        D.stopping ? "true" : "false", D.cfg->mode == FG_AGENTD_DRAIN ? "drain" : "forward",
+        sink_name(), (unsigned long long)ss.pending_records, (unsigned long long)ss.pending_bytes,
+        (unsigned long long)ss.oldest_age_ms, (unsigned long long)ss.segments,
+        (unsigned long long)ss.disk_bytes, (unsigned long long)ss.appended,
+        (unsigned long long)ss.committed, (unsigned long long)ss.commits,
+        (unsigned long long)ss.fsyncs, (unsigned long long)ss.commit_failed,
+        (unsigned long long)ss.refused_full, (unsigned long long)ss.refused_stale,
+        (unsigned long long)ss.refused_too_big, (unsigned long long)ss.corrupt_skipped,
+        (unsigned long long)ss.committed_seq, (unsigned long long)ss.acked_seq,
+        (unsigned long long)ss.checkpoint_seq);
     evbuffer_add_printf(
         b,
         "\"records\":{\"connections\":%llu,\"received\":%llu,\"durable\":%llu,"
         "\"duplicates\":%llu,\"refused_full\":%llu,\"refused_too_big\":%llu,\"errors\":%llu,"
         "\"protocol_errors\":%llu},"
         "\"replay\":{\"ok\":%llu,\"rejected\":%llu,\"failed\":%llu,\"retries\":%llu,"
-        "\"window\":%zu,\"in_flight\":%zu},"
-        "\"checkpoints\":%llu,\"checkpoint_failed\":%llu}\n",
+        "\"window\":%zu,\"in_flight\":%zu},",
         (unsigned long long)s->connections, (unsigned long long)s->received,
         (unsigned long long)s->durable, (unsigned long long)s->duplicates,
         (unsigned long long)s->refused_full, (unsigned long long)s->refused_too_big,
         (unsigned long long)s->errors, (unsigned long long)s->protocol_errors,
         (unsigned long long)s->replayed_ok, (unsigned long long)s->replayed_rejected,
         (unsigned long long)s->replayed_failed, (unsigned long long)s->replay_retries,
-        fg_sink_window(D.sink), fg_sink_in_flight(D.sink), (unsigned long long)s->checkpoints,
+        fg_sink_window(D.sink), fg_sink_in_flight(D.sink));
+    evbuffer_add_printf(
+        b,
+        "\"sqs\":{\"sent\":%llu,\"failed\":%llu,\"retries\":%llu,\"throttled\":%llu,"
+        "\"batches\":%llu,\"batch_errors\":%llu,\"window\":%zu,\"in_flight\":%zu,"
+        "\"entries_in_flight\":%zu},"
+        "\"credentials\":{\"source\":\"%s\",\"region\":\"%s\",\"refreshed\":%llu,\"failed\":%llu},"
+        "\"drain\":{\"received\":%llu,\"ok\":%llu,\"rejected\":%llu,\"failed\":%llu,"
+        "\"deleted\":%llu,\"extended\":%llu,\"sqs_errors\":%llu,\"held\":%zu,\"in_flight\":%zu},"
+        "\"checkpoints\":%llu,\"checkpoint_failed\":%llu}\n",
+        (unsigned long long)s->sqs_sent, (unsigned long long)s->sqs_failed,
+        (unsigned long long)s->sqs_retries, (unsigned long long)s->sqs_throttled,
+        (unsigned long long)s->sqs_batches, (unsigned long long)s->sqs_batch_errors,
+        fg_sqs_sink_window(D.sqs), fg_sqs_sink_in_flight(D.sqs),
+        fg_sqs_sink_entries_in_flight(D.sqs), D.creds != NULL ? fg_creds_source(D.creds) : "none",
+        fg_creds_region(D.creds) != NULL ? fg_creds_region(D.creds) : "",
+        (unsigned long long)s->creds_refreshed, (unsigned long long)s->creds_failed,
+        (unsigned long long)s->drain_received, (unsigned long long)s->drain_ok,
+        (unsigned long long)s->drain_rejected, (unsigned long long)s->drain_failed,
+        (unsigned long long)s->drain_deleted, (unsigned long long)s->drain_extended,
+        (unsigned long long)s->drain_sqs_errors, fg_drain_held(D.drain),
+        fg_drain_in_flight(D.drain), (unsigned long long)s->checkpoints,
         (unsigned long long)s->checkpoint_failed);
+}
+
+/* One metric family: HELP, TYPE and its one unlabelled sample. */
+static void metric(struct evbuffer *b, const char *name, const char *type, const char *help,
+                   uint64_t v)
+{
+    evbuffer_add_printf(b,
+                        "# HELP flashgate_agent_%s %s\n# TYPE flashgate_agent_%s %s\n"
+                        "flashgate_agent_%s %llu\n",
+                        name, help, name, type, name, (unsigned long long)v);
+}
+
+/* GET /metrics: the same numbers as /status in Prometheus text format 0.0.4, every name
+ * prefixed flashgate_agent_, counters ending in _total. */
+static void metrics_text(struct evbuffer *b)
+{
+    struct fg_spool_stats ss = {0};
+    if (D.sp != NULL)
+        fg_spool_get_stats(D.sp, fg_wall_ms(), &ss);
+    const struct fg_agentd_stats *s = &D.st;
+    const char *C = "counter", *G = "gauge";
+    metric(b, "uptime_seconds", G, "Seconds since the agent started.",
+           (fg_mono_ms() - D.started_ms) / 1000);
+    metric(b, "spool_depth", G, "Records in the spool not yet acknowledged by the sink.",
+           ss.pending_records);
+    metric(b, "spool_bytes", G, "Framed bytes of the records not yet acknowledged.",
+           ss.pending_bytes);
+    metric(b, "spool_oldest_age_seconds", G, "Age of the oldest unacknowledged record.",
+           ss.oldest_age_ms / 1000);
+    metric(b, "spool_segments", G, "Segment files in the spool directory.", ss.segments);
+    metric(b, "spool_disk_bytes", G, "Bytes of the segment files.", ss.disk_bytes);
+    metric(b, "spool_commits_total", C, "Group commits that wrote records.", ss.commits);
+    metric(b, "spool_fsyncs_total", C, "fsync and fdatasync calls made by the spool.", ss.fsyncs);
+    metric(b, "spool_commit_failed_total", C, "Records dropped because their commit failed.",
+           ss.commit_failed);
+    metric(b, "connections_total", C, "Connections accepted from the proxy.", s->connections);
+    metric(b, "records_received_total", C, "RECORD frames received.", s->received);
+    metric(b, "records_durable_total", C, "Records answered DURABLE.", s->durable);
+    metric(b, "records_duplicates_total", C, "Records answered DUPLICATE.", s->duplicates);
+    metric(b, "records_refused_full_total", C, "Records refused: spool full or too old.",
+           s->refused_full);
+    metric(b, "records_refused_too_big_total", C, "Records refused: over max_record.",
+           s->refused_too_big);
+    metric(b, "records_errors_total", C, "Records answered ERROR.", s->errors);
+    metric(b, "protocol_errors_total", C, "Frames that broke the protocol.", s->protocol_errors);
+    metric(b, "replay_ok_total", C, "Local sink: records the app answered 2xx.", s->replayed_ok);
+    metric(b, "replay_rejected_total", C, "Local sink: records the app refused for good.",
+           s->replayed_rejected);
+    metric(b, "replay_failed_total", C, "Local sink: replays that failed and were retried.",
+           s->replayed_failed);
+    metric(b, "replay_retries_total", C, "Local sink: replays sent again.", s->replay_retries);
+    metric(b, "replay_in_flight", G, "Local sink: requests in flight to the app.",
+           fg_sink_in_flight(D.sink));
+    metric(b, "sqs_sent_total", C, "SQS sink: records SQS acknowledged.", s->sqs_sent);
+    metric(b, "sqs_failed_total", C,
+           "SQS sink: records SQS refused for good, kept in rejected.jsonl.", s->sqs_failed);
+    metric(b, "sqs_retries_total", C, "SQS sink: records sent again.", s->sqs_retries);
+    metric(b, "sqs_throttled_total", C, "SQS sink: batches SQS throttled.", s->sqs_throttled);
+    metric(b, "sqs_batches_total", C, "SQS sink: SendMessageBatch requests sent.", s->sqs_batches);
+    metric(b, "sqs_batch_errors_total", C, "SQS sink: SendMessageBatch requests that failed.",
+           s->sqs_batch_errors);
+    metric(b, "sqs_batches_in_flight", G, "SQS sink: SendMessageBatch requests in flight.",
+           fg_sqs_sink_in_flight(D.sqs));
+    metric(b, "sqs_entries_in_flight", G,
+           "SQS sink: records in SendMessageBatch requests in flight.",
+           fg_sqs_sink_entries_in_flight(D.sqs));
+    metric(b, "credentials_refreshed_total", C, "Credentials fetched from the instance metadata.",
+           s->creds_refreshed);
+    metric(b, "credentials_failed_total", C, "Instance metadata requests that failed.",
+           s->creds_failed);
+    metric(b, "drain_received_total", C, "Drain: messages received from SQS.", s->drain_received);
+    metric(b, "drain_ok_total", C, "Drain: messages the app answered 2xx.", s->drain_ok);
+    metric(b, "drain_rejected_total", C, "Drain: messages the app refused for good (deleted).",
+           s->drain_rejected);
+    metric(b, "drain_failed_total", C, "Drain: replays that failed (left for redelivery).",
+           s->drain_failed);
+    metric(b, "drain_deleted_total", C, "Drain: messages deleted from the queue.",
+           s->drain_deleted);
+    metric(b, "drain_extended_total", C, "Drain: visibility timeouts extended.", s->drain_extended);
+    metric(b, "drain_sqs_errors_total", C, "Drain: SQS requests that failed.", s->drain_sqs_errors);
+    metric(b, "drain_held", G, "Drain: messages received and not yet finished.",
+           fg_drain_held(D.drain));
+    metric(b, "checkpoints_total", C, "Spool checkpoints written.", s->checkpoints);
+    metric(b, "checkpoint_failed_total", C, "Spool checkpoints that failed.", s->checkpoint_failed);
 }
 
 static void status_free(struct status_conn *sc)
@@ -584,8 +719,12 @@ static void status_read(struct bufferevent *bev, void *arg)
                (req.method == FG_HTTP_GET || req.method == FG_HTTP_HEAD)) {
         status_json(body);
         status_reply(sc, 200, "application/json", body);
+    } else if (req.path_len == 8 && memcmp(req.path, "/metrics", 8) == 0 &&
+               (req.method == FG_HTTP_GET || req.method == FG_HTTP_HEAD)) {
+        metrics_text(body);
+        status_reply(sc, 200, "text/plain; version=0.0.4; charset=utf-8", body);
     } else {
-        evbuffer_add_printf(body, "not found: GET /status\n");
+        evbuffer_add_printf(body, "not found: GET /status or /metrics\n");
         status_reply(sc, 404, "text/plain", body);
     }
     evbuffer_free(body);
@@ -633,6 +772,8 @@ static void status_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 static void checkpoint_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
+    if (D.sp == NULL)
+        return;
     enum fg_spool_status st = fg_spool_checkpoint(D.sp);
     if (st == FG_SPOOL_OK) {
         D.st.checkpoints++;
@@ -718,26 +859,32 @@ int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
     D.started_ms = fg_mono_ms();
     signal(SIGPIPE, SIG_IGN);
 
-    struct fg_spool_config sc = {.segment_size = cfg->spool_segment_size,
-                                 .max_bytes = cfg->spool_max_bytes,
-                                 .max_age_ms = cfg->spool_max_age_ms,
-                                 .max_record = (uint32_t)cfg->max_record};
+    bool drain = cfg->mode == FG_AGENTD_DRAIN;
+    struct fg_spool_stats ss = {0};
     char err[256];
-    enum fg_spool_status st = fg_spool_open(cfg->spool_dir, &sc, &D.sp, err, sizeof(err));
-    if (st != FG_SPOOL_OK) {
-        fg_err("cannot open the spool: %s", err);
-        return 1;
-    }
-    struct fg_spool_stats ss;
-    fg_spool_get_stats(D.sp, fg_wall_ms(), &ss);
-    D.committed_seq = ss.committed_seq;
     int rc = 1;
+    if (!drain) {
+        /* Drain mode has no spool: the queue is the store, and another agent on this host
+         * may own the spool directory. */
+        struct fg_spool_config sc = {.segment_size = cfg->spool_segment_size,
+                                     .max_bytes = cfg->spool_max_bytes,
+                                     .max_age_ms = cfg->spool_max_age_ms,
+                                     .max_record = (uint32_t)cfg->max_record};
+        enum fg_spool_status st = fg_spool_open(cfg->spool_dir, &sc, &D.sp, err, sizeof(err));
+        if (st != FG_SPOOL_OK) {
+            fg_err("cannot open the spool: %s", err);
+            return 1;
+        }
+        fg_spool_get_stats(D.sp, fg_wall_ms(), &ss);
+        D.committed_seq = ss.committed_seq;
+    }
     if (!kw_init(&D.win, (uint32_t)cfg->dedup_window)) {
         fg_err("out of memory for the recent-key window (%llu keys)",
                (unsigned long long)cfg->dedup_window);
         goto out;
     }
-    window_refill();
+    if (!drain)
+        window_refill();
 
     struct event_config *ec = event_config_new();
     D.base = ec != NULL ? event_base_new_with_config(ec) : NULL;
@@ -768,14 +915,44 @@ int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
     event_add(D.sig_int, NULL);
     event_add(D.sig_hup, NULL);
 
-    D.sink = fg_sink_new(D.base, D.sp, cfg, &D.st);
-    if (D.sink == NULL) {
-        fg_err("cannot start the local sink");
-        goto out;
+    if (drain || cfg->sink == FG_AGENTD_SINK_SQS) {
+        D.dns = evdns_base_new(D.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                           EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (D.dns == NULL) {
+            fg_warn("no DNS resolver (cannot read /etc/resolv.conf): only IP literals and "
+                    "localhost work as endpoints");
+            D.dns = evdns_base_new(D.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        }
+        D.creds = fg_creds_new(D.base, D.dns, cfg, &D.st, creds_ready, NULL, err, sizeof(err));
+        if (D.creds == NULL) {
+            fg_err("credentials: %s", err);
+            goto out;
+        }
     }
-    D.listener = listen_unix(cfg->listen_path);
-    if (D.listener == NULL)
-        goto out;
+    if (drain) {
+        D.drain = fg_drain_new(D.base, D.dns, cfg, &D.st, D.creds, err, sizeof(err));
+        if (D.drain == NULL) {
+            fg_err("cannot start drain mode: %s", err);
+            goto out;
+        }
+    } else if (cfg->sink == FG_AGENTD_SINK_SQS) {
+        D.sqs = fg_sqs_sink_new(D.base, D.dns, D.sp, cfg, &D.st, D.creds, err, sizeof(err));
+        if (D.sqs == NULL) {
+            fg_err("cannot start the sqs sink: %s", err);
+            goto out;
+        }
+    } else {
+        D.sink = fg_sink_new(D.base, D.sp, cfg, &D.st);
+        if (D.sink == NULL) {
+            fg_err("cannot start the local sink");
+            goto out;
+        }
+    }
+    if (!drain) {
+        D.listener = listen_unix(cfg->listen_path);
+        if (D.listener == NULL)
+            goto out;
+    }
     if (cfg->status_enabled) {
         D.status_listener = evconnlistener_new_bind(
             D.base, status_accept, NULL,
@@ -786,14 +963,21 @@ int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
             goto out;
         }
     }
-    fg_notice("flashgate-agent %s started: config %s, socket %s, spool %s (%llu record(s) "
-              "pending), sink local -> %s at %llu/s, status %s",
-              PACKAGE_VERSION, conf_path, cfg->listen_path, cfg->spool_dir,
-              (unsigned long long)ss.pending_records, cfg->app.text,
-              (unsigned long long)cfg->replay_rate,
-              cfg->status_enabled ? cfg->status_addr.text : "off");
+    if (drain)
+        fg_notice("flashgate-agent %s started: config %s, mode drain, queue %s -> %s at %llu/s, "
+                  "status %s",
+                  PACKAGE_VERSION, conf_path, cfg->sqs_queue_url, cfg->app.text,
+                  (unsigned long long)cfg->replay_rate,
+                  cfg->status_enabled ? cfg->status_addr.text : "off");
+    else
+        fg_notice("flashgate-agent %s started: config %s, socket %s, spool %s (%llu record(s) "
+                  "pending), sink %s -> %s, status %s",
+                  PACKAGE_VERSION, conf_path, cfg->listen_path, cfg->spool_dir,
+                  (unsigned long long)ss.pending_records, sink_name(),
+                  D.sqs != NULL ? cfg->sqs_queue_url : cfg->app.text,
+                  cfg->status_enabled ? cfg->status_addr.text : "off");
     fg_sd_notify("READY=1");
-    fg_sink_kick(D.sink);
+    sink_kick();
     event_base_dispatch(D.base);
     commit_now();
     rc = 0;
@@ -802,6 +986,11 @@ out:
     while (D.conns != NULL)
         conn_free(D.conns);
     fg_sink_free(D.sink);
+    fg_sqs_sink_free(D.sqs);
+    fg_drain_free(D.drain);
+    fg_creds_free(D.creds);
+    if (D.dns != NULL)
+        evdns_base_free(D.dns, 0);
     if (D.listener != NULL) {
         evconnlistener_free(D.listener);
         unlink(cfg->listen_path);

@@ -1,7 +1,9 @@
 /*
  * agentd.h — the flashgate-agent daemon's own pieces (not used by the proxy): its
  * configuration file, the event loop that takes records from the proxy and makes them
- * durable, and the `local` sink that replays them to the app.
+ * durable, the `local` sink that replays them to the app, the `sqs` sink that sends them
+ * to an SQS queue, drain mode (the queue replayed to the app), and what those need: an
+ * HTTP/1.1 client, AWS credentials, a little JSON.
  */
 #ifndef FG_AGENTD_H
 #define FG_AGENTD_H
@@ -10,10 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <event2/buffer.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 
 #include "agent/agent.h"
 #include "core/core.h"
+#include "http/http.h"
 
 #define FG_AGENTD_DEFAULT_CONF   FG_SYSCONFDIR "/flashgate/flashgate-agent.conf"
 #define FG_AGENTD_DEFAULT_LISTEN "/run/flashgate/agent.sock"
@@ -21,7 +26,17 @@
 
 /* ---- configuration (conf.c) ------------------------------------------------------------ */
 
+enum fg_agentd_sink { FG_AGENTD_SINK_LOCAL = 0, FG_AGENTD_SINK_SQS };
+enum fg_agentd_mode { FG_AGENTD_FORWARD = 0, FG_AGENTD_DRAIN };
+
+#define FG_SQS_BATCH_MAX       10           /* SendMessageBatch's entry limit */
+#define FG_SQS_BATCH_BYTES     (256u << 10) /* its payload limit (default queues) */
+#define FG_SQS_BATCH_BYTES_MAX (1u << 20)   /* queues raised to 1 MiB messages */
+#define FG_IMDS_DEFAULT        "http://169.254.169.254"
+
 struct fg_agentd_config {
+    enum fg_agentd_mode mode;
+    enum fg_agentd_sink sink;
     char *listen_path; /* the unix socket the proxy connects to */
     char *spool_dir;
     uint64_t spool_max_bytes;    /* framed bytes of unacknowledged records; 0: no bound */
@@ -38,6 +53,24 @@ struct fg_agentd_config {
     uint64_t replay_backoff_ms;     /* first retry delay */
     uint64_t replay_backoff_max_ms; /* retry delay cap */
     uint64_t checkpoint_ms;
+    /* sink sqs and drain mode */
+    char *sqs_queue_url;
+    char *sqs_endpoint;       /* NULL: https://sqs.<region>.amazonaws.com */
+    char *sqs_region;         /* NULL: from the queue URL's host, else from IMDS */
+    char *sqs_message_group;  /* FIFO: a fixed MessageGroupId; NULL: "flashgate" */
+    char *sqs_group_header;   /* FIFO: take MessageGroupId from this forwarded header */
+    char *sqs_ca_file;        /* CA bundle for https; NULL: the system store */
+    bool sqs_fifo;            /* the queue name ends in .fifo */
+    uint64_t sqs_concurrency; /* batches (forward) or receives (drain) in flight */
+    uint64_t sqs_batch_max;   /* entries per SendMessageBatch, 1..10 */
+    uint64_t sqs_batch_bytes; /* encoded entry bytes per SendMessageBatch */
+    uint64_t sqs_timeout_ms;  /* one SQS request, connect to last byte */
+    uint64_t sqs_backoff_ms;  /* first retry delay */
+    uint64_t sqs_backoff_max_ms;
+    char *imds_endpoint;
+    uint64_t imds_timeout_ms;
+    uint64_t visibility_timeout_s; /* drain: asked in ReceiveMessage, extended at half */
+    uint64_t receive_wait_s;       /* drain: ReceiveMessage's WaitTimeSeconds */
     bool status_enabled;
     struct fg_addr status_addr;
     char *error_log; /* NULL: stderr */
@@ -56,7 +89,303 @@ struct fg_agentd_stats {
     uint64_t received, durable, duplicates, refused_full, refused_too_big, errors;
     uint64_t replayed_ok, replayed_rejected, replayed_failed, replay_retries;
     uint64_t checkpoints, checkpoint_failed;
+    /* sink sqs: entries sent (acknowledged by SQS), dropped as permanent failures,
+     * sent again; throttled answers; SendMessageBatch requests, and those that failed as
+     * a whole (connection, timeout, 5xx, throttling, refusal) */
+    uint64_t sqs_sent, sqs_failed, sqs_retries, sqs_throttled, sqs_batches, sqs_batch_errors;
+    /* credentials fetched from IMDS, and fetches that failed */
+    uint64_t creds_refreshed, creds_failed;
+    /* drain: messages received, replayed (2xx), rejected by the app (permanent 4xx,
+     * deleted), failed (left for redelivery), deleted, visibility extensions, and failed
+     * ReceiveMessage/DeleteMessageBatch/ChangeMessageVisibility requests */
+    uint64_t drain_received, drain_ok, drain_rejected, drain_failed, drain_deleted;
+    uint64_t drain_extended, drain_sqs_errors;
 };
+
+/* ---- JSON (json.c) ----------------------------------------------------------------------- */
+
+enum fg_json_type {
+    FG_JSON_NULL = 0,
+    FG_JSON_FALSE,
+    FG_JSON_TRUE,
+    FG_JSON_NUMBER,
+    FG_JSON_STRING,
+    FG_JSON_ARRAY,
+    FG_JSON_OBJECT
+};
+
+/* A parsed value. Strings are decoded (UTF-8, NUL-terminated); a number keeps its text. */
+struct fg_json {
+    enum fg_json_type type;
+    char *str; /* STRING, NUMBER */
+    size_t len;
+    char *key; /* the member name when inside an object */
+    size_t key_len;
+    size_t n;              /* ARRAY, OBJECT: members */
+    struct fg_json *child; /* the first member */
+    struct fg_json *next;  /* the next sibling */
+};
+
+/* Parse buf[0..len) strictly (RFC 8259). NULL with a message in err on any error. */
+struct fg_json *fg_json_parse(const void *buf, size_t len, char *err, size_t errlen);
+/* Free a parsed value and its members. NULL is a no-op. */
+void fg_json_free(struct fg_json *v);
+/* The first member key of object obj (NULL if obj is not an object or has none). */
+const struct fg_json *fg_json_get(const struct fg_json *obj, const char *key);
+/* The string member key of obj (its length in *len), NULL if absent or not a string. */
+const char *fg_json_get_string(const struct fg_json *obj, const char *key, size_t *len);
+/* Append s[0..len) as a JSON string, quotes included. Control characters and DEL are
+ * escaped; with latin1 every byte >= 0x80 is escaped as \u00XX (the byte as a code
+ * point: header values are octets, not UTF-8), otherwise bytes pass as they are (the
+ * caller checked they are UTF-8). */
+void fg_json_put_string(struct evbuffer *out, const void *s, size_t len, bool latin1);
+/* The inverse of latin1 writing, in place: every 2-byte UTF-8 sequence for U+0080..U+00FF
+ * becomes that byte; other bytes stay. Returns the new length (s is NUL-terminated). */
+size_t fg_json_latin1(char *s, size_t len);
+/* True if s[0..len) is valid UTF-8 made only of the characters an SQS message body or
+ * attribute may hold (#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF). */
+bool fg_sqs_text_ok(const void *s, size_t len);
+
+/* ---- the HTTP/1.1 client (httpc.c) -------------------------------------------------------- */
+
+struct fg_url {
+    bool tls;
+    int port;
+    char host[256];     /* without brackets */
+    char hostport[272]; /* for the Host header: the port only when not the default */
+    char path[1024];    /* "/" when none */
+};
+
+/* Parse "https://host[:port][/path]" (or http://). False with a message in err. */
+bool fg_url_parse(const char *s, struct fg_url *u, char *err, size_t errlen);
+/* 127.0.0.0/8, ::1 or localhost. */
+bool fg_url_is_loopback(const struct fg_url *u);
+
+struct fg_httpc;
+struct fg_httpc_req;
+
+struct fg_httpc_opts {
+    const char *name;         /* for log lines: "sqs", "imds", "app" */
+    bool allow_plain_http;    /* http:// to a non-loopback host (IMDS, the app) */
+    const char *ca_file;      /* https: CA bundle; NULL: the system store */
+    size_t max_idle;          /* idle keep-alive connections kept; 0: 16 */
+    uint64_t idle_timeout_ms; /* 0: 30 s */
+    size_t max_body;          /* largest response body taken; 0: 8 MiB */
+};
+
+/* What a request ended with. Pointers are valid during the callback only. */
+struct fg_httpc_result {
+    int status;        /* 0: no response; error says why */
+    const char *error; /* "timeout", "connect failed", "connection closed", ... */
+    bool timed_out;
+    const char *head; /* the response head as received */
+    size_t head_len;
+    const char *body; /* decoded (de-chunked) body, then a NUL not counted */
+    size_t body_len;
+};
+
+struct fg_httpc_stats {
+    uint64_t requests, responses, errors, timeouts, connects, reused, stale_retries;
+    size_t idle;
+};
+
+typedef void (*fg_httpc_cb)(const struct fg_httpc_result *res, void *arg);
+
+/* A client for the endpoint url on base. Names are resolved with dns (NULL: IP literals
+ * and localhost only). https verifies the server's certificate and name, always. NULL
+ * with a message in err (bad URL, plain http to a non-loopback host without
+ * allow_plain_http, a TLS context that cannot be made). */
+struct fg_httpc *fg_httpc_new(struct event_base *base, struct evdns_base *dns, const char *url,
+                              const struct fg_httpc_opts *o, char *err, size_t errlen);
+/* The endpoint (hostport is the Host header's value). */
+const struct fg_url *fg_httpc_url(const struct fg_httpc *c);
+/* Send the complete request in request (head and body; its bytes are moved out) and call
+ * cb once with the response or the failure, within timeout_ms. method says whether a
+ * body follows in the response (HEAD). cb never runs inside this call. NULL when out of
+ * memory (cb will not run). */
+struct fg_httpc_req *fg_httpc_send(struct fg_httpc *c, enum fg_http_method method,
+                                   struct evbuffer *request, uint64_t timeout_ms, fg_httpc_cb cb,
+                                   void *arg);
+/* Abandon a request: its connection is closed, cb is not called. */
+void fg_httpc_cancel(struct fg_httpc_req *r);
+/* The first response header called name (case-insensitive), trimmed. */
+bool fg_httpc_header(const struct fg_httpc_result *res, const char *name, const char **value,
+                     size_t *len);
+void fg_httpc_get_stats(const struct fg_httpc *c, struct fg_httpc_stats *st);
+/* Close every connection and free the client; requests in flight are abandoned (their
+ * callbacks do not run). Not from inside one of its callbacks. NULL is a no-op. */
+void fg_httpc_free(struct fg_httpc *c);
+
+/* ---- replaying a record to the app (replay.c, shared by sink.c and drain.c) ---------------- */
+
+enum fg_replay_verdict {
+    FG_REPLAY_OK = 0,   /* 2xx: done */
+    FG_REPLAY_REJECTED, /* a permanent 4xx (not 408, 429): done, logged and counted */
+    FG_REPLAY_RETRY     /* 5xx, 408, 429: send again later */
+};
+
+/* What an app's status code means for the record. */
+enum fg_replay_verdict fg_replay_verdict(int status);
+/* Append r as an HTTP/1.1 request: its method, target and headers (without Host,
+ * Content-Length, Idempotency-Key and hop-by-hop fields), Host (the record's, else
+ * default_host), Idempotency-Key (the record's key) and Content-Length, then the body. */
+void fg_replay_write_request(struct evbuffer *out, const struct fg_agent_record *r,
+                             const char *default_host);
+/* A jittered exponential delay: base doubled per attempt after the first, capped at max,
+ * times a random 0.5..1. */
+uint64_t fg_backoff_ms(uint64_t base, uint64_t max, unsigned attempts);
+
+/* A token bucket of per_s requests per second (0: no bound), bursts of per_s / 10. */
+struct fg_rate {
+    uint64_t per_s;
+    double tokens, burst;
+    uint64_t last_us;
+};
+void fg_rate_init(struct fg_rate *r, uint64_t per_s, uint64_t now_us);
+/* Take one token: 0 when taken, else the milliseconds until one is there. */
+uint64_t fg_rate_take(struct fg_rate *r, uint64_t now_us);
+
+/* ---- AWS credentials (creds.c) ------------------------------------------------------------ */
+
+/* One set of credentials. */
+struct fg_creds_value {
+    char *access_key_id, *secret_access_key, *session_token; /* token may be NULL */
+    int64_t obtained_s, expires_s; /* Unix seconds; expires_s 0: never (environment) */
+};
+
+/* Parse IMDS's role credentials JSON (Code "Success", AccessKeyId, SecretAccessKey, Token,
+ * Expiration) into out (free with fg_creds_value_clear). False with a message in err. */
+bool fg_creds_parse_imds(const char *body, size_t len, int64_t now_s, struct fg_creds_value *out,
+                         char *err, size_t errlen);
+void fg_creds_value_clear(struct fg_creds_value *v);
+/* "2025-01-02T03:04:05Z" (fractions allowed) to Unix seconds. */
+bool fg_parse_iso8601(const char *s, size_t len, int64_t *out);
+/* When to fetch again credentials obtained at obtained_s that expire at expires_s: when
+ * the larger of 5 minutes and a fifth of their lifetime is left, but not before
+ * obtained_s + 1 (a server handing out nearly expired credentials is not hammered). */
+int64_t fg_creds_refresh_at(int64_t obtained_s, int64_t expires_s);
+
+struct fg_creds;
+
+/* Credentials from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ * AWS_SESSION_TOKEN) or, without them, from IMDSv2 at cfg->imds_endpoint, refreshed
+ * before they expire; the region from cfg->sqs_region, else from the queue URL, else from
+ * IMDS. ready(arg) is called whenever credentials or the region become available or
+ * change. NULL with a message in err. */
+struct fg_creds *fg_creds_new(struct event_base *base, struct evdns_base *dns,
+                              const struct fg_agentd_config *cfg, struct fg_agentd_stats *st,
+                              void (*ready)(void *), void *arg, char *err, size_t errlen);
+/* The current credentials (pointing into the object, valid until the next loop turn),
+ * false while none are usable (not fetched yet, or expired and not refreshed). */
+bool fg_creds_get(struct fg_creds *c, struct fg_sigv4_credentials *out);
+/* The region, NULL while unknown. */
+const char *fg_creds_region(const struct fg_creds *c);
+/* "env" or "imds". */
+const char *fg_creds_source(const struct fg_creds *c);
+void fg_creds_free(struct fg_creds *c);
+/* The region a queue URL names ("https://sqs.eu-west-1.amazonaws.com/1/q" gives
+ * "eu-west-1") into out; false when its host is not sqs.<region>.<domain>. */
+bool fg_sqs_region_from_url(const char *url, char *out, size_t outlen);
+
+/* ---- the SQS protocol pieces (sqs.c, tested on their own) ---------------------------------- */
+
+/* How records become SendMessageBatch entries. */
+struct fg_sqs_entry_opts {
+    bool fifo;
+    const char *group;        /* FIFO: MessageGroupId (NULL: "flashgate") */
+    const char *group_header; /* FIFO: take it from this header when the record has it */
+};
+
+/* Append the JSON of one entry for r without its opening brace and Id: from
+ * "MessageBody" to the closing brace. The body goes as it is when fg_sqs_text_ok (and not
+ * empty), else base64 with the attribute fg-body-encoding "base64" ("empty" for an empty
+ * body, with MessageBody "-": SQS refuses empty bodies). Attributes: fg-method, fg-path
+ * (the target), fg-idempotency-key, fg-content-type (when the record has one that is
+ * valid SQS text), fg-headers (every forwarded header as a JSON array of [name, value]
+ * pairs, when there are any). FIFO adds MessageGroupId and MessageDeduplicationId (the
+ * key, or its SHA-256 in hex when longer than SQS's 128 characters). False when out of
+ * memory. */
+bool fg_sqs_encode_entry(struct evbuffer *out, const struct fg_agent_record *r,
+                         const struct fg_sqs_entry_opts *o);
+/* The bytes an entry of tail_len encoded bytes takes in a batch as entry number i
+ * ("{\"Id\":\"<i>\"," plus the tail, plus the separating comma). */
+size_t fg_sqs_entry_size(size_t tail_len, size_t i);
+/* How many of the entries sizes[0..n) (tail lengths, in order) go in the next batch: at
+ * most max_entries, and at most max_bytes of entries counted with fg_sqs_entry_size, but
+ * always at least one (an entry too big for any batch is sent alone: SQS decides). */
+size_t fg_sqs_batch_plan(const size_t *sizes, size_t n, size_t max_entries, size_t max_bytes);
+
+enum fg_sqs_outcome {
+    FG_SQS_MISSING = 0,  /* in neither list: retried */
+    FG_SQS_SENT,         /* in Successful */
+    FG_SQS_SENDER_FAULT, /* in Failed with SenderFault true: permanent */
+    FG_SQS_RETRYABLE     /* in Failed, not the sender's fault: retried */
+};
+
+struct fg_sqs_batch_result {
+    enum fg_sqs_outcome outcome[FG_SQS_BATCH_MAX]; /* by entry Id ("0".."9") */
+    char code[FG_SQS_BATCH_MAX][64];               /* Failed[].Code */
+    size_t n_sent, n_failed;
+};
+
+/* Parse a 200 SendMessageBatch answer for a batch of n entries with Ids "0".."n-1". False
+ * with a message in err when it is not the expected JSON (the whole batch is retried). */
+bool fg_sqs_parse_batch_response(const char *body, size_t len, size_t n,
+                                 struct fg_sqs_batch_result *out, char *err, size_t errlen);
+
+enum fg_sqs_verdict {
+    FG_SQS_OK = 0,      /* 2xx: look at the entries */
+    FG_SQS_THROTTLED,   /* 429, or 400 ThrottlingException / RequestThrottled: back off */
+    FG_SQS_BAD_CONTENT, /* 400 caused by the entries (too long, invalid contents): split
+                           the batch; a batch of one is a permanent failure */
+    FG_SQS_FAILED       /* anything else (5xx, auth, missing queue): back off and retry */
+};
+
+/* Classify an SQS answer; *code (if not NULL) points at the error code (the JSON
+ * __type's part after '#', or x-amzn-query-error's before ';'), "" when none. */
+enum fg_sqs_verdict fg_sqs_classify(const struct fg_httpc_result *res, char *code, size_t codelen);
+
+/* Sign and write an SQS JSON-protocol request (POST / with X-Amz-Target: AmazonSQS.<target>)
+ * for the JSON body[0..len) into out. False with a message in err (signing failed). */
+bool fg_sqs_write_request(struct evbuffer *out, const struct fg_url *endpoint, const char *target,
+                          const void *body, size_t len, const struct fg_sigv4_credentials *creds,
+                          const char *region, struct fg_sigv4_key *key, int64_t now_s, char *err,
+                          size_t errlen);
+
+/* ---- the sqs sink (sqs.c) ---------------------------------------------------------------------
+ */
+
+struct fg_sqs_sink;
+
+/* A sink sending sp's committed records to cfg->sqs_queue_url with the credentials of
+ * creds. NULL (with a message in err) when the configuration cannot work. */
+struct fg_sqs_sink *fg_sqs_sink_new(struct event_base *base, struct evdns_base *dns,
+                                    struct fg_spool *sp, const struct fg_agentd_config *cfg,
+                                    struct fg_agentd_stats *st, struct fg_creds *creds, char *err,
+                                    size_t errlen);
+/* New records were committed, or credentials arrived: send what can be sent. */
+void fg_sqs_sink_kick(struct fg_sqs_sink *s);
+size_t fg_sqs_sink_window(const struct fg_sqs_sink *s);
+/* SendMessageBatch requests in flight, and the entries they carry. */
+size_t fg_sqs_sink_in_flight(const struct fg_sqs_sink *s);
+size_t fg_sqs_sink_entries_in_flight(const struct fg_sqs_sink *s);
+/* Requests in flight are abandoned (their records are sent again after the next start). */
+void fg_sqs_sink_free(struct fg_sqs_sink *s);
+
+/* ---- drain mode (drain.c) ---------------------------------------------------------------------
+ */
+
+struct fg_drain;
+
+/* Long-poll cfg->sqs_queue_url and replay each message to cfg->app. */
+struct fg_drain *fg_drain_new(struct event_base *base, struct evdns_base *dns,
+                              const struct fg_agentd_config *cfg, struct fg_agentd_stats *st,
+                              struct fg_creds *creds, char *err, size_t errlen);
+void fg_drain_kick(struct fg_drain *d);
+/* Messages held (received, not yet deleted or given up), and replays in flight. */
+size_t fg_drain_held(const struct fg_drain *d);
+size_t fg_drain_in_flight(const struct fg_drain *d);
+void fg_drain_free(struct fg_drain *d);
 
 /* ---- the local sink (sink.c) ------------------------------------------------------------ */
 

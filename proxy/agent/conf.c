@@ -32,6 +32,16 @@ static void defaults(struct fg_agentd_config *c)
     c->replay_backoff_ms = 100;
     c->replay_backoff_max_ms = 10000;
     c->checkpoint_ms = 1000;
+    c->sqs_concurrency = 4;
+    c->sqs_batch_max = FG_SQS_BATCH_MAX;
+    c->sqs_batch_bytes = FG_SQS_BATCH_BYTES;
+    c->sqs_timeout_ms = 10000;
+    c->sqs_backoff_ms = 100;
+    c->sqs_backoff_max_ms = 20000;
+    c->imds_endpoint = strdup(FG_IMDS_DEFAULT);
+    c->imds_timeout_ms = 2000;
+    c->visibility_timeout_s = 60;
+    c->receive_wait_s = 20;
     c->status_enabled = true;
     c->log_level = FG_LOG_NOTICE;
 }
@@ -43,6 +53,13 @@ void fg_agentd_config_free(struct fg_agentd_config *cfg)
     free(cfg->listen_path);
     free(cfg->spool_dir);
     free(cfg->error_log);
+    free(cfg->sqs_queue_url);
+    free(cfg->sqs_endpoint);
+    free(cfg->sqs_region);
+    free(cfg->sqs_message_group);
+    free(cfg->sqs_group_header);
+    free(cfg->sqs_ca_file);
+    free(cfg->imds_endpoint);
     free(cfg);
 }
 
@@ -52,6 +69,7 @@ struct parse {
     FILE *errout;
     int errors;
     bool app_set, status_set;
+    int sink_line, mode_line, backoff_line, sqs_backoff_line;
 };
 
 static void perr(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -145,8 +163,110 @@ static void directive(struct parse *p, struct fg_agentd_config *c, char **av, in
     } else if (strcmp(d, "dedup_window") == 0) {
         uint_arg(p, d, v, 1, 1u << 24, &c->dedup_window);
     } else if (strcmp(d, "sink") == 0) {
-        if (strcmp(v, "local") != 0)
-            perr(p, "sink: '%s' is not available; this build has `sink local` only", v);
+        p->sink_line = p->line;
+        if (strcmp(v, "local") == 0)
+            c->sink = FG_AGENTD_SINK_LOCAL;
+        else if (strcmp(v, "sqs") == 0)
+            c->sink = FG_AGENTD_SINK_SQS;
+        else
+            perr(p, "sink: '%s' is neither `local` nor `sqs`", v);
+    } else if (strcmp(d, "mode") == 0) {
+        p->mode_line = p->line;
+        if (strcmp(v, "forward") == 0)
+            c->mode = FG_AGENTD_FORWARD;
+        else if (strcmp(v, "drain") == 0)
+            c->mode = FG_AGENTD_DRAIN;
+        else
+            perr(p, "mode: '%s' is neither `forward` nor `drain`", v);
+    } else if (strcmp(d, "sqs_queue_url") == 0) {
+        struct fg_url u;
+        if (!fg_url_parse(v, &u, err, sizeof(err))) {
+            perr(p, "sqs_queue_url: %s", err);
+        } else if (strcmp(u.path, "/") == 0 || strchr(u.path, '?') != NULL) {
+            perr(p,
+                 "sqs_queue_url: '%s' has no queue path (https://sqs.REGION.amazonaws.com/"
+                 "ACCOUNT/NAME)",
+                 v);
+        } else {
+            size_t n = strlen(u.path);
+            c->sqs_fifo = n > 5 && strcmp(u.path + n - 5, ".fifo") == 0;
+            set_str(&c->sqs_queue_url, v);
+        }
+    } else if (strcmp(d, "sqs_endpoint") == 0 || strcmp(d, "imds_endpoint") == 0) {
+        struct fg_url u;
+        bool imds = d[0] == 'i';
+        if (!fg_url_parse(v, &u, err, sizeof(err)))
+            perr(p, "%s: %s", d, err);
+        else if (!imds && !u.tls && !fg_url_is_loopback(&u))
+            perr(p,
+                 "sqs_endpoint: '%s': plain http only to a loopback address (tests); use "
+                 "https",
+                 v);
+        else
+            set_str(imds ? &c->imds_endpoint : &c->sqs_endpoint, v);
+    } else if (strcmp(d, "sqs_region") == 0) {
+        size_t n = strlen(v);
+        bool ok = n > 0 && n <= FG_SIGV4_NAME_MAX;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '-';
+        if (!ok)
+            perr(p, "sqs_region: '%s' is not a region name (us-east-1)", v);
+        else
+            set_str(&c->sqs_region, v);
+    } else if (strcmp(d, "sqs_message_group") == 0) {
+        bool hdr = strncmp(v, "header:", 7) == 0;
+        const char *g = hdr ? v + 7 : v;
+        size_t n = strlen(g);
+        bool ok = n > 0 && n <= 128;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (unsigned char)g[i] > 0x20 && (unsigned char)g[i] < 0x7f &&
+                 (!hdr || isalnum((unsigned char)g[i]) || strchr("!#$%&'*+-.^_`|~", g[i]));
+        if (!ok)
+            perr(p,
+                 "sqs_message_group: '%s' is neither a group id (1 to 128 visible ASCII "
+                 "characters) nor header:NAME",
+                 v);
+        else
+            set_str(hdr ? &c->sqs_group_header : &c->sqs_message_group, g);
+    } else if (strcmp(d, "sqs_ca_file") == 0) {
+        if (v[0] != '/')
+            perr(p, "sqs_ca_file: '%s' is not an absolute path", v);
+        else
+            set_str(&c->sqs_ca_file, v);
+    } else if (strcmp(d, "sqs_concurrency") == 0) {
+        uint_arg(p, d, v, 1, 64, &c->sqs_concurrency);
+    } else if (strcmp(d, "sqs_batch_max") == 0) {
+        uint_arg(p, d, v, 1, FG_SQS_BATCH_MAX, &c->sqs_batch_max);
+    } else if (strcmp(d, "sqs_batch_bytes") == 0) {
+        if (size_arg(p, d, v, FG_SQS_BATCH_BYTES_MAX, &c->sqs_batch_bytes) &&
+            c->sqs_batch_bytes < 1024)
+            perr(p, "sqs_batch_bytes: at least 1k");
+    } else if (strcmp(d, "sqs_timeout") == 0) {
+        duration_arg(p, d, v, 100, &c->sqs_timeout_ms);
+    } else if (strcmp(d, "sqs_backoff") == 0) {
+        p->sqs_backoff_line = p->line;
+        duration_arg(p, d, v, 1, &c->sqs_backoff_ms);
+    } else if (strcmp(d, "sqs_backoff_max") == 0) {
+        p->sqs_backoff_line = p->line;
+        duration_arg(p, d, v, 1, &c->sqs_backoff_max_ms);
+    } else if (strcmp(d, "imds_timeout") == 0) {
+        duration_arg(p, d, v, 10, &c->imds_timeout_ms);
+    } else if (strcmp(d, "visibility_timeout") == 0) {
+        uint64_t ms;
+        if (duration_arg(p, d, v, 1000, &ms)) {
+            if (ms > 12ull * 3600 * 1000 || ms % 1000 != 0)
+                perr(p, "visibility_timeout: whole seconds from 1s to 12h");
+            else
+                c->visibility_timeout_s = ms / 1000;
+        }
+    } else if (strcmp(d, "receive_wait") == 0) {
+        uint64_t ms;
+        if (duration_arg(p, d, v, 0, &ms)) {
+            if (ms > 20000 || ms % 1000 != 0)
+                perr(p, "receive_wait: whole seconds from 0s to 20s");
+            else
+                c->receive_wait_s = ms / 1000;
+        }
     } else if (strcmp(d, "app") == 0) {
         if (strncmp(v, "unix:", 5) == 0 || !fg_addr_parse(v, 80, &c->app, err, sizeof(err)))
             perr(p, "app: '%s' is not a host:port address%s%s", v, err[0] ? ": " : "", err);
@@ -159,8 +279,10 @@ static void directive(struct parse *p, struct fg_agentd_config *c, char **av, in
     } else if (strcmp(d, "replay_timeout") == 0) {
         duration_arg(p, d, v, 1, &c->replay_timeout_ms);
     } else if (strcmp(d, "replay_backoff") == 0) {
+        p->backoff_line = p->line;
         duration_arg(p, d, v, 1, &c->replay_backoff_ms);
     } else if (strcmp(d, "replay_backoff_max") == 0) {
+        p->backoff_line = p->line;
         duration_arg(p, d, v, 1, &c->replay_backoff_max_ms);
     } else if (strcmp(d, "checkpoint_interval") == 0) {
         duration_arg(p, d, v, 10, &c->checkpoint_ms);
@@ -265,10 +387,23 @@ struct fg_agentd_config *fg_agentd_config_load(const char *path, FILE *errout)
     if (!p.status_set && !fg_addr_parse("127.0.0.1:9902", 9902, &c->status_addr, err, sizeof(err)))
         p.errors++;
     if (c->replay_backoff_max_ms < c->replay_backoff_ms) {
-        fprintf(errout, "%s: replay_backoff_max (%llums) is below replay_backoff (%llums)\n", path,
-                (unsigned long long)c->replay_backoff_max_ms,
-                (unsigned long long)c->replay_backoff_ms);
-        p.errors++;
+        p.line = p.backoff_line;
+        perr(&p, "replay_backoff_max (%llums) is below replay_backoff (%llums)",
+             (unsigned long long)c->replay_backoff_max_ms,
+             (unsigned long long)c->replay_backoff_ms);
+    }
+    if (c->sqs_backoff_max_ms < c->sqs_backoff_ms) {
+        p.line = p.sqs_backoff_line;
+        perr(&p, "sqs_backoff_max (%llums) is below sqs_backoff (%llums)",
+             (unsigned long long)c->sqs_backoff_max_ms, (unsigned long long)c->sqs_backoff_ms);
+    }
+    if (c->sqs_queue_url == NULL && (c->sink == FG_AGENTD_SINK_SQS || c->mode == FG_AGENTD_DRAIN)) {
+        p.line = c->mode == FG_AGENTD_DRAIN ? p.mode_line : p.sink_line;
+        perr(&p, "%s needs sqs_queue_url", c->mode == FG_AGENTD_DRAIN ? "mode drain" : "sink sqs");
+    }
+    if (c->mode == FG_AGENTD_DRAIN && c->receive_wait_s * 1000 + 5000 > c->sqs_timeout_ms) {
+        /* A long poll must end before the request times out. */
+        c->sqs_timeout_ms = c->receive_wait_s * 1000 + 5000;
     }
     if (p.errors > 0 || c->listen_path == NULL || c->spool_dir == NULL) {
         fg_agentd_config_free(c);

@@ -68,8 +68,7 @@ struct fg_sink {
     size_t wcap, whead, wcount;
     struct slot *slots;
     size_t nslots, busy;
-    double tokens, burst;
-    uint64_t tokens_us;
+    struct fg_rate rate;
     struct event *timer;
     bool in_pump, again;
 };
@@ -88,17 +87,6 @@ static void slot_close(struct slot *sl)
     sl->bev = NULL;
     sl->phase = P_IDLE;
     sl->reused = false;
-}
-
-static uint64_t backoff_ms(const struct fg_sink *s, unsigned attempts)
-{
-    unsigned shift = attempts > 1 ? attempts - 1 : 0;
-    if (shift > 20)
-        shift = 20;
-    uint64_t b = s->cfg->replay_backoff_ms << shift;
-    if (b > s->cfg->replay_backoff_max_ms)
-        b = s->cfg->replay_backoff_max_ms;
-    return b / 2 + (uint64_t)random() % (b / 2 + 1);
 }
 
 /* The request in flight on sl is over: done (ok or rejected), or to be sent again. */
@@ -121,7 +109,8 @@ static void slot_finish(struct slot *sl, bool done, bool at_once, const char *wh
             e->not_before_ms = 0;
         } else {
             s->st->replayed_failed++;
-            uint64_t d = backoff_ms(s, e->attempts);
+            uint64_t d = fg_backoff_ms(s->cfg->replay_backoff_ms, s->cfg->replay_backoff_max_ms,
+                                       e->attempts);
             e->not_before_ms = fg_mono_ms() + d;
             if (e->attempts == 1 || e->attempts % 10 == 0)
                 fg_warn("replay of record %llu to %s failed (%s), attempt %u; retrying in %llums",
@@ -151,10 +140,11 @@ static void slot_response_done(struct slot *sl)
         slot_close(sl);
     else
         sl->reused = true;
-    if (code >= 200 && code <= 299) {
+    enum fg_replay_verdict v = fg_replay_verdict(code);
+    if (v == FG_REPLAY_OK) {
         s->st->replayed_ok++;
         slot_finish(sl, true, false, NULL);
-    } else if (code >= 500 || code == 408 || code == 429) {
+    } else if (v == FG_REPLAY_RETRY) {
         char why[32];
         snprintf(why, sizeof(why), "status %d", code);
         slot_finish(sl, false, false, why);
@@ -291,14 +281,6 @@ static void slot_event(struct bufferevent *bev, short what, void *arg)
                                              : "connection error");
 }
 
-static bool header_skipped(const struct fg_agent_header *h)
-{
-    return fg_http_name_eq(h->name, h->name_len, "host") ||
-           fg_http_name_eq(h->name, h->name_len, "content-length") ||
-           fg_http_name_eq(h->name, h->name_len, "idempotency-key") ||
-           fg_http_is_hop_by_hop(h->name, h->name_len);
-}
-
 /* Put e's request on sl's connection (connecting first if needed). */
 static void slot_send(struct slot *sl, struct entry *e)
 {
@@ -335,27 +317,7 @@ static void slot_send(struct slot *sl, struct entry *e)
     struct timeval tv = {.tv_sec = (time_t)(s->cfg->replay_timeout_ms / 1000),
                          .tv_usec = (suseconds_t)(s->cfg->replay_timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(sl->bev, &tv, &tv);
-    struct evbuffer *out = bufferevent_get_output(sl->bev);
-    evbuffer_add_printf(out, "%.*s %.*s HTTP/1.1\r\n", (int)r.method_len, r.method,
-                        (int)r.target_len, r.target);
-    bool host = false;
-    for (size_t i = 0; i < r.n_headers; i++) {
-        const struct fg_agent_header *h = &r.headers[i];
-        if (fg_http_name_eq(h->name, h->name_len, "host") && !host) {
-            evbuffer_add_printf(out, "Host: %.*s\r\n", (int)h->value_len, h->value);
-            host = true;
-        }
-        if (header_skipped(h))
-            continue;
-        evbuffer_add_printf(out, "%.*s: %.*s\r\n", (int)h->name_len, h->name, (int)h->value_len,
-                            h->value);
-    }
-    if (!host)
-        evbuffer_add_printf(out, "Host: %s\r\n", s->cfg->app.text);
-    evbuffer_add_printf(out, "Idempotency-Key: %.*s\r\nContent-Length: %zu\r\n\r\n", (int)r.key_len,
-                        r.key, r.body_len);
-    if (r.body_len > 0)
-        evbuffer_add(out, r.body, r.body_len);
+    fg_replay_write_request(bufferevent_get_output(sl->bev), &r, s->cfg->app.text);
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -414,13 +376,6 @@ static void pump_once(struct fg_sink *s)
         *e = (struct entry){.seq = rec.seq, .data = copy, .len = rec.len, .state = E_WAIT};
     }
     /* 3. Send what the concurrency and the rate allow, oldest first. */
-    if (s->cfg->replay_rate > 0) {
-        uint64_t us = fg_mono_us();
-        s->tokens += (double)(us - s->tokens_us) * (double)s->cfg->replay_rate / 1e6;
-        if (s->tokens > s->burst)
-            s->tokens = s->burst;
-        s->tokens_us = us;
-    }
     for (size_t i = 0; i < s->wcount && s->busy < s->nslots; i++) {
         struct entry *e = win_at(s, i);
         if (e->state != E_WAIT)
@@ -430,9 +385,8 @@ static void pump_once(struct fg_sink *s)
                 wake = e->not_before_ms;
             continue;
         }
-        if (s->cfg->replay_rate > 0 && s->tokens < 1.0) {
-            uint64_t need =
-                (uint64_t)((1.0 - s->tokens) * 1000.0 / (double)s->cfg->replay_rate) + 1;
+        uint64_t need = fg_rate_take(&s->rate, fg_mono_us());
+        if (need > 0) {
             if (now + need < wake)
                 wake = now + need;
             break;
@@ -445,8 +399,6 @@ static void pump_once(struct fg_sink *s)
             if (s->slots[k].e == NULL)
                 sl = &s->slots[k];
         FG_ASSERT(sl != NULL);
-        if (s->cfg->replay_rate > 0)
-            s->tokens -= 1.0;
         slot_send(sl, e);
     }
     if (wake != UINT64_MAX)
@@ -483,9 +435,7 @@ struct fg_sink *fg_sink_new(struct event_base *base, struct fg_spool *sp,
     s->slots = calloc(s->nslots, sizeof(*s->slots));
     s->it = fg_spool_iter_new(sp);
     s->timer = evtimer_new(base, timer_cb, s);
-    s->burst = cfg->replay_rate >= 10 ? (double)cfg->replay_rate / 10.0 : 1.0;
-    s->tokens = s->burst;
-    s->tokens_us = fg_mono_us();
+    fg_rate_init(&s->rate, cfg->replay_rate, fg_mono_us());
     if (s->win == NULL || s->slots == NULL || s->it == NULL || s->timer == NULL) {
         fg_sink_free(s);
         return NULL;

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -353,3 +354,100 @@ replay_timeout 2s;
                 self.proc.wait(5)
                 raise
         return self.proc.returncode if self.proc else None
+
+
+# ---- fauxqs, the SQS emulator (scripts/deps.sh installs it) ----------------------------
+
+
+def fauxqs_bin():
+    default = os.path.join(HERE, "..", "..", ".deps", "fauxqs", "node_modules", ".bin", "fauxqs")
+    path = os.environ.get("FG_FAUXQS", default)
+    return path if os.access(path, os.X_OK) else None
+
+
+class Fauxqs:
+    """A fauxqs process on 127.0.0.1 and a small SQS JSON-protocol client for the tests.
+    stop() and start() keep the port, so an agent sees the queue go away and come back."""
+
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.log = open(os.path.join(str(tmp), "fauxqs.log"), "a")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        env = dict(os.environ, FAUXQS_PORT=str(self.port), FAUXQS_LOGGER="false")
+        self.proc = subprocess.Popen([fauxqs_bin()], env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        wait_port(self.port, timeout=20)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def call(self, target, body):
+        """One SQS JSON call: (status, decoded answer)."""
+        req = urllib.request.Request(self.endpoint + "/", data=json.dumps(body).encode(),
+                                     method="POST", headers={
+                                         "X-Amz-Target": "AmazonSQS." + target,
+                                         "Content-Type": "application/x-amz-json-1.0"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def create_queue(self, name, **attrs):
+        st, ans = self.call("CreateQueue", {"QueueName": name,
+                                            "Attributes": {k: str(v) for k, v in attrs.items()}})
+        assert st == 200, ans
+        return ans["QueueUrl"]
+
+    def queues(self):
+        with urllib.request.urlopen(self.endpoint + "/_fauxqs/queues", timeout=5) as r:
+            return {q["url"]: q for q in json.loads(r.read())}
+
+    def count(self, url):
+        """Messages in the queue, visible or not."""
+        q = self.queues()[url]
+        return q["approximateMessageCount"] + q["approximateInflightCount"]
+
+    def receive_all(self, url, expect=None, timeout=20.0):
+        """Every message now in the queue (hidden for 10 minutes once received)."""
+        got = []
+        end = time.time() + timeout
+        while time.time() < end:
+            st, ans = self.call("ReceiveMessage", {
+                "QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 600,
+                "WaitTimeSeconds": 0, "MessageAttributeNames": ["All"],
+                "MessageSystemAttributeNames": ["All"]})
+            assert st == 200, ans
+            msgs = ans.get("Messages", [])
+            got.extend(msgs)
+            if not msgs and (expect is None or len(got) >= expect):
+                break
+            if not msgs:
+                time.sleep(0.1)
+        return got
+
+
+@pytest.fixture
+def fauxqs(tmp_path):
+    if fauxqs_bin() is None:
+        if os.environ.get("FG_FAUXQS"):
+            # scripts/test.sh (CI) sets it after installing fauxqs: missing there is a failure.
+            pytest.fail(f"FG_FAUXQS={os.environ['FG_FAUXQS']} is not an executable")
+        pytest.skip("fauxqs not installed (scripts/deps.sh) and FG_FAUXQS not set")
+    f = Fauxqs(tmp_path)
+    yield f
+    f.stop()
+    f.log.close()
