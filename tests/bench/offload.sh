@@ -14,6 +14,11 @@
 #   flashgate, nginx and the agent are pinned to CPU 0, wrk and the origin (nginx) to CPU
 #   1. CPU time per request is the proxy's, plus the agent's for flashgate-202. Medians,
 #   ratios to nginx, the agent's commits per fsync.
+# forward: the sqs sink against fauxqs (the SQS emulator scripts/deps.sh installs, on CPU
+#   1): clients burst for the duration on a route whose agent forwards to the queue;
+#   prints the 202 rate, the records/s the agent forwarded (SendMessageBatch, 10 per
+#   batch), and the time to an empty spool after the burst. fauxqs is one node process:
+#   what it takes is the bound here, not the agent.
 # protect: the app's view of a burst. Clients POST as fast as they can for the duration
 #   while the agent replays at replay_rate (500/s); prints the clients' rate, the rate at
 #   which the app received requests (direct ones from flashgate's /stats, replays from the
@@ -49,7 +54,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ORIGIN=39201 NGINX=39202 FG=39203 FGADMIN=39204 AGSTATUS=39205
+# Below the ephemeral port range (32768-60999): the clients' own ports never collide.
+ORIGIN=29201 NGINX=29202 FG=29203 FGADMIN=29204 AGSTATUS=29205 FAUXQS=29206 SQSSTATUS=29207
+fauxqs=${FG_FAUXQS:-$top/.deps/fauxqs/node_modules/.bin/fauxqs}
 chmod 755 "$work"
 cat > "$work/origin.conf" <<CONF
 worker_processes 1; daemon off; pid $work/origin.pid; error_log $work/origin.err;
@@ -78,6 +85,16 @@ replay_concurrency 8;
 status_listen 127.0.0.1:$AGSTATUS;
 error_log stderr warn;
 CONF
+cat > "$work/agent-sqs.conf" <<CONF
+listen $work/agent-sqs.sock;
+spool_dir $work/spool-sqs;
+sink sqs;
+sqs_queue_url http://sqs.us-east-1.localhost:$FAUXQS/000000000000/orders;
+sqs_endpoint http://127.0.0.1:$FAUXQS;
+sqs_region us-east-1;
+status_listen 127.0.0.1:$SQSSTATUS;
+error_log stderr warn;
+CONF
 cat > "$work/flashgate.conf" <<CONF
 workers 1;
 error_log stderr warn;
@@ -86,6 +103,8 @@ upstream app { server 127.0.0.1:$ORIGIN; keepalive 64; keepalive_requests 100000
 server { listen 127.0.0.1:$FG; keepalive_requests 1000000; request_id off; access_log off;
   route /offload/ { upstream app; offload { agent unix:$work/agent.sock; when always;
                     headers Content-Type; } }
+  route /sqs/ { upstream app; offload { agent unix:$work/agent-sqs.sock; when always;
+                headers Content-Type; } }
   route / { upstream app; } }
 CONF
 cat > "$work/post.lua" <<'LUA'
@@ -104,6 +123,20 @@ taskset -c 1 nginx -c "$work/origin.conf" & pids+=($!)
 taskset -c 0 nginx -c "$work/nginx.conf" & pids+=($!)
 taskset -c 0 "$bindir/flashgate-agent" -c "$work/agent.conf" 2>"$work/agent.err" & pids+=($!)
 agpid=$!
+have_sqs=0
+if [ -x "$fauxqs" ]; then
+    FAUXQS_PORT=$FAUXQS FAUXQS_LOGGER=false taskset -c 1 "$fauxqs" >"$work/fauxqs.log" 2>&1 & pids+=($!)
+    for _ in $(seq 100); do
+        curl -s -o /dev/null -X POST -H 'Content-Type: application/x-amz-json-1.0' \
+            -H 'X-Amz-Target: AmazonSQS.CreateQueue' -d '{"QueueName":"orders"}' \
+            "http://127.0.0.1:$FAUXQS/" && have_sqs=1 && break
+        sleep 0.1
+    done
+    AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench taskset -c 0 "$bindir/flashgate-agent" \
+        -c "$work/agent-sqs.conf" 2>"$work/agent-sqs.err" & pids+=($!)
+else
+    echo "bench: fauxqs not installed (scripts/deps.sh): the forward scenario is skipped" >&2
+fi
 sleep 0.5
 taskset -c 0 "$bindir/flashgate" -c "$work/flashgate.conf" 2>"$work/flashgate.err" & pids+=($!)
 fgpid=$!
@@ -189,6 +222,35 @@ print(f"agent: {durable} records made durable in {commits} commits "
       f"({durable / commits:.1f} records per fdatasync); 202s are non-2xx-free above")
 print("rounds:", " ".join(f"{r['proxy']}{r['round']}={r['rps']:.0f}" for r in rows))
 PY
+
+if [ $have_sqs -eq 1 ]; then
+    echo
+    echo "forward: clients burst for ${duration}s on a route whose agent forwards to fauxqs"
+    q0=$(curl -s "http://127.0.0.1:$SQSSTATUS/status")
+    t0=$(date +%s.%N)
+    FG_KEY_PREFIX="sqs-$RANDOM" taskset -c 1 wrk -t1 -c50 -d"${duration}s" -s "$work/post.lua" \
+        "http://127.0.0.1:$FG/sqs/orders" > "$work/wrk.out"
+    t1=$(date +%s.%N)
+    for _ in $(seq 1200); do # up to 10 minutes for the queue to take the rest
+        [ "$(curl -s "http://127.0.0.1:$SQSSTATUS/status" | /usr/bin/python3 -c 'import json,sys;print(json.load(sys.stdin)["spool"]["depth"])')" = 0 ] && break
+        sleep 0.5
+    done
+    t2=$(date +%s.%N)
+    q1=$(curl -s "http://127.0.0.1:$SQSSTATUS/status")
+    /usr/bin/python3 - "$work/wrk.out" "$q0" "$q1" "$t0" "$t1" "$t2" <<'PY'
+import json, re, sys
+out, q0, q1 = open(sys.argv[1]).read(), json.loads(sys.argv[2]), json.loads(sys.argv[3])
+t0, t1, t2 = map(float, sys.argv[4:7])
+client = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+sent = q1["sqs"]["sent"] - q0["sqs"]["sent"]
+batches = q1["sqs"]["batches"] - q0["sqs"]["batches"]
+print(f"clients: {client:.0f} POST/s answered 202 for {t1 - t0:.1f}s; the agent forwarded {sent} "
+      f"records in {batches} batches ({sent / max(batches, 1):.1f} per batch) at "
+      f"{sent / (t2 - t0):.0f} records/s; spool empty {t2 - t1:.1f}s after the burst; "
+      f"failed {q1['sqs']['failed'] - q0['sqs']['failed']}, throttled "
+      f"{q1['sqs']['throttled'] - q0['sqs']['throttled']}")
+PY
+fi
 
 echo
 echo "protect: clients burst for ${duration}s, the agent replays at 500/s"
