@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "config/internal.h"
+#include "tls/tls.h"
 
 #define MAX_FILE_SIZE (16u * 1024 * 1024)
 
@@ -170,12 +171,23 @@ void fg_conf_free(struct fg_config *c)
         }
         free(s->routes);
         free(s->listens);
+        for (size_t j = 0; j < s->n_certs; j++) {
+            free(s->certs[j].cert);
+            free(s->certs[j].key);
+        }
+        free(s->certs);
+        free(s->ssl_ciphers);
+        fg_tls_server_unref(s->tls);
         free(s->trusted_proxies);
         free(s->access_log);
     }
     free(c->servers);
-    for (size_t i = 0; i < c->n_upstreams; i++)
+    for (size_t i = 0; i < c->n_upstreams; i++) {
         free(c->upstreams[i].servers);
+        free(c->upstreams[i].ssl_ca_file);
+        free(c->upstreams[i].ssl_server_name);
+        fg_tls_client_unref(c->upstreams[i].tls);
+    }
     free(c->upstreams);
     free(c->caches);
     for (size_t i = 0; i < c->n_limits; i++)
@@ -330,8 +342,8 @@ static void dump_upstream(const struct fg_conf_upstream *u, FILE *out)
         const struct fg_conf_upstream_server *s = &u->servers[i];
         fputs("    server ", out);
         put_word(out, s->host);
-        fprintf(out, " weight=%u max_fails=%u fail_timeout=%s;\n", s->weight, s->max_fails,
-                fmt_dur(s->fail_timeout_ms, b, sizeof(b)));
+        fprintf(out, " weight=%u max_fails=%u fail_timeout=%s%s;\n", s->weight, s->max_fails,
+                fmt_dur(s->fail_timeout_ms, b, sizeof(b)), s->ssl ? " ssl" : "");
     }
     fprintf(out, "    balance %s;\n",
             u->balance == FG_BALANCE_LEAST_CONN ? "least_conn" : "round_robin");
@@ -342,6 +354,19 @@ static void dump_upstream(const struct fg_conf_upstream *u, FILE *out)
     fprintf(out, "    send_timeout %s;\n", fmt_dur(u->send_timeout_ms, b, sizeof(b)));
     fprintf(out, "    read_timeout %s;\n", fmt_dur(u->read_timeout_ms, b, sizeof(b)));
     fprintf(out, "    retry %s;\n", u->retry_idempotent ? "on" : "off");
+    if (u->tls != NULL) {
+        fprintf(out, "    ssl_verify %s;\n", u->ssl_verify ? "on" : "off");
+        if (u->ssl_ca_file != NULL) {
+            fputs("    ssl_ca_file ", out);
+            put_word(out, u->ssl_ca_file);
+            fputs(";\n", out);
+        }
+        if (u->ssl_server_name != NULL) {
+            fputs("    ssl_server_name ", out);
+            put_word(out, u->ssl_server_name);
+            fputs(";\n", out);
+        }
+    }
     fputs("}\n", out);
 }
 
@@ -491,7 +516,28 @@ static void dump_server(const struct fg_conf_server *s, FILE *out)
     char b[32];
     fputs("\nserver {\n", out);
     for (size_t i = 0; i < s->n_listens; i++)
-        fprintf(out, "    listen %s backlog=%d;\n", s->listens[i].addr.text, s->listens[i].backlog);
+        fprintf(out, "    listen %s backlog=%d%s;\n", s->listens[i].addr.text,
+                s->listens[i].backlog, s->listens[i].ssl ? " ssl" : "");
+    for (size_t i = 0; i < s->n_certs; i++) {
+        fputs("    certificate ", out);
+        put_word(out, s->certs[i].cert);
+        fputs(";\n    certificate_key ", out);
+        put_word(out, s->certs[i].key != NULL ? s->certs[i].key : "");
+        fputs(";\n", out);
+    }
+    if (s->tls != NULL) {
+        fprintf(out, "    ssl_protocols %s;\n",
+                s->ssl_min_version == TLS1_3_VERSION ? "TLSv1.3" : "TLSv1.2 TLSv1.3");
+        if (s->ssl_ciphers != NULL) {
+            fputs("    ssl_ciphers ", out);
+            put_word(out, s->ssl_ciphers);
+            fputs(";\n", out);
+        }
+        fprintf(out, "    ssl_session_cache %llu;\n", (unsigned long long)s->ssl_session_cache);
+        fprintf(out, "    ssl_session_timeout %s;\n",
+                fmt_dur(s->ssl_session_timeout_ms, b, sizeof(b)));
+        fprintf(out, "    ssl_session_tickets %s;\n", s->ssl_session_tickets ? "on" : "off");
+    }
     fprintf(out, "    keepalive_timeout %s;\n", fmt_dur(s->keepalive_timeout_ms, b, sizeof(b)));
     fprintf(out, "    keepalive_requests %u;\n", s->keepalive_requests);
     fprintf(out, "    header_timeout %s;\n", fmt_dur(s->header_timeout_ms, b, sizeof(b)));
@@ -552,6 +598,8 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
     fprintf(out, " %s;\n", lv < FG_ARRAY_LEN(level_names) ? level_names[lv] : "notice");
     fprintf(out, "shutdown_delay %s;\n", fmt_dur(c->shutdown_delay_ms, b, sizeof(b)));
     fprintf(out, "drain_timeout %s;\n", fmt_dur(c->drain_timeout_ms, b, sizeof(b)));
+    fprintf(out, "ssl_ticket_key_rotation %s;\n",
+            fmt_dur(c->ssl_ticket_key_rotation_ms, b, sizeof(b)));
     if (!c->admin.enabled) {
         fputs("admin off;\n", out);
     } else {

@@ -23,6 +23,11 @@
 
 #define FG_CONF_NAME_MAX 64
 
+/* TLS contexts (proxy/tls/tls.h), built at load and owned by the snapshot. */
+struct fg_tls_server;
+struct fg_tls_client;
+struct fg_tls_ticket_keys;
+
 enum fg_balance { FG_BALANCE_ROUND_ROBIN = 0, FG_BALANCE_LEAST_CONN };
 
 struct fg_conf_upstream_server {
@@ -31,6 +36,9 @@ struct fg_conf_upstream_server {
     unsigned weight;          /* default 1 */
     unsigned max_fails;       /* failures within fail_timeout before it is skipped; default 3 */
     uint64_t fail_timeout_ms; /* window and skip time; default 10s */
+    bool ssl;                 /* `ssl`: TLS to this server (the upstream's tls context) */
+    char tls_name[256];       /* SNI and the name its certificate must carry: the host
+                                 without port, or the upstream's ssl_server_name */
 };
 
 struct fg_conf_upstream {
@@ -47,6 +55,11 @@ struct fg_conf_upstream {
     uint64_t read_timeout_ms;      /* max wait for response head and between body reads;
                                       default 30s */
     bool retry_idempotent;         /* `retry on|off;` default on */
+    /* TLS to the servers marked `ssl` (docs/tls.md) */
+    bool ssl_verify;           /* `ssl_verify on|off;` default on; off is logged loudly */
+    char *ssl_ca_file;         /* CA bundle; NULL: the system store */
+    char *ssl_server_name;     /* SNI and checked name for every server; NULL: each host */
+    struct fg_tls_client *tls; /* built at load when a server has `ssl`, else NULL */
 };
 
 /* `cache NAME { memory 512m; max_object 8m; }`: a store shared by every worker. A
@@ -166,7 +179,14 @@ struct fg_conf_route {
 struct fg_conf_listen {
     struct fg_addr addr;
     int backlog; /* default 4096 */
-    bool ssl;    /* reserved for TLS (refused until supported) */
+    bool ssl;    /* TLS with the server block's certificates */
+};
+
+/* A `certificate` and the `certificate_key` that follows it. */
+struct fg_conf_cert {
+    char *cert; /* PEM: leaf then chain */
+    char *key;  /* PEM, unencrypted */
+    size_t line;
 };
 
 /* A listen address belongs to exactly one server block; name-based routing is done
@@ -199,6 +219,16 @@ struct fg_conf_server {
 
     struct fg_conf_route *routes; /* in file order; first match wins */
     size_t n_routes;
+
+    /* TLS for its `listen ... ssl` addresses (docs/tls.md). */
+    struct fg_conf_cert *certs; /* the first is served without (or for an unknown) SNI */
+    size_t n_certs, n_cert_keys;
+    int ssl_min_version;             /* TLS1_2_VERSION (0x0303) or TLS1_3_VERSION (0x0304) */
+    char *ssl_ciphers;               /* TLS 1.2 list; NULL: ECDHE with AEAD only */
+    uint64_t ssl_session_cache;      /* sessions kept for resumption by id; default 20480 */
+    uint64_t ssl_session_timeout_ms; /* default 1h */
+    bool ssl_session_tickets;        /* default on */
+    struct fg_tls_server *tls;       /* built at load when a listen has `ssl`, else NULL */
 };
 
 struct fg_conf_admin {
@@ -224,6 +254,8 @@ struct fg_config {
                                    ALB marks us unhealthy; default 0 in code, the shipped
                                    config sets the ALB's own figure */
     uint64_t drain_timeout_ms;  /* then at most this long for in-flight work; default 30s */
+    uint64_t ssl_ticket_key_rotation_ms; /* session ticket keys are replaced this often;
+                                            default 1h (main.c rotates) */
 
     struct fg_conf_admin admin;
 
@@ -255,6 +287,12 @@ struct fg_config *fg_config_load_string(const char *name, const char *text,
                                         struct fg_config_errors *errs);
 
 void fg_config_errors_free(struct fg_config_errors *errs);
+
+/* The session ticket key ring that TLS listeners of configs loaded from now on encrypt
+ * tickets with (NULL, the default: no tickets, session ids only, as for `flashgate -t`).
+ * The caller keeps it and rotates it; every config's contexts hold their own reference,
+ * so one ring serves every generation and a reload keeps clients' tickets valid. */
+void fg_config_set_ticket_keys(struct fg_tls_ticket_keys *keys);
 
 struct fg_config *fg_config_ref(struct fg_config *c);
 void fg_config_unref(struct fg_config *c);

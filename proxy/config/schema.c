@@ -18,6 +18,7 @@
 
 #include "http/http.h"           /* enum fg_http_method, for the route method bits */
 #include "ratelimit/ratelimit.h" /* to check limits and Redis URLs where they are written */
+#include "tls/tls.h"             /* certificates and CA files are loaded and checked here */
 
 /* ---- the loader's state ------------------------------------------------------------------ */
 
@@ -354,6 +355,10 @@ static bool valid_name(const char *s)
     return true;
 }
 
+static void tls_host_name(const char *addr, char *out, size_t outlen);
+static void check_upstream_tls(struct fg_conf_loader *L, const struct fg_conf_stmt *st,
+                               const struct fg_conf_upstream *u);
+
 static void h_upstream(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                        const struct fg_conf_stmt *st, void *obj)
 {
@@ -396,6 +401,12 @@ static void h_upstream(struct fg_conf_loader *L, const struct fg_conf_directive 
     walk(L, FG_CTX_UPSTREAM, st->children, st->n_children, u, 0);
     if (st->closed && u->n_servers == 0 && n_servers == 0)
         ERR(L, st->line, "upstream '%s' has no server", name);
+    check_upstream_tls(L, st, u);
+    if (u->ssl_server_name != NULL) {
+        for (size_t i = 0; i < u->n_servers; i++)
+            snprintf(u->servers[i].tls_name, sizeof(u->servers[i].tls_name), "%s",
+                     u->ssl_server_name);
+    }
 }
 
 static void h_upstream_server(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -422,16 +433,65 @@ static void h_upstream_server(struct fg_conf_loader *L, const struct fg_conf_dir
         } else if ((v = param(a, "fail_timeout")) != NULL) {
             ok = parse_duration_arg(L, st->line, "fail_timeout", v, DAY_MS, &n) && ok;
             s.fail_timeout_ms = n;
+        } else if (strcmp(a, "ssl") == 0) {
+            s.ssl = true;
         } else {
             ERR(L, st->line,
                 "unknown parameter '%s' for '%s' (use weight=, max_fails=, "
-                "fail_timeout=)",
+                "fail_timeout=, ssl)",
                 a, dir->name);
             ok = false;
         }
     }
+    if (s.ssl && s.addr.ss.ss_family == AF_UNIX) {
+        ERR(L, st->line, "'ssl' on a unix socket server is not supported");
+        ok = false;
+    }
+    tls_host_name(st->args[1], s.tls_name, sizeof(s.tls_name));
     if (ok && u->servers != NULL)
         u->servers[u->n_servers++] = s;
+}
+
+/* "app.internal:443" -> "app.internal", "[::1]:443" -> "::1": the name a server's
+ * certificate is checked against (and sent as SNI when it is not an address). */
+static void tls_host_name(const char *addr, char *out, size_t outlen)
+{
+    const char *start = addr, *end;
+    if (addr[0] == '[') {
+        start = addr + 1;
+        end = strchr(start, ']');
+    } else {
+        end = strrchr(addr, ':');
+        if (end != NULL && strchr(addr, ':') != end)
+            end = NULL; /* a bare IPv6 address */
+    }
+    size_t n = end != NULL ? (size_t)(end - start) : strlen(start);
+    snprintf(out, outlen, "%.*s", (int)n, start);
+}
+
+/* `ssl_ca_file path;` */
+static void h_ssl_ca_file(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                          const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_upstream *u = obj;
+    if (!check_path(L, st->line, dir->name, st->args[1]))
+        return;
+    free(u->ssl_ca_file);
+    u->ssl_ca_file = xstrdup(L, st->args[1], st->line);
+}
+
+/* TLS directives in an upstream without a `server ... ssl` would silently do nothing. */
+static void check_upstream_tls(struct fg_conf_loader *L, const struct fg_conf_stmt *st,
+                               const struct fg_conf_upstream *u)
+{
+    bool any = false;
+    for (size_t i = 0; i < u->n_servers; i++)
+        any |= u->servers[i].ssl;
+    if (!any && (u->ssl_ca_file != NULL || u->ssl_server_name != NULL || !u->ssl_verify))
+        ERR(L, st->line,
+            "upstream '%s' has ssl_* directives but no 'server ... ssl' (add 'ssl' to the "
+            "servers that speak TLS)",
+            u->name);
 }
 
 static void h_balance(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -486,12 +546,9 @@ static void h_listen(struct fg_conf_loader *L, const struct fg_conf_directive *d
             ok = parse_range(L, st->line, "backlog", v, 1, 65535, &n) && ok;
             l.backlog = (int)n;
         } else if (strcmp(a, "ssl") == 0) {
-            ERR(L, st->line,
-                "'ssl' on 'listen' is not supported yet: terminate TLS at the "
-                "load balancer");
-            ok = false;
+            l.ssl = true;
         } else {
-            ERR(L, st->line, "unknown parameter '%s' for '%s' (use backlog=)", a, dir->name);
+            ERR(L, st->line, "unknown parameter '%s' for '%s' (use backlog=, ssl)", a, dir->name);
             ok = false;
         }
     }
@@ -525,6 +582,90 @@ static void h_listen(struct fg_conf_loader *L, const struct fg_conf_directive *d
     }
     L->listens[L->n_listens++] =
         (struct listen_rec){.addr = mine, .line = st->line, .server_line = L->server_line};
+}
+
+/* `certificate path;` — each one is paired with the certificate_key that follows it. */
+static void h_certificate(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                          const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_server *srv = obj;
+    if (!check_path(L, st->line, dir->name, st->args[1]))
+        return;
+    if (srv->n_cert_keys < srv->n_certs) {
+        ERR(L, st->line, "certificate at line %zu has no certificate_key before this one",
+            srv->certs[srv->n_certs - 1].line);
+        return;
+    }
+    struct fg_conf_cert *v = realloc(srv->certs, (srv->n_certs + 1) * sizeof(*v));
+    if (v == NULL) {
+        ERR(L, st->line, "out of memory");
+        return;
+    }
+    srv->certs = v;
+    v[srv->n_certs] =
+        (struct fg_conf_cert){.cert = xstrdup(L, st->args[1], st->line), .line = st->line};
+    srv->n_certs++;
+}
+
+static void h_certificate_key(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                              const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_server *srv = obj;
+    if (!check_path(L, st->line, dir->name, st->args[1]))
+        return;
+    if (srv->n_cert_keys >= srv->n_certs) {
+        ERR(L, st->line, "certificate_key without a certificate before it");
+        return;
+    }
+    srv->certs[srv->n_cert_keys++].key = xstrdup(L, st->args[1], st->line);
+}
+
+/* `ssl_protocols TLSv1.2 TLSv1.3;`: the lowest version written is the minimum; TLS 1.3
+ * is always on (a TLS 1.2-only listener has no use a modern client would notice). */
+static void h_ssl_protocols(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                            const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_server *srv = obj;
+    bool v12 = false, v13 = false;
+    for (size_t i = 1; i < st->n_args; i++) {
+        const char *a = st->args[i];
+        if (strcmp(a, "TLSv1.2") == 0) {
+            v12 = true;
+        } else if (strcmp(a, "TLSv1.3") == 0) {
+            v13 = true;
+        } else if (strcmp(a, "TLSv1") == 0 || strcmp(a, "TLSv1.1") == 0 ||
+                   strcmp(a, "SSLv3") == 0) {
+            ERR(L, st->line,
+                "'%s' is not supported: it is obsolete (RFC 8996); use TLSv1.2 and TLSv1.3", a);
+            return;
+        } else {
+            ERR(L, st->line, "invalid value '%s' for '%s' (use TLSv1.2 and/or TLSv1.3)", a,
+                dir->name);
+            return;
+        }
+    }
+    if (!v13) {
+        ERR(L, st->line, "'%s' without TLSv1.3 is not supported (use TLSv1.2 TLSv1.3)", dir->name);
+        return;
+    }
+    srv->ssl_min_version = v12 ? TLS1_2_VERSION : TLS1_3_VERSION;
+}
+
+/* After a server block: its certificates and its ssl listens must go together. */
+static void check_server_tls(struct fg_conf_loader *L, const struct fg_conf_stmt *st,
+                             const struct fg_conf_server *srv)
+{
+    bool any_ssl = false;
+    for (size_t i = 0; i < srv->n_listens; i++)
+        any_ssl |= srv->listens[i].ssl;
+    if (srv->n_cert_keys < srv->n_certs)
+        ERR(L, srv->certs[srv->n_certs - 1].line, "certificate has no certificate_key after it");
+    if (any_ssl && srv->n_certs == 0)
+        ERR(L, st->line,
+            "server has 'listen ... ssl' but no certificate (add 'certificate' and "
+            "'certificate_key')");
+    if (!any_ssl && srv->n_certs > 0)
+        ERR(L, srv->certs[0].line, "certificate without any 'listen ... ssl' in this server");
 }
 
 static void h_trusted_proxies(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -1329,6 +1470,7 @@ static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *d
     walk(L, FG_CTX_SERVER, st->children, st->n_children, srv, 2);
     if (!st->closed)
         return;
+    check_server_tls(L, st, srv);
     if (n_listen == 0)
         ERR(L, st->line, "server has no listen");
     if (n_route == 0)
@@ -1383,6 +1525,10 @@ const struct fg_conf_directive fg_conf_directives[] = {
      FIELD(struct fg_config, drain_timeout_ms), 0, HOUR_MS, h_generic,
      "duration", "30s",
      "after the listeners close, the longest wait for requests in flight"},
+    {"ssl_ticket_key_rotation", M, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(struct fg_config, ssl_ticket_key_rotation_ms), 1000, 7 * DAY_MS, h_generic,
+     "duration", "1h",
+     "how often the session ticket key is replaced (the previous one still decrypts)"},
     {"admin", M, 0, 1, FG_BLOCK_OPTIONAL, false, CUSTOM(h_admin),
      "{ ... } | on | off", "on",
      "the admin listener (/healthz, /stats, /metrics, /config)"},
@@ -1450,9 +1596,9 @@ const struct fg_conf_directive fg_conf_directives[] = {
      "flashgate-agent's status listener, polled every second into /stats and /metrics"},
 
     /* upstream */
-    {"server", U, 1, 4, FG_BLOCK_NO, true, CUSTOM(h_upstream_server),
-     "address [weight=N] [max_fails=N] [fail_timeout=duration]", "none",
-     "an app server (weight=1 max_fails=3 fail_timeout=10s unless given)"},
+    {"server", U, 1, 5, FG_BLOCK_NO, true, CUSTOM(h_upstream_server),
+     "address [weight=N] [max_fails=N] [fail_timeout=duration] [ssl]", "none",
+     "an app server (weight=1 max_fails=3 fail_timeout=10s unless given; ssl: TLS)"},
     {"balance", U, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_balance),
      "round_robin | least_conn", "round_robin", "how requests are spread over the servers"},
     {"keepalive", U, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(UPS, keepalive), 0, 65535,
@@ -1474,10 +1620,39 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"retry", U, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(UPS, retry_idempotent), 0, 0,
      h_generic, "on | off", "on",
      "retry an idempotent request once on a fresh connection if a reused one failed"},
+    {"ssl_verify", U, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(UPS, ssl_verify), 0, 0,
+     h_generic, "on | off", "on",
+     "check the certificate of ssl servers (chain and name); off is logged as a warning"},
+    {"ssl_ca_file", U, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_ssl_ca_file),
+     "path", "none", "PEM CA bundle for ssl servers; none: the system store"},
+    {"ssl_server_name", U, 1, 1, FG_BLOCK_NO, false, FG_T_STRING, FIELD(UPS, ssl_server_name),
+     0, 0, h_generic, "name", "none",
+     "SNI and certificate name for every ssl server; none: each server's host"},
 
     /* server */
-    {"listen", S, 1, 2, FG_BLOCK_NO, true, CUSTOM(h_listen),
-     "address [backlog=N]", "none", "address to accept clients on (backlog=4096 unless given)"},
+    {"listen", S, 1, 3, FG_BLOCK_NO, true, CUSTOM(h_listen),
+     "address [backlog=N] [ssl]", "none",
+     "address to accept clients on (backlog=4096 unless given; ssl: TLS)"},
+    {"certificate", S, 1, 1, FG_BLOCK_NO, true, CUSTOM(h_certificate),
+     "path", "none",
+     "PEM certificate and chain for ssl listens; several are chosen by SNI, the first is "
+     "the default"},
+    {"certificate_key", S, 1, 1, FG_BLOCK_NO, true, CUSTOM(h_certificate_key),
+     "path", "none", "PEM private key of the certificate before it (unencrypted)"},
+    {"ssl_protocols", S, 1, 2, FG_BLOCK_NO, false, CUSTOM(h_ssl_protocols),
+     "TLSv1.2 | TLSv1.3 ...", "TLSv1.2 TLSv1.3", "TLS versions accepted (1.0 and 1.1 never)"},
+    {"ssl_ciphers", S, 1, 1, FG_BLOCK_NO, false, FG_T_STRING, FIELD(SRV, ssl_ciphers), 0, 0,
+     h_generic, "list", "none",
+     "OpenSSL cipher list for TLS 1.2; none: ECDHE key exchange with AEAD ciphers only"},
+    {"ssl_session_cache", S, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(SRV, ssl_session_cache),
+     1, 10000000, h_generic, "number", "20480",
+     "TLS sessions kept in memory for resumption by session id"},
+    {"ssl_session_timeout", S, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(SRV, ssl_session_timeout_ms), 1000, DAY_MS, h_generic, "duration", "1h",
+     "how long a TLS session (id or ticket) may be resumed"},
+    {"ssl_session_tickets", S, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG,
+     FIELD(SRV, ssl_session_tickets), 0, 0, h_generic, "on | off", "on",
+     "resume TLS sessions with tickets (keys in memory, rotated by ssl_ticket_key_rotation)"},
     {"keepalive_timeout", S, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
      FIELD(SRV, keepalive_timeout_ms), 1, DAY_MS, h_generic, "duration", "75s",
      "idle keep-alive connection timeout; above the load balancer's idle timeout"},
@@ -1789,6 +1964,88 @@ static void check_admin_listen(struct fg_conf_loader *L)
     }
 }
 
+/* ---- TLS contexts ----------------------------------------------------------------------- */
+
+static struct fg_tls_ticket_keys *ticket_keys; /* fg_config_set_ticket_keys(); main thread */
+
+void fg_config_set_ticket_keys(struct fg_tls_ticket_keys *keys)
+{
+    ticket_keys = keys;
+}
+
+/* The line to blame for a context error: the certificate or key the message names. */
+static size_t cert_error_line(const struct fg_conf_server *srv, const char *err)
+{
+    for (size_t i = 0; i < srv->n_certs; i++) {
+        const struct fg_conf_cert *c = &srv->certs[i];
+        if ((c->cert != NULL && strstr(err, c->cert) != NULL) ||
+            (c->key != NULL && strstr(err, c->key) != NULL))
+            return c->line;
+    }
+    return srv->n_certs > 0 ? srv->certs[0].line : 0;
+}
+
+static void build_server_tls(struct fg_conf_loader *L, struct fg_conf_server *srv)
+{
+    bool any_ssl = false;
+    for (size_t i = 0; i < srv->n_listens; i++)
+        any_ssl |= srv->listens[i].ssl;
+    if (!any_ssl || srv->n_certs == 0)
+        return;
+    struct fg_tls_cert_files *files = calloc(srv->n_certs, sizeof(*files));
+    if (files == NULL) {
+        ERR(L, srv->certs[0].line, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < srv->n_certs; i++)
+        files[i] = (struct fg_tls_cert_files){.cert = srv->certs[i].cert, .key = srv->certs[i].key};
+    struct fg_tls_server_opts o = {
+        .certs = files,
+        .n_certs = srv->n_certs,
+        .min_version = srv->ssl_min_version,
+        .ciphers = srv->ssl_ciphers,
+        .ticket_keys = srv->ssl_session_tickets ? ticket_keys : NULL,
+        .session_timeout_s = srv->ssl_session_timeout_ms / 1000,
+        .session_cache_size = (long)srv->ssl_session_cache,
+    };
+    char err[512];
+    srv->tls = fg_tls_server_new(&o, err, sizeof(err));
+    if (srv->tls == NULL)
+        ERR(L, cert_error_line(srv, err), "%s", err);
+    free(files);
+}
+
+static void build_upstream_tls(struct fg_conf_loader *L, struct fg_conf_upstream *u, size_t line)
+{
+    bool any_ssl = false;
+    for (size_t i = 0; i < u->n_servers; i++)
+        any_ssl |= u->servers[i].ssl;
+    if (!any_ssl)
+        return;
+    char name[FG_CONF_NAME_MAX + 16], err[512];
+    snprintf(name, sizeof(name), "upstream %s", u->name);
+    struct fg_tls_client_opts o = {
+        .name = name,
+        .ca_file = u->ssl_ca_file,
+        .verify_off = !u->ssl_verify,
+        .alpn = "http/1.1",
+    };
+    u->tls = fg_tls_client_new(&o, err, sizeof(err));
+    if (u->tls == NULL)
+        ERR(L, line, "%s", err);
+}
+
+/* Certificates and CA files are read here, so a bad one refuses the config (and a
+ * reload) with its file:line, like any other error. */
+static void build_tls(struct fg_conf_loader *L)
+{
+    struct fg_config *c = L->c;
+    for (size_t i = 0; i < c->n_servers; i++)
+        build_server_tls(L, &c->servers[i]);
+    for (size_t i = 0; i < c->n_upstreams; i++)
+        build_upstream_tls(L, &c->upstreams[i], L->upstream_lines[i]);
+}
+
 struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
                                 const struct fg_conf_stmt *stmts, size_t n, size_t last_line,
                                 bool syntax_ok)
@@ -1833,6 +2090,8 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
     check_admin_listen(&L);
     if (syntax_ok && n_srv == 0)
         ERR(&L, last_line, "no server block");
+    if (d->n_errors == 0)
+        build_tls(&L); /* only for a config that is otherwise right: files are read */
 
     free(L.upstream_lines);
     free(L.cache_lines);

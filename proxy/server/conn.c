@@ -17,6 +17,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/bufferevent_ssl.h>
+
+#include "tls/tls.h"
+
 #define FG_LINGER_MS     2000 /* discard late client bytes this long before closing */
 #define FG_BODY_GRACE_MS 5000 /* body_min_rate applies after this */
 #define FG_RESP_HEAD_MAX 65536
@@ -31,6 +35,22 @@ static void conn_free(struct fg_conn *c);
 static const struct fg_conf_server *conn_server(const struct fg_conn *c)
 {
     return &c->w->snap->cfg->servers[c->lst->server_index];
+}
+
+/* The bufferevent for an accepted socket: TLS when the listen address says ssl (the
+ * current snapshot's certificates; the SSL keeps them alive past a reload). */
+static struct bufferevent *conn_bev_new(struct fg_worker *w, const struct fg_listener *lst, int fd)
+{
+    const struct fg_conf_server *srv = &w->snap->cfg->servers[lst->server_index];
+    bool ssl = lst->listen_index < srv->n_listens && srv->listens[lst->listen_index].ssl;
+    if (!ssl || srv->tls == NULL)
+        return bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    SSL *tls = fg_tls_server_ssl_new(srv->tls);
+    if (tls == NULL)
+        return NULL;
+    /* On failure (out of memory only) libevent has already freed the SSL. */
+    return bufferevent_openssl_socket_new(w->base, fd, tls, BUFFEREVENT_SSL_ACCEPTING,
+                                          BEV_OPT_CLOSE_ON_FREE);
 }
 
 static void conn_arm(struct fg_conn *c, uint64_t ms)
@@ -105,7 +125,7 @@ void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, 
         close(fd);
         return;
     }
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = conn_bev_new(w, lst, fd);
     c->timer = evtimer_new(w->base, conn_timer_cb, c);
     if (c->bev == NULL || c->timer == NULL) {
         fg_err("out of memory accepting a connection, closed");
@@ -131,7 +151,8 @@ void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, 
     memcpy(&c->peer, sa, (size_t)salen < sizeof(c->peer) ? (size_t)salen : sizeof(c->peer));
     fg_addr_ip_text(sa, c->peer_ip, sizeof(c->peer_ip));
     const struct fg_conf_server *srv = conn_server(c);
-    bufferevent_setcb(c->bev, NULL, conn_write_cb, conn_event_cb, c);
+    fg_reader_bev_setcb(&c->reader, conn_write_cb, conn_event_cb, c);
+    fg_reader_set_peer(&c->reader, c->peer_ip);
     bufferevent_setwatermark(c->bev, EV_WRITE, FG_LOW_WATER, 0);
     /* Reading pauses by itself while FG_HIGH_WATER bytes of input wait (pipelined
      * requests, a body the app is slow to take): memory per connection stays bounded. */
@@ -141,7 +162,11 @@ void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, 
     bufferevent_set_timeouts(c->bev, NULL, &st);
     fg_reader_enable(&c->reader); /* EV_WRITE only while output waits (fg_flush) */
     c->state = FG_CONN_IDLE;
-    conn_arm(c, srv->keepalive_timeout_ms);
+    /* A TLS handshake gets the time of a request head, not of an idle keep-alive. */
+    conn_arm(c,
+             fg_reader_ssl(&c->reader) != NULL && srv->header_timeout_ms < srv->keepalive_timeout_ms
+                 ? srv->header_timeout_ms
+                 : srv->keepalive_timeout_ms);
     LIST_INSERT_HEAD(&w->conns, c, link);
     atomic_fetch_add_explicit(&w->open_conns, 1, memory_order_relaxed);
     fg_counter_add(&w->stats.connections_total, 1);
@@ -410,7 +435,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         bufferevent_disable(bev, EV_WRITE); /* back to writing through (fg_flush) */
     if (c->state == FG_CONN_CLOSING) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-            shutdown(bufferevent_getfd(bev), SHUT_WR);
+            fg_shutdown_write(&c->reader);
             evtimer_del(c->timer);
             conn_arm(c, FG_LINGER_MS);
         }
@@ -430,6 +455,12 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct fg_conn *c = arg;
     FG_ASSERT(c->magic == FG_CONN_MAGIC);
+    if (what & BEV_EVENT_CONNECTED) {
+        /* TLS handshake done (counted by netio): from now on an idle connection. */
+        if (c->state == FG_CONN_IDLE)
+            conn_arm(c, conn_server(c)->keepalive_timeout_ms);
+        return;
+    }
     if (c->state == FG_CONN_CLOSING && (what & BEV_EVENT_EOF) &&
         evbuffer_get_length(bufferevent_get_output(bev)) > 0)
         return; /* the client half-closed: still deliver what we wrote, then close */

@@ -132,16 +132,19 @@ static bool attach(struct fg_fetch *f, bool fresh)
     if (uc == NULL)
         return false;
     f->uc = uc;
-    bufferevent_setcb(uc->bev, NULL, fetch_write_cb, fetch_event_cb, f);
+    fg_reader_bev_setcb(&uc->reader, fetch_write_cb, fetch_event_cb, f);
     fg_reader_setcb(&uc->reader, fetch_read_cb, fetch_read_event_cb, f);
     fg_reader_enable(&uc->reader);
     const struct fg_conf_upstream *u = fg_upstream_pool_conf(f->pool);
     struct timeval wt = tv_ms(u->send_timeout_ms);
-    bufferevent_set_timeouts(uc->bev, NULL, &wt);
-    if (uc->connected)
+    if (uc->connected) {
+        bufferevent_set_timeouts(uc->bev, NULL, &wt);
         fg_reader_set_timeout(&uc->reader, u->read_timeout_ms);
-    else
+    } else {
+        /* The pool's connect timeouts stay until the connect (and a TLS handshake, which
+         * also waits on reads) is done. */
         bufferevent_enable(uc->bev, EV_WRITE);
+    }
     evbuffer_add(bufferevent_get_output(uc->bev), f->head, f->head_len);
     if (uc->connected)
         fg_flush(uc->bev);
@@ -829,8 +832,9 @@ static void fetch_event_cb(struct bufferevent *bev, short what, void *arg)
     if (!uc->connected) {
         fg_upstream_report(f->pool, uc->server, false, FG_UPSTREAM_FAIL_CONNECT);
         fail_before_head(f, (what & BEV_EVENT_TIMEOUT) ? 504 : 502,
-                         (what & BEV_EVENT_TIMEOUT) ? "connect timed out"
-                                                    : "refused the connection");
+                         (what & BEV_EVENT_TIMEOUT)           ? "connect timed out"
+                         : fg_reader_ssl(&uc->reader) != NULL ? "failed the TLS handshake"
+                                                              : "refused the connection");
     } else if (what & BEV_EVENT_TIMEOUT) {
         fg_upstream_report(f->pool, uc->server, false, FG_UPSTREAM_FAIL_TIMEOUT);
         fail_before_head(f, 504, "timed out waiting for the response");

@@ -158,6 +158,7 @@ struct fg_listener {
     int port;
     char port_text[8];   /* for X-Forwarded-Port */
     size_t server_index; /* into w->snap->cfg->servers, refreshed on reload */
+    size_t listen_index; /* into that server's listens (its ssl flag), likewise */
     bool present;        /* scratch flag used while reconciling on reload */
     LIST_ENTRY(fg_listener) link;
 };
@@ -306,6 +307,7 @@ struct fg_worker {
 
     bool stop_accepting; /* draining: Connection: close, no new connections */
     LIST_HEAD(, fg_listener) listeners;
+    LIST_HEAD(, fg_listener) closed_listeners; /* closed, still pointed to by connections */
     LIST_HEAD(, fg_conn) conns;
     TAILQ_HEAD(, fg_txn) free_txns;
     unsigned n_free_txns;

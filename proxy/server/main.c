@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "server/server.h"
+#include "tls/tls.h"
 
 #define DEFAULT_CONF FG_SYSCONFDIR "/flashgate/flashgate.conf"
 
@@ -120,6 +121,32 @@ static struct fg_config *reload(struct fg_config *cur, const char *path)
     return next;
 }
 
+/* Session ticket keys: one ring for the life of the process, so tickets stay valid
+ * across reloads; replaced every ssl_ticket_key_rotation, the previous key still decrypts
+ * for one more period. */
+#define TICKET_KEYS_KEEP 1
+
+static struct fg_tls_ticket_keys *ticket_keys_start(void)
+{
+    char err[256];
+    struct fg_tls_ticket_keys *k =
+        fg_tls_ticket_keys_new(3600, TICKET_KEYS_KEEP, fg_wall_ms() / 1000, err, sizeof(err));
+    if (k == NULL)
+        fg_err("%s; TLS session tickets are off (session ids still resume)", err);
+    fg_config_set_ticket_keys(k);
+    return k;
+}
+
+static void ticket_keys_tick(struct fg_tls_ticket_keys *k, const struct fg_config *cfg,
+                             uint64_t now_ms, uint64_t *last_ms)
+{
+    if (k == NULL || now_ms - *last_ms < cfg->ssl_ticket_key_rotation_ms)
+        return;
+    *last_ms = now_ms;
+    if (fg_tls_ticket_keys_rotate_force(k, (int64_t)(fg_wall_ms() / 1000)) == 1)
+        fg_info("tls: session ticket key rotated");
+}
+
 int main(int argc, char **argv)
 {
     const char *path = DEFAULT_CONF;
@@ -152,9 +179,12 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* -t checks certificates the same way, without tickets. */
+    struct fg_tls_ticket_keys *ticket_keys = test_only ? NULL : ticket_keys_start();
     struct fg_config_errors errs = {0};
     struct fg_config *cfg = fg_config_load(path, &errs);
     if (cfg == NULL) {
+        fg_tls_ticket_keys_unref(ticket_keys);
         print_errors(stderr, &errs);
         fprintf(stderr, "flashgate: configuration %s has %zu error(s)\n", path, errs.n);
         fg_config_errors_free(&errs);
@@ -200,11 +230,12 @@ int main(int argc, char **argv)
     fg_sd_notify("READY=1");
 
     bool draining = false, accepting = true;
-    uint64_t stop_accept_at = 0, deadline = 0;
+    uint64_t stop_accept_at = 0, deadline = 0, ticket_rotated_ms = fg_mono_ms();
     for (;;) {
         struct timespec tick = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
         int sig = sigtimedwait(&set, NULL, &tick);
         uint64_t now = fg_mono_ms();
+        ticket_keys_tick(ticket_keys, cfg, now, &ticket_rotated_ms);
         if (sig == SIGHUP && !draining) {
             cfg = reload(cfg, path);
         } else if (sig == SIGUSR1) {
@@ -248,5 +279,7 @@ int main(int argc, char **argv)
         unlink(cfg->pid_file);
     fg_notice("flashgate stopped");
     fg_config_unref(cfg);
+    fg_config_set_ticket_keys(NULL);
+    fg_tls_ticket_keys_unref(ticket_keys);
     return 0;
 }

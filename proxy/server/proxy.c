@@ -228,7 +228,7 @@ static bool attach_upstream(struct fg_txn *t, bool fresh, int exclude)
     t->attempts++;
     snprintf(t->log_upstream, sizeof(t->log_upstream), "%s",
              fg_upstream_server_name(t->pool, uc->server));
-    bufferevent_setcb(uc->bev, NULL, up_write_cb, up_event_cb, t);
+    fg_reader_bev_setcb(&uc->reader, up_write_cb, up_event_cb, t);
     bufferevent_setwatermark(uc->bev, EV_WRITE, FG_LOW_WATER, 0);
     fg_reader_setcb(&uc->reader, up_read_cb, up_read_event_cb, t);
     fg_reader_enable(&uc->reader);
@@ -294,7 +294,7 @@ void fg_proxy_adopt(struct fg_txn *t, struct fg_upstream_pool *pool, struct fg_u
     t->retried = true; /* the request was answered: nothing to retry */
     snprintf(t->log_upstream, sizeof(t->log_upstream), "%s",
              fg_upstream_server_name(pool, uc->server));
-    bufferevent_setcb(uc->bev, NULL, up_write_cb, up_event_cb, t);
+    fg_reader_bev_setcb(&uc->reader, up_write_cb, up_event_cb, t);
     bufferevent_setwatermark(uc->bev, EV_WRITE, FG_LOW_WATER, 0);
     fg_reader_setcb(&uc->reader, up_read_cb, up_read_event_cb, t);
     fg_reader_enable(&uc->reader);
@@ -921,7 +921,10 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (!uc->connected)
-        upstream_failed(t, FG_UPSTREAM_FAIL_CONNECT, 502, "refused the connection");
+        upstream_failed(t, FG_UPSTREAM_FAIL_CONNECT, 502,
+                        fg_reader_ssl(&uc->reader) != NULL
+                            ? "could not be connected (TCP connect or TLS handshake failed)"
+                            : "refused the connection");
     else if (t->resp_state == FG_RESP_WAIT)
         upstream_failed(t, FG_UPSTREAM_FAIL_RESET, 502, "closed the connection before responding");
     else

@@ -4,6 +4,7 @@
  */
 #include "server/internal.h"
 #include "admin/admin.h"
+#include "tls/tls.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -18,6 +19,8 @@
 
 static void caches_json(struct evbuffer *out);
 static void features_json(struct evbuffer *out);
+static void tls_json(struct evbuffer *out);
+static void tls_metrics(struct evbuffer *out);
 
 static void upstream_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
                           const struct fg_conf_upstream *u)
@@ -121,6 +124,7 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
     evbuffer_add(out, "},", 2);
     caches_json(out);
     features_json(out);
+    tls_json(out);
     uint64_t b[FG_HIST_BUCKETS], total = 0;
     for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
         total += b[k] = SUM(latency.bucket[k]); /* count = the buckets' total: consistent */
@@ -477,6 +481,7 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
                         SUM(of_trig_limited));
     caches_metrics(out);
     limits_metrics(out);
+    tls_metrics(out);
     compression_metrics(out);
     struct fg_admin_warm_progress w;
     fg_admin_warm_progress(&w);
@@ -529,4 +534,84 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
                                 cfg->upstreams[u].name, v);
         }
     }
+}
+
+/* ---- TLS -------------------------------------------------------------------------------- */
+
+static const char *const tls_side_names[FG_TLS_SIDES] = {"server", "client"};
+
+/* "tls": {"server": {...}, "client": {...}}: server is clients' handshakes with our
+ * listeners, client ours with upstreams. Process-wide counters (tls/stats.c). */
+static void tls_json(struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "\"tls\":{");
+    for (int side = 0; side < FG_TLS_SIDES; side++) {
+        struct fg_tls_stats st;
+        fg_tls_stats_read((enum fg_tls_side)side, &st);
+        uint64_t failed = 0;
+        for (size_t i = 0; i < FG_TLS_FAIL_COUNT; i++)
+            failed += st.failures[i];
+        evbuffer_add_printf(out,
+                            "%s\"%s\":{\"handshakes\":%" PRIu64 ",\"resumptions\":%" PRIu64
+                            ",\"failures_total\":%" PRIu64 ",\"failures\":{",
+                            side ? "," : "", tls_side_names[side], st.handshakes, st.resumptions,
+                            failed);
+        for (size_t i = 0; i < FG_TLS_FAIL_COUNT; i++)
+            evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i ? "," : "",
+                                fg_tls_fail_name((enum fg_tls_fail)i), st.failures[i]);
+        evbuffer_add_printf(out, "},\"protocols\":{");
+        for (size_t i = 0; i < FG_TLS_PROTO_COUNT; i++)
+            evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i ? "," : "",
+                                fg_tls_proto_name((enum fg_tls_proto)i), st.protocols[i]);
+        evbuffer_add_printf(out, "},\"ciphers\":{");
+        for (size_t i = 0; i < FG_TLS_CIPHER_COUNT; i++)
+            evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, i ? "," : "", fg_tls_cipher_name(i),
+                                st.ciphers[i]);
+        evbuffer_add(out, "}}", 2);
+    }
+    evbuffer_add(out, "},", 2);
+}
+
+static void tls_metrics(struct evbuffer *out)
+{
+    struct fg_tls_stats st[FG_TLS_SIDES];
+    for (int side = 0; side < FG_TLS_SIDES; side++)
+        fg_tls_stats_read((enum fg_tls_side)side, &st[side]);
+    metric_head(out, "flashgate_tls_handshakes_total", "counter",
+                "Completed TLS handshakes (server: with clients, client: with upstreams).");
+    for (int side = 0; side < FG_TLS_SIDES; side++)
+        evbuffer_add_printf(out, "flashgate_tls_handshakes_total{side=\"%s\"} %" PRIu64 "\n",
+                            tls_side_names[side], st[side].handshakes);
+    metric_head(out, "flashgate_tls_resumptions_total", "counter",
+                "TLS handshakes that resumed a session (ticket or session id).");
+    for (int side = 0; side < FG_TLS_SIDES; side++)
+        evbuffer_add_printf(out, "flashgate_tls_resumptions_total{side=\"%s\"} %" PRIu64 "\n",
+                            tls_side_names[side], st[side].resumptions);
+    metric_head(out, "flashgate_tls_handshake_failures_total", "counter",
+                "Failed TLS handshakes by reason.");
+    for (int side = 0; side < FG_TLS_SIDES; side++)
+        for (size_t i = 0; i < FG_TLS_FAIL_COUNT; i++)
+            evbuffer_add_printf(out,
+                                "flashgate_tls_handshake_failures_total{side=\"%s\",reason=\"%s\"} "
+                                "%" PRIu64 "\n",
+                                tls_side_names[side], fg_tls_fail_name((enum fg_tls_fail)i),
+                                st[side].failures[i]);
+    metric_head(out, "flashgate_tls_protocol_handshakes_total", "counter",
+                "Completed TLS handshakes by protocol version.");
+    for (int side = 0; side < FG_TLS_SIDES; side++)
+        for (size_t i = 0; i < FG_TLS_PROTO_COUNT; i++)
+            evbuffer_add_printf(
+                out,
+                "flashgate_tls_protocol_handshakes_total{side=\"%s\",protocol=\"%s\"} "
+                "%" PRIu64 "\n",
+                tls_side_names[side], fg_tls_proto_name((enum fg_tls_proto)i),
+                st[side].protocols[i]);
+    metric_head(out, "flashgate_tls_cipher_handshakes_total", "counter",
+                "Completed TLS handshakes by cipher suite.");
+    for (int side = 0; side < FG_TLS_SIDES; side++)
+        for (size_t i = 0; i < FG_TLS_CIPHER_COUNT; i++)
+            evbuffer_add_printf(out,
+                                "flashgate_tls_cipher_handshakes_total{side=\"%s\",cipher=\"%s\"} "
+                                "%" PRIu64 "\n",
+                                tls_side_names[side], fg_tls_cipher_name(i), st[side].ciphers[i]);
 }

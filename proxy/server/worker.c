@@ -60,7 +60,8 @@ static bool addr_same(const struct fg_addr *a, const struct fg_addr *b)
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
-static bool config_has_listen(const struct fg_config *cfg, const struct fg_addr *a, size_t *server)
+static bool config_has_listen(const struct fg_config *cfg, const struct fg_addr *a, size_t *server,
+                              size_t *listen)
 {
     if (cfg == NULL)
         return false;
@@ -69,6 +70,8 @@ static bool config_has_listen(const struct fg_config *cfg, const struct fg_addr 
             if (addr_same(&cfg->servers[s].listens[i].addr, a)) {
                 if (server)
                     *server = s;
+                if (listen)
+                    *listen = i;
                 return true;
             }
         }
@@ -209,7 +212,7 @@ static bool listener_add(struct fg_worker *w, int fd, const struct fg_addr *addr
         return false;
     }
     evconnlistener_set_error_cb(l->evl, accept_error_cb);
-    config_has_listen(w->snap->cfg, addr, &l->server_index);
+    config_has_listen(w->snap->cfg, addr, &l->server_index, &l->listen_index);
     LIST_INSERT_HEAD(&w->listeners, l, link);
     return true;
 }
@@ -220,8 +223,10 @@ static void listeners_close_all(struct fg_worker *w)
     while ((l = LIST_FIRST(&w->listeners)) != NULL) {
         LIST_REMOVE(l, link);
         evconnlistener_free(l->evl);
-        /* Connections keep a pointer to their listener: it stays allocated (tiny). */
+        /* Connections keep a pointer to their listener: it stays allocated (tiny) until
+         * the worker is gone. */
         l->evl = NULL;
+        LIST_INSERT_HEAD(&w->closed_listeners, l, link);
     }
 }
 
@@ -256,11 +261,13 @@ static void worker_apply_config(struct fg_worker *w, struct fg_config *cfg, int 
     struct fg_listener *l = LIST_FIRST(&w->listeners);
     while (l != NULL) {
         struct fg_listener *next = LIST_NEXT(l, link);
-        if (!config_has_listen(s->cfg, &l->addr, &l->server_index)) {
+        if (!config_has_listen(s->cfg, &l->addr, &l->server_index, &l->listen_index)) {
             LIST_REMOVE(l, link);
             evconnlistener_free(l->evl);
             l->evl = NULL;
             l->server_index = 0;
+            l->listen_index = 0;
+            LIST_INSERT_HEAD(&w->closed_listeners, l, link);
             /* Connections on it finish their request, then close (stop_accepting is not
              * set, but the listener's server index may no longer exist). */
         }
@@ -372,6 +379,7 @@ bool fg_server_start(struct fg_config *cfg)
         pthread_mutex_init(&w->msg_lock, NULL);
         pthread_mutex_init(&w->ustats_lock, NULL);
         LIST_INIT(&w->listeners);
+        LIST_INIT(&w->closed_listeners);
         LIST_INIT(&w->conns);
         TAILQ_INIT(&w->free_txns);
         w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -432,7 +440,7 @@ bool fg_server_reload(struct fg_config *cfg)
     for (size_t s = 0; s < cfg->n_servers; s++) {
         for (size_t l = 0; l < cfg->servers[s].n_listens; l++) {
             const struct fg_conf_listen *cl = &cfg->servers[s].listens[l];
-            if (config_has_listen(S.cfg, &cl->addr, NULL))
+            if (config_has_listen(S.cfg, &cl->addr, NULL, NULL))
                 continue;
             lists = realloc(lists, (n_new + 1) * sizeof(*lists));
             lists[n_new++] = cl;
@@ -530,6 +538,11 @@ void fg_server_stop(void)
     for (size_t i = 0; i < S.n; i++) {
         pthread_join(S.workers[i].thread, NULL);
         fg_accesslog_flush(&S.workers[i]);
+        struct fg_listener *l;
+        while ((l = LIST_FIRST(&S.workers[i].closed_listeners)) != NULL) {
+            LIST_REMOVE(l, link);
+            free(l);
+        }
     }
     fg_accesslog_stop();
 }

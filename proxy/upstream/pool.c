@@ -14,6 +14,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/bufferevent_ssl.h>
+
+#include "tls/tls.h"
+
 #define FG_UPSTREAM_CONN_MAGIC 0x75706331u /* "upc1" */
 #define FG_UPSTREAM_POOL_MAGIC 0x75707031u /* "upp1" */
 
@@ -291,9 +295,24 @@ static struct fg_upstream_conn *conn_connect(struct fg_upstream_pool *p, size_t 
         close(fd);
         return NULL;
     }
-    uc->bev = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    const struct fg_conf_upstream_server *cs = &p->conf->servers[server];
+    if (cs->ssl && p->conf->tls != NULL) {
+        /* Sessions are kept per server address, so a reconnect resumes (the handshake
+         * costs one round trip and no certificate check). */
+        SSL *ssl = fg_tls_client_ssl_new(p->conf->tls, cs->tls_name, a->text);
+        uc->bev = ssl ? bufferevent_openssl_socket_new(p->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                       BEV_OPT_CLOSE_ON_FREE)
+                      : NULL;
+        /* libevent frees the SSL (and closes fd) when it cannot make the bufferevent */
+        if (uc->bev == NULL && ssl == NULL)
+            close(fd);
+    } else {
+        uc->bev = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (uc->bev == NULL)
+            close(fd);
+    }
     if (uc->bev == NULL) {
-        close(fd);
+        fg_err("upstream %s: out of memory connecting to %s", p->conf->name, a->text);
         free(uc);
         return NULL;
     }
@@ -305,8 +324,10 @@ static struct fg_upstream_conn *conn_connect(struct fg_upstream_pool *p, size_t 
     uc->magic = FG_UPSTREAM_CONN_MAGIC;
     uc->pool = p;
     uc->server = server;
+    fg_reader_set_peer(&uc->reader, cs->host);
     struct timeval ct = tv_from_ms(p->conf->connect_timeout_ms);
-    bufferevent_set_timeouts(uc->bev, NULL, &ct);
+    /* A TLS handshake waits on reads too: connect_timeout bounds connect + handshake. */
+    bufferevent_set_timeouts(uc->bev, cs->ssl ? &ct : NULL, &ct);
     if (bufferevent_socket_connect(uc->bev, (struct sockaddr *)&a->ss, (int)a->len) < 0) {
         fg_warn("upstream %s: connect to %s failed at once: %s", p->conf->name, a->text,
                 strerror(errno));
@@ -375,7 +396,7 @@ void fg_upstream_release(struct fg_upstream_conn *uc, bool reusable)
     TAILQ_INSERT_HEAD(&s->idle, uc, link);
     p->n_idle++;
     fg_gauge_add(&p->stats->connections_idle, 1);
-    bufferevent_setcb(uc->bev, NULL, NULL, idle_bev_event_cb, uc);
+    fg_reader_bev_setcb(&uc->reader, NULL, idle_bev_event_cb, uc);
     bufferevent_set_timeouts(uc->bev, NULL, NULL);
     fg_reader_setcb(&uc->reader, idle_read_cb, idle_event_cb, uc);
     fg_reader_set_timeout(&uc->reader, p->conf->keepalive_timeout_ms);

@@ -19,6 +19,11 @@
 #   with and without a limit_req that never triggers either.
 # limit-redis: the same limit with backend redis, against a redis-server this script starts
 #   on CPU 1; flashgate with and without it, then the limit's Redis counters from /stats.
+# https-hit1k, https-pass: the hit1k and passthrough loads over HTTPS (keep-alive: the
+#   handshake is paid once per wrk connection), nginx and flashgate on the same ECDSA P-256
+#   certificate, TLS 1.3.
+# handshakes: full TLS handshakes per second (openssl s_time -new, one GET of 1 KiB per
+#   connection, pinned to CPU 1) against each proxy; CPU time per handshake.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -34,7 +39,7 @@ while [ $# -gt 0 ]; do
     *) scenarios+=("$1"); shift ;;
     esac
 done
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(passthrough hit1k hit64k zhit nostore limit limit-redis cold idle)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(passthrough hit1k hit64k zhit nostore limit limit-redis cold idle https-hit1k https-pass handshakes)
 want_redis=0
 for s in "${scenarios[@]}"; do [ "$s" != limit-redis ] || want_redis=1; done
 tools=(nginx wrk taskset /usr/bin/python3)
@@ -53,7 +58,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ORIGIN=39101 NGINX=39102 FG=39103 FGADMIN=39104 SLOW=39105 REDIS=39106
+ORIGIN=39101 NGINX=39102 FG=39103 FGADMIN=39104 SLOW=39105 REDIS=39106 NGINXS=39107 FGS=39108
+scheme=http
+# One certificate for both proxies' HTTPS listeners.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/tls.key" \
+    -out "$work/tls.pem" -days 2 -subj /CN=bench.test -addext subjectAltName=IP:127.0.0.1 \
+    >/dev/null 2>&1
 body=$(head -c 1024 /dev/zero | tr '\0' 'x')
 mkdir -p "$work/www/static" "$work/ngcache"
 chmod 755 "$work" "$work/www" "$work/www/static"  # nginx workers run as www-data
@@ -99,7 +109,9 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
   upstream app { server 127.0.0.1:$ORIGIN; keepalive 64; keepalive_requests 1000000; }
   upstream slow { server 127.0.0.1:$SLOW; keepalive 64; }
   limit_req_zone \$binary_remote_addr zone=never:10m rate=1000000r/s;
-  server { listen 127.0.0.1:$NGINX;
+  server { listen 127.0.0.1:$NGINX; listen 127.0.0.1:$NGINXS ssl;
+    ssl_certificate $work/tls.pem; ssl_certificate_key $work/tls.key;
+    ssl_session_cache shared:SSL:10m; ssl_session_timeout 1h;
     proxy_http_version 1.1; proxy_set_header Connection "";
     location / { proxy_pass http://app; }
     location /limited { proxy_pass http://app; limit_req zone=never burst=1000000 nodelay; }
@@ -129,6 +141,7 @@ cache main { memory 256m; max_object 8m; }
 limit never { key client_ip; rate 1000000r/s; burst 1000000; backend local; }
 $redis_limit
 server { listen 127.0.0.1:$FG; keepalive_requests 1000000; request_id off; access_log off;
+  listen 127.0.0.1:$FGS ssl; certificate $work/tls.pem; certificate_key $work/tls.key;
   route /limited { upstream app; limit never; }
   $redis_route
   route /static/ { upstream app; cache main; cache_status_header off; }
@@ -154,6 +167,7 @@ taskset -c 0 nginx -c "$work/nginx.conf" & pids+=($!)
 taskset -c 0 "$bin" -c "$work/flashgate.conf" 2>"$work/flashgate.err" & pids+=($!)
 fgpid=$!
 sleep 1
+kill -0 "$fgpid" 2>/dev/null || { echo "bench: flashgate did not start:" >&2; cat "$work/flashgate.err" >&2; exit 1; }
 ngpid=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)   # the nginx worker, not its master
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -162,7 +176,7 @@ run_wrk() { # name port pid round [path] [accept-encoding]
     local t0 t1 hdr=()
     [ -n "${6:-}" ] && hdr=(-H "Accept-Encoding: $6")
     t0=$(cpu_ticks "$3")
-    taskset -c 1 wrk -t1 -c50 -d"${duration}s" --latency "${hdr[@]}" "http://127.0.0.1:$2${5:-/}" > "$work/wrk.out"
+    taskset -c 1 wrk -t1 -c50 -d"${duration}s" --latency "${hdr[@]}" "$scheme://127.0.0.1:$2${5:-/}" > "$work/wrk.out"
     t1=$(cpu_ticks "$3")
     /usr/bin/python3 - "$1" "$4" "$((t1 - t0))" "$(getconf CLK_TCK)" "$work/wrk.out" >> "$work/results.jsonl" <<'PY'
 import json, re, sys
@@ -193,7 +207,7 @@ compare() {
         IFS=: read -r n port pid path ae <<<"$spec"
         local hdr=()
         [ -n "$ae" ] && hdr=(-H "Accept-Encoding: $ae")
-        taskset -c 1 wrk -t1 -c50 -d2s "${hdr[@]}" "http://127.0.0.1:$port$path" >/dev/null
+        taskset -c 1 wrk -t1 -c50 -d2s "${hdr[@]}" "$scheme://127.0.0.1:$port$path" >/dev/null
     done
     for r in $(seq "$rounds"); do
         local order=("$@")
@@ -390,6 +404,45 @@ for name, port, pid in (("flashgate", int(sys.argv[1]), sys.argv[2]), ("nginx", 
         s.close()
     time.sleep(1)
 print(f"ratio      {res['flashgate'] / res['nginx']:.2f}x bytes/connection (flashgate / nginx)")
+PY
+    ;;
+https-hit1k | https-pass)
+    path=/static/1k
+    [ "$s" = https-pass ] && path=/
+    echo "$s: $path over HTTPS (TLS 1.3, keep-alive), $rounds rounds x ${duration}s, wrk -t1 -c50"
+    scheme=https
+    compare "nginx:$NGINXS:$ngpid:$path" "flashgate:$FGS:$fgpid:$path"
+    scheme=http
+    ;;
+handshakes)
+    echo "handshakes: full TLS 1.3 handshakes + one 1 KiB GET each (openssl s_time -new), $rounds rounds x ${duration}s"
+    /usr/bin/python3 - "$rounds" "$duration" "$(getconf CLK_TCK)" "nginx:$NGINXS:$ngpid" "flashgate:$FGS:$fgpid" <<'PY'
+import re, statistics, subprocess, sys
+rounds, dur, hz = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+targets = [t.split(":") for t in sys.argv[4:]]
+def ticks(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+res = {n: {"hs": [], "cpu": []} for n, _, _ in targets}
+for r in range(rounds):
+    for name, port, pid in (targets if r % 2 == 0 else targets[::-1]):
+        t0 = ticks(pid)
+        out = subprocess.run(["taskset", "-c", "1", "openssl", "s_time", "-connect", f"127.0.0.1:{port}",
+                              "-new", "-time", str(dur), "-www", "/static/1k"],
+                             capture_output=True, text=True, timeout=dur + 30).stdout
+        t1 = ticks(pid)
+        m = re.search(r"(\d+) connections in ([\d.]+) real seconds", out)
+        if not m:
+            sys.exit(f"bench: s_time against {name} failed:\n{out}")
+        n, secs = int(m.group(1)), float(m.group(2))
+        res[name]["hs"].append(n / secs)
+        res[name]["cpu"].append((t1 - t0) / hz * 1e6 / max(n, 1))
+print(f"{'proxy':<10} {'handshakes/s':>13} {'CPU us/handshake':>17}")
+for n, v in res.items():
+    print(f"{n:<10} {statistics.median(v['hs']):>13.0f} {statistics.median(v['cpu']):>17.1f}")
+a, b = res[targets[0][0]], res[targets[1][0]]
+print(f"ratio      {statistics.median(b['hs']) / statistics.median(a['hs']):>12.2f}x "
+      f"{statistics.median(b['cpu']) / statistics.median(a['cpu']):>16.2f}x ({targets[1][0]} / {targets[0][0]})")
 PY
     ;;
 *) echo "bench: unknown scenario $s" >&2; exit 2 ;;

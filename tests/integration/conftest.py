@@ -56,13 +56,23 @@ def wait_port(port, timeout=5.0):
 
 
 class Origin:
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: (certificate, key) to serve HTTPS instead (upstream TLS tests)."""
         self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "origin.py"), str(self.port)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.tls = tls is not None
+        args = [sys.executable, os.path.join(HERE, "origin.py"), str(self.port)]
+        if tls is not None:
+            args += ["--tls", tls[0], tls[1]]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         wait_port(self.port)
 
     def get(self, path):
+        if self.tls:  # the test's own control requests: no certificate check needed
+            import ssl
+            ctx = ssl._create_unverified_context()
+            with urllib.request.urlopen(f"https://127.0.0.1:{self.port}{path}", timeout=5,
+                                        context=ctx) as r:
+                return r.read()
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
             return r.read()
 

@@ -20,7 +20,8 @@ Endpoints (path decides):
                    origin's answers for that path+query, so a test sees what was cached.
                    If-None-Match equal to etag gets a 304. /__fail?status=S makes /c/
                    answer S (with no caching headers) until /__heal.
-Anything else: 200 "ok". Usage: origin.py PORT
+Anything else: 200 "ok". Usage: origin.py PORT [--tls CERT KEY] (--tls: HTTPS, for
+upstream TLS tests; the handshake runs in each connection's thread)
 """
 import json
 import socket
@@ -74,7 +75,7 @@ class Handler(socketserver.StreamRequestHandler):
         while True:
             try:
                 req = read_request(self.rfile)
-            except (ConnectionError, ValueError):
+            except (ConnectionError, ValueError, OSError):  # OSError: a refused TLS handshake
                 return
             if req is None:
                 return
@@ -223,5 +224,10 @@ class Server(socketserver.ThreadingTCPServer):
 
 if __name__ == "__main__":
     srv = Server(("127.0.0.1", int(sys.argv[1])), Handler)
+    if len(sys.argv) == 5 and sys.argv[2] == "--tls":
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
     print("ready", flush=True)
     srv.serve_forever()

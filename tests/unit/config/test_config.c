@@ -423,6 +423,42 @@ static void test_server_values(void **state)
     fg_config_unref(c);
 }
 
+/* TLS directives without files to read (no ssl listen, upstream verify off): the names
+ * checked in upstream certificates, the defaults of the listener's settings. */
+static void test_tls_values(void **state)
+{
+    (void)state;
+    struct fg_config *c = load_ok("upstream app {\n"
+                                  "    server localhost:443 ssl;\n"
+                                  "    server [::1]:8443 ssl weight=2;\n"
+                                  "    server 127.0.0.1:3000;\n"
+                                  "    ssl_verify off;\n"
+                                  "}\n"
+                                  "upstream named { server 10.0.0.7:443 ssl; ssl_verify off;\n"
+                                  "    ssl_server_name app.example.com; }\n" SRV_LINE);
+    const struct fg_conf_upstream *u = &c->upstreams[0];
+    assert_true(u->servers[0].ssl && u->servers[1].ssl && !u->servers[2].ssl);
+    assert_string_equal(u->servers[0].tls_name, "localhost");
+    assert_string_equal(u->servers[1].tls_name, "::1");
+    assert_int_equal(u->servers[1].weight, 2);
+    assert_false(u->ssl_verify);
+    assert_non_null(u->tls);
+    assert_string_equal(c->upstreams[1].servers[0].tls_name, "app.example.com");
+    const struct fg_conf_server *s = &c->servers[0];
+    assert_null(s->tls);
+    assert_int_equal(s->ssl_session_cache, 20480);
+    assert_int_equal(s->ssl_session_timeout_ms, 3600000);
+    assert_true(s->ssl_session_tickets);
+    assert_int_equal(c->ssl_ticket_key_rotation_ms, 3600000);
+    assert_true(c->upstreams[0].servers[2].tls_name[0] != '\0'); /* unused without ssl */
+    fg_config_unref(c);
+    /* ssl_verify is on by default */
+    c = load_ok(UP SRV_LINE);
+    assert_true(c->upstreams[0].ssl_verify);
+    assert_null(c->upstreams[0].tls);
+    fg_config_unref(c);
+}
+
 static void test_two_servers(void **state)
 {
     (void)state;
@@ -758,7 +794,8 @@ static const struct bad_case bad_cases[] = {
     {IN_UPSTREAM("server 127.0.0.1:1 fail_timeout=1y;"),
      "t.conf:3: invalid duration '1y' for 'fail_timeout' (use ms, s, m, h or d)"},
     {IN_UPSTREAM("server 127.0.0.1:1 down;"),
-     "t.conf:3: unknown parameter 'down' for 'server' (use weight=, max_fails=, fail_timeout=)"},
+     "t.conf:3: unknown parameter 'down' for 'server' (use weight=, max_fails=, fail_timeout=, "
+     "ssl)"},
     /* server */
     {IN_MAIN("server { route / { upstream app; } }"), "t.conf:1: server has no listen"},
     {IN_MAIN("server { listen 9000; }"), "t.conf:1: server has no route"},
@@ -777,10 +814,41 @@ static const struct bad_case bad_cases[] = {
      "t.conf:2: admin listen address 127.0.0.1:8080 is already used by the server at line 5"},
     {IN_SERVER("listen 127.0.0.1:8081 backlog=0;"),
      "t.conf:5: value 0 out of range 1..65535 for 'backlog'"},
+    /* TLS (certificate files themselves: tests/integration/test_tls.py) */
     {IN_SERVER("listen 127.0.0.1:8081 ssl;"),
-     "t.conf:5: 'ssl' on 'listen' is not supported yet: terminate TLS at the load balancer"},
+     "t.conf:2: server has 'listen ... ssl' but no certificate (add 'certificate' and "
+     "'certificate_key')"},
+    {IN_SERVER("certificate /etc/fg/a.pem;\n    certificate_key /etc/fg/a.key;"),
+     "t.conf:5: certificate without any 'listen ... ssl' in this server"},
+    {IN_SERVER("listen 127.0.0.1:8081 ssl;\n    certificate /etc/fg/a.pem;"),
+     "t.conf:6: certificate has no certificate_key after it"},
+    {IN_SERVER("listen 127.0.0.1:8081 ssl;\n    certificate_key /etc/fg/a.key;\n"
+               "    certificate /etc/fg/b.pem;\n    certificate_key /etc/fg/b.key;"),
+     "t.conf:6: certificate_key without a certificate before it"},
+    {IN_SERVER("certificate a.pem;"), "t.conf:5: path 'a.pem' for 'certificate' must be absolute"},
+    {IN_SERVER("listen 127.0.0.1:8081 ssl;\n    certificate /nonexistent/a.pem;\n"
+               "    certificate_key /nonexistent/a.key;"),
+     "t.conf:6: certificate /nonexistent/a.pem: cannot open: No such file or directory"},
+    {IN_SERVER("ssl_protocols TLSv1.1 TLSv1.2;"),
+     "t.conf:5: 'TLSv1.1' is not supported: it is obsolete (RFC 8996); use TLSv1.2 and TLSv1.3"},
+    {IN_SERVER("ssl_protocols TLSv1.2;"),
+     "t.conf:5: 'ssl_protocols' without TLSv1.3 is not supported (use TLSv1.2 TLSv1.3)"},
+    {IN_SERVER("ssl_protocols TLSv2;"),
+     "t.conf:5: invalid value 'TLSv2' for 'ssl_protocols' (use TLSv1.2 and/or TLSv1.3)"},
+    {IN_SERVER("ssl_session_cache 0;"),
+     "t.conf:5: value 0 out of range 1..10000000 for 'ssl_session_cache'"},
+    {IN_MAIN("ssl_ticket_key_rotation 10ms;"),
+     "t.conf:1: value 10ms out of range 1s..7d for 'ssl_ticket_key_rotation'"},
+    {IN_UPSTREAM("    ssl_verify off;"),
+     "t.conf:1: upstream 'app' has ssl_* directives but no 'server ... ssl' (add 'ssl' to the "
+     "servers that speak TLS)"},
+    {IN_UPSTREAM("    server 127.0.0.1:3001 ssl;\n    ssl_ca_file /nonexistent/ca.pem;"),
+     "t.conf:1: upstream app: CA file /nonexistent/ca.pem: cannot open: No such file or "
+     "directory"},
+    {"upstream app {\n    server unix:/run/app.sock ssl;\n}\n" SRV_LINE,
+     "t.conf:2: 'ssl' on a unix socket server is not supported"},
     {IN_SERVER("listen 127.0.0.1:8081 reuseport;"),
-     "t.conf:5: unknown parameter 'reuseport' for 'listen' (use backlog=)"},
+     "t.conf:5: unknown parameter 'reuseport' for 'listen' (use backlog=, ssl)"},
     {IN_SERVER("listen unix:/run/fg.sock;"),
      "t.conf:5: 'listen' on a unix socket is not supported"},
     {IN_SERVER("trusted_proxies 10.0.0.0/8 10.0.0.0/33;"),
@@ -994,6 +1062,7 @@ int main(void)
         cmocka_unit_test(test_dump_round_trip),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_invalid_configs),
+        cmocka_unit_test(test_tls_values),
         cmocka_unit_test(test_many_errors_one_load),
         cmocka_unit_test(test_syntax_error_suppresses_completeness),
         cmocka_unit_test(test_route_matching),
