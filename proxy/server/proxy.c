@@ -162,8 +162,14 @@ bool fg_proxy_build_head(struct fg_txn *t, bool for_cache)
         }
         head_field(t, h->name, h->name_len, h->value, h->value_len);
     }
-    if (r->flags & FG_HTTP_F_ABSOLUTE_FORM)
+    if (r->flags & FG_HTTP_F_ABSOLUTE_FORM) {
         head_field(t, "Host", 4, r->host, r->host_len);
+    } else if (r->host == NULL) {
+        /* An HTTP/1.0 request may come without Host; an HTTP/1.1 one may not, and we
+         * send 1.1. Name the upstream instead, as nginx's proxy_pass does. */
+        const char *name = t->route->upstream->name;
+        head_field(t, "Host", 4, name, strlen(name));
+    }
 
     char val[8192];
     size_t plen = strlen(c->peer_ip);
@@ -175,7 +181,9 @@ bool fg_proxy_build_head(struct fg_txn *t, bool for_cache)
     } else {
         head_field(t, "X-Forwarded-For", 15, c->peer_ip, plen);
     }
-    if (!have_proto)
+    if (!have_proto && fg_reader_ssl(&c->reader) != NULL)
+        HEAD_LIT(t, "X-Forwarded-Proto: https\r\n");
+    else if (!have_proto)
         HEAD_LIT(t, "X-Forwarded-Proto: http\r\n");
     if (!have_port)
         head_field(t, "X-Forwarded-Port", 16, c->lst->port_text, strlen(c->lst->port_text));

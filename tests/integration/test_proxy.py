@@ -149,6 +149,23 @@ def test_http10_client_gets_close_delimited(flashgate, conn):
     assert c.closed()
 
 
+def test_http10_without_host_gets_the_upstream_name_and_a_pooled_connection(flashgate, conn):
+    fg = flashgate()
+    conns = set()
+    for _ in range(3):
+        c = conn(fg.port)
+        c.send("GET /echo HTTP/1.0\r\n\r\n")  # HTTP/1.0 may omit Host; we send 1.1 upstream
+        status, headers, data = c.response()
+        assert status == 200, data
+        echo = json.loads(data)
+        hosts = [v for k, v in echo["headers"] if k.lower() == "host"]
+        assert hosts == ["app"], echo["headers"]
+        conns.add(echo["conn"])
+        assert c.closed()
+    up = fg.stats()["upstreams"]["app"]
+    assert up["reused"] >= 2 and len(conns) == 1, (up, conns)
+
+
 def test_pipelined_requests_in_order(flashgate, conn):
     fg = flashgate()
     c = conn(fg.port)

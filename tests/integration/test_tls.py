@@ -5,6 +5,7 @@ Certificates are made at test time with the openssl CLI: a test CA, leaves for a
 (also 127.0.0.1) and b.test, an expired leaf, and a second CA whose leaf must never be
 accepted where the first CA is trusted.
 """
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import Origin, free_port, wait_for, wait_port
+from conftest import Origin, free_port, get, wait_for, wait_port
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="needs the openssl CLI")
@@ -142,6 +143,18 @@ def test_tls12_and_tls13_with_alpn(flashgate, pki):
     with socket.create_connection(("127.0.0.1", fg.port), timeout=5) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def test_app_is_told_the_scheme_is_https(flashgate, pki):
+    fg = start_tls(flashgate, pki)
+    status, body, _ = https_get(fg.tls_port, client_ctx(pki), path="/echo")
+    assert status.startswith(b"HTTP/1.1 200 ")
+    headers = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert headers["x-forwarded-proto"] == "https"
+    assert headers["x-forwarded-port"] == str(fg.tls_port)
+    # The plain listener of the same server still says http.
+    r = get(fg.port, "/echo")
+    assert {k.lower(): v for k, v in json.loads(r[2])["headers"]}["x-forwarded-proto"] == "http"
 
 
 @pytest.mark.parametrize("flag", ["-tls1_1", "-tls1"])
