@@ -58,7 +58,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ORIGIN=39101 NGINX=39102 FG=39103 FGADMIN=39104 SLOW=39105 REDIS=39106 NGINXS=39107 FGS=39108
+# Below the ephemeral port range (32768-60999): wrk's and the proxies' own connections
+# never hold one of these as their local port.
+ORIGIN=29101 NGINX=29102 FG=29103 FGADMIN=29104 SLOW=29105 REDIS=29106 NGINXS=29107 FGS=29108
 scheme=http
 # One certificate for both proxies' HTTPS listeners.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/tls.key" \
