@@ -432,6 +432,13 @@ static void dump_route(const struct fg_conf_route *r, FILE *out)
             fputs("            when failing;\n", out);
         if (of->when_limited)
             fputs("            when limited;\n", out);
+        fputs("            methods", out);
+        for (int m = 0; m < 32; m++) {
+            const char *name = fg_conf_method_name(m); /* NULL for methods without a name */
+            if ((of->methods & (1u << m)) && name != NULL)
+                fprintf(out, " %s", name);
+        }
+        fputs(";\n", out);
         fprintf(out, "            fallback %s;\n", of->reject ? "reject" : "pass");
         fprintf(out, "            max_body %s;\n", fmt_size(of->max_body, b, sizeof(b)));
         if (of->n_headers > 0) {

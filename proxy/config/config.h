@@ -145,6 +145,8 @@ struct fg_conf_route_offload {
                             second's requests, or every server marked down) */
     bool when_limited;   /* `when limited`: writes over one of the route's limits are
                             queued instead of refused with 429 */
+    uint32_t methods;    /* bits (1 << enum fg_http_method) offloaded; default the writes:
+                            POST PUT DELETE PATCH and unknown methods */
     bool reject;         /* `fallback reject` (503); default pass (to the app) */
     uint64_t max_body;   /* 413 above it; default 240k */
     char **headers;      /* request fields that travel with the record, lowercased */

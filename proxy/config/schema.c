@@ -764,10 +764,16 @@ const char *fg_conf_method_name(int m)
     return method_names[m];
 }
 
-static void h_methods(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
-                      const struct fg_conf_stmt *st, void *obj)
+/* What an offload block queues by default: every method but the reads (GET HEAD OPTIONS
+ * TRACE) and CONNECT. */
+#define FG_OFFLOAD_METHODS_DEFAULT                                                                 \
+    ((uint32_t)((1u << FG_HTTP_POST) | (1u << FG_HTTP_PUT) | (1u << FG_HTTP_DELETE) |              \
+                (1u << FG_HTTP_PATCH) | (1u << FG_HTTP_OTHER)))
+
+/* The methods named in st as bits (1 << enum fg_http_method); false after an error. */
+static bool parse_methods(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                          const struct fg_conf_stmt *st, uint32_t *out)
 {
-    struct fg_conf_route *r = obj;
     uint32_t bits = 0;
     bool ok = true;
     for (size_t i = 1; i < st->n_args; i++) {
@@ -785,11 +791,21 @@ static void h_methods(struct fg_conf_loader *L, const struct fg_conf_directive *
         }
         bits |= 1u << m;
     }
+    *out = bits;
+    return ok;
+}
+
+static void h_methods(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                      const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route *r = obj;
+    uint32_t bits;
+    if (!parse_methods(L, dir, st, &bits))
+        return;
     /* A route that answers GET answers HEAD too (RFC 9110 §9.3.2). */
     if (bits & (1u << FG_HTTP_GET))
         bits |= 1u << FG_HTTP_HEAD;
-    if (ok)
-        r->methods = bits;
+    r->methods = bits;
 }
 
 static void h_host(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -932,6 +948,7 @@ static void h_offload(struct fg_conf_loader *L, const struct fg_conf_directive *
     apply_defaults(L, FG_CTX_OFFLOAD, of);
     free(of->key_header);
     of->key_header = xstrdup(L, "idempotency-key", st->line);
+    of->methods = FG_OFFLOAD_METHODS_DEFAULT;
     walk(L, FG_CTX_OFFLOAD, st->children, st->n_children, of, 0);
     if (st->closed && of->agent == NULL)
         ERR(L, st->line, "offload needs 'agent unix:/path/to/agent.sock;'");
@@ -993,6 +1010,23 @@ static void h_offload_when(struct fg_conf_loader *L, const struct fg_conf_direct
         return;
     }
     of->triggered = true;
+}
+
+static void h_offload_methods(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                              const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route_offload *of = obj;
+    uint32_t bits;
+    if (!parse_methods(L, dir, st, &bits))
+        return;
+    if (bits & ~FG_OFFLOAD_METHODS_DEFAULT) {
+        ERR(L, st->line,
+            "'%s' in an offload block: reads (GET, HEAD, OPTIONS, TRACE) and "
+            "CONNECT are never offloaded",
+            dir->name);
+        return;
+    }
+    of->methods = bits;
 }
 
 static void h_offload_fallback(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -1562,6 +1596,9 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"when", O, 1, 2, FG_BLOCK_NO, true, CUSTOM(h_offload_when),
      "always | inflight number | latency duration | failing | limited", "always",
      "offload every write, or only while a trigger fires (several lines: any of them)"},
+    {"methods", O, 1, -1, FG_BLOCK_NO, false, CUSTOM(h_offload_methods),
+     "method ...", "every method but GET, HEAD, OPTIONS, TRACE and CONNECT",
+     "the writes that are offloaded; others go to the app as usual"},
     {"fallback", O, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_offload_fallback),
      "pass | reject", "pass",
      "when the agent cannot take a write: send it to the app, or answer 503"},

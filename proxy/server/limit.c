@@ -254,9 +254,7 @@ void fg_limit_refuse_saved(struct fg_txn *t, bool close)
 static bool queue_instead(const struct fg_txn *t)
 {
     const struct fg_conf_route_offload *of = &t->route->offload;
-    enum fg_http_method m = t->req.method;
-    return of->enabled && of->when_limited && m != FG_HTTP_GET && m != FG_HTTP_HEAD &&
-           m != FG_HTTP_OPTIONS && m != FG_HTTP_TRACE;
+    return of->enabled && of->when_limited && (of->methods & (1u << t->req.method));
 }
 
 static void on_redis_answer(const struct fg_ratelimit_result *res, void *arg);

@@ -508,9 +508,8 @@ bool fg_offload_stage(struct fg_txn *t)
     if (!of->enabled || t->log_offload != NULL)
         return false;
     const struct fg_http_request *r = &t->req;
-    if (r->method == FG_HTTP_GET || r->method == FG_HTTP_HEAD || r->method == FG_HTTP_OPTIONS ||
-        r->method == FG_HTTP_TRACE)
-        return false; /* reads are not queued */
+    if (!(of->methods & (1u << r->method)))
+        return false; /* reads are never queued; writes as the block says */
     if (of->triggered && fg_trigger_fires(t) == NULL)
         return false;
     struct fg_conn *c = t->c;

@@ -66,7 +66,10 @@ class App:
 
             do_PUT = do_POST
 
-        self.srv = ThreadingHTTPServer(("127.0.0.1", self.port), H)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # bursts of new connections: no SYN dropped, no 1 s retry
+
+        self.srv = Server(("127.0.0.1", self.port), H)
         self.srv.daemon_threads = True
         self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.thread.start()
@@ -319,16 +322,23 @@ def test_when_inflight_not_reached_goes_direct(setup, app):
     assert fg.stats()["offload"]["queued"] == 0
 
 
-def parallel_posts(port, n, prefix):
-    """n POSTs at once, each on its own connection; their statuses."""
+def parallel_posts(port, n, prefix, width=None):
+    """n POSTs, width at a time (all at once by default), each on its own connection;
+    their statuses."""
     out = []
     lock = threading.Lock()
+    todo = list(range(n))
 
-    def one(i):
-        st = post(port, headers={"Idempotency-Key": f"{prefix}-{i}"})[0]
-        with lock:
-            out.append(st)
-    ths = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    def worker():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                i = todo.pop()
+            st = post(port, headers={"Idempotency-Key": f"{prefix}-{i}"})[0]
+            with lock:
+                out.append(st)
+    ths = [threading.Thread(target=worker) for _ in range(width or n)]
     for th in ths:
         th.start()
     for th in ths:
@@ -337,16 +347,17 @@ def parallel_posts(port, n, prefix):
 
 
 def test_when_latency_queues_once_the_app_is_slow(setup, app):
-    fg, ag = setup(extra="            when latency 100ms;")
-    # A fast app: a second of answers well under 100 ms keeps writes going to it.
+    fg, ag = setup(extra="            when latency 150ms;")
+    # A fast app: a second of answers well under 150 ms (a few at a time, so that a busy
+    # machine does not queue them) keeps writes going to it.
     t0 = time.monotonic()
-    assert parallel_posts(fg.port, 25, "fast") == [200] * 25
+    assert parallel_posts(fg.port, 25, "fast", width=3) == [200] * 25
     time.sleep(max(0.0, 1.2 - (time.monotonic() - t0)))
     assert post(fg.port, headers={"Idempotency-Key": "after-fast"})[0] == 200
     assert fg.stats()["offload"]["triggered"]["latency"] == 0
     time.sleep(1.1)  # the windows of the fast answers are over, with nothing after them
-    # A slow app: 25 answers at 200 ms in one window put its p95 above 100 ms...
-    app.delay = 0.2
+    # A slow app: 25 answers at 300 ms in one window put its p95 above 150 ms...
+    app.delay = 0.3
     t0 = time.monotonic()
     assert parallel_posts(fg.port, 25, "slow") == [200] * 25
     assert time.monotonic() - t0 < 0.9, "the slow burst must end within its window"
@@ -406,6 +417,30 @@ def test_when_limited_queues_instead_of_429(setup, app):
     assert app.get("l-down") == []
 
 
+def test_methods_choose_which_writes_are_queued(tmp_path, app):
+    ag = Agent(tmp_path, app.port)
+    ag.start()
+    routes = f"""    route /api/orders {{
+        upstream app;
+        offload {{ agent unix:{ag.sock}; methods POST; timeout 2s; }}
+    }}"""
+    fg = Flashgate(str(tmp_path), [app.port], routes=routes)
+    try:
+        assert post(fg.port, headers={"Idempotency-Key": "m-post"})[0] == 202
+        c = http.client.HTTPConnection("127.0.0.1", fg.port, timeout=10)
+        c.request("PUT", "/api/orders", body=b"{}", headers={"Idempotency-Key": "m-put"})
+        r = c.getresponse()
+        assert (r.status, r.read()) == (200, b"ok")  # straight from the app
+        c.close()
+        assert app.get("m-put")[0][1] is True
+        assert fg.stats()["offload"]["queued"] == 1
+        wait_for(lambda: app.get("m-post"), 10, "the POST replayed")
+    finally:
+        fg.stop()
+        ag.stop()
+        ag.logf.close()
+
+
 def test_when_lines_are_checked(tmp_path):
     base = """workers 1;
 upstream app { server 127.0.0.1:1; }
@@ -418,6 +453,8 @@ server { listen 127.0.0.1:%d;
         ("", "when latency 0ms;", "invalid duration"),
         ("", "when sometimes;", "invalid value for 'when'"),
         ("", "when limited;", "no 'limit'"),
+        ("", "methods POST GET;", "never offloaded"),
+        ("", "methods FETCH;", "unknown method"),
     ]
     for route_extra, when, msg in cases:
         conf = tmp_path / "bad.conf"
@@ -427,11 +464,12 @@ server { listen 127.0.0.1:%d;
         assert p.returncode != 0, when
         assert re.search(r"bad\.conf:\d+: .*" + re.escape(msg), p.stderr), (when, p.stderr)
     conf = tmp_path / "good.conf"
-    conf.write_text(base % (free_port(), "", "when inflight 100; when latency 250ms; when failing;"))
+    conf.write_text(base % (free_port(), "",
+                            "when inflight 100; when latency 250ms; when failing; methods PUT;"))
     p = subprocess.run([flashgate_bin(), "-T", "-c", str(conf)], capture_output=True, text=True,
                        timeout=10)
     assert p.returncode == 0, p.stderr
-    for line in ("when inflight 100;", "when latency 250ms;", "when failing;"):
+    for line in ("when inflight 100;", "when latency 250ms;", "when failing;", "methods PUT;"):
         assert line in p.stdout, p.stdout
 
 
