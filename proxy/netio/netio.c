@@ -221,8 +221,8 @@ static void tls_read_cb(struct bufferevent *bev, void *arg)
 static void tls_write_cb(struct bufferevent *bev, void *arg)
 {
     struct fg_reader *r = arg;
-    if (r->in_flush || r->owner_write == NULL)
-        return; /* fg_flush wrote it: no callback, as for a plain socket */
+    if (r->owner_write == NULL)
+        return;
     r->pend_write = true;
     tls_defer(r);
 }
@@ -303,8 +303,7 @@ static bool tls_init(struct fg_reader *r, SSL *ssl)
 {
     r->ssl = ssl;
     r->ev = event_new(bufferevent_get_base(r->bev), -1, 0, tls_ev_cb, r);
-    r->scratch = evbuffer_new();
-    if (r->ev == NULL || r->scratch == NULL)
+    if (r->ev == NULL)
         return false;
     /* A TLS bufferevent starts with reading and writing enabled: the owner decides. */
     bufferevent_disable(r->bev, EV_READ | EV_WRITE);
@@ -319,8 +318,13 @@ static bool tls_init(struct fg_reader *r, SSL *ssl)
     return true;
 }
 
-/* Hand the output to SSL_write now, through the bufferevent's own writer: it writes on
- * data added while EV_WRITE is enabled, so the output is taken out and put back. */
+/* Hand the output to SSL_write now. While the socket takes it, we call SSL_write
+ * ourselves, a record (16 KiB) at a time, as the bufferevent's writer would: no EV_WRITE
+ * to enable and disable again (two epoll_ctl per response) and no write callback, as for
+ * a plain socket. When SSL_write cannot finish (the socket is full, OpenSSL wants to
+ * read first, an error), the rest is left to the bufferevent's writer: it retries with
+ * the same bytes first (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, common.c) and reports any
+ * error through the event callback. */
 static size_t tls_flush(struct fg_reader *r)
 {
     struct bufferevent *bev = r->bev;
@@ -331,14 +335,24 @@ static size_t tls_flush(struct fg_reader *r)
         return 0;
     }
     if (!(bufferevent_get_enabled(bev) & EV_WRITE) && SSL_is_init_finished(r->ssl)) {
-        /* A head, a chunk header, a body: one record and one send, not three. */
-        if (evbuffer_peek(out, -1, NULL, NULL, 0) > 1)
-            evbuffer_pullup(out, (ev_ssize_t)(len < FG_TLS_RECORD ? len : FG_TLS_RECORD));
-        evbuffer_add_buffer(r->scratch, out);
-        r->in_flush = true;
-        bufferevent_enable(bev, EV_WRITE);
-        evbuffer_add_buffer(out, r->scratch);
-        r->in_flush = false;
+        /* The bufferevent may keep its output's start frozen (only it drains it): the
+         * drain of nothing below fails exactly then. */
+        bool frozen = evbuffer_drain(out, 0) != 0;
+        if (frozen)
+            evbuffer_unfreeze(out, 1);
+        while ((len = evbuffer_get_length(out)) > 0) {
+            size_t n = len < FG_TLS_RECORD ? len : FG_TLS_RECORD;
+            unsigned char *p = evbuffer_pullup(out, (ev_ssize_t)n);
+            if (p == NULL)
+                break;
+            ERR_clear_error();
+            int w = SSL_write(r->ssl, p, (int)n);
+            if (w <= 0)
+                break;
+            evbuffer_drain(out, (size_t)w);
+        }
+        if (frozen)
+            evbuffer_freeze(out, 1);
     }
     size_t left = evbuffer_get_length(out);
     if (left > 0)
@@ -385,9 +399,6 @@ void fg_reader_free(struct fg_reader *r)
             ERR_clear_error();
             SSL_set_shutdown(r->ssl, SSL_get_shutdown(r->ssl) | SSL_SENT_SHUTDOWN);
         }
-        if (r->scratch != NULL)
-            evbuffer_free(r->scratch);
-        r->scratch = NULL;
         bufferevent_setcb(r->bev, NULL, NULL, NULL, NULL);
     }
     if (r->drain_cb != NULL)

@@ -54,14 +54,12 @@ struct fg_reader {
     bufferevent_data_cb owner_write;
     bufferevent_event_cb owner_event;
     void *owner_arg;
-    const char *peer;         /* who is at the other end, for log lines (may be NULL) */
-    short pend_event;         /* BEV_EVENT_* waiting to reach the owner from the loop */
-    bool pend_write;          /* the write callback waits to reach the owner */
-    bool in_flush;            /* fg_flush is writing: no write callback, as for a socket */
-    bool hs_done;             /* the handshake was counted */
-    bool kick;                /* read what OpenSSL holds, from the loop */
-    struct evbuffer *scratch; /* fg_flush moves the output through it */
-    bool *alive;              /* cleared by fg_reader_free while callbacks run */
+    const char *peer; /* who is at the other end, for log lines (may be NULL) */
+    short pend_event; /* BEV_EVENT_* waiting to reach the owner from the loop */
+    bool pend_write;  /* the write callback waits to reach the owner */
+    bool hs_done;     /* the handshake was counted */
+    bool kick;        /* read what OpenSSL holds, from the loop */
+    bool *alive;      /* cleared by fg_reader_free while callbacks run */
 };
 
 /* Take over reading the bufferevent's socket (its own reading is disabled for good). A

@@ -113,7 +113,8 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
   limit_req_zone \$binary_remote_addr zone=never:10m rate=1000000r/s;
   server { listen 127.0.0.1:$NGINX; listen 127.0.0.1:$NGINXS ssl;
     ssl_certificate $work/tls.pem; ssl_certificate_key $work/tls.key;
-    ssl_session_cache shared:SSL:10m; ssl_session_timeout 1h;
+    # Debian's nginx 1.22 offers TLS 1.0-1.2 unless told: the same protocols as flashgate.
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m; ssl_session_timeout 1h;
     proxy_http_version 1.1; proxy_set_header Connection "";
     location / { proxy_pass http://app; }
     location /limited { proxy_pass http://app; limit_req zone=never burst=1000000 nodelay; }
