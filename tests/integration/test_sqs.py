@@ -155,6 +155,51 @@ def test_entry_sqs_refuses_for_good_is_kept_in_rejected_jsonl(stack, fauxqs, tmp
     wait_for(lambda: ag.status()["spool"]["depth"] == 0, 10, "the spool acknowledged past both")
 
 
+@pytest.mark.parametrize("trusted", [True, False])
+def test_https_endpoint_verified_with_the_shared_tls_client(tmp_path, fauxqs, trusted):
+    """SQS over HTTPS: flashgate's own TLS listener in front of fauxqs plays the endpoint.
+    With the CA that signed it the records arrive; with another CA nothing is ever sent."""
+    from test_tls import _ca, _leaf
+    d = str(tmp_path)
+    ca, other = _ca(d, "sqsca"), _ca(d, "otherca")
+    cert = _leaf(d, "sqs.test", ca, "IP:127.0.0.1")
+    tport = free_port()
+    os.makedirs(d + "/front")
+    front = Flashgate(d + "/front", [fauxqs.port], server_extra=(
+        f"    listen 127.0.0.1:{tport} ssl;\n    certificate {cert[0]};\n"
+        f"    certificate_key {cert[1]};"))
+    url = fauxqs.create_queue("tls-orders")
+    ag = AgentProcess(tmp_path, 1, f"""sink sqs;
+sqs_queue_url {url};
+sqs_endpoint https://127.0.0.1:{tport};
+sqs_region us-east-1;
+sqs_ca_file {(ca if trusted else other)[0]};
+sqs_timeout 2s;
+sqs_backoff 50ms;
+sqs_backoff_max 300ms;
+""").start()
+    fg = Flashgate(d, [free_port()], routes=route(ag.sock))
+    try:
+        for i in range(5):
+            assert post(fg.port, headers={"Idempotency-Key": f"tls-{i}"})[0] == 202
+        if trusted:
+            wait_for(drained(ag, 5), 20, "5 records sent over HTTPS")
+            assert sorted(keys_of(fauxqs.receive_all(url, expect=5))) == \
+                [f"tls-{i}" for i in range(5)]
+            assert front.stats()["tls"]["server"]["handshakes"] >= 1
+        else:
+            wait_for(lambda: ag.status()["sqs"]["batch_errors"] >= 2, 20, "failed batches")
+            s = ag.status()["sqs"]
+            assert s["sent"] == 0 and ag.status()["spool"]["depth"] == 5
+            assert fauxqs.count(url) == 0
+            assert "verif" in ag.errors().lower()  # the log line says why
+    finally:
+        fg.stop()
+        ag.stop()
+        ag.logf.close()
+        front.stop()
+
+
 def test_agent_sigkill_mid_burst_loses_no_acknowledged_key(stack, fauxqs):
     fg, ag, url = stack()
     res, done = [], threading.Event()
