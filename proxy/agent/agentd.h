@@ -171,6 +171,7 @@ struct fg_httpc_opts {
     size_t max_idle;          /* idle keep-alive connections kept; 0: 16 */
     uint64_t idle_timeout_ms; /* 0: 30 s */
     size_t max_body;          /* largest response body taken; 0: 8 MiB */
+    bool discard_body;        /* bodies are read and dropped (any size; result body "") */
 };
 
 /* What a request ended with. Pointers are valid during the callback only. */
@@ -178,6 +179,7 @@ struct fg_httpc_result {
     int status;        /* 0: no response; error says why */
     const char *error; /* "timeout", "connect failed", "connection closed", ... */
     bool timed_out;
+    bool retried;     /* sent a second time: its reused connection was found closed */
     const char *head; /* the response head as received */
     size_t head_len;
     const char *body; /* decoded (de-chunked) body, then a NUL not counted */
@@ -244,6 +246,51 @@ struct fg_rate {
 void fg_rate_init(struct fg_rate *r, uint64_t per_s, uint64_t now_us);
 /* Take one token: 0 when taken, else the milliseconds until one is there. */
 uint64_t fg_rate_take(struct fg_rate *r, uint64_t now_us);
+
+/* ---- the window of spooled records (replay.c, shared by sink.c and sqs.c) ------------------ */
+
+enum fg_window_state { FG_WINDOW_WAIT = 0, FG_WINDOW_SENDING, FG_WINDOW_DONE };
+
+/* The head of a window entry: the owner's entry type starts with one. */
+struct fg_window_entry {
+    uint64_t seq;
+    size_t bytes; /* what the owner holds for it, counted against max_bytes */
+    enum fg_window_state state;
+    unsigned attempts;
+    uint64_t not_before_ms;
+};
+
+/* How the owner fills and empties its entries. */
+struct fg_window_ops {
+    /* Fill e (seq set, state WAIT, the rest zero) from rec, whose data lives until the next
+     * read. It may set state DONE (a record it cannot use: logged and counted by it).
+     * False when out of memory, with nothing kept in e. */
+    bool (*load)(void *arg, struct fg_window_entry *e, const struct fg_spool_record *rec);
+    /* Free what load kept in e. */
+    void (*clear)(void *arg, struct fg_window_entry *e);
+};
+
+struct fg_window;
+
+/* A ring of at most cap entries of entry_size bytes (a struct starting with struct
+ * fg_window_entry) read from sp's committed records in order, holding at most max_bytes
+ * (0: no bound; always at least one entry). name is for log lines. NULL when out of
+ * memory. */
+struct fg_window *fg_window_new(struct fg_spool *sp, size_t cap, size_t entry_size,
+                                size_t max_bytes, const struct fg_window_ops *ops, void *arg,
+                                const char *name);
+/* Acknowledge the spool up to the last entry of the finished (DONE) prefix and drop that
+ * prefix, then read committed records until the window is full. Returns when to try
+ * again (monotonic ms) after a read error or running out of memory, else UINT64_MAX.
+ * Running out of memory mid-read closes the iterator; a new one is opened only once the
+ * window is empty (everything before is acknowledged then), so no record is skipped and
+ * none is read twice. */
+uint64_t fg_window_fill(struct fg_window *w, uint64_t now_ms);
+/* Entries held, and entry i (0: the oldest). */
+size_t fg_window_count(const struct fg_window *w);
+void *fg_window_at(const struct fg_window *w, size_t i);
+/* Clear every entry and free the window. NULL is a no-op. */
+void fg_window_free(struct fg_window *w);
 
 /* ---- AWS credentials (creds.c) ------------------------------------------------------------ */
 

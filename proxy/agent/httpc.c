@@ -96,6 +96,7 @@ struct fg_httpc {
     size_t n_idle, max_idle;
     uint64_t idle_timeout_ms;
     size_t max_body;
+    bool discard_body;
     struct fg_httpc_req *reqs; /* every request not yet finished */
     struct fg_httpc_stats st;
 };
@@ -212,6 +213,16 @@ static bool literal_addr(struct fg_httpc *c)
     return false;
 }
 
+/* Take n bytes of response body from in: kept, or dropped when the owner does not want
+ * bodies (then no size limit applies: nothing is kept). */
+static void body_take(struct hconn *h, struct evbuffer *in, size_t n)
+{
+    if (h->c->discard_body)
+        evbuffer_drain(in, n);
+    else
+        evbuffer_remove_buffer(in, h->body, n);
+}
+
 /* ---- requests ending ---------------------------------------------------------------------- */
 
 static void conn_free(struct hconn *h)
@@ -282,7 +293,8 @@ static void req_finish(struct fg_httpc_req *r, const struct fg_httpc_result *res
 
 static void req_fail(struct fg_httpc_req *r, const char *why, bool timed_out)
 {
-    struct fg_httpc_result res = {.status = 0, .error = why, .timed_out = timed_out};
+    struct fg_httpc_result res = {
+        .status = 0, .error = why, .timed_out = timed_out, .retried = r->retried};
     req_finish(r, &res);
 }
 
@@ -372,6 +384,7 @@ static void conn_done(struct hconn *h)
         return;
     }
     struct fg_httpc_result res = {.status = h->status,
+                                  .retried = r->retried,
                                   .head = h->head,
                                   .head_len = h->head_len,
                                   .body = (const char *)evbuffer_pullup(h->body, -1),
@@ -443,7 +456,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
                 conn_done(h);
                 return;
             } else if (resp.body == FG_HTTP_BODY_LENGTH) {
-                if (resp.content_length > h->c->max_body) {
+                if (resp.content_length > h->c->max_body && !h->c->discard_body) {
                     conn_fail(h, "response body too large");
                     return;
                 }
@@ -460,7 +473,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
         }
         case P_LENGTH: {
             size_t n = h->left < len ? (size_t)h->left : len;
-            evbuffer_remove_buffer(in, h->body, n);
+            body_take(h, in, n);
             h->left -= n;
             if (h->left == 0) {
                 conn_done(h);
@@ -484,7 +497,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
             } else if (cs == FG_CHUNK_DATA) {
                 size_t have = evbuffer_get_length(in);
                 size_t take = h->ch.data_left < have ? (size_t)h->ch.data_left : have;
-                evbuffer_remove_buffer(in, h->body, take);
+                body_take(h, in, take);
                 fg_http_chunked_data(&h->ch, take);
                 if (evbuffer_get_length(h->body) > h->c->max_body) {
                     conn_fail(h, "response body too large");
@@ -498,7 +511,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
             break;
         }
         case P_CLOSE:
-            evbuffer_remove_buffer(in, h->body, len);
+            body_take(h, in, len);
             if (evbuffer_get_length(h->body) > h->c->max_body) {
                 conn_fail(h, "response body too large");
                 return;
@@ -521,7 +534,8 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if ((what & BEV_EVENT_EOF) && h->phase == P_CLOSE && h->req != NULL) {
-        evbuffer_add_buffer(h->body, bufferevent_get_input(bev));
+        struct evbuffer *in = bufferevent_get_input(bev);
+        body_take(h, in, evbuffer_get_length(in));
         if (evbuffer_get_length(h->body) > h->c->max_body) {
             conn_fail(h, "response body too large");
             return;
@@ -718,6 +732,7 @@ struct fg_httpc *fg_httpc_new(struct event_base *base, struct evdns_base *dns, c
     c->max_idle = o->max_idle > 0 ? o->max_idle : MAX_IDLE_DEFAULT;
     c->idle_timeout_ms = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : IDLE_TIMEOUT_MS;
     c->max_body = o->max_body > 0 ? o->max_body : MAX_BODY_DEFAULT;
+    c->discard_body = o->discard_body;
     if (literal_addr(c))
         c->addr_expires_ms = UINT64_MAX;
     else

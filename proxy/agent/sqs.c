@@ -2,9 +2,10 @@
  * sqs.c — the `sqs` sink: committed records go from the spool to an SQS queue with
  * SendMessageBatch (JSON protocol, SigV4-signed), in order, several batches at a time.
  *
- * The model is sink.c's: records are read in sequence order into a window; each entry
- * waits, is in a batch in flight, or is done (sent, or dropped as a permanent failure);
- * the spool is acknowledged up to the last record of the finished prefix of the window,
+ * The model is sink.c's, and so is the window (replay.c): records are read in sequence
+ * order into a window; each entry waits, is in a batch in flight, or is done (sent, or
+ * dropped as a permanent failure); the spool is acknowledged up to the last record of the
+ * finished prefix of the window,
  * so a record is acknowledged only once it and everything before it are in the queue (or
  * given up, loudly). After a crash everything above the checkpoint is sent again: at
  * least once, and the consumer deduplicates by the idempotency key (FIFO queues do it
@@ -49,17 +50,12 @@
 #define GROUP_DEFAULT "flashgate"
 #define DEDUP_MAX     128
 
-enum entry_state { E_WAIT = 0, E_SENDING, E_DONE };
-
 struct entry {
-    uint64_t seq;
-    char *json; /* the entry's tail (fg_sqs_encode_entry) */
+    struct fg_window_entry w; /* first: the window's part */
+    char *json;               /* the entry's tail (fg_sqs_encode_entry) */
     size_t len;
-    char *key; /* for log lines */
-    uint8_t state;
+    char *key;  /* for log lines */
     bool alone; /* the batch it was in was refused for its contents: send it alone */
-    unsigned attempts;
-    uint64_t not_before_ms;
 };
 
 struct batch {
@@ -73,16 +69,14 @@ struct batch {
 struct fg_sqs_sink {
     struct event_base *base;
     struct evdns_base *dns;
-    struct fg_spool *sp;
     const struct fg_agentd_config *cfg;
     struct fg_agentd_stats *st;
     struct fg_creds *creds;
     struct fg_httpc *http; /* made once the region is known */
     struct fg_sigv4_key key;
     struct fg_sqs_entry_opts eo;
-    struct fg_spool_iter *it;
-    struct entry *win;
-    size_t wcap, whead, wcount, wbytes;
+    struct fg_window *win;
+    struct evbuffer *enc; /* scratch for encoding an entry */
     struct batch *batches;
     size_t nbatches, busy, busy_entries;
     uint64_t pause_until_ms;
@@ -391,11 +385,6 @@ bool fg_sqs_write_request(struct evbuffer *out, const struct fg_url *endpoint, c
 
 static void pump(struct fg_sqs_sink *s);
 
-static struct entry *win_at(struct fg_sqs_sink *s, size_t i)
-{
-    return &s->win[(s->whead + i) % s->wcap];
-}
-
 static void arm(struct fg_sqs_sink *s, uint64_t in_ms)
 {
     struct timeval tv = {.tv_sec = (time_t)(in_ms / 1000),
@@ -412,14 +401,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 static void entry_done(struct fg_sqs_sink *s, struct entry *e)
 {
     (void)s;
-    e->state = E_DONE;
+    e->w.state = FG_WINDOW_DONE;
 }
 
 static void entry_retry(struct fg_sqs_sink *s, struct entry *e, uint64_t delay_ms)
 {
-    e->state = E_WAIT;
-    e->attempts++;
-    e->not_before_ms = delay_ms > 0 ? fg_mono_ms() + delay_ms : 0;
+    e->w.state = FG_WINDOW_WAIT;
+    e->w.attempts++;
+    e->w.not_before_ms = delay_ms > 0 ? fg_mono_ms() + delay_ms : 0;
     s->st->sqs_retries++;
 }
 
@@ -440,7 +429,7 @@ static bool dead_letter(struct fg_sqs_sink *s, const struct entry *e, const char
     struct evbuffer *b = evbuffer_new();
     if (b == NULL)
         return false;
-    evbuffer_add_printf(b, "{\"seq\":%llu,\"key\":", (unsigned long long)e->seq);
+    evbuffer_add_printf(b, "{\"seq\":%llu,\"key\":", (unsigned long long)e->w.seq);
     fg_json_put_string(b, e->key ? e->key : "", e->key ? strlen(e->key) : 0, false);
     evbuffer_add(b, ",\"code\":", 8);
     fg_json_put_string(b, code, strlen(code), false);
@@ -479,8 +468,8 @@ static void entry_drop(struct fg_sqs_sink *s, struct entry *e, const char *code)
     s->st->sqs_failed++;
     fg_err("sqs: record %llu (key %s) refused by SQS (%s), a permanent failure: kept in "
            "%s/rejected.jsonl",
-           (unsigned long long)e->seq, e->key, c, s->cfg->spool_dir);
-    e->state = E_DONE;
+           (unsigned long long)e->w.seq, e->key, c, s->cfg->spool_dir);
+    e->w.state = FG_WINDOW_DONE;
 }
 
 /* The whole batch failed: back off, and hold every new batch until then. */
@@ -538,7 +527,7 @@ static void batch_cb(const struct fg_httpc_result *res, void *arg)
                         entry_retry(s, b->e[i],
                                     fg_backoff_ms(s->cfg->sqs_backoff_ms,
                                                   s->cfg->sqs_backoff_max_ms,
-                                                  b->e[i]->attempts + 1));
+                                                  b->e[i]->w.attempts + 1));
                         break;
                     }
                 }
@@ -621,7 +610,7 @@ static void batch_send(struct fg_sqs_sink *s, struct batch *b)
     if (b->req == NULL)
         goto oom;
     for (size_t i = 0; i < b->n; i++)
-        b->e[i]->state = E_SENDING;
+        b->e[i]->w.state = FG_WINDOW_SENDING;
     s->busy++;
     s->busy_entries += b->n;
     s->st->sqs_batches++;
@@ -639,94 +628,58 @@ fail:
         evbuffer_free(req);
 }
 
-/* Read committed records into the window, encoded as entries. */
-static uint64_t fill_window(struct fg_sqs_sink *s, uint64_t now)
+/* A committed record into the window, encoded as an entry. */
+static bool entry_load(void *arg, struct fg_window_entry *we, const struct fg_spool_record *rec)
 {
     static struct fg_agent_record r; /* large; one thread */
-    struct evbuffer *tmp = NULL;
-    uint64_t wake = UINT64_MAX;
-    while (s->wcount < s->wcap && (s->wbytes < WINDOW_BYTES || s->wcount == 0)) {
-        struct fg_spool_record rec;
-        enum fg_spool_status st = fg_spool_iter_next(s->it, &rec);
-        if (st == FG_SPOOL_END)
-            break;
-        if (st != FG_SPOOL_OK) {
-            fg_err("spool read failed (%s: %s); trying again in %ums", fg_spool_status_name(st),
-                   fg_spool_error(s->sp), IO_RETRY_MS);
-            wake = now + IO_RETRY_MS;
-            break;
-        }
-        struct entry *e = win_at(s, s->wcount);
-        *e = (struct entry){.seq = rec.seq, .state = E_WAIT};
-        if (fg_agent_proto_decode_record(rec.data, rec.len, rec.len, &r, NULL, NULL) !=
-            FG_AGENT_PROTO_OK) {
-            s->st->sqs_failed++;
-            fg_err("spool record %llu does not decode as a RECORD frame; skipped",
-                   (unsigned long long)rec.seq);
-            e->state = E_DONE;
-            s->wcount++;
-            continue;
-        }
-        if (tmp == NULL)
-            tmp = evbuffer_new();
-        if (tmp == NULL || !fg_sqs_encode_entry(tmp, &r, &s->eo)) {
-            goto oom;
-        }
-        size_t n = evbuffer_get_length(tmp);
+    struct fg_sqs_sink *s = arg;
+    struct entry *e = (struct entry *)we;
+    if (fg_agent_proto_decode_record(rec->data, rec->len, rec->len, &r, NULL, NULL) !=
+        FG_AGENT_PROTO_OK) {
+        s->st->sqs_failed++;
+        fg_err("spool record %llu does not decode as a RECORD frame; skipped",
+               (unsigned long long)rec->seq);
+        e->w.state = FG_WINDOW_DONE;
+        return true;
+    }
+    bool ok = fg_sqs_encode_entry(s->enc, &r, &s->eo);
+    size_t n = evbuffer_get_length(s->enc);
+    if (ok) {
         e->json = malloc(n);
         e->key = malloc(r.key_len + 1);
-        if (e->json == NULL || e->key == NULL) {
-            free(e->json);
-            free(e->key);
-            goto oom;
-        }
-        evbuffer_remove(tmp, e->json, n);
-        e->len = n;
-        memcpy(e->key, r.key, r.key_len);
-        e->key[r.key_len] = '\0';
-        s->wbytes += n;
-        s->wcount++;
+        ok = e->json != NULL && e->key != NULL;
     }
-    if (tmp != NULL)
-        evbuffer_free(tmp);
-    return wake;
-oom:
-    /* The iterator moved past this record: start again after the acknowledged prefix. */
-    if (tmp != NULL)
-        evbuffer_free(tmp);
-    fg_err("out of memory for the sqs window; retrying in %ums", IO_RETRY_MS);
-    fg_spool_iter_free(s->it);
-    s->it = NULL;
-    return now + IO_RETRY_MS;
-}
-
-static void pump_once(struct fg_sqs_sink *s)
-{
-    /* 1. Acknowledge the finished prefix. */
-    uint64_t upto = 0;
-    while (s->wcount > 0 && win_at(s, 0)->state == E_DONE) {
-        struct entry *e = win_at(s, 0);
-        upto = e->seq;
-        s->wbytes -= e->len;
+    if (!ok) {
         free(e->json);
         free(e->key);
         e->json = e->key = NULL;
-        s->whead = (s->whead + 1) % s->wcap;
-        s->wcount--;
+        evbuffer_drain(s->enc, n);
+        return false;
     }
-    if (upto > 0) {
-        enum fg_spool_status st = fg_spool_ack(s->sp, upto);
-        if (st != FG_SPOOL_OK)
-            fg_err("spool ack up to %llu refused: %s", (unsigned long long)upto,
-                   fg_spool_status_name(st));
-    }
-    uint64_t now = fg_mono_ms(), wake = UINT64_MAX;
-    if (s->it == NULL && s->wcount == 0)
-        s->it = fg_spool_iter_new(s->sp); /* after an allocation failure */
-    if (s->it != NULL)
-        wake = fill_window(s, now);
-    else
-        wake = now + IO_RETRY_MS;
+    evbuffer_remove(s->enc, e->json, n);
+    e->len = n;
+    e->w.bytes = n;
+    memcpy(e->key, r.key, r.key_len);
+    e->key[r.key_len] = '\0';
+    return true;
+}
+
+static void entry_clear(void *arg, struct fg_window_entry *we)
+{
+    (void)arg;
+    struct entry *e = (struct entry *)we;
+    free(e->json);
+    free(e->key);
+    e->json = e->key = NULL;
+}
+
+static const struct fg_window_ops entry_ops = {.load = entry_load, .clear = entry_clear};
+
+static void pump_once(struct fg_sqs_sink *s)
+{
+    /* 1. Acknowledge the finished prefix, read committed records into the window. */
+    uint64_t now = fg_mono_ms();
+    uint64_t wake = fg_window_fill(s->win, now);
     /* 2. Send what the credentials, the backoff and the concurrency allow, oldest first. */
     struct fg_sigv4_credentials cr;
     if (!ensure_http(s) || !fg_creds_get(s->creds, &cr))
@@ -736,7 +689,7 @@ static void pump_once(struct fg_sqs_sink *s)
             wake = s->pause_until_ms;
         goto out;
     }
-    size_t i = 0;
+    size_t i = 0, wcount = fg_window_count(s->win);
     while (s->busy < s->nbatches) {
         struct batch *b = NULL;
         for (size_t k = 0; k < s->nbatches && b == NULL; k++)
@@ -746,13 +699,13 @@ static void pump_once(struct fg_sqs_sink *s)
         size_t sizes[FG_SQS_BATCH_MAX];
         struct entry *cand[FG_SQS_BATCH_MAX];
         size_t nc = 0;
-        for (; i < s->wcount && nc < s->cfg->sqs_batch_max; i++) {
-            struct entry *e = win_at(s, i);
-            if (e->state != E_WAIT)
+        for (; i < wcount && nc < s->cfg->sqs_batch_max; i++) {
+            struct entry *e = fg_window_at(s->win, i);
+            if (e->w.state != FG_WINDOW_WAIT)
                 continue;
-            if (e->not_before_ms > now) {
-                if (e->not_before_ms < wake)
-                    wake = e->not_before_ms;
+            if (e->w.not_before_ms > now) {
+                if (e->w.not_before_ms < wake)
+                    wake = e->w.not_before_ms;
                 continue;
             }
             if (e->alone && nc > 0)
@@ -770,8 +723,8 @@ static void pump_once(struct fg_sqs_sink *s)
                                         (size_t)s->cfg->sqs_batch_bytes);
         /* Entries left out go in the next batch: rescan from the first of them. */
         if (take < nc) {
-            for (size_t k = 0; k < s->wcount; k++)
-                if (win_at(s, k) == cand[take]) {
+            for (size_t k = 0; k < wcount; k++)
+                if (fg_window_at(s->win, k) == cand[take]) {
                     i = k;
                     break;
                 }
@@ -817,7 +770,6 @@ struct fg_sqs_sink *fg_sqs_sink_new(struct event_base *base, struct evdns_base *
     s->dead_fd = -1;
     s->base = base;
     s->dns = dns;
-    s->sp = sp;
     s->cfg = cfg;
     s->st = st;
     s->creds = creds;
@@ -826,12 +778,12 @@ struct fg_sqs_sink *fg_sqs_sink_new(struct event_base *base, struct evdns_base *
                                        .group_header = cfg->sqs_group_header};
     s->nbatches = (size_t)cfg->sqs_concurrency;
     size_t want = s->nbatches * (size_t)cfg->sqs_batch_max * 4;
-    s->wcap = want > WINDOW_MIN ? want : WINDOW_MIN;
-    s->win = calloc(s->wcap, sizeof(*s->win));
+    s->win = fg_window_new(sp, want > WINDOW_MIN ? want : WINDOW_MIN, sizeof(struct entry),
+                           WINDOW_BYTES, &entry_ops, s, "sqs");
+    s->enc = evbuffer_new();
     s->batches = calloc(s->nbatches, sizeof(*s->batches));
-    s->it = fg_spool_iter_new(sp);
     s->timer = evtimer_new(base, timer_cb, s);
-    if (s->win == NULL || s->batches == NULL || s->it == NULL || s->timer == NULL) {
+    if (s->win == NULL || s->enc == NULL || s->batches == NULL || s->timer == NULL) {
         snprintf(err, errlen, "out of memory");
         fg_sqs_sink_free(s);
         return NULL;
@@ -865,7 +817,7 @@ void fg_sqs_sink_kick(struct fg_sqs_sink *s)
 
 size_t fg_sqs_sink_window(const struct fg_sqs_sink *s)
 {
-    return s != NULL ? s->wcount : 0;
+    return s != NULL ? fg_window_count(s->win) : 0;
 }
 
 size_t fg_sqs_sink_in_flight(const struct fg_sqs_sink *s)
@@ -887,13 +839,10 @@ void fg_sqs_sink_free(struct fg_sqs_sink *s)
         s->batches[i].magic = 0;
     }
     fg_httpc_free(s->http);
-    for (size_t i = 0; s->win != NULL && i < s->wcount; i++) {
-        free(win_at(s, i)->json);
-        free(win_at(s, i)->key);
-    }
+    fg_window_free(s->win);
+    if (s->enc != NULL)
+        evbuffer_free(s->enc);
     free(s->batches);
-    free(s->win);
-    fg_spool_iter_free(s->it);
     if (s->timer != NULL)
         event_free(s->timer);
     fg_sigv4_key_clear(&s->key);
