@@ -181,24 +181,8 @@ run_wrk() { # name port pid round [path] [accept-encoding]
     t0=$(cpu_ticks "$3")
     taskset -c 1 wrk -t1 -c50 -d"${duration}s" --latency "${hdr[@]}" "$scheme://127.0.0.1:$2${5:-/}" > "$work/wrk.out"
     t1=$(cpu_ticks "$3")
-    /usr/bin/python3 - "$1" "$4" "$((t1 - t0))" "$(getconf CLK_TCK)" "$work/wrk.out" >> "$work/results.jsonl" <<'PY'
-import json, re, sys
-name, rnd, ticks, hz, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-out = open(path).read()
-if "Requests/sec" not in out or "99%" not in out:
-    sys.exit(f"bench: wrk against {name} failed:\n{out}")
-def lat(s):
-    v, u = re.match(r"([\d.]+)(us|ms|s)", s).groups()
-    return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
-reqs = int(re.search(r"(\d+) requests in", out).group(1))
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-p99 = lat(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
-p50 = lat(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
-errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-print(json.dumps({"proxy": name, "round": rnd, "rps": rps, "p50_ms": p50, "p99_ms": p99,
-                  "cpu_us_per_req": ticks / hz * 1e6 / max(reqs, 1), "requests": reqs,
-                  "non_2xx": int(errs.group(1)) if errs else 0}))
-PY
+    /usr/bin/python3 "$here/wrk_results.py" row "$1" "$4" "$((t1 - t0))" "$(getconf CLK_TCK)" \
+        "$work/wrk.out" >> "$work/results.jsonl"
 }
 
 # Interleaved rounds of wrk against each "name:port:pid:path[:accept-encoding]" given;
@@ -220,36 +204,12 @@ compare() {
             run_wrk "$n" "$port" "$pid" "$r" "$path" "$ae"
         done
     done
-    /usr/bin/python3 - "$work/results.jsonl" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-names = list(dict.fromkeys(r["proxy"] for r in rows))
-med = {}
-for p in names:
-    rs = [r for r in rows if r["proxy"] == p]
-    med[p] = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
-    med[p]["non_2xx"] = sum(r["non_2xx"] for r in rs)
-print(f"{'proxy':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} {'non-2xx':>8}")
-for p, m in med.items():
-    print(f"{p:<16} {m['rps']:>8.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['cpu_us_per_req']:>11.1f} {m['non_2xx']:>8}")
-base = med[names[0]]
-for p in names[1:]:
-    f = med[p]
-    print(f"{'ratio':<16} {f['rps']/base['rps']:>7.2f}x {'':>8} {f['p99_ms']/base['p99_ms']:>7.2f}x {f['cpu_us_per_req']/base['cpu_us_per_req']:>10.2f}x   ({p} / {names[0]})")
-print("rounds:", " ".join(f"{r['proxy']}{r['round']}={r['rps']:.0f}" for r in rows))
-PY
+    /usr/bin/python3 "$here/wrk_results.py" table "$work/results.jsonl"
 }
 
 # Ratios of the medians of the last compare between two of its names: ratio NAME BASE.
 ratio() {
-    /usr/bin/python3 - "$work/results.jsonl" "$1" "$2" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-a, b = sys.argv[2], sys.argv[3]
-m = {p: {k: statistics.median(r[k] for r in rows if r["proxy"] == p) for k in ("rps", "p99_ms", "cpu_us_per_req")}
-     for p in (a, b)}
-print(f"{'ratio':<16} {m[a]['rps']/m[b]['rps']:>7.2f}x {'':>8} {m[a]['p99_ms']/m[b]['p99_ms']:>7.2f}x {m[a]['cpu_us_per_req']/m[b]['cpu_us_per_req']:>10.2f}x   ({a} / {b})")
-PY
+    /usr/bin/python3 "$here/wrk_results.py" ratio "$work/results.jsonl" "$1" "$2"
 }
 
 limit_stats() { # NAME: the limit's counters from the admin /stats, as JSON
