@@ -7,6 +7,7 @@
 #include "tls/tls.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <string.h>
 
 #define SUM(field)                                                                                 \
@@ -572,46 +573,52 @@ static void tls_json(struct evbuffer *out)
     evbuffer_add(out, "},", 2);
 }
 
+/* One labelled TLS counter family: for each side, n values (the offset of the first in
+ * struct fg_tls_stats), each under label="name(i)". */
+static void tls_family(struct evbuffer *out, const struct fg_tls_stats st[FG_TLS_SIDES],
+                       const char *metric, const char *help, const char *label, size_t n,
+                       size_t offset, const char *(*name)(size_t))
+{
+    metric_head(out, metric, "counter", help);
+    for (int side = 0; side < FG_TLS_SIDES; side++) {
+        const uint64_t *v = (const uint64_t *)((const char *)&st[side] + offset);
+        for (size_t i = 0; i < n; i++) {
+            evbuffer_add_printf(out, "%s{side=\"%s\"", metric, tls_side_names[side]);
+            if (label != NULL)
+                evbuffer_add_printf(out, ",%s=\"%s\"", label, name(i));
+            evbuffer_add_printf(out, "} %" PRIu64 "\n", v[i]);
+        }
+    }
+}
+
+static const char *tls_fail_label(size_t i)
+{
+    return fg_tls_fail_name((enum fg_tls_fail)i);
+}
+
+static const char *tls_proto_label(size_t i)
+{
+    return fg_tls_proto_name((enum fg_tls_proto)i);
+}
+
 static void tls_metrics(struct evbuffer *out)
 {
     struct fg_tls_stats st[FG_TLS_SIDES];
     for (int side = 0; side < FG_TLS_SIDES; side++)
         fg_tls_stats_read((enum fg_tls_side)side, &st[side]);
-    metric_head(out, "flashgate_tls_handshakes_total", "counter",
-                "Completed TLS handshakes (server: with clients, client: with upstreams).");
-    for (int side = 0; side < FG_TLS_SIDES; side++)
-        evbuffer_add_printf(out, "flashgate_tls_handshakes_total{side=\"%s\"} %" PRIu64 "\n",
-                            tls_side_names[side], st[side].handshakes);
-    metric_head(out, "flashgate_tls_resumptions_total", "counter",
-                "TLS handshakes that resumed a session (ticket or session id).");
-    for (int side = 0; side < FG_TLS_SIDES; side++)
-        evbuffer_add_printf(out, "flashgate_tls_resumptions_total{side=\"%s\"} %" PRIu64 "\n",
-                            tls_side_names[side], st[side].resumptions);
-    metric_head(out, "flashgate_tls_handshake_failures_total", "counter",
-                "Failed TLS handshakes by reason.");
-    for (int side = 0; side < FG_TLS_SIDES; side++)
-        for (size_t i = 0; i < FG_TLS_FAIL_COUNT; i++)
-            evbuffer_add_printf(out,
-                                "flashgate_tls_handshake_failures_total{side=\"%s\",reason=\"%s\"} "
-                                "%" PRIu64 "\n",
-                                tls_side_names[side], fg_tls_fail_name((enum fg_tls_fail)i),
-                                st[side].failures[i]);
-    metric_head(out, "flashgate_tls_protocol_handshakes_total", "counter",
-                "Completed TLS handshakes by protocol version.");
-    for (int side = 0; side < FG_TLS_SIDES; side++)
-        for (size_t i = 0; i < FG_TLS_PROTO_COUNT; i++)
-            evbuffer_add_printf(
-                out,
-                "flashgate_tls_protocol_handshakes_total{side=\"%s\",protocol=\"%s\"} "
-                "%" PRIu64 "\n",
-                tls_side_names[side], fg_tls_proto_name((enum fg_tls_proto)i),
-                st[side].protocols[i]);
-    metric_head(out, "flashgate_tls_cipher_handshakes_total", "counter",
-                "Completed TLS handshakes by cipher suite.");
-    for (int side = 0; side < FG_TLS_SIDES; side++)
-        for (size_t i = 0; i < FG_TLS_CIPHER_COUNT; i++)
-            evbuffer_add_printf(out,
-                                "flashgate_tls_cipher_handshakes_total{side=\"%s\",cipher=\"%s\"} "
-                                "%" PRIu64 "\n",
-                                tls_side_names[side], fg_tls_cipher_name(i), st[side].ciphers[i]);
+    tls_family(out, st, "flashgate_tls_handshakes_total",
+               "Completed TLS handshakes (server: with clients, client: with upstreams).", NULL, 1,
+               offsetof(struct fg_tls_stats, handshakes), NULL);
+    tls_family(out, st, "flashgate_tls_resumptions_total",
+               "TLS handshakes that resumed a session (ticket or session id).", NULL, 1,
+               offsetof(struct fg_tls_stats, resumptions), NULL);
+    tls_family(out, st, "flashgate_tls_handshake_failures_total",
+               "Failed TLS handshakes by reason.", "reason", FG_TLS_FAIL_COUNT,
+               offsetof(struct fg_tls_stats, failures), tls_fail_label);
+    tls_family(out, st, "flashgate_tls_protocol_handshakes_total",
+               "Completed TLS handshakes by protocol version.", "protocol", FG_TLS_PROTO_COUNT,
+               offsetof(struct fg_tls_stats, protocols), tls_proto_label);
+    tls_family(out, st, "flashgate_tls_cipher_handshakes_total",
+               "Completed TLS handshakes by cipher suite.", "cipher", FG_TLS_CIPHER_COUNT,
+               offsetof(struct fg_tls_stats, ciphers), fg_tls_cipher_name);
 }
