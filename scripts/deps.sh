@@ -11,7 +11,7 @@ packages=(
     # second compiler, libFuzzer and sanitizers
     clang libclang-rt-14-dev clang-format
     # tests
-    python3 python3-pytest python3-brotli curl procps util-linux ca-certificates openssl
+    python3 python3-pytest python3-brotli curl procps util-linux ca-certificates openssl iproute2
     # later features' real parts (Redis backend)
     redis-server
     # benchmarks

@@ -205,8 +205,10 @@ static bool listener_add(struct fg_worker *w, int fd, const struct fg_addr *addr
     l->addr = *addr;
     l->port = fg_addr_port((const struct sockaddr *)&addr->ss);
     snprintf(l->port_text, sizeof(l->port_text), "%d", l->port);
+    /* Backlog 0: the socket already listens with the configured backlog; -1 would make
+     * libevent call listen(fd, 128) again and shrink the accept queue under a burst. */
     l->evl = evconnlistener_new(w->base, accept_cb, l,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
     if (l->evl == NULL) {
         free(l);
         return false;

@@ -1,9 +1,10 @@
 """Proxying: bodies both ways, keep-alive reuse, retry, framing, forwarding headers."""
 import hashlib
 import json
+import subprocess
 import threading
 
-from conftest import Conn, get
+from conftest import Conn, free_port, get
 
 
 def echo(c, extra="", method="GET", body=b"", path="/echo"):
@@ -164,6 +165,19 @@ def test_http10_without_host_gets_the_upstream_name_and_a_pooled_connection(flas
         assert c.closed()
     up = fg.stats()["upstreams"]["app"]
     assert up["reused"] >= 2 and len(conns) == 1, (up, conns)
+
+
+def test_listen_backlog_is_the_configured_one(flashgate):
+    """The accept queue is what `backlog=` says (a burst of new connections at a sale
+    start must not find 128): ss reports a listener's backlog as its Send-Q."""
+    port = free_port()
+    fg = flashgate(server_extra=f"    listen 127.0.0.1:{port} backlog=3000;")
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                         timeout=10).stdout.split()
+    assert out[0] == "LISTEN" and out[2] == "3000", out
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{fg.port}"], capture_output=True, text=True,
+                         timeout=10).stdout.split()
+    assert out[2] == "4096", out  # the default
 
 
 def test_pipelined_requests_in_order(flashgate, conn):
