@@ -174,29 +174,6 @@ static void warm(struct bufferevent *bev, const struct fg_http_request *r, const
     evbuffer_free(b);
 }
 
-/* The daemon's /stats object with the agent's numbers as its last member: the object's
- * closing brace (and what follows it) gives way to ,"agent":{...}}. */
-static void stats_add_agent(struct evbuffer *b)
-{
-    size_t len = evbuffer_get_length(b);
-    const char *s = (const char *)evbuffer_pullup(b, -1);
-    size_t end = len;
-    while (end > 0 && s[end - 1] != '}')
-        end--;
-    if (end == 0)
-        return;
-    struct evbuffer *out = evbuffer_new();
-    if (out == NULL)
-        return;
-    evbuffer_add(out, s, end - 1);
-    evbuffer_add(out, ",", 1);
-    fg_admin_agentstat_json(out);
-    evbuffer_add(out, s + end - 1, len - (end - 1));
-    evbuffer_drain(b, len);
-    evbuffer_add_buffer(b, out);
-    evbuffer_free(out);
-}
-
 static void handle(struct bufferevent *bev, const struct fg_http_request *r, const char *body,
                    size_t body_len)
 {
@@ -226,7 +203,6 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r, con
         }
         struct evbuffer *b = evbuffer_new();
         AD.ops->stats_json(b);
-        stats_add_agent(b);
         send_response(bev, 200, "application/json", b, head_only);
         evbuffer_free(b);
         return;
@@ -234,7 +210,6 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r, con
     if (IS("/metrics") && get) {
         struct evbuffer *b = evbuffer_new();
         AD.ops->metrics(b);
-        fg_admin_agentstat_metrics(b);
         send_response(bev, 200, "text/plain; version=0.0.4; charset=utf-8", b, head_only);
         evbuffer_free(b);
         return;

@@ -46,7 +46,8 @@ bool fg_admin_warm_add(struct event_base *base, const struct fg_addr *target, co
 
 /* agentstat.c, on the admin thread: poll flashgate-agent's status listener (admin
  * agent_status) every second; write its last numbers as the "agent" member of /stats
- * ("agent":null when not configured) and as lines of /metrics. */
+ * ("agent":null when not configured) and as lines of /metrics. The writers are for the
+ * stats_json and metrics callbacks (they run on the admin thread too). */
 bool fg_admin_agentstat_start(struct event_base *base, const struct fg_admin_ops *ops);
 void fg_admin_agentstat_stop(void);
 void fg_admin_agentstat_json(struct evbuffer *out);

@@ -243,6 +243,8 @@ static void features_json(struct evbuffer *out)
                         "\"cache_warm\":{\"jobs\":%" PRIu64 ",\"queued\":%" PRIu64
                         ",\"in_flight\":%" PRIu64 ",\"done\":%" PRIu64 ",\"failed\":%" PRIu64 "},",
                         w.jobs, w.queued, w.in_flight, w.done, w.failed);
+    fg_admin_agentstat_json(out);
+    evbuffer_add(out, ",", 1);
 }
 
 static void caches_metrics(struct evbuffer *out)
@@ -492,6 +494,7 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
     metric(out, "flashgate_cache_warm_done_total", "counter", "Warm-up URLs fetched.", w.done);
     metric(out, "flashgate_cache_warm_failed_total", "counter",
            "Warm-up URLs that failed (not 2xx/3xx, or no answer).", w.failed);
+    fg_admin_agentstat_metrics(out);
 
     static const struct {
         const char *name, *type, *help;
