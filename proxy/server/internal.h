@@ -434,8 +434,6 @@ void fg_trigger_observe(struct fg_txn *t, bool ok, uint64_t us);
 const char *fg_trigger_fires(struct fg_txn *t);
 /* Free a snapshot's windows. */
 void fg_trigger_snap_free(struct fg_snap *s);
-/* The upstream's window numbers on this worker for /stats (zeros when never used). */
-void fg_trigger_window(const struct fg_snap *s, size_t upstream, uint64_t *p95_us, bool *failing);
 
 /* limit.c, for the offload fallback: refuse t with the 429 its limit would have sent
  * (t->of_limit, t->of_limit_res); close: close the connection after it. */

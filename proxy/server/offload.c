@@ -282,6 +282,19 @@ static void count_reason(struct fg_worker *w, enum of_reason why)
 }
 
 /* The agent could not take the request (or it cannot be offloaded): the route's fallback. */
+/* The fallback answers the request itself: take it out of the input. With the whole body
+ * in, the connection can live on (true); otherwise only the head goes and it must close. */
+static bool take_request(struct fg_txn *t, bool body_in)
+{
+    if (body_in) {
+        consume_request(t);
+        return true;
+    }
+    evbuffer_drain(bufferevent_get_input(t->c->bev), t->req.head_len);
+    t->req.n_headers = 0;
+    return false;
+}
+
 static void fallback(struct fg_txn *t, enum of_reason why)
 {
     struct fg_conn *c = t->c;
@@ -296,28 +309,13 @@ static void fallback(struct fg_txn *t, enum of_reason why)
     if (t->of_limit != NULL) {
         /* Over its limit: what the limit would have answered, never the app. */
         t->log_offload = "limited";
-        bool close = true;
-        if (body_in) {
-            consume_request(t);
-            close = false;
-        } else {
-            evbuffer_drain(bufferevent_get_input(c->bev), t->req.head_len);
-            t->req.n_headers = 0;
-        }
-        fg_limit_refuse_saved(t, close);
+        fg_limit_refuse_saved(t, !take_request(t, body_in));
         return;
     }
     if (t->route->offload.reject) {
         fg_counter_add(&w->stats.of_fallback_reject, 1);
         t->log_offload = "reject";
-        bool close = true;
-        if (body_in) {
-            consume_request(t); /* the whole body is here: the connection can live on */
-            close = false;
-        } else {
-            evbuffer_drain(bufferevent_get_input(c->bev), t->req.head_len);
-            t->req.n_headers = 0;
-        }
+        bool close = !take_request(t, body_in);
         static const char fields[] = "Retry-After: 1\r\n";
         static const char body[] = "{\"error\":\"offload unavailable\",\"retry_after\":1}";
         fg_conn_send_response_fields(c, 503, "application/json", body, sizeof(body) - 1, fields,

@@ -137,13 +137,6 @@ const char *fg_trigger_fires(struct fg_txn *t)
     return NULL;
 }
 
-void fg_trigger_window(const struct fg_snap *s, size_t upstream, uint64_t *p95_us, bool *failing)
-{
-    const struct fg_upwin *u = s->upwins != NULL ? s->upwins[upstream] : NULL;
-    *p95_us = u != NULL ? u->p95_us : 0;
-    *failing = u != NULL && u->last_failing;
-}
-
 void fg_trigger_snap_free(struct fg_snap *s)
 {
     if (s->upwins == NULL)
