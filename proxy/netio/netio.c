@@ -18,7 +18,7 @@
 #define FG_READ_MAX (64 * 1024)
 
 static bool below_high_water(const struct fg_reader *r);
-static size_t tls_flush(struct fg_reader *r);
+static void tls_write(struct fg_reader *r);
 static void tls_read_cb(struct bufferevent *bev, void *arg);
 
 size_t fg_flush(struct bufferevent *bev)
@@ -27,9 +27,9 @@ size_t fg_flush(struct bufferevent *bev)
     bufferevent_data_cb rcb;
     void *rarg;
     bufferevent_getcb(bev, &rcb, NULL, NULL, &rarg);
-    if (rcb == tls_read_cb)
-        return tls_flush(rarg); /* the socket carries records: OpenSSL writes */
-    if (evbuffer_get_length(out) > 0) {
+    if (rcb == tls_read_cb) {
+        tls_write(rarg); /* the socket carries records: OpenSSL writes */
+    } else if (evbuffer_get_length(out) > 0) {
         /* A bufferevent keeps its output's start frozen so that only it drains it; we
          * do what its write callback does, a moment earlier. An error is left for that
          * callback to meet and report. */
@@ -318,48 +318,39 @@ static bool tls_init(struct fg_reader *r, SSL *ssl)
     return true;
 }
 
-/* Hand the output to SSL_write now. While the socket takes it, we call SSL_write
- * ourselves, a record (16 KiB) at a time, as the bufferevent's writer would: no EV_WRITE
+/* fg_flush on TLS: hand the output to SSL_write now. While the socket takes it, we call
+ * SSL_write ourselves, a record (16 KiB) at a time, as the bufferevent's writer would: no EV_WRITE
  * to enable and disable again (two epoll_ctl per response) and no write callback, as for
  * a plain socket. When SSL_write cannot finish (the socket is full, OpenSSL wants to
  * read first, an error), the rest is left to the bufferevent's writer: it retries with
  * the same bytes first (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, common.c) and reports any
  * error through the event callback. */
-static size_t tls_flush(struct fg_reader *r)
+static void tls_write(struct fg_reader *r)
 {
     struct bufferevent *bev = r->bev;
     struct evbuffer *out = bufferevent_get_output(bev);
-    size_t len = evbuffer_get_length(out);
-    if (len == 0) {
-        bufferevent_disable(bev, EV_WRITE);
-        return 0;
+    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(bev) & EV_WRITE) ||
+        !SSL_is_init_finished(r->ssl))
+        return; /* nothing to send, or the bufferevent's writer is at it already */
+    /* The bufferevent may keep its output's start frozen (only it drains it): the drain
+     * of nothing below fails exactly then. */
+    bool frozen = evbuffer_drain(out, 0) != 0;
+    if (frozen)
+        evbuffer_unfreeze(out, 1);
+    size_t len;
+    while ((len = evbuffer_get_length(out)) > 0) {
+        size_t n = len < FG_TLS_RECORD ? len : FG_TLS_RECORD;
+        unsigned char *p = evbuffer_pullup(out, (ev_ssize_t)n);
+        if (p == NULL)
+            break;
+        ERR_clear_error();
+        int w = SSL_write(r->ssl, p, (int)n);
+        if (w <= 0)
+            break;
+        evbuffer_drain(out, (size_t)w);
     }
-    if (!(bufferevent_get_enabled(bev) & EV_WRITE) && SSL_is_init_finished(r->ssl)) {
-        /* The bufferevent may keep its output's start frozen (only it drains it): the
-         * drain of nothing below fails exactly then. */
-        bool frozen = evbuffer_drain(out, 0) != 0;
-        if (frozen)
-            evbuffer_unfreeze(out, 1);
-        while ((len = evbuffer_get_length(out)) > 0) {
-            size_t n = len < FG_TLS_RECORD ? len : FG_TLS_RECORD;
-            unsigned char *p = evbuffer_pullup(out, (ev_ssize_t)n);
-            if (p == NULL)
-                break;
-            ERR_clear_error();
-            int w = SSL_write(r->ssl, p, (int)n);
-            if (w <= 0)
-                break;
-            evbuffer_drain(out, (size_t)w);
-        }
-        if (frozen)
-            evbuffer_freeze(out, 1);
-    }
-    size_t left = evbuffer_get_length(out);
-    if (left > 0)
-        bufferevent_enable(bev, EV_WRITE);
-    else
-        bufferevent_disable(bev, EV_WRITE);
-    return left;
+    if (frozen)
+        evbuffer_freeze(out, 1);
 }
 
 /* ---- the reader ------------------------------------------------------------------------ */
