@@ -534,6 +534,8 @@ static void status_json(struct evbuffer *b)
     if (D.sp != NULL)
         fg_spool_get_stats(D.sp, fg_wall_ms(), &ss);
     const struct fg_agentd_stats *s = &D.st;
+    struct fg_creds_stats cs;
+    fg_creds_get_stats(D.creds, &cs);
     evbuffer_add_printf(
         b,
         "{\"version\":\"%s\",\"uptime_s\":%llu,\"stopping\":%s,\"mode\":\"%s\",\"sink\":\"%s\","
@@ -582,7 +584,7 @@ static void status_json(struct evbuffer *b)
         fg_sqs_sink_window(D.sqs), fg_sqs_sink_in_flight(D.sqs),
         fg_sqs_sink_entries_in_flight(D.sqs), D.creds != NULL ? fg_creds_source(D.creds) : "none",
         fg_creds_region(D.creds) != NULL ? fg_creds_region(D.creds) : "",
-        (unsigned long long)s->creds_refreshed, (unsigned long long)s->creds_failed,
+        (unsigned long long)cs.refreshed, (unsigned long long)cs.failed,
         (unsigned long long)s->drain_received, (unsigned long long)s->drain_ok,
         (unsigned long long)s->drain_rejected, (unsigned long long)s->drain_failed,
         (unsigned long long)s->drain_deleted, (unsigned long long)s->drain_extended,
@@ -609,6 +611,8 @@ static void metrics_text(struct evbuffer *b)
     if (D.sp != NULL)
         fg_spool_get_stats(D.sp, fg_wall_ms(), &ss);
     const struct fg_agentd_stats *s = &D.st;
+    struct fg_creds_stats cs;
+    fg_creds_get_stats(D.creds, &cs);
     const char *C = "counter", *G = "gauge";
     metric(b, "uptime_seconds", G, "Seconds since the agent started.",
            (fg_mono_ms() - D.started_ms) / 1000);
@@ -656,9 +660,8 @@ static void metrics_text(struct evbuffer *b)
            "SQS sink: records in SendMessageBatch requests in flight.",
            fg_sqs_sink_entries_in_flight(D.sqs));
     metric(b, "credentials_refreshed_total", C, "Credentials fetched from the instance metadata.",
-           s->creds_refreshed);
-    metric(b, "credentials_failed_total", C, "Instance metadata requests that failed.",
-           s->creds_failed);
+           cs.refreshed);
+    metric(b, "credentials_failed_total", C, "Instance metadata requests that failed.", cs.failed);
     metric(b, "drain_received_total", C, "Drain: messages received from SQS.", s->drain_received);
     metric(b, "drain_ok_total", C, "Drain: messages the app answered 2xx.", s->drain_ok);
     metric(b, "drain_rejected_total", C, "Drain: messages the app refused for good (deleted).",
@@ -923,7 +926,17 @@ int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
                     "localhost work as endpoints");
             D.dns = evdns_base_new(D.base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
         }
-        D.creds = fg_creds_new(D.base, D.dns, cfg, &D.st, creds_ready, NULL, err, sizeof(err));
+        /* The region: configured, else the queue URL's, else the instance's. */
+        char region[FG_SIGV4_NAME_MAX + 1] = "";
+        if (cfg->sqs_region != NULL)
+            snprintf(region, sizeof(region), "%s", cfg->sqs_region);
+        else if (cfg->sqs_queue_url != NULL)
+            fg_aws_region_from_url(cfg->sqs_queue_url, "sqs", region, sizeof(region));
+        struct fg_creds_config cc = {.imds_endpoint = cfg->imds_endpoint,
+                                     .imds_timeout_ms = cfg->imds_timeout_ms,
+                                     .region = region[0] != '\0' ? region : NULL,
+                                     .user_agent = "flashgate-agent"};
+        D.creds = fg_creds_new(D.base, D.dns, &cc, creds_ready, NULL, err, sizeof(err));
         if (D.creds == NULL) {
             fg_err("credentials: %s", err);
             goto out;

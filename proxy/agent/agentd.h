@@ -2,8 +2,8 @@
  * agentd.h — the flashgate-agent daemon's own pieces (not used by the proxy): its
  * configuration file, the event loop that takes records from the proxy and makes them
  * durable, the `local` sink that replays them to the app, the `sqs` sink that sends them
- * to an SQS queue, drain mode (the queue replayed to the app), and what those need: an
- * HTTP/1.1 client, AWS credentials, a little JSON.
+ * to an SQS queue and drain mode (the queue replayed to the app). They stand on proxy/aws
+ * (SigV4, credentials), proxy/httpc (the HTTP/1.1 client) and proxy/json.
  */
 #ifndef FG_AGENTD_H
 #define FG_AGENTD_H
@@ -17,8 +17,11 @@
 #include <event2/event.h>
 
 #include "agent/agent.h"
+#include "aws/aws.h"
 #include "core/core.h"
 #include "http/http.h"
+#include "httpc/httpc.h"
+#include "json/json.h"
 
 #define FG_AGENTD_DEFAULT_CONF   FG_SYSCONFDIR "/flashgate/flashgate-agent.conf"
 #define FG_AGENTD_DEFAULT_LISTEN "/run/flashgate/agent.sock"
@@ -32,7 +35,6 @@ enum fg_agentd_mode { FG_AGENTD_FORWARD = 0, FG_AGENTD_DRAIN };
 #define FG_SQS_BATCH_MAX       10           /* SendMessageBatch's entry limit */
 #define FG_SQS_BATCH_BYTES     (256u << 10) /* its payload limit (default queues) */
 #define FG_SQS_BATCH_BYTES_MAX (1u << 20)   /* queues raised to 1 MiB messages */
-#define FG_IMDS_DEFAULT        "http://169.254.169.254"
 
 struct fg_agentd_config {
     enum fg_agentd_mode mode;
@@ -93,130 +95,12 @@ struct fg_agentd_stats {
      * sent again; throttled answers; SendMessageBatch requests, and those that failed as
      * a whole (connection, timeout, 5xx, throttling, refusal) */
     uint64_t sqs_sent, sqs_failed, sqs_retries, sqs_throttled, sqs_batches, sqs_batch_errors;
-    /* credentials fetched from IMDS, and fetches that failed */
-    uint64_t creds_refreshed, creds_failed;
     /* drain: messages received, replayed (2xx), rejected by the app (permanent 4xx,
      * deleted), failed (left for redelivery), deleted, visibility extensions, and failed
      * ReceiveMessage/DeleteMessageBatch/ChangeMessageVisibility requests */
     uint64_t drain_received, drain_ok, drain_rejected, drain_failed, drain_deleted;
     uint64_t drain_extended, drain_sqs_errors;
 };
-
-/* ---- JSON (json.c) ----------------------------------------------------------------------- */
-
-enum fg_json_type {
-    FG_JSON_NULL = 0,
-    FG_JSON_FALSE,
-    FG_JSON_TRUE,
-    FG_JSON_NUMBER,
-    FG_JSON_STRING,
-    FG_JSON_ARRAY,
-    FG_JSON_OBJECT
-};
-
-/* A parsed value. Strings are decoded (UTF-8, NUL-terminated); a number keeps its text. */
-struct fg_json {
-    enum fg_json_type type;
-    char *str; /* STRING, NUMBER */
-    size_t len;
-    char *key; /* the member name when inside an object */
-    size_t key_len;
-    size_t n;              /* ARRAY, OBJECT: members */
-    struct fg_json *child; /* the first member */
-    struct fg_json *next;  /* the next sibling */
-};
-
-/* Parse buf[0..len) strictly (RFC 8259). NULL with a message in err on any error. */
-struct fg_json *fg_json_parse(const void *buf, size_t len, char *err, size_t errlen);
-/* Free a parsed value and its members. NULL is a no-op. */
-void fg_json_free(struct fg_json *v);
-/* The first member key of object obj (NULL if obj is not an object or has none). */
-const struct fg_json *fg_json_get(const struct fg_json *obj, const char *key);
-/* The string member key of obj (its length in *len), NULL if absent or not a string. */
-const char *fg_json_get_string(const struct fg_json *obj, const char *key, size_t *len);
-/* Append s[0..len) as a JSON string, quotes included. Control characters and DEL are
- * escaped; with latin1 every byte >= 0x80 is escaped as \u00XX (the byte as a code
- * point: header values are octets, not UTF-8), otherwise bytes pass as they are (the
- * caller checked they are UTF-8). */
-void fg_json_put_string(struct evbuffer *out, const void *s, size_t len, bool latin1);
-/* The inverse of latin1 writing, in place: every 2-byte UTF-8 sequence for U+0080..U+00FF
- * becomes that byte; other bytes stay. Returns the new length (s is NUL-terminated). */
-size_t fg_json_latin1(char *s, size_t len);
-/* True if s[0..len) is valid UTF-8 made only of the characters an SQS message body or
- * attribute may hold (#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF). */
-bool fg_sqs_text_ok(const void *s, size_t len);
-
-/* ---- the HTTP/1.1 client (httpc.c) -------------------------------------------------------- */
-
-struct fg_url {
-    bool tls;
-    int port;
-    char host[256];     /* without brackets */
-    char hostport[272]; /* for the Host header: the port only when not the default */
-    char path[1024];    /* "/" when none */
-};
-
-/* Parse "https://host[:port][/path]" (or http://). False with a message in err. */
-bool fg_url_parse(const char *s, struct fg_url *u, char *err, size_t errlen);
-/* 127.0.0.0/8, ::1 or localhost. */
-bool fg_url_is_loopback(const struct fg_url *u);
-
-struct fg_httpc;
-struct fg_httpc_req;
-
-struct fg_httpc_opts {
-    const char *name;         /* for log lines: "sqs", "imds", "app" */
-    bool allow_plain_http;    /* http:// to a non-loopback host (IMDS, the app) */
-    const char *ca_file;      /* https: CA bundle; NULL: the system store */
-    size_t max_idle;          /* idle keep-alive connections kept; 0: 16 */
-    uint64_t idle_timeout_ms; /* 0: 30 s */
-    size_t max_body;          /* largest response body taken; 0: 8 MiB */
-    bool discard_body;        /* bodies are read and dropped (any size; result body "") */
-};
-
-/* What a request ended with. Pointers are valid during the callback only. */
-struct fg_httpc_result {
-    int status;        /* 0: no response; error says why */
-    const char *error; /* "timeout", "connect failed", "connection closed", ... */
-    bool timed_out;
-    bool retried;     /* sent a second time: its reused connection was found closed */
-    const char *head; /* the response head as received */
-    size_t head_len;
-    const char *body; /* decoded (de-chunked) body, then a NUL not counted */
-    size_t body_len;
-};
-
-struct fg_httpc_stats {
-    uint64_t requests, responses, errors, timeouts, connects, reused, stale_retries;
-    size_t idle;
-};
-
-typedef void (*fg_httpc_cb)(const struct fg_httpc_result *res, void *arg);
-
-/* A client for the endpoint url on base. Names are resolved with dns (NULL: IP literals
- * and localhost only). https verifies the server's certificate and name, always. NULL
- * with a message in err (bad URL, plain http to a non-loopback host without
- * allow_plain_http, a TLS context that cannot be made). */
-struct fg_httpc *fg_httpc_new(struct event_base *base, struct evdns_base *dns, const char *url,
-                              const struct fg_httpc_opts *o, char *err, size_t errlen);
-/* The endpoint (hostport is the Host header's value). */
-const struct fg_url *fg_httpc_url(const struct fg_httpc *c);
-/* Send the complete request in request (head and body; its bytes are moved out) and call
- * cb once with the response or the failure, within timeout_ms. method says whether a
- * body follows in the response (HEAD). cb never runs inside this call. NULL when out of
- * memory (cb will not run). */
-struct fg_httpc_req *fg_httpc_send(struct fg_httpc *c, enum fg_http_method method,
-                                   struct evbuffer *request, uint64_t timeout_ms, fg_httpc_cb cb,
-                                   void *arg);
-/* Abandon a request: its connection is closed, cb is not called. */
-void fg_httpc_cancel(struct fg_httpc_req *r);
-/* The first response header called name (case-insensitive), trimmed. */
-bool fg_httpc_header(const struct fg_httpc_result *res, const char *name, const char **value,
-                     size_t *len);
-void fg_httpc_get_stats(const struct fg_httpc *c, struct fg_httpc_stats *st);
-/* Close every connection and free the client; requests in flight are abandoned (their
- * callbacks do not run). Not from inside one of its callbacks. NULL is a no-op. */
-void fg_httpc_free(struct fg_httpc *c);
 
 /* ---- replaying a record to the app (replay.c, shared by sink.c and drain.c) ---------------- */
 
@@ -233,9 +117,6 @@ enum fg_replay_verdict fg_replay_verdict(int status);
  * default_host), Idempotency-Key (the record's key) and Content-Length, then the body. */
 void fg_replay_write_request(struct evbuffer *out, const struct fg_agent_record *r,
                              const char *default_host);
-/* A jittered exponential delay: base doubled per attempt after the first, capped at max,
- * times a random 0.5..1. */
-uint64_t fg_backoff_ms(uint64_t base, uint64_t max, unsigned attempts);
 
 /* A token bucket of per_s requests per second (0: no bound), bursts of per_s / 10. */
 struct fg_rate {
@@ -292,49 +173,11 @@ void *fg_window_at(const struct fg_window *w, size_t i);
 /* Clear every entry and free the window. NULL is a no-op. */
 void fg_window_free(struct fg_window *w);
 
-/* ---- AWS credentials (creds.c) ------------------------------------------------------------ */
-
-/* One set of credentials. */
-struct fg_creds_value {
-    char *access_key_id, *secret_access_key, *session_token; /* token may be NULL */
-    int64_t obtained_s, expires_s; /* Unix seconds; expires_s 0: never (environment) */
-};
-
-/* Parse IMDS's role credentials JSON (Code "Success", AccessKeyId, SecretAccessKey, Token,
- * Expiration) into out (free with fg_creds_value_clear). False with a message in err. */
-bool fg_creds_parse_imds(const char *body, size_t len, int64_t now_s, struct fg_creds_value *out,
-                         char *err, size_t errlen);
-void fg_creds_value_clear(struct fg_creds_value *v);
-/* "2025-01-02T03:04:05Z" (fractions allowed) to Unix seconds. */
-bool fg_parse_iso8601(const char *s, size_t len, int64_t *out);
-/* When to fetch again credentials obtained at obtained_s that expire at expires_s: when
- * the larger of 5 minutes and a fifth of their lifetime is left, but not before
- * obtained_s + 1 (a server handing out nearly expired credentials is not hammered). */
-int64_t fg_creds_refresh_at(int64_t obtained_s, int64_t expires_s);
-
-struct fg_creds;
-
-/* Credentials from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
- * AWS_SESSION_TOKEN) or, without them, from IMDSv2 at cfg->imds_endpoint, refreshed
- * before they expire; the region from cfg->sqs_region, else from the queue URL, else from
- * IMDS. ready(arg) is called whenever credentials or the region become available or
- * change. NULL with a message in err. */
-struct fg_creds *fg_creds_new(struct event_base *base, struct evdns_base *dns,
-                              const struct fg_agentd_config *cfg, struct fg_agentd_stats *st,
-                              void (*ready)(void *), void *arg, char *err, size_t errlen);
-/* The current credentials (pointing into the object, valid until the next loop turn),
- * false while none are usable (not fetched yet, or expired and not refreshed). */
-bool fg_creds_get(struct fg_creds *c, struct fg_sigv4_credentials *out);
-/* The region, NULL while unknown. */
-const char *fg_creds_region(const struct fg_creds *c);
-/* "env" or "imds". */
-const char *fg_creds_source(const struct fg_creds *c);
-void fg_creds_free(struct fg_creds *c);
-/* The region a queue URL names ("https://sqs.eu-west-1.amazonaws.com/1/q" gives
- * "eu-west-1") into out; false when its host is not sqs.<region>.<domain>. */
-bool fg_sqs_region_from_url(const char *url, char *out, size_t outlen);
-
 /* ---- the SQS protocol pieces (sqs.c, tested on their own) ---------------------------------- */
+
+/* True if s[0..len) is valid UTF-8 made only of the characters an SQS message body or
+ * attribute may hold (#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF). */
+bool fg_sqs_text_ok(const void *s, size_t len);
 
 /* How records become SendMessageBatch entries. */
 struct fg_sqs_entry_opts {

@@ -38,7 +38,7 @@ static void defaults(struct fg_agentd_config *c)
     c->sqs_timeout_ms = 10000;
     c->sqs_backoff_ms = 100;
     c->sqs_backoff_max_ms = 20000;
-    c->imds_endpoint = strdup(FG_IMDS_DEFAULT);
+    c->imds_endpoint = strdup(FG_AWS_IMDS_DEFAULT);
     c->imds_timeout_ms = 2000;
     c->visibility_timeout_s = 60;
     c->receive_wait_s = 20;
@@ -205,11 +205,7 @@ static void directive(struct parse *p, struct fg_agentd_config *c, char **av, in
         else
             set_str(imds ? &c->imds_endpoint : &c->sqs_endpoint, v);
     } else if (strcmp(d, "sqs_region") == 0) {
-        size_t n = strlen(v);
-        bool ok = n > 0 && n <= FG_SIGV4_NAME_MAX;
-        for (size_t i = 0; ok && i < n; i++)
-            ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '-';
-        if (!ok)
+        if (!fg_aws_region_valid(v, strlen(v)))
             perr(p, "sqs_region: '%s' is not a region name (us-east-1)", v);
         else
             set_str(&c->sqs_region, v);

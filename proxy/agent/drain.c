@@ -497,8 +497,11 @@ static bool ensure_clients(struct fg_drain *d)
     char url[512], err[256];
     if (d->cfg->sqs_endpoint != NULL)
         snprintf(url, sizeof(url), "%s", d->cfg->sqs_endpoint);
-    else
-        snprintf(url, sizeof(url), "https://sqs.%s.amazonaws.com", region);
+    else if (!fg_aws_endpoint("sqs", region, url, sizeof(url))) {
+        d->sqs_failed = true;
+        fg_err("drain: no SQS endpoint for the region '%s'", region);
+        return false;
+    }
     struct fg_httpc_opts o = {.name = "sqs", .ca_file = d->cfg->sqs_ca_file, .max_idle = 4};
     d->sqs = fg_httpc_new(d->base, d->dns, url, &o, err, sizeof(err));
     if (d->sqs == NULL) {

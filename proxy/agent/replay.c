@@ -1,9 +1,9 @@
 /*
  * replay.c — what the local sink and drain mode share when they hand a record to the app:
- * the request as the app sees it, what its answer means, the retry delay and the rate.
- * One place, so that a record replays the same way from the spool and from SQS. And what
- * both spool sinks (local and sqs) share: the window of records read from the spool,
- * acknowledged only up to its finished prefix.
+ * the request as the app sees it, what its answer means and the rate (the retry delay is
+ * core's fg_backoff_ms). One place, so that a record replays the same way from the spool
+ * and from SQS. And what both spool sinks (local and sqs) share: the window of records
+ * read from the spool, acknowledged only up to its finished prefix.
  */
 #include "agent/agentd.h"
 
@@ -54,17 +54,6 @@ void fg_replay_write_request(struct evbuffer *out, const struct fg_agent_record 
                         (int)r->key_len, r->key, r->body_len);
     if (r->body_len > 0)
         evbuffer_add(out, r->body, r->body_len);
-}
-
-uint64_t fg_backoff_ms(uint64_t base, uint64_t max, unsigned attempts)
-{
-    unsigned shift = attempts > 1 ? attempts - 1 : 0;
-    if (shift > 20)
-        shift = 20;
-    uint64_t b = base << shift;
-    if (b > max)
-        b = max;
-    return b / 2 + (uint64_t)random() % (b / 2 + 1);
 }
 
 void fg_rate_init(struct fg_rate *r, uint64_t per_s, uint64_t now_us)

@@ -1,6 +1,6 @@
 /*
  * sink.c — the `local` sink: the spool is the queue, and committed records are replayed
- * in order to the app over HTTP/1.1 keep-alive connections (the agent's client, httpc.c,
+ * in order to the app over HTTP/1.1 keep-alive connections (proxy/httpc,
  * as in drain mode), each with its Idempotency-Key, at most replay_rate per second and
  * replay_concurrency at a time.
  *

@@ -50,6 +50,26 @@
 #define GROUP_DEFAULT "flashgate"
 #define DEDUP_MAX     128
 
+/* ---- entries ------------------------------------------------------------------------------ */
+
+bool fg_sqs_text_ok(const void *s, size_t len)
+{
+    const unsigned char *p = s;
+    size_t i = 0;
+    while (i < len) {
+        uint32_t cp;
+        size_t n = fg_json_utf8_next(p + i, len - i, &cp);
+        if (n == 0)
+            return false;
+        /* SQS takes #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF. */
+        if (!(cp == 0x9 || cp == 0xa || cp == 0xd || (cp >= 0x20 && cp <= 0xd7ff) ||
+              (cp >= 0xe000 && cp <= 0xfffd) || cp >= 0x10000))
+            return false;
+        i += n;
+    }
+    return true;
+}
+
 struct entry {
     struct fg_window_entry w; /* first: the window's part */
     char *json;               /* the entry's tail (fg_sqs_encode_entry) */
@@ -566,8 +586,11 @@ static bool ensure_http(struct fg_sqs_sink *s)
     char url[512], err[256];
     if (s->cfg->sqs_endpoint != NULL)
         snprintf(url, sizeof(url), "%s", s->cfg->sqs_endpoint);
-    else
-        snprintf(url, sizeof(url), "https://sqs.%s.amazonaws.com", region);
+    else if (!fg_aws_endpoint("sqs", region, url, sizeof(url))) {
+        s->http_failed = true;
+        fg_err("sqs: no SQS endpoint for the region '%s'; nothing will be sent", region);
+        return false;
+    }
     struct fg_httpc_opts o = {
         .name = "sqs", .ca_file = s->cfg->sqs_ca_file, .max_idle = (size_t)s->cfg->sqs_concurrency};
     s->http = fg_httpc_new(s->base, s->dns, url, &o, err, sizeof(err));

@@ -56,6 +56,9 @@ uint64_t fg_mono_us(void);
 /* Wall clock seconds and milliseconds since the epoch, for logs and HTTP dates. */
 int64_t fg_wall_s(void);
 int64_t fg_wall_ms(void);
+/* A retry delay: base doubled per attempt after the first, capped at max, times a random
+ * 0.5..1 (jitter, so that many clients that failed together do not retry together). */
+uint64_t fg_backoff_ms(uint64_t base, uint64_t max, unsigned attempts);
 
 /* ---- units ------------------------------------------------------------------------ */
 

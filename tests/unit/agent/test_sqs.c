@@ -1,7 +1,7 @@
 /* test_sqs.c — the SQS sink's pure parts: SendMessageBatch entries (JSON escaping, the
  * UTF-8/base64 decision, attributes, FIFO ids), batching by count and by encoded size,
- * answer parsing and classification, the JSON reader, IMDS credentials and refresh
- * timing, URLs. */
+ * answer parsing and classification. (The JSON reader, credentials and URLs are tested
+ * with their modules: tests/unit/json, tests/unit/aws, tests/unit/httpc.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -304,110 +304,6 @@ static void test_classify_throttling_content_and_failures(void **state)
     assert_int_equal(classify(503, "", NULL, code), FG_SQS_FAILED);
 }
 
-/* ---- JSON ---------------------------------------------------------------------------------- */
-
-static void test_json_reader_strict(void **state)
-{
-    (void)state;
-    char err[64];
-    const char *ok = " {\"a\":[1,-2.5e3,true,false,null,\"\\u00e9\\ud83d\\ude00\\/\"],\"b\":{}} ";
-    struct fg_json *j = fg_json_parse(ok, strlen(ok), err, sizeof(err));
-    assert_non_null(j);
-    const struct fg_json *a = fg_json_get(j, "a");
-    assert_int_equal(a->n, 6);
-    const struct fg_json *s = a->child->next->next->next->next->next;
-    assert_string_equal(s->str, "\xc3\xa9\xf0\x9f\x98\x80/");
-    fg_json_free(j);
-    const char *bad[] = {"",   "{",  "[1,]", "{\"a\":1,}", "'x'",   "\"\\ud800\"", "\"a\nb\"",
-                         "01", "1.", "tru",  "{\"a\" 1}",  "[1] 2", "\"\\x\""};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        j = fg_json_parse(bad[i], strlen(bad[i]), err, sizeof(err));
-        if (j != NULL)
-            fail_msg("accepted %s", bad[i]);
-    }
-    char deep[200];
-    memset(deep, '[', sizeof(deep));
-    assert_null(fg_json_parse(deep, sizeof(deep), err, sizeof(err)));
-}
-
-/* ---- credentials ---------------------------------------------------------------------------- */
-
-static void test_creds_parse_imds(void **state)
-{
-    (void)state;
-    int64_t now = 1700000000; /* 2023-11-14T22:13:20Z */
-    const char *body = "{\"Code\":\"Success\",\"LastUpdated\":\"2023-11-14T22:00:00Z\","
-                       "\"Type\":\"AWS-HMAC\",\"AccessKeyId\":\"ASIAX\",\"SecretAccessKey\":"
-                       "\"sec\",\"Token\":\"tok\",\"Expiration\":\"2023-11-15T04:13:20Z\"}";
-    struct fg_creds_value v;
-    char err[128];
-    assert_true(fg_creds_parse_imds(body, strlen(body), now, &v, err, sizeof(err)));
-    assert_string_equal(v.access_key_id, "ASIAX");
-    assert_string_equal(v.secret_access_key, "sec");
-    assert_string_equal(v.session_token, "tok");
-    assert_int_equal(v.expires_s, now + 6 * 3600);
-    assert_int_equal(v.obtained_s, now);
-    fg_creds_value_clear(&v);
-    static const char failure[] =
-        "{\"Code\":\"Failure\",\"AccessKeyId\":\"a\","
-        "\"SecretAccessKey\":\"b\",\"Expiration\":\"2023-11-15T04:13:20Z\"}";
-    const char *bad[] = {
-        failure, "{\"AccessKeyId\":\"a\",\"Expiration\":\"2023-11-15T04:13:20Z\"}",
-        "{\"AccessKeyId\":\"a\",\"SecretAccessKey\":\"b\",\"Expiration\":\"tomorrow\"}",
-        "{\"AccessKeyId\":\"a\",\"SecretAccessKey\":\"b\",\"Expiration\":\"2023-11-14T22:00:00Z\"}",
-        "not json"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_false(fg_creds_parse_imds(bad[i], strlen(bad[i]), now, &v, err, sizeof(err)));
-    int64_t t;
-    assert_true(fg_parse_iso8601("2023-11-14T22:13:20.123Z", 24, &t));
-    assert_int_equal(t, now);
-    assert_false(fg_parse_iso8601("2023-13-14T22:13:20Z", 20, &t));
-    assert_false(fg_parse_iso8601("2023-11-14 22:13:20Z", 20, &t));
-}
-
-static void test_creds_refresh_timing(void **state)
-{
-    (void)state;
-    int64_t t0 = 1000000;
-    /* 6 h: a fifth of the lifetime (72 min) before the end. */
-    assert_int_equal(fg_creds_refresh_at(t0, t0 + 21600), t0 + 21600 - 4320);
-    /* 20 min: 5 minutes before the end (a fifth would be 4). */
-    assert_int_equal(fg_creds_refresh_at(t0, t0 + 1200), t0 + 900);
-    /* 4 min: halfway, never every second. */
-    assert_int_equal(fg_creds_refresh_at(t0, t0 + 240), t0 + 120);
-    assert_int_equal(fg_creds_refresh_at(t0, t0 + 1), t0 + 1);
-    char region[64];
-    assert_true(
-        fg_sqs_region_from_url("https://sqs.eu-west-1.amazonaws.com/1/q", region, sizeof(region)));
-    assert_string_equal(region, "eu-west-1");
-    assert_false(fg_sqs_region_from_url("https://queue.example.com/1/q", region, sizeof(region)));
-}
-
-static void test_url_parse_and_loopback(void **state)
-{
-    (void)state;
-    struct fg_url u;
-    char err[160];
-    assert_true(fg_url_parse("https://sqs.us-east-1.amazonaws.com", &u, err, sizeof(err)));
-    assert_true(u.tls);
-    assert_int_equal(u.port, 443);
-    assert_string_equal(u.hostport, "sqs.us-east-1.amazonaws.com");
-    assert_string_equal(u.path, "/");
-    assert_false(fg_url_is_loopback(&u));
-    assert_true(fg_url_parse("http://127.0.0.5:9324/000/q", &u, err, sizeof(err)));
-    assert_string_equal(u.hostport, "127.0.0.5:9324");
-    assert_string_equal(u.path, "/000/q");
-    assert_true(fg_url_is_loopback(&u));
-    assert_true(fg_url_parse("http://[::1]:80/", &u, err, sizeof(err)));
-    assert_string_equal(u.host, "::1");
-    assert_string_equal(u.hostport, "[::1]");
-    assert_true(fg_url_is_loopback(&u));
-    const char *bad[] = {"ftp://x",     "http://",      "http://a:0",     "http://a:99999",
-                         "http://a b/", "https://u@h/", "http://h/#frag", "http://[::1/"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_false(fg_url_parse(bad[i], &u, err, sizeof(err)));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -419,10 +315,6 @@ int main(void)
         cmocka_unit_test(test_batch_plan_single_record_too_big_goes_alone),
         cmocka_unit_test(test_parse_batch_response_partial_failure),
         cmocka_unit_test(test_classify_throttling_content_and_failures),
-        cmocka_unit_test(test_json_reader_strict),
-        cmocka_unit_test(test_creds_parse_imds),
-        cmocka_unit_test(test_creds_refresh_timing),
-        cmocka_unit_test(test_url_parse_and_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /*
- * httpc.c — the agent's asynchronous HTTP/1.1 client: requests to one endpoint (SQS, the
- * instance metadata service, the app in drain mode) over keep-alive connections, on the
- * agent's event_base, never blocking it.
+ * httpc.c — an asynchronous HTTP/1.1 client: requests to one endpoint (SQS, the instance
+ * metadata service, the app the agent replays to) over keep-alive connections, on the
+ * owner's event_base, never blocking it.
  *
  * One request per connection at a time (no pipelining: a response that never comes
  * would hold every request behind it). A finished connection goes back to the idle list
@@ -19,7 +19,7 @@
  * idle) is retried once at once on a fresh connection: the request may then reach the
  * server twice, which every caller of this client tolerates (at-least-once delivery).
  */
-#include "agent/agentd.h"
+#include "httpc/httpc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,6 +34,7 @@
 #include <event2/dns.h>
 #include <openssl/err.h>
 
+#include "core/core.h"
 #include "tls/tls.h"
 
 #define HCONN_MAGIC      0x48434f4eu /* "HCON" */

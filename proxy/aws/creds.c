@@ -1,5 +1,6 @@
 /*
- * creds.c — AWS credentials and region for the SQS sink and drain mode.
+ * creds.c — AWS credentials and region, for whatever signs requests (the agent's SQS sink
+ * and drain mode, flashgate's ElastiCache IAM tokens).
  *
  * Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
  * AWS_SESSION_TOKEN, read once at start) or, without them, from the instance's role over
@@ -8,17 +9,22 @@
  * the role for {AccessKeyId, SecretAccessKey, Token, Expiration}. They are fetched again
  * when the larger of 5 minutes and a fifth of their lifetime is left; a fetch that fails
  * is retried with a backoff (1 s doubling to 60 s) while the old ones stay in use until
- * they expire, so an IMDS hiccup costs nothing. The region is sqs_region, else the one the
- * queue URL names, else IMDS's /latest/meta-data/placement/region.
+ * they expire, so an IMDS hiccup costs nothing. The region is the one the owner names
+ * (configured, or read from an endpoint URL), else IMDS's /latest/meta-data/placement/region.
  */
-#include "agent/agentd.h"
+#include "aws/aws.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include <event2/buffer.h>
+#include <event2/event.h>
 #include <openssl/crypto.h>
+
+#include "core/core.h"
+#include "httpc/httpc.h"
+#include "json/json.h"
 
 #define IMDS_TOKEN_TTL_S   21600
 #define IMDS_RETRY_MIN_MS  1000
@@ -27,13 +33,16 @@
 #define IMDS_ROLES_PATH    "/latest/meta-data/iam/security-credentials/"
 #define IMDS_REGION_PATH   "/latest/meta-data/placement/region"
 #define REFRESH_MARGIN_MIN 300
+#define IMDS_TIMEOUT_MS    2000
 
 enum imds_step { S_NONE = 0, S_TOKEN, S_REGION, S_ROLE, S_CREDS };
 
 struct fg_creds {
     struct event_base *base;
-    const struct fg_agentd_config *cfg;
-    struct fg_agentd_stats *st;
+    char *imds_endpoint;
+    uint64_t imds_timeout_ms;
+    char *user_agent;
+    struct fg_creds_stats st;
     void (*ready)(void *);
     void *arg;
     bool from_env;
@@ -60,41 +69,6 @@ void fg_creds_value_clear(struct fg_creds_value *v)
     free(v->secret_access_key);
     free(v->session_token);
     memset(v, 0, sizeof(*v));
-}
-
-bool fg_parse_iso8601(const char *s, size_t len, int64_t *out)
-{
-    char buf[40];
-    if (len < 20 || len >= sizeof(buf))
-        return false;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    struct tm tm = {0};
-    int n = 0;
-    if (sscanf(buf, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &n) != 6 ||
-        n != 19)
-        return false;
-    const char *p = buf + 19;
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9')
-            return false;
-        while (*p >= '0' && *p <= '9')
-            p++;
-    }
-    if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
-        return false;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-        tm.tm_min > 59 || tm.tm_sec > 60)
-        return false;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return false;
-    *out = (int64_t)t;
-    return true;
 }
 
 int64_t fg_creds_refresh_at(int64_t obtained_s, int64_t expires_s)
@@ -138,7 +112,7 @@ bool fg_creds_parse_imds(const char *body, size_t len, int64_t now_s, struct fg_
         snprintf(err, errlen, "IMDS says Code \"%.40s\"", code);
     } else if (key == NULL || kl == 0 || secret == NULL || sl == 0) {
         snprintf(err, errlen, "no AccessKeyId or SecretAccessKey");
-    } else if (exp == NULL || !fg_parse_iso8601(exp, el, &expires)) {
+    } else if (exp == NULL || !fg_aws_parse_iso8601(exp, el, &expires)) {
         snprintf(err, errlen, "no Expiration, or not an ISO 8601 UTC time");
     } else if (expires <= now_s) {
         snprintf(err, errlen, "the credentials have already expired (%.40s)", exp);
@@ -160,25 +134,6 @@ bool fg_creds_parse_imds(const char *body, size_t len, int64_t now_s, struct fg_
     return ok;
 }
 
-bool fg_sqs_region_from_url(const char *url, char *out, size_t outlen)
-{
-    struct fg_url u;
-    char err[160];
-    if (!fg_url_parse(url, &u, err, sizeof(err)) || strncmp(u.host, "sqs.", 4) != 0)
-        return false;
-    const char *r = u.host + 4;
-    const char *dot = strchr(r, '.');
-    size_t n = dot != NULL ? (size_t)(dot - r) : 0;
-    if (n == 0 || n >= outlen || n > FG_SIGV4_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= '0' && r[i] <= '9') || r[i] == '-'))
-            return false;
-    memcpy(out, r, n);
-    out[n] = '\0';
-    return true;
-}
-
 /* ---- the IMDS conversation ------------------------------------------------------------------- */
 
 static void imds_next(struct fg_creds *c);
@@ -191,7 +146,7 @@ static void arm(struct fg_creds *c, uint64_t ms)
 
 static void imds_failed(struct fg_creds *c, const char *what)
 {
-    c->st->creds_failed++;
+    c->st.failed++;
     c->failures++;
     uint64_t d = fg_backoff_ms(IMDS_RETRY_MIN_MS * 2, IMDS_RETRY_MAX_MS, c->failures);
     int64_t now = fg_wall_s();
@@ -199,7 +154,7 @@ static void imds_failed(struct fg_creds *c, const char *what)
                         : c->cur.expires_s > now     ? "the current ones stay in use"
                                                      : "the current ones have expired";
     if (c->failures <= 3 || c->failures % 20 == 0)
-        fg_warn("imds %s: %s (%s); retrying in %llums", c->cfg->imds_endpoint, what, state,
+        fg_warn("imds %s: %s (%s); retrying in %llums", c->imds_endpoint, what, state,
                 (unsigned long long)d);
     c->step = S_NONE;
     arm(c, d);
@@ -288,7 +243,7 @@ static void imds_cb(const struct fg_httpc_result *res, void *arg)
         c->cur = v;
         c->want_creds = false;
         c->failures = 0;
-        c->st->creds_refreshed++;
+        c->st.refreshed++;
         int64_t at = fg_creds_refresh_at(v.obtained_s, v.expires_s);
         fg_info("credentials of role %s (%s), valid for %llds; next fetch in %llds", c->role,
                 v.access_key_id, (long long)(v.expires_s - now), (long long)(at - now));
@@ -316,11 +271,11 @@ static void imds_send(struct fg_creds *c, enum imds_step step, const char *metho
         evbuffer_add_printf(b, "X-aws-ec2-metadata-token-ttl-seconds: %d\r\n", IMDS_TOKEN_TTL_S);
     else
         evbuffer_add_printf(b, "X-aws-ec2-metadata-token: %s\r\n", c->token);
-    evbuffer_add_printf(b, "Content-Length: 0\r\nUser-Agent: flashgate-agent/%s\r\n\r\n",
+    evbuffer_add_printf(b, "Content-Length: 0\r\nUser-Agent: %s/%s\r\n\r\n", c->user_agent,
                         PACKAGE_VERSION);
     c->step = step;
     c->req = fg_httpc_send(c->imds, step == S_TOKEN ? FG_HTTP_PUT : FG_HTTP_GET, b,
-                           c->cfg->imds_timeout_ms, imds_cb, c);
+                           c->imds_timeout_ms, imds_cb, c);
     evbuffer_free(b);
     if (c->req == NULL)
         imds_failed(c, "out of memory");
@@ -361,8 +316,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
  */
 
 struct fg_creds *fg_creds_new(struct event_base *base, struct evdns_base *dns,
-                              const struct fg_agentd_config *cfg, struct fg_agentd_stats *st,
-                              void (*ready)(void *), void *arg, char *err, size_t errlen)
+                              const struct fg_creds_config *cfg, void (*ready)(void *), void *arg,
+                              char *err, size_t errlen)
 {
     struct fg_creds *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -370,10 +325,20 @@ struct fg_creds *fg_creds_new(struct event_base *base, struct evdns_base *dns,
         return NULL;
     }
     c->base = base;
-    c->cfg = cfg;
-    c->st = st;
+    c->imds_endpoint =
+        strdup(cfg->imds_endpoint != NULL ? cfg->imds_endpoint : FG_AWS_IMDS_DEFAULT);
+    c->imds_timeout_ms = cfg->imds_timeout_ms != 0 ? cfg->imds_timeout_ms : IMDS_TIMEOUT_MS;
+    c->user_agent = strdup(cfg->user_agent != NULL ? cfg->user_agent : "flashgate");
     c->ready = ready;
     c->arg = arg;
+    if (c->imds_endpoint == NULL || c->user_agent == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (cfg->region != NULL && !fg_aws_region_valid(cfg->region, strlen(cfg->region))) {
+        snprintf(err, errlen, "'%s' is not a region name", cfg->region);
+        goto fail;
+    }
     const char *key = getenv("AWS_ACCESS_KEY_ID"), *secret = getenv("AWS_SECRET_ACCESS_KEY");
     const char *token = getenv("AWS_SESSION_TOKEN");
     if (key != NULL && key[0] != '\0' && secret != NULL && secret[0] != '\0') {
@@ -389,10 +354,8 @@ struct fg_creds *fg_creds_new(struct event_base *base, struct evdns_base *dns,
         fg_warn("only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set: ignoring "
                 "both, using the instance role");
     }
-    if (cfg->sqs_region != NULL)
-        snprintf(c->region, sizeof(c->region), "%s", cfg->sqs_region);
-    else if (cfg->sqs_queue_url != NULL)
-        fg_sqs_region_from_url(cfg->sqs_queue_url, c->region, sizeof(c->region));
+    if (cfg->region != NULL)
+        snprintf(c->region, sizeof(c->region), "%s", cfg->region);
     c->timer = evtimer_new(base, timer_cb, c);
     if (c->timer == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -400,7 +363,7 @@ struct fg_creds *fg_creds_new(struct event_base *base, struct evdns_base *dns,
     }
     if (!c->from_env || c->region[0] == '\0') {
         struct fg_httpc_opts o = {.name = "imds", .allow_plain_http = true, .max_idle = 1};
-        c->imds = fg_httpc_new(base, dns, cfg->imds_endpoint, &o, err, errlen);
+        c->imds = fg_httpc_new(base, dns, c->imds_endpoint, &o, err, errlen);
         if (c->imds == NULL)
             goto fail;
         c->want_creds = !c->from_env;
@@ -436,6 +399,14 @@ const char *fg_creds_source(const struct fg_creds *c)
     return c != NULL && c->from_env ? "env" : "imds";
 }
 
+void fg_creds_get_stats(const struct fg_creds *c, struct fg_creds_stats *st)
+{
+    if (c != NULL)
+        *st = c->st;
+    else
+        memset(st, 0, sizeof(*st));
+}
+
 void fg_creds_free(struct fg_creds *c)
 {
     if (c == NULL)
@@ -446,5 +417,7 @@ void fg_creds_free(struct fg_creds *c)
         event_free(c->timer);
     fg_creds_value_clear(&c->cur);
     free(c->token);
+    free(c->imds_endpoint);
+    free(c->user_agent);
     free(c);
 }

@@ -1,5 +1,6 @@
 /*
- * sigv4.c — AWS Signature Version 4 (HMAC-SHA256) for flashgate-agent's SQS requests.
+ * sigv4.c — AWS Signature Version 4 (HMAC-SHA256): the agent's SQS requests, ElastiCache
+ * IAM tokens (presigned).
  *
  * The steps follow AWS's description of the algorithm: canonical request, string to sign,
  * derived signing key, signature, then the Authorization header or the presigned query.
@@ -7,7 +8,7 @@
  * published vectors: a wrong canonical request is far easier to debug than a wrong
  * signature. Crypto is OpenSSL 3's EVP API (EVP_Q_digest, EVP_Q_mac).
  */
-#include "agent/agent.h"
+#include "aws/aws.h"
 #include "core/core.h"
 
 #include <openssl/crypto.h>

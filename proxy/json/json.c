@@ -1,19 +1,21 @@
 /*
- * json.c — the little JSON the agent needs: a strict RFC 8259 reader for the answers of
- * SQS and the instance metadata service (small documents, read once, so a tree of
- * malloc'd nodes is fine), and a string writer for the requests it builds.
+ * json.c — the little JSON flashgate and its agent need: a strict RFC 8259 reader for the
+ * answers of AWS services and the instance metadata service (small documents, read once, so a tree
+ * of malloc'd nodes is fine), and a string writer for the requests it builds.
  *
  * The reader refuses what a strict parser refuses (trailing commas, single quotes, bare
  * control characters, lone surrogates, leading zeros) and stops at JSON_DEPTH_MAX levels,
  * so an endpoint that answers garbage gets an error, never an overflow.
  */
-#include "agent/agentd.h"
+#include "json/json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
+
+#include "core/core.h"
 
 #define JSON_DEPTH_MAX 32
 
@@ -367,12 +369,13 @@ const char *fg_json_get_string(const struct fg_json *obj, const char *key, size_
     return m->str;
 }
 
-/* ---- writing ---------------------------------------------------------------------------- */
+/* ---- UTF-8 and writing ------------------------------------------------------------------- */
 
-/* Decode one UTF-8 sequence at p[0..len): its length, 0 when invalid (overlong forms,
- * surrogates, beyond U+10FFFF, truncated). */
-static size_t utf8_next(const unsigned char *p, size_t len, uint32_t *cp)
+size_t fg_json_utf8_next(const void *s, size_t len, uint32_t *cp)
 {
+    const unsigned char *p = s;
+    if (len == 0)
+        return 0;
     unsigned char c = p[0];
     if (c < 0x80) {
         *cp = c;
@@ -400,24 +403,6 @@ static size_t utf8_next(const unsigned char *p, size_t len, uint32_t *cp)
         return 0;
     *cp = v;
     return n;
-}
-
-bool fg_sqs_text_ok(const void *s, size_t len)
-{
-    const unsigned char *p = s;
-    size_t i = 0;
-    while (i < len) {
-        uint32_t cp;
-        size_t n = utf8_next(p + i, len - i, &cp);
-        if (n == 0)
-            return false;
-        /* SQS takes #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF. */
-        if (!(cp == 0x9 || cp == 0xa || cp == 0xd || (cp >= 0x20 && cp <= 0xd7ff) ||
-              (cp >= 0xe000 && cp <= 0xfffd) || cp >= 0x10000))
-            return false;
-        i += n;
-    }
-    return true;
 }
 
 void fg_json_put_string(struct evbuffer *out, const void *s, size_t len, bool latin1)
@@ -459,7 +444,7 @@ size_t fg_json_latin1(char *s, size_t len)
     size_t o = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t n = utf8_next((const unsigned char *)s + i, len - i, &cp);
+        size_t n = fg_json_utf8_next(s + i, len - i, &cp);
         if (n == 2 && cp <= 0xff) {
             s[o++] = (char)cp;
         } else {

@@ -25,7 +25,7 @@
 
 #include <cmocka.h>
 
-#include "agent/agent.h"
+#include "aws/aws.h"
 
 /* ---- files ------------------------------------------------------------------------- */
 
