@@ -133,8 +133,8 @@ static size_t check_logs(const struct fg_config *cfg, const struct passwd *pw,
     if (pw != NULL) {
         snprintf(who, sizeof(who), "user %s", pw->pw_name);
         if (n > 0 && !check_as(pw, t, n, res)) {
-            fg_config_error_add(errs, "%s: cannot check the log files as user %s: %s",
-                                name_of(cfg), pw->pw_name, strerror(errno ? errno : EIO));
+            fg_config_error_add(errs, "%s: cannot check the log files as user %s: %s", name_of(cfg),
+                                pw->pw_name, strerror(errno ? errno : EIO));
             return 1;
         }
     } else {
@@ -192,8 +192,8 @@ size_t fg_server_check(const struct fg_config *cfg, struct fg_config_errors *err
     struct passwd *pw = drop_user(cfg, &missing);
     size_t bad = 0;
     if (missing) {
-        fg_config_error_add(errs, "%s:%zu: user '%s' does not exist", name_of(cfg),
-                            cfg->user_line, cfg->user);
+        fg_config_error_add(errs, "%s:%zu: user '%s' does not exist", name_of(cfg), cfg->user_line,
+                            cfg->user);
         bad++;
     }
     /* copy: check_logs calls getpwuid, which may reuse getpwnam's static buffer */
@@ -306,8 +306,7 @@ bool fg_server_drop_privileges(const struct fg_config *cfg)
         return false;
     }
     if (setuid(0) == 0) {
-        fg_err("privileges could be regained after switching to '%s'; refusing to run",
-               cfg->user);
+        fg_err("privileges could be regained after switching to '%s'; refusing to run", cfg->user);
         return false;
     }
     fg_notice("running as user %s (uid %d)", cfg->user, (int)pw->pw_uid);

@@ -179,12 +179,13 @@ static void test_certificate_errors_name_the_certificate_line(void **state)
                           "}\n",
                  "t.conf:7: certificate $D/none.pem: cannot open: No such file or directory");
     /* a key file given as the certificate */
-    expect_error(TLS_HEAD "    certificate $D/a.pem;\n"
-                          "    certificate_key $D/a.key;\n"
-                          "    certificate $D/b.key;\n"
-                          "    certificate_key $D/b.key;\n"
-                          "}\n",
-                 "t.conf:7: certificate $D/b.key: not a valid PEM certificate chain: no start line");
+    expect_error(
+        TLS_HEAD "    certificate $D/a.pem;\n"
+                 "    certificate_key $D/a.key;\n"
+                 "    certificate $D/b.key;\n"
+                 "    certificate_key $D/b.key;\n"
+                 "}\n",
+        "t.conf:7: certificate $D/b.key: not a valid PEM certificate chain: no start line");
 }
 
 static void test_good_pairs_load(void **state)
@@ -379,20 +380,22 @@ static void test_dump_keeps_every_directive(void **state)
 static void test_restart_only_directives_keep_running_values(void **state)
 {
     (void)state;
-    struct fg_config *cur = load_ok("workers 2;\n"
-                                    "limit_table_entries 4096;\n"
-                                    "admin { listen 127.0.0.1:9901; }\n"
-                                    "upstream app { server 127.0.0.1:3000; }\n"
-                                    "server { listen 127.0.0.1:8080; route / { upstream app; } }\n");
-    struct fg_config *next = load_ok("\n"
-                                     "workers 4;\n"
-                                     "user nobody;\n"
-                                     "pid_file /run/x.pid;\n"
-                                     "admin {\n"
-                                     "    listen 127.0.0.1:9911;\n"
-                                     "}\n"
-                                     "upstream app { server 127.0.0.1:3000; }\n"
-                                     "server { listen 127.0.0.1:8080; route / { upstream app; } }\n");
+    struct fg_config *cur =
+        load_ok("workers 2;\n"
+                "limit_table_entries 4096;\n"
+                "admin { listen 127.0.0.1:9901; }\n"
+                "upstream app { server 127.0.0.1:3000; }\n"
+                "server { listen 127.0.0.1:8080; route / { upstream app; } }\n");
+    struct fg_config *next =
+        load_ok("\n"
+                "workers 4;\n"
+                "user nobody;\n"
+                "pid_file /run/x.pid;\n"
+                "admin {\n"
+                "    listen 127.0.0.1:9911;\n"
+                "}\n"
+                "upstream app { server 127.0.0.1:3000; }\n"
+                "server { listen 127.0.0.1:8080; route / { upstream app; } }\n");
     struct fg_config_errors w;
     assert_int_equal(fg_config_keep_restart_only(next, cur, &w), 5);
     static const char *const want[] = {
