@@ -48,7 +48,8 @@ struct fg_conf_upstream {
     size_t n_servers;
     enum fg_balance balance;       /* `balance round_robin|least_conn;` */
     unsigned keepalive;            /* idle connections kept per worker; default 64 */
-    uint64_t keepalive_timeout_ms; /* idle pooled connection lifetime; default 30s */
+    uint64_t keepalive_timeout_ms; /* idle pooled connection lifetime; default 1s, below
+                                      every common app's keep-alive (gunicorn 2 s) */
     unsigned keepalive_requests;   /* requests per upstream connection; default 1000 */
     uint64_t connect_timeout_ms;   /* default 1s */
     uint64_t send_timeout_ms;      /* deadline to write the request head+body; default 30s */

@@ -1667,7 +1667,7 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"keepalive", U, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(UPS, keepalive), 0, 65535,
      h_generic, "number", "64", "idle connections kept open per worker"},
     {"keepalive_timeout", U, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
-     FIELD(UPS, keepalive_timeout_ms), 1, DAY_MS, h_generic, "duration", "30s",
+     FIELD(UPS, keepalive_timeout_ms), 1, DAY_MS, h_generic, "duration", "1s",
      "how long an idle pooled connection is kept; below the app's own keep-alive timeout"},
     {"keepalive_requests", U, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
      FIELD(UPS, keepalive_requests), 1, 1000000000, h_generic, "number", "1000",

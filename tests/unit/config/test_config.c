@@ -109,7 +109,9 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(u->servers[0].fail_timeout_ms, 10000);
     assert_int_equal(u->balance, FG_BALANCE_ROUND_ROBIN);
     assert_int_equal(u->keepalive, 64);
-    assert_int_equal(u->keepalive_timeout_ms, 30000);
+    /* below gunicorn's 2 s, Node's 5 s and Puma's 20 s keep-alive: an idle pooled
+     * connection is never one the app has closed (the ALB-502 pattern) */
+    assert_int_equal(u->keepalive_timeout_ms, 1000);
     assert_int_equal(u->keepalive_requests, 1000);
     assert_int_equal(u->connect_timeout_ms, 1000);
     assert_int_equal(u->send_timeout_ms, 30000);
@@ -163,7 +165,7 @@ static const char contract_example[] =
     "    server 127.0.0.1:3000 weight=1 max_fails=3 fail_timeout=10s;\n"
     "    balance round_robin;\n"
     "    keepalive 64;\n"
-    "    keepalive_timeout 30s;\n"
+    "    keepalive_timeout 1s;\n"
     "    keepalive_requests 1000;\n"
     "    connect_timeout 1s;\n"
     "    send_timeout 30s;\n"
@@ -611,7 +613,7 @@ static void test_dump_round_trip(void **state)
         "drain_timeout 30s;",
         "listen 127.0.0.1:9901;",
         "keepalive 64;",
-        "keepalive_timeout 30s;",
+        "keepalive_timeout 1s;", /* upstream: below gunicorn's 2 s, the shortest common one */
         "keepalive_requests 1000;",
         "connect_timeout 1s;",
         "read_timeout 30s;",
