@@ -95,7 +95,7 @@ struct fg_conf_limit {
     uint64_t burst;            /* default 0 */
     bool redis;                /* backend redis */
     char *redis_url;           /* with the password: masked in dumps */
-    uint64_t redis_timeout_ms; /* default 20ms */
+    uint64_t redis_timeout_ms; /* default 20ms (FG_RATELIMIT_REDIS_TIMEOUT_MS) */
     bool fail_closed;          /* refuse when Redis cannot answer; default open */
     size_t line;
 };

@@ -1350,7 +1350,7 @@ static void h_limit(struct fg_conf_loader *L, const struct fg_conf_directive *di
     snprintf(l->name, sizeof(l->name), "%s", name);
     l->index = idx;
     l->line = st->line;
-    l->redis_timeout_ms = 20;
+    l->redis_timeout_ms = FG_RATELIMIT_REDIS_TIMEOUT_MS;
     apply_defaults(L, FG_CTX_LIMIT, l);
     walk(L, FG_CTX_LIMIT, st->children, st->n_children, l, 0);
     if (!st->closed)

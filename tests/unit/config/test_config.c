@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "http/http.h"
+#include "ratelimit/ratelimit.h"
 
 #define NAME "t.conf"
 
@@ -256,6 +257,19 @@ static void test_shipped_config(void **state)
     assert_true(c->admin.enabled);
     assert_string_equal(c->admin.addr.text, "127.0.0.1:9901");
     assert_null(c->user);
+    fg_config_unref(c);
+}
+
+/* A Redis limit without timeout= waits 20 ms, as flashgate.conf(5) and ratelimit.md say,
+ * and that is the Redis backend's own default too (one constant for both). */
+static void test_redis_timeout_default(void **state)
+{
+    (void)state;
+    struct fg_config *c = load_ok("limit fleet { key client_ip; rate 10r/s;\n"
+                                  "    backend redis redis://127.0.0.1:6379; }\n" UP SRV_LINE);
+    assert_true(c->limits[0].redis);
+    assert_int_equal(c->limits[0].redis_timeout_ms, 20);
+    assert_int_equal(FG_RATELIMIT_REDIS_TIMEOUT_MS, 20);
     fg_config_unref(c);
 }
 
@@ -1054,6 +1068,7 @@ int main(void)
         cmocka_unit_test(test_contract_example),
         cmocka_unit_test(test_shipped_config),
         cmocka_unit_test(test_main_values),
+        cmocka_unit_test(test_redis_timeout_default),
         cmocka_unit_test(test_admin_forms),
         cmocka_unit_test(test_upstream_values),
         cmocka_unit_test(test_server_values),
