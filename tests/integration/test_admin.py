@@ -1,12 +1,13 @@
 """The admin listener: the agent's numbers when the agent dies, cache warm-up lists
 (refused whole on a bad line, failures logged), and purge keys as the ALB's Host makes
 them."""
+import json
 import re
 import time
 import urllib.error
 import urllib.request
 
-from conftest import AgentProcess, wait_for
+from conftest import AgentProcess, Conn, wait_for
 
 
 def admin(fg, path, data=None):
@@ -93,3 +94,37 @@ def test_warm_failures_are_logged(flashgate, origin):
     assert "w=3 failed" not in log
     wait_for(lambda: "cache warm-up finished: 1 fetched, 2 failed" in fg.errors(), 5,
              "the summary")
+
+
+# ---- purge keys --------------------------------------------------------------------------
+
+
+def fill(fg, host, path):
+    c = Conn(fg.port)
+    c.send(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    status, headers, _ = c.response()
+    c.close()
+    return status, headers.get("x-cache", [""])[0]
+
+
+def test_purge_key_is_the_host_field_with_its_port(flashgate, origin):
+    """docs/caching.md: the key's host is the Host field as sent, port included. What
+    the ALB passes on for a default port has none; curl to the instance has one."""
+    fg = warm_flashgate(flashgate)
+    path = "/c/products/42?cc=max-age%3D300"
+    assert fill(fg, "shop.example.com", path) == (200, "MISS")  # as through the ALB
+    assert fill(fg, "shop.example.com", path) == (200, "HIT")
+    local = f"localhost:{fg.port}"
+    assert fill(fg, local, path) == (200, "MISS")  # as `curl localhost:PORT/...`
+    assert fill(fg, local, path) == (200, "HIT")
+    q = "%3Fcc%3Dmax-age%253D300"  # the path's query, percent-encoded in url=
+    # without the port, the curl-made entry is not the one named
+    assert json.loads(admin(fg, f"/cache/purge?url=http://localhost/c/products/42{q}", b"")[1]) \
+        == {"purged": 0}
+    assert json.loads(admin(fg, f"/cache/purge?url=http://{local}/c/products/42{q}", b"")[1]) \
+        == {"purged": 1}
+    assert fill(fg, local, path)[1] == "MISS"
+    assert fill(fg, "shop.example.com", path)[1] == "HIT"  # the ALB's entry is another key
+    assert json.loads(admin(fg, f"/cache/purge?url=http://shop.example.com/c/products/&prefix=1",
+                            b"")[1]) == {"purged": 1}
+    assert fill(fg, "shop.example.com", path)[1] == "MISS"
