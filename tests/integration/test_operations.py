@@ -197,3 +197,23 @@ def test_reopen_that_fails_says_so_and_keeps_writing(flashgate, log_dir):
         assert wait_for(lambda: any("after" in l for l in lines(acc + ".1")))
     finally:
         os.chmod(log_dir, 0o750)
+
+
+def test_reload_naming_a_log_file_it_cannot_open_is_refused(flashgate, tmp_path):
+    """Access log files are opened by the reload that names them first: one that cannot
+    be opened (here: its directory does not exist) refuses the reload with its line, and
+    the old config (and its log) stays."""
+    acc = tmp_path / "access.log"
+    fg = flashgate(server_extra=f"    access_log {acc};")
+    missing = tmp_path / "no-such-dir"
+    text = fg.text.replace(f"access_log {acc};", f"access_log {missing}/access.log;")
+    assert text != fg.text
+    fg.write_conf(text)
+    fg.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload refused" in fg.errors())
+    line = [i for i, l in enumerate(text.splitlines(), 1) if "access_log" in l][0]
+    assert f"{fg.conf}:{line}: access_log {missing}/access.log: cannot open: No such file or " \
+        "directory" in fg.errors(), fg.errors()
+    assert fg.stats()["generation"] == 1
+    get(fg.port, "/echo?still")
+    assert wait_for(lambda: acc.exists() and "still" in acc.read_text())
