@@ -2,6 +2,8 @@
  * test_docs.c — flashgate.conf(5) and the directive table in step: every directive of
  * proxy/config/schema.c has an entry in the man page section of its context, with the
  * table's syntax and default, and the page documents no directive the code lacks.
+ * Its EXAMPLES section is the shipped conf/flashgate.conf without comments and blank
+ * lines, line for line.
  *
  * The page is $srcdir/docs/flashgate.conf.5 (automake's test harness sets srcdir), or the
  * path given as the first argument.
@@ -30,6 +32,11 @@ struct entry {
 static struct entry entries[MAX_ENTRIES];
 static size_t n_entries;
 static const char *page_path;
+static char conf_path[4096];
+
+#define MAX_EXAMPLE_LINES 512
+static char *example[MAX_EXAMPLE_LINES]; /* the EXAMPLES block, unescaped */
+static size_t n_example;
 
 /* Drop \fB \fI \fR \fP, turn \- into -, \e into \ and \(mu into x. */
 static void unescape(const char *in, char *out, size_t outlen)
@@ -74,6 +81,27 @@ static unsigned section_ctx(const char *line)
     return 0;
 }
 
+/* The lines between .nf and .fi of the EXAMPLES section. */
+static void keep_example_line(const char *line, bool *in_section, bool *in_block)
+{
+    if (strncmp(line, ".SH", 3) == 0) {
+        *in_section = strstr(line, "EXAMPLES") != NULL;
+        *in_block = false;
+        return;
+    }
+    if (!*in_section)
+        return;
+    if (strcmp(line, ".nf") == 0) {
+        *in_block = true;
+    } else if (strcmp(line, ".fi") == 0) {
+        *in_block = false;
+    } else if (*in_block && n_example < MAX_EXAMPLE_LINES) {
+        char text[1024];
+        unescape(line, text, sizeof(text));
+        example[n_example++] = strdup(text);
+    }
+}
+
 static int read_page(void **state)
 {
     (void)state;
@@ -86,8 +114,10 @@ static int read_page(void **state)
     unsigned ctx = 0;
     struct entry *cur = NULL;
     int after_heading = 0;
+    bool in_examples = false, in_block = false;
     while (fgets(line, sizeof(line), f) != NULL) {
         line[strcspn(line, "\n")] = '\0';
+        keep_example_line(line, &in_examples, &in_block);
         if (strncmp(line, ".SH", 3) == 0) {
             ctx = section_ctx(line);
             cur = NULL;
@@ -178,6 +208,43 @@ static void test_table_sane(void **state)
     }
 }
 
+/* flashgate.conf(5) EXAMPLES says it is the shipped file without comments and blank
+ * lines: it is, line for line (indentation included). */
+static void test_example_is_the_shipped_file(void **state)
+{
+    (void)state;
+    FILE *f = fopen(conf_path, "r");
+    if (f == NULL)
+        fail_msg("cannot open %s", conf_path);
+    char line[1024];
+    size_t i = 0, bad = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "#\n")] = '\0'; /* no '#' inside a value of the shipped file */
+        size_t n = strlen(line);
+        while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+            line[--n] = '\0';
+        if (n == 0)
+            continue;
+        if (i >= n_example) {
+            print_error("%s: EXAMPLES ends before '%s' of %s\n", page_path, line, conf_path);
+            bad++;
+        } else if (strcmp(example[i], line) != 0) {
+            print_error("%s: EXAMPLES line %zu is '%s', %s has '%s'\n", page_path, i + 1,
+                        example[i], conf_path, line);
+            bad++;
+        }
+        i++;
+    }
+    fclose(f);
+    if (i < n_example) {
+        print_error("%s: EXAMPLES has %zu lines more than %s\n", page_path, n_example - i,
+                    conf_path);
+        bad++;
+    }
+    assert_true(n_example > 0);
+    assert_int_equal(bad, 0);
+}
+
 int main(int argc, char **argv)
 {
     static char path[4096];
@@ -188,10 +255,13 @@ int main(int argc, char **argv)
         snprintf(path, sizeof(path), "%s/docs/flashgate.conf.5", srcdir ? srcdir : ".");
         page_path = path;
     }
+    const char *srcdir = getenv("srcdir");
+    snprintf(conf_path, sizeof(conf_path), "%s/conf/flashgate.conf", srcdir ? srcdir : ".");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_sane),
         cmocka_unit_test(test_every_directive_documented),
         cmocka_unit_test(test_no_stale_entries),
+        cmocka_unit_test(test_example_is_the_shipped_file),
     };
     return cmocka_run_group_tests(tests, read_page, NULL);
 }
