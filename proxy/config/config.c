@@ -212,6 +212,15 @@ void fg_conf_free(struct fg_config *c)
         free(c->limits[i].redis_url);
     free(c->limits);
     free(c->admin.token);
+    free(c->emf.target);
+    free(c->emf.path);
+    free(c->emf.ns);
+    free(c->emf.log_group);
+    for (size_t i = 0; i < c->emf.n_dims; i++) {
+        free(c->emf.dims[i].name);
+        free(c->emf.dims[i].value);
+    }
+    free(c->instance_id);
     free(c->user);
     free(c->pid_file);
     free(c->error_log);
@@ -635,6 +644,32 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
             fputs("    token \"********\";\n", out);
         if (c->admin.agent_status)
             fprintf(out, "    agent_status %s;\n", c->admin.agent_status_addr.text);
+        fprintf(out, "    dashboard %s;\n    stream_viewers %u;\n    stream_buffer %s;\n",
+                c->admin.dashboard ? "on" : "off", c->admin.stream_viewers,
+                fmt_size(c->admin.stream_buffer, b, sizeof(b)));
+        fputs("}\n", out);
+    }
+    fputs("instance_id ", out);
+    put_word(out, c->instance_id != NULL ? c->instance_id : "auto");
+    fputs(";\n", out);
+    if (!c->emf.enabled) {
+        fputs("emf off;\n", out);
+    } else {
+        fputs("emf {\n    target ", out);
+        put_word(out, c->emf.target);
+        fprintf(out, ";\n    interval %s;\n    namespace ",
+                fmt_dur(c->emf.interval_ms, b, sizeof(b)));
+        put_word(out, c->emf.ns != NULL ? c->emf.ns : "flashgate");
+        fputs(";\n    log_group ", out);
+        put_word(out, c->emf.log_group != NULL ? c->emf.log_group : "flashgate");
+        fputs(";\n", out);
+        for (size_t i = 0; i < c->emf.n_dims; i++) {
+            fputs("    dimension ", out);
+            put_word(out, c->emf.dims[i].name);
+            fputc(' ', out);
+            put_word(out, c->emf.dims[i].value);
+            fputs(";\n", out);
+        }
         fputs("}\n", out);
     }
     for (size_t i = 0; i < c->n_upstreams; i++)

@@ -244,6 +244,32 @@ struct fg_conf_admin {
     bool agent_status;   /* `agent_status ADDRESS`: merge flashgate-agent's numbers */
     struct fg_addr agent_status_addr;
     size_t line; /* of the admin listen (else of `admin`); 0: not written, the default */
+    /* The dashboard (GET /) and its event stream (/stats/stream), proxy/admin/ */
+    bool dashboard;          /* `dashboard on|off;` default on */
+    unsigned stream_viewers; /* concurrent /stats/stream viewers; default 100 */
+    uint64_t stream_buffer;  /* bytes a viewer may leave unread before it is dropped; 256k */
+};
+
+/* `emf { target ...; }`: CloudWatch Embedded Metric Format records every interval, to a
+ * file the CloudWatch agent ships or to the agent's EMF listener (proxy/admin/emf.c). */
+enum fg_conf_emf_kind { FG_CONF_EMF_FILE = 0, FG_CONF_EMF_TCP, FG_CONF_EMF_UDP };
+#define FG_CONF_EMF_DIMENSIONS 8
+struct fg_conf_emf {
+    bool enabled;
+    enum fg_conf_emf_kind kind;
+    char *target;        /* as written: file:/path, tcp://host:port or udp://host:port */
+    char *path;          /* FILE: an absolute path */
+    struct fg_addr addr; /* TCP, UDP */
+    uint64_t interval_ms;
+    char *ns;        /* `namespace`; NULL: "flashgate" */
+    char *log_group; /* `log_group`, the agent listener's _aws.LogGroupName; NULL: "flashgate" */
+    /* `dimension NAME VALUE;` lines: fixed dimensions (the Auto Scaling group's name) that
+     * make a dimension set of their own, for fleet-wide metrics */
+    struct fg_conf_emf_dimension {
+        char *name, *value;
+    } dims[FG_CONF_EMF_DIMENSIONS];
+    size_t n_dims;
+    size_t line; /* of the emf block */
 };
 
 struct fg_config {
@@ -268,6 +294,8 @@ struct fg_config {
                                             default 1h (main.c rotates) */
 
     struct fg_conf_admin admin;
+    struct fg_conf_emf emf;
+    char *instance_id; /* `instance_id NAME;` NULL: auto (IMDS's instance id, else the host name) */
 
     struct fg_conf_upstream *upstreams;
     size_t n_upstreams;

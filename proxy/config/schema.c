@@ -366,6 +366,154 @@ static void h_admin_agent_status(struct fg_conf_loader *L, const struct fg_conf_
     a->agent_status = true;
 }
 
+/* ---- instance and emf ------------------------------------------------------------------ */
+
+/* `instance_id auto | NAME;` — how this instance is named in the dashboard's summaries and
+ * EMF dimensions: a CloudWatch dimension value, so visible ASCII, at most 128. */
+static void h_instance_id(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                          const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    const char *v = st->args[1];
+    free(c->instance_id);
+    c->instance_id = NULL;
+    if (strcmp(v, "auto") == 0)
+        return;
+    size_t n = strlen(v);
+    bool ok = n > 0 && n <= 128;
+    for (size_t i = 0; i < n && ok; i++)
+        ok = v[i] > 0x20 && v[i] < 0x7f && v[i] != '"' && v[i] != '\\';
+    if (!ok) {
+        ERR(L, st->line,
+            "invalid %s '%s' (auto, or 1 to 128 visible ASCII characters without quotes)",
+            dir->name, v);
+        return;
+    }
+    c->instance_id = xstrdup(L, v, st->line);
+}
+
+/* `emf off;` or `emf { target ...; ... }`. */
+static void h_emf(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                  const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_emf *e = &((struct fg_config *)obj)->emf;
+    e->line = st->line;
+    if (!st->has_block) {
+        if (st->n_args != 2 || strcmp(st->args[1], "off") != 0)
+            ERR(L, st->line, "directive '%s' needs 'off' or a block", dir->name);
+        else
+            e->enabled = false;
+        return;
+    }
+    if (st->n_args > 1) {
+        ERR(L, st->line, "directive '%s' takes no arguments with a block", dir->name);
+        return;
+    }
+    apply_defaults(L, FG_CTX_EMF, e);
+    walk(L, FG_CTX_EMF, st->children, st->n_children, e, 0);
+    bool written = false; /* a bad target line said what is wrong already */
+    for (size_t i = 0; i < st->n_children; i++)
+        written = written || strcmp(st->children[i].args[0], "target") == 0;
+    if (!written && st->closed)
+        ERR(L, st->line,
+            "emf block without a target (file:/path, tcp://host:port or "
+            "udp://host:port)");
+    e->enabled = e->target != NULL;
+}
+
+/* `target file:/path | tcp://host:port | udp://host:port;` — the port defaults to the
+ * CloudWatch agent's EMF listener, 25888. */
+static void h_emf_target(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                         const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_emf *e = obj;
+    const char *v = st->args[1];
+    char err[160];
+    free(e->target);
+    free(e->path);
+    e->target = e->path = NULL;
+    if (strncmp(v, "file:", 5) == 0) {
+        if (!check_path(L, st->line, dir->name, v + 5))
+            return;
+        e->kind = FG_CONF_EMF_FILE;
+        e->path = xstrdup(L, v + 5, st->line);
+    } else if (strncmp(v, "tcp://", 6) == 0 || strncmp(v, "udp://", 6) == 0) {
+        if (!fg_addr_parse(v + 6, 25888, &e->addr, err, sizeof(err)) ||
+            e->addr.ss.ss_family == AF_UNIX) {
+            ERR(L, st->line, "invalid %s '%s': %s", dir->name, v,
+                e->addr.ss.ss_family == AF_UNIX ? "a host and port are needed" : err);
+            return;
+        }
+        e->kind = v[0] == 't' ? FG_CONF_EMF_TCP : FG_CONF_EMF_UDP;
+    } else {
+        ERR(L, st->line,
+            "invalid %s '%s' (file:/path, tcp://host:port or udp://host:port, e.g. the "
+            "CloudWatch agent's tcp://127.0.0.1:25888)",
+            dir->name, v);
+        return;
+    }
+    e->target = xstrdup(L, v, st->line);
+}
+
+/* `dimension NAME VALUE;` — a fixed dimension; names are CloudWatch's (1 to 255
+ * characters, not one of ours), values too. */
+static void h_emf_dimension(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                            const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_emf *e = obj;
+    const char *name = st->args[1], *value = st->args[2];
+    for (size_t k = 1; k <= 2; k++) {
+        const char *v = st->args[k];
+        size_t n = strlen(v);
+        bool ok = n > 0 && n <= 255 && v[0] != ':';
+        for (size_t i = 0; i < n && ok; i++)
+            ok = (unsigned char)v[i] >= 0x20 && v[i] != 0x7f;
+        if (!ok) {
+            ERR(L, st->line, "invalid %s %s '%s' (1 to 255 characters, not starting with ':')",
+                dir->name, k == 1 ? "name" : "value", v);
+            return;
+        }
+    }
+    if (strcmp(name, "Instance") == 0 || strcmp(name, "Route") == 0 || strcmp(name, "_aws") == 0) {
+        ERR(L, st->line, "%s '%s' is one flashgate sets itself", dir->name, name);
+        return;
+    }
+    for (size_t i = 0; i < e->n_dims; i++)
+        if (strcmp(e->dims[i].name, name) == 0) {
+            ERR(L, st->line, "%s '%s' is given twice", dir->name, name);
+            return;
+        }
+    if (e->n_dims == FG_CONF_EMF_DIMENSIONS) {
+        ERR(L, st->line, "at most %d %s lines", FG_CONF_EMF_DIMENSIONS, dir->name);
+        return;
+    }
+    e->dims[e->n_dims].name = xstrdup(L, name, st->line);
+    e->dims[e->n_dims].value = xstrdup(L, value, st->line);
+    e->n_dims++;
+}
+
+/* `namespace` and `log_group`: CloudWatch names (1 to 255 characters, no control ones). */
+static void h_emf_name(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                       const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_emf *e = obj;
+    const char *v = st->args[1];
+    size_t n = strlen(v);
+    bool ok = n > 0 && n <= 255;
+    for (size_t i = 0; i < n && ok; i++)
+        ok = (unsigned char)v[i] >= 0x20 && v[i] != 0x7f;
+    if (ok && dir->name[0] == 'n' && strchr(v, ':') != NULL)
+        ok = false; /* CloudWatch refuses a namespace with ':' */
+    if (!ok) {
+        ERR(L, st->line, "invalid %s '%s' (1 to 255 characters%s)", dir->name, v,
+            dir->name[0] == 'n' ? ", no ':'" : "");
+        return;
+    }
+    char **field = dir->name[0] == 'n' ? &e->ns : &e->log_group;
+    free(*field);
+    *field = xstrdup(L, v, st->line);
+}
+
 /* ---- upstream ------------------------------------------------------------------------- */
 
 static bool valid_name(const char *s)
@@ -1558,6 +1706,7 @@ static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *d
 #define LI  FG_CTX_LIMIT
 #define LIM struct fg_conf_limit
 #define O   FG_CTX_OFFLOAD
+#define E   FG_CTX_EMF
 #define OF  struct fg_conf_route_offload
 #define UPS struct fg_conf_upstream
 #define SRV struct fg_conf_server
@@ -1600,6 +1749,13 @@ const struct fg_conf_directive fg_conf_directives[] = {
      "name { ... }", "none", "a response cache in memory, shared by every worker"},
     {"limit", M, 1, 1, FG_BLOCK_YES, true, CUSTOM(h_limit),
      "name { ... }", "none", "a request rate limit that routes apply"},
+    {"instance_id", M, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_instance_id),
+     "auto | name", "auto",
+     "this instance's name in the dashboard and EMF; auto: the EC2 instance id, else the "
+     "host name"},
+    {"emf", M, 0, 1, FG_BLOCK_OPTIONAL, false, CUSTOM(h_emf),
+     "{ ... } | off", "off",
+     "CloudWatch Embedded Metric Format records every interval (to a file or the agent)"},
     {"limit_table_entries", M, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
      FIELD(struct fg_config, limit_table_entries), 1024, 1ull << 28, h_limit_table_entries, "number",
      "262144", "keys the local rate-limit table holds (32 bytes each); read at start"},
@@ -1657,6 +1813,31 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"agent_status", A, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_admin_agent_status),
      "address | off", "off",
      "flashgate-agent's status listener, polled every second into /stats and /metrics"},
+    {"dashboard", A, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(struct fg_conf_admin, dashboard),
+     0, 0, h_generic, "on | off", "on",
+     "the live dashboard at / and its event stream /stats/stream"},
+    {"stream_viewers", A, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
+     FIELD(struct fg_conf_admin, stream_viewers), 0, 10000, h_generic, "number", "100",
+     "concurrent /stats/stream viewers; more are answered 503"},
+    {"stream_buffer", A, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
+     FIELD(struct fg_conf_admin, stream_buffer), 4096, 64 << 20, h_generic, "size", "256k",
+     "what a viewer may leave unread (beyond the history) before it is dropped"},
+
+    /* emf */
+    {"target", E, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_emf_target),
+     "file:path | tcp://host:port | udp://host:port", "none",
+     "where records go: a file the CloudWatch agent ships, or its EMF listener"},
+    {"interval", E, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(struct fg_conf_emf, interval_ms), 1000, HOUR_MS, h_generic, "duration", "60s",
+     "one set of records per interval, aligned to the clock"},
+    {"namespace", E, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_emf_name),
+     "name", "flashgate", "the CloudWatch namespace of the metrics"},
+    {"log_group", E, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_emf_name),
+     "name", "flashgate",
+     "the log group the agent's EMF listener writes records to (tcp and udp targets)"},
+    {"dimension", E, 2, 2, FG_BLOCK_NO, true, CUSTOM(h_emf_dimension),
+     "name value", "none",
+     "a fixed dimension (AutoScalingGroupName); the fixed ones make a dimension set of their own"},
 
     /* upstream */
     {"server", U, 1, 5, FG_BLOCK_NO, true, CUSTOM(h_upstream_server),
@@ -1831,6 +2012,7 @@ const struct fg_conf_directive fg_conf_directives[] = {
 #undef LI
 #undef LIM
 #undef O
+#undef E
 #undef OF
 #undef UPS
 #undef SRV
@@ -1872,6 +2054,8 @@ const char *fg_conf_ctx_name(unsigned ctx)
         return "limit";
     case FG_CTX_OFFLOAD:
         return "offload";
+    case FG_CTX_EMF:
+        return "emf";
     }
     return "?";
 }
@@ -1940,7 +2124,7 @@ static void unknown_directive(struct fg_conf_loader *L, const struct fg_conf_stm
     const char *name = st->args[0];
     if (fg_conf_directive_any(name) != NULL) {
         char where[128] = "";
-        for (unsigned bit = 1; bit <= FG_CTX_OFFLOAD; bit <<= 1) {
+        for (unsigned bit = 1; bit <= FG_CTX_EMF; bit <<= 1) {
             if (fg_conf_directive_find(name, bit) == NULL)
                 continue;
             size_t len = strlen(where);
@@ -2129,6 +2313,7 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
     bool ok = fg_addr_parse("127.0.0.1:9901", 0, &c->admin.addr, err, sizeof(err));
     FG_ASSERT(ok);
     apply_defaults(&L, FG_CTX_MAIN, c);
+    apply_defaults(&L, FG_CTX_ADMIN, &c->admin);
 
     size_t n_up = count_named(stmts, n, "upstream");
     size_t n_cache = count_named(stmts, n, "cache");

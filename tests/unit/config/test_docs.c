@@ -71,10 +71,15 @@ static unsigned section_ctx(const char *line)
     static const struct {
         const char *title;
         unsigned ctx;
-    } map[] = {{"MAIN CONTEXT", FG_CTX_MAIN},       {"ADMIN BLOCK", FG_CTX_ADMIN},
-               {"UPSTREAM BLOCK", FG_CTX_UPSTREAM}, {"SERVER BLOCK", FG_CTX_SERVER},
-               {"ROUTE BLOCK", FG_CTX_ROUTE},       {"CACHE BLOCK", FG_CTX_CACHE},
-               {"LIMIT BLOCK", FG_CTX_LIMIT},       {"OFFLOAD BLOCK", FG_CTX_OFFLOAD}};
+    } map[] = {{"MAIN CONTEXT", FG_CTX_MAIN},
+               {"ADMIN BLOCK", FG_CTX_ADMIN},
+               {"UPSTREAM BLOCK", FG_CTX_UPSTREAM},
+               {"SERVER BLOCK", FG_CTX_SERVER},
+               {"ROUTE BLOCK", FG_CTX_ROUTE},
+               {"CACHE BLOCK", FG_CTX_CACHE},
+               {"LIMIT BLOCK", FG_CTX_LIMIT},
+               {"OFFLOAD BLOCK", FG_CTX_OFFLOAD},
+               {"EMF BLOCK", FG_CTX_EMF}};
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strstr(line, map[i].title) != NULL)
             return map[i].ctx;
