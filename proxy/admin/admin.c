@@ -1,15 +1,18 @@
 /*
  * admin.c — a deliberately small HTTP/1.1 server for operators and health checks. It
- * reuses the strict request parser, answers one request per connection and closes.
+ * reuses the strict request parser, answers one request per connection and closes (but
+ * for /stats/stream, which stream.c keeps open).
  */
-#include "admin/admin.h"
+#include "admin/internal.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/bufferevent.h>
@@ -18,6 +21,7 @@
 
 #include "core/core.h"
 #include "http/http.h"
+#include "json/json.h"
 
 #define FG_ADMIN_TIMEOUT_S 10
 #define FG_ADMIN_BODY_MAX  (4u << 20) /* a warm-up list of some 50,000 URLs */
@@ -30,26 +34,137 @@ static struct {
     const struct fg_admin_ops *ops;
 } AD;
 
+void fg_admin_respond(struct bufferevent *bev, int status, const char *ctype, const char *fields,
+                      const void *body, size_t len, bool head_only)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    bool own_cc = fields != NULL && strstr(fields, "Cache-Control:") != NULL;
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s",
+                        status, fg_http_reason(status), ctype, len,
+                        own_cc ? "" : "Cache-Control: no-store\r\n", fields ? fields : "");
+    evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+    if (!head_only)
+        evbuffer_add(out, body, len);
+}
+
 static void send_response(struct bufferevent *bev, int status, const char *ctype,
                           struct evbuffer *body, bool head_only)
 {
-    struct evbuffer *out = bufferevent_get_output(bev);
-    evbuffer_add_printf(out,
-                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                        "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                        status, fg_http_reason(status), ctype, evbuffer_get_length(body));
-    if (!head_only)
-        evbuffer_add_buffer(out, body);
+    size_t len = evbuffer_get_length(body);
+    fg_admin_respond(bev, status, ctype, NULL, evbuffer_pullup(body, -1), len, head_only);
 }
 
 static void text_response(struct bufferevent *bev, int status, const char *text, bool head_only)
 {
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add(b, text, strlen(text));
-    send_response(bev, status, "text/plain; charset=utf-8", b, head_only);
-    evbuffer_free(b);
+    fg_admin_respond(bev, status, "text/plain; charset=utf-8", NULL, text, strlen(text), head_only);
 }
 
+struct fg_config *fg_admin_config(void)
+{
+    return AD.ops->config();
+}
+
+bool fg_admin_dashboard_on(void)
+{
+    struct fg_config *cfg = AD.ops->config();
+    bool on = cfg->admin.dashboard;
+    fg_config_unref(cfg);
+    return on;
+}
+
+void fg_admin_stats_json(struct evbuffer *out)
+{
+    struct fg_admin_stream_stats st;
+    fg_admin_stream_stats(&st);
+    evbuffer_add(out, "\"instance\":{\"name\":", 19);
+    fg_json_put_string(out, fg_admin_instance(), strlen(fg_admin_instance()), false);
+    evbuffer_add_printf(out,
+                        ",\"source\":\"%s\"},\"dashboard\":{\"viewers\":%" PRIu64
+                        ",\"accepted\":%" PRIu64 ",\"refused\":%" PRIu64
+                        ",\"dropped_slow\":%" PRIu64 ",\"history_bytes\":%zu},\"emf\":",
+                        fg_admin_instance_source(), st.viewers, st.accepted, st.refused,
+                        st.dropped_slow, fg_admin_summary_history_bytes());
+    struct fg_config *cfg = AD.ops->config();
+    if (!cfg->emf.enabled) {
+        evbuffer_add(out, "null,", 5);
+    } else {
+        struct fg_admin_emf_stats e;
+        fg_admin_emf_stats(&e);
+        evbuffer_add(out, "{\"target\":", 10);
+        fg_json_put_string(out, cfg->emf.target, strlen(cfg->emf.target), false);
+        evbuffer_add_printf(out,
+                            ",\"records\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"dropped\":%" PRIu64
+                            ",\"errors\":%" PRIu64 ",\"last_error\":",
+                            e.records, e.bytes, e.dropped, e.errors);
+        const char *le = fg_admin_emf_last_error();
+        fg_json_put_string(out, le, strlen(le), false);
+        evbuffer_add(out, "},", 2);
+    }
+    fg_config_unref(cfg);
+}
+
+void fg_admin_stats_metrics(struct evbuffer *out)
+{
+    struct fg_admin_stream_stats st;
+    struct fg_admin_emf_stats e;
+    fg_admin_stream_stats(&st);
+    fg_admin_emf_stats(&e);
+    evbuffer_add_printf(
+        out,
+        "# HELP flashgate_dashboard_viewers Viewers following /stats/stream.\n"
+        "# TYPE flashgate_dashboard_viewers gauge\n"
+        "flashgate_dashboard_viewers %" PRIu64 "\n"
+        "# HELP flashgate_dashboard_viewers_refused_total Viewers answered 503 (stream_viewers).\n"
+        "# TYPE flashgate_dashboard_viewers_refused_total counter\n"
+        "flashgate_dashboard_viewers_refused_total %" PRIu64 "\n"
+        "# HELP flashgate_dashboard_viewers_dropped_total Viewers dropped for leaving more than "
+        "stream_buffer unread.\n"
+        "# TYPE flashgate_dashboard_viewers_dropped_total counter\n"
+        "flashgate_dashboard_viewers_dropped_total %" PRIu64 "\n"
+        "# HELP flashgate_emf_records_total EMF records written or sent.\n"
+        "# TYPE flashgate_emf_records_total counter\n"
+        "flashgate_emf_records_total %" PRIu64 "\n"
+        "# HELP flashgate_emf_dropped_total EMF records that could not be written or sent.\n"
+        "# TYPE flashgate_emf_dropped_total counter\n"
+        "flashgate_emf_dropped_total %" PRIu64 "\n"
+        "# HELP flashgate_emf_errors_total EMF write, connect and send failures.\n"
+        "# TYPE flashgate_emf_errors_total counter\n"
+        "flashgate_emf_errors_total %" PRIu64 "\n",
+        st.viewers, st.refused, st.dropped_slow, e.records, e.dropped, e.errors);
+}
+
+/* Decode base64 (RFC 4648, padded) into out; the decoded length, or -1 if malformed or
+ * longer than cap. */
+static long base64_decode(const char *in, size_t len, char *out, size_t cap)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (len % 4 != 0)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        unsigned v = 0, pad = 0;
+        for (size_t k = 0; k < 4; k++) {
+            const char *p = in[i + k] == '=' ? NULL : memchr(abc, in[i + k], 64);
+            if (p == NULL && (in[i + k] != '=' || i + 4 != len || k < 2))
+                return -1;
+            if (p == NULL)
+                pad++;
+            else if (pad > 0)
+                return -1; /* data after padding */
+            v = v << 6 | (p ? (unsigned)(p - abc) : 0);
+        }
+        for (size_t k = 0; k < 3 - pad; k++) {
+            if (o >= cap)
+                return -1;
+            out[o++] = (char)(v >> (16 - 8 * k) & 0xff);
+        }
+    }
+    return (long)o;
+}
+
+/* The token as a bearer token, or as the password of Basic authentication (any user
+ * name): a browser cannot send a bearer token when it opens the dashboard, but it asks
+ * for Basic credentials and sends them on every request of the page, the stream too. */
 static bool authorized(const struct fg_http_request *r)
 {
     struct fg_config *cfg = AD.ops->config();
@@ -61,6 +176,14 @@ static bool authorized(const struct fg_http_request *r)
         size_t tl = strlen(token);
         ok = h != NULL && h->value_len == tl + 7 && strncmp(h->value, "Bearer ", 7) == 0 &&
              memcmp(h->value + 7, token, tl) == 0;
+        char cred[512];
+        long cl;
+        if (!ok && h != NULL && h->value_len > 6 && strncasecmp(h->value, "Basic ", 6) == 0 &&
+            (cl = base64_decode(h->value + 6, h->value_len - 6, cred, sizeof(cred))) > 0) {
+            const char *colon = memchr(cred, ':', (size_t)cl);
+            ok = colon != NULL && (size_t)(cred + cl - colon - 1) == tl &&
+                 memcmp(colon + 1, token, tl) == 0;
+        }
     }
     fg_config_unref(cfg);
     return ok;
@@ -196,9 +319,22 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r, con
         return;
     }
     if (!authorized(r)) {
-        text_response(bev, 401, "401 Unauthorized: admin token required\n", head_only);
+        static const char msg[] = "401 Unauthorized: admin token required (Authorization: "
+                                  "Bearer TOKEN, or Basic with the token as password)\n";
+        fg_admin_respond(bev, 401, "text/plain; charset=utf-8",
+                         "WWW-Authenticate: Basic realm=\"flashgate admin\", charset=\"UTF-8\"\r\n",
+                         msg, sizeof(msg) - 1, head_only);
         return;
     }
+    if (IS("/stats/stream") && fg_admin_dashboard_on()) {
+        if (r->method != FG_HTTP_GET)
+            text_response(bev, 405, "405 Method Not Allowed: GET it\n", head_only);
+        else
+            fg_admin_stream_attach(bev, r);
+        return;
+    }
+    if (get && fg_admin_dashboard_on() && fg_admin_page(bev, r))
+        return;
     if (IS("/stats")) {
         if (!get) {
             text_response(bev, 405, "405 Method Not Allowed\n", false);
@@ -244,8 +380,8 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r, con
     }
 #undef IS
     text_response(bev, 404,
-                  "404 Not Found: try /healthz, /stats, /metrics, /config, /cache/purge or "
-                  "/cache/warm\n",
+                  "404 Not Found: try /, /healthz, /stats, /stats/stream, /metrics, /config, "
+                  "/cache/purge or /cache/warm\n",
                   head_only);
 }
 
@@ -345,15 +481,27 @@ bool fg_admin_start(const struct fg_addr *addr, const struct fg_admin_ops *ops)
     AD.base = event_base_new();
     if (AD.base == NULL)
         return false;
+    struct fg_config *cfg = ops->config();
+    fg_admin_instance_start(AD.base, cfg->instance_id);
+    fg_config_unref(cfg);
+    if (!fg_admin_summary_start(AD.base, ops)) {
+        fg_err("admin: out of memory for the dashboard's summaries");
+        return false;
+    }
+    if (addr == NULL)
+        goto no_listener;
     AD.evl = evconnlistener_new_bind(
         AD.base, accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
         128, (const struct sockaddr *)&addr->ss, (int)addr->len);
     if (AD.evl == NULL) {
         fg_err("admin: cannot listen on %s: %s", addr->text, strerror(errno));
+        fg_admin_summary_stop();
+        fg_admin_instance_stop();
         event_base_free(AD.base);
         AD.base = NULL;
         return false;
     }
+no_listener:
     if (!fg_admin_agentstat_start(AD.base, ops))
         fg_warn("admin: out of memory: the agent's numbers are left out of /stats");
     if (pthread_create(&AD.thread, NULL, admin_main, NULL) != 0) {
@@ -361,7 +509,8 @@ bool fg_admin_start(const struct fg_addr *addr, const struct fg_admin_ops *ops)
         return false;
     }
     AD.running = true;
-    fg_notice("admin listening on %s", addr->text);
+    if (addr != NULL)
+        fg_notice("admin listening on %s", addr->text);
     return true;
 }
 
@@ -371,8 +520,13 @@ void fg_admin_stop(void)
         return;
     event_base_loopbreak(AD.base);
     pthread_join(AD.thread, NULL);
+    fg_admin_stream_stop();
+    fg_admin_emf_stop();
+    fg_admin_summary_stop();
+    fg_admin_instance_stop();
     fg_admin_agentstat_stop();
-    evconnlistener_free(AD.evl);
+    if (AD.evl != NULL)
+        evconnlistener_free(AD.evl);
     event_base_free(AD.base);
     AD.running = false;
 }

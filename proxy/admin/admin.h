@@ -1,8 +1,10 @@
 /*
  * admin.h — the admin listener (loopback by default): /healthz for the ALB's view of this
  * instance, /stats (JSON), /metrics (Prometheus), /config (effective, secrets masked),
- * POST /cache/purge?url=URL[&prefix=1], POST /cache/warm (a list of URLs). It runs on
- * its own thread with its own event_base, so a slow scraper never touches a worker.
+ * POST /cache/purge?url=URL[&prefix=1], POST /cache/warm (a list of URLs), the live
+ * dashboard (GET /) and its event stream (/stats/stream). It runs on its own thread with
+ * its own event_base, so a slow scraper or viewer never touches a worker; the same thread
+ * writes the CloudWatch EMF records (emf.c).
  */
 #ifndef FG_ADMIN_H
 #define FG_ADMIN_H
@@ -17,6 +19,62 @@
 
 #include "config/config.h"
 
+/* ---- samples: what the dashboard and the EMF records are computed from ------------------ */
+
+#define FG_ADMIN_SAMPLE_UPSTREAMS 16
+#define FG_ADMIN_SAMPLE_SERVERS   64
+#define FG_ADMIN_SAMPLE_LIMITS    64
+
+struct fg_admin_sample_server {
+    char address[64]; /* as /stats shows it (truncated beyond 63 bytes) */
+    bool healthy;
+    uint64_t requests, fails;
+};
+
+struct fg_admin_sample_upstream {
+    char name[FG_CONF_NAME_MAX];
+    uint64_t requests, retries, connects, reused;
+    uint64_t errors;       /* connect failures, timeouts, resets and bad responses */
+    uint64_t active, idle; /* connections in use, and idle in the pools: now */
+    uint64_t pool_max;     /* idle connections the pools keep at most (keepalive x workers) */
+    size_t n_servers;
+    struct fg_admin_sample_server servers[FG_ADMIN_SAMPLE_SERVERS];
+};
+
+struct fg_admin_sample_limit {
+    char name[FG_CONF_NAME_MAX];
+    uint64_t allowed, limited, failed_closed;
+};
+
+/* The counters of /stats at one instant, summed over the workers: cumulative since the
+ * start, but for the gauges (noted). Filled by the server (ops->sample) on the admin
+ * thread, from the same counters and with the same sums as /stats; plain data, copied. */
+struct fg_admin_sample {
+    uint64_t mono_ms;
+    int64_t wall_ms;
+    uint64_t generation, uptime_s;
+    unsigned workers;
+    bool draining;
+    uint64_t requests, responses[6], bytes_in, bytes_out;           /* responses by status / 100 */
+    uint64_t connections_active, connections_idle, requests_active; /* gauges */
+    uint64_t latency[FG_HIST_BUCKETS]; /* request durations (fg_hist buckets) */
+    uint64_t latency_sum_us;
+    /* the caches, summed over the stores */
+    uint64_t cache_hits, cache_coalesced, cache_misses, cache_stale, cache_passes;
+    uint64_t cache_entries, cache_bytes; /* gauges */
+    /* this side of the offload: records the agent made durable, fallbacks, errors */
+    uint64_t offload_queued, offload_duplicates, offload_fallback_pass, offload_fallback_reject;
+    uint64_t offload_agent_errors, offload_too_big;
+    uint64_t offload_in_flight; /* gauge */
+    /* TLS: clients' handshakes with our listeners, ours with upstreams */
+    uint64_t tls_handshakes, tls_resumptions, tls_failures;
+    uint64_t tls_upstream_handshakes, tls_upstream_failures;
+    size_t n_upstreams; /* in config order, at most FG_ADMIN_SAMPLE_UPSTREAMS */
+    struct fg_admin_sample_upstream upstreams[FG_ADMIN_SAMPLE_UPSTREAMS];
+    size_t n_limits; /* every limit seen since start, by name */
+    struct fg_admin_sample_limit limits[FG_ADMIN_SAMPLE_LIMITS];
+};
+
 /* What the admin endpoint asks of the daemon; every callback runs on the admin thread. */
 struct fg_admin_ops {
     bool (*draining)(void);
@@ -30,7 +88,14 @@ struct fg_admin_ops {
     /* The address of the traffic listener cache warm-ups are sent to (loopback when it
      * listens on any address); false when there is none. */
     bool (*warm_target)(struct fg_addr *out);
+    /* The counters of /stats now (mono_ms and wall_ms included). */
+    void (*sample)(struct fg_admin_sample *out);
 };
+
+/* The admin thread's own numbers for /stats ("dashboard" and "emf" members, each
+ * followed by a comma) and /metrics: stream viewers, EMF records written and dropped. */
+void fg_admin_stats_json(struct evbuffer *out);
+void fg_admin_stats_metrics(struct evbuffer *out);
 
 /* Progress of the cache warm-ups (POST /cache/warm), for /stats. */
 struct fg_admin_warm_progress {
@@ -53,7 +118,8 @@ void fg_admin_agentstat_stop(void);
 void fg_admin_agentstat_json(struct evbuffer *out);
 void fg_admin_agentstat_metrics(struct evbuffer *out);
 
-/* Bind the admin address and start its thread. false (logged) if it cannot bind. */
+/* Start the admin thread: the one-second summaries, the EMF output and, with addr (NULL:
+ * `admin off`), the listener. false (logged) if it cannot bind. */
 bool fg_admin_start(const struct fg_addr *addr, const struct fg_admin_ops *ops);
 void fg_admin_stop(void);
 

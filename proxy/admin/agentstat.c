@@ -14,7 +14,7 @@
  * died refuses the next connection, so `up` turns false within a poll (a second) and
  * its last numbers are no longer shown as if they were current.
  */
-#include "admin/admin.h"
+#include "admin/internal.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -23,6 +23,7 @@
 #include <event2/bufferevent.h>
 
 #include "core/core.h"
+#include "json/json.h"
 
 #define POLL_MS   1000
 #define FETCH_MS  2000
@@ -47,6 +48,7 @@ static struct {
     char last_error[128];
     char addr_text[112];
     bool configured;
+    struct fg_admin_agent_numbers numbers; /* parsed from the last good /status */
 } A;
 
 static void set_error(const char *what)
@@ -128,6 +130,38 @@ static bool keep_metrics(const char *b, size_t n, struct evbuffer *out)
     return kept > 0;
 }
 
+/* The unsigned integer at obj.a.b (b NULL: obj.a), 0 when absent. */
+static uint64_t number_at(const struct fg_json *obj, const char *a, const char *b)
+{
+    const struct fg_json *v = fg_json_get(obj, a);
+    if (v != NULL && b != NULL)
+        v = fg_json_get(v, b);
+    uint64_t n = 0;
+    if (v != NULL && v->type == FG_JSON_NUMBER && !fg_parse_uint(v->str, UINT64_MAX, &n))
+        n = 0;
+    return n;
+}
+
+/* The numbers the dashboard and the EMF records take from the agent's /status. */
+static void parse_numbers(struct evbuffer *status)
+{
+    char err[64];
+    struct fg_json *j =
+        fg_json_parse(evbuffer_pullup(status, -1), evbuffer_get_length(status), err, sizeof(err));
+    if (j == NULL)
+        return;
+    struct fg_admin_agent_numbers *n = &A.numbers;
+    n->spool_depth = number_at(j, "spool", "depth");
+    n->spool_bytes = number_at(j, "spool", "bytes");
+    n->oldest_age_ms = number_at(j, "spool", "oldest_age_ms");
+    n->replay_ok = number_at(j, "replay", "ok");
+    n->replay_failed = number_at(j, "replay", "failed");
+    n->replay_rejected = number_at(j, "replay", "rejected");
+    n->sqs_sent = number_at(j, "sqs", "sent");
+    n->sqs_failed = number_at(j, "sqs", "failed");
+    fg_json_free(j);
+}
+
 static void fetch_done(enum which w, bool ok)
 {
     struct bufferevent *bev = A.bev[w];
@@ -146,6 +180,8 @@ static void fetch_done(enum which w, bool ok)
                 evbuffer_free(A.body[w]);
             A.body[w] = kept;
             A.got_ms[w] = fg_mono_ms();
+            if (w == W_STATUS)
+                parse_numbers(kept);
         } else {
             if (kept != NULL)
                 evbuffer_free(kept);
@@ -249,6 +285,14 @@ static bool fresh(enum which w, uint64_t now, uint64_t *age)
 {
     *age = A.got_ms[w] ? now - A.got_ms[w] : 0;
     return A.up[w] && A.body[w] != NULL && A.got_ms[w] != 0 && *age <= STALE_MS;
+}
+
+void fg_admin_agentstat_numbers(struct fg_admin_agent_numbers *out)
+{
+    uint64_t age;
+    *out = A.numbers;
+    out->configured = A.configured;
+    out->up = A.configured && fresh(W_STATUS, fg_mono_ms(), &age);
 }
 
 void fg_admin_agentstat_json(struct evbuffer *out)

@@ -488,5 +488,9 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *workers, size_t n,
                    const struct fg_config *cfg, uint64_t uptime_s, bool draining);
 void fg_stats_metrics(struct evbuffer *out, struct fg_worker *workers, size_t n,
                       const struct fg_config *cfg, uint64_t uptime_s, bool draining);
+struct fg_admin_sample;
+/* The same counters for the admin thread's one-second summaries and EMF records. */
+void fg_stats_sample(struct fg_admin_sample *out, struct fg_worker *workers, size_t n,
+                     const struct fg_config *cfg, uint64_t uptime_s, bool draining);
 
 #endif /* FG_SERVER_INTERNAL_H */

@@ -74,6 +74,7 @@ static const struct fg_admin_ops admin_ops = {
     .config = fg_server_config,
     .cache_purge = fg_server_cache_purge,
     .warm_target = fg_server_warm_target,
+    .sample = fg_server_sample,
 };
 
 static struct fg_config *reload(struct fg_config *cur, const char *path)
@@ -259,7 +260,9 @@ int main(int argc, char **argv)
 
     if (!fg_server_start(cfg))
         return 1;
-    if (cfg->admin.enabled && !fg_admin_start(&cfg->admin.addr, &admin_ops))
+    /* The admin thread runs with `admin off` too: it makes the summaries and the EMF
+     * records (the emf block may come with a reload). */
+    if (!fg_admin_start(cfg->admin.enabled ? &cfg->admin.addr : NULL, &admin_ops))
         return 1;
     if (!fg_server_write_pid_file())
         return 1;

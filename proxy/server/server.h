@@ -68,6 +68,9 @@ size_t fg_server_reopen_logs(void);
 /* Write the /stats JSON document, and the same counters for /metrics (Prometheus). */
 void fg_server_stats_json(struct evbuffer *out);
 void fg_server_metrics(struct evbuffer *out);
+/* The same counters as plain numbers, for the dashboard and the EMF output (admin.h). */
+struct fg_admin_sample;
+void fg_server_sample(struct fg_admin_sample *out);
 /* Purge every cache store of a key, or of every key starting with it (admin). */
 size_t fg_server_cache_purge(const char *key, size_t len, bool prefix);
 /* Where cache warm-ups are sent: the first listen address (loopback for a wildcard). */

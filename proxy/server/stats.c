@@ -8,6 +8,7 @@
 
 #include <inttypes.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #define SUM(field)                                                                                 \
@@ -245,6 +246,7 @@ static void features_json(struct evbuffer *out)
                         w.jobs, w.queued, w.in_flight, w.done, w.failed);
     fg_admin_agentstat_json(out);
     evbuffer_add(out, ",", 1);
+    fg_admin_stats_json(out);
 }
 
 static void caches_metrics(struct evbuffer *out)
@@ -495,6 +497,7 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
     metric(out, "flashgate_cache_warm_failed_total", "counter",
            "Warm-up URLs that failed (not 2xx/3xx, or no answer).", w.failed);
     fg_admin_agentstat_metrics(out);
+    fg_admin_stats_metrics(out);
 
     static const struct {
         const char *name, *type, *help;
@@ -624,4 +627,114 @@ static void tls_metrics(struct evbuffer *out)
     tls_family(out, st, "flashgate_tls_cipher_handshakes_total",
                "Completed TLS handshakes by cipher suite.", "cipher", FG_TLS_CIPHER_COUNT,
                offsetof(struct fg_tls_stats, ciphers), fg_tls_cipher_name);
+}
+
+/* ---- the sample the dashboard and the EMF records are computed from ---------------------- */
+
+/* The counters of /stats, with the same sums, as plain numbers for the admin thread. */
+void fg_stats_sample(struct fg_admin_sample *out, struct fg_worker *ws, size_t n,
+                     const struct fg_config *cfg, uint64_t uptime_s, bool draining)
+{
+    memset(out, 0, sizeof(*out));
+    out->mono_ms = fg_mono_ms();
+    out->wall_ms = fg_wall_ms();
+    out->generation = cfg->generation;
+    out->uptime_s = uptime_s;
+    out->workers = (unsigned)n;
+    out->draining = draining;
+    out->requests = SUM(requests_total);
+    for (int k = 1; k <= 5; k++)
+        out->responses[k] = SUM(responses[k]);
+    out->bytes_in = SUM(bytes_in);
+    out->bytes_out = SUM(bytes_out);
+    out->connections_active = SUM(connections_active);
+    out->connections_idle = SUM(connections_idle);
+    out->requests_active = SUM(requests_active);
+    for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
+        out->latency[k] = SUM(latency.bucket[k]);
+    out->latency_sum_us = SUM(latency.sum_us);
+
+    size_t nc = 0;
+    struct fg_cache *const *all = fg_cache_registry_all(&nc);
+    for (size_t i = 0; i < nc; i++) {
+        struct fg_cache_stats s;
+        fg_cache_get_stats(all[i], &s);
+        out->cache_hits += s.hits;
+        out->cache_coalesced += s.coalesced;
+        out->cache_misses += s.misses;
+        out->cache_stale += s.stale_served;
+        out->cache_passes += s.passes;
+        out->cache_entries += s.entries;
+        out->cache_bytes += s.bytes;
+    }
+
+    out->offload_queued = SUM(of_queued);
+    out->offload_duplicates = SUM(of_duplicates);
+    out->offload_fallback_pass = SUM(of_fallback_pass);
+    out->offload_fallback_reject = SUM(of_fallback_reject);
+    out->offload_too_big = SUM(of_too_big);
+    out->offload_in_flight = SUM(of_in_flight);
+    out->offload_agent_errors = SUM(of_err_full) + SUM(of_err_too_big) + SUM(of_err_error) +
+                                SUM(of_err_timeout) + SUM(of_err_unreachable);
+
+    struct fg_tls_stats st;
+    fg_tls_stats_read(FG_TLS_SERVER, &st);
+    out->tls_handshakes = st.handshakes;
+    out->tls_resumptions = st.resumptions;
+    for (size_t i = 0; i < FG_TLS_FAIL_COUNT; i++)
+        out->tls_failures += st.failures[i];
+    fg_tls_stats_read(FG_TLS_CLIENT, &st);
+    out->tls_upstream_handshakes = st.handshakes;
+    for (size_t i = 0; i < FG_TLS_FAIL_COUNT; i++)
+        out->tls_upstream_failures += st.failures[i];
+
+    size_t nl = fg_limit_stats_count();
+    for (size_t i = 0; i < nl && out->n_limits < FG_ADMIN_SAMPLE_LIMITS; i++) {
+        struct fg_admin_sample_limit *l = &out->limits[out->n_limits++];
+        struct fg_limit_sum s;
+        fg_limit_stats_sum(i, l->name, sizeof(l->name), &s);
+        l->allowed = s.allowed;
+        l->limited = s.limited;
+        l->failed_closed = s.failed_closed;
+    }
+
+    for (size_t u = 0; u < cfg->n_upstreams && out->n_upstreams < FG_ADMIN_SAMPLE_UPSTREAMS; u++) {
+        const struct fg_conf_upstream *cu = &cfg->upstreams[u];
+        struct fg_admin_sample_upstream *su = &out->upstreams[out->n_upstreams++];
+        snprintf(su->name, sizeof(su->name), "%s", cu->name);
+        su->pool_max = (uint64_t)cu->keepalive * n;
+        su->n_servers =
+            cu->n_servers < FG_ADMIN_SAMPLE_SERVERS ? cu->n_servers : FG_ADMIN_SAMPLE_SERVERS;
+        uint64_t down[FG_ADMIN_SAMPLE_SERVERS] = {0};
+        for (size_t i = 0; i < n; i++) {
+            pthread_mutex_lock(&ws[i].ustats_lock);
+            for (size_t k = 0; k < ws[i].n_ustats; k++) {
+                struct fg_upstream_stats *st2 = ws[i].ustats[k];
+                if (strcmp(st2->name, cu->name) != 0)
+                    continue;
+#define G(f) fg_counter_get(&st2->f)
+                su->requests += G(requests);
+                su->retries += G(retries);
+                su->connects += G(connects);
+                su->reused += G(reused);
+                su->errors += G(err_connect) + G(err_timeout) + G(err_reset) + G(err_bad_response);
+                su->active += G(connections_active);
+                su->idle += G(connections_idle);
+                for (size_t s = 0; s < st2->n_servers && s < su->n_servers; s++) {
+                    su->servers[s].requests += G(servers[s].requests);
+                    su->servers[s].fails += G(servers[s].fails);
+                    down[s] += G(servers[s].down);
+                }
+#undef G
+            }
+            pthread_mutex_unlock(&ws[i].ustats_lock);
+        }
+        for (size_t s = 0; s < su->n_servers; s++) {
+            char *a = su->servers[s].address; /* truncated: a long host name */
+            size_t al = strnlen(cu->servers[s].addr.text, sizeof(su->servers[s].address) - 1);
+            memcpy(a, cu->servers[s].addr.text, al);
+            a[al] = '\0';
+            su->servers[s].healthy = down[s] == 0; /* as /stats: no worker skips it */
+        }
+    }
 }

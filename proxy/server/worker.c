@@ -659,6 +659,14 @@ void fg_server_stats_json(struct evbuffer *out)
     fg_config_unref(cfg);
 }
 
+void fg_server_sample(struct fg_admin_sample *out)
+{
+    struct fg_config *cfg = fg_server_config();
+    fg_stats_sample(out, S.workers, S.n, cfg, (fg_mono_ms() - S.start_ms) / 1000,
+                    fg_server_draining());
+    fg_config_unref(cfg);
+}
+
 void fg_server_metrics(struct evbuffer *out)
 {
     struct fg_config *cfg = fg_server_config();
