@@ -106,9 +106,8 @@ static size_t union_dims(const int *const *sets, size_t first, size_t last, bool
 }
 
 static void write_record(struct evbuffer *out, const char *ns, const char *log_group, int64_t ts,
-                         const struct fg_emf_dimension *dims, size_t n_dims, const bool *used,
-                         const int *const *sets, size_t first, size_t last,
-                         const struct fg_emf_metric *m, size_t n)
+                         const struct fg_emf_dimension *dims, size_t n_dims, const int *const *sets,
+                         size_t first, size_t last, const struct fg_emf_metric *m, size_t n)
 {
     evbuffer_add_printf(out, "{\"_aws\":{\"Timestamp\":%" PRId64 ",", ts);
     if (log_group != NULL) {
@@ -135,9 +134,7 @@ static void write_record(struct evbuffer *out, const char *ns, const char *log_g
         evbuffer_add_printf(out, ",\"Unit\":\"%s\"}", m[i].unit);
     }
     evbuffer_add(out, "]}]}", 4);
-    for (size_t d = 0; d < n_dims; d++) {
-        if (!used[d])
-            continue;
+    for (size_t d = 0; d < n_dims; d++) { /* those no set names are plain properties */
         evbuffer_add(out, ",", 1);
         put_str(out, dims[d].name);
         evbuffer_add(out, ":", 1);
@@ -194,11 +191,10 @@ size_t fg_emf_write(struct evbuffer *out, const char *ns, const char *log_group,
         while (last < n_sets &&
                union_dims(sets, first, last + 1, used, n_dims) <= FG_EMF_MAX_DIMENSIONS)
             last++;
-        union_dims(sets, first, last, used, n_dims);
         for (size_t m = 0; m < n_metrics; m += FG_EMF_MAX_METRICS) {
             size_t n = n_metrics - m < FG_EMF_MAX_METRICS ? n_metrics - m : FG_EMF_MAX_METRICS;
-            write_record(out, ns, log_group, ts_ms, dims, n_dims, used, sets, first, last,
-                         metrics + m, n);
+            write_record(out, ns, log_group, ts_ms, dims, n_dims, sets, first, last, metrics + m,
+                         n);
             records++;
         }
         first = last;
@@ -475,7 +471,9 @@ static void emit(struct event_base *base, const struct fg_config *cfg,
     const struct fg_conf_emf *e = &cfg->emf;
     struct fg_emf_metric m[96];
     size_t nm = fg_emf_instance_metrics(EM.last, cur, m, FG_ARRAY_LEN(m));
-    /* Instance alone, and the fixed dimensions together (the whole group) when given. */
+    /* Instance alone (unless instance_dimension off), and the fixed dimensions together
+     * (the whole group) when there are some; Instance stays a member of every record,
+     * for CloudWatch Logs Insights, either way. */
     struct fg_emf_dimension dims[1 + FG_CONF_EMF_DIMENSIONS] = {{"Instance", fg_admin_instance()}};
     int instance_set[] = {0, -1}, fixed_set[FG_CONF_EMF_DIMENSIONS + 1];
     for (size_t i = 0; i < e->n_dims; i++) {
@@ -483,7 +481,12 @@ static void emit(struct event_base *base, const struct fg_config *cfg,
         fixed_set[i] = (int)(1 + i);
     }
     fixed_set[e->n_dims] = -1;
-    const int *const sets[] = {instance_set, fixed_set};
+    const int *sets[2];
+    size_t n_sets = 0;
+    if (e->instance_dimension)
+        sets[n_sets++] = instance_set;
+    if (e->n_dims > 0)
+        sets[n_sets++] = fixed_set;
     struct evbuffer *recs = evbuffer_new();
     if (recs == NULL)
         return;
@@ -491,8 +494,8 @@ static void emit(struct event_base *base, const struct fg_config *cfg,
     const char *group = e->kind == FG_CONF_EMF_FILE ? NULL
                         : e->log_group != NULL      ? e->log_group
                                                     : "flashgate";
-    size_t n = fg_emf_write(recs, ns, group, EM.last->s.wall_ms, dims, 1 + e->n_dims, sets,
-                            e->n_dims > 0 ? 2 : 1, m, nm);
+    size_t n =
+        fg_emf_write(recs, ns, group, EM.last->s.wall_ms, dims, 1 + e->n_dims, sets, n_sets, m, nm);
     if (n == 0)
         set_error("the interval's records break the format's rules: none written");
     else {

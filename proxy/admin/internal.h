@@ -139,11 +139,13 @@ struct fg_emf_dimension {
     const char *name, *value;
 };
 
-/* One set of metrics as records: each record carries the dimensions as top-level string
- * fields, one DimensionSet per entry of sets (each a list of indexes into dims, ended by
- * -1; an empty set aggregates over everything), at most FG_EMF_MAX_METRICS metrics (more
- * make more records with the same dimensions) and the metrics as top-level numbers; one
- * JSON object a line. log_group (NULL: none) is _aws.LogGroupName for the agent's
+/* One set of metrics as records: each record carries every dimension as a top-level
+ * string member (those no set names are plain properties), one DimensionSet per entry
+ * of sets (each a list of indexes into dims, ended by -1; no sets: one empty set, the
+ * metrics without dimensions), at most FG_EMF_MAX_DIMENSIONS different dimensions in the
+ * sets of one record (sets are spread over records), at most FG_EMF_MAX_METRICS metrics
+ * (more make more records with the same dimensions) and the metrics as top-level
+ * numbers; one JSON object a line. log_group (NULL: none) is _aws.LogGroupName for the agent's
  * listener. Returns the number of records written, 0 when the input breaks a rule
  * (too many dimensions, a bad unit, a name twice). */
 size_t fg_emf_write(struct evbuffer *out, const char *ns, const char *log_group, int64_t ts_ms,

@@ -269,7 +269,9 @@ struct fg_conf_emf {
         char *name, *value;
     } dims[FG_CONF_EMF_DIMENSIONS];
     size_t n_dims;
-    size_t line; /* of the emf block */
+    bool instance_dimension; /* the Instance dimension set; default on (off: the fixed
+                                dimensions' set only, fewer custom metrics to pay for) */
+    size_t line;             /* of the emf block */
 };
 
 struct fg_config {

@@ -298,3 +298,19 @@ def test_instance_id_without_imds_is_the_host_name(tmp_path, origin):
         assert fg.stats()["instance"]["name"] == socket.gethostname()[:128]
     finally:
         fg.stop()
+
+
+def test_emf_group_only(tmp_path, origin):
+    path = tmp_path / "emf.log"
+    fg = emf_flashgate(tmp_path, origin, f"file:{path}",
+                       "instance_dimension off; dimension AutoScalingGroupName shop-web;")
+    try:
+        traffic(fg.port, 2.2)
+        wait_for(lambda: path.exists() and path.read_text().count("\n") >= 1, 5, "records")
+        for line in path.read_text().splitlines():
+            r = check_record(line)
+            # one metric per group, not per instance; the instance stays a property
+            assert r["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["AutoScalingGroupName"]]
+            assert r["Instance"] == "web-7"
+    finally:
+        fg.stop()

@@ -138,7 +138,10 @@ static void test_one_record(void **state)
     assert_int_equal(fg_emf_write(b, "flashgate", NULL, 1, dims, 2, sets, 1, m, 3), 1);
     assert_int_equal(records_of(b, r), 1);
     assert_null(fg_json_get(fg_json_get(r[0], "_aws"), "LogGroupName"));
-    assert_null(fg_json_get(r[0], "AutoScalingGroupName")); /* only dimensions a set names */
+    /* a dimension no set names is a plain property: there, but not in Dimensions */
+    assert_string_equal(fg_json_get_string(r[0], "AutoScalingGroupName", NULL), "shop");
+    const struct fg_json *d0 = fg_json_get(fg_json_get(r[0], "_aws"), "CloudWatchMetrics")->child;
+    assert_int_equal(fg_json_get(d0, "Dimensions")->n, 1);
     fg_json_free(r[0]);
     evbuffer_free(b);
 }
@@ -228,6 +231,16 @@ static void test_bad_input_writes_nothing(void **state)
     assert_int_equal(fg_emf_write(b, "ns", NULL, 1, dims, 1, sets, 1, clash, 1), 0);
     assert_int_equal(fg_emf_write(b, "ns", NULL, 1, dims, 1, sets, 1, bad_unit, 0), 0);
     assert_int_equal(evbuffer_get_length(b), 0);
+    /* no set at all: one empty DimensionSet (the metrics without dimensions) */
+    const struct fg_emf_metric one[] = {{"A", "Count", 1}};
+    assert_int_equal(fg_emf_write(b, "ns", NULL, 1, dims, 1, NULL, 0, one, 1), 1);
+    struct fg_json *r[MAX_RECORDS];
+    assert_int_equal(records_of(b, r), 1);
+    check_record(r[0], 1);
+    const struct fg_json *ds = fg_json_get(
+        fg_json_get(fg_json_get(r[0], "_aws"), "CloudWatchMetrics")->child, "Dimensions");
+    assert_true(ds->n == 1 && ds->child->type == FG_JSON_ARRAY && ds->child->n == 0);
+    fg_json_free(r[0]);
     evbuffer_free(b);
 }
 

@@ -87,6 +87,7 @@ static void test_values(void **state)
     assert_string_equal(c->emf.path, "/var/log/flashgate/emf.log");
     assert_int_equal(c->emf.interval_ms, 60000);
     assert_null(c->emf.ns);
+    assert_true(c->emf.instance_dimension);
     fg_config_unref(c);
     c = load_ok(IN_EMF("target tcp://127.0.0.1; interval 10s; namespace Shop/Edge;\n"
                        "log_group edge; dimension AutoScalingGroupName shop-web;"));
@@ -98,6 +99,10 @@ static void test_values(void **state)
     assert_int_equal(c->emf.n_dims, 1);
     assert_string_equal(c->emf.dims[0].name, "AutoScalingGroupName");
     assert_string_equal(c->emf.dims[0].value, "shop-web");
+    assert_true(c->emf.instance_dimension);
+    fg_config_unref(c);
+    c = load_ok(IN_EMF("target tcp://127.0.0.1; instance_dimension off;"));
+    assert_false(c->emf.instance_dimension);
     fg_config_unref(c);
     c = load_ok(IN_EMF("target udp://[::1]:9999;"));
     assert_int_equal(c->emf.kind, FG_CONF_EMF_UDP);

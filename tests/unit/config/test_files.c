@@ -230,6 +230,7 @@ static const char rich[] =
     "    interval 10s;\n"
     "    namespace shop/edge;\n"
     "    log_group shop-edge-metrics;\n"
+    "    instance_dimension off;\n"
     "    dimension AutoScalingGroupName shop-web;\n"
     "    dimension Stage \"blue green\";\n"
     "}\n"
