@@ -15,6 +15,8 @@ packages=(
     clang libclang-rt-14-dev clang-format git
     # tests
     python3 python3-pytest python3-brotli curl procps util-linux ca-certificates openssl iproute2
+    # the dashboard's test opens it in a real browser (headless)
+    chromium
     # later features' real parts (Redis backend)
     redis-server
     # benchmarks

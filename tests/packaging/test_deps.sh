@@ -49,6 +49,7 @@ rpmlint|rpmlint|rpmlint|tests/packaging/test_rpm.sh
 logrotate|logrotate|logrotate|tests/packaging/test_rpm.sh, tests/integration/test_operations.py
 systemd-analyze|systemd|systemd|tests/packaging/test_systemd_unit.sh
 man|man-db|man-db|systemd-analyze verify (it runs man for the units Documentation= lines)
+chromium|chromium|chromium|tests/integration/test_dashboard.py (the page in a real browser)
 '
 
 # The package list of deps.sh: the words of its packages=( ... ) array, comments dropped.

@@ -57,10 +57,10 @@
     if (ms < 3600000) return nf1.format(ms / 60000) + " min";
     return nf1.format(ms / 3600000) + " h";
   }
-  /* An axis label: as many decimals as the scale needs, thousands as k. */
-  function fmtTick(v, top) {
+  /* An axis label: the decimals its step needs, thousands as k. */
+  function fmtTick(v, top, decimals) {
     if (top >= 10000) return nf1.format(v / 1000) + "k";
-    return top <= 2 ? nf2.format(v) : top <= 20 ? nf1.format(v) : nf0.format(v);
+    return v.toLocaleString("en-US", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
   }
   function fmtDuration(s) {
     const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
@@ -93,12 +93,25 @@
 
   /* ---- charts: SVG polylines over the last ten minutes ---- */
 
-  function niceMax(v) {
-    if (!(v > 0)) return 1;
-    const p = Math.pow(10, Math.floor(Math.log10(v)));
-    const f = v / p;
-    const n = f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10;
-    return n * p;
+  /* A step for four grid lines above v: 1, 2, 2.5 or 5 times a power of ten (whole
+   * numbers only for a series of counts). */
+  function niceStep(v, whole) {
+    if (!(v > 0)) return whole ? 1 : 0.25;
+    const raw = (v * 1.05) / 4;
+    const p = Math.pow(10, Math.floor(Math.log10(raw)));
+    const f = raw / p;
+    let step = (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * p;
+    if (whole) step = step < 1 ? 1 : step === 2.5 ? 5 : step;
+    return step;
+  }
+
+  /* The decimals a step's multiples need: 0.25 -> 2, 2.5 -> 1, 5 -> 0. */
+  function decimalsOf(step) {
+    for (let d = 0; d < 3; d++) {
+      const x = step * Math.pow(10, d);
+      if (Math.abs(Math.round(x) - x) < 1e-9) return d;
+    }
+    return 3;
   }
 
   function svgEl(tag, attrs) {
@@ -126,7 +139,7 @@
     const points = series.map(function (s) {
       const pts = [];
       for (const x of summaries) {
-        if (x.t < t0) continue;
+        if (x.t < t0 || x.interval_ms === 0) continue; /* the first summary has no rates */
         const v = s.get(x);
         if (v == null || !isFinite(v)) continue;
         pts.push([x.t, v]);
@@ -134,7 +147,9 @@
       }
       return pts;
     });
-    const ymax = opts.max != null ? opts.max : niceMax(top_v * 1.1);
+    const step_v = opts.max != null ? opts.max / 4 : niceStep(top_v, opts.whole);
+    const ymax = step_v * 4;
+    const decimals = decimalsOf(step_v);
     const X = function (t) { return left + ((t - t0) / span) * (w - left - right); };
     const Y = function (v) { return top + (1 - Math.min(v, ymax) / ymax) * (h - top - bottom); };
 
@@ -145,12 +160,13 @@
       const v = (ymax * i) / 4, y = Y(v);
       axis.appendChild(svgEl("line", { x1: left, x2: w - right, y1: y, y2: y, class: i ? "grid" : "base" }));
       const label = svgEl("text", { x: left - 4, y: y + 4, "text-anchor": "end" });
-      label.textContent = (opts.tick || fmtTick)(v, ymax);
+      label.textContent = opts.tick ? opts.tick(v) : fmtTick(v, ymax, decimals);
       axis.appendChild(label);
     }
     const step = span > 5 * 60000 ? 120000 : span > 2 * 60000 ? 60000 : 20000;
     for (let t = Math.ceil(t0 / step) * step; t <= last; t += step) {
       const x = X(t);
+      if (x < left + 24 || x > w - right - 24) continue; /* a label half off the plot */
       axis.appendChild(svgEl("line", { x1: x, x2: x, y1: top, y2: h - bottom, class: "grid" }));
       const label = svgEl("text", { x: x, y: h - 6, "text-anchor": "middle" });
       label.textContent = step < 60000 ? fmtClock(t) : fmtClock(t).slice(0, 5);
@@ -312,6 +328,7 @@
         : o.in_flight + " record(s) in flight to the agent · " + fmtCount(a.sqs_sent) +
           " sent to SQS, " + fmtCount(a.sqs_failed) + " failed, " + fmtCount(a.replayed) +
           " replayed since the agent started";
+    note.classList.add("small");
   }
 
   function renderWarm(s) {
@@ -364,7 +381,7 @@
     drawChart("chart-spool", [
       { name: "spool depth", cls: "s-spool", get: function (x) {
         const a = x.offload.agent; return a && a.up ? a.spool_depth : null; } },
-    ], { fmt: fmtCount, legend: "legend-spool", suffix: " records" });
+    ], { fmt: fmtCount, legend: "legend-spool", suffix: " records", whole: true });
     drawChart("chart-tls", [
       { name: "handshakes", cls: "s-tls", get: function (x) { return x.tls.rate.handshakes; } },
       { name: "resumed", cls: "s-tlsr", get: function (x) { return x.tls.rate.resumptions; } },
