@@ -471,6 +471,7 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 
 static void *admin_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "fg-admin");
     event_base_loop(AD.base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
 }

@@ -24,6 +24,10 @@
 #   certificate, TLS 1.3.
 # handshakes: full TLS handshakes per second (openssl s_time -new, one GET of 1 KiB per
 #   connection, pinned to CPU 1) against each proxy; CPU time per handshake.
+# dashboard: the passthrough load on flashgate with no dashboard viewer, then with 100
+#   following /stats/stream (viewers.py, on CPU 1), rounds alternating; CPU time per
+#   request of the worker thread alone (threads are named fg-worker-N), req/s and p99,
+#   and the admin thread's CPU (fg-admin) per second, which serves the viewers.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -39,7 +43,7 @@ while [ $# -gt 0 ]; do
     *) scenarios+=("$1"); shift ;;
     esac
 done
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(passthrough hit1k hit64k zhit nostore limit limit-redis cold idle https-hit1k https-pass handshakes)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(passthrough hit1k hit64k zhit nostore limit limit-redis cold idle https-hit1k https-pass handshakes dashboard)
 want_redis=0
 for s in "${scenarios[@]}"; do [ "$s" != limit-redis ] || want_redis=1; done
 tools=(nginx wrk taskset /usr/bin/python3)
@@ -174,6 +178,16 @@ kill -0 "$fgpid" 2>/dev/null || { echo "bench: flashgate did not start:" >&2; ca
 ngpid=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)   # the nginx worker, not its master
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# utime+stime of the threads of process $1 whose name starts with $2 (fg-worker-, fg-admin)
+thread_ticks() {
+    local t=0 d name
+    for d in /proc/"$1"/task/*; do
+        read -r name <"$d/comm" || continue
+        case $name in "$2"*) t=$((t + $(awk '{print $14 + $15}' "$d/stat"))) ;; esac
+    done
+    echo "$t"
+}
 
 run_wrk() { # name port pid round [path] [accept-encoding]
     local t0 t1 hdr=()
@@ -406,6 +420,41 @@ for n, v in res.items():
 a, b = res[targets[0][0]], res[targets[1][0]]
 print(f"ratio      {statistics.median(b['hs']) / statistics.median(a['hs']):>12.2f}x "
       f"{statistics.median(b['cpu']) / statistics.median(a['cpu']):>16.2f}x ({targets[1][0]} / {targets[0][0]})")
+PY
+    ;;
+dashboard)
+    echo "dashboard: passthrough, $rounds rounds x ${duration}s, wrk -t1 -c50, with 0 and 100 viewers of /stats/stream"
+    echo "  (cpu_us_per_req: the worker thread alone; the admin thread serves the viewers)"
+    rm -f "$work/results.jsonl" "$work/admin.txt"
+    taskset -c 1 wrk -t1 -c50 -d2s "http://127.0.0.1:$FG/" >/dev/null
+    for r in $(seq "$rounds"); do
+        modes=(none viewers)
+        [ $((r % 2)) -eq 0 ] && modes=(viewers none)
+        for mode in "${modes[@]}"; do
+            vpid=""
+            if [ "$mode" = viewers ]; then
+                taskset -c 1 /usr/bin/python3 "$here/viewers.py" "$FGADMIN" 100 >"$work/viewers.out" &
+                vpid=$!
+                for _ in $(seq 100); do grep -q ready "$work/viewers.out" && break; sleep 0.1; done
+                grep -q ready "$work/viewers.out" || { echo "bench: the 100 viewers did not connect" >&2; exit 1; }
+            fi
+            w0=$(thread_ticks "$fgpid" fg-worker-) a0=$(thread_ticks "$fgpid" fg-admin)
+            taskset -c 1 wrk -t1 -c50 -d"${duration}s" --latency "http://127.0.0.1:$FG/" >"$work/wrk.out"
+            w1=$(thread_ticks "$fgpid" fg-worker-) a1=$(thread_ticks "$fgpid" fg-admin)
+            /usr/bin/python3 "$here/wrk_results.py" row "flashgate-$mode" "$r" "$((w1 - w0))" \
+                "$(getconf CLK_TCK)" "$work/wrk.out" >>"$work/results.jsonl"
+            echo "$mode $((a1 - a0))" >>"$work/admin.txt"
+            if [ -n "$vpid" ]; then kill "$vpid"; wait "$vpid" 2>/dev/null || true; fi
+        done
+    done
+    /usr/bin/python3 "$here/wrk_results.py" table "$work/results.jsonl"
+    /usr/bin/python3 - "$work/admin.txt" "$(getconf CLK_TCK)" "$duration" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+hz, dur = int(sys.argv[2]), float(sys.argv[3])
+for mode in ("none", "viewers"):
+    ms = [int(t) / hz * 1000 / dur for m, t in rows if m == mode]
+    print(f"admin thread, {mode:<8}: {statistics.median(ms):.1f} ms CPU per second (median)")
 PY
     ;;
 *) echo "bench: unknown scenario $s" >&2; exit 2 ;;
