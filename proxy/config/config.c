@@ -45,7 +45,7 @@ static struct fg_config *load_text(const char *name, const char *text, size_t le
     struct fg_conf_diag d = {.name = name, .errs = errs};
     struct fg_conf_stmt *stmts = NULL;
     size_t n = 0, last_line = 1;
-    bool syntax_ok = fg_conf_parse(&d, text, len, &stmts, &n, &last_line);
+    bool syntax_ok = fg_conf_parse(&d, &fg_conf_flashgate, text, len, &stmts, &n, &last_line);
     struct fg_config *c = fg_conf_build(&d, name, stmts, n, last_line, syntax_ok);
     fg_conf_stmts_free(stmts, n);
     sort_errors(&d);

@@ -170,7 +170,7 @@ static void test_table_sane(void **state)
     for (size_t i = 0; i < fg_conf_n_directives; i++) {
         const struct fg_conf_directive *d = &fg_conf_directives[i];
         assert_true(d->ctx != 0 && (d->ctx & (d->ctx - 1)) == 0);
-        assert_ptr_equal(fg_conf_directive_find(d->name, d->ctx), d);
+        assert_ptr_equal(fg_conf_directive_find(&fg_conf_flashgate, d->name, d->ctx), d);
         assert_non_null(d->handler);
         assert_non_null(d->syntax);
         assert_non_null(d->def);
