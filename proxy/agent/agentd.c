@@ -165,7 +165,7 @@ struct pending {
 };
 
 static struct {
-    const struct fg_agentd_config *cfg;
+    const struct fg_conf_agent *cfg;
     struct event_base *base;
     struct fg_spool *sp; /* NULL in drain mode */
     struct fg_sink *sink;
@@ -208,9 +208,9 @@ static void creds_ready(void *arg)
 
 static const char *sink_name(void)
 {
-    if (D.cfg->mode == FG_AGENTD_DRAIN)
+    if (D.cfg->mode == FG_CONF_AGENT_DRAIN)
         return "drain";
-    return D.cfg->sink == FG_AGENTD_SINK_SQS ? "sqs" : "local";
+    return D.cfg->sink == FG_CONF_AGENT_SINK_SQS ? "sqs" : "local";
 }
 
 /* ---- connections from the proxy --------------------------------------------------------- */
@@ -545,7 +545,7 @@ static void status_json(struct evbuffer *b)
         "\"refused_too_big\":%llu,\"corrupt_skipped\":%llu,\"committed_seq\":%llu,"
         "\"acked_seq\":%llu,\"checkpoint_seq\":%llu},",
         PACKAGE_VERSION, (unsigned long long)((fg_mono_ms() - D.started_ms) / 1000),
-        D.stopping ? "true" : "false", D.cfg->mode == FG_AGENTD_DRAIN ? "drain" : "forward",
+        D.stopping ? "true" : "false", D.cfg->mode == FG_CONF_AGENT_DRAIN ? "drain" : "forward",
         sink_name(), (unsigned long long)ss.pending_records, (unsigned long long)ss.pending_bytes,
         (unsigned long long)ss.oldest_age_ms, (unsigned long long)ss.segments,
         (unsigned long long)ss.disk_bytes, (unsigned long long)ss.appended,
@@ -855,14 +855,14 @@ static void window_refill(void)
                   bad > 0 ? " (some undecodable; they will be skipped by the sink)" : "");
 }
 
-int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
+int fg_agentd_run(const struct fg_conf_agent *cfg, const char *conf_path)
 {
     memset(&D, 0, sizeof(D));
     D.cfg = cfg;
     D.started_ms = fg_mono_ms();
     signal(SIGPIPE, SIG_IGN);
 
-    bool drain = cfg->mode == FG_AGENTD_DRAIN;
+    bool drain = cfg->mode == FG_CONF_AGENT_DRAIN;
     struct fg_spool_stats ss = {0};
     char err[256];
     int rc = 1;
@@ -918,7 +918,7 @@ int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
     event_add(D.sig_int, NULL);
     event_add(D.sig_hup, NULL);
 
-    if (drain || cfg->sink == FG_AGENTD_SINK_SQS) {
+    if (drain || cfg->sink == FG_CONF_AGENT_SINK_SQS) {
         D.dns = evdns_base_new(D.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                            EVDNS_BASE_DISABLE_WHEN_INACTIVE);
         if (D.dns == NULL) {
@@ -948,7 +948,7 @@ int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
             fg_err("cannot start drain mode: %s", err);
             goto out;
         }
-    } else if (cfg->sink == FG_AGENTD_SINK_SQS) {
+    } else if (cfg->sink == FG_CONF_AGENT_SINK_SQS) {
         D.sqs = fg_sqs_sink_new(D.base, D.dns, D.sp, cfg, &D.st, D.creds, err, sizeof(err));
         if (D.sqs == NULL) {
             fg_err("cannot start the sqs sink: %s", err);

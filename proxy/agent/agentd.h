@@ -1,9 +1,9 @@
 /*
- * agentd.h — the flashgate-agent daemon's own pieces (not used by the proxy): its
- * configuration file, the event loop that takes records from the proxy and makes them
- * durable, the `local` sink that replays them to the app, the `sqs` sink that sends them
- * to an SQS queue and drain mode (the queue replayed to the app). They stand on proxy/aws
- * (SigV4, credentials), proxy/httpc (the HTTP/1.1 client) and proxy/json.
+ * agentd.h — the flashgate-agent daemon's own pieces (not used by the proxy): the event
+ * loop that takes records from the proxy and makes them durable, the `local` sink that
+ * replays them to the app, the `sqs` sink that sends them to an SQS queue and drain mode
+ * (the queue replayed to the app). They stand on proxy/config (flashgate-agent.conf),
+ * proxy/aws (SigV4, credentials), proxy/httpc (the HTTP/1.1 client) and proxy/json.
  */
 #ifndef FG_AGENTD_H
 #define FG_AGENTD_H
@@ -18,71 +18,18 @@
 
 #include "agent/agent.h"
 #include "aws/aws.h"
+#include "config/config.h"
 #include "core/core.h"
 #include "http/http.h"
 #include "httpc/httpc.h"
 #include "json/json.h"
 
-#define FG_AGENTD_DEFAULT_CONF   FG_SYSCONFDIR "/flashgate/flashgate-agent.conf"
-#define FG_AGENTD_DEFAULT_LISTEN "/run/flashgate/agent.sock"
-#define FG_AGENTD_DEFAULT_SPOOL  "/var/lib/flashgate/spool"
+#define FG_AGENTD_DEFAULT_CONF FG_SYSCONFDIR "/flashgate/flashgate-agent.conf"
 
-/* ---- configuration (conf.c) ------------------------------------------------------------ */
-
-enum fg_agentd_sink { FG_AGENTD_SINK_LOCAL = 0, FG_AGENTD_SINK_SQS };
-enum fg_agentd_mode { FG_AGENTD_FORWARD = 0, FG_AGENTD_DRAIN };
-
-#define FG_SQS_BATCH_MAX       10           /* SendMessageBatch's entry limit */
-#define FG_SQS_BATCH_BYTES     (256u << 10) /* its payload limit (default queues) */
+/* SendMessageBatch's limits */
+#define FG_SQS_BATCH_MAX       10           /* entries */
+#define FG_SQS_BATCH_BYTES     (256u << 10) /* payload (default queues) */
 #define FG_SQS_BATCH_BYTES_MAX (1u << 20)   /* queues raised to 1 MiB messages */
-
-struct fg_agentd_config {
-    enum fg_agentd_mode mode;
-    enum fg_agentd_sink sink;
-    char *listen_path; /* the unix socket the proxy connects to */
-    char *spool_dir;
-    uint64_t spool_max_bytes;    /* framed bytes of unacknowledged records; 0: no bound */
-    uint64_t spool_max_age_ms;   /* 0: no bound */
-    uint64_t spool_segment_size; /* 0: the spool's default */
-    uint64_t max_record;         /* largest RECORD frame taken */
-    uint64_t commit_batch;       /* commit once this many records wait */
-    uint64_t commit_delay_us;    /* or once the first of them waited this long */
-    uint64_t dedup_window;       /* idempotency keys remembered */
-    struct fg_addr app;          /* sink local: where records are replayed */
-    uint64_t replay_rate;        /* records per second; 0: no bound */
-    uint64_t replay_concurrency; /* requests in flight to the app */
-    uint64_t replay_timeout_ms;
-    uint64_t replay_backoff_ms;     /* first retry delay */
-    uint64_t replay_backoff_max_ms; /* retry delay cap */
-    uint64_t checkpoint_ms;
-    /* sink sqs and drain mode */
-    char *sqs_queue_url;
-    char *sqs_endpoint;       /* NULL: https://sqs.<region>.amazonaws.com */
-    char *sqs_region;         /* NULL: from the queue URL's host, else from IMDS */
-    char *sqs_message_group;  /* FIFO: a fixed MessageGroupId; NULL: "flashgate" */
-    char *sqs_group_header;   /* FIFO: take MessageGroupId from this forwarded header */
-    char *sqs_ca_file;        /* CA bundle for https; NULL: the system store */
-    bool sqs_fifo;            /* the queue name ends in .fifo */
-    uint64_t sqs_concurrency; /* batches (forward) or receives (drain) in flight */
-    uint64_t sqs_batch_max;   /* entries per SendMessageBatch, 1..10 */
-    uint64_t sqs_batch_bytes; /* encoded entry bytes per SendMessageBatch */
-    uint64_t sqs_timeout_ms;  /* one SQS request, connect to last byte */
-    uint64_t sqs_backoff_ms;  /* first retry delay */
-    uint64_t sqs_backoff_max_ms;
-    char *imds_endpoint;
-    uint64_t imds_timeout_ms;
-    uint64_t visibility_timeout_s; /* drain: asked in ReceiveMessage, extended at half */
-    uint64_t receive_wait_s;       /* drain: ReceiveMessage's WaitTimeSeconds */
-    bool status_enabled;
-    struct fg_addr status_addr;
-    char *error_log; /* NULL: stderr */
-    enum fg_log_level log_level;
-};
-
-/* Load path into a new config (defaults for what it does not set). NULL on failure, with
- * every "file:line: message" printed to errout. */
-struct fg_agentd_config *fg_agentd_config_load(const char *path, FILE *errout);
-void fg_agentd_config_free(struct fg_agentd_config *cfg);
 
 /* ---- counters shared by the loop and the sink ----------------------------------------- */
 
@@ -250,7 +197,7 @@ struct fg_sqs_sink;
 /* A sink sending sp's committed records to cfg->sqs_queue_url with the credentials of
  * creds. NULL (with a message in err) when the configuration cannot work. */
 struct fg_sqs_sink *fg_sqs_sink_new(struct event_base *base, struct evdns_base *dns,
-                                    struct fg_spool *sp, const struct fg_agentd_config *cfg,
+                                    struct fg_spool *sp, const struct fg_conf_agent *cfg,
                                     struct fg_agentd_stats *st, struct fg_creds *creds, char *err,
                                     size_t errlen);
 /* New records were committed, or credentials arrived: send what can be sent. */
@@ -269,7 +216,7 @@ struct fg_drain;
 
 /* Long-poll cfg->sqs_queue_url and replay each message to cfg->app. */
 struct fg_drain *fg_drain_new(struct event_base *base, struct evdns_base *dns,
-                              const struct fg_agentd_config *cfg, struct fg_agentd_stats *st,
+                              const struct fg_conf_agent *cfg, struct fg_agentd_stats *st,
                               struct fg_creds *creds, char *err, size_t errlen);
 void fg_drain_kick(struct fg_drain *d);
 /* Messages held (received, not yet deleted or given up), and replays in flight. */
@@ -283,7 +230,7 @@ struct fg_sink;
 
 /* A sink replaying sp's committed records to cfg->app; counters go to st. */
 struct fg_sink *fg_sink_new(struct event_base *base, struct fg_spool *sp,
-                            const struct fg_agentd_config *cfg, struct fg_agentd_stats *st);
+                            const struct fg_conf_agent *cfg, struct fg_agentd_stats *st);
 /* New records were committed: send what the rate and concurrency allow. */
 void fg_sink_kick(struct fg_sink *s);
 /* Records read but not yet acknowledged, and requests in flight (for /status). */
@@ -297,6 +244,6 @@ void fg_sink_free(struct fg_sink *s);
 
 /* Open the spool, bind the socket and the status listener, and run until SIGTERM or
  * SIGINT. Returns the exit status. */
-int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path);
+int fg_agentd_run(const struct fg_conf_agent *cfg, const char *conf_path);
 
 #endif /* FG_AGENTD_H */

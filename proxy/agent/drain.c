@@ -51,7 +51,7 @@ struct msg {
 struct fg_drain {
     struct event_base *base;
     struct evdns_base *dns;
-    const struct fg_agentd_config *cfg;
+    const struct fg_conf_agent *cfg;
     struct fg_agentd_stats *st;
     struct fg_creds *creds;
     struct fg_httpc *sqs, *app;
@@ -581,7 +581,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct fg_drain *fg_drain_new(struct event_base *base, struct evdns_base *dns,
-                              const struct fg_agentd_config *cfg, struct fg_agentd_stats *st,
+                              const struct fg_conf_agent *cfg, struct fg_agentd_stats *st,
                               struct fg_creds *creds, char *err, size_t errlen)
 {
     struct fg_drain *d = calloc(1, sizeof(*d));

@@ -50,23 +50,27 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    struct fg_agentd_config *cfg = fg_agentd_config_load(path, stderr);
+    struct fg_config_errors errs = {0};
+    struct fg_conf_agent *cfg = fg_config_load_agent(path, &errs);
     if (cfg == NULL) {
-        fprintf(stderr, "flashgate-agent: configuration %s is not valid\n", path);
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        fprintf(stderr, "flashgate-agent: configuration %s has %zu error(s)\n", path, errs.n);
+        fg_config_errors_free(&errs);
         return 1;
     }
     if (test_only) {
         fprintf(stderr, "flashgate-agent: configuration %s is ok\n", path);
-        fg_agentd_config_free(cfg);
+        fg_config_agent_free(cfg);
         return 0;
     }
     if (!fg_log_open(cfg->error_log, cfg->log_level)) {
         fprintf(stderr, "flashgate-agent: cannot open error log %s: %s\n", cfg->error_log,
                 strerror(errno));
-        fg_agentd_config_free(cfg);
+        fg_config_agent_free(cfg);
         return 1;
     }
     int rc = fg_agentd_run(cfg, path);
-    fg_agentd_config_free(cfg);
+    fg_config_agent_free(cfg);
     return rc;
 }

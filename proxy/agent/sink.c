@@ -38,7 +38,7 @@ struct entry {
 };
 
 struct fg_sink {
-    const struct fg_agentd_config *cfg;
+    const struct fg_conf_agent *cfg;
     struct fg_agentd_stats *st;
     struct fg_httpc *app;
     struct fg_window *win;
@@ -219,7 +219,7 @@ static void app_url(const struct fg_addr *a, char *out, size_t outlen)
 }
 
 struct fg_sink *fg_sink_new(struct event_base *base, struct fg_spool *sp,
-                            const struct fg_agentd_config *cfg, struct fg_agentd_stats *st)
+                            const struct fg_conf_agent *cfg, struct fg_agentd_stats *st)
 {
     struct fg_sink *s = calloc(1, sizeof(*s));
     if (s == NULL)

@@ -89,7 +89,7 @@ struct batch {
 struct fg_sqs_sink {
     struct event_base *base;
     struct evdns_base *dns;
-    const struct fg_agentd_config *cfg;
+    const struct fg_conf_agent *cfg;
     struct fg_agentd_stats *st;
     struct fg_creds *creds;
     struct fg_httpc *http; /* made once the region is known */
@@ -781,7 +781,7 @@ static void pump(struct fg_sqs_sink *s)
 }
 
 struct fg_sqs_sink *fg_sqs_sink_new(struct event_base *base, struct evdns_base *dns,
-                                    struct fg_spool *sp, const struct fg_agentd_config *cfg,
+                                    struct fg_spool *sp, const struct fg_conf_agent *cfg,
                                     struct fg_agentd_stats *st, struct fg_creds *creds, char *err,
                                     size_t errlen)
 {

@@ -147,6 +147,10 @@ void fg_conf_h_generic(struct fg_conf_loader *L, const struct fg_conf_directive 
 struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
                                 const struct fg_conf_stmt *stmts, size_t n, size_t last_line,
                                 bool syntax_ok);
+/* Build flashgate-agent's config from a parsed tree (agent.c); like fg_conf_build. */
+struct fg_conf_agent *fg_conf_build_agent(struct fg_conf_diag *d, const char *name,
+                                          const struct fg_conf_stmt *stmts, size_t n,
+                                          bool syntax_ok);
 /* Free a config whatever its state (refcount ignored). */
 void fg_conf_free(struct fg_config *c);
 /* "GET" for FG_HTTP_GET..FG_HTTP_CONNECT, NULL otherwise. */

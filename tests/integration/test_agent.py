@@ -361,8 +361,9 @@ def test_config_check(tmp_path):
                        timeout=10)
     assert r.returncode == 1
     assert f"{bad}:2: unknown directive 'frobnicate'" in r.stderr
-    assert f"{bad}:3: replay_rate" in r.stderr
-    assert f"{bad}:4: sink" in r.stderr
+    # The same messages as flashgate.conf's (one parser, one directive table machinery).
+    assert f"{bad}:3: invalid number 'fast' for 'replay_rate'" in r.stderr
+    assert f"{bad}:4: sink sqs needs sqs_queue_url" in r.stderr
     shipped = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "flashgate-agent.conf")
     r = subprocess.run([agent_bin(), "-t", "-c", shipped], capture_output=True, text=True,
                        timeout=10)
