@@ -168,9 +168,8 @@ static struct {
     const struct fg_conf_agent *cfg;
     struct event_base *base;
     struct fg_spool *sp; /* NULL in drain mode */
-    struct fg_sink *sink;
-    struct fg_sqs_sink *sqs;
-    struct fg_drain *drain;
+    const struct fg_agentd_sink_ops *sink_ops;
+    void *sink;
     struct fg_creds *creds;
     struct evdns_base *dns;
     struct evconnlistener *listener;
@@ -190,14 +189,18 @@ static struct {
 
 /* ---- the sink in use ------------------------------------------------------------------------- */
 
+/* The sink the configuration asks for: drain mode's, else sink local or sqs. */
+static const struct fg_agentd_sink_ops *sink_for(const struct fg_conf_agent *cfg)
+{
+    if (cfg->mode == FG_CONF_AGENT_DRAIN)
+        return &fg_sink_drain_ops;
+    return cfg->sink == FG_CONF_AGENT_SINK_SQS ? &fg_sink_sqs_ops : &fg_sink_local_ops;
+}
+
 static void sink_kick(void)
 {
-    if (D.sqs != NULL)
-        fg_sqs_sink_kick(D.sqs);
-    else if (D.drain != NULL)
-        fg_drain_kick(D.drain);
-    else
-        fg_sink_kick(D.sink);
+    if (D.sink != NULL)
+        D.sink_ops->kick(D.sink);
 }
 
 static void creds_ready(void *arg)
@@ -206,11 +209,12 @@ static void creds_ready(void *arg)
     sink_kick();
 }
 
-static const char *sink_name(void)
+static struct fg_agentd_sink_gauges sink_gauges(void)
 {
-    if (D.cfg->mode == FG_CONF_AGENT_DRAIN)
-        return "drain";
-    return D.cfg->sink == FG_CONF_AGENT_SINK_SQS ? "sqs" : "local";
+    struct fg_agentd_sink_gauges g = {0};
+    if (D.sink != NULL)
+        D.sink_ops->gauges(D.sink, &g);
+    return g;
 }
 
 /* ---- connections from the proxy --------------------------------------------------------- */
@@ -536,6 +540,7 @@ static void status_json(struct evbuffer *b)
     const struct fg_agentd_stats *s = &D.st;
     struct fg_creds_stats cs;
     fg_creds_get_stats(D.creds, &cs);
+    struct fg_agentd_sink_gauges g = sink_gauges();
     evbuffer_add_printf(
         b,
         "{\"version\":\"%s\",\"uptime_s\":%llu,\"stopping\":%s,\"mode\":\"%s\",\"sink\":\"%s\","
@@ -546,15 +551,15 @@ static void status_json(struct evbuffer *b)
         "\"acked_seq\":%llu,\"checkpoint_seq\":%llu},",
         PACKAGE_VERSION, (unsigned long long)((fg_mono_ms() - D.started_ms) / 1000),
         D.stopping ? "true" : "false", D.cfg->mode == FG_CONF_AGENT_DRAIN ? "drain" : "forward",
-        sink_name(), (unsigned long long)ss.pending_records, (unsigned long long)ss.pending_bytes,
-        (unsigned long long)ss.oldest_age_ms, (unsigned long long)ss.segments,
-        (unsigned long long)ss.disk_bytes, (unsigned long long)ss.appended,
-        (unsigned long long)ss.committed, (unsigned long long)ss.commits,
-        (unsigned long long)ss.fsyncs, (unsigned long long)ss.commit_failed,
-        (unsigned long long)ss.refused_full, (unsigned long long)ss.refused_stale,
-        (unsigned long long)ss.refused_too_big, (unsigned long long)ss.corrupt_skipped,
-        (unsigned long long)ss.committed_seq, (unsigned long long)ss.acked_seq,
-        (unsigned long long)ss.checkpoint_seq);
+        D.sink_ops->name, (unsigned long long)ss.pending_records,
+        (unsigned long long)ss.pending_bytes, (unsigned long long)ss.oldest_age_ms,
+        (unsigned long long)ss.segments, (unsigned long long)ss.disk_bytes,
+        (unsigned long long)ss.appended, (unsigned long long)ss.committed,
+        (unsigned long long)ss.commits, (unsigned long long)ss.fsyncs,
+        (unsigned long long)ss.commit_failed, (unsigned long long)ss.refused_full,
+        (unsigned long long)ss.refused_stale, (unsigned long long)ss.refused_too_big,
+        (unsigned long long)ss.corrupt_skipped, (unsigned long long)ss.committed_seq,
+        (unsigned long long)ss.acked_seq, (unsigned long long)ss.checkpoint_seq);
     evbuffer_add_printf(
         b,
         "\"records\":{\"connections\":%llu,\"received\":%llu,\"durable\":%llu,"
@@ -568,7 +573,7 @@ static void status_json(struct evbuffer *b)
         (unsigned long long)s->errors, (unsigned long long)s->protocol_errors,
         (unsigned long long)s->replayed_ok, (unsigned long long)s->replayed_rejected,
         (unsigned long long)s->replayed_failed, (unsigned long long)s->replay_retries,
-        fg_sink_window(D.sink), fg_sink_in_flight(D.sink));
+        g.replay_window, g.replay_in_flight);
     evbuffer_add_printf(
         b,
         "\"sqs\":{\"sent\":%llu,\"failed\":%llu,\"retries\":%llu,\"throttled\":%llu,"
@@ -580,17 +585,16 @@ static void status_json(struct evbuffer *b)
         "\"checkpoints\":%llu,\"checkpoint_failed\":%llu}\n",
         (unsigned long long)s->sqs_sent, (unsigned long long)s->sqs_failed,
         (unsigned long long)s->sqs_retries, (unsigned long long)s->sqs_throttled,
-        (unsigned long long)s->sqs_batches, (unsigned long long)s->sqs_batch_errors,
-        fg_sqs_sink_window(D.sqs), fg_sqs_sink_in_flight(D.sqs),
-        fg_sqs_sink_entries_in_flight(D.sqs), D.creds != NULL ? fg_creds_source(D.creds) : "none",
+        (unsigned long long)s->sqs_batches, (unsigned long long)s->sqs_batch_errors, g.sqs_window,
+        g.sqs_in_flight, g.sqs_entries_in_flight,
+        D.creds != NULL ? fg_creds_source(D.creds) : "none",
         fg_creds_region(D.creds) != NULL ? fg_creds_region(D.creds) : "",
         (unsigned long long)cs.refreshed, (unsigned long long)cs.failed,
         (unsigned long long)s->drain_received, (unsigned long long)s->drain_ok,
         (unsigned long long)s->drain_rejected, (unsigned long long)s->drain_failed,
         (unsigned long long)s->drain_deleted, (unsigned long long)s->drain_extended,
-        (unsigned long long)s->drain_sqs_errors, fg_drain_held(D.drain),
-        fg_drain_in_flight(D.drain), (unsigned long long)s->checkpoints,
-        (unsigned long long)s->checkpoint_failed);
+        (unsigned long long)s->drain_sqs_errors, g.drain_held, g.drain_in_flight,
+        (unsigned long long)s->checkpoints, (unsigned long long)s->checkpoint_failed);
 }
 
 /* One metric family: HELP, TYPE and its one unlabelled sample. */
@@ -613,6 +617,7 @@ static void metrics_text(struct evbuffer *b)
     const struct fg_agentd_stats *s = &D.st;
     struct fg_creds_stats cs;
     fg_creds_get_stats(D.creds, &cs);
+    struct fg_agentd_sink_gauges g = sink_gauges();
     const char *C = "counter", *G = "gauge";
     metric(b, "uptime_seconds", G, "Seconds since the agent started.",
            (fg_mono_ms() - D.started_ms) / 1000);
@@ -645,7 +650,7 @@ static void metrics_text(struct evbuffer *b)
            s->replayed_failed);
     metric(b, "replay_retries_total", C, "Local sink: replays sent again.", s->replay_retries);
     metric(b, "replay_in_flight", G, "Local sink: requests in flight to the app.",
-           fg_sink_in_flight(D.sink));
+           g.replay_in_flight);
     metric(b, "sqs_sent_total", C, "SQS sink: records SQS acknowledged.", s->sqs_sent);
     metric(b, "sqs_failed_total", C,
            "SQS sink: records SQS refused for good, kept in rejected.jsonl.", s->sqs_failed);
@@ -655,10 +660,9 @@ static void metrics_text(struct evbuffer *b)
     metric(b, "sqs_batch_errors_total", C, "SQS sink: SendMessageBatch requests that failed.",
            s->sqs_batch_errors);
     metric(b, "sqs_batches_in_flight", G, "SQS sink: SendMessageBatch requests in flight.",
-           fg_sqs_sink_in_flight(D.sqs));
+           g.sqs_in_flight);
     metric(b, "sqs_entries_in_flight", G,
-           "SQS sink: records in SendMessageBatch requests in flight.",
-           fg_sqs_sink_entries_in_flight(D.sqs));
+           "SQS sink: records in SendMessageBatch requests in flight.", g.sqs_entries_in_flight);
     metric(b, "credentials_refreshed_total", C, "Credentials fetched from the instance metadata.",
            cs.refreshed);
     metric(b, "credentials_failed_total", C, "Instance metadata requests that failed.", cs.failed);
@@ -672,8 +676,7 @@ static void metrics_text(struct evbuffer *b)
            s->drain_deleted);
     metric(b, "drain_extended_total", C, "Drain: visibility timeouts extended.", s->drain_extended);
     metric(b, "drain_sqs_errors_total", C, "Drain: SQS requests that failed.", s->drain_sqs_errors);
-    metric(b, "drain_held", G, "Drain: messages received and not yet finished.",
-           fg_drain_held(D.drain));
+    metric(b, "drain_held", G, "Drain: messages received and not yet finished.", g.drain_held);
     metric(b, "checkpoints_total", C, "Spool checkpoints written.", s->checkpoints);
     metric(b, "checkpoint_failed_total", C, "Spool checkpoints that failed.", s->checkpoint_failed);
 }
@@ -859,6 +862,7 @@ int fg_agentd_run(const struct fg_conf_agent *cfg, const char *conf_path)
 {
     memset(&D, 0, sizeof(D));
     D.cfg = cfg;
+    D.sink_ops = sink_for(cfg);
     D.started_ms = fg_mono_ms();
     signal(SIGPIPE, SIG_IGN);
 
@@ -918,7 +922,7 @@ int fg_agentd_run(const struct fg_conf_agent *cfg, const char *conf_path)
     event_add(D.sig_int, NULL);
     event_add(D.sig_hup, NULL);
 
-    if (drain || cfg->sink == FG_CONF_AGENT_SINK_SQS) {
+    if (D.sink_ops->needs_aws) {
         D.dns = evdns_base_new(D.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                            EVDNS_BASE_DISABLE_WHEN_INACTIVE);
         if (D.dns == NULL) {
@@ -942,24 +946,12 @@ int fg_agentd_run(const struct fg_conf_agent *cfg, const char *conf_path)
             goto out;
         }
     }
-    if (drain) {
-        D.drain = fg_drain_new(D.base, D.dns, cfg, &D.st, D.creds, err, sizeof(err));
-        if (D.drain == NULL) {
-            fg_err("cannot start drain mode: %s", err);
-            goto out;
-        }
-    } else if (cfg->sink == FG_CONF_AGENT_SINK_SQS) {
-        D.sqs = fg_sqs_sink_new(D.base, D.dns, D.sp, cfg, &D.st, D.creds, err, sizeof(err));
-        if (D.sqs == NULL) {
-            fg_err("cannot start the sqs sink: %s", err);
-            goto out;
-        }
-    } else {
-        D.sink = fg_sink_new(D.base, D.sp, cfg, &D.st);
-        if (D.sink == NULL) {
-            fg_err("cannot start the local sink");
-            goto out;
-        }
+    struct fg_agentd_sink_env env = {
+        .base = D.base, .dns = D.dns, .sp = D.sp, .cfg = cfg, .st = &D.st, .creds = D.creds};
+    D.sink = D.sink_ops->create(&env, err, sizeof(err));
+    if (D.sink == NULL) {
+        fg_err("cannot start the %s sink: %s", D.sink_ops->name, err);
+        goto out;
     }
     if (!drain) {
         D.listener = listen_unix(cfg->listen_path);
@@ -986,8 +978,8 @@ int fg_agentd_run(const struct fg_conf_agent *cfg, const char *conf_path)
         fg_notice("flashgate-agent %s started: config %s, socket %s, spool %s (%llu record(s) "
                   "pending), sink %s -> %s, status %s",
                   PACKAGE_VERSION, conf_path, cfg->listen_path, cfg->spool_dir,
-                  (unsigned long long)ss.pending_records, sink_name(),
-                  D.sqs != NULL ? cfg->sqs_queue_url : cfg->app.text,
+                  (unsigned long long)ss.pending_records, D.sink_ops->name,
+                  D.sink_ops->needs_aws ? cfg->sqs_queue_url : cfg->app.text,
                   cfg->status_enabled ? cfg->status_addr.text : "off");
     fg_sd_notify("READY=1");
     sink_kick();
@@ -998,9 +990,8 @@ int fg_agentd_run(const struct fg_conf_agent *cfg, const char *conf_path)
 out:
     while (D.conns != NULL)
         conn_free(D.conns);
-    fg_sink_free(D.sink);
-    fg_sqs_sink_free(D.sqs);
-    fg_drain_free(D.drain);
+    if (D.sink != NULL)
+        D.sink_ops->destroy(D.sink);
     fg_creds_free(D.creds);
     if (D.dns != NULL)
         evdns_base_free(D.dns, 0);

@@ -189,56 +189,45 @@ bool fg_sqs_write_request(struct evbuffer *out, const struct fg_url *endpoint, c
                           const char *region, struct fg_sigv4_key *key, int64_t now_s, char *err,
                           size_t errlen);
 
-/* ---- the sqs sink (sqs.c) ---------------------------------------------------------------------
- */
+/* ---- the sinks (sink.c, sqs.c, drain.c) ---------------------------------------------- */
 
-struct fg_sqs_sink;
+/* What the loop hands committed records to: the local replay (sink.c), the SQS sender
+ * (sqs.c), or, in drain mode, the SQS queue replayed to the app (drain.c). The loop
+ * knows them only through this table. */
 
-/* A sink sending sp's committed records to cfg->sqs_queue_url with the credentials of
- * creds. NULL (with a message in err) when the configuration cannot work. */
-struct fg_sqs_sink *fg_sqs_sink_new(struct event_base *base, struct evdns_base *dns,
-                                    struct fg_spool *sp, const struct fg_conf_agent *cfg,
-                                    struct fg_agentd_stats *st, struct fg_creds *creds, char *err,
-                                    size_t errlen);
-/* New records were committed, or credentials arrived: send what can be sent. */
-void fg_sqs_sink_kick(struct fg_sqs_sink *s);
-size_t fg_sqs_sink_window(const struct fg_sqs_sink *s);
-/* SendMessageBatch requests in flight, and the entries they carry. */
-size_t fg_sqs_sink_in_flight(const struct fg_sqs_sink *s);
-size_t fg_sqs_sink_entries_in_flight(const struct fg_sqs_sink *s);
-/* Requests in flight are abandoned (their records are sent again after the next start). */
-void fg_sqs_sink_free(struct fg_sqs_sink *s);
+/* What a sink is made with. */
+struct fg_agentd_sink_env {
+    struct event_base *base;
+    struct evdns_base *dns; /* NULL unless the sink needs_aws */
+    struct fg_spool *sp;    /* the committed records; NULL in drain mode */
+    const struct fg_conf_agent *cfg;
+    struct fg_agentd_stats *st; /* the counters the sink writes */
+    struct fg_creds *creds;     /* NULL unless the sink needs_aws */
+};
 
-/* ---- drain mode (drain.c) ---------------------------------------------------------------------
- */
+/* A sink's gauges for /status and /metrics: each fills its own and leaves the rest 0. */
+struct fg_agentd_sink_gauges {
+    size_t replay_window, replay_in_flight;                  /* local: records read, requests */
+    size_t sqs_window, sqs_in_flight, sqs_entries_in_flight; /* sqs: records, batches, entries */
+    size_t drain_held, drain_in_flight;                      /* drain: messages received, replays */
+};
 
-struct fg_drain;
+struct fg_agentd_sink_ops {
+    const char *name; /* "local", "sqs", "drain": in /status and the log */
+    bool needs_aws;   /* credentials, a region and a DNS resolver are set up first */
+    /* A sink for env; NULL with a message in err when the configuration cannot work. */
+    void *(*create)(const struct fg_agentd_sink_env *env, char *err, size_t errlen);
+    /* Records were committed, credentials arrived, or a timer of the loop fired: send what
+     * can be sent. */
+    void (*kick)(void *sink);
+    void (*gauges)(const void *sink, struct fg_agentd_sink_gauges *g);
+    /* Abandon what is in flight (sent again after the next start) and free. */
+    void (*destroy)(void *sink);
+};
 
-/* Long-poll cfg->sqs_queue_url and replay each message to cfg->app. */
-struct fg_drain *fg_drain_new(struct event_base *base, struct evdns_base *dns,
-                              const struct fg_conf_agent *cfg, struct fg_agentd_stats *st,
-                              struct fg_creds *creds, char *err, size_t errlen);
-void fg_drain_kick(struct fg_drain *d);
-/* Messages held (received, not yet deleted or given up), and replays in flight. */
-size_t fg_drain_held(const struct fg_drain *d);
-size_t fg_drain_in_flight(const struct fg_drain *d);
-void fg_drain_free(struct fg_drain *d);
-
-/* ---- the local sink (sink.c) ------------------------------------------------------------ */
-
-struct fg_sink;
-
-/* A sink replaying sp's committed records to cfg->app; counters go to st. */
-struct fg_sink *fg_sink_new(struct event_base *base, struct fg_spool *sp,
-                            const struct fg_conf_agent *cfg, struct fg_agentd_stats *st);
-/* New records were committed: send what the rate and concurrency allow. */
-void fg_sink_kick(struct fg_sink *s);
-/* Records read but not yet acknowledged, and requests in flight (for /status). */
-size_t fg_sink_window(const struct fg_sink *s);
-size_t fg_sink_in_flight(const struct fg_sink *s);
-/* Close the app connections (requests in flight are abandoned and replayed after the
- * next start) and free the sink. NULL is a no-op. */
-void fg_sink_free(struct fg_sink *s);
+extern const struct fg_agentd_sink_ops fg_sink_local_ops; /* sink.c */
+extern const struct fg_agentd_sink_ops fg_sink_sqs_ops;   /* sqs.c */
+extern const struct fg_agentd_sink_ops fg_sink_drain_ops; /* drain.c */
 
 /* ---- the daemon (agentd.c) ------------------------------------------------------------- */
 
