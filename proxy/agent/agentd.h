@@ -229,6 +229,15 @@ extern const struct fg_agentd_sink_ops fg_sink_local_ops; /* sink.c */
 extern const struct fg_agentd_sink_ops fg_sink_sqs_ops;   /* sqs.c */
 extern const struct fg_agentd_sink_ops fg_sink_drain_ops; /* drain.c */
 
+/* ---- paths (paths.c) -------------------------------------------------------------------- */
+
+/* The spool directory and the socket's directory (forward mode) and the error log's
+ * directory: make the missing ones, parents included, mode 0750 (create), or only check
+ * that they exist or could be made and are writable, and that the socket path is free
+ * for a socket (-t). Every problem goes to errs as "file:line: message" (free with
+ * fg_config_errors_free); true when there is none. */
+bool fg_agentd_paths(const struct fg_conf_agent *cfg, bool create, struct fg_config_errors *errs);
+
 /* ---- the daemon (agentd.c) ------------------------------------------------------------- */
 
 /* Open the spool, bind the socket and the status listener, and run until SIGTERM or

@@ -30,6 +30,18 @@ int main(int argc, char **argv)
         fg_config_errors_free(&errs);
         return 1;
     }
+    /* -t checks the paths too, without making anything: what would fail at start fails
+     * here, with the directive's line. */
+    bool paths_ok = fg_agentd_paths(cfg, !test_only, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.msgs[i]);
+    fg_config_errors_free(&errs);
+    if (!paths_ok) {
+        fprintf(stderr, "flashgate-agent: configuration %s: %s\n", path,
+                test_only ? "its paths cannot work" : "cannot prepare its paths");
+        fg_config_agent_free(cfg);
+        return 1;
+    }
     if (test_only) {
         fprintf(stderr, "flashgate-agent: configuration %s is ok\n", path);
         fg_config_agent_free(cfg);

@@ -58,8 +58,8 @@ static void h_listen(struct fg_conf_loader *L, const struct fg_conf_directive *d
     if (v[0] != '/' || strlen(v) >= 108)
         ERR(L, st->line, "'%s' for '%s' is not an absolute unix socket path under 108 bytes", v,
             dir->name);
-    else
-        set_str(L, st->line, &c->listen_path, v);
+    else if (set_str(L, st->line, &c->listen_path, v))
+        c->listen_line = st->line;
 }
 
 static void h_spool_dir(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -69,8 +69,8 @@ static void h_spool_dir(struct fg_conf_loader *L, const struct fg_conf_directive
     const char *v = st->args[1];
     if (v[0] != '/')
         ERR(L, st->line, "path '%s' for '%s' must be absolute", v, dir->name);
-    else
-        set_str(L, st->line, &c->spool_dir, v);
+    else if (set_str(L, st->line, &c->spool_dir, v))
+        c->spool_dir_line = st->line;
 }
 
 static void h_mode(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -244,6 +244,7 @@ static void h_error_log(struct fg_conf_loader *L, const struct fg_conf_directive
 {
     struct fg_conf_agent *c = obj;
     const char *v = st->args[1];
+    c->error_log_line = st->line;
     if (strcmp(v, "stderr") == 0) {
         free(c->error_log);
         c->error_log = NULL;

@@ -363,6 +363,9 @@ struct fg_conf_agent {
     struct fg_addr status_addr;
     char *error_log; /* NULL: stderr */
     enum fg_log_level log_level;
+    /* Lines of the directives naming paths, for the agent's own checks of them (0: the
+     * default) */
+    size_t listen_line, spool_dir_line, error_log_line;
 };
 
 /* Load and validate flashgate-agent.conf, as fg_config_load does flashgate.conf: NULL
