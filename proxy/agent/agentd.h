@@ -172,7 +172,8 @@ bool fg_sqs_parse_batch_response(const char *body, size_t len, size_t n,
 
 enum fg_sqs_verdict {
     FG_SQS_OK = 0,      /* 2xx: look at the entries */
-    FG_SQS_THROTTLED,   /* 429, or 400 ThrottlingException / RequestThrottled: back off */
+    FG_SQS_THROTTLED,   /* 429; 400 or 403 with a throttling code (ThrottlingException,
+                           KmsThrottled, RequestThrottled): back off */
     FG_SQS_BAD_CONTENT, /* 400 caused by the entries (too long, invalid contents): split
                            the batch; a batch of one is a permanent failure */
     FG_SQS_FAILED       /* anything else (5xx, auth, missing queue): back off and retry */

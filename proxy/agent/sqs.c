@@ -22,7 +22,7 @@
  *    counted, and only then done: a record answered 202 is never simply gone. If that
  *    file cannot be written the entry is retried instead. Other Failed entries, and
  *    entries in neither list, are retried.
- *  - 429 or 400 ThrottlingException/RequestThrottled: throttled; 5xx, timeouts,
+ *  - 429, 400 ThrottlingException or KmsThrottled, 403 RequestThrottled: throttled; 5xx, timeouts,
  *    connection errors, and 4xx that are about us rather than the entries (credentials,
  *    signature, a missing queue): failed. In both cases the batch is retried after a
  *    jittered exponential backoff (sqs_backoff doubling to sqs_backoff_max, times a
@@ -343,8 +343,10 @@ enum fg_sqs_verdict fg_sqs_classify(const struct fg_httpc_result *res, char *cod
         snprintf(code, codelen, "%s", c);
     if (res->status >= 200 && res->status <= 299)
         return FG_SQS_OK;
+    /* ThrottlingException and KmsThrottled come with 400, RequestThrottled with 403 in
+     * SQS's JSON protocol: a 403 is not always about credentials. */
     if (res->status == 429 ||
-        (res->status == 400 && (strstr(c, "Throttl") != NULL || strstr(c, "RequestThrottled"))))
+        ((res->status == 400 || res->status == 403) && strstr(c, "Throttl") != NULL))
         return FG_SQS_THROTTLED;
     static const char *const content[] = {
         "BatchRequestTooLong",          "InvalidMessageContents",   "InvalidParameterValue",
