@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -359,6 +360,7 @@ static void take_record(struct conn *c, const struct fg_agent_record *r, const v
         break;
     case FG_SPOOL_E_FULL:
     case FG_SPOOL_E_STALE:
+    case FG_SPOOL_E_NOSPACE:
         D.st.refused_full++;
         answer(c, r->id, FG_AGENT_FULL);
         return;
@@ -548,7 +550,7 @@ static void status_json(struct evbuffer *b)
         "\"disk_bytes\":%llu,\"appended\":%llu,\"committed\":%llu,\"commits\":%llu,"
         "\"fsyncs\":%llu,\"commit_failed\":%llu,\"refused_full\":%llu,\"refused_stale\":%llu,"
         "\"refused_too_big\":%llu,\"corrupt_skipped\":%llu,\"committed_seq\":%llu,"
-        "\"acked_seq\":%llu,\"checkpoint_seq\":%llu},",
+        "\"acked_seq\":%llu,\"checkpoint_seq\":%llu,",
         PACKAGE_VERSION, (unsigned long long)((fg_mono_ms() - D.started_ms) / 1000),
         D.stopping ? "true" : "false", D.cfg->mode == FG_CONF_AGENT_DRAIN ? "drain" : "forward",
         D.sink_ops->name, (unsigned long long)ss.pending_records,
@@ -560,6 +562,15 @@ static void status_json(struct evbuffer *b)
         (unsigned long long)ss.refused_stale, (unsigned long long)ss.refused_too_big,
         (unsigned long long)ss.corrupt_skipped, (unsigned long long)ss.committed_seq,
         (unsigned long long)ss.acked_seq, (unsigned long long)ss.checkpoint_seq);
+    /* Whether the disk is why records are refused (the proxy falls back meanwhile). */
+    char free_text[24] = "null";
+    if (D.sp != NULL && ss.fs_free_bytes != UINT64_MAX)
+        snprintf(free_text, sizeof(free_text), "%llu", (unsigned long long)ss.fs_free_bytes);
+    evbuffer_add_printf(b,
+                        "\"disk_full\":%s,\"disk_full_events\":%llu,\"refused_disk_full\":%llu,"
+                        "\"fs_free_bytes\":%s},",
+                        ss.disk_full ? "true" : "false", (unsigned long long)ss.no_space_events,
+                        (unsigned long long)ss.refused_no_space, free_text);
     evbuffer_add_printf(
         b,
         "\"records\":{\"connections\":%llu,\"received\":%llu,\"durable\":%llu,"
@@ -633,6 +644,15 @@ static void metrics_text(struct evbuffer *b)
     metric(b, "spool_fsyncs_total", C, "fsync and fdatasync calls made by the spool.", ss.fsyncs);
     metric(b, "spool_commit_failed_total", C, "Records dropped because their commit failed.",
            ss.commit_failed);
+    metric(b, "spool_disk_full", G,
+           "1 while records are refused because the spool's filesystem is full.", ss.disk_full);
+    metric(b, "spool_disk_full_events_total", C, "Spool writes that ran out of disk space.",
+           ss.no_space_events);
+    metric(b, "spool_refused_disk_full_total", C,
+           "Records refused because the spool's filesystem was full.", ss.refused_no_space);
+    if (D.sp != NULL && ss.fs_free_bytes != UINT64_MAX)
+        metric(b, "spool_fs_free_bytes", G, "Free bytes on the spool's filesystem.",
+               ss.fs_free_bytes);
     metric(b, "connections_total", C, "Connections accepted from the proxy.", s->connections);
     metric(b, "records_received_total", C, "RECORD frames received.", s->received);
     metric(b, "records_durable_total", C, "Records answered DURABLE.", s->durable);
@@ -858,6 +878,22 @@ static void window_refill(void)
                   bad > 0 ? " (some undecodable; they will be skipped by the sink)" : "");
 }
 
+/* A spool allowed more than its filesystem holds fills the disk before spool_max_bytes:
+ * it then refuses records until delivered ones are deleted. Say so at start. */
+static void warn_disk_smaller_than_spool(const struct fg_conf_agent *cfg)
+{
+    struct statvfs v;
+    if (statvfs(cfg->spool_dir, &v) != 0)
+        return;
+    uint64_t total = (uint64_t)v.f_blocks * (uint64_t)v.f_frsize;
+    if (cfg->spool_max_bytes == 0 || cfg->spool_max_bytes > total)
+        fg_warn("spool_max_bytes (%llu bytes%s) is more than the spool's filesystem holds "
+                "(%llu bytes): a backlog fills the disk first, and records are refused until "
+                "delivered ones are deleted; set spool_max_bytes below the free space",
+                (unsigned long long)cfg->spool_max_bytes,
+                cfg->spool_max_bytes == 0 ? ": no limit" : "", (unsigned long long)total);
+}
+
 int fg_agentd_run(const struct fg_conf_agent *cfg, const char *conf_path)
 {
     memset(&D, 0, sizeof(D));
@@ -884,6 +920,7 @@ int fg_agentd_run(const struct fg_conf_agent *cfg, const char *conf_path)
         }
         fg_spool_get_stats(D.sp, fg_wall_ms(), &ss);
         D.committed_seq = ss.committed_seq;
+        warn_disk_smaller_than_spool(cfg);
     }
     if (!kw_init(&D.win, (uint32_t)cfg->dedup_window)) {
         fg_err("out of memory for the recent-key window (%llu keys)",

@@ -343,7 +343,10 @@ def test_sigterm_commits_and_checkpoints(app, agent):
     assert ag.stop() == 0
     with open(os.path.join(ag.spool, "checkpoint"), "rb") as f:
         cp = f.read()
-    assert cp[:4] == b"FGCK" and struct.unpack_from("<Q", cp, 8)[0] == 50
+    # Two 512-byte slots (magic, version 2, acked, generation): the newer one counts.
+    slots = [struct.unpack_from("<4sIQQ", cp, off) for off in (0, 512)]
+    assert all(sl[0] == b"FGCK" and sl[1] == 2 for sl in slots)
+    assert max(slots, key=lambda sl: sl[3])[2] == 50
     # Nothing is replayed again after a clean stop.
     ag.start()
     time.sleep(0.5)
