@@ -172,6 +172,7 @@ struct fg_spool_stats {
     uint64_t no_space_events;    /* writes that ran out of space (ENOSPC, EDQUOT) */
     uint64_t refused_no_space;   /* appends refused because the filesystem was full */
     uint64_t fs_free_bytes;      /* free on the spool's filesystem (UINT64_MAX: unknown) */
+    uint64_t index_entries;      /* records in the in-memory index (32 bytes each) */
 };
 
 /*

@@ -14,10 +14,11 @@
  *   - from a lowest-priority event, i.e. as soon as the loop has nothing else ready:
  *     the loop never goes back to waiting with records uncommitted.
  *
- * The recent-key window remembers the idempotency keys of the last dedup_window records
- * with their sequence numbers. A record whose key is in it is not appended again: it is
- * answered DUPLICATE once its first copy is durable (at once if it already is). At start
- * the window is refilled from the records of the spool not yet acknowledged.
+ * The recent-key window (keywin.c) remembers the idempotency keys of the last
+ * dedup_window records (at most dedup_window_bytes of them) with their sequence numbers.
+ * A record whose key is in it is not appended again: it is answered DUPLICATE once its
+ * first copy is durable (at once if it already is). At start the window is refilled from
+ * the records of the spool not yet acknowledged.
  */
 #include "agent/agentd.h"
 
@@ -45,105 +46,6 @@
 #define PRIO_NORMAL  1 /* everything else (libevent's default with 3 queues) */
 #define PRIO_IDLE    2 /* the end-of-iteration commit */
 #define READ_SLACK   (64u * 1024)
-
-/* ---- the recent-key window --------------------------------------------------------------- */
-
-struct key_ent {
-    char *key;
-    uint64_t seq;
-    uint32_t next; /* next entry in the bucket, 1-based; 0 ends the chain */
-    uint8_t len;
-    bool live;
-};
-
-struct keywin {
-    struct key_ent *e;
-    uint32_t cap, head;
-    uint32_t *bucket; /* 1-based entry indices */
-    uint32_t mask;
-    uint8_t sipkey[16];
-};
-
-static uint32_t kw_hash(const struct keywin *w, const char *k, size_t len)
-{
-    struct fg_siphash h;
-    fg_siphash_init(&h, w->sipkey);
-    fg_siphash_update(&h, k, len);
-    return (uint32_t)fg_siphash_final(&h) & w->mask;
-}
-
-static bool kw_init(struct keywin *w, uint32_t cap)
-{
-    uint32_t nb = 1;
-    while (nb < cap * 2u)
-        nb <<= 1;
-    w->cap = cap;
-    w->mask = nb - 1;
-    w->e = calloc(cap, sizeof(*w->e));
-    w->bucket = calloc(nb, sizeof(*w->bucket));
-    FILE *r = fopen("/dev/urandom", "rb");
-    if (r == NULL || fread(w->sipkey, 1, sizeof(w->sipkey), r) != sizeof(w->sipkey)) {
-        uint64_t t = fg_mono_us() ^ (uint64_t)getpid() << 32;
-        memcpy(w->sipkey, &t, sizeof(t));
-    }
-    if (r != NULL)
-        fclose(r);
-    return w->e != NULL && w->bucket != NULL;
-}
-
-static void kw_free(struct keywin *w)
-{
-    for (uint32_t i = 0; w->e != NULL && i < w->cap; i++)
-        free(w->e[i].key);
-    free(w->e);
-    free(w->bucket);
-}
-
-/* The 1-based index of key's entry, 0 if absent. */
-static uint32_t kw_find(const struct keywin *w, const char *k, size_t len)
-{
-    for (uint32_t i = w->bucket[kw_hash(w, k, len)]; i != 0; i = w->e[i - 1].next) {
-        const struct key_ent *e = &w->e[i - 1];
-        if (e->len == len && memcmp(e->key, k, len) == 0)
-            return i;
-    }
-    return 0;
-}
-
-static void kw_unlink(struct keywin *w, uint32_t idx)
-{
-    struct key_ent *e = &w->e[idx - 1];
-    uint32_t *pp = &w->bucket[kw_hash(w, e->key, e->len)];
-    while (*pp != 0 && *pp != idx)
-        pp = &w->e[*pp - 1].next;
-    if (*pp == idx)
-        *pp = e->next;
-    e->live = false;
-    e->next = 0;
-}
-
-/* Remember key for seq, forgetting the oldest key when the window is full. 0 when out of
- * memory (the record is then queued without duplicate protection). */
-static uint32_t kw_add(struct keywin *w, const char *k, size_t len, uint64_t seq)
-{
-    uint32_t idx = w->head + 1;
-    struct key_ent *e = &w->e[w->head];
-    if (e->live)
-        kw_unlink(w, idx);
-    char *copy = realloc(e->key, len > 0 ? len : 1);
-    if (copy == NULL)
-        return 0;
-    memcpy(copy, k, len);
-    e->key = copy;
-    e->len = (uint8_t)len;
-    e->seq = seq;
-    e->live = true;
-    uint32_t b = kw_hash(w, k, len);
-    e->next = w->bucket[b];
-    w->bucket[b] = idx;
-    w->head = (w->head + 1) % w->cap;
-    return idx;
-}
 
 /* ---- the daemon's state --------------------------------------------------------------------- */
 
@@ -182,7 +84,7 @@ static struct {
     size_t npend, cappend;
     uint64_t batch_start_us; /* first append of the batch waiting; 0: none */
     uint64_t committed_seq;
-    struct keywin win;
+    struct fg_keywin *win;
     struct fg_agentd_stats st;
     bool stopping;
     uint64_t started_ms;
@@ -294,8 +196,7 @@ static void commit_now(void)
         struct pending *p = &D.pend[i];
         uint8_t status = p->status;
         if (st != FG_SPOOL_OK) {
-            if (p->win != 0 && D.win.e[p->win - 1].live && D.win.e[p->win - 1].seq == p->seq)
-                kw_unlink(&D.win, p->win);
+            fg_keywin_forget(D.win, p->win, p->seq);
             status = FG_AGENT_ERROR;
             D.st.errors++;
         } else if (status == FG_AGENT_DURABLE) {
@@ -339,10 +240,9 @@ static void take_record(struct conn *c, const struct fg_agent_record *r, const v
                         size_t len)
 {
     D.st.received++;
-    uint32_t w = kw_find(&D.win, r->key, r->key_len);
-    if (w != 0) {
+    uint64_t seq = 0;
+    if (fg_keywin_find(D.win, r->key, r->key_len, &seq) != 0) {
         D.st.duplicates++;
-        uint64_t seq = D.win.e[w - 1].seq;
         if (seq <= D.committed_seq) {
             answer(c, r->id, FG_AGENT_DUPLICATE);
         } else if (pend_push(c, r->id, seq, 0, FG_AGENT_DUPLICATE)) {
@@ -353,7 +253,6 @@ static void take_record(struct conn *c, const struct fg_agent_record *r, const v
         }
         return;
     }
-    uint64_t seq = 0;
     enum fg_spool_status st = fg_spool_append(D.sp, frame, len, fg_wall_ms(), &seq);
     switch (st) {
     case FG_SPOOL_OK:
@@ -375,7 +274,7 @@ static void take_record(struct conn *c, const struct fg_agent_record *r, const v
         answer(c, r->id, FG_AGENT_ERROR);
         return;
     }
-    uint32_t idx = kw_add(&D.win, r->key, r->key_len, seq);
+    uint32_t idx = fg_keywin_add(D.win, r->key, r->key_len, seq);
     if (!pend_push(c, r->id, seq, idx, FG_AGENT_DURABLE)) {
         /* Cannot remember the answer: commit now and answer this one directly. */
         commit_now();
@@ -568,9 +467,14 @@ static void status_json(struct evbuffer *b)
         snprintf(free_text, sizeof(free_text), "%llu", (unsigned long long)ss.fs_free_bytes);
     evbuffer_add_printf(b,
                         "\"disk_full\":%s,\"disk_full_events\":%llu,\"refused_disk_full\":%llu,"
-                        "\"fs_free_bytes\":%s},",
+                        "\"fs_free_bytes\":%s,\"index_entries\":%llu},",
                         ss.disk_full ? "true" : "false", (unsigned long long)ss.no_space_events,
-                        (unsigned long long)ss.refused_no_space, free_text);
+                        (unsigned long long)ss.refused_no_space, free_text,
+                        (unsigned long long)ss.index_entries);
+    evbuffer_add_printf(
+        b, "\"dedup\":{\"keys\":%zu,\"memory_bytes\":%zu},",
+        D.win != NULL ? fg_keywin_count(D.win) : 0,
+        fg_keywin_memory((uint32_t)D.cfg->dedup_window, (size_t)D.cfg->dedup_window_bytes));
     evbuffer_add_printf(
         b,
         "\"records\":{\"connections\":%llu,\"received\":%llu,\"durable\":%llu,"
@@ -644,6 +548,11 @@ static void metrics_text(struct evbuffer *b)
     metric(b, "spool_fsyncs_total", C, "fsync and fdatasync calls made by the spool.", ss.fsyncs);
     metric(b, "spool_commit_failed_total", C, "Records dropped because their commit failed.",
            ss.commit_failed);
+    metric(b, "spool_index_entries", G,
+           "Records in the spool's in-memory index (32 bytes each): those not yet delivered.",
+           ss.index_entries);
+    metric(b, "dedup_keys", G, "Idempotency keys in the recent-key window.",
+           D.win != NULL ? fg_keywin_count(D.win) : 0);
     metric(b, "spool_disk_full", G,
            "1 while records are refused because the spool's filesystem is full.", ss.disk_full);
     metric(b, "spool_disk_full_events_total", C, "Spool writes that ran out of disk space.",
@@ -865,8 +774,8 @@ static void window_refill(void)
         struct fg_agent_record r;
         if (fg_agent_proto_decode_record(rec.data, rec.len, rec.len, &r, NULL, NULL) ==
             FG_AGENT_PROTO_OK) {
-            if (kw_find(&D.win, r.key, r.key_len) == 0)
-                kw_add(&D.win, r.key, r.key_len, rec.seq);
+            if (fg_keywin_find(D.win, r.key, r.key_len, NULL) == 0)
+                fg_keywin_add(D.win, r.key, r.key_len, rec.seq);
             n++;
         } else {
             bad++;
@@ -922,9 +831,10 @@ int fg_agentd_run(const struct fg_conf_agent *cfg, const char *conf_path)
         D.committed_seq = ss.committed_seq;
         warn_disk_smaller_than_spool(cfg);
     }
-    if (!kw_init(&D.win, (uint32_t)cfg->dedup_window)) {
-        fg_err("out of memory for the recent-key window (%llu keys)",
-               (unsigned long long)cfg->dedup_window);
+    D.win = fg_keywin_new((uint32_t)cfg->dedup_window, (size_t)cfg->dedup_window_bytes);
+    if (D.win == NULL) {
+        fg_err("out of memory for the recent-key window (%llu keys, %llu bytes of keys)",
+               (unsigned long long)cfg->dedup_window, (unsigned long long)cfg->dedup_window_bytes);
         goto out;
     }
     if (!drain)
@@ -1050,7 +960,7 @@ out:
             event_free(evs[i]);
     if (D.base != NULL)
         event_base_free(D.base);
-    kw_free(&D.win);
+    fg_keywin_free(D.win);
     free(D.pend);
     if (rc == 0)
         fg_notice("flashgate-agent stopped");

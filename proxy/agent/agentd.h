@@ -230,6 +230,28 @@ extern const struct fg_agentd_sink_ops fg_sink_local_ops; /* sink.c */
 extern const struct fg_agentd_sink_ops fg_sink_sqs_ops;   /* sqs.c */
 extern const struct fg_agentd_sink_ops fg_sink_drain_ops; /* drain.c */
 
+/* ---- the recent-key window (keywin.c) -------------------------------------------------- */
+
+/* The idempotency keys of the last records taken and their sequence numbers, in memory
+ * fixed at creation (fg_keywin_memory): at most max_keys keys and max_bytes of key text;
+ * a new key forgets the oldest ones until it fits. Entry ids are 1-based, 0 is none. */
+struct fg_keywin;
+
+/* NULL when out of memory or max_keys is 0 or max_bytes below FG_AGENT_PROTO_KEY_MAX. */
+struct fg_keywin *fg_keywin_new(uint32_t max_keys, size_t max_bytes);
+void fg_keywin_free(struct fg_keywin *w);
+/* The entry of key k[0..len) (its sequence in *seq if not NULL), 0 if not remembered. */
+uint32_t fg_keywin_find(const struct fg_keywin *w, const char *k, size_t len, uint64_t *seq);
+/* Remember k for seq, forgetting the oldest keys as needed; its entry id, or 0 for a key
+ * the protocol does not allow (empty, over 255 bytes). */
+uint32_t fg_keywin_add(struct fg_keywin *w, const char *k, size_t len, uint64_t seq);
+/* Forget entry id if it still holds seq (its record's commit failed). */
+void fg_keywin_forget(struct fg_keywin *w, uint32_t id, uint64_t seq);
+/* Keys remembered. */
+size_t fg_keywin_count(const struct fg_keywin *w);
+/* The bytes a window of this size allocates. */
+size_t fg_keywin_memory(uint32_t max_keys, size_t max_bytes);
+
 /* ---- paths (paths.c) -------------------------------------------------------------------- */
 
 /* The spool directory and the socket's directory (forward mode) and the error log's

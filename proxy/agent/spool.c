@@ -58,11 +58,12 @@ struct entry {
 };
 
 struct seg {
-    uint64_t id;   /* the sequence number it was started for: its file name */
-    uint64_t size; /* bytes in the file that are durable (for the active one) */
-    struct entry *ents;
+    uint64_t id;        /* the sequence number it was started for: its file name */
+    uint64_t size;      /* bytes in the file that are durable (for the active one) */
+    struct entry *ents; /* its records not yet acknowledged (compact_index drops the rest) */
     size_t n, cap;
-    bool dir_synced; /* its directory entry is durable */
+    uint64_t dropped_last; /* the last sequence compact_index dropped; 0: none */
+    bool dir_synced;       /* its directory entry is durable */
 };
 
 struct fg_spool {
@@ -159,6 +160,8 @@ static uint64_t seg_last_seq(const struct seg *s)
 {
     if (s->n > 0)
         return s->ents[s->n - 1].seq;
+    if (s->dropped_last > 0)
+        return s->dropped_last;
     return s->id > 0 ? s->id - 1 : 0;
 }
 
@@ -778,6 +781,7 @@ static void spool_free(struct fg_spool *sp)
 }
 
 static enum fg_spool_status delete_acked(struct fg_spool *sp);
+static void compact_index(struct fg_spool *sp);
 
 enum fg_spool_status fg_spool_open(const char *dir, const struct fg_spool_config *cfg,
                                    struct fg_spool **out, char *err, size_t errlen)
@@ -819,6 +823,8 @@ enum fg_spool_status fg_spool_open(const char *dir, const struct fg_spool_config
     /* A crash between a checkpoint and its deletions leaves segments to delete. */
     if (rc == FG_SPOOL_OK)
         rc = delete_acked(sp);
+    if (rc == FG_SPOOL_OK)
+        compact_index(sp);
     if (rc != FG_SPOOL_OK) {
         int e = sp->err_no;
         snprintf(err, errlen, "%s", sp->err);
@@ -1128,6 +1134,45 @@ static enum fg_spool_status delete_acked(struct fg_spool *sp)
     return rc;
 }
 
+/*
+ * Drop the index entries of acknowledged records: nothing reads them again, and a busy
+ * segment would otherwise hold 32 bytes per record until it is deleted (the memory grew
+ * with every record taken). Entries go in batches (at least 4096, or half the index) so
+ * that the moves cost O(1) per record, and an index left mostly empty is shrunk.
+ */
+#define COMPACT_MIN 4096u
+static void compact_index(struct fg_spool *sp)
+{
+    for (size_t i = 0; i < sp->nseg; i++) {
+        struct seg *s = &sp->segs[i];
+        if (s->n == 0)
+            continue;
+        size_t k = 0, hi = s->n; /* k: entries at or below the acknowledgment */
+        while (k < hi) {
+            size_t mid = k + (hi - k) / 2;
+            if (s->ents[mid].seq <= sp->acked_seq)
+                k = mid + 1;
+            else
+                hi = mid;
+        }
+        if (k == 0 || (k < s->n && k < COMPACT_MIN && k * 2 < s->n))
+            break; /* nothing here yet, and later segments hold nothing acknowledged */
+        s->dropped_last = s->ents[k - 1].seq;
+        memmove(s->ents, s->ents + k, (s->n - k) * sizeof(*s->ents));
+        s->n -= k;
+        if (s->cap > 64 && s->n < s->cap / 4) {
+            size_t cap = s->n * 2 > 16 ? s->n * 2 : 16;
+            struct entry *e = realloc(s->ents, cap * sizeof(*e));
+            if (e != NULL) {
+                s->ents = e;
+                s->cap = cap;
+            }
+        }
+        if (s->n > 0)
+            break; /* later segments hold nothing acknowledged */
+    }
+}
+
 enum fg_spool_status fg_spool_checkpoint(struct fg_spool *sp)
 {
     FG_ASSERT(sp->magic == SPOOL_MAGIC);
@@ -1137,7 +1182,9 @@ enum fg_spool_status fg_spool_checkpoint(struct fg_spool *sp)
             return rc;
         sp->ckpt_seq = sp->acked_seq;
     }
-    return delete_acked(sp);
+    enum fg_spool_status rc = delete_acked(sp);
+    compact_index(sp);
+    return rc;
 }
 
 /* ---- reading for the sink ---------------------------------------------------------- */
@@ -1239,8 +1286,11 @@ void fg_spool_get_stats(const struct fg_spool *sp, int64_t now_ms, struct fg_spo
         st->oldest_age_ms = age_ms(now_ms, sp->segs[si].ents[ei].time_ms);
     st->segments = sp->nseg;
     st->disk_bytes = 0;
-    for (size_t i = 0; i < sp->nseg; i++)
+    st->index_entries = 0;
+    for (size_t i = 0; i < sp->nseg; i++) {
         st->disk_bytes += sp->segs[i].size;
+        st->index_entries += sp->segs[i].n;
+    }
     st->disk_full = sp->disk_full;
     st->fs_free_bytes = fs_free(sp);
     st->next_seq = sp->next_seq;

@@ -334,6 +334,7 @@ struct fg_conf_agent {
     uint64_t commit_batch;       /* commit once this many records wait */
     uint64_t commit_delay_us;    /* or once the first of them waited this long */
     uint64_t dedup_window;       /* idempotency keys remembered */
+    uint64_t dedup_window_bytes; /* and at most this much of their text */
     struct fg_addr app;          /* sink local and drain: where records are replayed */
     uint64_t replay_rate;        /* records per second; 0: no bound */
     uint64_t replay_concurrency; /* requests in flight to the app */

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from test_agent import DURABLE, ERROR, FULL, Agent, AgentClient, App, record_frame
-from conftest import wait_for
+from conftest import Flashgate, free_port, wait_for
 
 BODY = b"o" * 4096
 
@@ -148,3 +148,59 @@ def test_full_spool_frees_itself_and_loses_no_durable_record(app, tmp_path, smal
     finally:
         assert ag.stop() == 0
         ag.logf.close()
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_memory_stays_within_the_documented_bound_over_150k_records(tmp_path):
+    """150,000 records with distinct 32-character keys (what flashgate generates) through
+    the proxy<->agent protocol, replayed as they come to an app (flashgate answering
+    `return 200`), the backlog kept under 3,000. flashgate-agent(8), MEMORY: the agent
+    grows by at most the recent-key window (dedup_window x 40 bytes + dedup_window_bytes,
+    the defaults here), 32 bytes per record waiting in the spool, and 2 MiB of buffers;
+    and once the window is full it does not grow with the records it takes (it grew by
+    about 125 bytes per record, still rising at 170,000)."""
+    app = Flashgate(str(tmp_path), [free_port()], routes='    route / { return 200 "ok"; }')
+    ag = Agent(tmp_path, app.port, "replay_rate 0;\nreplay_concurrency 16;").start()
+    try:
+        c = AgentClient(ag.sock)
+        start = rss_kib(ag.proc.pid)
+        samples, sent, deepest = {}, 0, 0
+        while sent < 150000:
+            c.send(b"".join(record_frame(sent + i + 1, "%032x" % (0x5a1e0000000 + sent + i),
+                                         body=b"b" * 256) for i in range(1000)))
+            assert set(c.answers(1000, timeout=60).values()) == {DURABLE}
+            sent += 1000
+            end = time.time() + 60
+            while True:  # pace the sender to what the app takes
+                depth = ag.status()["spool"]["depth"]
+                deepest = max(deepest, depth)
+                if depth < 3000:
+                    break
+                assert time.time() < end, "the replay stalled"
+                time.sleep(0.01)
+            if sent % 10000 == 0:
+                samples[sent] = rss_kib(ag.proc.pid)
+        st = ag.status()
+        grown = (max(samples.values()) - start) * 1024
+        window = 100000 * 40 + 4 * 1024 * 1024  # the defaults, as the man page counts them
+        bound = window + 32 * deepest + 2 * 1024 * 1024
+        print(f"\nagent RSS: {start} KiB at start, then "
+              + ", ".join(f"{k // 1000}k: {v}" for k, v in samples.items())
+              + f" KiB; bound {start + bound // 1024} KiB")
+        assert grown <= bound, (grown, bound, samples)
+        assert st["dedup"]["keys"] == 100000
+        assert st["dedup"]["memory_bytes"] <= window
+        # The window is full (its key ring too) from about 130k on: flat from there.
+        assert samples[150000] - samples[130000] <= 384, samples
+        wait_for(lambda: ag.status()["spool"]["depth"] == 0, 30, "the last replays")
+    finally:
+        assert ag.stop() == 0
+        ag.logf.close()
+        app.stop()

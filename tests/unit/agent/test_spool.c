@@ -930,6 +930,46 @@ static void test_checkpoint_of_an_older_agent_is_read_and_replaced(void **state)
     fg_spool_close(sp);
 }
 
+/* The index keeps only what is not acknowledged: a busy segment does not hold 32 bytes
+ * per record it ever took until it is deleted. */
+static void test_index_drops_acknowledged_records(void **state)
+{
+    struct env *e = *state;
+    struct fg_spool *sp = open_spool(e->dir, NULL); /* one 64 MiB segment for all */
+    for (uint64_t s = 1; s <= 10000; s += 100)
+        add_range(sp, s, s + 99);
+    assert_int_equal(stats(sp).index_entries, 10000);
+    assert_int_equal(fg_spool_ack(sp, 9000), FG_SPOOL_OK);
+    assert_int_equal(fg_spool_checkpoint(sp), FG_SPOOL_OK);
+    assert_int_equal(stats(sp).index_entries, 1000);
+    assert_int_equal(stats(sp).segments, 1);
+    struct fg_spool_iter *it = fg_spool_iter_new(sp);
+    struct fg_spool_record r;
+    for (uint64_t want = 9001; want <= 10000; want++) {
+        assert_int_equal(fg_spool_iter_next(it, &r), FG_SPOOL_OK);
+        assert_int_equal(r.seq, want);
+    }
+    assert_int_equal(fg_spool_iter_next(it, &r), FG_SPOOL_END);
+    fg_spool_iter_free(it);
+    /* A few acknowledged are left until a batch is worth moving. */
+    assert_int_equal(fg_spool_ack(sp, 9010), FG_SPOOL_OK);
+    assert_int_equal(fg_spool_checkpoint(sp), FG_SPOOL_OK);
+    assert_int_equal(stats(sp).index_entries, 1000);
+    assert_int_equal(fg_spool_ack(sp, 10000), FG_SPOOL_OK);
+    assert_int_equal(fg_spool_checkpoint(sp), FG_SPOOL_OK);
+    assert_int_equal(stats(sp).index_entries, 0);
+    add_range(sp, 10001, 10002); /* the same segment takes more */
+    expect_range(sp, 10001, 10002);
+    assert_int_equal(stats(sp).segments, 1);
+    fg_spool_close(sp);
+    /* Recovery indexes only what the checkpoint does not cover. */
+    sp = open_spool(e->dir, NULL);
+    assert_int_equal(stats(sp).index_entries, 2);
+    assert_int_equal(stats(sp).acked_seq, 10000);
+    expect_range(sp, 10001, 10002);
+    fg_spool_close(sp);
+}
+
 /* Open file descriptors of this process on deleted files. */
 static size_t deleted_fds(void)
 {
@@ -1266,6 +1306,7 @@ int main(void)
         T(test_checkpoint_in_place_and_a_torn_slot_falls_back),
         T(test_checkpoint_of_an_older_agent_is_read_and_replaced),
         T(test_deleting_a_segment_closes_iterators_on_it),
+        T(test_index_drops_acknowledged_records),
         T(test_sequence_survives_deleting_every_segment),
         T(test_bytes_limit_refuses_and_counts),
         T(test_age_limit_reported_and_refuses),

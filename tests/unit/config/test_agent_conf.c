@@ -59,6 +59,7 @@ static void test_defaults_as_documented(void **state)
     assert_int_equal(c->commit_batch, 64);
     assert_int_equal(c->commit_delay_us, 500);
     assert_int_equal(c->dedup_window, 100000);
+    assert_int_equal(c->dedup_window_bytes, 4u << 20);
     assert_string_equal(c->app.text, "127.0.0.1:3000");
     assert_int_equal(c->replay_rate, 100);
     assert_int_equal(c->replay_concurrency, 4);
