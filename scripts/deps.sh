@@ -4,20 +4,26 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
+# tests/packaging/test_deps.sh checks this list against every tool the build, the tests,
+# the scripts and the Makefile rules run (a table there says which runs what).
 packages=(
     # build
     build-essential autoconf automake libtool pkg-config
     libevent-dev libssl-dev zlib1g-dev libbrotli-dev libhiredis-dev libcmocka-dev
-    # second compiler, libFuzzer and sanitizers
-    clang libclang-rt-14-dev clang-format
+    # second compiler, libFuzzer and sanitizers; make format and format-check list the
+    # files with git ls-files (without git they would check nothing)
+    clang libclang-rt-14-dev clang-format git
     # tests
     python3 python3-pytest python3-brotli curl procps util-linux ca-certificates openssl iproute2
+    # the agent's full-disk test mounts a tmpfs
+    mount
     # later features' real parts (Redis backend)
     redis-server
     # benchmarks
     nginx-light wrk
-    # packaging checks
-    rpm cpio rpmlint logrotate systemd
+    # packaging checks; man-db: systemd-analyze verify runs man for the units'
+    # Documentation= lines
+    rpm rpm2cpio cpio rpmlint logrotate systemd man-db
 )
 
 missing=()

@@ -158,10 +158,13 @@ static void warm(struct bufferevent *bev, const struct fg_http_request *r, const
         return;
     }
     size_t accepted = 0, bad = 0;
-    char msg[128];
+    char msg[256];
     if (!fg_admin_warm_add(AD.base, &target, body, body_len, (unsigned)c, &accepted, &bad)) {
         if (bad > 0)
-            snprintf(msg, sizeof(msg), "400 Bad Request: line %zu is not an http:// URL\n", bad);
+            snprintf(msg, sizeof(msg),
+                     "400 Bad Request: line %zu is not an http:// URL (https:// included: "
+                     "warm-ups are plain HTTP requests); nothing was queued\n",
+                     bad);
         else
             snprintf(msg, sizeof(msg), "503 Service Unavailable: the warm-up queue is full\n");
         text_response(bev, bad > 0 ? 400 : 503, msg, false);

@@ -9,6 +9,10 @@
  * What is kept is checked first: the JSON must be one object, and only well-formed
  * `flashgate_agent_` lines and their `# HELP`/`# TYPE` are passed on, so whatever answers
  * on that port cannot break our exposition.
+ *
+ * `up` is the outcome of the last poll, not the age of the last answer: an agent that
+ * died refuses the next connection, so `up` turns false within a poll (a second) and
+ * its last numbers are no longer shown as if they were current.
  */
 #include "admin/admin.h"
 
@@ -23,7 +27,7 @@
 #define POLL_MS   1000
 #define FETCH_MS  2000
 #define BODY_MAX  (1u << 20)
-#define STALE_MS  10000 /* older answers are not shown */
+#define STALE_MS  10000 /* older answers are not shown (an agent that hangs: no answer) */
 #define PREFIX    "flashgate_agent_"
 #define PREFIX_LN (sizeof(PREFIX) - 1)
 
@@ -38,6 +42,7 @@ static struct {
     struct bufferevent *bev[W__COUNT];
     struct evbuffer *body[W__COUNT]; /* the last good answer */
     uint64_t got_ms[W__COUNT];       /* when it came; 0: never */
+    bool up[W__COUNT];               /* the last poll got a usable answer */
     uint64_t polls, failures;
     char last_error[128];
     char addr_text[112];
@@ -149,6 +154,7 @@ static void fetch_done(enum which w, bool ok)
     }
     if (!ok)
         A.failures++;
+    A.up[w] = ok;
     bufferevent_free(bev);
 }
 
@@ -242,7 +248,7 @@ void fg_admin_agentstat_stop(void)
 static bool fresh(enum which w, uint64_t now, uint64_t *age)
 {
     *age = A.got_ms[w] ? now - A.got_ms[w] : 0;
-    return A.body[w] != NULL && A.got_ms[w] != 0 && *age <= STALE_MS;
+    return A.up[w] && A.body[w] != NULL && A.got_ms[w] != 0 && *age <= STALE_MS;
 }
 
 void fg_admin_agentstat_json(struct evbuffer *out)

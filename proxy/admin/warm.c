@@ -3,6 +3,11 @@
  * line. The admin thread asks flashgate's own traffic listener for each URL, a bounded
  * number at a time, so a warm-up takes the same path as a client (routes, cache keys,
  * coalescing with real traffic) and never floods the app.
+ *
+ * Only http:// URLs: the requests go to the plain traffic listener, so an https:// line
+ * would be fetched as http — the list is refused whole instead. A URL that fails (no
+ * 2xx/3xx answer) is logged, at most FG_WARM_LOG_PER_S a second (the rest counted), and
+ * each run ends with one line of totals.
  */
 #include "admin/admin.h"
 
@@ -21,6 +26,7 @@
 
 #define FG_WARM_TIMEOUT_S 30
 #define FG_WARM_QUEUE_MAX 100000
+#define FG_WARM_LOG_PER_S 10
 
 struct warm_url {
     char *host; /* for the Host field */
@@ -34,6 +40,10 @@ static struct {
     size_t n, next, cap;
     unsigned concurrency, running;
     _Atomic uint64_t queued, done, failed, in_flight, jobs;
+    uint64_t run_done, run_failed; /* since the queue was last empty: the end-of-run line */
+    uint64_t log_second;           /* the second the failure lines below were counted in */
+    unsigned logged;               /* failure lines written in log_second */
+    uint64_t unlogged;             /* failures past the limit, said with the next line */
 } W;
 
 static void start_more(void);
@@ -49,16 +59,47 @@ static void url_free(struct warm_url *u)
 struct warm_conn {
     bool status_known;
     bool ok;
+    int status;    /* of the answer, 0 before (or without) a status line */
+    char url[512]; /* for the log line: http://host/target, cut if longer */
 };
 
-static void one_done(struct bufferevent *bev, struct warm_conn *wc, bool complete)
+static void log_failure(const struct warm_conn *wc, const char *why)
+{
+    uint64_t sec = fg_mono_ms() / 1000;
+    if (sec != W.log_second) {
+        W.log_second = sec;
+        W.logged = 0;
+    }
+    if (W.logged >= FG_WARM_LOG_PER_S) {
+        W.unlogged++;
+        return;
+    }
+    W.logged++;
+    char more[64] = "";
+    if (W.unlogged > 0)
+        snprintf(more, sizeof(more), " (and %llu more failures not logged)",
+                 (unsigned long long)W.unlogged);
+    W.unlogged = 0;
+    if (wc->status_known && !wc->ok && wc->status > 0)
+        fg_warn("cache warm-up: GET %s failed: %d%s", wc->url, wc->status, more);
+    else
+        fg_warn("cache warm-up: GET %s failed: %s%s", wc->url, why, more);
+}
+
+static void one_done(struct bufferevent *bev, struct warm_conn *wc, bool complete, const char *why)
 {
     bool ok = complete && wc->status_known && wc->ok;
+    if (!ok)
+        log_failure(wc, wc->status_known && wc->ok ? "the answer was cut" : why);
     bufferevent_free(bev);
     free(wc);
     W.running--;
     atomic_fetch_sub(&W.in_flight, 1);
     atomic_fetch_add(ok ? &W.done : &W.failed, 1);
+    if (ok)
+        W.run_done++;
+    else
+        W.run_failed++;
     start_more();
 }
 
@@ -71,6 +112,9 @@ static void warm_read_cb(struct bufferevent *bev, void *arg)
         evbuffer_copyout(in, line, sizeof(line));
         wc->status_known = true;
         wc->ok = memcmp(line, "HTTP/1.1 ", 9) == 0 && (line[9] == '2' || line[9] == '3');
+        if (memcmp(line, "HTTP/1.", 7) == 0 && line[9] >= '1' && line[9] <= '9' &&
+            line[10] >= '0' && line[10] <= '9' && line[11] >= '0' && line[11] <= '9')
+            wc->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
     }
     if (wc->status_known)
         evbuffer_drain(in, evbuffer_get_length(in));
@@ -83,7 +127,10 @@ static void warm_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED)
         return;
     warm_read_cb(bev, wc);
-    one_done(bev, wc, (what & BEV_EVENT_EOF) != 0);
+    const char *why = what & BEV_EVENT_TIMEOUT ? "no answer within 30 s"
+                      : what & BEV_EVENT_EOF   ? "closed without an answer"
+                                               : "connection to the traffic listener failed";
+    one_done(bev, wc, (what & BEV_EVENT_EOF) != 0, why);
 }
 
 static void start_one(struct warm_url *u)
@@ -95,6 +142,7 @@ static void start_one(struct warm_url *u)
         atomic_fetch_add(&W.failed, 1);
         return;
     }
+    snprintf(wc->url, sizeof(wc->url), "http://%s%s", u->host, u->target);
     struct timeval tv = {.tv_sec = FG_WARM_TIMEOUT_S};
     bufferevent_set_timeouts(bev, &tv, &tv);
     bufferevent_setcb(bev, warm_read_cb, NULL, warm_event_cb, wc);
@@ -105,9 +153,11 @@ static void start_one(struct warm_url *u)
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     if (bufferevent_socket_connect(bev, (const struct sockaddr *)&W.target.ss, (int)W.target.len) !=
         0) {
+        log_failure(wc, "cannot connect to the traffic listener");
         bufferevent_free(bev);
         free(wc);
         atomic_fetch_add(&W.failed, 1);
+        W.run_failed++;
         return;
     }
     W.running++;
@@ -126,10 +176,23 @@ static void start_more(void)
         free(W.queue);
         W.queue = NULL;
         W.n = W.next = W.cap = 0;
+        if (W.run_done + W.run_failed > 0) {
+            char more[64] = "";
+            if (W.unlogged > 0)
+                snprintf(more, sizeof(more), " (%llu failures not logged one by one)",
+                         (unsigned long long)W.unlogged);
+            if (W.run_failed > 0)
+                fg_warn("cache warm-up finished: %llu fetched, %llu failed%s",
+                        (unsigned long long)W.run_done, (unsigned long long)W.run_failed, more);
+            else
+                fg_notice("cache warm-up finished: %llu fetched", (unsigned long long)W.run_done);
+        }
+        W.run_done = W.run_failed = W.unlogged = 0;
     }
 }
 
-/* "http://host[:port]/path?q" or "/path" (then host is default_host). */
+/* "http://host[:port]/path?q". https:// is not one: the warm-up goes to the plain
+ * traffic listener and would fetch it as http. */
 static bool parse_url(const char *s, size_t len, struct warm_url *out)
 {
     const char *p = s, *end = s + len;
@@ -137,8 +200,6 @@ static bool parse_url(const char *s, size_t len, struct warm_url *out)
     size_t host_len = 0;
     if (len >= 7 && strncmp(p, "http://", 7) == 0)
         p += 7;
-    else if (len >= 8 && strncmp(p, "https://", 8) == 0)
-        p += 8;
     else
         return false;
     host = p;

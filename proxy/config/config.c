@@ -8,6 +8,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -93,11 +95,12 @@ static struct fg_conf_agent *load_agent_text(const char *name, const char *text,
     return c;
 }
 
+/* "path: what", or path alone when what is NULL. */
 static void add_plain_error(struct fg_config_errors *errs, const char *path, const char *what)
 {
     if (errs == NULL)
         return;
-    size_t need = strlen(path) + strlen(what) + 4;
+    size_t need = strlen(path) + (what ? strlen(what) : 0) + 4;
     char *m = malloc(need);
     char **v = realloc(errs->msgs, (errs->n + 1) * sizeof(*v));
     if (m == NULL || v == NULL) {
@@ -106,7 +109,10 @@ static void add_plain_error(struct fg_config_errors *errs, const char *path, con
             errs->msgs = v;
         return;
     }
-    snprintf(m, need, "%s: %s", path, what);
+    if (what != NULL)
+        snprintf(m, need, "%s: %s", path, what);
+    else
+        snprintf(m, need, "%s", path);
     errs->msgs = v;
     errs->msgs[errs->n++] = m;
 }
@@ -190,6 +196,18 @@ struct fg_config *fg_config_load_string(const char *name, const char *text,
     if (errs != NULL)
         *errs = (struct fg_config_errors){0};
     return load_text(name, text, strlen(text), errs);
+}
+
+void fg_config_error_add(struct fg_config_errors *errs, const char *fmt, ...)
+{
+    if (errs == NULL)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    add_plain_error(errs, msg, NULL);
 }
 
 void fg_config_errors_free(struct fg_config_errors *errs)
@@ -452,6 +470,8 @@ static void dump_route(const struct fg_conf_route *r, FILE *out)
     }
     if (r->upstream != NULL)
         fprintf(out, "        upstream %s;\n", r->upstream->name);
+    if (r->health)
+        fputs("        health on;\n", out);
     if (r->return_status != 0) {
         fprintf(out, "        return %d", r->return_status);
         if (r->return_body != NULL) {

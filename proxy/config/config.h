@@ -48,7 +48,8 @@ struct fg_conf_upstream {
     size_t n_servers;
     enum fg_balance balance;       /* `balance round_robin|least_conn;` */
     unsigned keepalive;            /* idle connections kept per worker; default 64 */
-    uint64_t keepalive_timeout_ms; /* idle pooled connection lifetime; default 30s */
+    uint64_t keepalive_timeout_ms; /* idle pooled connection lifetime; default 1s, below
+                                      every common app's keep-alive (gunicorn 2 s) */
     unsigned keepalive_requests;   /* requests per upstream connection; default 1000 */
     uint64_t connect_timeout_ms;   /* default 1s */
     uint64_t send_timeout_ms;      /* deadline to write the request head+body; default 30s */
@@ -94,7 +95,7 @@ struct fg_conf_limit {
     uint64_t burst;            /* default 0 */
     bool redis;                /* backend redis */
     char *redis_url;           /* with the password: masked in dumps */
-    uint64_t redis_timeout_ms; /* default 20ms */
+    uint64_t redis_timeout_ms; /* default 20ms (FG_RATELIMIT_REDIS_TIMEOUT_MS) */
     bool fail_closed;          /* refuse when Redis cannot answer; default open */
     size_t line;
 };
@@ -182,13 +183,15 @@ struct fg_conf_listen {
     struct fg_addr addr;
     int backlog; /* default 4096 */
     bool ssl;    /* TLS with the server block's certificates */
+    size_t line; /* of the listen directive, for messages (a reload that cannot bind it) */
 };
 
 /* A `certificate` and the `certificate_key` that follows it. */
 struct fg_conf_cert {
-    char *cert; /* PEM: leaf then chain */
-    char *key;  /* PEM, unencrypted */
-    size_t line;
+    char *cert;      /* PEM: leaf then chain */
+    char *key;       /* PEM, unencrypted */
+    size_t line;     /* of the certificate directive */
+    size_t key_line; /* of its certificate_key */
 };
 
 /* A listen address belongs to exactly one server block; name-based routing is done
@@ -216,6 +219,7 @@ struct fg_conf_server {
     bool add_request_id; /* `request_id on|off;` default on */
 
     char *access_log;         /* NULL = off; an absolute path, or the string "stderr" */
+    size_t access_log_line;   /* 0 when not written */
     double access_log_sample; /* 0..1, default 1 */
     uint64_t slow_request_ms; /* always logged above it; default 1s */
 
@@ -239,6 +243,7 @@ struct fg_conf_admin {
     char *token;         /* optional bearer token; masked in dumps */
     bool agent_status;   /* `agent_status ADDRESS`: merge flashgate-agent's numbers */
     struct fg_addr agent_status_addr;
+    size_t line; /* of the admin listen (else of `admin`); 0: not written, the default */
 };
 
 struct fg_config {
@@ -251,6 +256,9 @@ struct fg_config {
     char *pid_file;
     char *error_log;                   /* NULL = stderr */
     enum fg_log_level error_log_level; /* default notice */
+    /* Where these were written (0: not written), for messages about them at start, in
+     * `flashgate -t` and on reload. */
+    size_t workers_line, user_line, pid_file_line, error_log_line, limit_table_entries_line;
 
     uint64_t shutdown_delay_ms; /* SIGTERM: keep serving this long with /healthz 503 so the
                                    ALB marks us unhealthy; default 0 in code, the shipped
@@ -289,6 +297,10 @@ struct fg_config *fg_config_load_string(const char *name, const char *text,
                                         struct fg_config_errors *errs);
 
 void fg_config_errors_free(struct fg_config_errors *errs);
+/* Append a message (printf format) to errs, for checks made outside the loader (what
+ * start and `flashgate -t` check: users, log files, ports). NULL errs is ignored. */
+void fg_config_error_add(struct fg_config_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* The session ticket key ring that TLS listeners of configs loaded from now on encrypt
  * tickets with (NULL, the default: no tickets, session ids only, as for `flashgate -t`).
@@ -307,6 +319,14 @@ void fg_config_unref(struct fg_config *c);
 const struct fg_conf_route *fg_config_match_route(const struct fg_conf_server *srv,
                                                   const char *path, size_t path_len, int method,
                                                   const char *host, size_t host_len);
+
+/* Reload: the directives that only take effect at a restart (workers, user, pid_file,
+ * limit_table_entries, the admin listener's on/off and address) are set in next to their
+ * running values from cur, so that the reloaded configuration (and /config) says what
+ * runs. Each one the new file changes adds a warning to warns, "file:line: message" (the
+ * caller logs them; free with fg_config_errors_free). Returns how many. */
+size_t fg_config_keep_restart_only(struct fg_config *next, const struct fg_config *cur,
+                                   struct fg_config_errors *warns);
 
 /* Write the effective config (defaults filled in, secrets masked) in config syntax. */
 void fg_config_dump(const struct fg_config *c, FILE *out);

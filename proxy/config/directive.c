@@ -47,8 +47,8 @@ static void format_value(enum fg_conf_type t, uint64_t v, char *out, size_t outl
 
 /* Parse value for a generic directive and store it into obj. line = 0: a default from
  * the table, which must parse (a bug in the table otherwise). */
-static bool set_generic(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
-                        const char *value, size_t line, void *obj)
+bool fg_conf_set_generic(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                         const char *value, size_t line, void *obj)
 {
     char *field = (char *)obj + dir->offset;
     uint64_t v = 0;
@@ -112,7 +112,7 @@ static bool set_generic(struct fg_conf_loader *L, const struct fg_conf_directive
 void fg_conf_h_generic(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                        const struct fg_conf_stmt *st, void *obj)
 {
-    set_generic(L, dir, st->args[1], st->line, obj);
+    fg_conf_set_generic(L, dir, st->args[1], st->line, obj);
 }
 
 void fg_conf_apply_defaults(struct fg_conf_loader *L, unsigned ctx, void *obj)
@@ -122,7 +122,7 @@ void fg_conf_apply_defaults(struct fg_conf_loader *L, unsigned ctx, void *obj)
         const struct fg_conf_directive *dir = &sc->dirs[i];
         if (!(dir->ctx & ctx) || dir->type == FG_T_CUSTOM || strcmp(dir->def, "none") == 0)
             continue; /* "none": NULL for strings, zero otherwise */
-        bool ok = set_generic(L, dir, dir->def, 0, obj);
+        bool ok = fg_conf_set_generic(L, dir, dir->def, 0, obj);
         FG_ASSERT(ok);
     }
 }

@@ -137,8 +137,12 @@ void fg_conf_walk(struct fg_conf_loader *L, unsigned ctx, const struct fg_conf_s
 /* Set the defaults of ctx's plain directives in obj, parsed from their `def` text
  * ("none": left as it is, NULL or zero). */
 void fg_conf_apply_defaults(struct fg_conf_loader *L, unsigned ctx, void *obj);
-/* The handler of plain directives (FG_T_DURATION ... FG_T_STRING): parse args[1], check
- * the range, store it at the entry's offset in obj. */
+/* Parse value for a plain directive (FG_T_DURATION ... FG_T_STRING), check its range and
+ * store it at the entry's offset in obj; false (and an error at line) if it is wrong.
+ * line 0: a default from the table, which must parse. */
+bool fg_conf_set_generic(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                         const char *value, size_t line, void *obj);
+/* The handler of plain directives: fg_conf_set_generic on args[1]. */
 void fg_conf_h_generic(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                        const struct fg_conf_stmt *st, void *obj);
 

@@ -126,6 +126,7 @@ static void h_workers(struct fg_conf_loader *L, const struct fg_conf_directive *
     struct fg_config *c = obj;
     const char *v = st->args[1];
     uint64_t n;
+    c->workers_line = st->line;
     if (strcmp(v, "auto") == 0) {
         c->workers = 0;
         return;
@@ -148,6 +149,7 @@ static void h_error_log(struct fg_conf_loader *L, const struct fg_conf_directive
 {
     struct fg_config *c = obj;
     const char *path = st->args[1];
+    c->error_log_line = st->line;
     if (strcmp(path, "stderr") != 0) {
         if (!check_path(L, st->line, dir->name, path))
             return;
@@ -175,12 +177,34 @@ static void h_pid_file(struct fg_conf_loader *L, const struct fg_conf_directive 
         return;
     free(c->pid_file);
     c->pid_file = xstrdup(L, st->args[1], st->line);
+    c->pid_file_line = st->line;
+}
+
+/* `limit_table_entries N;` — read at start only: its line is kept for the reload warning. */
+static void h_limit_table_entries(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                                  const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    if (fg_conf_set_generic(L, dir, st->args[1], st->line, obj))
+        c->limit_table_entries_line = st->line;
+}
+
+/* `user name;` — whether the user exists is checked at start and by `flashgate -t`
+ * (proxy/server/privs.c), not here: a config names the user of the machine it runs on. */
+static void h_user(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                   const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    if (!fg_conf_set_generic(L, dir, st->args[1], st->line, obj))
+        return;
+    c->user_line = st->line;
 }
 
 static void h_admin(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                     const struct fg_conf_stmt *st, void *obj)
 {
     struct fg_config *c = obj;
+    c->admin.line = st->line;
     if (st->has_block) {
         if (st->n_args > 1) {
             ERR(L, st->line, "directive '%s' takes no arguments with a block", dir->name);
@@ -224,7 +248,7 @@ static void h_admin_listen(struct fg_conf_loader *L, const struct fg_conf_direct
 {
     struct fg_conf_admin *a = obj;
     if (parse_listen_addr(L, st->line, dir->name, st->args[1], &a->addr))
-        state(L)->admin_line = st->line;
+        state(L)->admin_line = a->line = st->line;
 }
 
 static void h_admin_agent_status(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -440,7 +464,7 @@ static void h_listen(struct fg_conf_loader *L, const struct fg_conf_directive *d
                      const struct fg_conf_stmt *st, void *obj)
 {
     struct fg_conf_server *srv = obj;
-    struct fg_conf_listen l = {.backlog = 4096};
+    struct fg_conf_listen l = {.backlog = 4096, .line = st->line};
     bool ok = parse_listen_addr(L, st->line, dir->name, st->args[1], &l.addr);
     for (size_t i = 2; i < st->n_args; i++) {
         const char *a = st->args[i], *v;
@@ -520,6 +544,7 @@ static void h_certificate_key(struct fg_conf_loader *L, const struct fg_conf_dir
         ERR(L, st->line, "certificate_key without a certificate before it");
         return;
     }
+    srv->certs[srv->n_cert_keys].key_line = st->line;
     srv->certs[srv->n_cert_keys++].key = xstrdup(L, st->args[1], st->line);
 }
 
@@ -597,6 +622,7 @@ static void h_access_log(struct fg_conf_loader *L, const struct fg_conf_directiv
 {
     struct fg_conf_server *srv = obj;
     const char *path = st->args[1];
+    srv->access_log_line = st->line;
     if (strcmp(path, "off") == 0) {
         if (st->n_args > 2)
             ERR(L, st->line, "'%s off' takes no parameters", dir->name);
@@ -1225,7 +1251,7 @@ static void h_limit(struct fg_conf_loader *L, const struct fg_conf_directive *di
     snprintf(l->name, sizeof(l->name), "%s", name);
     l->index = idx;
     l->line = st->line;
-    l->redis_timeout_ms = 20;
+    l->redis_timeout_ms = FG_RATELIMIT_REDIS_TIMEOUT_MS;
     fg_conf_apply_defaults(L, FG_CTX_LIMIT, l);
     fg_conf_walk(L, FG_CTX_LIMIT, st->children, st->n_children, l, 0);
     if (!st->closed)
@@ -1445,7 +1471,7 @@ const struct fg_conf_directive fg_conf_directives[] = {
      "auto | number", "auto",
      "worker threads, each with its own event loop and listeners; auto = one per CPU"},
     {"user", M, 1, 1, FG_BLOCK_NO, false, FG_T_STRING, FIELD(struct fg_config, user), 0, 0,
-     h_generic, "name", "none",
+     h_user, "name", "none",
      "user to switch to after binding the listeners, when started as root"},
     {"pid_file", M, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_pid_file),
      "path", "none", "file to write the process id to"},
@@ -1476,7 +1502,7 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"limit", M, 1, 1, FG_BLOCK_YES, true, CUSTOM(h_limit),
      "name { ... }", "none", "a request rate limit that routes apply"},
     {"limit_table_entries", M, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
-     FIELD(struct fg_config, limit_table_entries), 1024, 1ull << 28, h_generic, "number",
+     FIELD(struct fg_config, limit_table_entries), 1024, 1ull << 28, h_limit_table_entries, "number",
      "262144", "keys the local rate-limit table holds (32 bytes each); read at start"},
 
     /* limit */
@@ -1542,7 +1568,7 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"keepalive", U, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(UPS, keepalive), 0, 65535,
      h_generic, "number", "64", "idle connections kept open per worker"},
     {"keepalive_timeout", U, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
-     FIELD(UPS, keepalive_timeout_ms), 1, DAY_MS, h_generic, "duration", "30s",
+     FIELD(UPS, keepalive_timeout_ms), 1, DAY_MS, h_generic, "duration", "1s",
      "how long an idle pooled connection is kept; below the app's own keep-alive timeout"},
     {"keepalive_requests", U, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
      FIELD(UPS, keepalive_requests), 1, 1000000000, h_generic, "number", "1000",
@@ -1797,14 +1823,14 @@ void fg_config_set_ticket_keys(struct fg_tls_ticket_keys *keys)
     ticket_keys = keys;
 }
 
-/* The line to blame for a context error: the certificate or key the message names. */
-static size_t cert_error_line(const struct fg_conf_server *srv, const char *err)
+/* The line to blame for a context error: the certificate or certificate_key line of the
+ * pair the TLS module names (not a search of the message for a file name: one key file
+ * may be written for several certificates), else the first certificate. */
+static size_t cert_error_line(const struct fg_conf_server *srv, const struct fg_tls_cert_blame *b)
 {
-    for (size_t i = 0; i < srv->n_certs; i++) {
-        const struct fg_conf_cert *c = &srv->certs[i];
-        if ((c->cert != NULL && strstr(err, c->cert) != NULL) ||
-            (c->key != NULL && strstr(err, c->key) != NULL))
-            return c->line;
+    if (b->pair < srv->n_certs) {
+        const struct fg_conf_cert *c = &srv->certs[b->pair];
+        return b->key && c->key_line != 0 ? c->key_line : c->line;
     }
     return srv->n_certs > 0 ? srv->certs[0].line : 0;
 }
@@ -1823,6 +1849,7 @@ static void build_server_tls(struct fg_conf_loader *L, struct fg_conf_server *sr
     }
     for (size_t i = 0; i < srv->n_certs; i++)
         files[i] = (struct fg_tls_cert_files){.cert = srv->certs[i].cert, .key = srv->certs[i].key};
+    struct fg_tls_cert_blame blame = {.pair = SIZE_MAX};
     struct fg_tls_server_opts o = {
         .certs = files,
         .n_certs = srv->n_certs,
@@ -1831,11 +1858,12 @@ static void build_server_tls(struct fg_conf_loader *L, struct fg_conf_server *sr
         .ticket_keys = srv->ssl_session_tickets ? ticket_keys : NULL,
         .session_timeout_s = srv->ssl_session_timeout_ms / 1000,
         .session_cache_size = (long)srv->ssl_session_cache,
+        .blame = &blame,
     };
     char err[512];
     srv->tls = fg_tls_server_new(&o, err, sizeof(err));
     if (srv->tls == NULL)
-        ERR(L, cert_error_line(srv, err), "%s", err);
+        ERR(L, cert_error_line(srv, &blame), "%s", err);
     free(files);
 }
 

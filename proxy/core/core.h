@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <netinet/in.h>
 
 /* Runtime invariant check: for our own bugs only, never for network input. */
@@ -31,8 +32,23 @@ enum fg_log_level { FG_LOG_ERROR = 0, FG_LOG_WARN, FG_LOG_NOTICE, FG_LOG_INFO, F
 /* Open the error log (NULL or "stderr" for standard error). Safe to call again to
  * switch files; the previous file is closed. Returns false with errno set on failure. */
 bool fg_log_open(const char *path, enum fg_log_level level);
-/* Reopen the current log file (after logrotate moved it). */
+/* Reopen the current log file (after logrotate moved it). On failure (errno set) the
+ * previous file stays in use, and the caller says so: lines must not vanish silently. */
 bool fg_log_reopen(void);
+/* Switch the error log to fd, already open on path (fg_log_file_open; -1: standard
+ * error), taking it over: for a caller that had to know the file opens before
+ * committing to it (a reload). */
+void fg_log_use_fd(int fd, const char *path, enum fg_log_level level);
+/* The path of the current error log file ("" for standard error). */
+void fg_log_path(char *out, size_t outlen);
+/* Open a log file for appending (O_APPEND|O_CLOEXEC, created 0640), for the error log
+ * and the access logs alike. A file created while the process is root is given to the
+ * owner set below: flashgate opens its logs before it drops privileges, and must still
+ * be able to reopen them (SIGUSR1, logrotate) as the user it runs as afterwards.
+ * Returns the descriptor, or -1 with errno set. */
+int fg_log_file_open(const char *path);
+/* The user and group that log files created as root are given to; (uid_t)-1: none. */
+void fg_log_set_file_owner(uid_t uid, gid_t gid);
 void fg_log_set_level(enum fg_log_level level);
 enum fg_log_level fg_log_get_level(void);
 bool fg_log_level_parse(const char *s, enum fg_log_level *out);

@@ -192,9 +192,14 @@ struct fg_ratelimit_redis_url {
 bool fg_ratelimit_redis_url_parse(const char *url, struct fg_ratelimit_redis_url *out, char *err,
                                   size_t errlen);
 
+/* The default wait for Redis's answer to one decision: the config's `timeout=` default
+ * (flashgate.conf(5), docs/ratelimit.md) and the default of the options below alike. */
+#define FG_RATELIMIT_REDIS_TIMEOUT_MS 20
+
 /* Tuning. A zero field takes the default shown. */
 struct fg_ratelimit_redis_opts {
-    unsigned timeout_ms;         /* 30: per decision, then the local table answers */
+    unsigned timeout_ms;         /* 20 (FG_RATELIMIT_REDIS_TIMEOUT_MS): per decision, then
+                                    the local table answers */
     unsigned connect_timeout_ms; /* 500: TCP connect plus AUTH/SELECT/SCRIPT LOAD */
     unsigned backoff_min_ms;     /* 100: first reconnect delay */
     unsigned backoff_max_ms;     /* 5000: the delay doubles up to this (with jitter) */

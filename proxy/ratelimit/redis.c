@@ -808,7 +808,7 @@ struct fg_ratelimit_redis *fg_ratelimit_redis_new(struct event_base *base,
     if (opts != NULL)
         r->opts = *opts;
     if (r->opts.timeout_ms == 0)
-        r->opts.timeout_ms = 30;
+        r->opts.timeout_ms = FG_RATELIMIT_REDIS_TIMEOUT_MS;
     if (r->opts.connect_timeout_ms == 0)
         r->opts.connect_timeout_ms = 500;
     if (r->opts.backoff_min_ms == 0)

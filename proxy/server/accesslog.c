@@ -5,6 +5,10 @@
  * buffers (or, every 250 ms, whatever it has) to one writer thread. A slow disk then
  * delays log lines, never requests (DESIGN.md: no blocking call on a worker thread).
  * Errors (5xx) and slow requests are always logged; the rest is sampled.
+ *
+ * Files are opened by the main thread: at start before privileges are dropped, on reload
+ * (a file that cannot be opened refuses the reload, with its line) and again on SIGUSR1
+ * for logrotate (a file that cannot be reopened keeps the one it had, and says so).
  */
 #include "server/internal.h"
 
@@ -18,7 +22,6 @@
 #include <unistd.h>
 
 #define FG_ALOG_HANDOFF   (64 * 1024)
-#define FG_ALOG_FILES     16
 #define FG_ALOG_QUEUE_MAX (64u * 1024 * 1024) /* drop (and count) beyond this backlog */
 
 struct alog_item {
@@ -27,71 +30,101 @@ struct alog_item {
     struct alog_item *next;
 };
 
+/* An access log file. Files are opened by the main thread (fg_server_open_logs), at start
+ * before privileges are dropped and on reload, and reopened by it on SIGUSR1; the writer
+ * thread only writes. A descriptor replaced by a reopen is closed by the writer, between
+ * two writes, so it never closes one it is writing to. */
+struct alog_file {
+    char *path;
+    int fd;
+};
+
 static struct {
     pthread_t thread;
     bool running;
-    pthread_mutex_t lock;
+    pthread_mutex_t lock; /* the queue, the file table, the retired descriptors */
     pthread_cond_t cond;
     struct alog_item *head, *tail;
     size_t queued_bytes;
     bool stop;
-    bool reopen;
     fg_counter_t dropped_lines;
-    struct {
-        char *path;
-        int fd;
-    } files[FG_ALOG_FILES];
+    struct alog_file *files;
+    size_t n_files;
+    int *retired; /* descriptors replaced by a reopen, for the writer to close */
+    size_t n_retired;
 } A = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
+/* The file entry for path (A.lock held), or NULL. */
+static struct alog_file *file_find(const char *path)
+{
+    for (size_t i = 0; i < A.n_files; i++)
+        if (strcmp(A.files[i].path, path) == 0)
+            return &A.files[i];
+    return NULL;
+}
+
+/* Add path with fd to the table (A.lock held). false when out of memory. */
+static bool file_add(const char *path, int fd)
+{
+    struct alog_file *v = realloc(A.files, (A.n_files + 1) * sizeof(*v));
+    if (v == NULL)
+        return false;
+    A.files = v;
+    char *p = strdup(path);
+    if (p == NULL)
+        return false;
+    A.files[A.n_files++] = (struct alog_file){.path = p, .fd = fd};
+    return true;
+}
+
+/* The descriptor to write path's lines to (A.lock held), -1 to drop them. A path no
+ * config opened (which fg_server_open_logs prevents) is opened here, once. */
 static int alog_fd(const char *path)
 {
     if (strcmp(path, "stderr") == 0)
         return 2;
-    for (size_t i = 0; i < FG_ALOG_FILES; i++)
-        if (A.files[i].path != NULL && strcmp(A.files[i].path, path) == 0)
-            return A.files[i].fd;
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0) {
+    struct alog_file *f = file_find(path);
+    if (f != NULL)
+        return f->fd;
+    int fd = fg_log_file_open(path);
+    if (fd < 0)
         fg_err("access log %s: cannot open: %s; lines for it are dropped", path, strerror(errno));
-        return -1;
+    if (!file_add(path, fd) && fd >= 0) {
+        close(fd);
+        fd = -1;
     }
-    size_t slot = 0;
-    for (size_t i = 0; i < FG_ALOG_FILES; i++) {
-        if (A.files[i].path == NULL) {
-            slot = i;
-            break;
-        }
-    }
-    if (A.files[slot].path != NULL) { /* table full: recycle slot 0 */
-        close(A.files[slot].fd);
-        free(A.files[slot].path);
-    }
-    A.files[slot].path = strdup(path);
-    A.files[slot].fd = fd;
     return fd;
+}
+
+static void close_retired(void)
+{
+    for (size_t i = 0; i < A.n_retired; i++)
+        close(A.retired[i]);
+    A.n_retired = 0;
 }
 
 static void alog_close_all(void)
 {
-    for (size_t i = 0; i < FG_ALOG_FILES; i++) {
-        if (A.files[i].path != NULL) {
+    close_retired();
+    free(A.retired);
+    A.retired = NULL;
+    for (size_t i = 0; i < A.n_files; i++) {
+        if (A.files[i].fd >= 0)
             close(A.files[i].fd);
-            free(A.files[i].path);
-            A.files[i].path = NULL;
-        }
+        free(A.files[i].path);
     }
+    free(A.files);
+    A.files = NULL;
+    A.n_files = 0;
 }
 
 static void *alog_main(void *arg)
 {
     pthread_mutex_lock(&A.lock);
     for (;;) {
-        while (A.head == NULL && !A.stop && !A.reopen)
+        while (A.head == NULL && !A.stop && A.n_retired == 0)
             pthread_cond_wait(&A.cond, &A.lock);
-        if (A.reopen) {
-            A.reopen = false;
-            alog_close_all();
-        }
+        close_retired();
         struct alog_item *it = A.head;
         if (it == NULL) {
             if (A.stop)
@@ -102,9 +135,9 @@ static void *alog_main(void *arg)
         if (A.head == NULL)
             A.tail = NULL;
         A.queued_bytes -= evbuffer_get_length(it->data);
+        int fd = alog_fd(it->path);
         pthread_mutex_unlock(&A.lock);
 
-        int fd = alog_fd(it->path);
         while (fd >= 0 && evbuffer_get_length(it->data) > 0) {
             if (evbuffer_write(it->data, fd) < 0 && errno != EINTR) {
                 fg_err("access log %s: write failed: %s", it->path, strerror(errno));
@@ -116,9 +149,75 @@ static void *alog_main(void *arg)
         free(it);
         pthread_mutex_lock(&A.lock);
     }
-    pthread_mutex_unlock(&A.lock);
     alog_close_all();
+    pthread_mutex_unlock(&A.lock);
     return NULL;
+}
+
+static const char *config_name(const struct fg_config *cfg)
+{
+    return cfg->path != NULL ? cfg->path : "flashgate.conf";
+}
+
+bool fg_server_open_logs(const struct fg_config *cfg, struct fg_config_errors *errs)
+{
+    bool ok = true;
+    for (size_t s = 0; s < cfg->n_servers; s++) {
+        const struct fg_conf_server *srv = &cfg->servers[s];
+        if (srv->access_log == NULL || strcmp(srv->access_log, "stderr") == 0)
+            continue;
+        pthread_mutex_lock(&A.lock);
+        struct alog_file *f = file_find(srv->access_log);
+        bool have = f != NULL && f->fd >= 0;
+        pthread_mutex_unlock(&A.lock);
+        if (have)
+            continue;
+        int fd = fg_log_file_open(srv->access_log);
+        if (fd < 0) {
+            fg_config_error_add(errs, "%s:%zu: access_log %s: cannot open: %s", config_name(cfg),
+                                srv->access_log_line, srv->access_log, strerror(errno));
+            ok = false;
+            continue;
+        }
+        pthread_mutex_lock(&A.lock);
+        f = file_find(srv->access_log);
+        if (f != NULL && f->fd < 0) {
+            f->fd = fd;
+        } else if (f != NULL || !file_add(srv->access_log, fd)) {
+            close(fd); /* opened meanwhile by the writer, or out of memory */
+        }
+        pthread_mutex_unlock(&A.lock);
+    }
+    return ok;
+}
+
+size_t fg_server_reopen_logs(void)
+{
+    size_t failed = 0;
+    pthread_mutex_lock(&A.lock);
+    for (size_t i = 0; i < A.n_files; i++) {
+        struct alog_file *f = &A.files[i];
+        int fd = fg_log_file_open(f->path);
+        if (fd < 0) {
+            fg_err("access log %s: cannot reopen: %s; still writing to the file it had open",
+                   f->path, strerror(errno));
+            failed++;
+            continue;
+        }
+        int *r = realloc(A.retired, (A.n_retired + 1) * sizeof(*r));
+        if (r == NULL) {
+            close(fd);
+            failed++;
+            continue;
+        }
+        A.retired = r;
+        if (f->fd >= 0)
+            A.retired[A.n_retired++] = f->fd;
+        f->fd = fd;
+    }
+    pthread_cond_signal(&A.cond);
+    pthread_mutex_unlock(&A.lock);
+    return failed;
 }
 
 bool fg_accesslog_start(void)
@@ -141,14 +240,6 @@ void fg_accesslog_stop(void)
     pthread_mutex_unlock(&A.lock);
     pthread_join(A.thread, NULL);
     A.running = false;
-}
-
-void fg_accesslog_reopen(void)
-{
-    pthread_mutex_lock(&A.lock);
-    A.reopen = true;
-    pthread_cond_signal(&A.cond);
-    pthread_mutex_unlock(&A.lock);
 }
 
 void fg_accesslog_flush(struct fg_worker *w)

@@ -480,7 +480,6 @@ void fg_cache_stage_adopt(struct fg_txn *t, struct fg_upstream_pool *pool,
                           struct fg_upstream_conn *uc);
 bool fg_accesslog_start(void);
 void fg_accesslog_stop(void);
-void fg_accesslog_reopen(void);
 void fg_accesslog_txn(struct fg_worker *w, const struct fg_txn *t);
 void fg_accesslog_flush(struct fg_worker *w);
 

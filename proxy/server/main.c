@@ -3,8 +3,6 @@
  * workers and the admin listener, then wait for signals (reload, drain, log reopen).
  */
 #include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,40 +30,27 @@ static void log_errors(const struct fg_config_errors *errs)
         fg_err("%s", errs->msgs[i]);
 }
 
-static bool drop_privileges(const char *user)
+/* The error log of next, opened before the reload is applied so that a file that cannot
+ * be opened refuses it: -2 when it stays the same (no reopen on reload: SIGUSR1 does
+ * that), -1 for standard error, else the new file's descriptor; false on failure. */
+static bool reload_error_log(const struct fg_config *next, const struct fg_config *cur, int *fd)
 {
-    if (user == NULL || geteuid() != 0)
+    const char *np = next->error_log ? next->error_log : "stderr";
+    const char *cp = cur->error_log ? cur->error_log : "stderr";
+    *fd = -2;
+    if (strcmp(np, cp) == 0)
         return true;
-    struct passwd *pw = getpwnam(user);
-    if (pw == NULL) {
-        fg_err("user '%s' does not exist; refusing to run as root", user);
-        return false;
-    }
-    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
-        setuid(pw->pw_uid) != 0) {
-        fg_err("cannot switch to user '%s': %s", user, strerror(errno));
-        return false;
-    }
-    if (setuid(0) == 0) {
-        fg_err("privileges could be regained after switching to '%s'; refusing to run", user);
-        return false;
-    }
-    fg_notice("running as user %s (uid %d)", user, (int)pw->pw_uid);
-    return true;
-}
-
-static bool write_pid_file(const char *path)
-{
-    if (path == NULL)
+    if (strcmp(np, "stderr") == 0) {
+        *fd = -1;
         return true;
-    FILE *f = fopen(path, "w");
-    if (f == NULL) {
-        fg_err("cannot write pid file %s: %s", path, strerror(errno));
-        return false;
     }
-    fprintf(f, "%ld\n", (long)getpid());
-    fclose(f);
-    return true;
+    *fd = fg_log_file_open(np);
+    if (*fd >= 0)
+        return true;
+    fg_err("%s:%zu: reload refused: error_log %s: cannot open: %s; the running configuration "
+           "stays",
+           next->path, next->error_log_line, np, strerror(errno));
+    return false;
 }
 
 static const struct fg_admin_ops admin_ops = {
@@ -83,6 +68,10 @@ static struct fg_config *reload(struct fg_config *cur, const char *path)
     fg_sd_notify("RELOADING=1");
     struct fg_config_errors errs = {0};
     struct fg_config *next = fg_config_load(path, &errs);
+    if (next != NULL && !fg_server_open_logs(next, &errs)) {
+        fg_config_unref(next);
+        next = NULL;
+    }
     if (next == NULL) {
         log_errors(&errs);
         fg_err("reload refused: %zu error(s) in %s; the running configuration (generation %llu) "
@@ -93,18 +82,49 @@ static struct fg_config *reload(struct fg_config *cur, const char *path)
         return cur;
     }
     next->generation = cur->generation + 1;
-    if (!fg_server_reload(next)) {
+    /* What only a restart changes keeps its running value, in the snapshot too (/config
+     * shows what runs); each such change is a warning once the reload is applied. */
+    struct fg_config_errors warns;
+    fg_config_keep_restart_only(next, cur, &warns);
+    int log_fd;
+    if (!reload_error_log(next, cur, &log_fd) || !fg_server_reload(next)) {
+        if (log_fd >= 0)
+            close(log_fd);
+        fg_config_errors_free(&warns);
         fg_config_unref(next);
         fg_sd_notify("READY=1");
         return cur;
     }
-    if (!fg_log_open(next->error_log, next->error_log_level))
-        fg_err("cannot open error log %s: %s; keeping the previous one",
-               next->error_log ? next->error_log : "stderr", strerror(errno));
+    if (log_fd != -2)
+        fg_log_use_fd(log_fd, next->error_log, next->error_log_level);
+    else
+        fg_log_set_level(next->error_log_level);
+    for (size_t i = 0; i < warns.n; i++)
+        fg_warn("%s", warns.msgs[i]);
+    fg_config_errors_free(&warns);
     fg_notice("configuration generation %llu is running", (unsigned long long)next->generation);
     fg_config_unref(cur);
     fg_sd_notify("READY=1");
     return next;
+}
+
+/* SIGUSR1 (logrotate's postrotate): every log file is opened again by path. One that
+ * cannot be is said so, and keeps being written where it was, rather than a claim that
+ * all went well while lines go to the rotated file. */
+static void reopen_logs(void)
+{
+    char path[4096];
+    fg_log_path(path, sizeof(path));
+    bool ok = fg_log_reopen();
+    if (!ok)
+        fg_err("error log %s: cannot reopen: %s; still writing to the file it had open", path,
+               strerror(errno));
+    if (fg_server_reopen_logs() > 0)
+        ok = false;
+    if (ok)
+        fg_notice("log files reopened");
+    else
+        fg_err("log files reopened, except the ones above");
 }
 
 /* Session ticket keys: one ring for the life of the process, so tickets stay valid
@@ -150,6 +170,11 @@ int main(int argc, char **argv)
     struct fg_tls_ticket_keys *ticket_keys = test_only ? NULL : ticket_keys_start();
     struct fg_config_errors errs = {0};
     struct fg_config *cfg = fg_config_load(path, &errs);
+    /* What would fail at start fails -t too: the user, the log files (startup.c). */
+    if (cfg != NULL && fg_server_check(cfg, &errs) > 0) {
+        fg_config_unref(cfg);
+        cfg = NULL;
+    }
     if (cfg == NULL) {
         fg_tls_ticket_keys_unref(ticket_keys);
         print_errors(stderr, &errs);
@@ -165,9 +190,26 @@ int main(int argc, char **argv)
         return 0;
     }
     cfg->generation = 1;
+    /* A second flashgate on the same pid file or the same ports is refused here, before
+     * it changes the file or joins a port (SO_REUSEPORT would let it share the traffic). */
+    if (!fg_server_lock_pid_file(cfg))
+        return 1;
+    if (!fg_server_probe_ports(cfg, &errs)) {
+        print_errors(stderr, &errs);
+        fprintf(stderr, "flashgate: not started: it cannot have the addresses above\n");
+        return 1;
+    }
+    /* Log files are opened now, while root, and given to `user` when created, so that
+     * they can be reopened after the drop (SIGUSR1, logrotate). */
+    if (!fg_server_set_log_owner(cfg))
+        return 1;
     if (!fg_log_open(cfg->error_log, cfg->error_log_level)) {
-        fprintf(stderr, "flashgate: cannot open error log %s: %s\n", cfg->error_log,
-                strerror(errno));
+        fprintf(stderr, "flashgate: %s:%zu: cannot open error log %s: %s\n", path,
+                cfg->error_log_line, cfg->error_log, strerror(errno));
+        return 1;
+    }
+    if (!fg_server_open_logs(cfg, &errs)) {
+        log_errors(&errs);
         return 1;
     }
 
@@ -186,9 +228,9 @@ int main(int argc, char **argv)
         return 1;
     if (cfg->admin.enabled && !fg_admin_start(&cfg->admin.addr, &admin_ops))
         return 1;
-    if (!write_pid_file(cfg->pid_file))
+    if (!fg_server_write_pid_file())
         return 1;
-    if (!drop_privileges(cfg->user))
+    if (!fg_server_drop_privileges(cfg))
         return 1;
     /* Workers start only now: no request is ever served with root privileges. */
     if (!fg_server_run())
@@ -206,9 +248,7 @@ int main(int argc, char **argv)
         if (sig == SIGHUP && !draining) {
             cfg = reload(cfg, path);
         } else if (sig == SIGUSR1) {
-            fg_log_reopen();
-            fg_server_reopen_logs();
-            fg_notice("log files reopened");
+            reopen_logs();
         } else if ((sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) && !draining) {
             draining = true;
             uint64_t delay = sig == SIGTERM ? cfg->shutdown_delay_ms : 0;
@@ -242,8 +282,7 @@ int main(int argc, char **argv)
     }
     fg_admin_stop();
     fg_server_stop();
-    if (cfg->pid_file != NULL)
-        unlink(cfg->pid_file);
+    fg_server_remove_pid_file();
     fg_notice("flashgate stopped");
     fg_config_unref(cfg);
     fg_config_set_ticket_keys(NULL);

@@ -13,6 +13,29 @@
 
 #include "config/config.h"
 
+/* startup.c: what start and `flashgate -t` check, each failure a "file:line: message"
+ * in errs: the user exists, the log files can be written by whoever will write them.
+ * Returns the number of problems. */
+size_t fg_server_check(const struct fg_config *cfg, struct fg_config_errors *errs);
+/* Log files created from now on while root go to cfg's user (false, logged: no such
+ * user). Call before opening the logs at start. */
+bool fg_server_set_log_owner(const struct fg_config *cfg);
+/* Open and lock (flock) cfg's pid file for the life of the process, without changing
+ * it; false (logged) when another process holds it. Writing the pid comes later; the
+ * file is removed at exit (atexit), also when the start fails after this. */
+bool fg_server_lock_pid_file(const struct fg_config *cfg);
+bool fg_server_write_pid_file(void);
+/* At exit: remove the pid file and let go of the lock. */
+void fg_server_remove_pid_file(void);
+/* Switch to cfg's user when running as root (false, logged, when it cannot). */
+bool fg_server_drop_privileges(const struct fg_config *cfg);
+
+/* worker.c: is every address cfg listens on (the admin listener's included) free of
+ * other processes? Each one is bound once without SO_REUSEPORT, so a port that another
+ * flashgate holds is seen as in use instead of being shared with it. false with
+ * "file:line: ..." messages in errs. */
+bool fg_server_probe_ports(const struct fg_config *cfg, struct fg_config_errors *errs);
+
 /* Prepare workers and bind every listen address of this config (takes a reference);
  * returns false (logged) if any cannot be bound. Nothing is served until fg_server_run(),
  * so privileges can be dropped in between. */
@@ -35,8 +58,13 @@ unsigned long fg_server_inflight(void);
 void fg_server_stop(void);
 
 bool fg_server_draining(void);
-/* Reopen access log files (SIGUSR1, after logrotate). */
-void fg_server_reopen_logs(void);
+/* Open the access log files of cfg not open yet, as the current user: at start before
+ * privileges are dropped, and on reload before the new config is applied. false (with
+ * "file:line: ..." messages in errs) when one cannot be opened. */
+bool fg_server_open_logs(const struct fg_config *cfg, struct fg_config_errors *errs);
+/* Reopen every access log file (SIGUSR1, after logrotate). A file that cannot be
+ * reopened keeps the descriptor it had (logged); returns how many could not. */
+size_t fg_server_reopen_logs(void);
 /* Write the /stats JSON document, and the same counters for /metrics (Prometheus). */
 void fg_server_stats_json(struct evbuffer *out);
 void fg_server_metrics(struct evbuffer *out);

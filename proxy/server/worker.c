@@ -60,6 +60,91 @@ static bool addr_same(const struct fg_addr *a, const struct fg_addr *b)
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
+/* 0 when nobody else listens on a: bound once without SO_REUSEPORT, the socket collides
+ * with any listener there, one with SO_REUSEPORT included (which our own listen sockets
+ * would otherwise join, sharing the port's connections with another process). Else an
+ * errno. The probe is closed at once; the race with another start in between is
+ * closed by the pid file lock when both use the same config. */
+static int probe_addr(const struct fg_addr *a)
+{
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno;
+    int one = 1;
+    /* SO_REUSEADDR: a TIME_WAIT leftover of an earlier run is nobody's listener */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (a->ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    int r = bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ? 0 : errno;
+    close(fd);
+    return r;
+}
+
+static const char *probe_error(int e)
+{
+    return e == EADDRINUSE ? "the address is in use by another process (another flashgate with "
+                             "this configuration?); refusing to share its port"
+                           : strerror(e);
+}
+
+static const char *config_name(const struct fg_config *cfg)
+{
+    return cfg->path != NULL ? cfg->path : "flashgate.conf";
+}
+
+bool fg_server_probe_ports(const struct fg_config *cfg, struct fg_config_errors *errs)
+{
+    bool ok = true;
+    for (size_t s = 0; s < cfg->n_servers; s++) {
+        for (size_t l = 0; l < cfg->servers[s].n_listens; l++) {
+            const struct fg_conf_listen *cl = &cfg->servers[s].listens[l];
+            int e = probe_addr(&cl->addr);
+            if (e != 0) {
+                fg_config_error_add(errs, "%s:%zu: listen %s: %s", config_name(cfg), cl->line,
+                                    cl->addr.text, probe_error(e));
+                ok = false;
+            }
+        }
+    }
+    if (cfg->admin.enabled) {
+        int e = probe_addr(&cfg->admin.addr);
+        if (e != 0 && cfg->admin.line > 0)
+            fg_config_error_add(errs, "%s:%zu: admin listen %s: %s", config_name(cfg),
+                                cfg->admin.line, cfg->admin.addr.text, probe_error(e));
+        else if (e != 0)
+            fg_config_error_add(errs, "%s: admin listen %s (the default): %s", config_name(cfg),
+                                cfg->admin.addr.text, probe_error(e));
+        ok = ok && e == 0;
+    }
+    return ok;
+}
+
+static bool addr_is_any(const struct fg_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (a->ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+    return false;
+}
+
+/* Does the running config listen on an address that overlaps a (same family and port,
+ * one of them the wildcard)? Then a probe of a would collide with our own socket. */
+static bool overlaps_running(const struct fg_config *cfg, const struct fg_addr *a)
+{
+    for (size_t s = 0; s < cfg->n_servers; s++) {
+        for (size_t l = 0; l < cfg->servers[s].n_listens; l++) {
+            const struct fg_addr *b = &cfg->servers[s].listens[l].addr;
+            if (a->ss.ss_family == b->ss.ss_family &&
+                fg_addr_port((const struct sockaddr *)&a->ss) ==
+                    fg_addr_port((const struct sockaddr *)&b->ss) &&
+                (addr_is_any(a) || addr_is_any(b)))
+                return true;
+        }
+    }
+    return false;
+}
+
 static bool config_has_listen(const struct fg_config *cfg, const struct fg_addr *a, size_t *server,
                               size_t *listen)
 {
@@ -408,7 +493,8 @@ bool fg_server_start(struct fg_config *cfg)
             for (size_t i = 0; i < S.n; i++) {
                 int fd = listen_socket(cl);
                 if (fd < 0) {
-                    fg_err("cannot listen on %s: %s", cl->addr.text, strerror(errno));
+                    fg_err("%s:%zu: cannot listen on %s: %s", config_name(cfg), cl->line,
+                           cl->addr.text, strerror(errno));
                     return false;
                 }
                 if (!listener_add(&S.workers[i], fd, &cl->addr)) {
@@ -452,11 +538,19 @@ bool fg_server_reload(struct fg_config *cfg)
     bool ok = fds != NULL;
     size_t opened = 0;
     for (size_t k = 0; ok && k < n_new; k++) {
+        int e = overlaps_running(S.cfg, &lists[k]->addr) ? 0 : probe_addr(&lists[k]->addr);
+        if (e != 0) {
+            fg_err("%s:%zu: reload refused: listen %s: %s; the old config keeps running",
+                   config_name(cfg), lists[k]->line, lists[k]->addr.text, probe_error(e));
+            ok = false;
+            break;
+        }
         for (size_t i = 0; i < S.n; i++) {
             int fd = listen_socket(lists[k]);
             if (fd < 0) {
-                fg_err("reload refused: cannot listen on %s: %s; the old config keeps running",
-                       lists[k]->addr.text, strerror(errno));
+                fg_err("%s:%zu: reload refused: cannot listen on %s: %s; the old config keeps "
+                       "running",
+                       config_name(cfg), lists[k]->line, lists[k]->addr.text, strerror(errno));
                 ok = false;
                 break;
             }
@@ -547,11 +641,6 @@ void fg_server_stop(void)
         }
     }
     fg_accesslog_stop();
-}
-
-void fg_server_reopen_logs(void)
-{
-    fg_accesslog_reopen();
 }
 
 struct fg_config *fg_server_config(void)

@@ -141,16 +141,24 @@ static void time_text(const ASN1_TIME *t, char *out, size_t outlen)
     BIO_free(b);
 }
 
-/* The certificate (with chain) and key of f into ctx, checked. */
-static bool load_pair(SSL_CTX *ctx, const struct fg_tls_cert_files *f, char *err, size_t errlen)
+/* The certificate (with chain) and key of f into ctx, checked. On failure *key_fault
+ * says whether the key is the file at fault (a key that does not match its certificate
+ * is: the certificate may be right for another key, written on another line). */
+static bool load_pair(SSL_CTX *ctx, const struct fg_tls_cert_files *f, bool *key_fault, char *err,
+                      size_t errlen)
 {
+    *key_fault = f->cert != NULL;
     if (f->cert == NULL || f->key == NULL) {
         snprintf(err, errlen, "a certificate needs both a certificate and a certificate_key");
         return false;
     }
-    if (!readable("certificate", f->cert, err, errlen) ||
-        !readable("certificate_key", f->key, err, errlen))
+    *key_fault = false;
+    if (!readable("certificate", f->cert, err, errlen))
         return false;
+    *key_fault = true;
+    if (!readable("certificate_key", f->key, err, errlen))
+        return false;
+    *key_fault = false;
     if (SSL_CTX_use_certificate_chain_file(ctx, f->cert) != 1) {
         fg_tls_error(err, errlen, "certificate %s: not a valid PEM certificate chain", f->cert);
         return false;
@@ -173,6 +181,7 @@ static bool load_pair(SSL_CTX *ctx, const struct fg_tls_cert_files *f, char *err
         snprintf(err, errlen, "certificate %s: not valid yet (notBefore %s)", f->cert, when);
         return false;
     }
+    *key_fault = true;
     FILE *kf = fopen(f->key, "r");
     if (kf == NULL) {
         snprintf(err, errlen, "certificate_key %s: cannot open: %s", f->key, strerror(errno));
@@ -197,9 +206,10 @@ static bool load_pair(SSL_CTX *ctx, const struct fg_tls_cert_files *f, char *err
     return ok;
 }
 
-static SSL_CTX *ctx_new(const struct fg_tls_server_opts *o, const struct fg_tls_cert_files *f,
-                        char *err, size_t errlen)
+static SSL_CTX *ctx_new(const struct fg_tls_server_opts *o, size_t i, char *err, size_t errlen)
 {
+    const struct fg_tls_cert_files *f = &o->certs[i];
+    bool key_fault = false;
     static const unsigned char sid_ctx[] = "flashgate";
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
@@ -207,9 +217,13 @@ static SSL_CTX *ctx_new(const struct fg_tls_server_opts *o, const struct fg_tls_
         return NULL;
     }
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
-    if (!fg_tls_ctx_common(ctx, o->min_version, o->ciphers, err, errlen) ||
-        !load_pair(ctx, f, err, errlen))
+    if (!fg_tls_ctx_common(ctx, o->min_version, o->ciphers, err, errlen))
         goto fail;
+    if (!load_pair(ctx, f, &key_fault, err, errlen)) {
+        if (o->blame != NULL)
+            *o->blame = (struct fg_tls_cert_blame){.pair = i, .key = key_fault};
+        goto fail;
+    }
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     /* The chain is what the file holds: no chain building from the store on every
      * handshake (it costs about as much as a certificate check). */
@@ -240,6 +254,8 @@ fail:
 struct fg_tls_server *fg_tls_server_new(const struct fg_tls_server_opts *o, char *err,
                                         size_t errlen)
 {
+    if (o->blame != NULL)
+        *o->blame = (struct fg_tls_cert_blame){.pair = SIZE_MAX};
     if (o->n_certs == 0 || o->certs == NULL) {
         snprintf(err, errlen, "TLS listener without a certificate");
         return NULL;
@@ -260,7 +276,7 @@ struct fg_tls_server *fg_tls_server_new(const struct fg_tls_server_opts *o, char
     s->magic = SERVER_MAGIC;
     atomic_init(&s->refs, 1);
     for (; s->n < o->n_certs; s->n++) {
-        s->ctx[s->n] = ctx_new(o, &o->certs[s->n], err, errlen);
+        s->ctx[s->n] = ctx_new(o, s->n, err, errlen);
         if (s->ctx[s->n] == NULL)
             goto fail;
         s->leaf[s->n] = SSL_CTX_get0_certificate(s->ctx[s->n]);

@@ -75,6 +75,14 @@ struct fg_tls_cert_files {
     const char *key;
 };
 
+/* Which file a failed fg_tls_server_new() is about, so that the config loader can name
+ * the line that wrote it (the same key file may be written for several certificates). */
+struct fg_tls_cert_blame {
+    size_t pair; /* index into certs; SIZE_MAX when no file is at fault (options, memory) */
+    bool key;    /* the pair's key (missing, unreadable, not matching) rather than its
+                    certificate */
+};
+
 struct fg_tls_server_opts {
     const struct fg_tls_cert_files *certs;  /* the first is the default (no or unknown SNI) */
     size_t n_certs;                         /* at least 1 */
@@ -83,6 +91,7 @@ struct fg_tls_server_opts {
     struct fg_tls_ticket_keys *ticket_keys; /* NULL: no tickets, the session cache only */
     uint64_t session_timeout_s;             /* 0: 3600 */
     long session_cache_size;                /* 0: 20480 sessions */
+    struct fg_tls_cert_blame *blame;        /* NULL, or filled when the build fails */
 };
 
 /* ECDHE key exchange and AEAD ciphers only (Mozilla "intermediate" without DHE). */

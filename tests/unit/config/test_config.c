@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "http/http.h"
+#include "ratelimit/ratelimit.h"
 
 #define NAME "t.conf"
 
@@ -109,7 +110,9 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(u->servers[0].fail_timeout_ms, 10000);
     assert_int_equal(u->balance, FG_BALANCE_ROUND_ROBIN);
     assert_int_equal(u->keepalive, 64);
-    assert_int_equal(u->keepalive_timeout_ms, 30000);
+    /* below gunicorn's 2 s, Node's 5 s and Puma's 20 s keep-alive: an idle pooled
+     * connection is never one the app has closed (the ALB-502 pattern) */
+    assert_int_equal(u->keepalive_timeout_ms, 1000);
     assert_int_equal(u->keepalive_requests, 1000);
     assert_int_equal(u->connect_timeout_ms, 1000);
     assert_int_equal(u->send_timeout_ms, 30000);
@@ -163,7 +166,7 @@ static const char contract_example[] =
     "    server 127.0.0.1:3000 weight=1 max_fails=3 fail_timeout=10s;\n"
     "    balance round_robin;\n"
     "    keepalive 64;\n"
-    "    keepalive_timeout 30s;\n"
+    "    keepalive_timeout 1s;\n"
     "    keepalive_requests 1000;\n"
     "    connect_timeout 1s;\n"
     "    send_timeout 30s;\n"
@@ -254,6 +257,19 @@ static void test_shipped_config(void **state)
     assert_true(c->admin.enabled);
     assert_string_equal(c->admin.addr.text, "127.0.0.1:9901");
     assert_null(c->user);
+    fg_config_unref(c);
+}
+
+/* A Redis limit without timeout= waits 20 ms, as flashgate.conf(5) and ratelimit.md say,
+ * and that is the Redis backend's own default too (one constant for both). */
+static void test_redis_timeout_default(void **state)
+{
+    (void)state;
+    struct fg_config *c = load_ok("limit fleet { key client_ip; rate 10r/s;\n"
+                                  "    backend redis redis://127.0.0.1:6379; }\n" UP SRV_LINE);
+    assert_true(c->limits[0].redis);
+    assert_int_equal(c->limits[0].redis_timeout_ms, 20);
+    assert_int_equal(FG_RATELIMIT_REDIS_TIMEOUT_MS, 20);
     fg_config_unref(c);
 }
 
@@ -611,7 +627,7 @@ static void test_dump_round_trip(void **state)
         "drain_timeout 30s;",
         "listen 127.0.0.1:9901;",
         "keepalive 64;",
-        "keepalive_timeout 30s;",
+        "keepalive_timeout 1s;", /* upstream: below gunicorn's 2 s, the shortest common one */
         "keepalive_requests 1000;",
         "connect_timeout 1s;",
         "read_timeout 30s;",
@@ -1052,6 +1068,7 @@ int main(void)
         cmocka_unit_test(test_contract_example),
         cmocka_unit_test(test_shipped_config),
         cmocka_unit_test(test_main_values),
+        cmocka_unit_test(test_redis_timeout_default),
         cmocka_unit_test(test_admin_forms),
         cmocka_unit_test(test_upstream_values),
         cmocka_unit_test(test_server_values),

@@ -3,7 +3,8 @@
  * proxy/config/schema.c has an entry in the flashgate.conf(5) section of its context, and
  * every directive of proxy/config/agent.c one in the DIRECTIVES section of
  * flashgate-agent(8), with the table's syntax and default; and neither page documents a
- * directive the code lacks.
+ * directive the code lacks. flashgate.conf(5)'s EXAMPLES section is the shipped
+ * conf/flashgate.conf without comments and blank lines, line for line.
  *
  * The pages are $srcdir/docs/flashgate.conf.5 and $srcdir/docs/flashgate-agent.8
  * (automake's test harness sets srcdir), or the paths given as the arguments.
@@ -60,6 +61,11 @@ static const struct page *page;
 static const char *page_path;
 static struct entry entries[MAX_ENTRIES];
 static size_t n_entries;
+static char conf_path[4096];
+
+#define MAX_EXAMPLE_LINES 512
+static char *example[MAX_EXAMPLE_LINES]; /* the EXAMPLES block of the page, unescaped */
+static size_t n_example;
 
 /* Drop \fB \fI \fR \fP, turn \- into -, \e into \ and \(mu into x. */
 static void unescape(const char *in, char *out, size_t outlen)
@@ -97,13 +103,38 @@ static unsigned section_ctx(const char *line)
     return 0;
 }
 
-/* Group setup: read the entries of the page given as the group's state. */
+/* The lines between .nf and .fi of the EXAMPLES section. */
+static void keep_example_line(const char *line, bool *in_section, bool *in_block)
+{
+    if (strncmp(line, ".SH", 3) == 0) {
+        *in_section = strstr(line, "EXAMPLES") != NULL;
+        *in_block = false;
+        return;
+    }
+    if (!*in_section)
+        return;
+    if (strcmp(line, ".nf") == 0) {
+        *in_block = true;
+    } else if (strcmp(line, ".fi") == 0) {
+        *in_block = false;
+    } else if (*in_block && n_example < MAX_EXAMPLE_LINES) {
+        char text[1024];
+        unescape(line, text, sizeof(text));
+        example[n_example++] = strdup(text);
+    }
+}
+
+/* Group setup: read the entries (and the EXAMPLES block) of the page given as the
+ * group's state. */
 static int read_page(void **state)
 {
     page = *state;
     page_path = page->path;
     n_entries = 0;
     memset(entries, 0, sizeof(entries));
+    for (size_t i = 0; i < n_example; i++)
+        free(example[i]);
+    n_example = 0;
     FILE *f = fopen(page_path, "r");
     if (f == NULL) {
         print_error("cannot open %s\n", page_path);
@@ -113,8 +144,10 @@ static int read_page(void **state)
     unsigned ctx = 0;
     struct entry *cur = NULL;
     int after_heading = 0;
+    bool in_examples = false, in_block = false;
     while (fgets(line, sizeof(line), f) != NULL) {
         line[strcspn(line, "\n")] = '\0';
+        keep_example_line(line, &in_examples, &in_block);
         if (strncmp(line, ".SH", 3) == 0) {
             ctx = section_ctx(line);
             cur = NULL;
@@ -219,6 +252,43 @@ static void test_table_sane(void **state)
     }
 }
 
+/* flashgate.conf(5) EXAMPLES says it is the shipped file without comments and blank
+ * lines: it is, line for line (indentation included). */
+static void test_example_is_the_shipped_file(void **state)
+{
+    (void)state;
+    FILE *f = fopen(conf_path, "r");
+    if (f == NULL)
+        fail_msg("cannot open %s", conf_path);
+    char line[1024];
+    size_t i = 0, bad = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "#\n")] = '\0'; /* no '#' inside a value of the shipped file */
+        size_t n = strlen(line);
+        while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+            line[--n] = '\0';
+        if (n == 0)
+            continue;
+        if (i >= n_example) {
+            print_error("%s: EXAMPLES ends before '%s' of %s\n", page_path, line, conf_path);
+            bad++;
+        } else if (strcmp(example[i], line) != 0) {
+            print_error("%s: EXAMPLES line %zu is '%s', %s has '%s'\n", page_path, i + 1,
+                        example[i], conf_path, line);
+            bad++;
+        }
+        i++;
+    }
+    fclose(f);
+    if (i < n_example) {
+        print_error("%s: EXAMPLES has %zu lines more than %s\n", page_path, n_example - i,
+                    conf_path);
+        bad++;
+    }
+    assert_true(n_example > 0);
+    assert_int_equal(bad, 0);
+}
+
 static void page_path_set(struct page *p, int argc, char **argv, int arg, const char *file)
 {
     const char *srcdir = getenv("srcdir");
@@ -232,10 +302,13 @@ int main(int argc, char **argv)
 {
     page_path_set(&conf5, argc, argv, 1, "flashgate.conf.5");
     page_path_set(&agent8, argc, argv, 2, "flashgate-agent.8");
+    const char *srcdir = getenv("srcdir");
+    snprintf(conf_path, sizeof(conf_path), "%s/conf/flashgate.conf", srcdir ? srcdir : ".");
     const struct CMUnitTest conf5_tests[] = {
         cmocka_unit_test(test_table_sane),
         cmocka_unit_test(test_every_directive_documented),
         cmocka_unit_test(test_no_stale_entries),
+        cmocka_unit_test(test_example_is_the_shipped_file),
     };
     const struct CMUnitTest agent8_tests[] = {
         cmocka_unit_test(test_table_sane),
