@@ -17,6 +17,8 @@ packages=(
     python3 python3-pytest python3-brotli curl procps util-linux ca-certificates openssl iproute2
     # the dashboard's test opens it in a real browser (headless)
     chromium
+    # the agent's full-disk test mounts a tmpfs
+    mount
     # later features' real parts (Redis backend)
     redis-server
     # benchmarks

@@ -37,11 +37,6 @@ check_in() { # dir: run make check, show the failing logs
     make -C "$1" -j2 check || { show_failed_logs "$1"; return 1; }
 }
 
-# Shared test vectors (AWS SigV4) sit beside the repository, as in CI; absolute, so that
-# make distcheck's copy of the tree finds them too.
-if [ -z "${FG_TESTDATA:-}" ] && [ -d "$top/../shared/testdata" ]; then
-    export FG_TESTDATA="$top/../shared/testdata"
-fi
 # The SQS emulator scripts/deps.sh installs (tests/integration/test_sqs.py runs it).
 if [ -z "${FG_FAUXQS:-}" ]; then
     export FG_FAUXQS="$top/.deps/fauxqs/node_modules/.bin/fauxqs"

@@ -20,8 +20,9 @@
  *
  * On disk: a directory of append-only segment files, each named after the sequence
  * number it was started for (00000000000000000001.seg, 20 digits), and a file
- * `checkpoint` with the highest sequence number the sink has acknowledged. Every record
- * is one frame, little-endian:
+ * `checkpoint` with the highest sequence number the sink has acknowledged: two slots of
+ * 512 bytes (magic, version 2, acked u64, generation u64, crc32 of those 24 bytes), the
+ * newer generation counts. Every record is one frame, little-endian:
  *
  *   magic u32 | length u32 | crc u32 | sequence u64 | time_ms i64 | payload[length]
  *
@@ -44,8 +45,12 @@
  *  3. A sink reads committed records in order with fg_spool_iter_next and, as records are
  *     delivered, calls fg_spool_ack(N): every record up to N is done.
  *  4. fg_spool_checkpoint (from a timer, say every second, and from fg_spool_close)
- *     writes the checkpoint atomically (checkpoint.tmp, fsync, rename, fsync of the
- *     directory) and then deletes the segments that hold nothing above it.
+ *     overwrites the older slot of the checkpoint in place (pwrite, fdatasync) and then
+ *     deletes the segments that hold nothing above it. Overwriting blocks the file
+ *     already has needs no free space, so a spool whose disk is full still records what
+ *     was delivered and deletes it; a torn write spoils one slot and the other still
+ *     holds the previous checkpoint. (The file is made whole, then renamed into place,
+ *     when the spool is opened; an older agent's 24-byte checkpoint is read and replaced.)
  * After a crash every committed record above the checkpoint is read again: delivery is
  * at least once; the idempotency key inside the payload lets the far end drop
  * duplicates. A record whose commit was cut short by the crash but reached the disk
@@ -85,10 +90,13 @@
  *
  * Errors are returned, never fatal. A failed write or fdatasync in a commit (ENOSPC,
  * EIO) drops the batch, truncates the segment back to its last durable byte and returns
- * FG_SPOOL_E_IO; the spool stays usable. Only when that repair fails too does the spool
- * answer FG_SPOOL_E_BROKEN to every append and commit until it is closed and opened
- * again (recovery then repairs the file). fg_spool_errno and fg_spool_error say what
- * failed.
+ * FG_SPOOL_E_IO; the spool stays usable. When a write ran out of space (ENOSPC, EDQUOT)
+ * the spool closes the active segment (so that, once delivered, it can be deleted: a
+ * spool whose only segment is active would stay full with nothing in it) and refuses
+ * appends with FG_SPOOL_E_NOSPACE, writing nothing, until the filesystem shows room for
+ * them again (fstatvfs); stats say so (disk_full, refused_no_space). Only when that repair fails
+ * too does the spool answer FG_SPOOL_E_BROKEN to every append and commit until it is closed and
+ * opened again (recovery then repairs the file). fg_spool_errno and fg_spool_error say what failed.
  *
  * A spool is used by one thread at a time. The directory is locked (flock) while open, so
  * a second agent on the same directory gets FG_SPOOL_E_LOCKED.
@@ -115,11 +123,12 @@ enum fg_spool_status {
     FG_SPOOL_E_LOCKED,  /* open: another spool (process) has the directory open */
     FG_SPOOL_E_IO,      /* a system call or an allocation failed: see fg_spool_errno */
     FG_SPOOL_E_BROKEN,  /* a failed commit could not be undone: close and open again */
+    FG_SPOOL_E_NOSPACE, /* append: the filesystem was full and has no room yet */
     FG_SPOOL_STATUS__COUNT
 };
 
-/* "ok", "end", "full", "stale", "too_big", "inval", "locked", "io", "broken"; "unknown"
- * otherwise. */
+/* "ok", "end", "full", "stale", "too_big", "inval", "locked", "io", "broken", "no_space";
+ * "unknown" otherwise. */
 const char *fg_spool_status_name(enum fg_spool_status s);
 
 /* Zero fields take the defaults. */
@@ -159,15 +168,20 @@ struct fg_spool_stats {
     uint64_t read_corrupt;    /* records that no longer read back intact, skipped */
     uint64_t segments_deleted;
     uint64_t checkpoint_invalid; /* unreadable checkpoint found at open (treated as 0) */
+    uint64_t disk_full;          /* 1 while appends wait for the filesystem to have room */
+    uint64_t no_space_events;    /* writes that ran out of space (ENOSPC, EDQUOT) */
+    uint64_t refused_no_space;   /* appends refused because the filesystem was full */
+    uint64_t fs_free_bytes;      /* free on the spool's filesystem (UINT64_MAX: unknown) */
+    uint64_t index_entries;      /* records in the in-memory index (32 bytes each) */
 };
 
 /*
  * Open the spool in dir, creating the directory (mode 0750) if needed, take its lock and
- * recover it: the checkpoint is read (a stale checkpoint.tmp is removed), every segment
- * is scanned and repaired as described above, and segments already covered by the
- * checkpoint are deleted. On success *out is the spool. On failure *out is NULL, err
- * holds a line saying what failed, errno is set, and the status says why (E_INVAL,
- * E_LOCKED, E_IO).
+ * recover it: the checkpoint is read (a stale checkpoint.tmp is removed; a missing or
+ * older checkpoint file is made anew), every segment is scanned and repaired as
+ * described above, and segments already covered by the checkpoint are deleted. On success *out is
+ * the spool. On failure *out is NULL, err holds a line saying what failed, errno is set, and the
+ * status says why (E_INVAL, E_LOCKED, E_IO).
  */
 enum fg_spool_status fg_spool_open(const char *dir, const struct fg_spool_config *cfg,
                                    struct fg_spool **out, char *err, size_t errlen);
@@ -180,8 +194,9 @@ void fg_spool_close(struct fg_spool *sp);
 /*
  * Add one record, payload data[0..len), stamped with now_ms (wall clock, fg_wall_ms())
  * and buffered until the next commit; *seq gets its sequence number. Refusals write
- * nothing and leave the spool as it was: E_TOO_BIG, E_FULL, E_STALE, E_BROKEN, or E_IO
- * when a new segment file cannot be created or memory runs out. Never blocks on I/O but
+ * nothing and leave the spool as it was: E_TOO_BIG, E_FULL, E_STALE, E_NOSPACE (the
+ * filesystem is full), E_BROKEN, or E_IO when a new segment file cannot be created or
+ * memory runs out. Never blocks on I/O but
  * to create a segment file.
  */
 enum fg_spool_status fg_spool_append(struct fg_spool *sp, const void *data, size_t len,
@@ -214,10 +229,11 @@ enum fg_spool_status fg_spool_commit(struct fg_spool *sp, uint64_t *durable);
 enum fg_spool_status fg_spool_ack(struct fg_spool *sp, uint64_t upto);
 
 /*
- * Persist the acknowledgment atomically (nothing is written if it did not move), then
- * delete the segments holding nothing above it (never the one appends go to). E_IO if
- * the checkpoint or a deletion failed; the previous checkpoint then still holds, and
- * the next call tries again.
+ * Persist the acknowledgment in place (nothing is written if it did not move; no free
+ * space needed), then delete the segments holding nothing above it (never the one
+ * appends go to), closing any iterator's descriptor on them so their blocks are freed.
+ * E_IO if the checkpoint or a deletion failed; the previous checkpoint then still
+ * holds, and the next call tries again.
  */
 enum fg_spool_status fg_spool_checkpoint(struct fg_spool *sp);
 

@@ -14,10 +14,11 @@
  *   - from a lowest-priority event, i.e. as soon as the loop has nothing else ready:
  *     the loop never goes back to waiting with records uncommitted.
  *
- * The recent-key window remembers the idempotency keys of the last dedup_window records
- * with their sequence numbers. A record whose key is in it is not appended again: it is
- * answered DUPLICATE once its first copy is durable (at once if it already is). At start
- * the window is refilled from the records of the spool not yet acknowledged.
+ * The recent-key window (keywin.c) remembers the idempotency keys of the last
+ * dedup_window records (at most dedup_window_bytes of them) with their sequence numbers.
+ * A record whose key is in it is not appended again: it is answered DUPLICATE once its
+ * first copy is durable (at once if it already is). At start the window is refilled from
+ * the records of the spool not yet acknowledged.
  */
 #include "agent/agentd.h"
 
@@ -28,6 +29,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -44,105 +46,6 @@
 #define PRIO_NORMAL  1 /* everything else (libevent's default with 3 queues) */
 #define PRIO_IDLE    2 /* the end-of-iteration commit */
 #define READ_SLACK   (64u * 1024)
-
-/* ---- the recent-key window --------------------------------------------------------------- */
-
-struct key_ent {
-    char *key;
-    uint64_t seq;
-    uint32_t next; /* next entry in the bucket, 1-based; 0 ends the chain */
-    uint8_t len;
-    bool live;
-};
-
-struct keywin {
-    struct key_ent *e;
-    uint32_t cap, head;
-    uint32_t *bucket; /* 1-based entry indices */
-    uint32_t mask;
-    uint8_t sipkey[16];
-};
-
-static uint32_t kw_hash(const struct keywin *w, const char *k, size_t len)
-{
-    struct fg_siphash h;
-    fg_siphash_init(&h, w->sipkey);
-    fg_siphash_update(&h, k, len);
-    return (uint32_t)fg_siphash_final(&h) & w->mask;
-}
-
-static bool kw_init(struct keywin *w, uint32_t cap)
-{
-    uint32_t nb = 1;
-    while (nb < cap * 2u)
-        nb <<= 1;
-    w->cap = cap;
-    w->mask = nb - 1;
-    w->e = calloc(cap, sizeof(*w->e));
-    w->bucket = calloc(nb, sizeof(*w->bucket));
-    FILE *r = fopen("/dev/urandom", "rb");
-    if (r == NULL || fread(w->sipkey, 1, sizeof(w->sipkey), r) != sizeof(w->sipkey)) {
-        uint64_t t = fg_mono_us() ^ (uint64_t)getpid() << 32;
-        memcpy(w->sipkey, &t, sizeof(t));
-    }
-    if (r != NULL)
-        fclose(r);
-    return w->e != NULL && w->bucket != NULL;
-}
-
-static void kw_free(struct keywin *w)
-{
-    for (uint32_t i = 0; w->e != NULL && i < w->cap; i++)
-        free(w->e[i].key);
-    free(w->e);
-    free(w->bucket);
-}
-
-/* The 1-based index of key's entry, 0 if absent. */
-static uint32_t kw_find(const struct keywin *w, const char *k, size_t len)
-{
-    for (uint32_t i = w->bucket[kw_hash(w, k, len)]; i != 0; i = w->e[i - 1].next) {
-        const struct key_ent *e = &w->e[i - 1];
-        if (e->len == len && memcmp(e->key, k, len) == 0)
-            return i;
-    }
-    return 0;
-}
-
-static void kw_unlink(struct keywin *w, uint32_t idx)
-{
-    struct key_ent *e = &w->e[idx - 1];
-    uint32_t *pp = &w->bucket[kw_hash(w, e->key, e->len)];
-    while (*pp != 0 && *pp != idx)
-        pp = &w->e[*pp - 1].next;
-    if (*pp == idx)
-        *pp = e->next;
-    e->live = false;
-    e->next = 0;
-}
-
-/* Remember key for seq, forgetting the oldest key when the window is full. 0 when out of
- * memory (the record is then queued without duplicate protection). */
-static uint32_t kw_add(struct keywin *w, const char *k, size_t len, uint64_t seq)
-{
-    uint32_t idx = w->head + 1;
-    struct key_ent *e = &w->e[w->head];
-    if (e->live)
-        kw_unlink(w, idx);
-    char *copy = realloc(e->key, len > 0 ? len : 1);
-    if (copy == NULL)
-        return 0;
-    memcpy(copy, k, len);
-    e->key = copy;
-    e->len = (uint8_t)len;
-    e->seq = seq;
-    e->live = true;
-    uint32_t b = kw_hash(w, k, len);
-    e->next = w->bucket[b];
-    w->bucket[b] = idx;
-    w->head = (w->head + 1) % w->cap;
-    return idx;
-}
 
 /* ---- the daemon's state --------------------------------------------------------------------- */
 
@@ -165,12 +68,11 @@ struct pending {
 };
 
 static struct {
-    const struct fg_agentd_config *cfg;
+    const struct fg_conf_agent *cfg;
     struct event_base *base;
     struct fg_spool *sp; /* NULL in drain mode */
-    struct fg_sink *sink;
-    struct fg_sqs_sink *sqs;
-    struct fg_drain *drain;
+    const struct fg_agentd_sink_ops *sink_ops;
+    void *sink;
     struct fg_creds *creds;
     struct evdns_base *dns;
     struct evconnlistener *listener;
@@ -182,7 +84,7 @@ static struct {
     size_t npend, cappend;
     uint64_t batch_start_us; /* first append of the batch waiting; 0: none */
     uint64_t committed_seq;
-    struct keywin win;
+    struct fg_keywin *win;
     struct fg_agentd_stats st;
     bool stopping;
     uint64_t started_ms;
@@ -190,14 +92,18 @@ static struct {
 
 /* ---- the sink in use ------------------------------------------------------------------------- */
 
+/* The sink the configuration asks for: drain mode's, else sink local or sqs. */
+static const struct fg_agentd_sink_ops *sink_for(const struct fg_conf_agent *cfg)
+{
+    if (cfg->mode == FG_CONF_AGENT_DRAIN)
+        return &fg_sink_drain_ops;
+    return cfg->sink == FG_CONF_AGENT_SINK_SQS ? &fg_sink_sqs_ops : &fg_sink_local_ops;
+}
+
 static void sink_kick(void)
 {
-    if (D.sqs != NULL)
-        fg_sqs_sink_kick(D.sqs);
-    else if (D.drain != NULL)
-        fg_drain_kick(D.drain);
-    else
-        fg_sink_kick(D.sink);
+    if (D.sink != NULL)
+        D.sink_ops->kick(D.sink);
 }
 
 static void creds_ready(void *arg)
@@ -206,11 +112,12 @@ static void creds_ready(void *arg)
     sink_kick();
 }
 
-static const char *sink_name(void)
+static struct fg_agentd_sink_gauges sink_gauges(void)
 {
-    if (D.cfg->mode == FG_AGENTD_DRAIN)
-        return "drain";
-    return D.cfg->sink == FG_AGENTD_SINK_SQS ? "sqs" : "local";
+    struct fg_agentd_sink_gauges g = {0};
+    if (D.sink != NULL)
+        D.sink_ops->gauges(D.sink, &g);
+    return g;
 }
 
 /* ---- connections from the proxy --------------------------------------------------------- */
@@ -289,8 +196,7 @@ static void commit_now(void)
         struct pending *p = &D.pend[i];
         uint8_t status = p->status;
         if (st != FG_SPOOL_OK) {
-            if (p->win != 0 && D.win.e[p->win - 1].live && D.win.e[p->win - 1].seq == p->seq)
-                kw_unlink(&D.win, p->win);
+            fg_keywin_forget(D.win, p->win, p->seq);
             status = FG_AGENT_ERROR;
             D.st.errors++;
         } else if (status == FG_AGENT_DURABLE) {
@@ -334,10 +240,9 @@ static void take_record(struct conn *c, const struct fg_agent_record *r, const v
                         size_t len)
 {
     D.st.received++;
-    uint32_t w = kw_find(&D.win, r->key, r->key_len);
-    if (w != 0) {
+    uint64_t seq = 0;
+    if (fg_keywin_find(D.win, r->key, r->key_len, &seq) != 0) {
         D.st.duplicates++;
-        uint64_t seq = D.win.e[w - 1].seq;
         if (seq <= D.committed_seq) {
             answer(c, r->id, FG_AGENT_DUPLICATE);
         } else if (pend_push(c, r->id, seq, 0, FG_AGENT_DUPLICATE)) {
@@ -348,13 +253,13 @@ static void take_record(struct conn *c, const struct fg_agent_record *r, const v
         }
         return;
     }
-    uint64_t seq = 0;
     enum fg_spool_status st = fg_spool_append(D.sp, frame, len, fg_wall_ms(), &seq);
     switch (st) {
     case FG_SPOOL_OK:
         break;
     case FG_SPOOL_E_FULL:
     case FG_SPOOL_E_STALE:
+    case FG_SPOOL_E_NOSPACE:
         D.st.refused_full++;
         answer(c, r->id, FG_AGENT_FULL);
         return;
@@ -369,7 +274,7 @@ static void take_record(struct conn *c, const struct fg_agent_record *r, const v
         answer(c, r->id, FG_AGENT_ERROR);
         return;
     }
-    uint32_t idx = kw_add(&D.win, r->key, r->key_len, seq);
+    uint32_t idx = fg_keywin_add(D.win, r->key, r->key_len, seq);
     if (!pend_push(c, r->id, seq, idx, FG_AGENT_DURABLE)) {
         /* Cannot remember the answer: commit now and answer this one directly. */
         commit_now();
@@ -536,6 +441,7 @@ static void status_json(struct evbuffer *b)
     const struct fg_agentd_stats *s = &D.st;
     struct fg_creds_stats cs;
     fg_creds_get_stats(D.creds, &cs);
+    struct fg_agentd_sink_gauges g = sink_gauges();
     evbuffer_add_printf(
         b,
         "{\"version\":\"%s\",\"uptime_s\":%llu,\"stopping\":%s,\"mode\":\"%s\",\"sink\":\"%s\","
@@ -543,18 +449,32 @@ static void status_json(struct evbuffer *b)
         "\"disk_bytes\":%llu,\"appended\":%llu,\"committed\":%llu,\"commits\":%llu,"
         "\"fsyncs\":%llu,\"commit_failed\":%llu,\"refused_full\":%llu,\"refused_stale\":%llu,"
         "\"refused_too_big\":%llu,\"corrupt_skipped\":%llu,\"committed_seq\":%llu,"
-        "\"acked_seq\":%llu,\"checkpoint_seq\":%llu},",
+        "\"acked_seq\":%llu,\"checkpoint_seq\":%llu,",
         PACKAGE_VERSION, (unsigned long long)((fg_mono_ms() - D.started_ms) / 1000),
-        D.stopping ? "true" : "false", D.cfg->mode == FG_AGENTD_DRAIN ? "drain" : "forward",
-        sink_name(), (unsigned long long)ss.pending_records, (unsigned long long)ss.pending_bytes,
-        (unsigned long long)ss.oldest_age_ms, (unsigned long long)ss.segments,
-        (unsigned long long)ss.disk_bytes, (unsigned long long)ss.appended,
-        (unsigned long long)ss.committed, (unsigned long long)ss.commits,
-        (unsigned long long)ss.fsyncs, (unsigned long long)ss.commit_failed,
-        (unsigned long long)ss.refused_full, (unsigned long long)ss.refused_stale,
-        (unsigned long long)ss.refused_too_big, (unsigned long long)ss.corrupt_skipped,
-        (unsigned long long)ss.committed_seq, (unsigned long long)ss.acked_seq,
-        (unsigned long long)ss.checkpoint_seq);
+        D.stopping ? "true" : "false", D.cfg->mode == FG_CONF_AGENT_DRAIN ? "drain" : "forward",
+        D.sink_ops->name, (unsigned long long)ss.pending_records,
+        (unsigned long long)ss.pending_bytes, (unsigned long long)ss.oldest_age_ms,
+        (unsigned long long)ss.segments, (unsigned long long)ss.disk_bytes,
+        (unsigned long long)ss.appended, (unsigned long long)ss.committed,
+        (unsigned long long)ss.commits, (unsigned long long)ss.fsyncs,
+        (unsigned long long)ss.commit_failed, (unsigned long long)ss.refused_full,
+        (unsigned long long)ss.refused_stale, (unsigned long long)ss.refused_too_big,
+        (unsigned long long)ss.corrupt_skipped, (unsigned long long)ss.committed_seq,
+        (unsigned long long)ss.acked_seq, (unsigned long long)ss.checkpoint_seq);
+    /* Whether the disk is why records are refused (the proxy falls back meanwhile). */
+    char free_text[24] = "null";
+    if (D.sp != NULL && ss.fs_free_bytes != UINT64_MAX)
+        snprintf(free_text, sizeof(free_text), "%llu", (unsigned long long)ss.fs_free_bytes);
+    evbuffer_add_printf(b,
+                        "\"disk_full\":%s,\"disk_full_events\":%llu,\"refused_disk_full\":%llu,"
+                        "\"fs_free_bytes\":%s,\"index_entries\":%llu},",
+                        ss.disk_full ? "true" : "false", (unsigned long long)ss.no_space_events,
+                        (unsigned long long)ss.refused_no_space, free_text,
+                        (unsigned long long)ss.index_entries);
+    evbuffer_add_printf(
+        b, "\"dedup\":{\"keys\":%zu,\"memory_bytes\":%zu},",
+        D.win != NULL ? fg_keywin_count(D.win) : 0,
+        fg_keywin_memory((uint32_t)D.cfg->dedup_window, (size_t)D.cfg->dedup_window_bytes));
     evbuffer_add_printf(
         b,
         "\"records\":{\"connections\":%llu,\"received\":%llu,\"durable\":%llu,"
@@ -568,7 +488,7 @@ static void status_json(struct evbuffer *b)
         (unsigned long long)s->errors, (unsigned long long)s->protocol_errors,
         (unsigned long long)s->replayed_ok, (unsigned long long)s->replayed_rejected,
         (unsigned long long)s->replayed_failed, (unsigned long long)s->replay_retries,
-        fg_sink_window(D.sink), fg_sink_in_flight(D.sink));
+        g.replay_window, g.replay_in_flight);
     evbuffer_add_printf(
         b,
         "\"sqs\":{\"sent\":%llu,\"failed\":%llu,\"retries\":%llu,\"throttled\":%llu,"
@@ -580,17 +500,16 @@ static void status_json(struct evbuffer *b)
         "\"checkpoints\":%llu,\"checkpoint_failed\":%llu}\n",
         (unsigned long long)s->sqs_sent, (unsigned long long)s->sqs_failed,
         (unsigned long long)s->sqs_retries, (unsigned long long)s->sqs_throttled,
-        (unsigned long long)s->sqs_batches, (unsigned long long)s->sqs_batch_errors,
-        fg_sqs_sink_window(D.sqs), fg_sqs_sink_in_flight(D.sqs),
-        fg_sqs_sink_entries_in_flight(D.sqs), D.creds != NULL ? fg_creds_source(D.creds) : "none",
+        (unsigned long long)s->sqs_batches, (unsigned long long)s->sqs_batch_errors, g.sqs_window,
+        g.sqs_in_flight, g.sqs_entries_in_flight,
+        D.creds != NULL ? fg_creds_source(D.creds) : "none",
         fg_creds_region(D.creds) != NULL ? fg_creds_region(D.creds) : "",
         (unsigned long long)cs.refreshed, (unsigned long long)cs.failed,
         (unsigned long long)s->drain_received, (unsigned long long)s->drain_ok,
         (unsigned long long)s->drain_rejected, (unsigned long long)s->drain_failed,
         (unsigned long long)s->drain_deleted, (unsigned long long)s->drain_extended,
-        (unsigned long long)s->drain_sqs_errors, fg_drain_held(D.drain),
-        fg_drain_in_flight(D.drain), (unsigned long long)s->checkpoints,
-        (unsigned long long)s->checkpoint_failed);
+        (unsigned long long)s->drain_sqs_errors, g.drain_held, g.drain_in_flight,
+        (unsigned long long)s->checkpoints, (unsigned long long)s->checkpoint_failed);
 }
 
 /* One metric family: HELP, TYPE and its one unlabelled sample. */
@@ -613,6 +532,7 @@ static void metrics_text(struct evbuffer *b)
     const struct fg_agentd_stats *s = &D.st;
     struct fg_creds_stats cs;
     fg_creds_get_stats(D.creds, &cs);
+    struct fg_agentd_sink_gauges g = sink_gauges();
     const char *C = "counter", *G = "gauge";
     metric(b, "uptime_seconds", G, "Seconds since the agent started.",
            (fg_mono_ms() - D.started_ms) / 1000);
@@ -628,6 +548,20 @@ static void metrics_text(struct evbuffer *b)
     metric(b, "spool_fsyncs_total", C, "fsync and fdatasync calls made by the spool.", ss.fsyncs);
     metric(b, "spool_commit_failed_total", C, "Records dropped because their commit failed.",
            ss.commit_failed);
+    metric(b, "spool_index_entries", G,
+           "Records in the spool's in-memory index (32 bytes each): those not yet delivered.",
+           ss.index_entries);
+    metric(b, "dedup_keys", G, "Idempotency keys in the recent-key window.",
+           D.win != NULL ? fg_keywin_count(D.win) : 0);
+    metric(b, "spool_disk_full", G,
+           "1 while records are refused because the spool's filesystem is full.", ss.disk_full);
+    metric(b, "spool_disk_full_events_total", C, "Spool writes that ran out of disk space.",
+           ss.no_space_events);
+    metric(b, "spool_refused_disk_full_total", C,
+           "Records refused because the spool's filesystem was full.", ss.refused_no_space);
+    if (D.sp != NULL && ss.fs_free_bytes != UINT64_MAX)
+        metric(b, "spool_fs_free_bytes", G, "Free bytes on the spool's filesystem.",
+               ss.fs_free_bytes);
     metric(b, "connections_total", C, "Connections accepted from the proxy.", s->connections);
     metric(b, "records_received_total", C, "RECORD frames received.", s->received);
     metric(b, "records_durable_total", C, "Records answered DURABLE.", s->durable);
@@ -645,7 +579,7 @@ static void metrics_text(struct evbuffer *b)
            s->replayed_failed);
     metric(b, "replay_retries_total", C, "Local sink: replays sent again.", s->replay_retries);
     metric(b, "replay_in_flight", G, "Local sink: requests in flight to the app.",
-           fg_sink_in_flight(D.sink));
+           g.replay_in_flight);
     metric(b, "sqs_sent_total", C, "SQS sink: records SQS acknowledged.", s->sqs_sent);
     metric(b, "sqs_failed_total", C,
            "SQS sink: records SQS refused for good, kept in rejected.jsonl.", s->sqs_failed);
@@ -655,10 +589,9 @@ static void metrics_text(struct evbuffer *b)
     metric(b, "sqs_batch_errors_total", C, "SQS sink: SendMessageBatch requests that failed.",
            s->sqs_batch_errors);
     metric(b, "sqs_batches_in_flight", G, "SQS sink: SendMessageBatch requests in flight.",
-           fg_sqs_sink_in_flight(D.sqs));
+           g.sqs_in_flight);
     metric(b, "sqs_entries_in_flight", G,
-           "SQS sink: records in SendMessageBatch requests in flight.",
-           fg_sqs_sink_entries_in_flight(D.sqs));
+           "SQS sink: records in SendMessageBatch requests in flight.", g.sqs_entries_in_flight);
     metric(b, "credentials_refreshed_total", C, "Credentials fetched from the instance metadata.",
            cs.refreshed);
     metric(b, "credentials_failed_total", C, "Instance metadata requests that failed.", cs.failed);
@@ -672,8 +605,7 @@ static void metrics_text(struct evbuffer *b)
            s->drain_deleted);
     metric(b, "drain_extended_total", C, "Drain: visibility timeouts extended.", s->drain_extended);
     metric(b, "drain_sqs_errors_total", C, "Drain: SQS requests that failed.", s->drain_sqs_errors);
-    metric(b, "drain_held", G, "Drain: messages received and not yet finished.",
-           fg_drain_held(D.drain));
+    metric(b, "drain_held", G, "Drain: messages received and not yet finished.", g.drain_held);
     metric(b, "checkpoints_total", C, "Spool checkpoints written.", s->checkpoints);
     metric(b, "checkpoint_failed_total", C, "Spool checkpoints that failed.", s->checkpoint_failed);
 }
@@ -842,8 +774,8 @@ static void window_refill(void)
         struct fg_agent_record r;
         if (fg_agent_proto_decode_record(rec.data, rec.len, rec.len, &r, NULL, NULL) ==
             FG_AGENT_PROTO_OK) {
-            if (kw_find(&D.win, r.key, r.key_len) == 0)
-                kw_add(&D.win, r.key, r.key_len, rec.seq);
+            if (fg_keywin_find(D.win, r.key, r.key_len, NULL) == 0)
+                fg_keywin_add(D.win, r.key, r.key_len, rec.seq);
             n++;
         } else {
             bad++;
@@ -855,14 +787,31 @@ static void window_refill(void)
                   bad > 0 ? " (some undecodable; they will be skipped by the sink)" : "");
 }
 
-int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
+/* A spool allowed more than its filesystem holds fills the disk before spool_max_bytes:
+ * it then refuses records until delivered ones are deleted. Say so at start. */
+static void warn_disk_smaller_than_spool(const struct fg_conf_agent *cfg)
+{
+    struct statvfs v;
+    if (statvfs(cfg->spool_dir, &v) != 0)
+        return;
+    uint64_t total = (uint64_t)v.f_blocks * (uint64_t)v.f_frsize;
+    if (cfg->spool_max_bytes == 0 || cfg->spool_max_bytes > total)
+        fg_warn("spool_max_bytes (%llu bytes%s) is more than the spool's filesystem holds "
+                "(%llu bytes): a backlog fills the disk first, and records are refused until "
+                "delivered ones are deleted; set spool_max_bytes below the free space",
+                (unsigned long long)cfg->spool_max_bytes,
+                cfg->spool_max_bytes == 0 ? ": no limit" : "", (unsigned long long)total);
+}
+
+int fg_agentd_run(const struct fg_conf_agent *cfg, const char *conf_path)
 {
     memset(&D, 0, sizeof(D));
     D.cfg = cfg;
+    D.sink_ops = sink_for(cfg);
     D.started_ms = fg_mono_ms();
     signal(SIGPIPE, SIG_IGN);
 
-    bool drain = cfg->mode == FG_AGENTD_DRAIN;
+    bool drain = cfg->mode == FG_CONF_AGENT_DRAIN;
     struct fg_spool_stats ss = {0};
     char err[256];
     int rc = 1;
@@ -880,10 +829,12 @@ int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
         }
         fg_spool_get_stats(D.sp, fg_wall_ms(), &ss);
         D.committed_seq = ss.committed_seq;
+        warn_disk_smaller_than_spool(cfg);
     }
-    if (!kw_init(&D.win, (uint32_t)cfg->dedup_window)) {
-        fg_err("out of memory for the recent-key window (%llu keys)",
-               (unsigned long long)cfg->dedup_window);
+    D.win = fg_keywin_new((uint32_t)cfg->dedup_window, (size_t)cfg->dedup_window_bytes);
+    if (D.win == NULL) {
+        fg_err("out of memory for the recent-key window (%llu keys, %llu bytes of keys)",
+               (unsigned long long)cfg->dedup_window, (unsigned long long)cfg->dedup_window_bytes);
         goto out;
     }
     if (!drain)
@@ -918,7 +869,7 @@ int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
     event_add(D.sig_int, NULL);
     event_add(D.sig_hup, NULL);
 
-    if (drain || cfg->sink == FG_AGENTD_SINK_SQS) {
+    if (D.sink_ops->needs_aws) {
         D.dns = evdns_base_new(D.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                            EVDNS_BASE_DISABLE_WHEN_INACTIVE);
         if (D.dns == NULL) {
@@ -942,24 +893,12 @@ int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
             goto out;
         }
     }
-    if (drain) {
-        D.drain = fg_drain_new(D.base, D.dns, cfg, &D.st, D.creds, err, sizeof(err));
-        if (D.drain == NULL) {
-            fg_err("cannot start drain mode: %s", err);
-            goto out;
-        }
-    } else if (cfg->sink == FG_AGENTD_SINK_SQS) {
-        D.sqs = fg_sqs_sink_new(D.base, D.dns, D.sp, cfg, &D.st, D.creds, err, sizeof(err));
-        if (D.sqs == NULL) {
-            fg_err("cannot start the sqs sink: %s", err);
-            goto out;
-        }
-    } else {
-        D.sink = fg_sink_new(D.base, D.sp, cfg, &D.st);
-        if (D.sink == NULL) {
-            fg_err("cannot start the local sink");
-            goto out;
-        }
+    struct fg_agentd_sink_env env = {
+        .base = D.base, .dns = D.dns, .sp = D.sp, .cfg = cfg, .st = &D.st, .creds = D.creds};
+    D.sink = D.sink_ops->create(&env, err, sizeof(err));
+    if (D.sink == NULL) {
+        fg_err("cannot start the %s sink: %s", D.sink_ops->name, err);
+        goto out;
     }
     if (!drain) {
         D.listener = listen_unix(cfg->listen_path);
@@ -986,8 +925,8 @@ int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
         fg_notice("flashgate-agent %s started: config %s, socket %s, spool %s (%llu record(s) "
                   "pending), sink %s -> %s, status %s",
                   PACKAGE_VERSION, conf_path, cfg->listen_path, cfg->spool_dir,
-                  (unsigned long long)ss.pending_records, sink_name(),
-                  D.sqs != NULL ? cfg->sqs_queue_url : cfg->app.text,
+                  (unsigned long long)ss.pending_records, D.sink_ops->name,
+                  D.sink_ops->needs_aws ? cfg->sqs_queue_url : cfg->app.text,
                   cfg->status_enabled ? cfg->status_addr.text : "off");
     fg_sd_notify("READY=1");
     sink_kick();
@@ -998,9 +937,8 @@ int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path)
 out:
     while (D.conns != NULL)
         conn_free(D.conns);
-    fg_sink_free(D.sink);
-    fg_sqs_sink_free(D.sqs);
-    fg_drain_free(D.drain);
+    if (D.sink != NULL)
+        D.sink_ops->destroy(D.sink);
     fg_creds_free(D.creds);
     if (D.dns != NULL)
         evdns_base_free(D.dns, 0);
@@ -1022,7 +960,7 @@ out:
             event_free(evs[i]);
     if (D.base != NULL)
         event_base_free(D.base);
-    kw_free(&D.win);
+    fg_keywin_free(D.win);
     free(D.pend);
     if (rc == 0)
         fg_notice("flashgate-agent stopped");

@@ -1,9 +1,9 @@
 /*
- * agentd.h — the flashgate-agent daemon's own pieces (not used by the proxy): its
- * configuration file, the event loop that takes records from the proxy and makes them
- * durable, the `local` sink that replays them to the app, the `sqs` sink that sends them
- * to an SQS queue and drain mode (the queue replayed to the app). They stand on proxy/aws
- * (SigV4, credentials), proxy/httpc (the HTTP/1.1 client) and proxy/json.
+ * agentd.h — the flashgate-agent daemon's own pieces (not used by the proxy): the event
+ * loop that takes records from the proxy and makes them durable, the `local` sink that
+ * replays them to the app, the `sqs` sink that sends them to an SQS queue and drain mode
+ * (the queue replayed to the app). They stand on proxy/config (flashgate-agent.conf),
+ * proxy/aws (SigV4, credentials), proxy/httpc (the HTTP/1.1 client) and proxy/json.
  */
 #ifndef FG_AGENTD_H
 #define FG_AGENTD_H
@@ -18,71 +18,18 @@
 
 #include "agent/agent.h"
 #include "aws/aws.h"
+#include "config/config.h"
 #include "core/core.h"
 #include "http/http.h"
 #include "httpc/httpc.h"
 #include "json/json.h"
 
-#define FG_AGENTD_DEFAULT_CONF   FG_SYSCONFDIR "/flashgate/flashgate-agent.conf"
-#define FG_AGENTD_DEFAULT_LISTEN "/run/flashgate/agent.sock"
-#define FG_AGENTD_DEFAULT_SPOOL  "/var/lib/flashgate/spool"
+#define FG_AGENTD_DEFAULT_CONF FG_SYSCONFDIR "/flashgate/flashgate-agent.conf"
 
-/* ---- configuration (conf.c) ------------------------------------------------------------ */
-
-enum fg_agentd_sink { FG_AGENTD_SINK_LOCAL = 0, FG_AGENTD_SINK_SQS };
-enum fg_agentd_mode { FG_AGENTD_FORWARD = 0, FG_AGENTD_DRAIN };
-
-#define FG_SQS_BATCH_MAX       10           /* SendMessageBatch's entry limit */
-#define FG_SQS_BATCH_BYTES     (256u << 10) /* its payload limit (default queues) */
+/* SendMessageBatch's limits */
+#define FG_SQS_BATCH_MAX       10           /* entries */
+#define FG_SQS_BATCH_BYTES     (256u << 10) /* payload (default queues) */
 #define FG_SQS_BATCH_BYTES_MAX (1u << 20)   /* queues raised to 1 MiB messages */
-
-struct fg_agentd_config {
-    enum fg_agentd_mode mode;
-    enum fg_agentd_sink sink;
-    char *listen_path; /* the unix socket the proxy connects to */
-    char *spool_dir;
-    uint64_t spool_max_bytes;    /* framed bytes of unacknowledged records; 0: no bound */
-    uint64_t spool_max_age_ms;   /* 0: no bound */
-    uint64_t spool_segment_size; /* 0: the spool's default */
-    uint64_t max_record;         /* largest RECORD frame taken */
-    uint64_t commit_batch;       /* commit once this many records wait */
-    uint64_t commit_delay_us;    /* or once the first of them waited this long */
-    uint64_t dedup_window;       /* idempotency keys remembered */
-    struct fg_addr app;          /* sink local: where records are replayed */
-    uint64_t replay_rate;        /* records per second; 0: no bound */
-    uint64_t replay_concurrency; /* requests in flight to the app */
-    uint64_t replay_timeout_ms;
-    uint64_t replay_backoff_ms;     /* first retry delay */
-    uint64_t replay_backoff_max_ms; /* retry delay cap */
-    uint64_t checkpoint_ms;
-    /* sink sqs and drain mode */
-    char *sqs_queue_url;
-    char *sqs_endpoint;       /* NULL: https://sqs.<region>.amazonaws.com */
-    char *sqs_region;         /* NULL: from the queue URL's host, else from IMDS */
-    char *sqs_message_group;  /* FIFO: a fixed MessageGroupId; NULL: "flashgate" */
-    char *sqs_group_header;   /* FIFO: take MessageGroupId from this forwarded header */
-    char *sqs_ca_file;        /* CA bundle for https; NULL: the system store */
-    bool sqs_fifo;            /* the queue name ends in .fifo */
-    uint64_t sqs_concurrency; /* batches (forward) or receives (drain) in flight */
-    uint64_t sqs_batch_max;   /* entries per SendMessageBatch, 1..10 */
-    uint64_t sqs_batch_bytes; /* encoded entry bytes per SendMessageBatch */
-    uint64_t sqs_timeout_ms;  /* one SQS request, connect to last byte */
-    uint64_t sqs_backoff_ms;  /* first retry delay */
-    uint64_t sqs_backoff_max_ms;
-    char *imds_endpoint;
-    uint64_t imds_timeout_ms;
-    uint64_t visibility_timeout_s; /* drain: asked in ReceiveMessage, extended at half */
-    uint64_t receive_wait_s;       /* drain: ReceiveMessage's WaitTimeSeconds */
-    bool status_enabled;
-    struct fg_addr status_addr;
-    char *error_log; /* NULL: stderr */
-    enum fg_log_level log_level;
-};
-
-/* Load path into a new config (defaults for what it does not set). NULL on failure, with
- * every "file:line: message" printed to errout. */
-struct fg_agentd_config *fg_agentd_config_load(const char *path, FILE *errout);
-void fg_agentd_config_free(struct fg_agentd_config *cfg);
 
 /* ---- counters shared by the loop and the sink ----------------------------------------- */
 
@@ -225,7 +172,8 @@ bool fg_sqs_parse_batch_response(const char *body, size_t len, size_t n,
 
 enum fg_sqs_verdict {
     FG_SQS_OK = 0,      /* 2xx: look at the entries */
-    FG_SQS_THROTTLED,   /* 429, or 400 ThrottlingException / RequestThrottled: back off */
+    FG_SQS_THROTTLED,   /* 429; 400 or 403 with a throttling code (ThrottlingException,
+                           KmsThrottled, RequestThrottled): back off */
     FG_SQS_BAD_CONTENT, /* 400 caused by the entries (too long, invalid contents): split
                            the batch; a batch of one is a permanent failure */
     FG_SQS_FAILED       /* anything else (5xx, auth, missing queue): back off and retry */
@@ -242,61 +190,81 @@ bool fg_sqs_write_request(struct evbuffer *out, const struct fg_url *endpoint, c
                           const char *region, struct fg_sigv4_key *key, int64_t now_s, char *err,
                           size_t errlen);
 
-/* ---- the sqs sink (sqs.c) ---------------------------------------------------------------------
- */
+/* ---- the sinks (sink.c, sqs.c, drain.c) ---------------------------------------------- */
 
-struct fg_sqs_sink;
+/* What the loop hands committed records to: the local replay (sink.c), the SQS sender
+ * (sqs.c), or, in drain mode, the SQS queue replayed to the app (drain.c). The loop
+ * knows them only through this table. */
 
-/* A sink sending sp's committed records to cfg->sqs_queue_url with the credentials of
- * creds. NULL (with a message in err) when the configuration cannot work. */
-struct fg_sqs_sink *fg_sqs_sink_new(struct event_base *base, struct evdns_base *dns,
-                                    struct fg_spool *sp, const struct fg_agentd_config *cfg,
-                                    struct fg_agentd_stats *st, struct fg_creds *creds, char *err,
-                                    size_t errlen);
-/* New records were committed, or credentials arrived: send what can be sent. */
-void fg_sqs_sink_kick(struct fg_sqs_sink *s);
-size_t fg_sqs_sink_window(const struct fg_sqs_sink *s);
-/* SendMessageBatch requests in flight, and the entries they carry. */
-size_t fg_sqs_sink_in_flight(const struct fg_sqs_sink *s);
-size_t fg_sqs_sink_entries_in_flight(const struct fg_sqs_sink *s);
-/* Requests in flight are abandoned (their records are sent again after the next start). */
-void fg_sqs_sink_free(struct fg_sqs_sink *s);
+/* What a sink is made with. */
+struct fg_agentd_sink_env {
+    struct event_base *base;
+    struct evdns_base *dns; /* NULL unless the sink needs_aws */
+    struct fg_spool *sp;    /* the committed records; NULL in drain mode */
+    const struct fg_conf_agent *cfg;
+    struct fg_agentd_stats *st; /* the counters the sink writes */
+    struct fg_creds *creds;     /* NULL unless the sink needs_aws */
+};
 
-/* ---- drain mode (drain.c) ---------------------------------------------------------------------
- */
+/* A sink's gauges for /status and /metrics: each fills its own and leaves the rest 0. */
+struct fg_agentd_sink_gauges {
+    size_t replay_window, replay_in_flight;                  /* local: records read, requests */
+    size_t sqs_window, sqs_in_flight, sqs_entries_in_flight; /* sqs: records, batches, entries */
+    size_t drain_held, drain_in_flight;                      /* drain: messages received, replays */
+};
 
-struct fg_drain;
+struct fg_agentd_sink_ops {
+    const char *name; /* "local", "sqs", "drain": in /status and the log */
+    bool needs_aws;   /* credentials, a region and a DNS resolver are set up first */
+    /* A sink for env; NULL with a message in err when the configuration cannot work. */
+    void *(*create)(const struct fg_agentd_sink_env *env, char *err, size_t errlen);
+    /* Records were committed, credentials arrived, or a timer of the loop fired: send what
+     * can be sent. */
+    void (*kick)(void *sink);
+    void (*gauges)(const void *sink, struct fg_agentd_sink_gauges *g);
+    /* Abandon what is in flight (sent again after the next start) and free. */
+    void (*destroy)(void *sink);
+};
 
-/* Long-poll cfg->sqs_queue_url and replay each message to cfg->app. */
-struct fg_drain *fg_drain_new(struct event_base *base, struct evdns_base *dns,
-                              const struct fg_agentd_config *cfg, struct fg_agentd_stats *st,
-                              struct fg_creds *creds, char *err, size_t errlen);
-void fg_drain_kick(struct fg_drain *d);
-/* Messages held (received, not yet deleted or given up), and replays in flight. */
-size_t fg_drain_held(const struct fg_drain *d);
-size_t fg_drain_in_flight(const struct fg_drain *d);
-void fg_drain_free(struct fg_drain *d);
+extern const struct fg_agentd_sink_ops fg_sink_local_ops; /* sink.c */
+extern const struct fg_agentd_sink_ops fg_sink_sqs_ops;   /* sqs.c */
+extern const struct fg_agentd_sink_ops fg_sink_drain_ops; /* drain.c */
 
-/* ---- the local sink (sink.c) ------------------------------------------------------------ */
+/* ---- the recent-key window (keywin.c) -------------------------------------------------- */
 
-struct fg_sink;
+/* The idempotency keys of the last records taken and their sequence numbers, in memory
+ * fixed at creation (fg_keywin_memory): at most max_keys keys and max_bytes of key text;
+ * a new key forgets the oldest ones until it fits. Entry ids are 1-based, 0 is none. */
+struct fg_keywin;
 
-/* A sink replaying sp's committed records to cfg->app; counters go to st. */
-struct fg_sink *fg_sink_new(struct event_base *base, struct fg_spool *sp,
-                            const struct fg_agentd_config *cfg, struct fg_agentd_stats *st);
-/* New records were committed: send what the rate and concurrency allow. */
-void fg_sink_kick(struct fg_sink *s);
-/* Records read but not yet acknowledged, and requests in flight (for /status). */
-size_t fg_sink_window(const struct fg_sink *s);
-size_t fg_sink_in_flight(const struct fg_sink *s);
-/* Close the app connections (requests in flight are abandoned and replayed after the
- * next start) and free the sink. NULL is a no-op. */
-void fg_sink_free(struct fg_sink *s);
+/* NULL when out of memory or max_keys is 0 or max_bytes below FG_AGENT_PROTO_KEY_MAX. */
+struct fg_keywin *fg_keywin_new(uint32_t max_keys, size_t max_bytes);
+void fg_keywin_free(struct fg_keywin *w);
+/* The entry of key k[0..len) (its sequence in *seq if not NULL), 0 if not remembered. */
+uint32_t fg_keywin_find(const struct fg_keywin *w, const char *k, size_t len, uint64_t *seq);
+/* Remember k for seq, forgetting the oldest keys as needed; its entry id, or 0 for a key
+ * the protocol does not allow (empty, over 255 bytes). */
+uint32_t fg_keywin_add(struct fg_keywin *w, const char *k, size_t len, uint64_t seq);
+/* Forget entry id if it still holds seq (its record's commit failed). */
+void fg_keywin_forget(struct fg_keywin *w, uint32_t id, uint64_t seq);
+/* Keys remembered. */
+size_t fg_keywin_count(const struct fg_keywin *w);
+/* The bytes a window of this size allocates. */
+size_t fg_keywin_memory(uint32_t max_keys, size_t max_bytes);
+
+/* ---- paths (paths.c) -------------------------------------------------------------------- */
+
+/* The spool directory and the socket's directory (forward mode) and the error log's
+ * directory: make the missing ones, parents included, mode 0750 (create), or only check
+ * that they exist or could be made and are writable, and that the socket path is free
+ * for a socket (-t). Every problem goes to errs as "file:line: message" (free with
+ * fg_config_errors_free); true when there is none. */
+bool fg_agentd_paths(const struct fg_conf_agent *cfg, bool create, struct fg_config_errors *errs);
 
 /* ---- the daemon (agentd.c) ------------------------------------------------------------- */
 
 /* Open the spool, bind the socket and the status listener, and run until SIGTERM or
  * SIGINT. Returns the exit status. */
-int fg_agentd_run(const struct fg_agentd_config *cfg, const char *conf_path);
+int fg_agentd_run(const struct fg_conf_agent *cfg, const char *conf_path);
 
 #endif /* FG_AGENTD_H */

@@ -51,7 +51,7 @@ struct msg {
 struct fg_drain {
     struct event_base *base;
     struct evdns_base *dns;
-    const struct fg_agentd_config *cfg;
+    const struct fg_conf_agent *cfg;
     struct fg_agentd_stats *st;
     struct fg_creds *creds;
     struct fg_httpc *sqs, *app;
@@ -580,20 +580,22 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     pump(arg);
 }
 
-struct fg_drain *fg_drain_new(struct event_base *base, struct evdns_base *dns,
-                              const struct fg_agentd_config *cfg, struct fg_agentd_stats *st,
-                              struct fg_creds *creds, char *err, size_t errlen)
+static void drain_destroy(void *sink);
+
+static void *drain_create(const struct fg_agentd_sink_env *env, char *err, size_t errlen)
 {
+    const struct fg_conf_agent *cfg = env->cfg;
+    struct event_base *base = env->base;
     struct fg_drain *d = calloc(1, sizeof(*d));
     if (d == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     d->base = base;
-    d->dns = dns;
+    d->dns = env->dns;
     d->cfg = cfg;
-    d->st = st;
-    d->creds = creds;
+    d->st = env->st;
+    d->creds = env->creds;
     d->cap = (size_t)cfg->replay_concurrency * 2 + RECEIVE_MAX;
     d->msgs = calloc(d->cap, sizeof(*d->msgs));
     d->timer = evtimer_new(base, timer_cb, d);
@@ -605,10 +607,10 @@ struct fg_drain *fg_drain_new(struct event_base *base, struct evdns_base *dns,
         .max_idle = (size_t)cfg->replay_concurrency,
         .discard_body = true}; /* the verdict is the status: a large answer must not fail it */
     if (d->msgs == NULL || d->timer == NULL ||
-        (d->app = fg_httpc_new(base, dns, url, &o, err, errlen)) == NULL) {
+        (d->app = fg_httpc_new(base, env->dns, url, &o, err, errlen)) == NULL) {
         if (d->msgs == NULL || d->timer == NULL)
             snprintf(err, errlen, "out of memory");
-        fg_drain_free(d);
+        drain_destroy(d);
         return NULL;
     }
     for (size_t i = 0; i < d->cap; i++) {
@@ -619,24 +621,21 @@ struct fg_drain *fg_drain_new(struct event_base *base, struct evdns_base *dns,
     return d;
 }
 
-void fg_drain_kick(struct fg_drain *d)
+static void drain_kick(void *sink)
 {
-    if (d != NULL)
-        pump(d);
+    pump(sink);
 }
 
-size_t fg_drain_held(const struct fg_drain *d)
+static void drain_gauges(const void *sink, struct fg_agentd_sink_gauges *g)
 {
-    return d != NULL ? d->held : 0;
+    const struct fg_drain *d = sink;
+    g->drain_held = d->held;
+    g->drain_in_flight = d->busy;
 }
 
-size_t fg_drain_in_flight(const struct fg_drain *d)
+static void drain_destroy(void *sink)
 {
-    return d != NULL ? d->busy : 0;
-}
-
-void fg_drain_free(struct fg_drain *d)
-{
+    struct fg_drain *d = sink;
     if (d == NULL)
         return;
     fg_httpc_cancel(d->receive);
@@ -651,3 +650,12 @@ void fg_drain_free(struct fg_drain *d)
     fg_sigv4_key_clear(&d->key);
     free(d);
 }
+
+const struct fg_agentd_sink_ops fg_sink_drain_ops = {
+    .name = "drain",
+    .needs_aws = true,
+    .create = drain_create,
+    .kick = drain_kick,
+    .gauges = drain_gauges,
+    .destroy = drain_destroy,
+};

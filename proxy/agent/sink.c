@@ -31,14 +31,14 @@
 struct entry {
     struct fg_window_entry w; /* first: the window's part */
     unsigned magic;
-    struct fg_sink *s;
+    struct local_sink *s;
     uint8_t *data; /* the spooled RECORD frame */
     size_t len;
     struct fg_httpc_req *req; /* the replay in flight */
 };
 
-struct fg_sink {
-    const struct fg_agentd_config *cfg;
+struct local_sink {
+    const struct fg_conf_agent *cfg;
     struct fg_agentd_stats *st;
     struct fg_httpc *app;
     struct fg_window *win;
@@ -48,7 +48,7 @@ struct fg_sink {
     bool in_pump, again;
 };
 
-static void pump(struct fg_sink *s);
+static void pump(struct local_sink *s);
 
 static bool entry_load(void *arg, struct fg_window_entry *we, const struct fg_spool_record *rec)
 {
@@ -78,7 +78,7 @@ static void entry_clear(void *arg, struct fg_window_entry *we)
 static const struct fg_window_ops entry_ops = {.load = entry_load, .clear = entry_clear};
 
 /* The replay of e is over: done (ok or rejected), or to be sent again after the backoff. */
-static void entry_finish(struct fg_sink *s, struct entry *e, bool done, const char *why)
+static void entry_finish(struct local_sink *s, struct entry *e, bool done, const char *why)
 {
     if (done) {
         e->w.state = FG_WINDOW_DONE;
@@ -102,7 +102,7 @@ static void replay_cb(const struct fg_httpc_result *res, void *arg)
 {
     struct entry *e = arg;
     FG_ASSERT(e->magic == ENTRY_MAGIC);
-    struct fg_sink *s = e->s;
+    struct local_sink *s = e->s;
     e->req = NULL;
     s->busy--;
     if (res->retried)
@@ -128,7 +128,7 @@ static void replay_cb(const struct fg_httpc_result *res, void *arg)
     }
 }
 
-static void entry_send(struct fg_sink *s, struct entry *e)
+static void entry_send(struct local_sink *s, struct entry *e)
 {
     static struct fg_agent_record r; /* large; one thread */
     if (fg_agent_proto_decode_record(e->data, e->len, e->len, &r, NULL, NULL) !=
@@ -160,7 +160,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     pump(arg);
 }
 
-static void pump_once(struct fg_sink *s)
+static void pump_once(struct local_sink *s)
 {
     /* 1. Acknowledge the finished prefix, read committed records into the window. */
     uint64_t now = fg_mono_ms();
@@ -192,7 +192,7 @@ static void pump_once(struct fg_sink *s)
     }
 }
 
-static void pump(struct fg_sink *s)
+static void pump(struct local_sink *s)
 {
     if (s->in_pump) {
         s->again = true;
@@ -218,30 +218,37 @@ static void app_url(const struct fg_addr *a, char *out, size_t outlen)
              (unsigned)ntohs(port));
 }
 
-struct fg_sink *fg_sink_new(struct event_base *base, struct fg_spool *sp,
-                            const struct fg_agentd_config *cfg, struct fg_agentd_stats *st)
+static void local_destroy(void *sink);
+
+static void *local_create(const struct fg_agentd_sink_env *env, char *err, size_t errlen)
 {
-    struct fg_sink *s = calloc(1, sizeof(*s));
-    if (s == NULL)
+    const struct fg_conf_agent *cfg = env->cfg;
+    struct local_sink *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
         return NULL;
+    }
+    struct fg_agentd_stats *st = env->st;
+    struct event_base *base = env->base;
     s->cfg = cfg;
     s->st = st;
     size_t conc = (size_t)cfg->replay_concurrency;
     size_t wcap = conc * 8 > WINDOW_MIN ? conc * 8 : WINDOW_MIN;
-    s->win = fg_window_new(sp, wcap, sizeof(struct entry), 0, &entry_ops, s, "replay");
+    s->win = fg_window_new(env->sp, wcap, sizeof(struct entry), 0, &entry_ops, s, "replay");
     s->timer = evtimer_new(base, timer_cb, s);
     if (s->win == NULL || s->timer == NULL) {
-        fg_sink_free(s);
+        snprintf(err, errlen, "out of memory");
+        local_destroy(s);
         return NULL;
     }
-    char url[128], err[256];
+    char url[128], why[256];
     app_url(&cfg->app, url, sizeof(url));
     struct fg_httpc_opts o = {
         .name = "app", .allow_plain_http = true, .max_idle = conc, .discard_body = true};
-    s->app = fg_httpc_new(base, NULL, url, &o, err, sizeof(err));
+    s->app = fg_httpc_new(base, NULL, url, &o, why, sizeof(why));
     if (s->app == NULL) {
-        fg_err("local sink: cannot replay to %s (%s): %s", cfg->app.text, url, err);
-        fg_sink_free(s);
+        snprintf(err, errlen, "cannot replay to %s (%s): %s", cfg->app.text, url, why);
+        local_destroy(s);
         return NULL;
     }
     fg_rate_init(&s->rate, cfg->replay_rate, fg_mono_us());
@@ -249,24 +256,23 @@ struct fg_sink *fg_sink_new(struct event_base *base, struct fg_spool *sp,
     return s;
 }
 
-void fg_sink_kick(struct fg_sink *s)
+static void local_kick(void *sink)
 {
-    if (s != NULL)
-        pump(s);
+    pump(sink);
 }
 
-size_t fg_sink_window(const struct fg_sink *s)
+static void local_gauges(const void *sink, struct fg_agentd_sink_gauges *g)
 {
-    return s != NULL ? fg_window_count(s->win) : 0;
+    const struct local_sink *s = sink;
+    g->replay_window = fg_window_count(s->win);
+    g->replay_in_flight = s->busy;
 }
 
-size_t fg_sink_in_flight(const struct fg_sink *s)
+/* Close the app connections (requests in flight are abandoned and replayed after the
+ * next start) and free the sink. */
+static void local_destroy(void *sink)
 {
-    return s != NULL ? s->busy : 0;
-}
-
-void fg_sink_free(struct fg_sink *s)
-{
+    struct local_sink *s = sink;
     if (s == NULL)
         return;
     fg_window_free(s->win); /* cancels the requests in flight */
@@ -275,3 +281,11 @@ void fg_sink_free(struct fg_sink *s)
         event_free(s->timer);
     free(s);
 }
+
+const struct fg_agentd_sink_ops fg_sink_local_ops = {
+    .name = "local",
+    .create = local_create,
+    .kick = local_kick,
+    .gauges = local_gauges,
+    .destroy = local_destroy,
+};

@@ -26,16 +26,21 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <zlib.h>
 
 #define FRAME_MAGIC   0x50534746u /* "FGSP" on disk */
 #define CKPT_MAGIC    0x4b434746u /* "FGCK" on disk */
-#define CKPT_VERSION  1u
-#define CKPT_SIZE     24 /* magic u32, version u32, acked u64, crc u32, zero u32 */
+#define CKPT_V1       1u          /* an older agent's: one record, replaced by rename */
+#define CKPT_V1_SIZE  24          /* magic u32, version u32, acked u64, crc u32, zero u32 */
+#define CKPT_V2       2u          /* two slots, overwritten in place */
+#define CKPT_SLOT     512         /* one sector: a torn write spoils one slot at most */
+#define CKPT_SIZE     (2 * CKPT_SLOT)
 #define CKPT_NAME     "checkpoint"
 #define CKPT_TMP_NAME "checkpoint.tmp"
+#define NOSPACE_SLACK (64u << 10) /* free bytes a full disk must show before a new try */
 #define SEG_DIGITS    20
 #define SEG_NAME_SIZE 32
 #define READ_WINDOW   (1u << 20) /* recovery reads segments in windows this big */
@@ -53,11 +58,12 @@ struct entry {
 };
 
 struct seg {
-    uint64_t id;   /* the sequence number it was started for: its file name */
-    uint64_t size; /* bytes in the file that are durable (for the active one) */
-    struct entry *ents;
+    uint64_t id;        /* the sequence number it was started for: its file name */
+    uint64_t size;      /* bytes in the file that are durable (for the active one) */
+    struct entry *ents; /* its records not yet acknowledged (compact_index drops the rest) */
     size_t n, cap;
-    bool dir_synced; /* its directory entry is durable */
+    uint64_t dropped_last; /* the last sequence compact_index dropped; 0: none */
+    bool dir_synced;       /* its directory entry is durable */
 };
 
 struct fg_spool {
@@ -71,6 +77,11 @@ struct fg_spool {
     uint8_t *buf;  /* frames appended since the last commit */
     size_t buf_len, buf_cap, buf_n;
     uint64_t next_seq, committed_seq, acked_seq, ckpt_seq;
+    int ckpt_fd;                 /* the checkpoint file, written in place; -1: to be (re)made */
+    uint64_t ckpt_gen;           /* generation of its newest slot */
+    bool disk_full;              /* appends are refused: the filesystem has no room for them */
+    bool space_watch;            /* a write ran out of space: appends check the free space first */
+    struct fg_spool_iter *iters; /* open iterators: their segment fds close on deletion */
     uint64_t pending_records, pending_bytes;
     int broken; /* errno of a failure that could not be undone; 0 when healthy */
     int err_no;
@@ -81,8 +92,9 @@ struct fg_spool {
 struct fg_spool_iter {
     uint32_t magic;
     struct fg_spool *sp;
-    uint64_t last; /* highest sequence returned or skipped */
-    int fd;        /* segment open for reading, -1 if none */
+    struct fg_spool_iter *prev, *next; /* in sp->iters */
+    uint64_t last;                     /* highest sequence returned or skipped */
+    int fd;                            /* segment open for reading, -1 if none */
     uint64_t fd_seg;
     uint8_t *buf;
     size_t cap;
@@ -148,6 +160,8 @@ static uint64_t seg_last_seq(const struct seg *s)
 {
     if (s->n > 0)
         return s->ents[s->n - 1].seq;
+    if (s->dropped_last > 0)
+        return s->dropped_last;
     return s->id > 0 ? s->id - 1 : 0;
 }
 
@@ -476,42 +490,160 @@ static enum fg_spool_status list_segments(struct fg_spool *sp, uint64_t **ids, s
     return rc;
 }
 
-static void ckpt_encode(uint8_t out[CKPT_SIZE], uint64_t acked)
+/*
+ * The checkpoint file holds two slots of one sector each; every checkpoint overwrites the
+ * older slot in place (pwrite, fdatasync) with the next generation. Overwriting blocks
+ * the file already has needs no free space, so a spool on a full disk can still record
+ * what was delivered and then delete it: that is how a full spool frees itself. A torn
+ * write spoils the slot being written; the other one still holds the previous
+ * checkpoint. The file is made once (written whole, then renamed into place) when the
+ * spool is opened.
+ *
+ * Slot: magic u32 | version u32 (2) | acked u64 | generation u64 | crc u32 (of the 24
+ * bytes before it) | zeros to 512. An older agent's file (version 1, 24 bytes: magic,
+ * version, acked, crc of the 16 bytes before it, zero) is read too, and replaced.
+ */
+static void ckpt_v1_encode(uint8_t out[CKPT_V1_SIZE], uint64_t acked)
 {
-    memset(out, 0, CKPT_SIZE);
+    memset(out, 0, CKPT_V1_SIZE);
     put_le32(out, CKPT_MAGIC);
-    put_le32(out + 4, CKPT_VERSION);
+    put_le32(out + 4, CKPT_V1);
     put_le64(out + 8, acked);
     put_le32(out + 16, (uint32_t)crc32(crc32(0L, Z_NULL, 0), out, 16));
 }
 
+static void ckpt_slot_encode(uint8_t out[CKPT_SLOT], uint64_t acked, uint64_t gen)
+{
+    memset(out, 0, CKPT_SLOT);
+    put_le32(out, CKPT_MAGIC);
+    put_le32(out + 4, CKPT_V2);
+    put_le64(out + 8, acked);
+    put_le64(out + 16, gen);
+    put_le32(out + 24, (uint32_t)crc32(crc32(0L, Z_NULL, 0), out, 24));
+}
+
+/* A slot that reads back intact: true with *acked and *gen. */
+static bool ckpt_slot_decode(const uint8_t *in, uint64_t *acked, uint64_t *gen)
+{
+    uint8_t want[CKPT_SLOT];
+    ckpt_slot_encode(want, get_le64(in + 8), get_le64(in + 16));
+    if (memcmp(in, want, CKPT_SLOT) != 0)
+        return false;
+    *acked = get_le64(in + 8);
+    *gen = get_le64(in + 16);
+    return true;
+}
+
+/* Make the two-slot file for acked (write checkpoint.tmp whole, fdatasync, rename, fsync
+ * the directory) and keep it open for the checkpoints to come. */
+static enum fg_spool_status ckpt_create(struct fg_spool *sp, uint64_t acked)
+{
+    uint8_t b[CKPT_SIZE];
+    uint64_t gen = sp->ckpt_gen + 1;
+    ckpt_slot_encode(b, acked, gen);
+    ckpt_slot_encode(b + CKPT_SLOT, acked, gen);
+    int fd = openat(sp->dirfd, CKPT_TMP_NAME, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return fail(sp, errno, "spool %s: checkpoint: create %s", sp->dir, CKPT_TMP_NAME);
+    const char *what = NULL;
+    if (pwrite_all(fd, b, sizeof(b), 0) != 0)
+        what = "write";
+    else if (sync_fd(sp, fd, true) != 0)
+        what = "fdatasync";
+    else if (renameat(sp->dirfd, CKPT_TMP_NAME, sp->dirfd, CKPT_NAME) != 0)
+        what = "rename";
+    else if (sync_fd(sp, sp->dirfd, false) != 0)
+        what = "fsync directory";
+    if (what != NULL) {
+        int e = errno;
+        close(fd);
+        unlinkat(sp->dirfd, CKPT_TMP_NAME, 0);
+        return fail(sp, e, "spool %s: checkpoint: %s", sp->dir, what);
+    }
+    if (sp->ckpt_fd >= 0)
+        close(sp->ckpt_fd);
+    sp->ckpt_fd = fd;
+    sp->ckpt_gen = gen;
+    return FG_SPOOL_OK;
+}
+
+/* Write acked into the older slot, in place. */
+static enum fg_spool_status ckpt_write(struct fg_spool *sp, uint64_t acked)
+{
+    if (sp->ckpt_fd < 0)
+        return ckpt_create(sp, acked);
+    uint8_t b[CKPT_SLOT];
+    uint64_t gen = sp->ckpt_gen + 1;
+    ckpt_slot_encode(b, acked, gen);
+    if (pwrite_all(sp->ckpt_fd, b, sizeof(b), (gen & 1) * CKPT_SLOT) != 0)
+        return fail(sp, errno, "spool %s: checkpoint: write", sp->dir);
+    if (sync_fd(sp, sp->ckpt_fd, true) != 0)
+        return fail(sp, errno, "spool %s: checkpoint: fdatasync", sp->dir);
+    sp->ckpt_gen = gen;
+    return FG_SPOOL_OK;
+}
+
 /* The checkpoint, or 0 when there is none. One that does not read back intact cannot
- * come from our atomic writes; starting from 0 then only sends records again. */
+ * come from our writes; starting from 0 then only sends records again. A file that is not
+ * the current two-slot one (none, an older agent's, unreadable) is remade at once, while
+ * the disk most likely has room. */
 static enum fg_spool_status read_checkpoint(struct fg_spool *sp)
 {
     if (unlinkat(sp->dirfd, CKPT_TMP_NAME, 0) == 0)
         fg_notice("spool %s: removed %s left by an interrupted checkpoint", sp->dir, CKPT_TMP_NAME);
-    int fd = openat(sp->dirfd, CKPT_NAME, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT)
-        return FG_SPOOL_OK;
-    if (fd < 0)
+    int fd = openat(sp->dirfd, CKPT_NAME, O_RDWR | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT)
         return fail(sp, errno, "spool %s: open %s", sp->dir, CKPT_NAME);
-    uint8_t b[CKPT_SIZE + 1], want[CKPT_SIZE];
-    ssize_t n = pread_all(fd, b, sizeof(b), 0);
-    int e = errno;
-    close(fd);
-    if (n < 0)
-        return fail(sp, e, "spool %s: read %s", sp->dir, CKPT_NAME);
-    uint64_t acked = n >= 16 ? get_le64(b + 8) : 0;
-    ckpt_encode(want, acked);
-    if (n != CKPT_SIZE || memcmp(b, want, CKPT_SIZE) != 0) {
+    uint8_t b[CKPT_SIZE + 1];
+    ssize_t n = 0;
+    if (fd >= 0) {
+        n = pread_all(fd, b, sizeof(b), 0);
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            return fail(sp, e, "spool %s: read %s", sp->dir, CKPT_NAME);
+        }
+    }
+    uint64_t acked = 0, a0 = 0, a1 = 0, g0 = 0, g1 = 0;
+    bool v2 = false;
+    if (n == CKPT_SIZE) {
+        bool ok0 = ckpt_slot_decode(b, &a0, &g0), ok1 = ckpt_slot_decode(b + CKPT_SLOT, &a1, &g1);
+        v2 = ok0 || ok1;
+        if (v2) {
+            bool use1 = ok1 && (!ok0 || g1 > g0);
+            acked = use1 ? a1 : a0;
+            sp->ckpt_gen = use1 ? g1 : g0;
+            if (!ok0 || !ok1)
+                fg_warn("spool %s: one slot of %s is damaged (an interrupted write); the other "
+                        "holds %" PRIu64,
+                        sp->dir, CKPT_NAME, acked);
+            sp->ckpt_fd = fd;
+            fd = -1;
+        }
+    }
+    bool v1 = false;
+    if (!v2 && n == CKPT_V1_SIZE) {
+        uint8_t want[CKPT_V1_SIZE];
+        ckpt_v1_encode(want, get_le64(b + 8));
+        v1 = memcmp(b, want, CKPT_V1_SIZE) == 0;
+        if (v1)
+            acked = get_le64(b + 8);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (n > 0 && !v2 && !v1) {
         fg_warn("spool %s: %s is not a valid checkpoint (%zd bytes), ignored: every record "
                 "in the spool will be sent again",
                 sp->dir, CKPT_NAME, n);
         sp->c.checkpoint_invalid++;
-        return FG_SPOOL_OK;
     }
     sp->acked_seq = sp->ckpt_seq = acked;
+    if (!v2 && ckpt_create(sp, acked) != FG_SPOOL_OK) {
+        /* Not fatal: the next checkpoint tries again. */
+        fg_warn("%s; the checkpoint file will be made at the next checkpoint", sp->err);
+        sp->err[0] = '\0';
+        sp->err_no = 0;
+    }
     return FG_SPOOL_OK;
 }
 
@@ -635,6 +767,8 @@ static void spool_free(struct fg_spool *sp)
 {
     if (sp->active_fd >= 0)
         close(sp->active_fd);
+    if (sp->ckpt_fd >= 0)
+        close(sp->ckpt_fd);
     if (sp->dirfd >= 0)
         close(sp->dirfd); /* releases the lock */
     for (size_t i = 0; i < sp->nseg; i++)
@@ -647,6 +781,7 @@ static void spool_free(struct fg_spool *sp)
 }
 
 static enum fg_spool_status delete_acked(struct fg_spool *sp);
+static void compact_index(struct fg_spool *sp);
 
 enum fg_spool_status fg_spool_open(const char *dir, const struct fg_spool_config *cfg,
                                    struct fg_spool **out, char *err, size_t errlen)
@@ -679,6 +814,7 @@ enum fg_spool_status fg_spool_open(const char *dir, const struct fg_spool_config
     sp->cfg = c;
     sp->dirfd = -1;
     sp->active_fd = -1;
+    sp->ckpt_fd = -1;
     enum fg_spool_status rc = open_dir(sp);
     if (rc == FG_SPOOL_OK)
         rc = recover(sp);
@@ -687,6 +823,8 @@ enum fg_spool_status fg_spool_open(const char *dir, const struct fg_spool_config
     /* A crash between a checkpoint and its deletions leaves segments to delete. */
     if (rc == FG_SPOOL_OK)
         rc = delete_acked(sp);
+    if (rc == FG_SPOOL_OK)
+        compact_index(sp);
     if (rc != FG_SPOOL_OK) {
         int e = sp->err_no;
         snprintf(err, errlen, "%s", sp->err);
@@ -712,6 +850,69 @@ void fg_spool_close(struct fg_spool *sp)
 
 /* ---- append and commit ------------------------------------------------------------- */
 
+/* Free bytes for unprivileged users on the spool's filesystem; UINT64_MAX if unknown. */
+static uint64_t fs_free(const struct fg_spool *sp)
+{
+    struct statvfs v;
+    if (fstatvfs(sp->dirfd, &v) != 0)
+        return UINT64_MAX;
+    return (uint64_t)v.f_bavail * (uint64_t)v.f_frsize;
+}
+
+static void set_disk_full(struct fg_spool *sp, bool full, uint64_t free_bytes)
+{
+    if (full == sp->disk_full)
+        return;
+    sp->disk_full = full;
+    if (full)
+        fg_err("spool %s: the filesystem is full (%" PRIu64 " bytes free): records are refused "
+               "(the proxy falls back) until delivered records are deleted or space is freed",
+               sp->dir, free_bytes);
+    else
+        fg_notice("spool %s: the filesystem has room again (%" PRIu64 " bytes free): taking "
+                  "records",
+                  sp->dir, free_bytes);
+}
+
+/*
+ * Once a write has run out of space, every append first checks that the filesystem has
+ * room for it and for what waits to be committed, with some slack: records are refused
+ * up front (nothing written, FULL for the proxy) instead of failing a whole batch at its
+ * commit. The watch ends when a quarter of the filesystem is free again.
+ */
+static bool room_for(struct fg_spool *sp, uint64_t frame)
+{
+    if (!sp->space_watch)
+        return true;
+    struct statvfs v;
+    if (fstatvfs(sp->dirfd, &v) != 0)
+        return true;
+    uint64_t free_bytes = (uint64_t)v.f_bavail * (uint64_t)v.f_frsize;
+    uint64_t total = (uint64_t)v.f_blocks * (uint64_t)v.f_frsize;
+    bool room = free_bytes >= sp->buf_len + frame + NOSPACE_SLACK;
+    set_disk_full(sp, !room, free_bytes);
+    if (room && free_bytes >= total / 4)
+        sp->space_watch = false;
+    return room;
+}
+
+/* A write ran out of space (or quota): watch the free space from now on (room_for). The
+ * active segment is closed if it holds records, so that once they are delivered the
+ * checkpoint can delete it: a spool whose only segment is active would otherwise stay
+ * full with nothing in it. */
+static void note_no_space(struct fg_spool *sp, int e)
+{
+    if (e != ENOSPC && e != EDQUOT)
+        return;
+    sp->c.no_space_events++;
+    sp->space_watch = true;
+    set_disk_full(sp, true, fs_free(sp));
+    if (sp->active_fd >= 0 && sp->nseg > 0 && sp->segs[sp->nseg - 1].size > 0) {
+        close(sp->active_fd);
+        sp->active_fd = -1;
+    }
+}
+
 static enum fg_spool_status start_segment(struct fg_spool *sp)
 {
     char name[SEG_NAME_SIZE];
@@ -719,8 +920,11 @@ static enum fg_spool_status start_segment(struct fg_spool *sp)
     if (!grow((void **)&sp->segs, &sp->capseg, sp->nseg + 1, sizeof(*sp->segs)))
         return fail(sp, ENOMEM, "spool %s: segments", sp->dir);
     int fd = openat(sp->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return fail(sp, errno, "spool %s: create %s", sp->dir, name);
+    if (fd < 0) {
+        int e = errno;
+        note_no_space(sp, e);
+        return fail(sp, e, "spool %s: create %s", sp->dir, name);
+    }
     sp->segs[sp->nseg++] = (struct seg){.id = sp->next_seq};
     sp->active_fd = fd;
     return FG_SPOOL_OK;
@@ -756,6 +960,10 @@ enum fg_spool_status fg_spool_appendv(struct fg_spool *sp, const struct iovec *i
         age_ms(now_ms, sp->segs[si].ents[ei].time_ms) > sp->cfg.max_age_ms) {
         sp->c.refused_stale++;
         return FG_SPOOL_E_STALE;
+    }
+    if (!room_for(sp, frame)) {
+        sp->c.refused_no_space++;
+        return FG_SPOOL_E_NOSPACE;
     }
     enum fg_spool_status rc;
     if (sp->active_fd < 0 && (rc = start_segment(sp)) != FG_SPOOL_OK)
@@ -820,6 +1028,7 @@ static enum fg_spool_status rollback(struct fg_spool *sp, int e, const char *wha
     }
     fg_warn("%s; %zu records refused, segment cut back to %" PRIu64 " bytes", sp->err, dropped,
             s->size);
+    note_no_space(sp, e);
     errno = e;
     return FG_SPOOL_E_IO;
 }
@@ -889,33 +1098,6 @@ enum fg_spool_status fg_spool_ack(struct fg_spool *sp, uint64_t upto)
     return FG_SPOOL_OK;
 }
 
-static enum fg_spool_status write_checkpoint(struct fg_spool *sp, uint64_t acked)
-{
-    uint8_t b[CKPT_SIZE];
-    ckpt_encode(b, acked);
-    int fd = openat(sp->dirfd, CKPT_TMP_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return fail(sp, errno, "spool %s: create %s", sp->dir, CKPT_TMP_NAME);
-    const char *what = NULL;
-    if (pwrite_all(fd, b, sizeof(b), 0) != 0)
-        what = "write";
-    else if (sync_fd(sp, fd, true) != 0)
-        what = "fdatasync";
-    int e = errno;
-    close(fd);
-    if (what == NULL && renameat(sp->dirfd, CKPT_TMP_NAME, sp->dirfd, CKPT_NAME) != 0) {
-        what = "rename";
-        e = errno;
-    }
-    if (what != NULL) {
-        unlinkat(sp->dirfd, CKPT_TMP_NAME, 0);
-        return fail(sp, e, "spool %s: checkpoint: %s", sp->dir, what);
-    }
-    if (sync_fd(sp, sp->dirfd, false) != 0)
-        return fail(sp, errno, "spool %s: checkpoint: fsync directory", sp->dir);
-    return FG_SPOOL_OK;
-}
-
 /* Delete leading segments with nothing above the durable checkpoint. Only the durable
  * one counts: a record deleted before its acknowledgment is on disk would, after a
  * crash, let its sequence number be handed out again. */
@@ -933,6 +1115,14 @@ static enum fg_spool_status delete_acked(struct fg_spool *sp)
             rc = fail(sp, errno, "spool %s: delete %s", sp->dir, name);
             break;
         }
+        /* An iterator still holding the file open would keep its blocks allocated: on a
+         * full disk the deletion would free nothing. */
+        for (struct fg_spool_iter *it = sp->iters; it != NULL; it = it->next) {
+            if (it->fd >= 0 && it->fd_seg == s->id) {
+                close(it->fd);
+                it->fd = -1;
+            }
+        }
         free(s->ents);
         sp->c.segments_deleted++;
         k++;
@@ -944,16 +1134,57 @@ static enum fg_spool_status delete_acked(struct fg_spool *sp)
     return rc;
 }
 
+/*
+ * Drop the index entries of acknowledged records: nothing reads them again, and a busy
+ * segment would otherwise hold 32 bytes per record until it is deleted (the memory grew
+ * with every record taken). Entries go in batches (at least 4096, or half the index) so
+ * that the moves cost O(1) per record, and an index left mostly empty is shrunk.
+ */
+#define COMPACT_MIN 4096u
+static void compact_index(struct fg_spool *sp)
+{
+    for (size_t i = 0; i < sp->nseg; i++) {
+        struct seg *s = &sp->segs[i];
+        if (s->n == 0)
+            continue;
+        size_t k = 0, hi = s->n; /* k: entries at or below the acknowledgment */
+        while (k < hi) {
+            size_t mid = k + (hi - k) / 2;
+            if (s->ents[mid].seq <= sp->acked_seq)
+                k = mid + 1;
+            else
+                hi = mid;
+        }
+        if (k == 0 || (k < s->n && k < COMPACT_MIN && k * 2 < s->n))
+            break; /* nothing here yet, and later segments hold nothing acknowledged */
+        s->dropped_last = s->ents[k - 1].seq;
+        memmove(s->ents, s->ents + k, (s->n - k) * sizeof(*s->ents));
+        s->n -= k;
+        if (s->cap > 64 && s->n < s->cap / 4) {
+            size_t cap = s->n * 2 > 16 ? s->n * 2 : 16;
+            struct entry *e = realloc(s->ents, cap * sizeof(*e));
+            if (e != NULL) {
+                s->ents = e;
+                s->cap = cap;
+            }
+        }
+        if (s->n > 0)
+            break; /* later segments hold nothing acknowledged */
+    }
+}
+
 enum fg_spool_status fg_spool_checkpoint(struct fg_spool *sp)
 {
     FG_ASSERT(sp->magic == SPOOL_MAGIC);
     if (sp->acked_seq > sp->ckpt_seq) {
-        enum fg_spool_status rc = write_checkpoint(sp, sp->acked_seq);
+        enum fg_spool_status rc = ckpt_write(sp, sp->acked_seq);
         if (rc != FG_SPOOL_OK)
             return rc;
         sp->ckpt_seq = sp->acked_seq;
     }
-    return delete_acked(sp);
+    enum fg_spool_status rc = delete_acked(sp);
+    compact_index(sp);
+    return rc;
 }
 
 /* ---- reading for the sink ---------------------------------------------------------- */
@@ -968,6 +1199,10 @@ struct fg_spool_iter *fg_spool_iter_new(struct fg_spool *sp)
     it->sp = sp;
     it->last = sp->acked_seq;
     it->fd = -1;
+    it->next = sp->iters;
+    if (sp->iters != NULL)
+        sp->iters->prev = it;
+    sp->iters = it;
     return it;
 }
 
@@ -976,6 +1211,12 @@ void fg_spool_iter_free(struct fg_spool_iter *it)
     if (it == NULL)
         return;
     FG_ASSERT(it->magic == ITER_MAGIC);
+    if (it->prev != NULL)
+        it->prev->next = it->next;
+    else
+        it->sp->iters = it->next;
+    if (it->next != NULL)
+        it->next->prev = it->prev;
     if (it->fd >= 0)
         close(it->fd);
     free(it->buf);
@@ -1045,8 +1286,13 @@ void fg_spool_get_stats(const struct fg_spool *sp, int64_t now_ms, struct fg_spo
         st->oldest_age_ms = age_ms(now_ms, sp->segs[si].ents[ei].time_ms);
     st->segments = sp->nseg;
     st->disk_bytes = 0;
-    for (size_t i = 0; i < sp->nseg; i++)
+    st->index_entries = 0;
+    for (size_t i = 0; i < sp->nseg; i++) {
         st->disk_bytes += sp->segs[i].size;
+        st->index_entries += sp->segs[i].n;
+    }
+    st->disk_full = sp->disk_full;
+    st->fs_free_bytes = fs_free(sp);
     st->next_seq = sp->next_seq;
     st->committed_seq = sp->committed_seq;
     st->acked_seq = sp->acked_seq;
@@ -1077,6 +1323,7 @@ const char *fg_spool_status_name(enum fg_spool_status s)
         [FG_SPOOL_E_LOCKED] = "locked",
         [FG_SPOOL_E_IO] = "io",
         [FG_SPOOL_E_BROKEN] = "broken",
+        [FG_SPOOL_E_NOSPACE] = "no_space",
     };
     if ((unsigned)s < FG_SPOOL_STATUS__COUNT && names[s] != NULL)
         return names[s];

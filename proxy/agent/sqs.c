@@ -22,7 +22,7 @@
  *    counted, and only then done: a record answered 202 is never simply gone. If that
  *    file cannot be written the entry is retried instead. Other Failed entries, and
  *    entries in neither list, are retried.
- *  - 429 or 400 ThrottlingException/RequestThrottled: throttled; 5xx, timeouts,
+ *  - 429, 400 ThrottlingException or KmsThrottled, 403 RequestThrottled: throttled; 5xx, timeouts,
  *    connection errors, and 4xx that are about us rather than the entries (credentials,
  *    signature, a missing queue): failed. In both cases the batch is retried after a
  *    jittered exponential backoff (sqs_backoff doubling to sqs_backoff_max, times a
@@ -89,7 +89,7 @@ struct batch {
 struct fg_sqs_sink {
     struct event_base *base;
     struct evdns_base *dns;
-    const struct fg_agentd_config *cfg;
+    const struct fg_conf_agent *cfg;
     struct fg_agentd_stats *st;
     struct fg_creds *creds;
     struct fg_httpc *http; /* made once the region is known */
@@ -343,8 +343,10 @@ enum fg_sqs_verdict fg_sqs_classify(const struct fg_httpc_result *res, char *cod
         snprintf(code, codelen, "%s", c);
     if (res->status >= 200 && res->status <= 299)
         return FG_SQS_OK;
+    /* ThrottlingException and KmsThrottled come with 400, RequestThrottled with 403 in
+     * SQS's JSON protocol: a 403 is not always about credentials. */
     if (res->status == 429 ||
-        (res->status == 400 && (strstr(c, "Throttl") != NULL || strstr(c, "RequestThrottled"))))
+        ((res->status == 400 || res->status == 403) && strstr(c, "Throttl") != NULL))
         return FG_SQS_THROTTLED;
     static const char *const content[] = {
         "BatchRequestTooLong",          "InvalidMessageContents",   "InvalidParameterValue",
@@ -780,11 +782,12 @@ static void pump(struct fg_sqs_sink *s)
     s->in_pump = false;
 }
 
-struct fg_sqs_sink *fg_sqs_sink_new(struct event_base *base, struct evdns_base *dns,
-                                    struct fg_spool *sp, const struct fg_agentd_config *cfg,
-                                    struct fg_agentd_stats *st, struct fg_creds *creds, char *err,
-                                    size_t errlen)
+static void sqs_destroy(void *sink);
+
+static void *sqs_create(const struct fg_agentd_sink_env *env, char *err, size_t errlen)
 {
+    const struct fg_conf_agent *cfg = env->cfg;
+    struct event_base *base = env->base;
     struct fg_sqs_sink *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -792,23 +795,23 @@ struct fg_sqs_sink *fg_sqs_sink_new(struct event_base *base, struct evdns_base *
     }
     s->dead_fd = -1;
     s->base = base;
-    s->dns = dns;
+    s->dns = env->dns;
     s->cfg = cfg;
-    s->st = st;
-    s->creds = creds;
+    s->st = env->st;
+    s->creds = env->creds;
     s->eo = (struct fg_sqs_entry_opts){.fifo = cfg->sqs_fifo,
                                        .group = cfg->sqs_message_group,
                                        .group_header = cfg->sqs_group_header};
     s->nbatches = (size_t)cfg->sqs_concurrency;
     size_t want = s->nbatches * (size_t)cfg->sqs_batch_max * 4;
-    s->win = fg_window_new(sp, want > WINDOW_MIN ? want : WINDOW_MIN, sizeof(struct entry),
+    s->win = fg_window_new(env->sp, want > WINDOW_MIN ? want : WINDOW_MIN, sizeof(struct entry),
                            WINDOW_BYTES, &entry_ops, s, "sqs");
     s->enc = evbuffer_new();
     s->batches = calloc(s->nbatches, sizeof(*s->batches));
     s->timer = evtimer_new(base, timer_cb, s);
     if (s->win == NULL || s->enc == NULL || s->batches == NULL || s->timer == NULL) {
         snprintf(err, errlen, "out of memory");
-        fg_sqs_sink_free(s);
+        sqs_destroy(s);
         return NULL;
     }
     for (size_t i = 0; i < s->nbatches; i++) {
@@ -819,42 +822,36 @@ struct fg_sqs_sink *fg_sqs_sink_new(struct event_base *base, struct evdns_base *
         /* Check it now: a bad endpoint is a configuration error, not a runtime one. */
         struct fg_url u;
         if (!fg_url_parse(cfg->sqs_endpoint, &u, err, errlen)) {
-            fg_sqs_sink_free(s);
+            sqs_destroy(s);
             return NULL;
         }
         if (!u.tls && !fg_url_is_loopback(&u)) {
             snprintf(err, errlen, "sqs_endpoint %s: plain http is only for a loopback endpoint",
                      cfg->sqs_endpoint);
-            fg_sqs_sink_free(s);
+            sqs_destroy(s);
             return NULL;
         }
     }
     return s;
 }
 
-void fg_sqs_sink_kick(struct fg_sqs_sink *s)
+static void sqs_kick(void *sink)
 {
-    if (s != NULL)
-        pump(s);
+    pump(sink);
 }
 
-size_t fg_sqs_sink_window(const struct fg_sqs_sink *s)
+static void sqs_gauges(const void *sink, struct fg_agentd_sink_gauges *g)
 {
-    return s != NULL ? fg_window_count(s->win) : 0;
+    const struct fg_sqs_sink *s = sink;
+    g->sqs_window = fg_window_count(s->win);
+    g->sqs_in_flight = s->busy;
+    g->sqs_entries_in_flight = s->busy_entries;
 }
 
-size_t fg_sqs_sink_in_flight(const struct fg_sqs_sink *s)
+/* Requests in flight are abandoned (their records are sent again after the next start). */
+static void sqs_destroy(void *sink)
 {
-    return s != NULL ? s->busy : 0;
-}
-
-size_t fg_sqs_sink_entries_in_flight(const struct fg_sqs_sink *s)
-{
-    return s != NULL ? s->busy_entries : 0;
-}
-
-void fg_sqs_sink_free(struct fg_sqs_sink *s)
-{
+    struct fg_sqs_sink *s = sink;
     if (s == NULL)
         return;
     for (size_t i = 0; s->batches != NULL && i < s->nbatches; i++) {
@@ -873,3 +870,12 @@ void fg_sqs_sink_free(struct fg_sqs_sink *s)
         close(s->dead_fd);
     free(s);
 }
+
+const struct fg_agentd_sink_ops fg_sink_sqs_ops = {
+    .name = "sqs",
+    .needs_aws = true,
+    .create = sqs_create,
+    .kick = sqs_kick,
+    .gauges = sqs_gauges,
+    .destroy = sqs_destroy,
+};

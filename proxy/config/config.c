@@ -1,7 +1,8 @@
 /*
  * config.c — the public face of the config module: load a file or a string into a
  * snapshot, share it by reference count, match a request to a route, and write the
- * effective configuration back out in config syntax.
+ * effective configuration back out in config syntax. flashgate-agent.conf is loaded here
+ * too (its table is agent.c's).
  */
 #include "config/config.h"
 
@@ -41,22 +42,54 @@ static void sort_errors(struct fg_conf_diag *d)
     }
 }
 
+/* A file parsed against a schema, before its table builds anything. */
+struct parsed {
+    struct fg_conf_diag d;
+    struct fg_conf_stmt *stmts;
+    size_t n, last_line;
+    bool syntax_ok;
+};
+
+static void parse_text(struct parsed *p, const struct fg_conf_schema *sc, const char *name,
+                       const char *text, size_t len, struct fg_config_errors *errs)
+{
+    *p = (struct parsed){.d = {.name = name, .errs = errs}, .last_line = 1};
+    p->syntax_ok = fg_conf_parse(&p->d, sc, text, len, &p->stmts, &p->n, &p->last_line);
+}
+
+/* Free the tree and sort the messages; true when there were none. built: what the
+ * table built (NULL: out of memory, said once). */
+static bool parsed_finish(struct parsed *p, bool built)
+{
+    fg_conf_stmts_free(p->stmts, p->n);
+    if (!built && p->d.n_errors == 0)
+        fg_conf_error(&p->d, 0, "out of memory");
+    sort_errors(&p->d);
+    free(p->d.lines);
+    return built && p->d.n_errors == 0;
+}
+
 static struct fg_config *load_text(const char *name, const char *text, size_t len,
                                    struct fg_config_errors *errs)
 {
-    struct fg_conf_diag d = {.name = name, .errs = errs};
-    struct fg_conf_stmt *stmts = NULL;
-    size_t n = 0, last_line = 1;
-    bool syntax_ok = fg_conf_parse(&d, text, len, &stmts, &n, &last_line);
-    struct fg_config *c = fg_conf_build(&d, name, stmts, n, last_line, syntax_ok);
-    fg_conf_stmts_free(stmts, n);
-    sort_errors(&d);
-    free(d.lines);
-    if (c == NULL || d.n_errors > 0) {
-        if (c != NULL)
-            fg_conf_free(c);
-        else if (d.n_errors == 0)
-            fg_conf_error(&d, 0, "out of memory");
+    struct parsed p;
+    parse_text(&p, &fg_conf_flashgate, name, text, len, errs);
+    struct fg_config *c = fg_conf_build(&p.d, name, p.stmts, p.n, p.last_line, p.syntax_ok);
+    if (!parsed_finish(&p, c != NULL)) {
+        fg_conf_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static struct fg_conf_agent *load_agent_text(const char *name, const char *text, size_t len,
+                                             struct fg_config_errors *errs)
+{
+    struct parsed p;
+    parse_text(&p, &fg_conf_agent, name, text, len, errs);
+    struct fg_conf_agent *c = fg_conf_build_agent(&p.d, name, p.stmts, p.n, p.syntax_ok);
+    if (!parsed_finish(&p, c != NULL)) {
+        fg_config_agent_free(c);
         return NULL;
     }
     return c;
@@ -84,7 +117,8 @@ static void add_plain_error(struct fg_config_errors *errs, const char *path, con
     errs->msgs[errs->n++] = m;
 }
 
-struct fg_config *fg_config_load(const char *path, struct fg_config_errors *errs)
+/* The whole file, NUL-terminated (free() it), or NULL with one message in errs. */
+static char *read_file(const char *path, size_t *size_out, struct fg_config_errors *errs)
 {
     if (errs != NULL)
         *errs = (struct fg_config_errors){0};
@@ -122,9 +156,38 @@ struct fg_config *fg_config_load(const char *path, struct fg_config_errors *errs
         return NULL;
     }
     text[size] = '\0';
+    *size_out = size;
+    return text;
+}
+
+struct fg_config *fg_config_load(const char *path, struct fg_config_errors *errs)
+{
+    size_t size = 0;
+    char *text = read_file(path, &size, errs);
+    if (text == NULL)
+        return NULL;
     struct fg_config *c = load_text(path, text, size, errs);
     free(text);
     return c;
+}
+
+struct fg_conf_agent *fg_config_load_agent(const char *path, struct fg_config_errors *errs)
+{
+    size_t size = 0;
+    char *text = read_file(path, &size, errs);
+    if (text == NULL)
+        return NULL;
+    struct fg_conf_agent *c = load_agent_text(path, text, size, errs);
+    free(text);
+    return c;
+}
+
+struct fg_conf_agent *fg_config_load_agent_string(const char *name, const char *text,
+                                                  struct fg_config_errors *errs)
+{
+    if (errs != NULL)
+        *errs = (struct fg_config_errors){0};
+    return load_agent_text(name, text, strlen(text), errs);
 }
 
 struct fg_config *fg_config_load_string(const char *name, const char *text,

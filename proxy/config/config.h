@@ -1,6 +1,6 @@
 /*
  * config.h — the operator's interface: flashgate.conf parsed into an immutable,
- * refcounted snapshot.
+ * refcounted snapshot (and flashgate-agent.conf, at the end).
  *
  * Syntax (nginx-like): `directive arg...;` and `block [name] { ... }`, `#` comments,
  * arguments are bare words or "double-quoted strings", units as in core.h. Every error
@@ -360,5 +360,72 @@ size_t fg_config_keep_restart_only(struct fg_config *next, const struct fg_confi
 
 /* Write the effective config (defaults filled in, secrets masked) in config syntax. */
 void fg_config_dump(const struct fg_config *c, FILE *out);
+
+/* ---- flashgate-agent.conf ------------------------------------------------------------- */
+
+/* flashgate-agent's configuration (flashgate-agent(8)): the same syntax and the same
+ * error messages as flashgate.conf, its own directive table (config/agent.c). A
+ * directive given twice takes the last value (agent configs are often a base file with
+ * overrides appended). Loaded once at start; the agent has no reload. */
+
+enum fg_conf_agent_mode { FG_CONF_AGENT_FORWARD = 0, FG_CONF_AGENT_DRAIN };
+enum fg_conf_agent_sink { FG_CONF_AGENT_SINK_LOCAL = 0, FG_CONF_AGENT_SINK_SQS };
+
+struct fg_conf_agent {
+    char *path; /* the file it was loaded from */
+    enum fg_conf_agent_mode mode;
+    enum fg_conf_agent_sink sink;
+    char *listen_path; /* the unix socket the proxy connects to */
+    char *spool_dir;
+    uint64_t spool_max_bytes;    /* framed bytes of unacknowledged records; 0: no bound */
+    uint64_t spool_max_age_ms;   /* 0: no bound */
+    uint64_t spool_segment_size; /* bytes */
+    uint64_t max_record;         /* largest RECORD frame taken */
+    uint64_t commit_batch;       /* commit once this many records wait */
+    uint64_t commit_delay_us;    /* or once the first of them waited this long */
+    uint64_t dedup_window;       /* idempotency keys remembered */
+    uint64_t dedup_window_bytes; /* and at most this much of their text */
+    struct fg_addr app;          /* sink local and drain: where records are replayed */
+    uint64_t replay_rate;        /* records per second; 0: no bound */
+    uint64_t replay_concurrency; /* requests in flight to the app */
+    uint64_t replay_timeout_ms;
+    uint64_t replay_backoff_ms;     /* first retry delay */
+    uint64_t replay_backoff_max_ms; /* retry delay cap */
+    uint64_t checkpoint_ms;
+    /* sink sqs and drain mode */
+    char *sqs_queue_url;
+    char *sqs_endpoint;       /* NULL: https://sqs.<region>.amazonaws.com */
+    char *sqs_region;         /* NULL: from the queue URL's host, else from IMDS */
+    char *sqs_message_group;  /* FIFO: a fixed MessageGroupId */
+    char *sqs_group_header;   /* FIFO: take MessageGroupId from this forwarded header */
+    char *sqs_ca_file;        /* CA bundle for https; NULL: the system store */
+    bool sqs_fifo;            /* the queue name ends in .fifo */
+    uint64_t sqs_concurrency; /* batches (forward) or receives (drain) in flight */
+    uint64_t sqs_batch_max;   /* entries per SendMessageBatch, 1..10 */
+    uint64_t sqs_batch_bytes; /* encoded entry bytes per SendMessageBatch */
+    uint64_t sqs_timeout_ms;  /* one SQS request, connect to last byte */
+    uint64_t sqs_backoff_ms;  /* first retry delay */
+    uint64_t sqs_backoff_max_ms;
+    char *imds_endpoint;
+    uint64_t imds_timeout_ms;
+    uint64_t visibility_timeout_s; /* drain: asked in ReceiveMessage, extended at half */
+    uint64_t receive_wait_s;       /* drain: ReceiveMessage's WaitTimeSeconds */
+    bool status_enabled;
+    struct fg_addr status_addr;
+    char *error_log; /* NULL: stderr */
+    enum fg_log_level log_level;
+    /* Lines of the directives naming paths, for the agent's own checks of them (0: the
+     * default) */
+    size_t listen_line, spool_dir_line, error_log_line;
+};
+
+/* Load and validate flashgate-agent.conf, as fg_config_load does flashgate.conf: NULL
+ * (and errs filled, "file:line: message" sorted by line) if it has any error. */
+struct fg_conf_agent *fg_config_load_agent(const char *path, struct fg_config_errors *errs);
+/* The same from a string (tests); name is used in messages. */
+struct fg_conf_agent *fg_config_load_agent_string(const char *name, const char *text,
+                                                  struct fg_config_errors *errs);
+/* NULL is a no-op. */
+void fg_config_agent_free(struct fg_conf_agent *c);
 
 #endif /* FG_CONFIG_H */

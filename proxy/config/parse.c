@@ -1,7 +1,8 @@
 /*
- * parse.c — flashgate.conf syntax: a tokenizer and a recursive parser that turn the text
- * into a tree of statements (`name arg...;` and `name arg... { ... }`). It knows nothing
- * of what the directives mean; schema.c does that. Syntax errors are collected and the
+ * parse.c — the config syntax (flashgate.conf and flashgate-agent.conf): a tokenizer and a
+ * recursive parser that turn the text into a tree of statements (`name arg...;` and
+ * `name arg... { ... }`). It knows nothing of what the directives mean; the schema's
+ * table does (schema.c, agent.c). Syntax errors are collected and the
  * parser resynchronises where it can, so that one load reports as much as possible.
  */
 #include "config/internal.h"
@@ -134,6 +135,7 @@ struct tok {
 
 struct parser {
     struct fg_conf_diag *d;
+    const struct fg_conf_schema *sc;
     const char *p, *end;
     size_t line;
     bool fatal;
@@ -378,28 +380,6 @@ void fg_conf_stmts_free(struct fg_conf_stmt *s, size_t n)
     free(s);
 }
 
-/* The context inside a block called name, opened in context ctx (0 if unknown). */
-static unsigned block_ctx(const char *name, unsigned ctx)
-{
-    if (ctx == FG_CTX_MAIN && strcmp(name, "upstream") == 0)
-        return FG_CTX_UPSTREAM;
-    if (ctx == FG_CTX_MAIN && strcmp(name, "server") == 0)
-        return FG_CTX_SERVER;
-    if (ctx == FG_CTX_MAIN && strcmp(name, "admin") == 0)
-        return FG_CTX_ADMIN;
-    if (ctx == FG_CTX_MAIN && strcmp(name, "cache") == 0)
-        return FG_CTX_CACHE;
-    if (ctx == FG_CTX_MAIN && strcmp(name, "limit") == 0)
-        return FG_CTX_LIMIT;
-    if (ctx == FG_CTX_MAIN && strcmp(name, "emf") == 0)
-        return FG_CTX_EMF;
-    if (ctx == FG_CTX_SERVER && strcmp(name, "route") == 0)
-        return FG_CTX_ROUTE;
-    if (ctx == FG_CTX_ROUTE && strcmp(name, "offload") == 0)
-        return FG_CTX_OFFLOAD;
-    return 0;
-}
-
 static void emit(struct parser *P, struct stmt_vec *out, struct words *w, size_t line,
                  struct stmt_vec *children, bool closed)
 {
@@ -437,7 +417,7 @@ static bool parse_block(struct parser *P, unsigned ctx, int depth, struct stmt_v
              * is still open almost always means a forgotten ';'. Say so, rather than
              * "wrong number of arguments" on a line the operator did not touch. */
             if (w.n > 0 && !t.quoted && t.line > w.last_line && ctx != 0 &&
-                fg_conf_directive_find(t.text, ctx) != NULL) {
+                fg_conf_directive_find(P->sc, t.text, ctx) != NULL) {
                 fg_conf_error(P->d, w.last_line, "missing ';' after directive '%s'", w.v[0]);
                 emit(P, out, &w, first_line, NULL, false);
             }
@@ -470,7 +450,7 @@ static bool parse_block(struct parser *P, unsigned ctx, int depth, struct stmt_v
             }
             struct stmt_vec kids = {0};
             const char *name = w.n > 0 ? w.v[0] : "{";
-            unsigned kctx = w.n > 0 ? block_ctx(name, ctx) : 0;
+            unsigned kctx = w.n > 0 && P->sc->block_ctx != NULL ? P->sc->block_ctx(name, ctx) : 0;
             size_t bline = w.n > 0 ? first_line : t.line;
             bool closed = parse_block(P, kctx, depth + 1, &kids, name, bline);
             if (w.n > 0) {
@@ -510,12 +490,12 @@ static bool parse_block(struct parser *P, unsigned ctx, int depth, struct stmt_v
     }
 }
 
-bool fg_conf_parse(struct fg_conf_diag *d, const char *text, size_t len, struct fg_conf_stmt **out,
-                   size_t *n_out, size_t *last_line)
+bool fg_conf_parse(struct fg_conf_diag *d, const struct fg_conf_schema *sc, const char *text,
+                   size_t len, struct fg_conf_stmt **out, size_t *n_out, size_t *last_line)
 {
-    struct parser P = {.d = d, .p = text, .end = text + len, .line = 1};
+    struct parser P = {.d = d, .sc = sc, .p = text, .end = text + len, .line = 1};
     struct stmt_vec top = {0};
-    parse_block(&P, FG_CTX_MAIN, 0, &top, "", 0);
+    parse_block(&P, sc->top_ctx, 0, &top, "", 0);
     *out = top.v;
     *n_out = top.n;
     *last_line = P.line;

@@ -28,8 +28,8 @@ struct listen_rec {
     size_t server_line; /* of its server block */
 };
 
-struct fg_conf_loader {
-    struct fg_conf_diag *d;
+/* What loading flashgate.conf keeps besides the config (the loader's state). */
+struct load_state {
     struct fg_config *c;
     size_t *upstream_lines; /* line of each upstream block, parallel to c->upstreams */
     size_t *cache_lines;    /* likewise for c->caches */
@@ -43,6 +43,11 @@ struct fg_conf_loader {
 
 #define ERR(L, line, ...) fg_conf_error((L)->d, (line), __VA_ARGS__)
 
+static struct load_state *state(struct fg_conf_loader *L)
+{
+    return L->state;
+}
+
 static char *xstrdup(struct fg_conf_loader *L, const char *s, size_t line)
 {
     char *r = strdup(s);
@@ -53,110 +58,11 @@ static char *xstrdup(struct fg_conf_loader *L, const char *s, size_t line)
 
 /* ---- generic values ---------------------------------------------------------------------- */
 
-static void store_uint(void *field, size_t width, uint64_t v)
-{
-    if (width == sizeof(uint64_t)) {
-        uint64_t x = v;
-        memcpy(field, &x, sizeof(x));
-    } else {
-        FG_ASSERT(width == sizeof(unsigned));
-        unsigned x = (unsigned)v;
-        memcpy(field, &x, sizeof(x));
-    }
-}
-
-static void format_value(enum fg_conf_type t, uint64_t v, char *out, size_t outlen)
-{
-    if (t == FG_T_DURATION)
-        fg_conf_format_duration(v, out, outlen);
-    else if (t == FG_T_SIZE)
-        fg_conf_format_size(v, out, outlen);
-    else
-        snprintf(out, outlen, "%llu", (unsigned long long)v);
-}
-
-/* Parse value for a generic directive and store it into obj. line = 0: a default from
- * the table, which must parse (a bug in the table otherwise). */
-static bool set_generic(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
-                        const char *value, size_t line, void *obj)
-{
-    char *field = (char *)obj + dir->offset;
-    uint64_t v = 0;
-    bool ok = true;
-    switch (dir->type) {
-    case FG_T_DURATION:
-        ok = fg_parse_duration_ms(value, &v);
-        if (!ok)
-            ERR(L, line, "invalid duration '%s' for '%s' (use ms, s, m, h or d)", value, dir->name);
-        break;
-    case FG_T_SIZE:
-        ok = fg_parse_size(value, &v);
-        if (!ok)
-            ERR(L, line, "invalid size '%s' for '%s' (use a number with k, m or g)", value,
-                dir->name);
-        break;
-    case FG_T_UINT:
-        ok = fg_parse_uint(value, UINT64_MAX, &v);
-        if (!ok)
-            ERR(L, line, "invalid number '%s' for '%s'", value, dir->name);
-        break;
-    case FG_T_FLAG:
-        if (strcmp(value, "on") == 0) {
-            *(bool *)field = true;
-        } else if (strcmp(value, "off") == 0) {
-            *(bool *)field = false;
-        } else {
-            ERR(L, line, "invalid value '%s' for '%s' (use on or off)", value, dir->name);
-            return false;
-        }
-        return true;
-    case FG_T_STRING: {
-        if (value[0] == '\0') {
-            ERR(L, line, "empty value for '%s'", dir->name);
-            return false;
-        }
-        char *s = xstrdup(L, value, line);
-        if (s == NULL)
-            return false;
-        char **slot = (char **)(void *)field;
-        free(*slot);
-        *slot = s;
-        return true;
-    }
-    case FG_T_CUSTOM:
-        FG_ASSERT(!"custom directive handled generically");
-    }
-    if (!ok)
-        return false;
-    if (v < dir->min || v > dir->max) {
-        char lo[32], hi[32];
-        format_value(dir->type, dir->min, lo, sizeof(lo));
-        format_value(dir->type, dir->max, hi, sizeof(hi));
-        ERR(L, line, "value %s out of range %s..%s for '%s'", value, lo, hi, dir->name);
-        return false;
-    }
-    store_uint(field, dir->width, v);
-    return true;
-}
-
+/* The table's handler for plain values (directive.c does the work). */
 static void h_generic(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                       const struct fg_conf_stmt *st, void *obj)
 {
-    set_generic(L, dir, st->args[1], st->line, obj);
-}
-
-/* Defaults of the generic directives of a context, from the table's own text. */
-static void apply_defaults(struct fg_conf_loader *L, unsigned ctx, void *obj)
-{
-    for (size_t i = 0; i < fg_conf_n_directives; i++) {
-        const struct fg_conf_directive *dir = &fg_conf_directives[i];
-        if (!(dir->ctx & ctx) || dir->type == FG_T_CUSTOM || strcmp(dir->def, "none") == 0)
-            continue;
-        if (dir->type == FG_T_STRING)
-            continue; /* strings default to NULL */
-        bool ok = set_generic(L, dir, dir->def, 0, obj);
-        FG_ASSERT(ok);
-    }
+    fg_conf_h_generic(L, dir, st, obj);
 }
 
 /* key=value parameter: the value if s starts with key=, else NULL. */
@@ -279,7 +185,7 @@ static void h_limit_table_entries(struct fg_conf_loader *L, const struct fg_conf
                                   const struct fg_conf_stmt *st, void *obj)
 {
     struct fg_config *c = obj;
-    if (set_generic(L, dir, st->args[1], st->line, obj))
+    if (fg_conf_set_generic(L, dir, st->args[1], st->line, obj))
         c->limit_table_entries_line = st->line;
 }
 
@@ -289,13 +195,10 @@ static void h_user(struct fg_conf_loader *L, const struct fg_conf_directive *dir
                    const struct fg_conf_stmt *st, void *obj)
 {
     struct fg_config *c = obj;
-    if (!set_generic(L, dir, st->args[1], st->line, obj))
+    if (!fg_conf_set_generic(L, dir, st->args[1], st->line, obj))
         return;
     c->user_line = st->line;
 }
-
-static void walk(struct fg_conf_loader *L, unsigned ctx, const struct fg_conf_stmt *stmts, size_t n,
-                 void *obj, int phase);
 
 static void h_admin(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                     const struct fg_conf_stmt *st, void *obj)
@@ -308,7 +211,7 @@ static void h_admin(struct fg_conf_loader *L, const struct fg_conf_directive *di
             return;
         }
         c->admin.enabled = true;
-        walk(L, FG_CTX_ADMIN, st->children, st->n_children, &c->admin, 0);
+        fg_conf_walk(L, FG_CTX_ADMIN, st->children, st->n_children, &c->admin, 0);
         return;
     }
     if (st->n_args != 2) {
@@ -345,7 +248,7 @@ static void h_admin_listen(struct fg_conf_loader *L, const struct fg_conf_direct
 {
     struct fg_conf_admin *a = obj;
     if (parse_listen_addr(L, st->line, dir->name, st->args[1], &a->addr))
-        L->admin_line = a->line = st->line;
+        state(L)->admin_line = a->line = st->line;
 }
 
 static void h_admin_agent_status(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -409,8 +312,8 @@ static void h_emf(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
         ERR(L, st->line, "directive '%s' takes no arguments with a block", dir->name);
         return;
     }
-    apply_defaults(L, FG_CTX_EMF, e);
-    walk(L, FG_CTX_EMF, st->children, st->n_children, e, 0);
+    fg_conf_apply_defaults(L, FG_CTX_EMF, e);
+    fg_conf_walk(L, FG_CTX_EMF, st->children, st->n_children, e, 0);
     bool written = false; /* a bad target line said what is wrong already */
     for (size_t i = 0; i < st->n_children; i++)
         written = written || strcmp(st->children[i].args[0], "target") == 0;
@@ -547,17 +450,17 @@ static void h_upstream(struct fg_conf_loader *L, const struct fg_conf_directive 
     for (size_t i = 0; i < c->n_upstreams; i++) {
         if (strcmp(c->upstreams[i].name, name) == 0) {
             ERR(L, st->line, "duplicate upstream '%s' (first at line %zu)", name,
-                L->upstream_lines[i]);
+                state(L)->upstream_lines[i]);
             return;
         }
     }
     size_t idx = c->n_upstreams++;
     struct fg_conf_upstream *u = &c->upstreams[idx];
-    L->upstream_lines[idx] = st->line;
+    state(L)->upstream_lines[idx] = st->line;
     snprintf(u->name, sizeof(u->name), "%s", name);
     u->index = idx;
     u->balance = FG_BALANCE_ROUND_ROBIN;
-    apply_defaults(L, FG_CTX_UPSTREAM, u);
+    fg_conf_apply_defaults(L, FG_CTX_UPSTREAM, u);
 
     size_t n_servers = 0;
     for (size_t i = 0; i < st->n_children; i++)
@@ -570,7 +473,7 @@ static void h_upstream(struct fg_conf_loader *L, const struct fg_conf_directive 
             return;
         }
     }
-    walk(L, FG_CTX_UPSTREAM, st->children, st->n_children, u, 0);
+    fg_conf_walk(L, FG_CTX_UPSTREAM, st->children, st->n_children, u, 0);
     if (st->closed && u->n_servers == 0 && n_servers == 0)
         ERR(L, st->line, "upstream '%s' has no server", name);
     check_upstream_tls(L, st, u);
@@ -729,8 +632,8 @@ static void h_listen(struct fg_conf_loader *L, const struct fg_conf_directive *d
     srv->listens[srv->n_listens] = l;
     const struct fg_addr *mine = &srv->listens[srv->n_listens].addr;
     srv->n_listens++;
-    for (size_t i = 0; i < L->n_listens; i++) {
-        const struct listen_rec *r = &L->listens[i];
+    for (size_t i = 0; i < state(L)->n_listens; i++) {
+        const struct listen_rec *r = &state(L)->listens[i];
         if (addr_same(r->addr, mine)) {
             ERR(L, st->line, "listen address %s is already used by the server at line %zu",
                 mine->text, r->server_line);
@@ -742,18 +645,18 @@ static void h_listen(struct fg_conf_loader *L, const struct fg_conf_directive *d
             return;
         }
     }
-    if (L->n_listens == L->cap_listens) {
-        size_t cap = L->cap_listens ? L->cap_listens * 2 : 8;
-        struct listen_rec *v = realloc(L->listens, cap * sizeof(*v));
+    if (state(L)->n_listens == state(L)->cap_listens) {
+        size_t cap = state(L)->cap_listens ? state(L)->cap_listens * 2 : 8;
+        struct listen_rec *v = realloc(state(L)->listens, cap * sizeof(*v));
         if (v == NULL) {
             ERR(L, st->line, "out of memory");
             return;
         }
-        L->listens = v;
-        L->cap_listens = cap;
+        state(L)->listens = v;
+        state(L)->cap_listens = cap;
     }
-    L->listens[L->n_listens++] =
-        (struct listen_rec){.addr = mine, .line = st->line, .server_line = L->server_line};
+    state(L)->listens[state(L)->n_listens++] =
+        (struct listen_rec){.addr = mine, .line = st->line, .server_line = state(L)->server_line};
 }
 
 /* `certificate path;` — each one is paired with the certificate_key that follows it. */
@@ -1007,15 +910,13 @@ static void h_host(struct fg_conf_loader *L, const struct fg_conf_directive *dir
         r->host[n - 1] = '\0';
 }
 
-static const struct fg_conf_directive *suggest(const char *name, unsigned ctx);
-
 static void h_route_upstream(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                              const struct fg_conf_stmt *st, void *obj)
 {
     struct fg_conf_route *r = obj;
-    const struct fg_config *c = L->c;
+    const struct fg_config *c = state(L)->c;
     (void)dir;
-    L->route_named_upstream = true;
+    state(L)->route_named_upstream = true;
     const char *name = st->args[1];
     const char *best = NULL;
     size_t best_d = 3;
@@ -1082,19 +983,19 @@ static void h_route(struct fg_conf_loader *L, const struct fg_conf_directive *di
     r->max_body = srv->client_max_body_size; /* the route's own line overrides it */
     r->line = st->line;
     route_feature_defaults(r);
-    L->route_named_upstream = false;
-    walk(L, FG_CTX_ROUTE, st->children, st->n_children, r, 0);
+    state(L)->route_named_upstream = false;
+    fg_conf_walk(L, FG_CTX_ROUTE, st->children, st->n_children, r, 0);
     if (!st->closed)
         return;
-    if (r->return_status != 0 && L->route_named_upstream)
+    if (r->return_status != 0 && state(L)->route_named_upstream)
         ERR(L, st->line, "route has both 'upstream' and 'return'");
-    else if (r->health && (r->return_status != 0 || L->route_named_upstream))
+    else if (r->health && (r->return_status != 0 || state(L)->route_named_upstream))
         ERR(L, st->line, "a 'health on' route answers by itself: no 'upstream' or 'return'");
-    else if (r->return_status == 0 && !L->route_named_upstream && !r->health)
+    else if (r->return_status == 0 && !state(L)->route_named_upstream && !r->health)
         ERR(L, st->line, "route needs 'upstream', 'return' or 'health on'");
-    else if (r->cache.cache != NULL && !L->route_named_upstream)
+    else if (r->cache.cache != NULL && !state(L)->route_named_upstream)
         ERR(L, st->line, "route has 'cache' but no 'upstream' to fill it from");
-    else if (r->offload.enabled && !L->route_named_upstream)
+    else if (r->offload.enabled && !state(L)->route_named_upstream)
         ERR(L, st->line, "route has 'offload' but no 'upstream' to fall back to");
     else if (r->offload.enabled && r->offload.when_limited && r->n_limits == 0)
         ERR(L, st->line, "offload has 'when limited' but the route has no 'limit'");
@@ -1119,11 +1020,11 @@ static void h_offload(struct fg_conf_loader *L, const struct fg_conf_directive *
     struct fg_conf_route_offload *of = &((struct fg_conf_route *)obj)->offload;
     (void)dir;
     of->enabled = true;
-    apply_defaults(L, FG_CTX_OFFLOAD, of);
+    fg_conf_apply_defaults(L, FG_CTX_OFFLOAD, of);
     free(of->key_header);
     of->key_header = xstrdup(L, "idempotency-key", st->line);
     of->methods = FG_OFFLOAD_METHODS_DEFAULT;
-    walk(L, FG_CTX_OFFLOAD, st->children, st->n_children, of, 0);
+    fg_conf_walk(L, FG_CTX_OFFLOAD, st->children, st->n_children, of, 0);
     if (st->closed && of->agent == NULL)
         ERR(L, st->line, "offload needs 'agent unix:/path/to/agent.sock;'");
 }
@@ -1326,14 +1227,14 @@ static void h_cache(struct fg_conf_loader *L, const struct fg_conf_directive *di
     (void)dir;
     const char *name = st->args[1];
     size_t idx = named_block(L, st, "cache", c->caches[0].name, sizeof(c->caches[0]), &c->n_caches,
-                             L->cache_lines);
+                             state(L)->cache_lines);
     if (idx == SIZE_MAX)
         return;
     struct fg_conf_cache *k = &c->caches[idx];
     snprintf(k->name, sizeof(k->name), "%s", name);
     k->index = idx;
-    apply_defaults(L, FG_CTX_CACHE, k);
-    walk(L, FG_CTX_CACHE, st->children, st->n_children, k, 0);
+    fg_conf_apply_defaults(L, FG_CTX_CACHE, k);
+    fg_conf_walk(L, FG_CTX_CACHE, st->children, st->n_children, k, 0);
     if (st->closed && k->max_object > k->memory)
         ERR(L, st->line, "cache '%s': max_object is larger than memory", name);
 }
@@ -1409,7 +1310,7 @@ static void h_route_cache(struct fg_conf_loader *L, const struct fg_conf_directi
                           const struct fg_conf_stmt *st, void *obj)
 {
     struct fg_conf_route *r = obj;
-    const struct fg_config *c = L->c;
+    const struct fg_config *c = state(L)->c;
     (void)dir;
     const char *name = st->args[1];
     if (strcmp(name, "off") == 0) {
@@ -1491,7 +1392,7 @@ static void h_limit(struct fg_conf_loader *L, const struct fg_conf_directive *di
     (void)dir;
     const char *name = st->args[1];
     size_t idx = named_block(L, st, "limit", c->limits[0].name, sizeof(c->limits[0]), &c->n_limits,
-                             L->limit_lines);
+                             state(L)->limit_lines);
     if (idx == SIZE_MAX)
         return;
     struct fg_conf_limit *l = &c->limits[idx];
@@ -1499,8 +1400,8 @@ static void h_limit(struct fg_conf_loader *L, const struct fg_conf_directive *di
     l->index = idx;
     l->line = st->line;
     l->redis_timeout_ms = FG_RATELIMIT_REDIS_TIMEOUT_MS;
-    apply_defaults(L, FG_CTX_LIMIT, l);
-    walk(L, FG_CTX_LIMIT, st->children, st->n_children, l, 0);
+    fg_conf_apply_defaults(L, FG_CTX_LIMIT, l);
+    fg_conf_walk(L, FG_CTX_LIMIT, st->children, st->n_children, l, 0);
     if (!st->closed)
         return;
     if (l->requests == 0) {
@@ -1634,7 +1535,7 @@ static void h_route_limit(struct fg_conf_loader *L, const struct fg_conf_directi
                           const struct fg_conf_stmt *st, void *obj)
 {
     struct fg_conf_route *r = obj;
-    const struct fg_config *c = L->c;
+    const struct fg_config *c = state(L)->c;
     (void)dir;
     for (size_t i = 0; i < c->n_limits; i++) {
         if (strcmp(c->limits[i].name, st->args[1]) == 0) {
@@ -1656,8 +1557,8 @@ static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *d
     struct fg_config *c = obj;
     (void)dir;
     struct fg_conf_server *srv = &c->servers[c->n_servers++];
-    L->server_line = st->line;
-    apply_defaults(L, FG_CTX_SERVER, srv);
+    state(L)->server_line = st->line;
+    fg_conf_apply_defaults(L, FG_CTX_SERVER, srv);
     srv->access_log_sample = 1.0;
     srv->slow_request_ms = 1000;
 
@@ -1674,8 +1575,8 @@ static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *d
         return;
     }
     /* Routes last, so that they inherit the server's values wherever those are written. */
-    walk(L, FG_CTX_SERVER, st->children, st->n_children, srv, 1);
-    walk(L, FG_CTX_SERVER, st->children, st->n_children, srv, 2);
+    fg_conf_walk(L, FG_CTX_SERVER, st->children, st->n_children, srv, 1);
+    fg_conf_walk(L, FG_CTX_SERVER, st->children, st->n_children, srv, 2);
     if (!st->closed)
         return;
     check_server_tls(L, st, srv);
@@ -2023,159 +1924,44 @@ const struct fg_conf_directive fg_conf_directives[] = {
 
 const size_t fg_conf_n_directives = FG_ARRAY_LEN(fg_conf_directives);
 
-/* ---- lookups --------------------------------------------------------------------------- */
-
-const struct fg_conf_directive *fg_conf_directive_find(const char *name, unsigned ctx)
+/* The context inside a block called name, opened in context ctx (0 if unknown). */
+static unsigned block_ctx(const char *name, unsigned ctx)
 {
-    for (size_t i = 0; i < fg_conf_n_directives; i++)
-        if ((fg_conf_directives[i].ctx & ctx) && strcmp(fg_conf_directives[i].name, name) == 0)
-            return &fg_conf_directives[i];
-    return NULL;
+    if (ctx == FG_CTX_MAIN && strcmp(name, "upstream") == 0)
+        return FG_CTX_UPSTREAM;
+    if (ctx == FG_CTX_MAIN && strcmp(name, "server") == 0)
+        return FG_CTX_SERVER;
+    if (ctx == FG_CTX_MAIN && strcmp(name, "admin") == 0)
+        return FG_CTX_ADMIN;
+    if (ctx == FG_CTX_MAIN && strcmp(name, "cache") == 0)
+        return FG_CTX_CACHE;
+    if (ctx == FG_CTX_MAIN && strcmp(name, "limit") == 0)
+        return FG_CTX_LIMIT;
+    if (ctx == FG_CTX_MAIN && strcmp(name, "emf") == 0)
+        return FG_CTX_EMF;
+    if (ctx == FG_CTX_SERVER && strcmp(name, "route") == 0)
+        return FG_CTX_ROUTE;
+    if (ctx == FG_CTX_ROUTE && strcmp(name, "offload") == 0)
+        return FG_CTX_OFFLOAD;
+    return 0;
 }
 
-const struct fg_conf_directive *fg_conf_directive_any(const char *name)
-{
-    return fg_conf_directive_find(name, ~0u);
-}
-
-const char *fg_conf_ctx_name(unsigned ctx)
-{
-    switch (ctx) {
-    case FG_CTX_MAIN:
-        return "main";
-    case FG_CTX_UPSTREAM:
-        return "upstream";
-    case FG_CTX_SERVER:
-        return "server";
-    case FG_CTX_ROUTE:
-        return "route";
-    case FG_CTX_ADMIN:
-        return "admin";
-    case FG_CTX_CACHE:
-        return "cache";
-    case FG_CTX_LIMIT:
-        return "limit";
-    case FG_CTX_OFFLOAD:
-        return "offload";
-    case FG_CTX_EMF:
-        return "emf";
-    }
-    return "?";
-}
-
-/* The closest directive name, preferring those allowed in ctx; NULL if none is close. */
-static const struct fg_conf_directive *suggest(const char *name, unsigned ctx)
-{
-    const struct fg_conf_directive *best = NULL;
-    size_t best_d = SIZE_MAX;
-    size_t cap = strlen(name) <= 4 ? 1 : 2;
-    for (int pass = 0; pass < 2 && best == NULL; pass++) {
-        for (size_t i = 0; i < fg_conf_n_directives; i++) {
-            const struct fg_conf_directive *d = &fg_conf_directives[i];
-            if (pass == 0 && !(d->ctx & ctx))
-                continue;
-            size_t dist = fg_conf_edit_distance(name, d->name, cap);
-            if (dist <= cap && dist < best_d) {
-                best = d;
-                best_d = dist;
-            }
-        }
-    }
-    return best;
-}
-
-/* ---- the walk ------------------------------------------------------------------------ */
-
+/* Blocks loaded in a second pass: servers after the upstreams they name, routes after
+ * the rest of their server. */
 static bool deferred(unsigned ctx, const char *name)
 {
     return (ctx == FG_CTX_MAIN && strcmp(name, "server") == 0) ||
            (ctx == FG_CTX_SERVER && strcmp(name, "route") == 0);
 }
 
-static bool check_shape(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
-                        const struct fg_conf_stmt *st)
-{
-    int n = (int)st->n_args - 1;
-    if (n < dir->min_args || (dir->max_args >= 0 && n > dir->max_args)) {
-        const char *s = dir->max_args == 1 ? "" : "s";
-        if (dir->min_args == dir->max_args && dir->max_args == 0)
-            ERR(L, st->line, "directive '%s' takes no arguments, got %d", dir->name, n);
-        else if (dir->min_args == dir->max_args)
-            ERR(L, st->line, "directive '%s' takes %d argument%s, got %d", dir->name, dir->max_args,
-                s, n);
-        else if (dir->max_args < 0)
-            ERR(L, st->line, "directive '%s' needs at least %d argument%s", dir->name,
-                dir->min_args, dir->min_args == 1 ? "" : "s");
-        else
-            ERR(L, st->line, "directive '%s' takes %d to %d arguments, got %d", dir->name,
-                dir->min_args, dir->max_args, n);
-        return false;
-    }
-    if (st->has_block && dir->block == FG_BLOCK_NO) {
-        ERR(L, st->line, "directive '%s' takes no block", dir->name);
-        return false;
-    }
-    if (!st->has_block && dir->block == FG_BLOCK_YES) {
-        ERR(L, st->line, "directive '%s' needs a block", dir->name);
-        return false;
-    }
-    return true;
-}
-
-static void unknown_directive(struct fg_conf_loader *L, const struct fg_conf_stmt *st, unsigned ctx)
-{
-    const char *name = st->args[0];
-    if (fg_conf_directive_any(name) != NULL) {
-        char where[128] = "";
-        for (unsigned bit = 1; bit <= FG_CTX_EMF; bit <<= 1) {
-            if (fg_conf_directive_find(name, bit) == NULL)
-                continue;
-            size_t len = strlen(where);
-            snprintf(where + len, sizeof(where) - len, "%s%s", len ? ", " : "",
-                     fg_conf_ctx_name(bit));
-        }
-        ERR(L, st->line, "directive '%s' is not allowed in %s (allowed in: %s)", name,
-            fg_conf_ctx_name(ctx), where);
-        return;
-    }
-    const struct fg_conf_directive *s = suggest(name, ctx);
-    if (s != NULL)
-        ERR(L, st->line, "unknown directive '%s' (did you mean '%s'?)", name, s->name);
-    else
-        ERR(L, st->line, "unknown directive '%s'", name);
-}
-
-/* phase 0: every statement; 1: all but the deferred blocks; 2: only those. */
-static void walk(struct fg_conf_loader *L, unsigned ctx, const struct fg_conf_stmt *stmts, size_t n,
-                 void *obj, int phase)
-{
-    size_t *seen = calloc(fg_conf_n_directives, sizeof(*seen));
-    if (seen == NULL) {
-        ERR(L, n ? stmts[0].line : 0, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const struct fg_conf_stmt *st = &stmts[i];
-        bool late = deferred(ctx, st->args[0]);
-        if ((phase == 1 && late) || (phase == 2 && !late))
-            continue;
-        const struct fg_conf_directive *dir = fg_conf_directive_find(st->args[0], ctx);
-        if (dir == NULL) {
-            unknown_directive(L, st, ctx);
-            continue;
-        }
-        if (!check_shape(L, dir, st))
-            continue;
-        size_t idx = (size_t)(dir - fg_conf_directives);
-        if (!dir->repeatable && seen[idx] != 0) {
-            ERR(L, st->line, "duplicate directive '%s' (first at line %zu)", dir->name, seen[idx]);
-            continue;
-        }
-        seen[idx] = st->line;
-        dir->handler(L, dir, st, obj);
-    }
-    free(seen);
-}
+const struct fg_conf_schema fg_conf_flashgate = {
+    .file = "flashgate.conf",
+    .dirs = fg_conf_directives,
+    .n_dirs = FG_ARRAY_LEN(fg_conf_directives),
+    .top_ctx = FG_CTX_MAIN,
+    .block_ctx = block_ctx,
+    .deferred = deferred,
+};
 
 /* ---- whole config ---------------------------------------------------------------------- */
 
@@ -2190,21 +1976,22 @@ static size_t count_named(const struct fg_conf_stmt *stmts, size_t n, const char
 
 static void check_admin_listen(struct fg_conf_loader *L)
 {
-    const struct fg_conf_admin *a = &L->c->admin;
+    const struct fg_conf_admin *a = &state(L)->c->admin;
     if (!a->enabled)
         return;
-    for (size_t i = 0; i < L->n_listens; i++) {
-        const struct listen_rec *r = &L->listens[i];
+    for (size_t i = 0; i < state(L)->n_listens; i++) {
+        const struct listen_rec *r = &state(L)->listens[i];
         bool same = addr_same(r->addr, &a->addr);
         if (!same && !addr_overlaps(r->addr, &a->addr))
             continue;
-        if (L->admin_line != 0 && same)
-            ERR(L, L->admin_line,
+        if (state(L)->admin_line != 0 && same)
+            ERR(L, state(L)->admin_line,
                 "admin listen address %s is already used by the server at line %zu", a->addr.text,
                 r->server_line);
-        else if (L->admin_line != 0)
-            ERR(L, L->admin_line, "admin listen address %s overlaps %s of the server at line %zu",
-                a->addr.text, r->addr->text, r->server_line);
+        else if (state(L)->admin_line != 0)
+            ERR(L, state(L)->admin_line,
+                "admin listen address %s overlaps %s of the server at line %zu", a->addr.text,
+                r->addr->text, r->server_line);
         else
             ERR(L, r->line,
                 "listen address %s overlaps the admin listener %s (move one of "
@@ -2291,11 +2078,11 @@ static void build_upstream_tls(struct fg_conf_loader *L, struct fg_conf_upstream
  * reload) with its file:line, like any other error. */
 static void build_tls(struct fg_conf_loader *L)
 {
-    struct fg_config *c = L->c;
+    struct fg_config *c = state(L)->c;
     for (size_t i = 0; i < c->n_servers; i++)
         build_server_tls(L, &c->servers[i]);
     for (size_t i = 0; i < c->n_upstreams; i++)
-        build_upstream_tls(L, &c->upstreams[i], L->upstream_lines[i]);
+        build_upstream_tls(L, &c->upstreams[i], state(L)->upstream_lines[i]);
 }
 
 struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
@@ -2303,7 +2090,8 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
                                 bool syntax_ok)
 {
     struct fg_config *c = calloc(1, sizeof(*c));
-    struct fg_conf_loader L = {.d = d, .c = c};
+    struct load_state S = {.c = c};
+    struct fg_conf_loader L = {.d = d, .schema = &fg_conf_flashgate, .state = &S};
     if (c == NULL) {
         fg_conf_error(d, 0, "out of memory");
         return NULL;
@@ -2315,40 +2103,40 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
     char err[128];
     bool ok = fg_addr_parse("127.0.0.1:9901", 0, &c->admin.addr, err, sizeof(err));
     FG_ASSERT(ok);
-    apply_defaults(&L, FG_CTX_MAIN, c);
-    apply_defaults(&L, FG_CTX_ADMIN, &c->admin);
+    fg_conf_apply_defaults(&L, FG_CTX_MAIN, c);
+    fg_conf_apply_defaults(&L, FG_CTX_ADMIN, &c->admin);
 
     size_t n_up = count_named(stmts, n, "upstream");
     size_t n_cache = count_named(stmts, n, "cache");
     size_t n_limit = count_named(stmts, n, "limit");
     size_t n_srv = count_named(stmts, n, "server");
     if (c->path == NULL || (n_up && !(c->upstreams = calloc(n_up, sizeof(*c->upstreams)))) ||
-        (n_up && !(L.upstream_lines = calloc(n_up, sizeof(*L.upstream_lines)))) ||
+        (n_up && !(S.upstream_lines = calloc(n_up, sizeof(*S.upstream_lines)))) ||
         (n_srv && !(c->servers = calloc(n_srv, sizeof(*c->servers)))) ||
         (n_cache && !(c->caches = calloc(n_cache, sizeof(*c->caches)))) ||
-        (n_cache && !(L.cache_lines = calloc(n_cache, sizeof(*L.cache_lines)))) ||
+        (n_cache && !(S.cache_lines = calloc(n_cache, sizeof(*S.cache_lines)))) ||
         (n_limit && !(c->limits = calloc(n_limit, sizeof(*c->limits)))) ||
-        (n_limit && !(L.limit_lines = calloc(n_limit, sizeof(*L.limit_lines))))) {
+        (n_limit && !(S.limit_lines = calloc(n_limit, sizeof(*S.limit_lines))))) {
         fg_conf_error(d, 0, "out of memory");
-        free(L.upstream_lines);
-        free(L.cache_lines);
-        free(L.limit_lines);
+        free(S.upstream_lines);
+        free(S.cache_lines);
+        free(S.limit_lines);
         fg_conf_free(c);
         return NULL;
     }
     /* Upstreams (and everything else) before servers, so routes can name an upstream
      * defined further down the file. */
-    walk(&L, FG_CTX_MAIN, stmts, n, c, 1);
-    walk(&L, FG_CTX_MAIN, stmts, n, c, 2);
+    fg_conf_walk(&L, FG_CTX_MAIN, stmts, n, c, 1);
+    fg_conf_walk(&L, FG_CTX_MAIN, stmts, n, c, 2);
     check_admin_listen(&L);
     if (syntax_ok && n_srv == 0)
         ERR(&L, last_line, "no server block");
     if (d->n_errors == 0)
         build_tls(&L); /* only for a config that is otherwise right: files are read */
 
-    free(L.upstream_lines);
-    free(L.cache_lines);
-    free(L.limit_lines);
-    free(L.listens);
+    free(S.upstream_lines);
+    free(S.cache_lines);
+    free(S.limit_lines);
+    free(S.listens);
     return c;
 }

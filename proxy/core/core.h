@@ -177,4 +177,24 @@ uint64_t fg_siphash_final(struct fg_siphash *s);
  * true when NOTIFY_SOCKET is unset. */
 bool fg_sd_notify(const char *state);
 
+/* ---- command line ---------------------------------------------------------------- */
+
+/* The options both daemons take: -c FILE, -t (check the configuration), -T (check and
+ * print the effective configuration; only where the program can), -v, -h. */
+struct fg_cli {
+    /* set by the caller */
+    const char *prog;      /* "flashgate": the usage and -v lines */
+    const char *conf_path; /* the default configuration file; -c replaces it */
+    const char *dump_help; /* what -T prints; NULL: no -T */
+    const char *signals;   /* the usage's last line: what each signal does */
+    /* set by fg_cli_parse */
+    bool test; /* -t or -T: check and exit */
+    bool dump; /* -T */
+};
+
+/* Read argv. Returns -1 when the program is to go on (cli filled); otherwise the status
+ * main() returns at once: 0 after -v or -h (printed on stdout), 2 after a usage error
+ * (the usage on stderr). */
+int fg_cli_parse(struct fg_cli *cli, int argc, char **argv);
+
 #endif /* FG_CORE_H */

@@ -3,7 +3,6 @@
  * workers and the admin listener, then wait for signals (reload, drain, log reopen).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,19 +17,6 @@
 #include "tls/tls.h"
 
 #define DEFAULT_CONF FG_SYSCONFDIR "/flashgate/flashgate.conf"
-
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: flashgate [-c FILE] [-t] [-T] [-v] [-h]\n"
-            "  -c FILE  configuration file (default %s)\n"
-            "  -t       check the configuration and exit\n"
-            "  -T       check the configuration and print the effective configuration\n"
-            "  -v       print the version and exit\n"
-            "  -h       this help\n"
-            "signals: HUP reload, TERM drain and exit, INT quick drain, USR1 reopen logs\n",
-            DEFAULT_CONF);
-}
 
 static void print_errors(FILE *out, const struct fg_config_errors *errs)
 {
@@ -170,35 +156,16 @@ static void ticket_keys_tick(struct fg_tls_ticket_keys *k, const struct fg_confi
 
 int main(int argc, char **argv)
 {
-    const char *path = DEFAULT_CONF;
-    bool test_only = false, dump = false;
-    int opt;
-    while ((opt = getopt(argc, argv, "c:tTvh")) != -1) {
-        switch (opt) {
-        case 'c':
-            path = optarg;
-            break;
-        case 't':
-            test_only = true;
-            break;
-        case 'T':
-            test_only = dump = true;
-            break;
-        case 'v':
-            printf("flashgate %s\n", PACKAGE_VERSION);
-            return 0;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
+    struct fg_cli cli = {
+        .prog = "flashgate",
+        .conf_path = DEFAULT_CONF,
+        .dump_help = "check the configuration and print the effective configuration",
+        .signals = "HUP reload, TERM drain and exit, INT quick drain, USR1 reopen logs"};
+    int cli_rc = fg_cli_parse(&cli, argc, argv);
+    if (cli_rc >= 0)
+        return cli_rc;
+    const char *path = cli.conf_path;
+    bool test_only = cli.test, dump = cli.dump;
 
     /* -t checks certificates the same way, without tickets. */
     struct fg_tls_ticket_keys *ticket_keys = test_only ? NULL : ticket_keys_start();

@@ -4,9 +4,11 @@ the real agent with its spool in a tmp dir, and a test app recording Idempotency
 Everything is 127.0.0.1 or a unix socket under tmp_path; every wait is bounded.
 """
 import os
+import pathlib
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -341,7 +343,10 @@ def test_sigterm_commits_and_checkpoints(app, agent):
     assert ag.stop() == 0
     with open(os.path.join(ag.spool, "checkpoint"), "rb") as f:
         cp = f.read()
-    assert cp[:4] == b"FGCK" and struct.unpack_from("<Q", cp, 8)[0] == 50
+    # Two 512-byte slots (magic, version 2, acked, generation): the newer one counts.
+    slots = [struct.unpack_from("<4sIQQ", cp, off) for off in (0, 512)]
+    assert all(sl[0] == b"FGCK" and sl[1] == 2 for sl in slots)
+    assert max(slots, key=lambda sl: sl[3])[2] == 50
     # Nothing is replayed again after a clean stop.
     ag.start()
     time.sleep(0.5)
@@ -361,12 +366,90 @@ def test_config_check(tmp_path):
                        timeout=10)
     assert r.returncode == 1
     assert f"{bad}:2: unknown directive 'frobnicate'" in r.stderr
-    assert f"{bad}:3: replay_rate" in r.stderr
-    assert f"{bad}:4: sink" in r.stderr
+    # The same messages as flashgate.conf's (one parser, one directive table machinery).
+    assert f"{bad}:3: invalid number 'fast' for 'replay_rate'" in r.stderr
+    assert f"{bad}:4: sink sqs needs sqs_queue_url" in r.stderr
     shipped = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "flashgate-agent.conf")
     r = subprocess.run([agent_bin(), "-t", "-c", shipped], capture_output=True, text=True,
                        timeout=10)
     assert r.returncode == 0, r.stderr
+
+
+def test_config_check_catches_paths_that_cannot_work(tmp_path):
+    """-t reports, with the directive's line, the paths that would stop the agent at start:
+    a spool directory or a socket directory that cannot be made, a socket path taken by
+    another kind of file. Missing directories that can be made pass, and -t makes none."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    taken = tmp_path / "taken.sock"
+    taken.write_text("a regular file where the socket goes")
+    bad = tmp_path / "bad.conf"
+    bad.write_text(f"# paths\nspool_dir {blocker}/spool;\nlisten {blocker}/agent.sock;\n"
+                   f"error_log {blocker}/log/agent.log;\n")
+    r = subprocess.run([agent_bin(), "-t", "-c", str(bad)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 1, r.stderr
+    assert f"{bad}:2: spool_dir {blocker}/spool: cannot be created: {blocker} is not a " \
+           "directory" in r.stderr
+    assert f"{bad}:3: listen: the socket's directory {blocker}: exists and is not a " \
+           "directory" in r.stderr
+    assert f"{bad}:4: error_log: the log's directory {blocker}/log: cannot be created" in r.stderr
+    bad.write_text(f"listen {taken};\nspool_dir {tmp_path}/spool;\n")
+    r = subprocess.run([agent_bin(), "-t", "-c", str(bad)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 1
+    assert f"{bad}:1: listen {taken}: exists and is not a socket" in r.stderr
+    good = tmp_path / "good.conf"
+    good.write_text(f"listen {tmp_path}/run/flashgate/agent.sock;\n"
+                    f"spool_dir {tmp_path}/lib/flashgate/spool;\n")
+    r = subprocess.run([agent_bin(), "-t", "-c", str(good)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "lib").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the check as another user")
+def test_config_check_reports_directories_the_user_cannot_write():
+    """Run as an unprivileged user (setpriv), -t names the directory it cannot write."""
+    with tempfile.TemporaryDirectory(prefix="fg-agent-perm-") as d:
+        os.chmod(d, 0o755)  # (pytest's tmp_path is 0700) the agent's user may look, not write
+        check_as_nobody(pathlib.Path(d))
+
+
+def check_as_nobody(tmp_path):
+    (tmp_path / "owned-by-root").mkdir(mode=0o755)
+    conf = tmp_path / "agent.conf"
+    conf.write_text(f"spool_dir {tmp_path}/owned-by-root/spool;\n"
+                    f"listen {tmp_path}/owned-by-root/agent.sock;\n")
+    os.chmod(conf, 0o644)
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        agent_bin(), "-t", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 1, r.stderr
+    assert f"{conf}:1: spool_dir {tmp_path}/owned-by-root/spool: cannot be created: " \
+           f"{tmp_path}/owned-by-root is not writable by uid 65534" in r.stderr
+    assert f"{conf}:2: listen: the socket's directory {tmp_path}/owned-by-root: not " \
+           "writable by uid 65534" in r.stderr
+
+
+def test_start_makes_the_spool_and_socket_directories(app, tmp_path):
+    """From a source install nothing made /var/lib/flashgate or /run/flashgate: the agent
+    makes the directories the man page promises, parents included, mode 0750."""
+    spool = tmp_path / "var" / "lib" / "flashgate" / "spool"
+    sock = tmp_path / "run" / "flashgate" / "agent.sock"
+    ag = Agent(tmp_path, app.port, f"spool_dir {spool};\nlisten {sock};\nreplay_rate 0;")
+    ag.sock, ag.spool = str(sock), str(spool)
+    ag.start()
+    try:
+        for d in (spool, spool.parent, spool.parent.parent, sock.parent, sock.parent.parent):
+            assert d.is_dir() and (d.stat().st_mode & 0o777) == 0o750, d
+        c = ag.client()
+        c.send(record_frame(1, "made-dirs", body=b"x"))
+        assert c.answers(1) == {1: DURABLE}
+        wait_for(lambda: app.distinct() == {"made-dirs"}, 10, "the replay")
+    finally:
+        assert ag.stop() == 0
+        ag.logf.close()
 
 
 @pytest.mark.parametrize("batch", [64, 1])

@@ -496,6 +496,95 @@ def test_agent_metrics_strict_exposition(stack, fauxqs):
     assert "flashgate_agent_spool_depth 0\n" in text
 
 
+class ThrottlingSqs:
+    """A stand-in for SQS that throttles: fauxqs never does. Its first `throttle`
+    SendMessageBatch requests get what SQS's JSON protocol answers then (403,
+    RequestThrottled, x-amzn-query-error), later ones succeed for every entry."""
+
+    def __init__(self, throttle):
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.throttle = throttle
+        self.answered_403 = 0
+        self.ids = []  # the fg-idempotency-key of every message accepted
+        sq = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def reply(self, status, obj, extra=()):
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                for k, v in extra:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                assert self.headers["X-Amz-Target"] == "AmazonSQS.SendMessageBatch"
+                assert self.headers["Authorization"].startswith("AWS4-HMAC-SHA256 ")
+                with sq.lock:
+                    if sq.answered_403 < sq.throttle:
+                        sq.answered_403 += 1
+                        return self.reply(403, {
+                            "__type": "com.amazonaws.sqs#RequestThrottled",
+                            "message": "Rate exceeded"},
+                            [("x-amzn-query-error",
+                              "AWS.SimpleQueueService.RequestThrottled;Sender")])
+                    for e in req["Entries"]:
+                        sq.ids.append(e["MessageAttributes"]["fg-idempotency-key"]
+                                      ["StringValue"])
+                self.reply(200, {"Successful": [
+                    {"Id": e["Id"], "MessageId": f"m-{e['Id']}",
+                     "MD5OfMessageBody": "0" * 32} for e in req["Entries"]], "Failed": []})
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", self.port), H)
+        self.srv.daemon_threads = True
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_request_throttled_403_counts_as_throttling(tmp_path):
+    """SQS answers RequestThrottled with HTTP 403 in its JSON protocol: the agent backs off
+    and counts it as throttled (not as a failed batch), then sends everything."""
+    from test_agent import DURABLE, AgentClient, record_frame
+    sq = ThrottlingSqs(throttle=3)
+    ag = AgentProcess(tmp_path, 1, f"""sink sqs;
+sqs_queue_url http://127.0.0.1:{sq.port}/000000000000/orders;
+sqs_endpoint http://127.0.0.1:{sq.port};
+sqs_region us-east-1;
+sqs_concurrency 1;
+sqs_backoff 20ms;
+sqs_backoff_max 100ms;
+""").start()
+    try:
+        c = AgentClient(ag.sock)
+        c.send(b"".join(record_frame(i, f"thr-{i}", body=b"{}") for i in range(1, 6)))
+        assert set(c.answers(5).values()) == {DURABLE}
+        wait_for(drained(ag, 5), 20, "5 records sent after the throttling")
+        s = ag.status()["sqs"]
+        assert s["throttled"] == 3, s
+        assert s["batch_errors"] == 3 and s["failed"] == 0, s
+        assert sorted(set(sq.ids)) == [f"thr-{i}" for i in range(1, 6)]
+        assert "throttled (status 403 RequestThrottled" in ag.errors()
+        text = urllib.request.urlopen(
+            f"http://127.0.0.1:{ag.status_port}/metrics", timeout=5).read().decode()
+        assert "flashgate_agent_sqs_throttled_total 3\n" in text
+    finally:
+        ag.stop()
+        ag.logf.close()
+        sq.stop()
+
+
 def test_config_errors_name_file_and_line(tmp_path):
     bad = tmp_path / "bad.conf"
     bad.write_text("""listen /tmp/x.sock;

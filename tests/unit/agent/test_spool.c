@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <zlib.h>
 #include <zlib.h>
 
 #include "agent/agent.h"
@@ -829,13 +831,186 @@ static void test_invalid_checkpoint_sends_everything_again(void **state)
     join(p, sizeof(p), e->dir, "checkpoint");
     size_t len;
     uint8_t *ck = slurp(p, &len);
-    ck[8] ^= 0x04; /* acked 3 -> 7: the CRC no longer matches */
+    assert_int_equal(len, 1024);
+    ck[8] ^= 0x04; /* both slots: acked changed, the CRCs no longer match */
+    ck[512 + 8] ^= 0x04;
     spit(p, ck, len);
     free(ck);
 
     sp = open_spool(e->dir, NULL);
     assert_int_equal(stats(sp).checkpoint_invalid, 1);
     expect_range(sp, 1, 5);
+    fg_spool_close(sp);
+}
+
+/* The acknowledged position of the newest intact slot of dir's checkpoint file. */
+static uint64_t slot_acked(const uint8_t *ck, size_t slot, uint64_t *gen)
+{
+    const uint8_t *p = ck + slot * 512;
+    uint64_t a = 0, g = 0;
+    for (int i = 7; i >= 0; i--) {
+        a = a << 8 | p[8 + i];
+        g = g << 8 | p[16 + i];
+    }
+    *gen = g;
+    return a;
+}
+
+/* Checkpoints overwrite the older of two slots in place: the file keeps its inode and
+ * its size (no new blocks, no rename: it works on a full disk), and a write torn in the
+ * newest slot leaves the one before it. */
+static void test_checkpoint_in_place_and_a_torn_slot_falls_back(void **state)
+{
+    struct env *e = *state;
+    struct fg_spool *sp = open_spool(e->dir, NULL);
+    add_range(sp, 1, 8);
+    char p[MAXPATH];
+    join(p, sizeof(p), e->dir, "checkpoint");
+    struct stat before, after;
+    assert_int_equal(stat(p, &before), 0);
+    assert_int_equal(before.st_size, 1024); /* made at open, before it is needed */
+    assert_int_equal(fg_spool_ack(sp, 3), FG_SPOOL_OK);
+    assert_int_equal(fg_spool_checkpoint(sp), FG_SPOOL_OK);
+    assert_int_equal(fg_spool_ack(sp, 6), FG_SPOOL_OK);
+    assert_int_equal(fg_spool_checkpoint(sp), FG_SPOOL_OK);
+    assert_int_equal(stat(p, &after), 0);
+    assert_int_equal(after.st_ino, before.st_ino);
+    assert_int_equal(after.st_size, 1024);
+    assert_false(exists(e->dir, "checkpoint.tmp"));
+    fg_spool_close(sp); /* nothing new acknowledged: no write */
+
+    size_t len;
+    uint8_t *ck = slurp(p, &len);
+    uint64_t g0, g1;
+    uint64_t a0 = slot_acked(ck, 0, &g0), a1 = slot_acked(ck, 1, &g1);
+    size_t newest = g1 > g0 ? 1 : 0;
+    assert_int_equal(newest == 1 ? a1 : a0, 6);
+    assert_int_equal(newest == 1 ? a0 : a1, 3);
+    assert_int_equal(g1 > g0 ? g1 - g0 : g0 - g1, 1);
+    memset(ck + newest * 512 + 100, 0xee, 200); /* a torn write of the newest slot */
+    spit(p, ck, len);
+    free(ck);
+
+    sp = open_spool(e->dir, NULL);
+    assert_int_equal(stats(sp).checkpoint_invalid, 0);
+    assert_int_equal(stats(sp).acked_seq, 3);
+    expect_range(sp, 4, 8); /* 4..6 again: at least once */
+    /* The next checkpoint goes to the torn slot and the file reads back whole again. */
+    assert_int_equal(fg_spool_ack(sp, 7), FG_SPOOL_OK);
+    fg_spool_close(sp);
+    sp = open_spool(e->dir, NULL);
+    assert_int_equal(stats(sp).acked_seq, 7);
+    fg_spool_close(sp);
+}
+
+/* An older agent's checkpoint (version 1, 24 bytes, replaced by rename) is read, and
+ * replaced by the two-slot file at open. */
+static void test_checkpoint_of_an_older_agent_is_read_and_replaced(void **state)
+{
+    struct env *e = *state;
+    struct fg_spool *sp = open_spool(e->dir, NULL);
+    add_range(sp, 1, 5);
+    fg_spool_close(sp);
+    uint8_t v1[24] = {'F', 'G', 'C', 'K', 1, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0};
+    uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), v1, 16);
+    for (int i = 0; i < 4; i++)
+        v1[16 + i] = (uint8_t)(crc >> (8 * i));
+    char p[MAXPATH];
+    join(p, sizeof(p), e->dir, "checkpoint");
+    spit(p, v1, sizeof(v1));
+
+    sp = open_spool(e->dir, NULL);
+    assert_int_equal(stats(sp).checkpoint_invalid, 0);
+    assert_int_equal(stats(sp).acked_seq, 3);
+    expect_range(sp, 4, 5);
+    assert_int_equal(file_size(e->dir, "checkpoint"), 1024);
+    fg_spool_close(sp);
+    sp = open_spool(e->dir, NULL);
+    assert_int_equal(stats(sp).acked_seq, 3);
+    fg_spool_close(sp);
+}
+
+/* The index keeps only what is not acknowledged: a busy segment does not hold 32 bytes
+ * per record it ever took until it is deleted. */
+static void test_index_drops_acknowledged_records(void **state)
+{
+    struct env *e = *state;
+    struct fg_spool *sp = open_spool(e->dir, NULL); /* one 64 MiB segment for all */
+    for (uint64_t s = 1; s <= 10000; s += 100)
+        add_range(sp, s, s + 99);
+    assert_int_equal(stats(sp).index_entries, 10000);
+    assert_int_equal(fg_spool_ack(sp, 9000), FG_SPOOL_OK);
+    assert_int_equal(fg_spool_checkpoint(sp), FG_SPOOL_OK);
+    assert_int_equal(stats(sp).index_entries, 1000);
+    assert_int_equal(stats(sp).segments, 1);
+    struct fg_spool_iter *it = fg_spool_iter_new(sp);
+    struct fg_spool_record r;
+    for (uint64_t want = 9001; want <= 10000; want++) {
+        assert_int_equal(fg_spool_iter_next(it, &r), FG_SPOOL_OK);
+        assert_int_equal(r.seq, want);
+    }
+    assert_int_equal(fg_spool_iter_next(it, &r), FG_SPOOL_END);
+    fg_spool_iter_free(it);
+    /* A few acknowledged are left until a batch is worth moving. */
+    assert_int_equal(fg_spool_ack(sp, 9010), FG_SPOOL_OK);
+    assert_int_equal(fg_spool_checkpoint(sp), FG_SPOOL_OK);
+    assert_int_equal(stats(sp).index_entries, 1000);
+    assert_int_equal(fg_spool_ack(sp, 10000), FG_SPOOL_OK);
+    assert_int_equal(fg_spool_checkpoint(sp), FG_SPOOL_OK);
+    assert_int_equal(stats(sp).index_entries, 0);
+    add_range(sp, 10001, 10002); /* the same segment takes more */
+    expect_range(sp, 10001, 10002);
+    assert_int_equal(stats(sp).segments, 1);
+    fg_spool_close(sp);
+    /* Recovery indexes only what the checkpoint does not cover. */
+    sp = open_spool(e->dir, NULL);
+    assert_int_equal(stats(sp).index_entries, 2);
+    assert_int_equal(stats(sp).acked_seq, 10000);
+    expect_range(sp, 10001, 10002);
+    fg_spool_close(sp);
+}
+
+/* Open file descriptors of this process on deleted files. */
+static size_t deleted_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char p[MAXPATH], target[MAXPATH];
+        snprintf(p, sizeof(p), "/proc/self/fd/%s", de->d_name);
+        ssize_t l = readlink(p, target, sizeof(target) - 1);
+        if (l > 0) {
+            target[l] = '\0';
+            n += strstr(target, ".seg (deleted)") != NULL;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* A segment deleted while an iterator has it open is closed by the deletion: an open
+ * descriptor would keep its blocks allocated, and a full disk would stay full. */
+static void test_deleting_a_segment_closes_iterators_on_it(void **state)
+{
+    struct env *e = *state;
+    struct fg_spool *sp = thirty_in_small_segments(e->dir);
+    struct fg_spool_iter *it = fg_spool_iter_new(sp);
+    assert_non_null(it);
+    struct fg_spool_record r;
+    for (uint64_t want = 1; want <= 5; want++) { /* open on the first segment */
+        assert_int_equal(fg_spool_iter_next(it, &r), FG_SPOOL_OK);
+        assert_int_equal(r.seq, want);
+    }
+    assert_int_equal(fg_spool_ack(sp, 30), FG_SPOOL_OK);
+    assert_int_equal(fg_spool_checkpoint(sp), FG_SPOOL_OK);
+    assert_true(stats(sp).segments_deleted > 0);
+    assert_int_equal(deleted_fds(), 0);
+    add_range(sp, 31, 31); /* and the iterator reads on */
+    assert_int_equal(fg_spool_iter_next(it, &r), FG_SPOOL_OK);
+    assert_int_equal(r.seq, 31);
+    fg_spool_iter_free(it);
     fg_spool_close(sp);
 }
 
@@ -1128,6 +1303,10 @@ int main(void)
         T(test_ack_without_checkpoint_is_resent_after_crash),
         T(test_stale_checkpoint_tmp_is_ignored),
         T(test_invalid_checkpoint_sends_everything_again),
+        T(test_checkpoint_in_place_and_a_torn_slot_falls_back),
+        T(test_checkpoint_of_an_older_agent_is_read_and_replaced),
+        T(test_deleting_a_segment_closes_iterators_on_it),
+        T(test_index_drops_acknowledged_records),
         T(test_sequence_survives_deleting_every_segment),
         T(test_bytes_limit_refuses_and_counts),
         T(test_age_limit_reported_and_refuses),

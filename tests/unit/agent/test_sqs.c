@@ -291,6 +291,18 @@ static void test_classify_throttling_content_and_failures(void **state)
                               "AWS.SimpleQueueService.RequestThrottled;Sender\r\n\r\n",
                               code),
                      FG_SQS_THROTTLED);
+    /* SQS's JSON protocol answers RequestThrottled with 403 (the query protocol too). */
+    assert_int_equal(
+        classify(403, "{\"__type\":\"com.amazonaws.sqs#RequestThrottled\"}", NULL, code),
+        FG_SQS_THROTTLED);
+    assert_string_equal(code, "RequestThrottled");
+    assert_int_equal(classify(403, "",
+                              "HTTP/1.1 403 Forbidden\r\nx-amzn-query-error: "
+                              "AWS.SimpleQueueService.RequestThrottled;Sender\r\n\r\n",
+                              code),
+                     FG_SQS_THROTTLED);
+    assert_int_equal(classify(400, "{\"__type\":\"com.amazonaws.sqs#KmsThrottled\"}", NULL, code),
+                     FG_SQS_THROTTLED);
     assert_int_equal(
         classify(400, "{\"__type\":\"com.amazonaws.sqs#BatchRequestTooLong\"}", NULL, code),
         FG_SQS_BAD_CONTENT);
@@ -299,6 +311,8 @@ static void test_classify_throttling_content_and_failures(void **state)
         classify(400, "{\"__type\":\"com.amazonaws.sqs#QueueDoesNotExist\"}", NULL, code),
         FG_SQS_FAILED);
     assert_int_equal(classify(403, "{\"__type\":\"InvalidClientTokenId\"}", NULL, code),
+                     FG_SQS_FAILED);
+    assert_int_equal(classify(403, "{\"__type\":\"com.amazonaws.sqs#AccessDenied\"}", NULL, code),
                      FG_SQS_FAILED);
     assert_int_equal(classify(500, "oops", NULL, code), FG_SQS_FAILED);
     assert_int_equal(classify(503, "", NULL, code), FG_SQS_FAILED);

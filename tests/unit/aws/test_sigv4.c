@@ -2,11 +2,10 @@
  * test_sigv4.c — SigV4 signing against AWS's published test suite, the SQS vectors and
  * the canonicalization edge cases.
  *
- * The vectors are read at run time from the shared testdata folder beside the repository:
- * $FG_TESTDATA/sigv4 when FG_TESTDATA is set (the testdata root, e.g. ../shared/testdata;
- * the sigv4 folder itself works too), else $srcdir/../shared/testdata/sigv4 (automake's
- * harness sets srcdir to the source tree).
- * A missing folder fails the test: a signer that was never checked must not pass.
+ * The vectors are read at run time from the repository: $srcdir/tests/data/sigv4
+ * (automake's harness sets srcdir to the source tree; tests/data/sigv4/README.md says
+ * where they come from). A missing folder fails the test: a signer that was never
+ * checked must not pass.
  *
  * Every case folder of aws-signing-test-suite/v4 is signed twice (Authorization header and
  * presigned query) and each stage is compared byte for byte: canonical request, string to
@@ -29,7 +28,7 @@
 
 /* ---- files ------------------------------------------------------------------------- */
 
-static char sigv4_dir[4096]; /* .../testdata/sigv4 */
+static char sigv4_dir[4096]; /* $srcdir/tests/data/sigv4 */
 
 static bool is_dir(const char *p)
 {
@@ -37,24 +36,17 @@ static bool is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* Find the vectors or fail with a message that says where we looked and how to fix it. */
+/* Find the vectors or fail with a message that says where we looked. */
 static void find_testdata(void)
 {
-    const char *env = getenv("FG_TESTDATA");
     const char *src = getenv("srcdir");
-    char probe[4200];
-    if (env != NULL && env[0] != '\0') {
-        /* The testdata root; the sigv4 folder itself is accepted too. */
-        snprintf(probe, sizeof probe, "%s/aws-signing-test-suite", env);
-        snprintf(sigv4_dir, sizeof sigv4_dir, is_dir(probe) ? "%s" : "%s/sigv4", env);
-    } else
-        snprintf(sigv4_dir, sizeof sigv4_dir, "%s/../shared/testdata/sigv4", src ? src : ".");
+    snprintf(sigv4_dir, sizeof sigv4_dir, "%s/tests/data/sigv4", src ? src : ".");
     char v4[4200];
     snprintf(v4, sizeof v4, "%s/aws-signing-test-suite/v4", sigv4_dir);
     if (!is_dir(v4)) {
         print_error("SigV4 test vectors not found: %s is not a directory.\n"
-                    "Set FG_TESTDATA to the shared testdata folder (the one holding sigv4/), "
-                    "or srcdir to the source tree (the vectors sit in ../shared/testdata).\n",
+                    "Run the test from the build tree with srcdir set to the source tree "
+                    "(make check does).\n",
                     v4);
         fail_msg("missing SigV4 test vectors");
     }

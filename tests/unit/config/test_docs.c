@@ -1,12 +1,13 @@
 /*
- * test_docs.c — flashgate.conf(5) and the directive table in step: every directive of
- * proxy/config/schema.c has an entry in the man page section of its context, with the
- * table's syntax and default, and the page documents no directive the code lacks.
- * Its EXAMPLES section is the shipped conf/flashgate.conf without comments and blank
- * lines, line for line.
+ * test_docs.c — the man pages and the directive tables in step: every directive of
+ * proxy/config/schema.c has an entry in the flashgate.conf(5) section of its context, and
+ * every directive of proxy/config/agent.c one in the DIRECTIVES section of
+ * flashgate-agent(8), with the table's syntax and default; and neither page documents a
+ * directive the code lacks. flashgate.conf(5)'s EXAMPLES section is the shipped
+ * conf/flashgate.conf without comments and blank lines, line for line.
  *
- * The page is $srcdir/docs/flashgate.conf.5 (automake's test harness sets srcdir), or the
- * path given as the first argument.
+ * The pages are $srcdir/docs/flashgate.conf.5 and $srcdir/docs/flashgate-agent.8
+ * (automake's test harness sets srcdir), or the paths given as the arguments.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,13 +30,45 @@ struct entry {
     bool used;
 };
 
+/* A man page and the table it documents. */
+struct section {
+    const char *title; /* in the .SH line */
+    unsigned ctx;
+};
+struct page {
+    char path[4096];
+    const struct fg_conf_schema *schema;
+    const struct section *sections;
+    size_t n_sections;
+};
+
+static const struct section conf5_sections[] = {{"MAIN CONTEXT", FG_CTX_MAIN},
+                                                {"ADMIN BLOCK", FG_CTX_ADMIN},
+                                                {"UPSTREAM BLOCK", FG_CTX_UPSTREAM},
+                                                {"SERVER BLOCK", FG_CTX_SERVER},
+                                                {"ROUTE BLOCK", FG_CTX_ROUTE},
+                                                {"CACHE BLOCK", FG_CTX_CACHE},
+                                                {"LIMIT BLOCK", FG_CTX_LIMIT},
+                                                {"OFFLOAD BLOCK", FG_CTX_OFFLOAD},
+                                                {"EMF BLOCK", FG_CTX_EMF}};
+static const struct section agent8_sections[] = {{"DIRECTIVES", FG_CTX_AGENT}};
+
+static struct page conf5 = {.schema = &fg_conf_flashgate,
+                            .sections = conf5_sections,
+                            .n_sections = sizeof(conf5_sections) / sizeof(conf5_sections[0])};
+static struct page agent8 = {.schema = &fg_conf_agent,
+                             .sections = agent8_sections,
+                             .n_sections = sizeof(agent8_sections) / sizeof(agent8_sections[0])};
+
+/* The page the tests of the group being run look at, and its entries. */
+static const struct page *page;
+static const char *page_path;
 static struct entry entries[MAX_ENTRIES];
 static size_t n_entries;
-static const char *page_path;
 static char conf_path[4096];
 
 #define MAX_EXAMPLE_LINES 512
-static char *example[MAX_EXAMPLE_LINES]; /* the EXAMPLES block, unescaped */
+static char *example[MAX_EXAMPLE_LINES]; /* the EXAMPLES block of the page, unescaped */
 static size_t n_example;
 
 /* Drop \fB \fI \fR \fP, turn \- into -, \e into \ and \(mu into x. */
@@ -68,21 +101,9 @@ static void unescape(const char *in, char *out, size_t outlen)
 
 static unsigned section_ctx(const char *line)
 {
-    static const struct {
-        const char *title;
-        unsigned ctx;
-    } map[] = {{"MAIN CONTEXT", FG_CTX_MAIN},
-               {"ADMIN BLOCK", FG_CTX_ADMIN},
-               {"UPSTREAM BLOCK", FG_CTX_UPSTREAM},
-               {"SERVER BLOCK", FG_CTX_SERVER},
-               {"ROUTE BLOCK", FG_CTX_ROUTE},
-               {"CACHE BLOCK", FG_CTX_CACHE},
-               {"LIMIT BLOCK", FG_CTX_LIMIT},
-               {"OFFLOAD BLOCK", FG_CTX_OFFLOAD},
-               {"EMF BLOCK", FG_CTX_EMF}};
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-        if (strstr(line, map[i].title) != NULL)
-            return map[i].ctx;
+    for (size_t i = 0; i < page->n_sections; i++)
+        if (strstr(line, page->sections[i].title) != NULL)
+            return page->sections[i].ctx;
     return 0;
 }
 
@@ -107,9 +128,17 @@ static void keep_example_line(const char *line, bool *in_section, bool *in_block
     }
 }
 
+/* Group setup: read the entries (and the EXAMPLES block) of the page given as the
+ * group's state. */
 static int read_page(void **state)
 {
-    (void)state;
+    page = *state;
+    page_path = page->path;
+    n_entries = 0;
+    memset(entries, 0, sizeof(entries));
+    for (size_t i = 0; i < n_example; i++)
+        free(example[i]);
+    n_example = 0;
     FILE *f = fopen(page_path, "r");
     if (f == NULL) {
         print_error("cannot open %s\n", page_path);
@@ -143,13 +172,26 @@ static int read_page(void **state)
     return 0;
 }
 
+static int read_page_conf5(void **state)
+{
+    *state = &conf5;
+    return read_page(state);
+}
+
+static int read_page_agent8(void **state)
+{
+    *state = &agent8;
+    return read_page(state);
+}
+
 static void test_every_directive_documented(void **state)
 {
     (void)state;
-    assert_true(n_entries >= fg_conf_n_directives);
+    const struct fg_conf_schema *sc = page->schema;
+    assert_true(n_entries >= sc->n_dirs);
     size_t missing = 0;
-    for (size_t i = 0; i < fg_conf_n_directives; i++) {
-        const struct fg_conf_directive *d = &fg_conf_directives[i];
+    for (size_t i = 0; i < sc->n_dirs; i++) {
+        const struct fg_conf_directive *d = &sc->dirs[i];
         char want[512], want_def[512];
         bool block = strchr(d->syntax, '{') != NULL;
         snprintf(want, sizeof(want), "%s %s%s", d->name, d->syntax, block ? "" : ";");
@@ -202,10 +244,11 @@ static void test_no_stale_entries(void **state)
 static void test_table_sane(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < fg_conf_n_directives; i++) {
-        const struct fg_conf_directive *d = &fg_conf_directives[i];
+    const struct fg_conf_schema *sc = page->schema;
+    for (size_t i = 0; i < sc->n_dirs; i++) {
+        const struct fg_conf_directive *d = &sc->dirs[i];
         assert_true(d->ctx != 0 && (d->ctx & (d->ctx - 1)) == 0);
-        assert_ptr_equal(fg_conf_directive_find(d->name, d->ctx), d);
+        assert_ptr_equal(fg_conf_directive_find(sc, d->name, d->ctx), d);
         assert_non_null(d->handler);
         assert_non_null(d->syntax);
         assert_non_null(d->def);
@@ -250,23 +293,35 @@ static void test_example_is_the_shipped_file(void **state)
     assert_int_equal(bad, 0);
 }
 
+static void page_path_set(struct page *p, int argc, char **argv, int arg, const char *file)
+{
+    const char *srcdir = getenv("srcdir");
+    if (argc > arg)
+        snprintf(p->path, sizeof(p->path), "%s", argv[arg]);
+    else
+        snprintf(p->path, sizeof(p->path), "%s/docs/%s", srcdir ? srcdir : ".", file);
+}
+
 int main(int argc, char **argv)
 {
-    static char path[4096];
-    if (argc > 1) {
-        page_path = argv[1];
-    } else {
-        const char *srcdir = getenv("srcdir");
-        snprintf(path, sizeof(path), "%s/docs/flashgate.conf.5", srcdir ? srcdir : ".");
-        page_path = path;
-    }
+    page_path_set(&conf5, argc, argv, 1, "flashgate.conf.5");
+    page_path_set(&agent8, argc, argv, 2, "flashgate-agent.8");
     const char *srcdir = getenv("srcdir");
     snprintf(conf_path, sizeof(conf_path), "%s/conf/flashgate.conf", srcdir ? srcdir : ".");
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest conf5_tests[] = {
         cmocka_unit_test(test_table_sane),
         cmocka_unit_test(test_every_directive_documented),
         cmocka_unit_test(test_no_stale_entries),
         cmocka_unit_test(test_example_is_the_shipped_file),
     };
-    return cmocka_run_group_tests(tests, read_page, NULL);
+    const struct CMUnitTest agent8_tests[] = {
+        cmocka_unit_test(test_table_sane),
+        cmocka_unit_test(test_every_directive_documented),
+        cmocka_unit_test(test_no_stale_entries),
+    };
+    int failed =
+        cmocka_run_group_tests_name("flashgate.conf(5)", conf5_tests, read_page_conf5, NULL);
+    failed +=
+        cmocka_run_group_tests_name("flashgate-agent(8)", agent8_tests, read_page_agent8, NULL);
+    return failed;
 }
