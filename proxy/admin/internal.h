@@ -70,8 +70,9 @@ struct fg_admin_point {
 };
 
 #define FG_ADMIN_SUMMARY_VERSION 1
-#define FG_ADMIN_HISTORY         600 /* summaries kept: the last ten minutes */
-#define FG_ADMIN_TOP_LIMITS      8   /* the busiest limits a summary names */
+#define FG_ADMIN_HISTORY         600         /* summaries kept: the last ten minutes */
+#define FG_ADMIN_HISTORY_BYTES   (16u << 20) /* and at most this much (huge upstreams) */
+#define FG_ADMIN_TOP_LIMITS      8           /* the busiest limits a summary names */
 
 /* The summary of the interval prev..cur as one line of versioned JSON (no newline):
  * rates over the interval, totals and gauges at cur (docs/operations.md lists the
@@ -82,12 +83,24 @@ void fg_admin_summary_write(struct evbuffer *out, const struct fg_admin_point *p
  * inside its bucket (as Prometheus's histogram_quantile); 0 without observations. */
 double fg_admin_hist_quantile_ms(const uint64_t bucket[FG_HIST_BUCKETS], double q);
 
+/* One summary as written: shared by the history and every viewer's output buffer (by
+ * reference, never copied), freed with its last user. Admin thread only. */
+struct fg_admin_summary {
+    unsigned refs;
+    int64_t t_ms;
+    size_t len;
+    char json[]; /* len bytes, then a NUL */
+};
+struct fg_admin_summary *fg_admin_summary_ref(struct fg_admin_summary *s);
+void fg_admin_summary_unref(struct fg_admin_summary *s);
+/* Append s to out without copying it (out holds a reference until it sends it). */
+void fg_admin_summary_add(struct evbuffer *out, struct fg_admin_summary *s);
+
 /* Start the one-second timer (the first summary comes a second after the start). */
 bool fg_admin_summary_start(struct event_base *base, const struct fg_admin_ops *ops);
 void fg_admin_summary_stop(void);
 /* Call fn for each summary kept whose time is after after_ms (0: all), oldest first. */
-void fg_admin_summary_history(int64_t after_ms,
-                              void (*fn)(int64_t t_ms, const char *json, size_t len, void *arg),
+void fg_admin_summary_history(int64_t after_ms, void (*fn)(struct fg_admin_summary *s, void *arg),
                               void *arg);
 /* The history's size in bytes (JSON text), for the viewers' buffer rule. */
 size_t fg_admin_summary_history_bytes(void);
@@ -100,7 +113,7 @@ size_t fg_admin_summary_history_bytes(void);
 void fg_admin_stream_attach(struct bufferevent *bev, const struct fg_http_request *r);
 /* A new summary for every viewer; one left with more than stream_buffer unread (beyond
  * the history it was sent) is dropped. */
-void fg_admin_stream_publish(int64_t t_ms, const char *json, size_t len);
+void fg_admin_stream_publish(struct fg_admin_summary *s);
 void fg_admin_stream_stop(void);
 
 struct fg_admin_stream_stats {

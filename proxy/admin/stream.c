@@ -7,7 +7,8 @@
  * every event's id is the summary's time in Unix milliseconds.
  *
  * Viewers cost the admin thread only: the summary is computed once whatever their
- * number, and each viewer gets a copy written to its socket. Their number is bounded
+ * number, and each viewer's output buffer references it (no copy, the history
+ * included). Their number is bounded
  * (stream_viewers), and so is what one of them may leave unread: a viewer whose
  * unread bytes pass stream_buffer (beyond the history it was sent) is dropped, as is
  * one that takes nothing for 10 seconds, instead of its buffer growing. The kernel's
@@ -65,20 +66,21 @@ static void viewer_event_cb(struct bufferevent *bev, short what, void *arg)
     viewer_free(arg);
 }
 
-static void add_event(struct viewer *v, int64_t t_ms, const char *json, size_t len)
+/* The summary itself is not copied: the output buffer references it. */
+static void add_event(struct viewer *v, struct fg_admin_summary *s)
 {
     struct evbuffer *out = bufferevent_get_output(v->bev);
     char id[EVENT_MAX];
-    int n = snprintf(id, sizeof(id), "id: %" PRId64 "\ndata: ", t_ms);
+    int n = snprintf(id, sizeof(id), "id: %" PRId64 "\ndata: ", s->t_ms);
     evbuffer_add(out, id, (size_t)n);
-    evbuffer_add(out, json, len);
+    fg_admin_summary_add(out, s);
     evbuffer_add(out, "\n\n", 2);
-    v->queued += (size_t)n + len + 2;
+    v->queued += (size_t)n + s->len + 2;
 }
 
-static void history_cb(int64_t t_ms, const char *json, size_t len, void *arg)
+static void history_cb(struct fg_admin_summary *s, void *arg)
 {
-    add_event(arg, t_ms, json, len);
+    add_event(arg, s);
 }
 
 static void refuse(struct bufferevent *bev, unsigned max)
@@ -146,7 +148,7 @@ void fg_admin_stream_attach(struct bufferevent *bev, const struct fg_http_reques
     v->history = v->queued;
 }
 
-void fg_admin_stream_publish(int64_t t_ms, const char *json, size_t len)
+void fg_admin_stream_publish(struct fg_admin_summary *s)
 {
     if (LIST_EMPTY(&ST.viewers))
         return;
@@ -164,7 +166,7 @@ void fg_admin_stream_publish(int64_t t_ms, const char *json, size_t len)
             viewer_free(v);
             continue;
         }
-        add_event(v, t_ms, json, len);
+        add_event(v, s);
     }
 }
 

@@ -2,9 +2,10 @@
  * summary.c — once a second the admin thread reads the counters of /stats (the server's
  * sample, the agent's last numbers, the warm-up progress) and writes one summary: the
  * rates of the second that ended, the totals and the gauges, as one line of versioned
- * JSON. The last ten minutes of summaries are kept in a fixed ring, so a new viewer of
- * /stats/stream sees the recent past at once; each new one goes to the viewers
- * (stream.c) and to the EMF output (emf.c).
+ * JSON. The last ten minutes of summaries are kept in a fixed ring (600, and 16 MiB at
+ * most), so a new viewer of /stats/stream sees the recent past at once; each new one
+ * goes to the viewers (stream.c) and to the EMF output (emf.c). A summary is written
+ * once and shared: the ring and every viewer's output buffer hold references to it.
  *
  * Nothing here touches a worker: the counters are relaxed atomics the workers write and
  * this thread only reads, exactly as a /stats scrape does, once a second whatever the
@@ -24,18 +25,12 @@
 
 #define TICK_MS 1000
 
-struct slot {
-    int64_t t_ms;
-    char *json;
-    size_t len;
-};
-
 static struct {
     struct event_base *base;
     const struct fg_admin_ops *ops;
     struct event *timer;
     struct fg_admin_point *prev, *cur; /* prev NULL until the first tick */
-    struct slot ring[FG_ADMIN_HISTORY];
+    struct fg_admin_summary *ring[FG_ADMIN_HISTORY];
     size_t head, n; /* the oldest slot, and how many are used */
     size_t bytes;   /* JSON bytes in the ring */
 } SM;
@@ -410,22 +405,47 @@ void fg_admin_summary_write(struct evbuffer *out, const struct fg_admin_point *p
 
 /* ---- the tick and the history ------------------------------------------------------------- */
 
-static void ring_push(int64_t t_ms, char *json, size_t len)
+struct fg_admin_summary *fg_admin_summary_ref(struct fg_admin_summary *s)
 {
-    struct slot *sl;
-    if (SM.n == FG_ADMIN_HISTORY) {
-        sl = &SM.ring[SM.head];
-        SM.bytes -= sl->len;
-        free(sl->json);
-        SM.head = (SM.head + 1) % FG_ADMIN_HISTORY;
-        SM.n--;
-    }
-    sl = &SM.ring[(SM.head + SM.n) % FG_ADMIN_HISTORY];
-    sl->t_ms = t_ms;
-    sl->json = json;
-    sl->len = len;
+    s->refs++;
+    return s;
+}
+
+void fg_admin_summary_unref(struct fg_admin_summary *s)
+{
+    if (s != NULL && --s->refs == 0)
+        free(s);
+}
+
+static void summary_sent_cb(const void *data, size_t len, void *arg)
+{
+    (void)data, (void)len;
+    fg_admin_summary_unref(arg);
+}
+
+void fg_admin_summary_add(struct evbuffer *out, struct fg_admin_summary *s)
+{
+    fg_admin_summary_ref(s);
+    if (evbuffer_add_reference(out, s->json, s->len, summary_sent_cb, s) != 0)
+        fg_admin_summary_unref(s);
+}
+
+static void ring_drop_oldest(void)
+{
+    struct fg_admin_summary *old = SM.ring[SM.head];
+    SM.bytes -= old->len;
+    fg_admin_summary_unref(old); /* viewers still sending it keep it */
+    SM.head = (SM.head + 1) % FG_ADMIN_HISTORY;
+    SM.n--;
+}
+
+static void ring_push(struct fg_admin_summary *s)
+{
+    while (SM.n > 0 && (SM.n == FG_ADMIN_HISTORY || SM.bytes + s->len > FG_ADMIN_HISTORY_BYTES))
+        ring_drop_oldest();
+    SM.ring[(SM.head + SM.n) % FG_ADMIN_HISTORY] = fg_admin_summary_ref(s);
     SM.n++;
-    SM.bytes += len;
+    SM.bytes += s->len;
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -441,12 +461,16 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     if (b != NULL) {
         fg_admin_summary_write(b, SM.prev, pt, fg_admin_instance());
         size_t len = evbuffer_get_length(b);
-        char *json = malloc(len + 1);
-        if (json != NULL) {
-            evbuffer_remove(b, json, len);
-            json[len] = '\0';
-            ring_push(pt->s.wall_ms, json, len);
-            fg_admin_stream_publish(pt->s.wall_ms, json, len);
+        struct fg_admin_summary *s = malloc(sizeof(*s) + len + 1);
+        if (s != NULL) {
+            s->refs = 1;
+            s->t_ms = pt->s.wall_ms;
+            s->len = len;
+            evbuffer_remove(b, s->json, len);
+            s->json[len] = '\0';
+            ring_push(s);
+            fg_admin_stream_publish(s);
+            fg_admin_summary_unref(s);
         }
         evbuffer_free(b);
     }
@@ -483,19 +507,18 @@ void fg_admin_summary_stop(void)
     free(SM.cur);
     free(SM.prev);
     SM.cur = SM.prev = NULL;
-    for (size_t i = 0; i < SM.n; i++)
-        free(SM.ring[(SM.head + i) % FG_ADMIN_HISTORY].json);
-    SM.n = SM.head = SM.bytes = 0;
+    while (SM.n > 0)
+        ring_drop_oldest();
+    SM.head = SM.bytes = 0;
 }
 
-void fg_admin_summary_history(int64_t after_ms,
-                              void (*fn)(int64_t t_ms, const char *json, size_t len, void *arg),
+void fg_admin_summary_history(int64_t after_ms, void (*fn)(struct fg_admin_summary *s, void *arg),
                               void *arg)
 {
     for (size_t i = 0; i < SM.n; i++) {
-        const struct slot *sl = &SM.ring[(SM.head + i) % FG_ADMIN_HISTORY];
-        if (sl->t_ms > after_ms)
-            fn(sl->t_ms, sl->json, sl->len, arg);
+        struct fg_admin_summary *s = SM.ring[(SM.head + i) % FG_ADMIN_HISTORY];
+        if (s->t_ms > after_ms)
+            fn(s, arg);
     }
 }
 
