@@ -541,7 +541,7 @@ void fg_admin_emf_tick(struct event_base *base, const struct fg_admin_point *cur
 void fg_admin_emf_stop(void)
 {
     if (EM.tcp != NULL && evbuffer_get_length(bufferevent_get_output(EM.tcp)) > 0) {
-        /* the last records: one blocking try, the agent is local */
+        /* the last records: one try to send what waits (the agent is local) */
         int fd = bufferevent_getfd(EM.tcp);
         struct evbuffer *out = bufferevent_get_output(EM.tcp);
         if (fd >= 0)

@@ -154,7 +154,12 @@ void fg_admin_stream_publish(struct fg_admin_summary *s)
         return;
     struct fg_config *cfg = fg_admin_config();
     uint64_t cap = cfg->admin.stream_buffer;
+    bool on = cfg->admin.dashboard;
     fg_config_unref(cfg);
+    if (!on) { /* a reload turned the dashboard off: its viewers go too */
+        fg_admin_stream_stop();
+        return;
+    }
     struct viewer *v, *next;
     for (v = LIST_FIRST(&ST.viewers); v != NULL; v = next) {
         next = LIST_NEXT(v, link);

@@ -228,3 +228,18 @@ def test_token_as_bearer_or_basic_password(flashgate):
     v = Viewer(fg.admin)
     assert v.head()[0] == 401
     v.close()
+
+
+def test_dashboard_turned_off_by_a_reload_closes_the_stream(flashgate):
+    fg = dash(flashgate)
+    v = Viewer(fg.admin)
+    assert v.head()[0] == 200
+    fg.write_conf(fg.text.replace(f"listen 127.0.0.1:{fg.admin}; ",
+                                  f"listen 127.0.0.1:{fg.admin}; dashboard off; "))
+    fg.proc.send_signal(1)  # SIGHUP
+    wait_for(lambda: fg.stats()["generation"] == 2, 5, "the reload")
+    with pytest.raises(EOFError):
+        for _ in range(5):
+            v.event(timeout=3)
+    assert admin_get(fg, "/")[0] == 404
+    v.close()
