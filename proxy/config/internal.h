@@ -48,7 +48,9 @@ enum fg_conf_ctx {
     FG_CTX_CACHE = 1u << 5,
     FG_CTX_LIMIT = 1u << 6,
     FG_CTX_OFFLOAD = 1u << 7, /* a route's offload block */
+    FG_CTX_REDIS = 1u << 8,
 };
+#define FG_CTX_LAST FG_CTX_REDIS
 
 /* Parse text into a list of top-level statements. Syntax errors go to d. Returns false
  * when the syntax broke so badly (unterminated string or block) that checks on the
@@ -100,8 +102,8 @@ extern const size_t fg_conf_n_directives;
 const struct fg_conf_directive *fg_conf_directive_find(const char *name, unsigned ctx);
 /* Any entry with this name (to say where it belongs), or NULL. */
 const struct fg_conf_directive *fg_conf_directive_any(const char *name);
-/* "main", "upstream", "server", "route", "admin", "cache", "limit", "offload": the context's name.
- */
+/* "main", "upstream", "server", "route", "admin", "cache", "limit", "offload", "redis": the
+ * context's name. */
 const char *fg_conf_ctx_name(unsigned ctx);
 
 /* Build a config from a parsed tree (schema.c). Always returns the config (for the

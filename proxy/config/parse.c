@@ -391,6 +391,8 @@ static unsigned block_ctx(const char *name, unsigned ctx)
         return FG_CTX_CACHE;
     if (ctx == FG_CTX_MAIN && strcmp(name, "limit") == 0)
         return FG_CTX_LIMIT;
+    if (ctx == FG_CTX_MAIN && strcmp(name, "redis") == 0)
+        return FG_CTX_REDIS;
     if (ctx == FG_CTX_SERVER && strcmp(name, "route") == 0)
         return FG_CTX_ROUTE;
     if (ctx == FG_CTX_ROUTE && strcmp(name, "offload") == 0)

@@ -18,7 +18,7 @@
 
 #include "config/internal.h"
 
-#define MAX_ENTRIES 128
+#define MAX_ENTRIES 192
 
 struct entry {
     unsigned ctx;
@@ -67,7 +67,8 @@ static unsigned section_ctx(const char *line)
     } map[] = {{"MAIN CONTEXT", FG_CTX_MAIN},       {"ADMIN BLOCK", FG_CTX_ADMIN},
                {"UPSTREAM BLOCK", FG_CTX_UPSTREAM}, {"SERVER BLOCK", FG_CTX_SERVER},
                {"ROUTE BLOCK", FG_CTX_ROUTE},       {"CACHE BLOCK", FG_CTX_CACHE},
-               {"LIMIT BLOCK", FG_CTX_LIMIT},       {"OFFLOAD BLOCK", FG_CTX_OFFLOAD}};
+               {"LIMIT BLOCK", FG_CTX_LIMIT},       {"OFFLOAD BLOCK", FG_CTX_OFFLOAD},
+               {"REDIS BLOCK", FG_CTX_REDIS}};
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strstr(line, map[i].title) != NULL)
             return map[i].ctx;
