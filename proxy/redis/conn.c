@@ -159,11 +159,6 @@ static void on_asking(struct rconn *c, struct fg_redis_req *q, redisReply *reply
 bool fg_redis_conn_write(struct rconn *c, struct fg_redis_req *q)
 {
     FG_ASSERT(c->state == CS_READY && c->bev != NULL);
-    if (q->asking) {
-        const char *a[] = {"ASKING"};
-        if (!send_internal(c, 1, a, NULL, on_asking, false))
-            return false;
-    }
     if (q->script != NULL) {
         if (!q->eval && !has_script(c, q->script)) {
             /* Loaded once per connection, in the same write as its first EVALSHA. */
@@ -186,6 +181,12 @@ bool fg_redis_conn_write(struct rconn *c, struct fg_redis_req *q)
         q->lens[1] = strlen(q->argv[1]);
         if (q->eval && !has_script(c, q->script) && c->n_scripts < c->cap_scripts)
             c->scripts[c->n_scripts++] = q->script; /* EVAL loads it too */
+    }
+    if (q->asking) {
+        /* ASKING covers the very next command only: right before it */
+        const char *a[] = {"ASKING"};
+        if (!send_internal(c, 1, a, NULL, on_asking, false))
+            return false;
     }
     if (!write_cmd(c, q->argc, q->argv, q->lens, false))
         return false;

@@ -20,9 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/thread.h>
 #include <openssl/crypto.h>
 
 /* ---- tokens ---------------------------------------------------------------------------- */
@@ -95,6 +96,8 @@ struct iam_source {
     char region[64]; /* as configured; "" : IMDS's */
     struct event_base *base;
     struct fg_creds *creds;
+    int stop_fd;           /* an eventfd: written to stop the thread */
+    struct event *stop_ev; /* reads it on the thread and breaks the loop */
     pthread_t thread;
     bool started;
 
@@ -142,13 +145,28 @@ static void *source_main(void *arg)
     return NULL;
 }
 
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct iam_source *s = arg;
+    event_base_loopbreak(s->base);
+}
+
 static void source_free(struct iam_source *s)
 {
     if (s->started) {
-        event_base_loopbreak(s->base);
+        /* An eventfd rather than a cross-thread loopbreak: it needs nothing from
+         * libevent's threading setup. */
+        uint64_t one = 1;
+        if (write(s->stop_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+            fg_err("redis iam: cannot stop the credentials thread");
         pthread_join(s->thread, NULL);
     }
     fg_creds_free(s->creds);
+    if (s->stop_ev != NULL)
+        event_free(s->stop_ev);
+    if (s->stop_fd >= 0)
+        close(s->stop_fd);
     if (s->base != NULL)
         event_base_free(s->base);
     wipe_free(s->akid);
@@ -174,6 +192,8 @@ struct iam_source *iam_source_acquire(const char *imds, const char *region, char
         }
     }
     struct iam_source *s = calloc(1, sizeof(*s));
+    if (s != NULL)
+        s->stop_fd = -1;
     if (s == NULL) {
         pthread_mutex_unlock(&sources_lock);
         snprintf(err, errlen, "out of memory");
@@ -183,13 +203,18 @@ struct iam_source *iam_source_acquire(const char *imds, const char *region, char
     snprintf(s->imds, sizeof(s->imds), "%s", imds);
     snprintf(s->region, sizeof(s->region), "%s", region);
     s->refs = 1;
-    evthread_use_pthreads(); /* loopbreak from another thread needs a notifiable base */
+    s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     s->base = event_base_new();
+    if (s->base != NULL && s->stop_fd >= 0) {
+        s->stop_ev = event_new(s->base, s->stop_fd, EV_READ, on_stop, s);
+        if (s->stop_ev != NULL)
+            event_add(s->stop_ev, NULL);
+    }
     struct fg_creds_config cc = {.imds_endpoint = s->imds,
                                  .region = region[0] != '\0' ? region : NULL};
-    if (s->base == NULL ||
+    if (s->base == NULL || s->stop_ev == NULL ||
         (s->creds = fg_creds_new(s->base, NULL, &cc, publish, s, err, errlen)) == NULL) {
-        if (s->base == NULL)
+        if (s->base == NULL || s->stop_ev == NULL)
             snprintf(err, errlen, "cannot create an event loop");
         source_free(s);
         pthread_mutex_unlock(&sources_lock);
