@@ -12,8 +12,9 @@ packages=(
     clang libclang-rt-14-dev clang-format
     # tests
     python3 python3-pytest python3-brotli curl procps util-linux ca-certificates openssl iproute2
-    # later features' real parts (Redis backend)
-    redis-server
+    # later features' real parts: Redis (redis-server is built with TLS; redis-cli makes
+    # the test clusters)
+    redis-server redis-tools
     # benchmarks
     nginx-light wrk
     # packaging checks

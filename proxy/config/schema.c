@@ -1533,8 +1533,8 @@ static void h_redis_max_age(struct fg_conf_loader *L, const struct fg_conf_direc
     if (strcmp(v, "off") != 0) {
         if (!parse_duration_arg(L, st->line, dir->name, v, 7 * DAY_MS, &ms))
             return;
-        if (ms < 10000) {
-            ERR(L, st->line, "max_connection_age %s is below 10s (or write off)", v);
+        if (ms < 1000) {
+            ERR(L, st->line, "max_connection_age %s is below 1s (or write off)", v);
             return;
         }
     }

@@ -165,8 +165,8 @@ static void on_req_timeout(evutil_socket_t fd, short what, void *arg)
     } else if (q->conn != NULL && q->conn->last_read_us < q->sent_us) {
         /* Not a byte since it was written: the connection is hung. q goes with it. */
         char why[160];
-        snprintf(why, sizeof(why), "no answer within %llu ms; dropping the connection",
-                 (unsigned long long)((fg_mono_us() - q->sent_us + 999) / 1000));
+        snprintf(why, sizeof(why), "no answer within the %llu ms timeout; dropping the connection",
+                 (unsigned long long)q->timeout_ms);
         fg_redis_conn_fail(q->conn, why);
     }
     /* else: a slow answer is still due; the connection frees q when it comes */
@@ -777,6 +777,7 @@ struct fg_redis *fg_redis_new(struct event_base *base, struct fg_redis_endpoint 
         return NULL;
     }
     seed->seed = true;
+    fg_redis_endpoint_prepare(ep); /* IAM: credentials are fetched while we connect */
     if (ep->cluster == FG_REDIS_CLUSTER_OFF)
         r->mode_known = true;
     node_connect(seed);
@@ -860,7 +861,8 @@ static struct fg_redis_req *send_req(struct fg_redis *r, struct fg_redis_req *q,
 {
     q->cb = cb;
     q->arg = arg;
-    q->deadline_us = fg_mono_us() + (timeout_ms > 0 ? timeout_ms : 1) * 1000;
+    q->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+    q->deadline_us = fg_mono_us() + q->timeout_ms * 1000;
     struct timeval tmp;
     event_assign(&q->timer, r->base, -1, 0, on_req_timeout, q);
     if (event_add(&q->timer, common_tv(r, timeout_ms > 0 ? timeout_ms : 1, &tmp)) != 0 ||

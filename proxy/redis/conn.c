@@ -40,6 +40,9 @@
 
 static void conn_free(struct rconn *c);
 static void start_connect(struct rconn *c);
+static void send_handshake(struct rconn *c);
+static void on_read(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
 
 static struct timeval tv_ms(uint64_t ms)
 {
@@ -53,7 +56,9 @@ static const char *state_name(enum conn_state s)
     case CS_RESOLVING:
         return "resolving the name";
     case CS_CONNECTING:
-        return "connecting (TCP and TLS)";
+        return "connecting";
+    case CS_TLS:
+        return "in the TLS handshake";
     case CS_HANDSHAKE:
         return "authenticating";
     case CS_READY:
@@ -378,6 +383,16 @@ static void send_handshake(struct rconn *c)
     char err[200] = "";
     char *secret =
         fg_redis_endpoint_secret(ep, fg_wall_s(), &user, &why_kind, &failed, err, sizeof(err));
+    if (failed && why_kind == FG_REDIS_AUTH_NO_CREDENTIALS) {
+        /* Being fetched (IMDS, at start): look again shortly, within connect_timeout. */
+        snprintf(c->why, sizeof(c->why), "cannot authenticate: %s", err);
+        c->creds_wait = true;
+        struct timeval tv = tv_ms(20);
+        evtimer_add(c->poll, &tv);
+        return;
+    }
+    c->creds_wait = false;
+    c->why[0] = '\0';
     if (failed) {
         rstat_add(r->stats, (enum rstat)(RS_AUTH_WRONGPASS + (int)why_kind), 1);
         char why[260];
@@ -480,11 +495,8 @@ static void on_read(struct bufferevent *bev, void *arg)
         conn_free(c);
 }
 
-static void set_socket_options(struct rconn *c)
+static void set_socket_options(evutil_socket_t fd)
 {
-    evutil_socket_t fd = bufferevent_getfd(c->bev);
-    if (fd < 0)
-        return;
     int one = 1, idle = 60, intvl = 10, cnt = 3;
     /* Small pipelined commands must not wait for Nagle; keep-alive notices a peer that
      * vanished while the connection was idle (pub/sub connections mostly are). */
@@ -495,35 +507,27 @@ static void set_socket_options(struct rconn *c)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
-/* Why a connect or TLS handshake failed, in words an operator can act on. */
-static void connect_failure(struct rconn *c, short what, char *why, size_t cap)
+/* Why a TLS handshake failed, in words an operator can act on (counted once). */
+static void tls_failure(struct rconn *c, short what, char *why, size_t cap)
 {
-    int sock_err = EVUTIL_SOCKET_ERROR();
-    if (c->ssl != NULL) {
-        unsigned long e = bufferevent_get_openssl_error(c->bev);
-        long vr = SSL_get_verify_result(c->ssl);
-        if (e != 0 || vr != X509_V_OK) {
-            rstat_add(c->r->stats, RS_TLS_FAILURES, 1);
-            fg_tls_handshake_done(c->ssl, e);
-            if (vr != X509_V_OK) {
-                snprintf(why, cap, "TLS: the certificate of %s is not trusted: %s",
-                         c->node->tls_name, X509_verify_cert_error_string(vr));
-            } else {
-                char buf[160];
-                ERR_error_string_n(e, buf, sizeof(buf));
-                snprintf(why, cap, "TLS handshake failed: %s", buf);
-            }
-            return;
-        }
-        if (what & BEV_EVENT_EOF) {
-            rstat_add(c->r->stats, RS_TLS_FAILURES, 1);
-            fg_tls_handshake_done(c->ssl, 0);
-            snprintf(why, cap, "closed during the TLS handshake (is the port TLS?)");
-            return;
-        }
+    unsigned long e = bufferevent_get_openssl_error(c->bev);
+    long vr = SSL_get_verify_result(c->ssl);
+    rstat_add(c->r->stats, RS_TLS_FAILURES, 1);
+    fg_tls_handshake_done(c->ssl, e);
+    if (vr != X509_V_OK) {
+        snprintf(why, cap, "TLS: the certificate of %s is not trusted: %s", c->node->tls_name,
+                 X509_verify_cert_error_string(vr));
+    } else if (e != 0) {
+        char buf[160];
+        ERR_error_string_n(e, buf, sizeof(buf));
+        snprintf(why, cap, "TLS handshake failed: %s", buf);
+    } else if (what & BEV_EVENT_EOF) {
+        snprintf(why, cap, "closed during the TLS handshake (is the port TLS?)");
+    } else {
+        int err = EVUTIL_SOCKET_ERROR();
+        snprintf(why, cap, "TLS handshake failed: %s",
+                 err != 0 ? evutil_socket_error_to_string(err) : "connection lost");
     }
-    snprintf(why, cap, "cannot connect: %s",
-             sock_err != 0 ? evutil_socket_error_to_string(sock_err) : "connection closed");
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -536,21 +540,35 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             rstat_add(c->r->stats, RS_TLS_HANDSHAKES, 1);
             fg_tls_handshake_done(c->ssl, 0);
         }
-        set_socket_options(c);
         c->state = CS_HANDSHAKE;
         bufferevent_enable(c->bev, EV_READ);
         send_handshake(c);
         return;
     }
     char why[400];
-    if (c->state == CS_CONNECTING)
-        connect_failure(c, what, why, sizeof(why));
-    else if (what & BEV_EVENT_EOF)
+    int err = EVUTIL_SOCKET_ERROR();
+    unsigned long tls_err = c->ssl != NULL ? bufferevent_get_openssl_error(c->bev) : 0;
+    if (c->state == CS_TLS) {
+        tls_failure(c, what, why, sizeof(why));
+    } else if (tls_err != 0) {
+        char buf[160];
+        ERR_error_string_n(tls_err, buf, sizeof(buf));
+        snprintf(why, sizeof(why), "connection lost: TLS: %s", buf);
+    } else if ((what & BEV_EVENT_EOF) || err == 0) {
         snprintf(why, sizeof(why), "connection closed by the server");
-    else
-        snprintf(why, sizeof(why), "connection lost: %s",
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    } else {
+        snprintf(why, sizeof(why), "connection lost: %s", evutil_socket_error_to_string(err));
+    }
     fg_redis_conn_fail(c, why);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct rconn *c = arg;
+    FG_ASSERT(c->magic == CONN_MAGIC);
+    if (c->state == CS_HANDSHAKE && c->creds_wait)
+        send_handshake(c);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -565,7 +583,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         fg_redis_conn_fail(c, why);
         return;
     }
-    if (c->state < CS_READY) {
+    if (c->state < CS_READY && c->creds_wait) {
+        rstat_add(r->stats, RS_AUTH_NO_CREDENTIALS, 1);
+        char why[sizeof(((struct rconn *)0)->why)];
+        memcpy(why, c->why, sizeof(why));
+        fg_redis_conn_fail(c, why);
+    } else if (c->state < CS_READY) {
         char why[200];
         snprintf(why, sizeof(why), "no answer within connect_timeout (%llu ms) while %s",
                  (unsigned long long)r->ep->connect_timeout_ms, state_name(c->state));
@@ -614,17 +637,19 @@ static void on_dns(int result, struct evutil_addrinfo *res, void *arg)
         start_connect(c);
 }
 
-static void start_connect(struct rconn *c)
+/* The socket is connected: TLS on it, or straight to the handshake. */
+static void tcp_connected(struct rconn *c)
 {
     struct fg_redis *r = c->r;
-    c->state = CS_CONNECTING;
+    evutil_socket_t fd = c->fd;
+    set_socket_options(fd);
     if (r->ep->tls != NULL) {
         c->ssl = fg_tls_client_ssl_new(r->ep->tls, c->node->tls_name, c->node->tls_name);
         if (c->ssl == NULL) {
-            fail_soon(c, "cannot make a TLS session");
+            fg_redis_conn_fail(c, "cannot make a TLS session");
             return;
         }
-        c->bev = bufferevent_openssl_socket_new(r->base, -1, c->ssl, BUFFEREVENT_SSL_CONNECTING,
+        c->bev = bufferevent_openssl_socket_new(r->base, fd, c->ssl, BUFFEREVENT_SSL_CONNECTING,
                                                 BEV_OPT_CLOSE_ON_FREE);
         if (c->bev == NULL) {
             SSL_free(c->ssl);
@@ -633,19 +658,63 @@ static void start_connect(struct rconn *c)
             bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
         }
     } else {
-        c->bev = bufferevent_socket_new(r->base, -1, BEV_OPT_CLOSE_ON_FREE);
+        c->bev = bufferevent_socket_new(r->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
     if (c->bev == NULL) {
-        fail_soon(c, "out of memory");
+        fg_redis_conn_fail(c, "out of memory");
         return;
     }
+    c->fd = -1; /* the bufferevent's now */
     bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&c->addr, (int)c->addr_len) != 0) {
-        char why[200];
-        snprintf(why, sizeof(why), "cannot connect: %s",
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        fail_soon(c, why);
+    if (c->ssl != NULL) {
+        c->state = CS_TLS; /* BEV_EVENT_CONNECTED comes when the handshake is done */
+        return;
     }
+    c->state = CS_HANDSHAKE;
+    bufferevent_enable(c->bev, EV_READ);
+    send_handshake(c);
+}
+
+static void on_connect(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct rconn *c = arg;
+    FG_ASSERT(c->magic == CONN_MAGIC);
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err != 0) {
+        char why[200];
+        snprintf(why, sizeof(why), "cannot connect: %s", evutil_socket_error_to_string(err));
+        fg_redis_conn_fail(c, why);
+        return;
+    }
+    tcp_connected(c);
+}
+
+/* A non-blocking connect on a socket of our own, so that a refused or unreachable
+ * address is told apart from a failed TLS handshake. */
+static void start_connect(struct rconn *c)
+{
+    struct fg_redis *r = c->r;
+    c->state = CS_CONNECTING;
+    c->fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (c->fd < 0) {
+        char why[200];
+        snprintf(why, sizeof(why), "cannot make a socket: %s", strerror(errno));
+        fail_soon(c, why);
+        return;
+    }
+    if (connect(c->fd, (struct sockaddr *)&c->addr, c->addr_len) != 0 && errno != EINPROGRESS) {
+        char why[200];
+        snprintf(why, sizeof(why), "cannot connect: %s", strerror(errno));
+        fail_soon(c, why);
+        return;
+    }
+    c->connect_ev = event_new(r->base, c->fd, EV_WRITE, on_connect, c);
+    if (c->connect_ev == NULL || event_add(c->connect_ev, NULL) != 0)
+        fail_soon(c, "out of memory");
 }
 
 struct rconn *fg_redis_conn_new(struct rnode *n, enum conn_kind kind, bool discover)
@@ -660,14 +729,18 @@ struct rconn *fg_redis_conn_new(struct rnode *n, enum conn_kind kind, bool disco
     c->kind = kind;
     c->discover = discover;
     c->state = CS_RESOLVING;
+    c->fd = -1;
     TAILQ_INIT(&c->inflight);
     c->reader = redisReaderCreate();
     c->timer = evtimer_new(r->base, on_timer, c);
-    if (c->reader == NULL || c->timer == NULL) {
+    c->poll = evtimer_new(r->base, on_poll, c);
+    if (c->reader == NULL || c->timer == NULL || c->poll == NULL) {
         if (c->reader != NULL)
             redisReaderFree(c->reader);
         if (c->timer != NULL)
             event_free(c->timer);
+        if (c->poll != NULL)
+            event_free(c->poll);
         free(c);
         return NULL;
     }
@@ -725,6 +798,10 @@ static void conn_free(struct rconn *c)
     FG_ASSERT(c->magic == CONN_MAGIC && TAILQ_EMPTY(&c->inflight));
     if (c->timer != NULL)
         event_free(c->timer);
+    if (c->poll != NULL)
+        event_free(c->poll);
+    if (c->connect_ev != NULL)
+        event_free(c->connect_ev);
     if (c->reader != NULL)
         redisReaderFree(c->reader);
     free(c->scripts);
@@ -738,9 +815,18 @@ void fg_redis_conn_fail(struct rconn *c, const char *why)
         return;
     bool was_ready = c->state == CS_READY;
     c->state = CS_CLOSED;
-    if (why != NULL && c->why[0] == '\0')
+    if (why != NULL && why != c->why)
         snprintf(c->why, sizeof(c->why), "%s", why);
     evtimer_del(c->timer);
+    evtimer_del(c->poll);
+    if (c->connect_ev != NULL) {
+        event_free(c->connect_ev);
+        c->connect_ev = NULL;
+    }
+    if (c->fd >= 0) {
+        evutil_closesocket(c->fd);
+        c->fd = -1;
+    }
     if (c->dns != NULL) {
         struct evdns_getaddrinfo_request *d = c->dns;
         c->dns = NULL;

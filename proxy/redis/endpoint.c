@@ -273,6 +273,18 @@ const char *fg_redis_endpoint_display(const struct fg_redis_endpoint *ep)
     return ep->display;
 }
 
+void fg_redis_endpoint_prepare(struct fg_redis_endpoint *ep)
+{
+    if (!ep->iam)
+        return;
+    char err[200];
+    pthread_mutex_lock(&ep->lock);
+    if (ep->src == NULL)
+        ep->src = iam_source_acquire(ep->imds, ep->iam_region[0] ? ep->iam_region : NULL, err,
+                                     sizeof(err));
+    pthread_mutex_unlock(&ep->lock);
+}
+
 char *fg_redis_endpoint_secret(struct fg_redis_endpoint *ep, int64_t now_s, const char **user,
                                enum fg_redis_auth_fail *why, bool *failed, char *err, size_t errlen)
 {

@@ -147,6 +147,10 @@ char *fg_redis_endpoint_secret(struct fg_redis_endpoint *ep, int64_t now_s, cons
                                enum fg_redis_auth_fail *why, bool *failed, char *err,
                                size_t errlen);
 
+/* Start what the endpoint's secrets need before a connection asks (the IAM credentials
+ * thread fetches from IMDS meanwhile). */
+void fg_redis_endpoint_prepare(struct fg_redis_endpoint *ep);
+
 /* Wipe and free a secret (NULL: no-op). */
 void fg_redis_secret_free(char *s);
 
@@ -179,7 +183,7 @@ bool fg_redis_parse_redirect(const char *err, size_t len, bool *ask, unsigned *s
 /* ---- client, nodes, connections (client.c, conn.c) ------------------------------------ */
 
 enum conn_kind { CK_COMMANDS = 0, CK_PUBSUB };
-enum conn_state { CS_RESOLVING = 0, CS_CONNECTING, CS_HANDSHAKE, CS_READY, CS_CLOSED };
+enum conn_state { CS_RESOLVING = 0, CS_CONNECTING, CS_TLS, CS_HANDSHAKE, CS_READY, CS_CLOSED };
 
 struct rconn;
 struct rnode;
@@ -208,6 +212,7 @@ struct fg_redis_req {
     bool timer_set;
     uint64_t sent_us;     /* written to a connection at (0: not yet) */
     uint64_t deadline_us; /* fg_mono_us() when the caller is answered TIMEOUT */
+    uint64_t timeout_ms;
     const struct fg_redis_script *script;
     bool eval;   /* send the script's source (after NOSCRIPT) */
     bool asking; /* send ASKING first (an ASK redirection) */
@@ -235,6 +240,8 @@ struct rconn {
     bool dns_done;
     struct sockaddr_storage addr;
     socklen_t addr_len;
+    evutil_socket_t fd;       /* while the TCP connect runs; then the bufferevent's */
+    struct event *connect_ev; /* the TCP connect's completion */
     struct bufferevent *bev;
     SSL *ssl;
     redisReader *reader;
@@ -244,6 +251,8 @@ struct rconn {
     unsigned handshake_left; /* handshake answers still expected */
     uint64_t ready_us, last_read_us;
     struct event *timer; /* handshake deadline, then max age, then drain deadline */
+    struct event *poll;  /* IAM: look for credentials again (they are being fetched) */
+    bool creds_wait;
     const struct fg_redis_script **scripts; /* loaded here */
     size_t n_scripts, cap_scripts;
     char why[400]; /* the first failure, for the log */

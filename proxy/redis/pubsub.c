@@ -139,7 +139,8 @@ void fg_redis_pubsub_reply(struct rconn *c, redisReply *reply)
         reply->element[1]->type != REDIS_REPLY_STRING)
         return; /* a PONG or the like */
     const redisReply *kind = reply->element[0], *ch = reply->element[1];
-    bool sharded = kind->len > 0 && kind->str[0] == 's';
+    bool sharded =
+        kind_is(kind, "smessage") || kind_is(kind, "ssubscribe") || kind_is(kind, "sunsubscribe");
     struct fg_redis_sub *s = find(r, c->node, sharded, ch);
     if (kind_is(kind, "message") || kind_is(kind, "smessage")) {
         const redisReply *p = reply->element[2];
