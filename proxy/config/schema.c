@@ -1415,6 +1415,8 @@ static void h_limit_rate(struct fg_conf_loader *L, const struct fg_conf_directiv
 
 /* ---- Redis endpoints ------------------------------------------------------------------ */
 
+static size_t count_named(const struct fg_conf_stmt *stmts, size_t n, const char *name);
+
 static bool redis_url_ok(struct fg_conf_loader *L, size_t line, const char *url)
 {
     struct fg_redis_url u;
@@ -1448,7 +1450,8 @@ static void h_redis(struct fg_conf_loader *L, const struct fg_conf_directive *di
     redis_defaults(rd);
     apply_defaults(L, FG_CTX_REDIS, rd);
     walk(L, FG_CTX_REDIS, st->children, st->n_children, rd, 0);
-    if (st->closed && rd->url == NULL)
+    /* "needs a url" only when none was written (a wrong one has its own message) */
+    if (st->closed && count_named(st->children, st->n_children, "url") == 0)
         ERR(L, st->line, "redis '%s' needs a url (for example 'url rediss://host:6379;')", name);
 }
 
@@ -1784,7 +1787,7 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"password_file", RD, 1, 1, FG_BLOCK_NO, false, FG_T_STRING,
      FIELD(struct fg_conf_redis, password_file), 0, 0, h_generic, "path", "none",
      "a file holding the password, readable by its owner only (root or this user)"},
-    {"auth", RD, 3, 6, FG_BLOCK_NO, false, CUSTOM(h_redis_auth),
+    {"auth", RD, 1, 6, FG_BLOCK_NO, false, CUSTOM(h_redis_auth),
      "iam user=id cache=name [serverless] [region=region]", "none",
      "ElastiCache IAM authentication with tokens signed by the instance role"},
     {"ssl_ca_file", RD, 1, 1, FG_BLOCK_NO, false, FG_T_STRING,

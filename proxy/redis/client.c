@@ -340,7 +340,7 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
     } else if (n->replace_pending) {
         n->replace_pending = false;
         n->last_replace_us = 0;
-        fg_redis_node_replace(n, "trying the replacement again", RS_COUNT);
+        fg_redis_node_replace(n, "trying the replacement again", RS_COUNT, false);
     }
 }
 
@@ -501,7 +501,7 @@ void fg_redis_node_conn_closed(struct rnode *n, struct rconn *c, bool failed, bo
     }
 }
 
-void fg_redis_node_replace(struct rnode *n, const char *why, enum rstat counter)
+void fg_redis_node_replace(struct rnode *n, const char *why, enum rstat counter, bool moved)
 {
     struct fg_redis *r = n->r;
     if (r->freeing || n->next != NULL || n->active == NULL)
@@ -515,6 +515,10 @@ void fg_redis_node_replace(struct rnode *n, const char *why, enum rstat counter)
     fg_info("redis %s: %s:%d: %s; opening a new connection beside the current one", r->ep->name,
             n->host, n->port, why);
     n->next = fg_redis_conn_new(n, CK_COMMANDS, discovers(n));
+    /* The node moved (or was demoted): its subscriptions follow, through a new pub/sub
+     * connection (their owners are told: messages may have been missed meanwhile). */
+    if (n->pubsub != NULL && moved)
+        fg_redis_conn_fail(n->pubsub, NULL);
 }
 
 /* ---- periodic lookups ------------------------------------------------------------------ */
@@ -545,7 +549,7 @@ static void on_probe(int result, struct evutil_addrinfo *res, void *arg)
         if (!same) {
             char why[400];
             snprintf(why, sizeof(why), "%s now points to %s", n->host, first);
-            fg_redis_node_replace(n, why, RS_ADDRESS_CHANGES);
+            fg_redis_node_replace(n, why, RS_ADDRESS_CHANGES, true);
         }
     }
     if (res != NULL)
@@ -736,7 +740,8 @@ void fg_redis_user_reply(struct rconn *c, struct fg_redis_req *q, redisReply *re
         }
         if (err_is(reply, "READONLY") && !r->cluster) {
             rstat_add(r->stats, RS_READONLY, 1);
-            fg_redis_node_replace(c->node, "a write was answered READONLY (failover)", RS_COUNT);
+            fg_redis_node_replace(c->node, "a write was answered READONLY (failover)", RS_COUNT,
+                                  true);
         }
     }
     req_answer(q, FG_REDIS_REPLY, reply);

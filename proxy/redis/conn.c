@@ -3,15 +3,16 @@
  * through proxy/tls's verified client), with hiredis as the RESP codec only.
  *
  * Life: RESOLVING (the node's name looked up again with evdns: a failover that moves the
- * name is followed on the next connection) → CONNECTING (TCP, then the TLS handshake) →
- * HANDSHAKE (AUTH with the password or a fresh IAM token, SELECT, the slot-map question,
- * all pipelined) → READY → CLOSED. One timer bounds the way to READY (connect_timeout),
- * then says when the connection is too old (max_connection_age), then, once replaced,
- * how long its last answers may take.
+ * name is followed on the next connection) → CONNECTING (our own non-blocking TCP connect,
+ * so that a refused port is told apart from a failed handshake) → TLS (rediss://: the
+ * handshake, the certificate checked) → HANDSHAKE (AUTH with the password or a fresh IAM
+ * token, SELECT, the slot-map question, all pipelined) → READY → CLOSED. One timer bounds
+ * the way to READY (connect_timeout), then says when the connection is too old
+ * (max_connection_age), then, once replaced, how long its last answers may take.
  *
- * Commands are written as they come (libevent sends what one loop turn queued in one
- * write: pipelining for free) and answered in order, so the requests in flight are a
- * FIFO. Failures never run a callback from inside the function that met them when a
+ * Commands are written as they come (write-through: one send per command when nothing
+ * waits, libevent's buffer otherwise) and answered in order, so the requests in flight
+ * are a FIFO. Failures never run a callback from inside the function that met them when a
  * caller could be in the middle of an update: a failure found while the connection is
  * being created is reported from its timer, on the next loop turn.
  */
@@ -81,16 +82,25 @@ static void fail_soon(struct rconn *c, const char *why)
 /* ---- requests on the wire ------------------------------------------------------------ */
 
 /* Format and write one command; the formatted copy is wiped first when it holds a
- * secret. */
+ * secret. Write-through on plain sockets: when nothing waits in the output buffer the
+ * command goes out at once with one send(), instead of arming EPOLLOUT and writing on the
+ * next loop turn (a decision would wait a turn, and pay two epoll_ctl). The TLS
+ * bufferevent already writes at once. */
 static bool write_cmd(struct rconn *c, int argc, const char **argv, const size_t *lens, bool secret)
 {
     char *cmd = NULL;
     long long n = redisFormatCommandArgv(&cmd, argc, argv, lens);
     if (n < 0 || cmd == NULL)
         return false;
-    int rc = bufferevent_write(c->bev, cmd, (size_t)n);
+    size_t len = (size_t)n, done = 0;
+    if (c->ssl == NULL && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        ssize_t w = send(bufferevent_getfd(c->bev), cmd, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0)
+            done = (size_t)w; /* an error is the bufferevent's to find and report */
+    }
+    int rc = done < len ? bufferevent_write(c->bev, cmd + done, len - done) : 0;
     if (secret)
-        OPENSSL_cleanse(cmd, (size_t)n);
+        OPENSSL_cleanse(cmd, len);
     redisFreeCommand(cmd);
     return rc == 0;
 }
@@ -599,7 +609,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         rstat_add(r->stats, RS_AGED_OUT, 1);
         fg_redis_conn_fail(c, NULL); /* resubscribed on a new connection at once */
     } else {
-        fg_redis_node_replace(c->node, "max_connection_age reached", RS_AGED_OUT);
+        fg_redis_node_replace(c->node, "max_connection_age reached", RS_AGED_OUT, false);
     }
 }
 
@@ -644,7 +654,10 @@ static void tcp_connected(struct rconn *c)
     evutil_socket_t fd = c->fd;
     set_socket_options(fd);
     if (r->ep->tls != NULL) {
-        c->ssl = fg_tls_client_ssl_new(r->ep->tls, c->node->tls_name, c->node->tls_name);
+        /* sessions are resumed per node: nodes of a cluster may share a name */
+        char session[300];
+        snprintf(session, sizeof(session), "%s:%d", c->node->host, c->node->port);
+        c->ssl = fg_tls_client_ssl_new(r->ep->tls, c->node->tls_name, session);
         if (c->ssl == NULL) {
             fg_redis_conn_fail(c, "cannot make a TLS session");
             return;

@@ -341,7 +341,9 @@ struct rnode *fg_redis_node_get(struct fg_redis *r, const char *host, int port,
 void fg_redis_node_conn_ready(struct rnode *n, struct rconn *c);
 /* c left n: failed (count, log, reconnect) or quiet (closed on purpose). */
 void fg_redis_node_conn_closed(struct rnode *n, struct rconn *c, bool failed, bool was_ready);
-void fg_redis_node_replace(struct rnode *n, const char *why, enum rstat counter);
+/* Open a new connection beside n's and move to it once ready (counter counted, unless
+ * RS_COUNT); moved: the node's address changed, so its pub/sub connection goes too. */
+void fg_redis_node_replace(struct rnode *n, const char *why, enum rstat counter, bool moved);
 void fg_redis_want_refresh(struct fg_redis *r);
 void fg_redis_apply_map(struct fg_redis *r, struct rconn *from, const struct slot_range *m,
                         size_t n);

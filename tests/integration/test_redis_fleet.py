@@ -349,6 +349,50 @@ def test_moved_name_with_the_old_node_alive_loses_no_decision(flashgate, pki, tm
         dns.stop()
 
 
+def test_demoted_primary_answers_readonly_and_the_client_moves(flashgate, tmp_path):
+    """A failover as ElastiCache does it for a cluster-mode-disabled cache: the replica is
+    promoted, the old primary becomes its replica (and answers writes READONLY), the
+    primary endpoint's name moves. The next lookup is far away (resolve_interval 1h): the
+    READONLY answer itself makes the client look the name up again and move."""
+    port = free_port()
+    a = rf.RedisServer(tmp_path, "a", port=port, bind="127.0.0.1")
+    b = rf.RedisServer(tmp_path, "b", port=port, bind="127.0.0.2")
+    dns = rf.DnsServer()
+    dns.records["primary.fleet.test"] = ["127.0.0.1"]
+    try:
+        assert b.cmd("REPLICAOF", "127.0.0.1", port) == "OK"
+        fg = fleet(flashgate, f"redis fleet {{ url redis://primary.fleet.test:{port}; "
+                              f"resolve_interval 1h; }}", rate="1r/m", burst=1000,
+                   main=f"resolver 127.0.0.1:{dns.port};")
+        wait_connected(fg)
+        assert timed_get(fg.port)[0] == 200
+        # the failover
+        assert b.cmd("REPLICAOF", "NO", "ONE") == "OK"
+        assert a.cmd("REPLICAOF", "127.0.0.2", port) == "OK"
+        dns.records["primary.fleet.test"] = ["127.0.0.2"]
+        end = time.time() + 6
+        while time.time() < end and rstat(fg)["readonly"] < 1:
+            s, t = timed_get(fg.port)
+            assert s == 200 and t < LATE_S
+            time.sleep(0.02)
+        assert rstat(fg)["readonly"] >= 1
+        b.cmd("DEL", rkey("fleet", "/api"))
+        ok0 = lim(fg)["ok"]
+        while time.time() < end and lim(fg)["ok"] == ok0:  # the new connection is ready
+            assert timed_get(fg.port)[0] == 200
+            time.sleep(0.02)
+        ok0 = lim(fg)["ok"]
+        for _ in range(5):
+            assert timed_get(fg.port)[0] == 200
+        assert lim(fg)["ok"] == ok0 + 5  # on the new primary, without a reload
+        assert b.cmd("EXISTS", rkey("fleet", "/api")) == 1
+        assert stats(fg)["generation"] == 1
+    finally:
+        a.kill()
+        b.kill()
+        dns.stop()
+
+
 # ---- ElastiCache IAM authentication ----------------------------------------------------------
 
 
