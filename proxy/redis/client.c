@@ -135,7 +135,7 @@ static void waiting_remove(struct rnode *n, struct fg_redis_req *q)
     q->node = NULL;
 }
 
-static void on_req_timeout(evutil_socket_t fd, short what, void *arg)
+static void req_timed_out(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct fg_redis_req *q = arg;
@@ -172,6 +172,8 @@ static void on_req_timeout(evutil_socket_t fd, short what, void *arg)
     /* else: a slow answer is still due; the connection frees q when it comes */
     cb(FG_REDIS_TIMEOUT, NULL, cb_arg);
 }
+
+static void on_req_timeout(evutil_socket_t fd, short what, void *arg);
 
 static const struct timeval *common_tv(struct fg_redis *r, uint64_t ms, struct timeval *tmp)
 {
@@ -328,7 +330,7 @@ static void schedule(struct fg_redis *r, struct event *ev, unsigned *backoff)
     evtimer_add(ev, &tv);
 }
 
-static void on_reconnect(evutil_socket_t fd, short what, void *arg)
+static void reconnect_due(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct rnode *n = arg;
@@ -337,6 +339,11 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
     if (n->active == NULL) {
         if (node_wanted(n))
             node_connect(n);
+    } else if (n->moved_to[0] != '\0') {
+        char why[400];
+        snprintf(why, sizeof(why), "%s now points to %s", n->host, n->moved_to);
+        n->moved_to[0] = '\0';
+        fg_redis_node_replace(n, why, RS_ADDRESS_CHANGES, true);
     } else if (n->replace_pending) {
         n->replace_pending = false;
         n->last_replace_us = 0;
@@ -344,7 +351,7 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void on_ps_reconnect(evutil_socket_t fd, short what, void *arg)
+static void ps_reconnect_due(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     fg_redis_pubsub_start(arg);
@@ -547,9 +554,9 @@ static void on_probe(int result, struct evutil_addrinfo *res, void *arg)
             same |= fg_redis_conn_peer_is(n->active, a->ai_addr);
         }
         if (!same) {
-            char why[400];
-            snprintf(why, sizeof(why), "%s now points to %s", n->host, first);
-            fg_redis_node_replace(n, why, RS_ADDRESS_CHANGES, true);
+            /* not from inside evdns: on the next loop turn (reconnect_due) */
+            snprintf(n->moved_to, sizeof(n->moved_to), "%s", first[0] ? first : "?");
+            event_active(n->reconnect_ev, EV_TIMEOUT, 0);
         }
     }
     if (res != NULL)
@@ -794,15 +801,21 @@ void fg_redis_free(struct fg_redis *r)
     if (r == NULL)
         return;
     FG_ASSERT(r->magic == REDIS_MAGIC);
+    if (r->freeing)
+        return; /* already closing, from inside one of its own callbacks */
     r->freeing = true;
+    fg_redis_enter(r); /* the callbacks below (LOST answers) may not free it again */
     struct fg_redis_sub *s;
     while ((s = TAILQ_FIRST(&r->subs)) != NULL)
         fg_redis_unsubscribe(s);
     if (r->refresh_ev != NULL)
-        event_free(r->refresh_ev);
+        event_del(r->refresh_ev);
     for (size_t i = 0; i < r->n_nodes; i++) {
         struct rnode *n = r->nodes[i];
         struct rconn *c;
+        evtimer_del(n->reconnect_ev);
+        evtimer_del(n->ps_reconnect_ev);
+        evtimer_del(n->resolve_ev);
         if (n->next != NULL)
             fg_redis_conn_fail(n->next, NULL);
         if (n->active != NULL)
@@ -822,6 +835,14 @@ void fg_redis_free(struct fg_redis *r)
             evdns_getaddrinfo_cancel(d);
         }
     }
+    r->free_pending = true;
+    fg_redis_leave(r); /* frees it now, or when the callback it was called from returns */
+}
+
+static void really_free(struct fg_redis *r)
+{
+    if (r->refresh_ev != NULL)
+        event_free(r->refresh_ev);
     for (size_t i = 0; i < r->n_nodes; i++) {
         struct rnode *n = r->nodes[i];
         event_free(n->reconnect_ev);
@@ -952,4 +973,44 @@ void fg_redis_cancel(struct fg_redis_req *q)
         waiting_remove(q->node, q);
         fg_redis_req_free(q);
     }
+}
+
+/* ---- libevent's entry points (see fg_redis_enter) ---------------------------------------- */
+
+void fg_redis_enter(struct fg_redis *r)
+{
+    r->busy++;
+}
+
+static void really_free(struct fg_redis *r);
+
+void fg_redis_leave(struct fg_redis *r)
+{
+    FG_ASSERT(r->busy > 0);
+    if (--r->busy == 0 && r->free_pending)
+        really_free(r);
+}
+
+static void on_req_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct fg_redis *r = ((struct fg_redis_req *)arg)->r;
+    fg_redis_enter(r);
+    req_timed_out(fd, what, arg);
+    fg_redis_leave(r);
+}
+
+static void on_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+    struct fg_redis *r = ((struct rnode *)arg)->r;
+    fg_redis_enter(r);
+    reconnect_due(fd, what, arg);
+    fg_redis_leave(r);
+}
+
+static void on_ps_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+    struct fg_redis *r = ((struct rnode *)arg)->r;
+    fg_redis_enter(r);
+    ps_reconnect_due(fd, what, arg);
+    fg_redis_leave(r);
 }

@@ -44,6 +44,9 @@ static void start_connect(struct rconn *c);
 static void send_handshake(struct rconn *c);
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
+static void on_poll(evutil_socket_t fd, short what, void *arg);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void on_connect(evutil_socket_t fd, short what, void *arg);
 
 static struct timeval tv_ms(uint64_t ms)
 {
@@ -466,7 +469,7 @@ static void dispatch(struct rconn *c, redisReply *reply)
     }
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void read_replies(struct bufferevent *bev, void *arg)
 {
     struct rconn *c = arg;
     FG_ASSERT(c->magic == CONN_MAGIC);
@@ -540,7 +543,7 @@ static void tls_failure(struct rconn *c, short what, char *why, size_t cap)
     }
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void socket_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     struct rconn *c = arg;
@@ -572,7 +575,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     fg_redis_conn_fail(c, why);
 }
 
-static void on_poll(evutil_socket_t fd, short what, void *arg)
+static void poll_creds(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct rconn *c = arg;
@@ -581,7 +584,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         send_handshake(c);
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+static void timer_fired(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     struct rconn *c = arg;
@@ -688,7 +691,7 @@ static void tcp_connected(struct rconn *c)
     send_handshake(c);
 }
 
-static void on_connect(evutil_socket_t fd, short what, void *arg)
+static void connect_done(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct rconn *c = arg;
@@ -878,4 +881,49 @@ void fg_redis_conn_drain(struct rconn *c)
     evtimer_del(c->timer);
     struct timeval tv = tv_ms(FG_REDIS_DRAIN_MS);
     evtimer_add(c->timer, &tv);
+}
+
+/* ---- libevent's entry points ------------------------------------------------------------ */
+
+/* Each runs the work between fg_redis_enter and fg_redis_leave: the owner's callbacks may
+ * free the client, whose memory stays until the outermost of these returns. */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct fg_redis *r = ((struct rconn *)arg)->r;
+    fg_redis_enter(r);
+    read_replies(bev, arg);
+    fg_redis_leave(r);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct fg_redis *r = ((struct rconn *)arg)->r;
+    fg_redis_enter(r);
+    socket_event(bev, what, arg);
+    fg_redis_leave(r);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct fg_redis *r = ((struct rconn *)arg)->r;
+    fg_redis_enter(r);
+    poll_creds(fd, what, arg);
+    fg_redis_leave(r);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct fg_redis *r = ((struct rconn *)arg)->r;
+    fg_redis_enter(r);
+    timer_fired(fd, what, arg);
+    fg_redis_leave(r);
+}
+
+static void on_connect(evutil_socket_t fd, short what, void *arg)
+{
+    struct fg_redis *r = ((struct rconn *)arg)->r;
+    fg_redis_enter(r);
+    connect_done(fd, what, arg);
+    fg_redis_leave(r);
 }

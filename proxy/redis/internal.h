@@ -280,6 +280,7 @@ struct rnode {
     bool probe_done;
     uint64_t last_replace_us;
     bool replace_pending; /* a replacement failed: try again after the backoff */
+    char moved_to[64];    /* a lookup found the name elsewhere: replace on the next turn */
     bool complained;
 };
 
@@ -328,11 +329,18 @@ struct fg_redis {
     struct subq subs;
     uint64_t rng;
     bool freeing;
+    unsigned busy;     /* libevent callbacks of this client running (fg_redis_enter) */
+    bool free_pending; /* fg_redis_free ran inside one: memory goes when the last returns */
     struct common_tv tvs[8];
     size_t n_tvs;
 };
 
 /* client.c, for conn.c and pubsub.c */
+/* Around every libevent callback that may reach the owner's code: the owner may free the
+ * client from a callback (a reload releasing the last snapshot), and its memory must
+ * outlive the frames still running. */
+void fg_redis_enter(struct fg_redis *r);
+void fg_redis_leave(struct fg_redis *r);
 void fg_redis_emit(struct fg_redis *r, enum fg_redis_event ev);
 uint64_t fg_redis_jitter(struct fg_redis *r, uint64_t max);
 struct evdns_base *fg_redis_dns(struct fg_redis *r);

@@ -232,10 +232,12 @@ void fg_redis_unsubscribe(struct fg_redis_sub *s)
         return;
     FG_ASSERT(s->magic == SUB_MAGIC);
     struct fg_redis *r = s->r;
+    fg_redis_enter(r); /* a failed send calls owners back; none may free r meanwhile */
+    TAILQ_REMOVE(&r->subs, s, link);
     if (s->subscribed && ps_ready(s->node) && !r->freeing)
         send_sub(s->node->pubsub, s, false);
-    TAILQ_REMOVE(&r->subs, s, link);
     s->magic = 0;
     free(s->channel);
     free(s);
+    fg_redis_leave(r);
 }

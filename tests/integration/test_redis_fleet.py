@@ -7,6 +7,7 @@ handshake. Every request is answered, and never later than its limit's timeout a
 """
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -149,6 +150,15 @@ def test_tls_acl_user_with_password_file(flashgate, pki, tmp_path):
         assert f"password_file {pw};" in conf and "s3cret-pw" not in conf
         assert f"url rediss://app@127.0.0.1:{r.port};" in conf
         assert "s3cret-pw" not in json.dumps(stats(fg)) and "s3cret-pw" not in fg.errors()
+        # /metrics: valid exposition, the same numbers, one series per endpoint
+        from test_metrics import scrape, value
+        fams, text = scrape(fg)
+        assert value(fams, "flashgate_redis_tls_handshakes_total",
+                     endpoint="fleet") == rstat(fg)["tls_handshakes"]
+        assert value(fams, "flashgate_redis_auth_failures_total", endpoint="fleet",
+                     kind="wrongpass") == 0
+        assert fams["flashgate_redis_connects_total"].type == "counter"
+        assert "s3cret-pw" not in text
     finally:
         r.kill()
 
@@ -273,6 +283,41 @@ def test_hung_killed_restarted_and_stalled_every_answer_in_time(flashgate, pki, 
     finally:
         r.kill()
         silent.stop()
+
+
+def test_reloads_during_traffic(flashgate, pki, tmp_path):
+    """A reload makes new clients and retires the old ones while decisions are in flight
+    (the last request of an old snapshot may finish inside a Redis callback): every request
+    answered, decisions back on Redis under the new generation, a rotated password taken."""
+    r = rf.RedisServer(tmp_path, "tls", tls=pki, users=["app on >pw-1 ~* &* +@all"])
+    try:
+        pw = password_file(tmp_path, "redis.pass", "pw-1")
+        fg = fleet(flashgate, f"redis fleet {{ url rediss://app@127.0.0.1:{r.port}; "
+                              f"password_file {pw}; ssl_ca_file {pki['ca']}; }}",
+                   rate="100r/s", burst=100)
+        wait_connected(fg)
+        traffic = Traffic([fg.port])
+        for gen in range(2, 6):
+            time.sleep(0.2)
+            if gen == 4:  # the password is rotated: the server first, then the file
+                assert r.cmd("ACL", "SETUSER", "app", "resetpass", ">pw-2") == "OK"
+                password_file(tmp_path, "redis.pass", "pw-2")
+            fg.proc.send_signal(signal.SIGHUP)
+            end = time.time() + 5
+            while time.time() < end and stats(fg)["generation"] < gen:
+                time.sleep(0.05)
+            assert stats(fg)["generation"] == gen
+        time.sleep(0.5)
+        results = traffic.stop()
+        assert fg.proc.poll() is None
+        assert {st for st, _ in results} == {200} and max(t for _, t in results) < LATE_S
+        ok0 = lim(fg)["ok"]
+        for _ in range(5):
+            assert timed_get(fg.port)[0] == 200
+        assert lim(fg)["ok"] == ok0 + 5
+        assert "pw-1" not in fg.errors() and "pw-2" not in fg.errors()
+    finally:
+        r.kill()
 
 
 # ---- DNS failover -----------------------------------------------------------------------

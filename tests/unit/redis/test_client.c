@@ -600,6 +600,65 @@ static void test_max_inflight_cancel_and_free(void **state)
     assert_int_equal(d.st, FG_REDIS_LOST);
 }
 
+/* The owner frees the client from inside one of its callbacks (a reload releasing the last
+ * snapshot does): the others are answered LOST at once, nothing is touched after. */
+struct freer {
+    struct fg_redis *r;
+    int calls, lost;
+};
+
+static void on_free_me(enum fg_redis_status st, const struct redisReply *reply, void *arg)
+{
+    (void)reply;
+    struct freer *f = arg;
+    f->calls++;
+    if (st == FG_REDIS_LOST)
+        f->lost++;
+    if (f->r != NULL) {
+        struct fg_redis *r = f->r;
+        f->r = NULL;
+        fg_redis_free(r);
+    }
+}
+
+static void test_free_from_inside_a_callback(void **state)
+{
+    (void)state;
+    char url[128];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", tls_plain_port);
+    struct fg_redis *r = client(endpoint("freer", url, NULL, FG_REDIS_CLUSTER_AUTO));
+    assert_true(wait_ready(r, 2 * S));
+    /* a reply: freed from the read loop, the rest of the pipeline answered LOST */
+    struct freer f = {.r = r};
+    const char *argv[] = {"PING"};
+    struct fg_redis_cmd c = {.argc = 1, .argv = argv, .timeout_ms = 1000};
+    for (int i = 0; i < 5; i++)
+        assert_non_null(fg_redis_command(r, &c, on_free_me, &f));
+    uint64_t end = fg_mono_us() + 2 * S;
+    while (f.calls < 5 && fg_mono_us() < end)
+        turn();
+    assert_int_equal(f.calls, 5);
+    assert_int_equal(f.lost, 4);
+    assert_null(f.r);
+
+    /* a deadline: freed from the timer callback */
+    r = client(endpoint("freer2", url, NULL, FG_REDIS_CLUSTER_AUTO));
+    assert_true(wait_ready(r, 2 * S));
+    kill(procs[tls_slot], SIGSTOP);
+    struct freer g = {.r = r};
+    c.timeout_ms = 30;
+    assert_non_null(fg_redis_command(r, &c, on_free_me, &g));
+    c.timeout_ms = 5000;
+    assert_non_null(fg_redis_command(r, &c, on_free_me, &g));
+    end = fg_mono_us() + 2 * S;
+    while (g.calls < 2 && fg_mono_us() < end)
+        turn();
+    kill(procs[tls_slot], SIGCONT);
+    assert_int_equal(g.calls, 2);
+    assert_null(g.r);
+    spin(50 * MS); /* nothing left to fire */
+}
+
 /* ---- scripts ------------------------------------------------------------------------------- */
 
 static void test_scripts(void **state)
@@ -935,6 +994,7 @@ int main(void)
         cmocka_unit_test(test_pipelined_in_order),
         cmocka_unit_test(test_deadline_on_a_hung_server),
         cmocka_unit_test(test_max_inflight_cancel_and_free),
+        cmocka_unit_test(test_free_from_inside_a_callback),
         cmocka_unit_test(test_scripts),
         cmocka_unit_test(test_pubsub_survives_a_restart),
         cmocka_unit_test(test_cluster_routing_and_migration),
