@@ -177,7 +177,7 @@ struct fg_ratelimit_redis_opts {
     unsigned timeout_ms;     /* 30: per decision, then the local table answers */
     unsigned backoff_min_ms; /* 100: first reconnect delay */
     unsigned backoff_max_ms; /* 5000: the delay doubles up to this (with jitter) */
-    unsigned max_inflight;   /* 1000: decisions waiting at once; beyond, local */
+    unsigned max_inflight;   /* 1000: decisions waiting at once on one connection; beyond, local */
     const char *key_prefix;  /* "fg:rl:": Redis keys are prefix + name + ':' + key */
 };
 
