@@ -17,8 +17,9 @@ packages=(
     python3 python3-pytest python3-brotli curl procps util-linux ca-certificates openssl iproute2
     # the agent's full-disk test mounts a tmpfs
     mount
-    # later features' real parts (Redis backend)
-    redis-server
+    # later features' real parts: Redis (redis-server is built with TLS; redis-cli makes
+    # the test clusters)
+    redis-server redis-tools
     # benchmarks
     nginx-light wrk
     # packaging checks; man-db: systemd-analyze verify runs man for the units'

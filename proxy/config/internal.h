@@ -50,6 +50,7 @@ enum fg_conf_ctx {
     FG_CTX_LIMIT = 1u << 6,
     FG_CTX_OFFLOAD = 1u << 7, /* a route's offload block */
     FG_CTX_AGENT = 1u << 8,   /* flashgate-agent.conf (one context, no blocks) */
+    FG_CTX_REDIS = 1u << 9,
 };
 
 struct fg_conf_schema;
@@ -125,7 +126,7 @@ extern const struct fg_conf_schema fg_conf_agent; /* flashgate-agent.conf (agent
 const struct fg_conf_directive *fg_conf_directive_find(const struct fg_conf_schema *sc,
                                                        const char *name, unsigned ctx);
 /* "main", "upstream", "server", "route", "admin", "cache", "limit", "offload",
- * "flashgate-agent.conf": the context's name. */
+ * "redis", "flashgate-agent.conf": the context's name. */
 const char *fg_conf_ctx_name(unsigned ctx);
 
 /* Load the statements of one block (context ctx) into obj: each is looked up in the
