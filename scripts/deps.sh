@@ -19,8 +19,9 @@ packages=(
     chromium
     # the agent's full-disk test mounts a tmpfs
     mount
-    # later features' real parts (Redis backend)
-    redis-server
+    # later features' real parts: Redis (redis-server is built with TLS; redis-cli makes
+    # the test clusters)
+    redis-server redis-tools
     # benchmarks
     nginx-light wrk
     # packaging checks; man-db: systemd-analyze verify runs man for the units'

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "config/internal.h"
+#include "redis/redis.h"
 #include "tls/tls.h"
 
 #define MAX_FILE_SIZE (16u * 1024 * 1024)
@@ -223,6 +224,18 @@ void fg_config_errors_free(struct fg_config_errors *errs)
 
 /* ---- lifetime -------------------------------------------------------------------------- */
 
+static void conf_redis_free(struct fg_conf_redis *rd)
+{
+    free(rd->url);
+    free(rd->password_file);
+    free(rd->iam_user);
+    free(rd->iam_cache);
+    free(rd->iam_region);
+    free(rd->imds_endpoint);
+    free(rd->ssl_ca_file);
+    fg_redis_endpoint_unref(rd->ep);
+}
+
 void fg_conf_free(struct fg_config *c)
 {
     if (c == NULL)
@@ -271,9 +284,19 @@ void fg_conf_free(struct fg_config *c)
     }
     free(c->upstreams);
     free(c->caches);
-    for (size_t i = 0; i < c->n_limits; i++)
-        free(c->limits[i].redis_url);
+    for (size_t i = 0; i < c->n_limits; i++) {
+        free(c->limits[i].redis_name);
+        if (c->limits[i].redis_inline != NULL) {
+            conf_redis_free(c->limits[i].redis_inline);
+            free(c->limits[i].redis_inline);
+        }
+    }
     free(c->limits);
+    for (size_t i = 0; i < c->n_redis; i++)
+        conf_redis_free(&c->redis[i]);
+    free(c->redis);
+    for (size_t i = 0; i < c->n_resolvers; i++)
+        free(c->resolvers[i]);
     free(c->admin.token);
     free(c->emf.target);
     free(c->emf.path);
@@ -601,12 +624,56 @@ static void dump_limit(const struct fg_conf_limit *l, FILE *out)
     if (l->redis) {
         char b[32];
         fputs("    backend redis ", out);
-        put_masked_url(out, l->redis_url);
+        if (l->redis_inline != NULL)
+            put_masked_url(out, l->redis_inline->url);
+        else
+            put_word(out, l->redis_name);
         fprintf(out, " timeout=%s fail=%s;\n", fmt_dur(l->redis_timeout_ms, b, sizeof(b)),
                 l->fail_closed ? "closed" : "open");
     } else {
         fputs("    backend local;\n", out);
     }
+    fputs("}\n", out);
+}
+
+static void dump_redis(const struct fg_conf_redis *rd, FILE *out)
+{
+    static const char *const modes[] = {"auto", "on", "off"};
+    char b[32];
+    fprintf(out, "\nredis %s {\n    url ", rd->name);
+    put_masked_url(out, rd->url);
+    fputs(";\n", out);
+    if (rd->password_file != NULL) {
+        fputs("    password_file ", out);
+        put_word(out, rd->password_file);
+        fputs(";\n", out);
+    }
+    if (rd->iam) {
+        fputs("    auth iam user=", out);
+        put_word(out, rd->iam_user);
+        fputs(" cache=", out);
+        put_word(out, rd->iam_cache);
+        if (rd->iam_serverless)
+            fputs(" serverless", out);
+        if (rd->iam_region != NULL)
+            fprintf(out, " region=%s", rd->iam_region);
+        fputs(";\n", out);
+        fputs("    imds_endpoint ", out);
+        put_word(out, rd->imds_endpoint != NULL ? rd->imds_endpoint : "http://169.254.169.254");
+        fputs(";\n", out);
+    }
+    if (rd->ssl_ca_file != NULL) {
+        fputs("    ssl_ca_file ", out);
+        put_word(out, rd->ssl_ca_file);
+        fputs(";\n", out);
+    }
+    fprintf(out, "    cluster %s;\n", modes[rd->cluster]);
+    fprintf(out, "    connect_timeout %s;\n", fmt_dur(rd->connect_timeout_ms, b, sizeof(b)));
+    fprintf(out, "    resolve_interval %s;\n", fmt_dur(rd->resolve_interval_ms, b, sizeof(b)));
+    uint64_t age = rd->max_connection_age_set ? rd->max_connection_age_ms
+                   : rd->iam                  ? FG_CONF_REDIS_IAM_AGE_MS
+                                              : 0;
+    fprintf(out, "    max_connection_age %s;\n", age ? fmt_dur(age, b, sizeof(b)) : "off");
     fputs("}\n", out);
 }
 
@@ -744,6 +811,14 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
                 fmt_size(c->caches[i].max_object, m, sizeof(m)));
     }
     fprintf(out, "limit_table_entries %llu;\n", (unsigned long long)c->limit_table_entries);
+    if (c->n_resolvers > 0) {
+        fputs("resolver", out);
+        for (size_t i = 0; i < c->n_resolvers; i++)
+            fprintf(out, " %s", c->resolvers[i]);
+        fputs(";\n", out);
+    }
+    for (size_t i = 0; i < c->n_redis; i++)
+        dump_redis(&c->redis[i], out);
     for (size_t i = 0; i < c->n_limits; i++)
         dump_limit(&c->limits[i], out);
     for (size_t i = 0; i < c->n_servers; i++)

@@ -27,6 +27,8 @@
 struct fg_tls_server;
 struct fg_tls_client;
 struct fg_tls_ticket_keys;
+/* A Redis endpoint (proxy/redis/redis.h), built at load and owned by the snapshot. */
+struct fg_redis_endpoint;
 
 enum fg_balance { FG_BALANCE_ROUND_ROBIN = 0, FG_BALANCE_LEAST_CONN };
 
@@ -82,21 +84,51 @@ enum fg_conf_limit_key_part {
 
 #define FG_CONF_LIMIT_KEY_PARTS 4
 
-/* `limit NAME { key ...; rate 50r/s; burst 100; backend local|redis URL; }`. The runtime
- * form (struct fg_ratelimit_limit) is built by the server from these numbers. */
+/* `redis NAME { url rediss://...; password_file ...; auth iam ...; }`: one Redis (or
+ * ElastiCache) endpoint that features name. `backend redis URL` in a limit makes an
+ * unnamed one the same way. The runtime endpoint is built at load, once the rest of the
+ * config is right: the password file read and checked, the TLS context made. */
+/* max_connection_age with auth iam when not written: an hour before ElastiCache's cut. */
+#define FG_CONF_REDIS_IAM_AGE_MS (11ull * 3600 * 1000)
+
+enum fg_conf_redis_cluster { FG_CONF_CLUSTER_AUTO = 0, FG_CONF_CLUSTER_ON, FG_CONF_CLUSTER_OFF };
+
+struct fg_conf_redis {
+    char name[FG_CONF_NAME_MAX];
+    char *url;           /* may hold a password: masked in dumps */
+    char *password_file; /* NULL: none */
+    bool iam;            /* `auth iam user=ID cache=NAME [serverless] [region=R]` */
+    char *iam_user, *iam_cache, *iam_region;
+    bool iam_serverless;
+    char *imds_endpoint;                /* NULL: http://169.254.169.254 */
+    char *ssl_ca_file;                  /* NULL: the system store */
+    enum fg_conf_redis_cluster cluster; /* default auto */
+    uint64_t connect_timeout_ms;        /* default 1s */
+    uint64_t resolve_interval_ms;       /* default 5s; 0: on reconnect only */
+    uint64_t max_connection_age_ms;     /* 0: never */
+    bool max_connection_age_set;        /* written (else: 11h with auth iam, never) */
+    size_t line;
+    struct fg_redis_endpoint *ep; /* built at load (NULL in a config with errors) */
+};
+
+/* `limit NAME { key ...; rate 50r/s; burst 100; backend local|redis NAME|URL; }`. The
+ * runtime form (struct fg_ratelimit_limit) is built by the server from these numbers. */
 struct fg_conf_limit {
     char name[FG_CONF_NAME_MAX];
     size_t index;
     enum fg_conf_limit_key_part key[FG_CONF_LIMIT_KEY_PARTS];
     char key_name[FG_CONF_LIMIT_KEY_PARTS][64]; /* header or cookie name, lowercased */
     size_t n_key;
-    uint64_t requests;         /* per period */
-    uint64_t period_ms;        /* 1s, 1m or 1h as written */
-    uint64_t burst;            /* default 0 */
-    bool redis;                /* backend redis */
-    char *redis_url;           /* with the password: masked in dumps */
-    uint64_t redis_timeout_ms; /* default 20ms (FG_RATELIMIT_REDIS_TIMEOUT_MS) */
-    bool fail_closed;          /* refuse when Redis cannot answer; default open */
+    uint64_t requests;                  /* per period */
+    uint64_t period_ms;                 /* 1s, 1m or 1h as written */
+    uint64_t burst;                     /* default 0 */
+    bool redis;                         /* backend redis */
+    char *redis_name;                   /* `backend redis NAME`: a redis block */
+    struct fg_conf_redis *redis_inline; /* `backend redis URL`: its own endpoint */
+    size_t redis_line;                  /* of the backend line */
+    struct fg_redis_endpoint *redis_ep; /* the endpoint either way, built at load */
+    uint64_t redis_timeout_ms;          /* default 20ms */
+    bool fail_closed;                   /* refuse when Redis cannot answer; default open */
     size_t line;
 };
 
@@ -306,6 +338,11 @@ struct fg_config {
     struct fg_conf_limit *limits;
     size_t n_limits;
     uint64_t limit_table_entries; /* keys the local rate-limit table holds; default 262144 */
+    struct fg_conf_redis *redis;  /* `redis NAME { ... }` blocks */
+    size_t n_redis;
+    char *resolvers[4]; /* `resolver ADDRESS ...`: DNS servers for run-time lookups (Redis
+                           endpoint names); none: /etc/resolv.conf */
+    size_t n_resolvers;
     struct fg_conf_server *servers;
     size_t n_servers;
 };

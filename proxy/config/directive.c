@@ -157,6 +157,8 @@ const char *fg_conf_ctx_name(unsigned ctx)
         return "limit";
     case FG_CTX_OFFLOAD:
         return "offload";
+    case FG_CTX_REDIS:
+        return "redis";
     case FG_CTX_AGENT:
         return "flashgate-agent.conf";
     case FG_CTX_EMF:

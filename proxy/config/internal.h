@@ -50,7 +50,8 @@ enum fg_conf_ctx {
     FG_CTX_LIMIT = 1u << 6,
     FG_CTX_OFFLOAD = 1u << 7, /* a route's offload block */
     FG_CTX_AGENT = 1u << 8,   /* flashgate-agent.conf (one context, no blocks) */
-    FG_CTX_EMF = 1u << 9,     /* the emf block (CloudWatch Embedded Metric Format) */
+    FG_CTX_REDIS = 1u << 9,
+    FG_CTX_EMF = 1u << 10, /* the emf block (CloudWatch Embedded Metric Format) */
 };
 
 struct fg_conf_schema;
@@ -125,8 +126,8 @@ extern const struct fg_conf_schema fg_conf_agent; /* flashgate-agent.conf (agent
 /* The entry for name in any of the contexts ctx, or NULL. */
 const struct fg_conf_directive *fg_conf_directive_find(const struct fg_conf_schema *sc,
                                                        const char *name, unsigned ctx);
-/* "main", "upstream", "server", "route", "admin", "cache", "limit", "offload", "emf",
- * "flashgate-agent.conf": the context's name. */
+/* "main", "upstream", "server", "route", "admin", "cache", "limit", "offload",
+ * "redis", "emf", "flashgate-agent.conf": the context's name. */
 const char *fg_conf_ctx_name(unsigned ctx);
 
 /* Load the statements of one block (context ctx) into obj: each is looked up in the

@@ -16,8 +16,11 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include <event2/util.h>
+
 #include "http/http.h"           /* enum fg_http_method, for the route method bits */
-#include "ratelimit/ratelimit.h" /* to check limits and Redis URLs where they are written */
+#include "ratelimit/ratelimit.h" /* to check limits where they are written */
+#include "redis/redis.h"         /* Redis URLs checked, endpoints built at load */
 #include "tls/tls.h"             /* certificates and CA files are loaded and checked here */
 
 /* ---- the loader's state ------------------------------------------------------------------ */
@@ -34,6 +37,7 @@ struct load_state {
     size_t *upstream_lines; /* line of each upstream block, parallel to c->upstreams */
     size_t *cache_lines;    /* likewise for c->caches */
     size_t *limit_lines;    /* likewise for c->limits */
+    size_t *redis_lines;    /* likewise for c->redis */
     struct listen_rec *listens;
     size_t n_listens, cap_listens;
     size_t server_line;        /* the server block being loaded */
@@ -1484,6 +1488,175 @@ static void h_limit_rate(struct fg_conf_loader *L, const struct fg_conf_directiv
     l->period_ms = period;
 }
 
+/* ---- Redis endpoints ------------------------------------------------------------------ */
+
+static size_t count_named(const struct fg_conf_stmt *stmts, size_t n, const char *name);
+
+static bool redis_url_ok(struct fg_conf_loader *L, size_t line, const char *url)
+{
+    struct fg_redis_url u;
+    char err[256];
+    if (!fg_redis_url_parse(url, &u, err, sizeof(err))) {
+        ERR(L, line, "%s", err);
+        return false;
+    }
+    return true;
+}
+
+static void redis_defaults(struct fg_conf_redis *rd)
+{
+    rd->connect_timeout_ms = 1000;
+    rd->resolve_interval_ms = 5000;
+}
+
+static void h_redis(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                    const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    (void)dir;
+    const char *name = st->args[1];
+    size_t idx = named_block(L, st, "redis", c->redis[0].name, sizeof(c->redis[0]), &c->n_redis,
+                             state(L)->redis_lines);
+    if (idx == SIZE_MAX)
+        return;
+    struct fg_conf_redis *rd = &c->redis[idx];
+    snprintf(rd->name, sizeof(rd->name), "%s", name);
+    rd->line = st->line;
+    redis_defaults(rd);
+    fg_conf_apply_defaults(L, FG_CTX_REDIS, rd);
+    fg_conf_walk(L, FG_CTX_REDIS, st->children, st->n_children, rd, 0);
+    /* "needs a url" only when none was written (a wrong one has its own message) */
+    if (st->closed && count_named(st->children, st->n_children, "url") == 0)
+        ERR(L, st->line, "redis '%s' needs a url (for example 'url rediss://host:6379;')", name);
+}
+
+static void h_redis_url(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                        const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_redis *rd = obj;
+    (void)dir;
+    if (!redis_url_ok(L, st->line, st->args[1]))
+        return;
+    free(rd->url);
+    rd->url = xstrdup(L, st->args[1], st->line);
+}
+
+static void h_redis_auth(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                         const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_redis *rd = obj;
+    (void)dir;
+    if (strcmp(st->args[1], "iam") != 0) {
+        ERR(L, st->line,
+            "use 'auth iam user=ID cache=NAME [serverless] [region=REGION];' (a password "
+            "goes in password_file)");
+        return;
+    }
+    const char *user = NULL, *cache = NULL, *region = NULL;
+    bool serverless = false;
+    for (size_t i = 2; i < st->n_args; i++) {
+        const char *a = st->args[i], *v;
+        if ((v = param(a, "user")) != NULL && v[0] != '\0' && strlen(v) < 128)
+            user = v;
+        else if ((v = param(a, "cache")) != NULL && v[0] != '\0' && strlen(v) < 128)
+            cache = v;
+        else if ((v = param(a, "region")) != NULL && fg_aws_region_valid(v, strlen(v)))
+            region = v;
+        else if (strcmp(a, "serverless") == 0)
+            serverless = true;
+        else {
+            ERR(L, st->line,
+                "invalid auth iam parameter '%s' (user=ID, cache=NAME, serverless, "
+                "region=REGION)",
+                a);
+            return;
+        }
+    }
+    if (user == NULL || cache == NULL) {
+        ERR(L, st->line, "auth iam needs user=ID and cache=NAME");
+        return;
+    }
+    free(rd->iam_user);
+    free(rd->iam_cache);
+    free(rd->iam_region);
+    rd->iam_user = xstrdup(L, user, st->line);
+    rd->iam_cache = xstrdup(L, cache, st->line);
+    rd->iam_region = region != NULL ? xstrdup(L, region, st->line) : NULL;
+    rd->iam_serverless = serverless;
+    rd->iam = true;
+}
+
+static void h_redis_cluster(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                            const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_redis *rd = obj;
+    (void)dir;
+    const char *v = st->args[1];
+    if (strcmp(v, "auto") == 0)
+        rd->cluster = FG_CONF_CLUSTER_AUTO;
+    else if (strcmp(v, "on") == 0)
+        rd->cluster = FG_CONF_CLUSTER_ON;
+    else if (strcmp(v, "off") == 0)
+        rd->cluster = FG_CONF_CLUSTER_OFF;
+    else
+        ERR(L, st->line, "invalid value '%s' for 'cluster' (auto, on or off)", v);
+}
+
+static void h_redis_max_age(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                            const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_redis *rd = obj;
+    const char *v = st->args[1];
+    uint64_t ms = 0;
+    if (strcmp(v, "off") != 0) {
+        if (!parse_duration_arg(L, st->line, dir->name, v, 7 * DAY_MS, &ms))
+            return;
+        if (ms < 1000) {
+            ERR(L, st->line, "max_connection_age %s is below 1s (or write off)", v);
+            return;
+        }
+    }
+    rd->max_connection_age_ms = ms;
+    rd->max_connection_age_set = true;
+}
+
+static void h_redis_imds(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                         const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_redis *rd = obj;
+    const char *v = st->args[1];
+    if (strncmp(v, "http://", 7) != 0 || v[7] == '\0' || strlen(v) >= 256) {
+        ERR(L, st->line, "invalid %s '%s' (an http:// URL, like http://169.254.169.254)", dir->name,
+            v);
+        return;
+    }
+    free(rd->imds_endpoint);
+    rd->imds_endpoint = xstrdup(L, v, st->line);
+}
+
+static void h_resolver(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                       const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    (void)dir;
+    for (size_t i = 0; i < c->n_resolvers; i++)
+        free(c->resolvers[i]);
+    c->n_resolvers = 0;
+    for (size_t i = 1; i < st->n_args; i++) {
+        struct sockaddr_storage ss;
+        int len = (int)sizeof(ss);
+        const char *a = st->args[i];
+        if (strlen(a) >= 64 || evutil_parse_sockaddr_port(a, (struct sockaddr *)&ss, &len) != 0) {
+            ERR(L, st->line,
+                "invalid resolver '%s' (an IP address with an optional port: "
+                "10.0.0.2, 127.0.0.1:5353, [fd00::2]:53)",
+                a);
+            return;
+        }
+        c->resolvers[c->n_resolvers++] = xstrdup(L, a, st->line);
+    }
+}
+
 static void h_limit_backend(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                             const struct fg_conf_stmt *st, void *obj)
 {
@@ -1497,14 +1670,17 @@ static void h_limit_backend(struct fg_conf_loader *L, const struct fg_conf_direc
     }
     if (strcmp(st->args[1], "redis") != 0 || st->n_args < 3) {
         ERR(L, st->line,
-            "use 'backend local;' or 'backend redis redis://host:6379 "
-            "[timeout=20ms] [fail=open|closed];'");
+            "use 'backend local;', 'backend redis NAME [timeout=20ms] [fail=open|closed];' "
+            "(NAME a redis block) or 'backend redis redis://host:6379 ...;'");
         return;
     }
-    struct fg_ratelimit_redis_url url;
-    char err[256];
-    if (!fg_ratelimit_redis_url_parse(st->args[2], &url, err, sizeof(err))) {
-        ERR(L, st->line, "%s", err);
+    const char *target = st->args[2];
+    bool is_url = strstr(target, "://") != NULL;
+    if (is_url && !redis_url_ok(L, st->line, target))
+        return;
+    if (!is_url && !valid_name(target)) {
+        ERR(L, st->line, "invalid redis name '%s' (a redis block's name, or a redis:// URL)",
+            target);
         return;
     }
     for (size_t i = 3; i < st->n_args; i++) {
@@ -1526,8 +1702,28 @@ static void h_limit_backend(struct fg_conf_loader *L, const struct fg_conf_direc
             return;
         }
     }
-    free(l->redis_url);
-    l->redis_url = xstrdup(L, st->args[2], st->line);
+    free(l->redis_name);
+    l->redis_name = NULL;
+    if (l->redis_inline != NULL) {
+        free(l->redis_inline->url);
+        free(l->redis_inline);
+        l->redis_inline = NULL;
+    }
+    if (is_url) {
+        struct fg_conf_redis *rd = calloc(1, sizeof(*rd));
+        if (rd == NULL) {
+            ERR(L, st->line, "out of memory");
+            return;
+        }
+        snprintf(rd->name, sizeof(rd->name), "limit.%.50s", l->name);
+        rd->line = st->line;
+        redis_defaults(rd);
+        rd->url = xstrdup(L, target, st->line);
+        l->redis_inline = rd;
+    } else {
+        l->redis_name = xstrdup(L, target, st->line);
+    }
+    l->redis_line = st->line;
     l->redis = true;
 }
 
@@ -1608,6 +1804,7 @@ static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *d
 #define LIM struct fg_conf_limit
 #define O   FG_CTX_OFFLOAD
 #define E   FG_CTX_EMF
+#define RD  FG_CTX_REDIS
 #define OF  struct fg_conf_route_offload
 #define UPS struct fg_conf_upstream
 #define SRV struct fg_conf_server
@@ -1660,6 +1857,39 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"limit_table_entries", M, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
      FIELD(struct fg_config, limit_table_entries), 1024, 1ull << 28, h_limit_table_entries, "number",
      "262144", "keys the local rate-limit table holds (32 bytes each); read at start"},
+    {"redis", M, 1, 1, FG_BLOCK_YES, true, CUSTOM(h_redis),
+     "name { ... }", "none", "a Redis or ElastiCache endpoint that features name"},
+    {"resolver", M, 1, 4, FG_BLOCK_NO, false, CUSTOM(h_resolver),
+     "address[:port] ...", "none",
+     "DNS servers for names looked up while running (Redis endpoints); none: /etc/resolv.conf"},
+
+    /* redis */
+    {"url", RD, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_redis_url),
+     "redis://[user[:password]@]host[:port][/db] | rediss://...", "none",
+     "where the server is; rediss:// speaks TLS (ElastiCache in-transit encryption)"},
+    {"password_file", RD, 1, 1, FG_BLOCK_NO, false, FG_T_STRING,
+     FIELD(struct fg_conf_redis, password_file), 0, 0, h_generic, "path", "none",
+     "a file holding the password, readable by its owner only (root or this user)"},
+    {"auth", RD, 1, 6, FG_BLOCK_NO, false, CUSTOM(h_redis_auth),
+     "iam user=id cache=name [serverless] [region=region]", "none",
+     "ElastiCache IAM authentication with tokens signed by the instance role"},
+    {"ssl_ca_file", RD, 1, 1, FG_BLOCK_NO, false, FG_T_STRING,
+     FIELD(struct fg_conf_redis, ssl_ca_file), 0, 0, h_generic, "path", "none",
+     "CA bundle the server's certificate is checked against; none: the system store"},
+    {"cluster", RD, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_redis_cluster),
+     "auto | on | off", "auto", "speak the cluster protocol: as the server says, always, never"},
+    {"connect_timeout", RD, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(struct fg_conf_redis, connect_timeout_ms), 10, 60000, h_generic, "duration", "1s",
+     "longest wait for DNS, TCP, TLS, AUTH and discovery of one connection"},
+    {"resolve_interval", RD, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(struct fg_conf_redis, resolve_interval_ms), 0, HOUR_MS, h_generic, "duration", "5s",
+     "look the endpoint name up again this often and move when it changed; 0s: on reconnect only"},
+    {"max_connection_age", RD, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_redis_max_age),
+     "duration | off", "11h with auth iam, else off",
+     "replace a connection this old, before ElastiCache cuts IAM connections at 12h"},
+    {"imds_endpoint", RD, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_redis_imds),
+     "url", "http://169.254.169.254",
+     "the instance metadata service that auth iam's credentials come from"},
 
     /* limit */
     {"key", LI, 1, 8, FG_BLOCK_NO, false, CUSTOM(h_limit_key),
@@ -1670,8 +1900,8 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"burst", LI, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(LIM, burst), 0, 1000000000,
      h_generic, "number", "0", "requests allowed at once above the rate"},
     {"backend", LI, 1, 4, FG_BLOCK_NO, false, CUSTOM(h_limit_backend),
-     "local | redis url [timeout=duration] [fail=open|closed]", "local",
-     "this instance's table, or one Redis for the whole fleet"},
+     "local | redis name|url [timeout=duration] [fail=open|closed]", "local",
+     "this instance's table, or one Redis (a redis block, or a URL) for the whole fleet"},
 
     /* offload */
     {"agent", O, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_offload_agent),
@@ -1917,6 +2147,7 @@ const struct fg_conf_directive fg_conf_directives[] = {
 #undef LIM
 #undef O
 #undef E
+#undef RD
 #undef OF
 #undef UPS
 #undef SRV
@@ -1939,6 +2170,8 @@ static unsigned block_ctx(const char *name, unsigned ctx)
         return FG_CTX_LIMIT;
     if (ctx == FG_CTX_MAIN && strcmp(name, "emf") == 0)
         return FG_CTX_EMF;
+    if (ctx == FG_CTX_MAIN && strcmp(name, "redis") == 0)
+        return FG_CTX_REDIS;
     if (ctx == FG_CTX_SERVER && strcmp(name, "route") == 0)
         return FG_CTX_ROUTE;
     if (ctx == FG_CTX_ROUTE && strcmp(name, "offload") == 0)
@@ -2074,6 +2307,76 @@ static void build_upstream_tls(struct fg_conf_loader *L, struct fg_conf_upstream
         ERR(L, line, "%s", err);
 }
 
+/* `backend redis NAME`: the block it names, wherever it is in the file. */
+static void link_limit_backends(struct fg_conf_loader *L)
+{
+    struct fg_config *c = state(L)->c;
+    for (size_t i = 0; i < c->n_limits; i++) {
+        struct fg_conf_limit *l = &c->limits[i];
+        if (!l->redis || l->redis_name == NULL)
+            continue;
+        bool found = false;
+        for (size_t k = 0; k < c->n_redis && !found; k++)
+            found = strcmp(c->redis[k].name, l->redis_name) == 0;
+        if (!found)
+            ERR(L, l->redis_line,
+                "redis '%s' is not defined (add 'redis %s { url "
+                "redis://host:6379; }')",
+                l->redis_name, l->redis_name);
+    }
+}
+
+static void build_endpoint(struct fg_conf_loader *L, struct fg_conf_redis *rd)
+{
+    const struct fg_config *c = state(L)->c;
+    struct fg_redis_endpoint_config ec = {
+        .name = rd->name,
+        .url = rd->url,
+        .password_file = rd->password_file,
+        .iam = rd->iam,
+        .iam_user = rd->iam_user,
+        .iam_cache = rd->iam_cache,
+        .iam_serverless = rd->iam_serverless,
+        .iam_region = rd->iam_region,
+        .imds = rd->imds_endpoint,
+        .ca_file = rd->ssl_ca_file,
+        .cluster = (enum fg_redis_cluster_mode)rd->cluster,
+        .connect_timeout_ms = rd->connect_timeout_ms,
+        .resolve_interval_ms = rd->resolve_interval_ms,
+        .max_age_ms = rd->max_connection_age_set ? rd->max_connection_age_ms
+                      : rd->iam                  ? FG_CONF_REDIS_IAM_AGE_MS
+                                                 : 0,
+        .n_resolvers = c->n_resolvers,
+    };
+    for (size_t i = 0; i < c->n_resolvers; i++)
+        ec.resolvers[i] = c->resolvers[i];
+    char err[512];
+    rd->ep = fg_redis_endpoint_new(&ec, err, sizeof(err));
+    if (rd->ep == NULL)
+        ERR(L, rd->line, "redis '%s': %s", rd->name, err);
+}
+
+/* Endpoints are built once the rest is right: password files are read, TLS contexts
+ * made, so a bad one refuses the config (and a reload) with its line. */
+static void build_redis(struct fg_conf_loader *L)
+{
+    struct fg_config *c = state(L)->c;
+    for (size_t i = 0; i < c->n_redis; i++)
+        build_endpoint(L, &c->redis[i]);
+    for (size_t i = 0; i < c->n_limits; i++) {
+        struct fg_conf_limit *l = &c->limits[i];
+        if (!l->redis)
+            continue;
+        if (l->redis_inline != NULL) {
+            build_endpoint(L, l->redis_inline);
+            l->redis_ep = l->redis_inline->ep;
+        }
+        for (size_t k = 0; l->redis_name != NULL && k < c->n_redis; k++)
+            if (strcmp(c->redis[k].name, l->redis_name) == 0)
+                l->redis_ep = c->redis[k].ep;
+    }
+}
+
 /* Certificates and CA files are read here, so a bad one refuses the config (and a
  * reload) with its file:line, like any other error. */
 static void build_tls(struct fg_conf_loader *L)
@@ -2109,6 +2412,7 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
     size_t n_up = count_named(stmts, n, "upstream");
     size_t n_cache = count_named(stmts, n, "cache");
     size_t n_limit = count_named(stmts, n, "limit");
+    size_t n_redis = count_named(stmts, n, "redis");
     size_t n_srv = count_named(stmts, n, "server");
     if (c->path == NULL || (n_up && !(c->upstreams = calloc(n_up, sizeof(*c->upstreams)))) ||
         (n_up && !(S.upstream_lines = calloc(n_up, sizeof(*S.upstream_lines)))) ||
@@ -2116,11 +2420,14 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
         (n_cache && !(c->caches = calloc(n_cache, sizeof(*c->caches)))) ||
         (n_cache && !(S.cache_lines = calloc(n_cache, sizeof(*S.cache_lines)))) ||
         (n_limit && !(c->limits = calloc(n_limit, sizeof(*c->limits)))) ||
-        (n_limit && !(S.limit_lines = calloc(n_limit, sizeof(*S.limit_lines))))) {
+        (n_limit && !(S.limit_lines = calloc(n_limit, sizeof(*S.limit_lines)))) ||
+        (n_redis && !(c->redis = calloc(n_redis, sizeof(*c->redis)))) ||
+        (n_redis && !(S.redis_lines = calloc(n_redis, sizeof(*S.redis_lines))))) {
         fg_conf_error(d, 0, "out of memory");
         free(S.upstream_lines);
         free(S.cache_lines);
         free(S.limit_lines);
+        free(S.redis_lines);
         fg_conf_free(c);
         return NULL;
     }
@@ -2129,14 +2436,18 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
     fg_conf_walk(&L, FG_CTX_MAIN, stmts, n, c, 1);
     fg_conf_walk(&L, FG_CTX_MAIN, stmts, n, c, 2);
     check_admin_listen(&L);
+    link_limit_backends(&L);
     if (syntax_ok && n_srv == 0)
         ERR(&L, last_line, "no server block");
     if (d->n_errors == 0)
         build_tls(&L); /* only for a config that is otherwise right: files are read */
+    if (d->n_errors == 0)
+        build_redis(&L);
 
     free(S.upstream_lines);
     free(S.cache_lines);
     free(S.limit_lines);
+    free(S.redis_lines);
     free(S.listens);
     return c;
 }

@@ -7,10 +7,11 @@
  *    now). No clock is read, nothing is allocated;
  *  - the local table (table.c): key -> TAT, sharded, a lock per shard, bounded memory,
  *    shared by all worker threads;
- *  - the Redis backend (redis.c): one hiredis async client per worker on the worker's
- *    event_base; the same GCRA runs as one Lua script on the Redis server, on the
- *    server's clock. Slow, down or broken Redis: the decision is taken from the local
- *    table instead (fail open) and counted;
+ *  - the Redis backend (redis.c): a proxy/redis client per worker on the worker's
+ *    event_base (TLS, ACL or IAM auth, cluster mode, failover are that module's); the
+ *    same GCRA runs as one Lua script on the Redis server, on the server's clock. Slow,
+ *    down or broken Redis: the decision is taken from the local table instead (fail
+ *    open) and counted;
  *  - header formatting (headers.c): Retry-After and the RateLimit fields;
  *  - fg_ratelimit_decide() (ratelimit.c): the one call the request path makes.
  *
@@ -38,6 +39,7 @@
 #include <event2/event.h>
 
 #include "core/core.h"
+#include "redis/redis.h"
 
 /* Limit names: letters, digits, '_', '-', '.' (the config's rule), at most 63 bytes. */
 #define FG_RATELIMIT_NAME_MAX 64
@@ -170,41 +172,18 @@ void fg_ratelimit_table_stats(const struct fg_ratelimit_table *t,
 
 /* ---- the Redis backend ---------------------------------------------------------------- */
 
-/* A parsed redis:// URL. The host is resolved once, here (config load time, like upstream
- * servers), so that connecting never waits on DNS on a worker. */
-struct fg_ratelimit_redis_url {
-    char host[256];     /* as written */
-    char ip[64];        /* numeric address to connect to */
-    int port;           /* default 6379 */
-    unsigned db;        /* SELECT db when non-zero */
-    char user[128];     /* AUTH user password (Redis 6 ACL) when non-empty */
-    char password[256]; /* AUTH password when non-empty */
-    char display[448];  /* redis://host:port/db for logs and /config, never the password */
-};
-
-/*
- * Parse "redis://host[:port][/db]", "redis://:password@host[:port][/db]" or
- * "redis://user:password@host...". Userinfo may be percent-encoded (a '@' or ':' in a
- * password is %40, %3A). IPv6 hosts go in brackets. "rediss://" (TLS, as ElastiCache with
- * in-transit encryption uses) is refused: this build has no TLS client for Redis. Returns
- * false with a message in err (which never contains the password).
- */
-bool fg_ratelimit_redis_url_parse(const char *url, struct fg_ratelimit_redis_url *out, char *err,
-                                  size_t errlen);
-
 /* The default wait for Redis's answer to one decision: the config's `timeout=` default
  * (flashgate.conf(5), docs/ratelimit.md) and the default of the options below alike. */
 #define FG_RATELIMIT_REDIS_TIMEOUT_MS 20
 
 /* Tuning. A zero field takes the default shown. */
 struct fg_ratelimit_redis_opts {
-    unsigned timeout_ms;         /* 20 (FG_RATELIMIT_REDIS_TIMEOUT_MS): per decision, then
-                                    the local table answers */
-    unsigned connect_timeout_ms; /* 500: TCP connect plus AUTH/SELECT/SCRIPT LOAD */
-    unsigned backoff_min_ms;     /* 100: first reconnect delay */
-    unsigned backoff_max_ms;     /* 5000: the delay doubles up to this (with jitter) */
-    unsigned max_inflight;       /* 1000: decisions waiting at once; beyond, local */
-    const char *key_prefix;      /* "fg:rl:": Redis keys are prefix + name + ':' + key */
+    unsigned timeout_ms;     /* 20 (FG_RATELIMIT_REDIS_TIMEOUT_MS): per decision, then the
+                                local table answers */
+    unsigned backoff_min_ms; /* 100: first reconnect delay */
+    unsigned backoff_max_ms; /* 5000: the delay doubles up to this (with jitter) */
+    unsigned max_inflight;   /* 1000: decisions waiting at once on one connection; beyond, local */
+    const char *key_prefix;  /* "fg:rl:": Redis keys are prefix + name + ':' + key */
 };
 
 /* Counters of one client (one worker). Written by the worker only; read by anyone. */
@@ -228,15 +207,15 @@ struct fg_ratelimit_pending;
 typedef void (*fg_ratelimit_cb)(const struct fg_ratelimit_result *res, void *arg);
 
 /*
- * A client for one Redis on one worker's event_base, connecting at once (non-blocking)
- * and reconnecting in the background with capped, jittered exponential backoff whenever
- * the connection cannot be made or is lost. table answers every decision Redis cannot
- * (required). stats may be NULL (the client then keeps its own, see
- * fg_ratelimit_redis_get_stats); when given it must outlive the client. The url is copied.
- * Returns NULL only when out of memory.
+ * A client for the Redis of ep (proxy/redis: built at config load) on one worker's
+ * event_base, connecting at once (non-blocking) and reconnecting in the background with
+ * capped, jittered exponential backoff whenever a connection cannot be made or is lost.
+ * table answers every decision Redis cannot (required). stats may be NULL (the client
+ * then keeps its own, see fg_ratelimit_redis_get_stats); when given it must outlive the
+ * client. ep is referenced. Returns NULL only when out of memory.
  */
 struct fg_ratelimit_redis *fg_ratelimit_redis_new(struct event_base *base,
-                                                  const struct fg_ratelimit_redis_url *url,
+                                                  struct fg_redis_endpoint *ep,
                                                   const struct fg_ratelimit_redis_opts *opts,
                                                   struct fg_ratelimit_table *table,
                                                   struct fg_ratelimit_redis_stats *stats);
@@ -246,7 +225,7 @@ struct fg_ratelimit_redis *fg_ratelimit_redis_new(struct event_base *base,
  * from inside a decision callback. NULL is a no-op. */
 void fg_ratelimit_redis_free(struct fg_ratelimit_redis *r);
 
-/* True while connected and ready (the script is loaded): decisions go to Redis. */
+/* True while connected and ready for every key: decisions go to Redis. */
 bool fg_ratelimit_redis_ready(const struct fg_ratelimit_redis *r);
 
 /* The counters in use (the caller's or the client's own). */

@@ -121,15 +121,10 @@ bool fg_limit_snap_init(struct fg_worker *w, struct fg_snap *s)
             cl->redis ? FG_RATELIMIT_REDIS : FG_RATELIMIT_LOCAL, err, sizeof(err));
         FG_ASSERT(ok);
         sl->stats = fg_limit_stats(cl->name, w->id);
-        if (!cl->redis || sl->stats == NULL)
+        if (!cl->redis || cl->redis_ep == NULL || sl->stats == NULL)
             continue;
-        struct fg_ratelimit_redis_url url;
-        if (!fg_ratelimit_redis_url_parse(cl->redis_url, &url, err, sizeof(err))) {
-            fg_err("limit %s: %s; deciding locally", cl->name, err);
-            continue;
-        }
         struct fg_ratelimit_redis_opts opts = {.timeout_ms = (unsigned)cl->redis_timeout_ms};
-        sl->redis = fg_ratelimit_redis_new(w->base, &url, &opts, table, &sl->stats->redis);
+        sl->redis = fg_ratelimit_redis_new(w->base, cl->redis_ep, &opts, table, &sl->stats->redis);
     }
     return true;
 }

@@ -4,6 +4,7 @@
  */
 #include "server/internal.h"
 #include "admin/admin.h"
+#include "redis/redis.h"
 #include "tls/tls.h"
 
 #include <inttypes.h>
@@ -127,6 +128,8 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
     caches_json(out);
     features_json(out);
     tls_json(out);
+    fg_redis_stats_json(out); /* per Redis endpoint (proxy/redis) */
+    evbuffer_add(out, ",", 1);
     uint64_t b[FG_HIST_BUCKETS], total = 0;
     for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
         total += b[k] = SUM(latency.bucket[k]); /* count = the buckets' total: consistent */
@@ -487,6 +490,7 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
     caches_metrics(out);
     limits_metrics(out);
     tls_metrics(out);
+    fg_redis_stats_metrics(out);
     compression_metrics(out);
     struct fg_admin_warm_progress w;
     fg_admin_warm_progress(&w);

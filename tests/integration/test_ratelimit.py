@@ -106,12 +106,12 @@ def test_bad_limit_config_is_refused_with_its_line(tmp_path):
     conf = tmp_path / "bad.conf"
     conf.write_text("upstream app { server 127.0.0.1:1; }\n"
                     "limit x { rate 5/sec; }\n"
-                    "limit y { rate 5r/s; backend redis rediss://h:6379; }\n"
+                    "limit y { rate 5r/s; backend redis fleet; }\n"
                     "server { listen 127.0.0.1:1; route / { upstream app; limit z; } }\n")
     r = subprocess.run([flashgate_bin(), "-t", "-c", str(conf)], capture_output=True, text=True)
     assert r.returncode == 1
     assert f"{conf}:2: invalid rate" in r.stderr
-    assert f"{conf}:3:" in r.stderr and "rediss" in r.stderr
+    assert f"{conf}:3: redis 'fleet' is not defined" in r.stderr
     assert f"{conf}:4: limit 'z' is not defined" in r.stderr
 
 

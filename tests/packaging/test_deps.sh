@@ -38,6 +38,7 @@ ss|iproute2|iproute2|tests/integration/test_proxy.py (listen backlog)
 taskset|util-linux|util-linux|tests/bench/run.sh
 pgrep|procps|procps|tests/bench/run.sh, tests/bench/offload.sh
 redis-server|redis-server|redis-tools|tests/integration/test_ratelimit.py, tests/bench/run.sh
+redis-cli|redis-tools|redis-tools|tests/unit/redis/test_client.c, tests/integration/redisfleet.py (clusters)
 node|-|-|demo/app.js (quick start, test_quickstart.py); node 20 is on the machine
 npm|-|-|scripts/deps.sh installs fauxqs with it (test_sqs.py); it comes with node 20
 nginx|nginx-light|nginx|tests/bench/run.sh

@@ -591,6 +591,117 @@ static char *dump_to_string(const struct fg_config *c)
     return buf;
 }
 
+/* ---- redis blocks ------------------------------------------------------------------- */
+
+#define LIM_ROUTE "server { listen 127.0.0.1:8080; route / { upstream app; limit fleet; } }\n"
+
+static void test_redis_values(void **state)
+{
+    (void)state;
+    /* a limit may name a redis block defined further down; defaults spelled out */
+    struct fg_config *c =
+        load_ok(UP "limit fleet { rate 5r/s; backend redis cache timeout=30ms; }\n"
+                   "resolver 127.0.0.1:5353 10.0.0.2;\n"
+                   "redis cache {\n"
+                   "    url rediss://app@cache.fleet.test:6380;\n"
+                   "    auth iam user=app cache=Fleet-Cache serverless region=eu-west-1;\n"
+                   "    ssl_ca_file /etc/ssl/certs/ca-certificates.crt;\n"
+                   "    cluster on;\n"
+                   "}\n" LIM_ROUTE);
+    assert_int_equal(c->n_redis, 1);
+    const struct fg_conf_redis *rd = &c->redis[0];
+    assert_string_equal(rd->name, "cache");
+    assert_true(rd->iam && rd->iam_serverless);
+    assert_string_equal(rd->iam_user, "app");
+    assert_string_equal(rd->iam_cache, "Fleet-Cache");
+    assert_string_equal(rd->iam_region, "eu-west-1");
+    assert_int_equal(rd->cluster, FG_CONF_CLUSTER_ON);
+    assert_int_equal(rd->connect_timeout_ms, 1000);
+    assert_int_equal(rd->resolve_interval_ms, 5000);
+    assert_false(rd->max_connection_age_set);
+    assert_non_null(rd->ep); /* built at load */
+    assert_int_equal(c->n_resolvers, 2);
+    const struct fg_conf_limit *l = &c->limits[0];
+    assert_true(l->redis);
+    assert_string_equal(l->redis_name, "cache");
+    assert_ptr_equal(l->redis_ep, rd->ep);
+    assert_int_equal(l->redis_timeout_ms, 30);
+    fg_config_unref(c);
+
+    /* an inline URL makes an endpoint of its own */
+    c = load_ok(
+        UP "limit fleet { rate 5r/s; backend redis redis://:pw@10.0.0.7:6379/2; }\n" LIM_ROUTE);
+    assert_int_equal(c->n_redis, 0);
+    assert_non_null(c->limits[0].redis_inline);
+    assert_non_null(c->limits[0].redis_ep);
+    assert_ptr_equal(c->limits[0].redis_ep, c->limits[0].redis_inline->ep);
+    fg_config_unref(c);
+
+    c = load_ok(UP "redis r { url redis://h; max_connection_age off; resolve_interval 0s;\n"
+                   "          connect_timeout 250ms; cluster off; }\n" SRV_LINE);
+    assert_true(c->redis[0].max_connection_age_set);
+    assert_int_equal(c->redis[0].max_connection_age_ms, 0);
+    assert_int_equal(c->redis[0].resolve_interval_ms, 0);
+    assert_int_equal(c->redis[0].connect_timeout_ms, 250);
+    assert_int_equal(c->redis[0].cluster, FG_CONF_CLUSTER_OFF);
+    fg_config_unref(c);
+}
+
+static void test_redis_errors(void **state)
+{
+    (void)state;
+    expect_error(UP "limit fleet { rate 5r/s;\n backend redis nosuch; }\n" LIM_ROUTE,
+                 NAME ":3: redis 'nosuch' is not defined (add 'redis nosuch { url "
+                      "redis://host:6379; }')");
+    expect_error(UP "redis r {\n}\n" SRV_LINE,
+                 NAME ":2: redis 'r' needs a url (for example 'url rediss://host:6379;')");
+    expect_error(UP "redis r { url http://h; }\n" SRV_LINE,
+                 NAME ":2: expected redis:// or rediss://[user[:password]@]host[:port][/db]");
+    expect_error(UP "redis r { url redis://h; auth password x; }\n" SRV_LINE,
+                 NAME ":2: use 'auth iam user=ID cache=NAME [serverless] [region=REGION];' (a "
+                      "password goes in password_file)");
+    expect_error(UP "redis r { url rediss://h; auth iam user=a cache=c region=Mars; }\n" SRV_LINE,
+                 NAME ":2: invalid auth iam parameter 'region=Mars' (user=ID, cache=NAME, "
+                      "serverless, region=REGION)");
+    expect_error(UP "redis r { url rediss://h; auth iam user=a serverless; }\n" SRV_LINE,
+                 NAME ":2: auth iam needs user=ID and cache=NAME");
+    expect_error(UP "redis r { url redis://h; auth iam user=a cache=c; }\n" SRV_LINE,
+                 NAME ":2: redis 'r': auth iam needs rediss:// (ElastiCache takes IAM tokens "
+                      "over TLS only)");
+    expect_error(UP "redis r { url redis://h; cluster maybe; }\n" SRV_LINE,
+                 NAME ":2: invalid value 'maybe' for 'cluster' (auto, on or off)");
+    expect_error(UP "redis r { url redis://h; max_connection_age 500ms; }\n" SRV_LINE,
+                 NAME ":2: max_connection_age 500ms is below 1s (or write off)");
+    expect_error(UP "redis r { url redis://h; imds_endpoint https://x; }\n" SRV_LINE,
+                 NAME ":2: invalid imds_endpoint 'https://x' (an http:// URL, like "
+                      "http://169.254.169.254)");
+    expect_error(UP "redis r { url redis://h; }\nredis r { url redis://h; }\n" SRV_LINE,
+                 NAME ":3: duplicate redis 'r' (first at line 2)");
+    expect_error("resolver 10.0.0.2:53 name.example;\n" UP SRV_LINE,
+                 NAME ":1: invalid resolver 'name.example' (an IP address with an optional "
+                      "port: 10.0.0.2, 127.0.0.1:5353, [fd00::2]:53)");
+    expect_error(UP "redis r { url redis://h; ssl_ca_file /x.pem; }\n" SRV_LINE,
+                 NAME ":2: redis 'r': ssl_ca_file needs a rediss:// URL");
+}
+
+static void test_redis_dump_masks_secrets(void **state)
+{
+    (void)state;
+    struct fg_config *c =
+        load_ok(UP "redis a { url rediss://app:hunter2@h.test:6380/0; }\n"
+                   "redis b { url rediss://h.test; auth iam user=u cache=c; }\n"
+                   "limit fleet { rate 5r/s; backend redis redis://:hunter3@h; }\n" LIM_ROUTE);
+    char *one = dump_to_string(c);
+    assert_null(strstr(one, "hunter"));
+    assert_non_null(strstr(one, "    url rediss://app:********@h.test:6380/0;\n"));
+    assert_non_null(strstr(one, "    backend redis redis://:********@h timeout=20ms fail=open;\n"));
+    assert_non_null(strstr(one, "    auth iam user=u cache=c;\n"));
+    assert_non_null(strstr(one, "    max_connection_age 11h;\n")); /* IAM's default */
+    assert_non_null(strstr(one, "    cluster auto;\n"));
+    fg_config_unref(c);
+    free(one);
+}
+
 static void test_dump_round_trip(void **state)
 {
     (void)state;
@@ -1083,6 +1194,9 @@ int main(void)
         cmocka_unit_test(test_many_errors_one_load),
         cmocka_unit_test(test_syntax_error_suppresses_completeness),
         cmocka_unit_test(test_route_matching),
+        cmocka_unit_test(test_redis_values),
+        cmocka_unit_test(test_redis_errors),
+        cmocka_unit_test(test_redis_dump_masks_secrets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

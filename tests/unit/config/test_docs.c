@@ -21,7 +21,7 @@
 
 #include "config/internal.h"
 
-#define MAX_ENTRIES 128
+#define MAX_ENTRIES 192
 
 struct entry {
     unsigned ctx;
@@ -42,15 +42,12 @@ struct page {
     size_t n_sections;
 };
 
-static const struct section conf5_sections[] = {{"MAIN CONTEXT", FG_CTX_MAIN},
-                                                {"ADMIN BLOCK", FG_CTX_ADMIN},
-                                                {"UPSTREAM BLOCK", FG_CTX_UPSTREAM},
-                                                {"SERVER BLOCK", FG_CTX_SERVER},
-                                                {"ROUTE BLOCK", FG_CTX_ROUTE},
-                                                {"CACHE BLOCK", FG_CTX_CACHE},
-                                                {"LIMIT BLOCK", FG_CTX_LIMIT},
-                                                {"OFFLOAD BLOCK", FG_CTX_OFFLOAD},
-                                                {"EMF BLOCK", FG_CTX_EMF}};
+static const struct section conf5_sections[] = {
+    {"MAIN CONTEXT", FG_CTX_MAIN},       {"ADMIN BLOCK", FG_CTX_ADMIN},
+    {"UPSTREAM BLOCK", FG_CTX_UPSTREAM}, {"SERVER BLOCK", FG_CTX_SERVER},
+    {"ROUTE BLOCK", FG_CTX_ROUTE},       {"CACHE BLOCK", FG_CTX_CACHE},
+    {"LIMIT BLOCK", FG_CTX_LIMIT},       {"OFFLOAD BLOCK", FG_CTX_OFFLOAD},
+    {"REDIS BLOCK", FG_CTX_REDIS},       {"EMF BLOCK", FG_CTX_EMF}};
 static const struct section agent8_sections[] = {{"DIRECTIVES", FG_CTX_AGENT}};
 
 static struct page conf5 = {.schema = &fg_conf_flashgate,

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -69,6 +70,14 @@ static int group_setup(void **state)
     }
     if (self_signed("a", "a.test") != 0 || self_signed("b", "b.test") != 0)
         return -1;
+    /* a Redis password file as the endpoint wants it: the owner's alone */
+    char pw[300];
+    snprintf(pw, sizeof(pw), "%s/redis.pw", dir);
+    FILE *f = fopen(pw, "w");
+    if (f == NULL || fputs("s3cret\n", f) < 0 || fclose(f) != 0 || chmod(pw, 0600) != 0) {
+        perror("test_files: redis.pw");
+        return -1;
+    }
     return 0;
 }
 
@@ -258,6 +267,21 @@ static const char rich[] =
     "    rate 600r/m;\n"
     "    burst 30;\n"
     "    backend redis redis://:pw@127.0.0.1:6379/2 timeout=15ms fail=closed;\n"
+    "}\n"
+    "resolver 127.0.0.1:5353;\n"
+    "redis fleet {\n"
+    "    url rediss://app@cache.fleet.test:6380;\n"
+    "    password_file $D/redis.pw;\n"
+    "    ssl_ca_file $D/a.pem;\n"
+    "    cluster on;\n"
+    "    connect_timeout 2s;\n"
+    "    resolve_interval 10s;\n"
+    "}\n"
+    "redis iam {\n"
+    "    url rediss://cache.fleet.test:6379;\n"
+    "    auth iam user=app cache=fleet-cache serverless region=eu-west-1;\n"
+    "    max_connection_age 6h;\n"
+    "    imds_endpoint http://127.0.0.1:1338;\n"
     "}\n"
     "server {\n"
     "    listen 127.0.0.1:8080 backlog=512;\n"

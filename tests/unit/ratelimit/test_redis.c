@@ -9,6 +9,9 @@
  * redis-server missing: the test fails, unless FG_SKIP_REDIS=1, which makes it exit 77
  * (automake's "skipped"). FG_REDIS_SERVER names another binary. Every wait is bounded;
  * the child is killed on every exit path (atexit, and PR_SET_PDEATHSIG if we crash).
+ *
+ * The transport is proxy/redis's client (its own tests cover TLS, clusters and DNS);
+ * these check what the limits promise on top of it.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -203,18 +206,23 @@ static bool redis_start(void)
 struct fx {
     struct event_base *base;
     struct fg_ratelimit_table *table;
-    struct fg_ratelimit_redis_url url;
+    struct fg_redis_endpoint *ep;
+    struct fg_redis_endpoint *extra[CLIENTS];
     struct fg_ratelimit_redis_opts opts;
     struct fg_ratelimit_redis *c[CLIENTS];
     struct fg_ratelimit_redis_stats stats[CLIENTS];
 };
 
-static void parse_url(struct fg_ratelimit_redis_url *u, const char *fmt, int port)
+/* An endpoint for the URL fmt (with the port), as the config would build it. */
+static struct fg_redis_endpoint *endpoint(const char *fmt, int port)
 {
     char url[128], err[256];
     snprintf(url, sizeof(url), fmt, port);
-    if (!fg_ratelimit_redis_url_parse(url, u, err, sizeof(err)))
+    struct fg_redis_endpoint_config c = {.name = "rltest", .url = url, .connect_timeout_ms = 200};
+    struct fg_redis_endpoint *ep = fg_redis_endpoint_new(&c, err, sizeof(err));
+    if (ep == NULL)
         fail_msg("%s: %s", url, err);
+    return ep;
 }
 
 static int setup(void **state)
@@ -232,11 +240,9 @@ static int setup(void **state)
     struct fx *f = calloc(1, sizeof(*f));
     f->base = event_base_new();
     f->table = fg_ratelimit_table_new(4096);
-    parse_url(&f->url, "redis://127.0.0.1:%d", redis_port);
-    f->opts = (struct fg_ratelimit_redis_opts){.timeout_ms = TIMEOUT_MS,
-                                               .connect_timeout_ms = 200,
-                                               .backoff_min_ms = 20,
-                                               .backoff_max_ms = BACKOFF_MAX_MS};
+    f->ep = endpoint("redis://127.0.0.1:%d", redis_port);
+    f->opts = (struct fg_ratelimit_redis_opts){
+        .timeout_ms = TIMEOUT_MS, .backoff_min_ms = 20, .backoff_max_ms = BACKOFF_MAX_MS};
     *state = f;
     return 0;
 }
@@ -253,17 +259,22 @@ static int teardown(void **state)
                                                             fg_counter_get(&s->redis_timeouts) +
                                                             fg_counter_get(&s->redis_skipped));
     }
+    fg_redis_endpoint_unref(f->ep);
+    for (int i = 0; i < CLIENTS; i++)
+        fg_redis_endpoint_unref(f->extra[i]);
     fg_ratelimit_table_free(f->table);
     event_base_free(f->base);
     free(f);
     return 0;
 }
 
-static struct fg_ratelimit_redis *client(struct fx *f, int i,
-                                         const struct fg_ratelimit_redis_url *url)
+/* Client i, for ep (owned by the fixture from now on) or the fixture's endpoint. */
+static struct fg_ratelimit_redis *client(struct fx *f, int i, struct fg_redis_endpoint *ep)
 {
-    f->c[i] = fg_ratelimit_redis_new(f->base, url != NULL ? url : &f->url, &f->opts, f->table,
-                                     &f->stats[i]);
+    if (ep != NULL)
+        f->extra[i] = ep;
+    f->c[i] =
+        fg_ratelimit_redis_new(f->base, ep != NULL ? ep : f->ep, &f->opts, f->table, &f->stats[i]);
     assert_non_null(f->c[i]);
     return f->c[i];
 }
@@ -486,15 +497,14 @@ static void test_auth(void **state)
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_STATUS);
     freeReplyObject(r);
-    struct fg_ratelimit_redis_url good, bad, none;
-    parse_url(&good, "redis://:s3cret@127.0.0.1:%d", redis_port);
-    parse_url(&bad, "redis://:wrong@127.0.0.1:%d", redis_port);
-    parse_url(&none, "redis://127.0.0.1:%d", redis_port);
-    struct fg_ratelimit_redis *g = client(f, 0, &good), *b = client(f, 1, &bad),
-                              *n = client(f, 2, &none);
+    struct fg_ratelimit_redis *g = client(f, 0,
+                                          endpoint("redis://:s3cret@127.0.0.1:%d", redis_port)),
+                              *b =
+                                  client(f, 1, endpoint("redis://:wrong@127.0.0.1:%d", redis_port)),
+                              *n = client(f, 2, endpoint("redis://127.0.0.1:%d", redis_port));
     assert_true(wait_ready(f, g, true, 2 * S));
     assert_true(wait_counter(f, &f->stats[1].connect_failures, 1, 2 * S));
-    /* without AUTH, SCRIPT LOAD itself is refused (NOAUTH) */
+    /* without AUTH, the handshake's CLUSTER SHARDS is refused (NOAUTH) */
     assert_true(wait_counter(f, &f->stats[2].connect_failures, 1, 2 * S));
     assert_false(fg_ratelimit_redis_ready(b));
     assert_false(fg_ratelimit_redis_ready(n));
@@ -517,9 +527,7 @@ static int teardown_auth(void **state)
 static void test_select_db(void **state)
 {
     struct fx *f = *state;
-    struct fg_ratelimit_redis_url u;
-    parse_url(&u, "redis://127.0.0.1:%d/3", redis_port);
-    struct fg_ratelimit_redis *c = client(f, 0, &u);
+    struct fg_ratelimit_redis *c = client(f, 0, endpoint("redis://127.0.0.1:%d/3", redis_port));
     assert_true(wait_ready(f, c, true, 2 * S));
     struct fg_ratelimit_limit l = mk("db", 1, 60 * S, 1);
     assert_int_equal(decide(f, c, &l, "k").source, FG_RATELIMIT_SRC_REDIS);
@@ -627,9 +635,7 @@ static void test_dead_redis_and_back(void **state)
 static void test_nothing_listening(void **state)
 {
     struct fx *f = *state;
-    struct fg_ratelimit_redis_url u;
-    parse_url(&u, "redis://127.0.0.1:%d", free_port());
-    struct fg_ratelimit_redis *c = client(f, 0, &u);
+    struct fg_ratelimit_redis *c = client(f, 0, endpoint("redis://127.0.0.1:%d", free_port()));
     struct fg_ratelimit_limit l = mk("nl", 1, 60 * S, 0);
     for (int i = 0; i < 3; i++) {
         struct fg_ratelimit_result res = decide(f, c, &l, "k");
@@ -707,7 +713,7 @@ static void test_max_inflight(void **state)
 
 int main(void)
 {
-    signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(2), as flashgate's main() knows */
+    signal(SIGPIPE, SIG_IGN); /* sockets are written with write(2), as flashgate's main() knows */
     redis_bin = find_redis();
     if (redis_bin == NULL) {
         const char *skip = getenv("FG_SKIP_REDIS");
