@@ -22,47 +22,9 @@
 #include <string.h>
 #include <strings.h>
 
-/* ---- the registry of stores: they outlive config snapshots ----------------------------- */
-
-#define FG_CACHE_REGISTRY_MAX 64
-
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct fg_cache *registry[FG_CACHE_REGISTRY_MAX];
-static size_t registry_n;
-
-struct fg_cache *fg_cache_registry_get(const struct fg_conf_cache *k)
-{
-    struct fg_cache_limits lim = {.memory = k->memory, .max_object = k->max_object};
-    struct fg_cache *found = NULL;
-    pthread_mutex_lock(&registry_lock);
-    for (size_t i = 0; i < registry_n && found == NULL; i++)
-        if (strcmp(fg_cache_name(registry[i]), k->name) == 0)
-            found = registry[i];
-    if (found == NULL && registry_n < FG_CACHE_REGISTRY_MAX) {
-        found = fg_cache_new(k->name, &lim);
-        if (found != NULL)
-            registry[registry_n++] = found;
-    }
-    pthread_mutex_unlock(&registry_lock);
-    if (found != NULL)
-        fg_cache_set_limits(found, &lim);
-    return found;
-}
-
-struct fg_cache *const *fg_cache_registry_all(size_t *n)
-{
-    pthread_mutex_lock(&registry_lock);
-    *n = registry_n;
-    pthread_mutex_unlock(&registry_lock);
-    return registry;
-}
-
 size_t fg_server_cache_purge(const char *key, size_t len, bool prefix)
 {
-    size_t n = 0, total = 0;
-    struct fg_cache *const *all = fg_cache_registry_all(&n);
-    for (size_t i = 0; i < n; i++)
-        total += fg_cache_purge(all[i], key, len, prefix);
+    size_t total = fg_cache_registry_purge(key, len, prefix);
     fg_notice("cache purge of %s%.*s: %zu object(s) removed", prefix ? "prefix " : "", (int)len,
               key, total);
     return total;
@@ -90,6 +52,7 @@ bool fg_server_warm_target(struct fg_addr *out)
 /* ---- helpers ----------------------------------------------------------------------------- */
 
 static void waiter_cb(struct fg_cache_waiter *w);
+static void reader_cb(struct fg_cache_waiter *w);
 static void stream_body(struct fg_txn *t);
 
 static void drop_head(struct fg_txn *t)
@@ -114,6 +77,8 @@ void fg_cache_stage_release(struct fg_txn *t)
     if (!tc->active)
         return;
     stop_waiting(t);
+    if (tc->serving)
+        fg_cache_reader_stop(&tc->reader);
     if (tc->fetch != NULL)
         fg_fetch_forget_initiator(tc->fetch);
     fg_cache_obj_unref(tc->obj);
@@ -167,18 +132,19 @@ static bool etag_matches(const char *list, size_t len, const char *etag)
 static bool not_modified(const struct fg_txn *t, const struct fg_cache_obj *obj)
 {
     const struct fg_http_request *r = &t->req;
-    if (obj->status != 200)
+    const struct fg_cache_meta *m = fg_cache_obj_meta(obj);
+    if (m->status != 200)
         return false;
     const struct fg_http_header *inm =
         fg_http_find_header(r->headers, r->n_headers, "if-none-match");
     if (inm != NULL)
-        return etag_matches(inm->value, inm->value_len, obj->etag);
+        return etag_matches(inm->value, inm->value_len, m->etag);
     const struct fg_http_header *ims =
         fg_http_find_header(r->headers, r->n_headers, "if-modified-since");
     int64_t since;
-    if (ims != NULL && obj->last_modified >= 0 &&
+    if (ims != NULL && m->last_modified >= 0 &&
         fg_http_parse_date(ims->value, ims->value_len, &since))
-        return obj->last_modified <= since;
+        return m->last_modified <= since;
     return false;
 }
 
@@ -208,10 +174,7 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache
 
     uint64_t age = 0;
     fg_cache_obj_fresh(obj, fg_wall_ms(), &age);
-    int state = atomic_load_explicit(&obj->state, memory_order_acquire);
-    uint64_t length = obj->content_length;
-    if (length == FG_CACHE_NO_VALUE && state == FG_CACHE_COMPLETE)
-        length = atomic_load_explicit(&obj->body_len, memory_order_acquire);
+    uint64_t length = fg_cache_obj_length(obj);
     bool client11 = t->req.minor_version == 1;
     tc->chunked = !head_only && length == FG_CACHE_NO_VALUE && client11;
     if (!head_only && length == FG_CACHE_NO_VALUE && !client11)
@@ -243,19 +206,12 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache
 
     if (is_304) {
         static const char line[] = "HTTP/1.1 304 Not Modified\r\n";
-        const char *fields = memchr(obj->head, '\n', obj->head_len);
-        size_t off = fields ? (size_t)(fields + 1 - obj->head) : obj->head_len;
         evbuffer_add(out, line, sizeof(line) - 1);
-        fg_cache_obj_ref(obj);
-        evbuffer_add_reference(out, obj->head + off, obj->head_len - off, fg_cache_obj_unref_cb,
-                               obj);
         t->status = 304;
-        t->bytes_out += sizeof(line) - 1 + obj->head_len - off;
+        t->bytes_out += sizeof(line) - 1 + fg_cache_obj_add_head(obj, out, true);
     } else {
-        fg_cache_obj_ref(obj);
-        evbuffer_add_reference(out, obj->head, obj->head_len, fg_cache_obj_unref_cb, obj);
-        t->status = obj->status;
-        t->bytes_out += obj->head_len;
+        t->status = fg_cache_obj_meta(obj)->status;
+        t->bytes_out += fg_cache_obj_add_head(obj, out, false);
     }
     if (t->rl_fields_len > 0) {
         evbuffer_add(out, t->rl_fields, t->rl_fields_len);
@@ -270,76 +226,36 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache
         return;
     }
     tc->serving = true;
-    tc->chunk = NULL;
-    tc->chunk_off = 0;
-    tc->sent = 0;
+    fg_cache_reader_start(&tc->reader, obj, c->w->cache_notifier, reader_cb, t);
     stream_body(t);
-}
-
-/* Hand libevent references to every byte of obj not yet sent. */
-static void queue_available(struct fg_txn *t)
-{
-    struct fg_txn_cache *tc = &t->cache;
-    struct fg_cache_obj *obj = tc->obj;
-    struct evbuffer *out = bufferevent_get_output(t->c->bev);
-    if (tc->chunk == NULL) {
-        if (obj->first == NULL)
-            return;
-        tc->chunk = obj->first;
-        tc->chunk_off = 0;
-    }
-    for (;;) {
-        struct fg_cache_chunk *ch = tc->chunk;
-        size_t len = atomic_load_explicit(&ch->len, memory_order_acquire);
-        if (len > tc->chunk_off) {
-            size_t k = len - tc->chunk_off;
-            if (tc->chunked) {
-                char line[24];
-                evbuffer_add(out, line, fg_http_chunk_header(line, k));
-            }
-            fg_cache_obj_ref(obj);
-            evbuffer_add_reference(out, ch->data + tc->chunk_off, k, fg_cache_obj_unref_cb, obj);
-            if (tc->chunked)
-                evbuffer_add(out, "\r\n", 2);
-            tc->chunk_off = len;
-            tc->sent += k;
-            t->bytes_out += k;
-        }
-        struct fg_cache_chunk *next = atomic_load_explicit(&ch->next, memory_order_acquire);
-        if (next == NULL || tc->chunk_off < ch->cap)
-            return;
-        tc->chunk = next;
-        tc->chunk_off = 0;
-    }
 }
 
 static void stream_body(struct fg_txn *t)
 {
     struct fg_txn_cache *tc = &t->cache;
-    struct fg_cache_obj *obj = tc->obj;
-    for (;;) {
-        /* Read the state first: bytes appended before it was COMPLETE are all visible. */
-        int state = atomic_load_explicit(&obj->state, memory_order_acquire);
-        queue_available(t);
-        uint64_t total = atomic_load_explicit(&obj->body_len, memory_order_acquire);
-        if (state == FG_CACHE_COMPLETE && tc->sent >= total) {
-            if (tc->chunked)
-                evbuffer_add(bufferevent_get_output(t->c->bev), "0\r\n\r\n", 5), t->bytes_out += 5;
-            finish(t);
-            return;
-        }
-        if (state == FG_CACHE_FAILED) {
-            /* The origin broke off mid-body: a cut connection is the only honest end. */
-            fg_conn_close(t->c);
-            return;
-        }
-        fg_flush(t->c->bev);
-        if (tc->waiter.obj == obj)
-            return; /* woken again on the next append */
-        if (fg_cache_wait(obj, &tc->waiter))
-            return;
-        /* It became final meanwhile: go round once more. */
+    struct evbuffer *out = bufferevent_get_output(t->c->bev);
+    uint64_t added = 0;
+    enum fg_cache_read_status st = fg_cache_reader_read(&tc->reader, out, tc->chunked, &added);
+    t->bytes_out += added;
+    if (st == FG_CACHE_READ_END) {
+        if (tc->chunked)
+            evbuffer_add(out, "0\r\n\r\n", 5), t->bytes_out += 5;
+        finish(t);
+        return;
     }
+    if (st == FG_CACHE_READ_FAILED) {
+        /* The origin broke off mid-body: a cut connection is the only honest end. */
+        fg_conn_close(t->c);
+        return;
+    }
+    fg_flush(t->c->bev); /* the reader calls back when more arrives */
+}
+
+static void reader_cb(struct fg_cache_waiter *w)
+{
+    struct fg_txn *t = w->arg;
+    FG_ASSERT(t->magic == FG_TXN_MAGIC);
+    stream_body(t);
 }
 
 /* ---- waiting ----------------------------------------------------------------------------- */
@@ -359,8 +275,6 @@ static const struct fg_http_header *match_headers(const struct fg_txn *t,
 
 static bool vary_ok(const struct fg_txn *t, const struct fg_cache_obj *obj)
 {
-    if (obj->vary_names_len == 0)
-        return true;
     struct fg_http_header hbuf[FG_HTTP_MAX_HEADERS + 1];
     size_t nh;
     const struct fg_http_header *h = match_headers(t, hbuf, &nh);
@@ -409,13 +323,8 @@ static void waiter_cb(struct fg_cache_waiter *w)
     struct fg_txn *t = w->arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
     struct fg_txn_cache *tc = &t->cache;
-    if (tc->serving) {
-        stream_body(t);
-        return;
-    }
     struct fg_cache_obj *obj = tc->obj;
-    int state = atomic_load_explicit(&obj->state, memory_order_acquire);
-    switch (state) {
+    switch (fg_cache_obj_state(obj)) {
     case FG_CACHE_BUSY:
         return;
     case FG_CACHE_FILLING:
@@ -430,7 +339,7 @@ static void waiter_cb(struct fg_cache_waiter *w)
         }
         if (tc->waited)
             fg_cache_count(tc->store, FG_CACHE_EV_COALESCED);
-        serve(t, obj, tc->waited ? "HIT" : (obj->body_owner ? "REVALIDATED" : "MISS"));
+        serve(t, obj, tc->waited ? "HIT" : (fg_cache_obj_refreshed(obj) ? "REVALIDATED" : "MISS"));
         return;
     case FG_CACHE_PASS:
         /* Uncacheable: our own fetch hands us its connection (fg_cache_stage_adopt); a
@@ -443,7 +352,7 @@ static void waiter_cb(struct fg_cache_waiter *w)
     case FG_CACHE_ABORTED:
         /* The fetch failed before any head (status says how): every reader is told so
          * at once, instead of sending the app a stampede of retries. */
-        respond_error(t, obj->status >= 500 ? obj->status : 502);
+        respond_error(t, fg_cache_obj_abort_status(obj));
         return;
     case FG_CACHE_FAILED:
         respond_error(t, 502);

@@ -59,6 +59,7 @@ struct fg_fetch {
     struct fg_decompressor *zdec;
     struct evbuffer *dstage, *dout;
     enum fg_http_body app_body; /* the framing the app sent, whatever is stored */
+    uint64_t appended;          /* body bytes given to the object */
     uint64_t app_length;
 };
 
@@ -107,11 +108,12 @@ static bool add_validators(struct fg_fetch *f, const struct fg_cache_obj *stale)
 {
     char extra[256];
     size_t n = 0;
-    if (stale->etag[0] != '\0')
-        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "If-None-Match: %s\r\n", stale->etag);
-    if (stale->last_modified >= 0) {
+    const struct fg_cache_meta *m = fg_cache_obj_meta(stale);
+    if (m->etag[0] != '\0')
+        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "If-None-Match: %s\r\n", m->etag);
+    if (m->last_modified >= 0) {
         char date[30];
-        fg_http_format_date(stale->last_modified, date);
+        fg_http_format_date(m->last_modified, date);
         n += (size_t)snprintf(extra + n, sizeof(extra) - n, "If-Modified-Since: %s\r\n", date);
     }
     if (n == 0 || n >= sizeof(extra))
@@ -159,7 +161,7 @@ struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
     if (f == NULL || req == NULL || !fg_proxy_build_head(t, true)) {
         free(f);
         free(req);
-        fg_cache_fill_abort(fill);
+        fg_cache_fill_abort(fill, 502);
         return NULL;
     }
     f->magic = FG_FETCH_MAGIC;
@@ -184,8 +186,8 @@ struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
     if (stale != NULL) {
         fg_cache_obj_ref(stale);
         f->stale = stale;
-        if (atomic_load(&stale->state) == FG_CACHE_COMPLETE && stale->status == 200 &&
-            f->head != NULL)
+        if (fg_cache_obj_state(stale) == FG_CACHE_COMPLETE &&
+            fg_cache_obj_meta(stale)->status == 200 && f->head != NULL)
             f->conditional = add_validators(f, stale);
     }
     /* Our own head, parsed again: its slices stay valid for the whole fetch. */
@@ -194,7 +196,7 @@ struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
     enum fg_http_error err;
     if (f->head == NULL || fg_http_parse_request(f->head, f->head_len, &lim, req, &err) <= 0 ||
         !attach(f, false)) {
-        fg_cache_fill_abort(fill);
+        fg_cache_fill_abort(fill, 502);
         fetch_free(f);
         return NULL;
     }
@@ -209,13 +211,18 @@ struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
 static bool fall_back_on_stale(struct fg_fetch *f)
 {
     struct fg_cache_obj *s = f->stale;
-    if (s == NULL || atomic_load(&s->state) != FG_CACHE_COMPLETE || s->must_revalidate)
+    if (s == NULL || fg_cache_obj_state(s) != FG_CACHE_COMPLETE)
+        return false;
+    const struct fg_cache_meta *m = fg_cache_obj_meta(s);
+    if (m->must_revalidate)
         return false;
     uint64_t age;
     fg_cache_obj_fresh(s, fg_wall_ms(), &age);
-    if (age >= s->lifetime + s->sie)
+    if (age >= m->lifetime + m->sie)
         return false;
-    fg_cache_fill_refresh(f->obj, s, s, s->head, s->head_len);
+    size_t hlen;
+    const char *head = fg_cache_obj_head(s, &hlen);
+    fg_cache_fill_refresh(f->obj, s, m, head, hlen);
     fg_cache_count(f->store, FG_CACHE_EV_STALE);
     return true;
 }
@@ -230,10 +237,8 @@ static void fail_before_head(struct fg_fetch *f, int status, const char *why)
         fg_upstream_release(f->uc, false);
         f->uc = NULL;
     }
-    if (!fall_back_on_stale(f)) {
-        f->obj->status = status;
-        fg_cache_fill_abort(f->obj);
-    }
+    if (!fall_back_on_stale(f))
+        fg_cache_fill_abort(f->obj, status);
     fetch_free(f);
 }
 
@@ -242,7 +247,8 @@ static bool zs_to_obj(struct fg_fetch *f);
 static void body_done(struct fg_fetch *f, bool ok, bool reusable)
 {
     if (ok && f->zdec != NULL && fg_decompressor_finish(f->zdec) != FG_COMPRESS_OK) {
-        fg_warn("cache fill of %s: the app's encoded body is truncated or corrupt", f->obj->key);
+        fg_warn("cache fill of %s: the app's encoded body is truncated or corrupt",
+                fg_cache_obj_key(f->obj));
         ok = false;
     }
     if (ok && f->zs.z != NULL) {
@@ -337,7 +343,7 @@ static int vary_values_of(const struct fg_fetch *f, const char *names, size_t na
 
 /* The freshness facts of a response into src (an object used only as a carrier). */
 static bool describe(struct fg_fetch *f, const struct fg_http_response *resp,
-                     struct fg_cache_obj *src)
+                     struct fg_cache_meta *src)
 {
     const struct fg_conf_route_cache *rc = &f->route->cache;
     struct fg_cache_response cr;
@@ -389,12 +395,14 @@ static bool describe(struct fg_fetch *f, const struct fg_http_response *resp,
 static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_response *nm,
                          size_t *len)
 {
-    size_t cap = stale->head_len + nm->head_len + 64;
+    size_t stale_len;
+    const char *stale_head = fg_cache_obj_head(stale, &stale_len);
+    size_t cap = stale_len + nm->head_len + 64;
     char *p = malloc(cap), *o = p;
     if (p == NULL)
         return NULL;
-    const char *s = stale->head, *end = stale->head + stale->head_len;
-    const char *eol = memchr(s, '\n', stale->head_len);
+    const char *s = stale_head, *end = stale_head + stale_len;
+    const char *eol = memchr(s, '\n', stale_len);
     if (eol == NULL) {
         free(p);
         return NULL;
@@ -430,8 +438,8 @@ static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_
 
 static void not_modified(struct fg_fetch *f, const struct fg_http_response *resp)
 {
-    struct fg_cache_obj src;
-    memset(&src, 0, sizeof(src));
+    struct fg_cache_meta src;
+    fg_cache_meta_init(&src);
     size_t len = 0;
     char *head = merged_head(f->stale, resp, &len);
     /* Freshness from the merged fields: parse them back as one head. */
@@ -452,7 +460,7 @@ static void not_modified(struct fg_fetch *f, const struct fg_http_response *resp
         fg_cache_fill_refresh(f->obj, f->stale, &src, head, len);
         fg_cache_count(f->store, FG_CACHE_EV_REVALIDATED);
     } else {
-        fg_cache_fill_abort(f->obj);
+        fg_cache_fill_abort(f->obj, 502);
     }
     free(text);
     free(merged);
@@ -479,7 +487,7 @@ static void body_pump(struct fg_fetch *f);
 
 static void on_head_storable(struct fg_fetch *f, const struct fg_http_response *resp,
                              const struct fg_http_response *view, size_t head_len,
-                             struct fg_cache_obj *srcp);
+                             struct fg_cache_meta *srcp);
 
 /* The app sent gzip or br on its own: decode it while filling. *decoded is a copy of the
  * head without Content-Encoding and without a known length. false when it cannot be
@@ -539,8 +547,8 @@ static void on_head(struct fg_fetch *f, const struct fg_http_response *resp, siz
         fetch_free(f); /* closes uc: its body is of no use */
         return;
     }
-    struct fg_cache_obj src;
-    memset(&src, 0, sizeof(src));
+    struct fg_cache_meta src;
+    fg_cache_meta_init(&src);
     struct fg_http_response *decoded = NULL;
     if (f->zroute && !decode_app_encoding(f, resp, &decoded)) {
         pass(f, resp->status);
@@ -553,10 +561,10 @@ static void on_head(struct fg_fetch *f, const struct fg_http_response *resp, siz
 
 static void on_head_storable(struct fg_fetch *f, const struct fg_http_response *resp,
                              const struct fg_http_response *view, size_t head_len,
-                             struct fg_cache_obj *srcp)
+                             struct fg_cache_meta *srcp)
 {
     struct evbuffer *in = bufferevent_get_input(f->uc->bev);
-    struct fg_cache_obj src = *srcp;
+    struct fg_cache_meta src = *srcp;
     resp = view; /* from here on, the answer as it will be stored (decoded if it was) */
     /* A compressible answer on a compressing route varies on Accept-Encoding: one variant
      * per negotiated coding (the fill asked the app for identity). */
@@ -610,12 +618,12 @@ static void on_head_storable(struct fg_fetch *f, const struct fg_http_response *
  * in memory for a few readers is not worth it, they are cut. */
 static bool append(struct fg_fetch *f, const void *data, size_t k)
 {
+    f->appended += k;
     if (!fg_cache_fill_append(f->obj, data, k) &&
-        atomic_load(&f->obj->body_len) >
-            FG_FETCH_TRANSIENT_FACTOR * f->route->cache.cache->max_object) {
+        f->appended > FG_FETCH_TRANSIENT_FACTOR * f->route->cache.cache->max_object) {
         fg_warn("cache fill of %s: body over %u x max_object with no Content-Length; "
                 "readers cut (raise max_object or send Content-Length)",
-                f->obj->key, FG_FETCH_TRANSIENT_FACTOR);
+                fg_cache_obj_key(f->obj), FG_FETCH_TRANSIENT_FACTOR);
         return false;
     }
     return true;
@@ -643,7 +651,7 @@ static bool take(struct fg_fetch *f, struct evbuffer *in, size_t n)
         evbuffer_remove_buffer(in, f->dstage, n);
         enum fg_compress_status st = fg_decompressor_write_buffer(f->zdec, f->dstage, f->dout);
         if (st != FG_COMPRESS_OK) {
-            fg_warn("cache fill of %s: cannot decode the app's body (%s)", f->obj->key,
+            fg_warn("cache fill of %s: cannot decode the app's body (%s)", fg_cache_obj_key(f->obj),
                     fg_compress_status_name(st));
             return false;
         }

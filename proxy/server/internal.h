@@ -186,15 +186,13 @@ struct fg_txn_cache {
     struct fg_cache_obj *obj;   /* served, or waited on */
     struct fg_cache_obj *stale; /* a stale variant, for stale-if-error */
     struct fg_cache_waiter waiter;
-    struct event *lock_timer;     /* cache_lock_timeout while waiting on another's fetch */
-    struct fg_fetch *fetch;       /* the fetch this request started (PASS hands it over) */
-    struct fg_cache_chunk *chunk; /* streaming cursor */
-    size_t chunk_off;
-    uint64_t sent;
-    bool active;  /* the stage owns the transaction */
-    bool serving; /* head written, body streaming */
-    bool chunked; /* body sent chunked (length unknown while filling) */
-    bool waited;  /* waited on a fetch: coalesced */
+    struct event *lock_timer;      /* cache_lock_timeout while waiting on another's fetch */
+    struct fg_fetch *fetch;        /* the fetch this request started (PASS hands it over) */
+    struct fg_cache_reader reader; /* the body, while serving */
+    bool active;                   /* the stage owns the transaction */
+    bool serving;                  /* head written, body streaming */
+    bool chunked;                  /* body sent chunked (length unknown while filling) */
+    bool waited;                   /* waited on a fetch: coalesced */
 };
 
 struct fg_txn {
@@ -461,10 +459,6 @@ bool fg_cache_stage(struct fg_txn *t);
 void fg_cache_response_invalidates(struct fg_txn *t, const struct fg_http_response *resp);
 /* The transaction ends (done or aborted): let go of everything the stage holds. */
 void fg_cache_stage_release(struct fg_txn *t);
-/* The store of a configured cache, created on first use, kept across reloads. */
-struct fg_cache *fg_cache_registry_get(const struct fg_conf_cache *k);
-/* Every store, for /stats (n set to the count; the array stays valid). */
-struct fg_cache *const *fg_cache_registry_all(size_t *n);
 
 /* fetch.c — filling a cache object from the upstream, independent of any client */
 /* Start fetching t's request into fill (a BUSY object). stale: the variant to revalidate

@@ -137,7 +137,9 @@ static struct fg_snap *snap_new(struct fg_worker *w, struct fg_config *cfg)
     if (!fg_limit_snap_init(w, s))
         FG_ASSERT(!"out of memory creating rate limits");
     for (size_t i = 0; i < cfg->n_caches; i++) {
-        s->caches[i] = fg_cache_registry_get(&cfg->caches[i]);
+        const struct fg_conf_cache *k = &cfg->caches[i];
+        struct fg_cache_limits lim = {.memory = k->memory, .max_object = k->max_object};
+        s->caches[i] = fg_cache_registry_get(k->name, &lim);
         if (s->caches[i] == NULL)
             fg_err("cache %s could not be created (out of memory): its routes pass through",
                    cfg->caches[i].name);
