@@ -360,8 +360,8 @@ static void waiter_cb(struct fg_cache_waiter *w)
     }
 }
 
-void fg_cache_stage_adopt(struct fg_txn *t, struct fg_upstream_pool *pool,
-                          struct fg_upstream_conn *uc)
+void fg_cache_stage_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,
+                          const struct fg_http_response *resp)
 {
     t->cache.fetch = NULL;
     fg_cache_count(t->cache.store, FG_CACHE_EV_PASS);
@@ -369,7 +369,7 @@ void fg_cache_stage_adopt(struct fg_txn *t, struct fg_upstream_pool *pool,
     t->xcache = t->route->cache.status_header ? "PASS" : NULL;
     t->log_cache = "PASS";
     fg_conn_resume_read(t->c);
-    fg_proxy_adopt(t, pool, uc);
+    fg_proxy_adopt(t, x, resp);
 }
 
 /* ---- the stage --------------------------------------------------------------------------- */

@@ -28,11 +28,6 @@
 #define FG_CONN_MAGIC 0x636f6e31u /* "con1" */
 #define FG_TXN_MAGIC  0x74786e31u /* "txn1" */
 
-/* Back-pressure: stop reading the producer once this much waits for the consumer, resume
- * when it has drained to FG_LOW_WATER. Bounds memory per transaction whatever the sizes. */
-#define FG_HIGH_WATER (256 * 1024)
-#define FG_LOW_WATER  (64 * 1024)
-
 /* ---- statistics ---------------------------------------------------------------------- */
 
 struct fg_worker_stats {
@@ -201,8 +196,7 @@ struct fg_txn {
     struct fg_snap *snap;
     const struct fg_conf_server *srv;
     const struct fg_conf_route *route;
-    struct fg_upstream_pool *pool;
-    struct fg_upstream_conn *uc;
+    struct fg_upstream_exchange *x; /* the request at the app (proxy.c) */
 
     struct fg_http_request req;
     enum fg_req_state req_state;
@@ -210,15 +204,9 @@ struct fg_txn {
     uint64_t req_body_left; /* LENGTH: bytes still to forward */
     uint64_t req_body_bytes;
     struct fg_http_chunked req_chunked;
-    enum fg_http_body resp_body; /* framing from the app */
-    bool resp_chunked_out;       /* we chunk-encode toward the client */
-    uint64_t resp_body_left;
-    struct fg_http_chunked resp_chunked;
+    bool resp_chunked_out; /* we chunk-encode toward the client */
     bool resp_head_sent;
-    bool upstream_reusable;
     bool client_close; /* close the client connection after this response */
-    bool retried;
-    unsigned attempts;
     int status;
     const char *xcache;             /* X-Cache value for a proxied response (NULL: none) */
     bool zroute;                    /* the route compresses */
@@ -437,14 +425,18 @@ void fg_trigger_snap_free(struct fg_snap *s);
  * (t->of_limit, t->of_limit_res); close: close the connection after it. */
 void fg_limit_refuse_saved(struct fg_txn *t, bool close);
 
+/* forward.c — the upstream request head */
+/* Build the request as the app sees it into t->head. for_cache: the head of a cache fill
+ * (GET, no conditionals or Range of the client's: the answer must be a whole, storable
+ * one). */
+bool fg_forward_head(struct fg_txn *t, bool for_cache);
+
 /* proxy.c — forwarding to the app */
 void fg_proxy_start(struct fg_txn *t);
-/* Build the upstream request head into t->head. for_cache: the head of a cache fill (GET,
- * no conditionals or Range of the client's: the answer must be a whole, storable one). */
-bool fg_proxy_build_head(struct fg_txn *t, bool for_cache);
-/* Take over an upstream connection on which the request (t->head) was sent and whose
- * response head is waiting in its input: a cache fill that turned out uncacheable. */
-void fg_proxy_adopt(struct fg_txn *t, struct fg_upstream_pool *pool, struct fg_upstream_conn *uc);
+/* Take over the exchange of a cache fill whose answer turned out uncacheable, from inside
+ * its on_head: resp is that head; the body follows through the proxy path. */
+void fg_proxy_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,
+                    const struct fg_http_response *resp);
 /* The client has more request body bytes, or its output drained (resume upstream). */
 void fg_proxy_client_readable(struct fg_txn *t);
 void fg_proxy_client_drained(struct fg_txn *t);
@@ -470,8 +462,8 @@ struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
 /* The transaction that started a fetch goes away. */
 void fg_fetch_forget_initiator(struct fg_fetch *f);
 /* Called by a fetch that gives its connection to its initiator (cache.c). */
-void fg_cache_stage_adopt(struct fg_txn *t, struct fg_upstream_pool *pool,
-                          struct fg_upstream_conn *uc);
+void fg_cache_stage_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,
+                          const struct fg_http_response *resp);
 bool fg_accesslog_start(void);
 void fg_accesslog_stop(void);
 void fg_accesslog_reopen(void);

@@ -1,0 +1,186 @@
+/*
+ * forward.c — the request as the app sees it: our framing, no hop-by-hop fields, the
+ * forwarding fields (X-Forwarded-For/-Proto/-Port, X-Request-Id). Built into the
+ * transaction's head buffer (kept across requests), for the proxy path and, with the
+ * client's conditionals and Range left out, for a cache fill.
+ */
+#include "server/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool head_reserve(struct fg_txn *t, size_t more)
+{
+    if (t->head_len + more <= t->head_cap)
+        return true;
+    size_t cap = t->head_cap ? t->head_cap : 2048;
+    while (cap < t->head_len + more)
+        cap *= 2;
+    char *p = realloc(t->head, cap);
+    if (p == NULL)
+        return false;
+    t->head = p;
+    t->head_cap = cap;
+    return true;
+}
+
+static void head_put(struct fg_txn *t, const char *s, size_t len)
+{
+    if (!head_reserve(t, len))
+        return;
+    memcpy(t->head + t->head_len, s, len);
+    t->head_len += len;
+}
+
+#define HEAD_LIT(t, lit) head_put((t), (lit), sizeof(lit) - 1)
+
+static void head_field(struct fg_txn *t, const char *name, size_t nlen, const char *value,
+                       size_t vlen)
+{
+    if (!head_reserve(t, nlen + vlen + 4))
+        return;
+    char *p = t->head + t->head_len;
+    memcpy(p, name, nlen);
+    p += nlen;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, value, vlen);
+    p += vlen;
+    *p++ = '\r';
+    *p++ = '\n';
+    t->head_len += nlen + vlen + 4;
+}
+
+static void make_request_id(struct fg_worker *w, char out[40])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = fg_worker_random(w), b = fg_worker_random(w);
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[(a >> (i * 4)) & 15];
+        out[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    out[32] = '\0';
+}
+
+/* Client fields a cache fill must not forward: the stored answer must be the whole,
+ * unconditional representation (the client's conditionals are answered from it). */
+static bool cache_fill_strips(const struct fg_http_header *h)
+{
+    return fg_http_name_eq(h->name, h->name_len, "if-none-match") ||
+           fg_http_name_eq(h->name, h->name_len, "if-modified-since") ||
+           fg_http_name_eq(h->name, h->name_len, "if-match") ||
+           fg_http_name_eq(h->name, h->name_len, "if-unmodified-since") ||
+           fg_http_name_eq(h->name, h->name_len, "if-range") ||
+           fg_http_name_eq(h->name, h->name_len, "range");
+}
+
+/* The request as the app sees it: our framing, no hop-by-hop fields, forwarding fields. */
+bool fg_forward_head(struct fg_txn *t, bool for_cache)
+{
+    struct fg_conn *c = t->c;
+    const struct fg_http_request *r = &t->req;
+    const struct fg_conf_server *srv = t->srv;
+    bool peer_trusted = fg_cidr_match(srv->trusted_proxies, srv->n_trusted_proxies,
+                                      (const struct sockaddr *)&c->peer);
+    t->head_len = 0;
+
+    if (for_cache)
+        HEAD_LIT(t, "GET "); /* a HEAD miss fills the GET entry it is served from */
+    else
+        head_put(t, r->method_name, r->method_len), HEAD_LIT(t, " ");
+    if (r->flags & FG_HTTP_F_ABSOLUTE_FORM) {
+        head_put(t, r->path, r->path_len);
+        if (r->query != NULL) {
+            HEAD_LIT(t, "?");
+            head_put(t, r->query, r->query_len);
+        }
+    } else {
+        head_put(t, r->target, r->target_len);
+    }
+    HEAD_LIT(t, " HTTP/1.1\r\n");
+
+    const struct fg_http_header *xff_last = NULL;
+    bool have_proto = false, have_port = false;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const struct fg_http_header *h = &r->headers[i];
+        if (fg_http_is_hop_by_hop(h->name, h->name_len) ||
+            fg_http_name_eq(h->name, h->name_len, "content-length") ||
+            fg_http_name_eq(h->name, h->name_len, "expect"))
+            continue;
+        if ((r->flags & FG_HTTP_F_CONN_OTHER) &&
+            fg_http_connection_lists(r->headers, r->n_headers, h->name, h->name_len))
+            continue;
+        if ((r->flags & FG_HTTP_F_ABSOLUTE_FORM) && fg_http_name_eq(h->name, h->name_len, "host"))
+            continue;
+        if (for_cache && cache_fill_strips(h))
+            continue;
+        /* A compressing route stores its own encodings: it asks the app for identity. */
+        if (for_cache && t->zroute && fg_http_name_eq(h->name, h->name_len, "accept-encoding"))
+            continue;
+        if (fg_http_name_eq(h->name, h->name_len, "x-forwarded-for")) {
+            /* Several X-Forwarded-For fields are one list (RFC 9110 §5.3): keep them in
+             * order and append the peer to the last one. */
+            if (xff_last != NULL)
+                head_field(t, xff_last->name, xff_last->name_len, xff_last->value,
+                           xff_last->value_len);
+            xff_last = h;
+            continue;
+        }
+        if (fg_http_name_eq(h->name, h->name_len, "x-forwarded-proto")) {
+            if (!peer_trusted)
+                continue; /* only a trusted proxy (the ALB) may tell us the scheme */
+            have_proto = true;
+        } else if (fg_http_name_eq(h->name, h->name_len, "x-forwarded-port")) {
+            if (!peer_trusted)
+                continue;
+            have_port = true;
+        } else if (fg_http_name_eq(h->name, h->name_len, "x-request-id")) {
+            if (h->value_len > 0 && h->value_len < sizeof(t->request_id))
+                memcpy(t->request_id, h->value, h->value_len), t->request_id[h->value_len] = 0;
+        }
+        head_field(t, h->name, h->name_len, h->value, h->value_len);
+    }
+    if (r->flags & FG_HTTP_F_ABSOLUTE_FORM) {
+        head_field(t, "Host", 4, r->host, r->host_len);
+    } else if (r->host == NULL) {
+        /* An HTTP/1.0 request may come without Host; an HTTP/1.1 one may not, and we
+         * send 1.1. Name the upstream instead, as nginx's proxy_pass does. */
+        const char *name = t->route->upstream->name;
+        head_field(t, "Host", 4, name, strlen(name));
+    }
+
+    char val[8192];
+    size_t plen = strlen(c->peer_ip);
+    if (xff_last != NULL && xff_last->value_len + plen + 2 < sizeof(val)) {
+        memcpy(val, xff_last->value, xff_last->value_len);
+        memcpy(val + xff_last->value_len, ", ", 2);
+        memcpy(val + xff_last->value_len + 2, c->peer_ip, plen);
+        head_field(t, "X-Forwarded-For", 15, val, xff_last->value_len + 2 + plen);
+    } else {
+        head_field(t, "X-Forwarded-For", 15, c->peer_ip, plen);
+    }
+    if (!have_proto && fg_reader_ssl(&c->reader) != NULL)
+        HEAD_LIT(t, "X-Forwarded-Proto: https\r\n");
+    else if (!have_proto)
+        HEAD_LIT(t, "X-Forwarded-Proto: http\r\n");
+    if (!have_port)
+        head_field(t, "X-Forwarded-Port", 16, c->lst->port_text, strlen(c->lst->port_text));
+    if (t->request_id[0] == '\0' && srv->add_request_id) {
+        make_request_id(c->w, t->request_id);
+        head_field(t, "X-Request-Id", 12, t->request_id, 32);
+    }
+    if (r->body == FG_HTTP_BODY_LENGTH) {
+        char digits[24];
+        size_t n = 0;
+        uint64_t v = r->content_length;
+        do {
+            digits[sizeof(digits) - 1 - n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        head_field(t, "Content-Length", 14, digits + sizeof(digits) - n, n);
+    } else if (r->body == FG_HTTP_BODY_CHUNKED) {
+        HEAD_LIT(t, "Transfer-Encoding: chunked\r\n");
+    }
+    HEAD_LIT(t, "\r\n");
+    return head_reserve(t, 0) && t->head_len > 0;
+}
