@@ -23,7 +23,6 @@
 
 #define FG_LINGER_MS     2000 /* discard late client bytes this long before closing */
 #define FG_BODY_GRACE_MS 5000 /* body_min_rate applies after this */
-#define FG_RESP_HEAD_MAX 65536
 
 static void conn_read_cb(void *arg);
 static void conn_read_event_cb(short what, void *arg);
@@ -57,54 +56,6 @@ static void conn_arm(struct fg_conn *c, uint64_t ms)
 {
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
     evtimer_add(c->timer, &tv);
-}
-
-/* ---- transactions: recycled per worker, they are large (the header array) ---------------- */
-
-static struct fg_txn *txn_get(struct fg_worker *w)
-{
-    struct fg_txn *t = TAILQ_FIRST(&w->free_txns);
-    if (t != NULL) {
-        TAILQ_REMOVE(&w->free_txns, t, free_link);
-        w->n_free_txns--;
-    } else {
-        t = calloc(1, sizeof(*t));
-        if (t == NULL)
-            return NULL;
-    }
-    char *head = t->head;
-    size_t cap = t->head_cap;
-    /* Clear all but the header array, which the parser overwrites. */
-    memset(t, 0, offsetof(struct fg_txn, req));
-    memset(&t->req, 0, offsetof(struct fg_http_request, headers));
-    memset(&t->req_state, 0, sizeof(*t) - offsetof(struct fg_txn, req_state));
-    t->head = head;
-    t->head_cap = cap;
-    t->magic = FG_TXN_MAGIC;
-    return t;
-}
-
-static void txn_put(struct fg_worker *w, struct fg_txn *t)
-{
-    fg_limit_stage_release(t);
-    fg_offload_stage_release(t);
-    if (t->zs.z != NULL)
-        fg_z_free(&t->zs);
-    fg_cache_stage_release(t);
-    free(t->inval_key);
-    t->inval_key = NULL;
-    t->magic = 0;
-    if (t->snap != NULL) {
-        fg_snap_release(w, t->snap);
-        t->snap = NULL;
-    }
-    if (w->n_free_txns < 256) {
-        TAILQ_INSERT_HEAD(&w->free_txns, t, free_link);
-        w->n_free_txns++;
-    } else {
-        free(t->head);
-        free(t);
-    }
 }
 
 /* ---- accept ---------------------------------------------------------------------------- */
@@ -185,7 +136,7 @@ static void conn_free(struct fg_conn *c)
             fg_proxy_abort(c->txn);
             fg_gauge_add(&w->stats.requests_active, -1); /* it never reached txn_done */
         }
-        txn_put(w, c->txn);
+        fg_txn_put(w, c->txn);
         c->txn = NULL;
     }
     if (c->state == FG_CONN_IDLE)
@@ -228,7 +179,7 @@ void fg_conn_close_if_idle(struct fg_conn *c)
         conn_free(c);
 }
 
-/* ---- keep-alive decision and self-made responses ------------------------------------------ */
+/* ---- keep-alive decision ------------------------------------------------------------------ */
 
 bool fg_conn_keepalive_ok(struct fg_conn *c, struct fg_txn *t)
 {
@@ -245,53 +196,6 @@ bool fg_conn_keepalive_ok(struct fg_conn *c, struct fg_txn *t)
     if (t->req_state != FG_REQ_DONE)
         return false;
     return true;
-}
-
-void fg_conn_send_response(struct fg_conn *c, int status, const char *ctype, const char *body,
-                           size_t body_len, bool close)
-{
-    fg_conn_send_response_fields(c, status, ctype, body, body_len, NULL, 0, close);
-}
-
-void fg_conn_send_response_fields(struct fg_conn *c, int status, const char *ctype,
-                                  const char *body, size_t body_len, const char *fields,
-                                  size_t fields_len, bool close)
-{
-    struct fg_txn *t = c->txn;
-    FG_ASSERT(t != NULL);
-    if (!close && !fg_conn_keepalive_ok(c, t))
-        close = true;
-    t->client_close = close;
-    t->status = status;
-    char head[512];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s%s\r\n",
-                     status, fg_http_reason(status), ctype, body_len,
-                     t->request_id[0] ? "X-Request-Id: " : "", t->request_id,
-                     t->request_id[0] ? "\r\n" : "",
-                     close ? "Connection: close\r\n"
-                           : (t->req.minor_version == 0 ? "Connection: keep-alive\r\n" : ""));
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    /* Extra fields go before the head's final CRLF. */
-    evbuffer_add(out, head, (size_t)n - 2);
-    if (fields_len > 0)
-        evbuffer_add(out, fields, fields_len);
-    evbuffer_add(out, "\r\n", 2);
-    t->bytes_out += fields_len;
-    if (t->req.method != FG_HTTP_HEAD)
-        evbuffer_add(out, body, body_len);
-    t->bytes_out += (size_t)n + body_len;
-    t->resp_state = FG_RESP_DONE;
-    fg_conn_txn_done(c);
-}
-
-void fg_conn_respond(struct fg_conn *c, int status, const char *detail, bool close)
-{
-    char body[512];
-    int n = snprintf(body, sizeof(body), "%d %s: %s\n", status, fg_http_reason(status), detail);
-    if (n < 0 || (size_t)n >= sizeof(body))
-        n = (int)strlen(body);
-    fg_conn_send_response(c, status, "text/plain; charset=utf-8", body, (size_t)n, close);
 }
 
 /* ---- transaction end ------------------------------------------------------------------- */
@@ -315,7 +219,7 @@ void fg_conn_txn_done(struct fg_conn *c)
 
     bool close = t->client_close || !fg_conn_keepalive_ok(c, t);
     c->txn = NULL;
-    txn_put(w, t);
+    fg_txn_put(w, t);
     if (close) {
         conn_start_closing(c);
         return;
@@ -362,7 +266,7 @@ static void conn_read_head(struct fg_conn *c)
         conn_arm(c, srv->header_timeout_ms);
     }
     if (c->txn == NULL) {
-        c->txn = txn_get(w);
+        c->txn = fg_txn_get(w);
         if (c->txn == NULL) {
             fg_err("out of memory for a request, connection closed");
             conn_free(c);
@@ -395,7 +299,7 @@ static void conn_read_head(struct fg_conn *c)
         t->req_state = FG_REQ_BODY; /* unknown framing: never keep this connection */
         fg_info("client %s: request refused (%s), connection closed", c->peer_ip,
                 fg_http_error_name(err));
-        fg_conn_respond(c, fg_http_error_status(err), fg_http_error_name(err), true);
+        fg_respond_text(t, fg_http_error_status(err), fg_http_error_name(err), true);
         return;
     }
     t->bytes_in = (size_t)rc;
@@ -413,8 +317,8 @@ static void conn_read_cb(void *arg)
         conn_read_head(c);
         break;
     case FG_CONN_TXN:
-        if (c->txn != NULL && c->txn->of_active)
-            fg_offload_client_readable(c->txn);
+        if (c->txn != NULL && c->txn->offload.active)
+            fg_stage_offload_client_readable(c->txn);
         else if (c->txn != NULL && c->txn->req_state == FG_REQ_BODY)
             fg_proxy_client_readable(c->txn);
         /* else: a pipelined request; it waits in the buffer for this response */
@@ -507,7 +411,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         c->txn->req_state = FG_REQ_BODY;
         c->txn->req.method = FG_HTTP_OTHER;
         snprintf(c->txn->log_path, sizeof(c->txn->log_path), "-");
-        fg_conn_respond(c, 408, "request head not complete in time", true);
+        fg_respond_text(c->txn, 408, "request head not complete in time", true);
         return;
     case FG_CONN_TXN: {
         struct fg_txn *t = c->txn;
@@ -527,7 +431,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
                     (unsigned long long)t->req_body_bytes);
             if (!t->resp_head_sent) {
                 fg_proxy_abort(t);
-                fg_conn_respond(c, 408, "request body not received in time", true);
+                fg_respond_text(t, 408, "request body not received in time", true);
             } else {
                 conn_free(c);
             }

@@ -11,16 +11,16 @@
 
 static bool head_reserve(struct fg_txn *t, size_t more)
 {
-    if (t->head_len + more <= t->head_cap)
+    if (t->proxy.head_len + more <= t->proxy.head_cap)
         return true;
-    size_t cap = t->head_cap ? t->head_cap : 2048;
-    while (cap < t->head_len + more)
+    size_t cap = t->proxy.head_cap ? t->proxy.head_cap : 2048;
+    while (cap < t->proxy.head_len + more)
         cap *= 2;
-    char *p = realloc(t->head, cap);
+    char *p = realloc(t->proxy.head, cap);
     if (p == NULL)
         return false;
-    t->head = p;
-    t->head_cap = cap;
+    t->proxy.head = p;
+    t->proxy.head_cap = cap;
     return true;
 }
 
@@ -28,8 +28,8 @@ static void head_put(struct fg_txn *t, const char *s, size_t len)
 {
     if (!head_reserve(t, len))
         return;
-    memcpy(t->head + t->head_len, s, len);
-    t->head_len += len;
+    memcpy(t->proxy.head + t->proxy.head_len, s, len);
+    t->proxy.head_len += len;
 }
 
 #define HEAD_LIT(t, lit) head_put((t), (lit), sizeof(lit) - 1)
@@ -39,7 +39,7 @@ static void head_field(struct fg_txn *t, const char *name, size_t nlen, const ch
 {
     if (!head_reserve(t, nlen + vlen + 4))
         return;
-    char *p = t->head + t->head_len;
+    char *p = t->proxy.head + t->proxy.head_len;
     memcpy(p, name, nlen);
     p += nlen;
     *p++ = ':';
@@ -48,18 +48,7 @@ static void head_field(struct fg_txn *t, const char *name, size_t nlen, const ch
     p += vlen;
     *p++ = '\r';
     *p++ = '\n';
-    t->head_len += nlen + vlen + 4;
-}
-
-static void make_request_id(struct fg_worker *w, char out[40])
-{
-    static const char hex[] = "0123456789abcdef";
-    uint64_t a = fg_worker_random(w), b = fg_worker_random(w);
-    for (int i = 0; i < 16; i++) {
-        out[i] = hex[(a >> (i * 4)) & 15];
-        out[16 + i] = hex[(b >> (i * 4)) & 15];
-    }
-    out[32] = '\0';
+    t->proxy.head_len += nlen + vlen + 4;
 }
 
 /* Client fields a cache fill must not forward: the stored answer must be the whole,
@@ -82,7 +71,7 @@ bool fg_forward_head(struct fg_txn *t, bool for_cache)
     const struct fg_conf_server *srv = t->srv;
     bool peer_trusted = fg_cidr_match(srv->trusted_proxies, srv->n_trusted_proxies,
                                       (const struct sockaddr *)&c->peer);
-    t->head_len = 0;
+    t->proxy.head_len = 0;
 
     if (for_cache)
         HEAD_LIT(t, "GET "); /* a HEAD miss fills the GET entry it is served from */
@@ -115,7 +104,7 @@ bool fg_forward_head(struct fg_txn *t, bool for_cache)
         if (for_cache && cache_fill_strips(h))
             continue;
         /* A compressing route stores its own encodings: it asks the app for identity. */
-        if (for_cache && t->zroute && fg_http_name_eq(h->name, h->name_len, "accept-encoding"))
+        if (for_cache && t->z.route && fg_http_name_eq(h->name, h->name_len, "accept-encoding"))
             continue;
         if (fg_http_name_eq(h->name, h->name_len, "x-forwarded-for")) {
             /* Several X-Forwarded-For fields are one list (RFC 9110 §5.3): keep them in
@@ -134,9 +123,6 @@ bool fg_forward_head(struct fg_txn *t, bool for_cache)
             if (!peer_trusted)
                 continue;
             have_port = true;
-        } else if (fg_http_name_eq(h->name, h->name_len, "x-request-id")) {
-            if (h->value_len > 0 && h->value_len < sizeof(t->request_id))
-                memcpy(t->request_id, h->value, h->value_len), t->request_id[h->value_len] = 0;
         }
         head_field(t, h->name, h->name_len, h->value, h->value_len);
     }
@@ -165,10 +151,9 @@ bool fg_forward_head(struct fg_txn *t, bool for_cache)
         HEAD_LIT(t, "X-Forwarded-Proto: http\r\n");
     if (!have_port)
         head_field(t, "X-Forwarded-Port", 16, c->lst->port_text, strlen(c->lst->port_text));
-    if (t->request_id[0] == '\0' && srv->add_request_id) {
-        make_request_id(c->w, t->request_id);
-        head_field(t, "X-Request-Id", 12, t->request_id, 32);
-    }
+    /* The client's X-Request-Id went with its fields; ours is added (request_id on). */
+    if (fg_txn_request_id(t) && t->request_id_ours)
+        head_field(t, "X-Request-Id", 12, t->request_id, strlen(t->request_id));
     if (r->body == FG_HTTP_BODY_LENGTH) {
         char digits[24];
         size_t n = 0;
@@ -182,5 +167,5 @@ bool fg_forward_head(struct fg_txn *t, bool for_cache)
         HEAD_LIT(t, "Transfer-Encoding: chunked\r\n");
     }
     HEAD_LIT(t, "\r\n");
-    return head_reserve(t, 0) && t->head_len > 0;
+    return head_reserve(t, 0) && t->proxy.head_len > 0;
 }

@@ -19,6 +19,12 @@
 static const struct fg_upstream_exchange_ops proxy_ops;
 static void req_body_pump(struct fg_txn *t);
 
+/* The transaction ends while the app is still at it: drop the app's side. */
+static void release(struct fg_txn *t)
+{
+    fg_proxy_abort(t);
+}
+
 /* The request's last byte reached the exchange (or there was no body). */
 static void client_request_done(struct fg_txn *t)
 {
@@ -26,8 +32,8 @@ static void client_request_done(struct fg_txn *t)
     fg_conn_body_finished(t->c);
     /* Pipelined requests wait in the input buffer until this response is complete; the
      * read high watermark (conn.c) bounds how much of them we take in meanwhile. */
-    if (t->x != NULL)
-        fg_upstream_exchange_send_end(t->x);
+    if (t->proxy.x != NULL)
+        fg_upstream_exchange_send_end(t->proxy.x);
 }
 
 static bool request_retryable(const struct fg_txn *t)
@@ -42,7 +48,7 @@ void fg_proxy_start(struct fg_txn *t)
     struct fg_conn *c = t->c;
     struct fg_upstream_pool *pool = t->snap->pools[t->route->upstream->index];
     if (!fg_forward_head(t, false)) {
-        fg_conn_respond(c, 500, "out of memory", true);
+        fg_respond_text(t, 500, "out of memory", true);
         return;
     }
     evbuffer_drain(bufferevent_get_input(c->bev), t->req.head_len);
@@ -50,22 +56,24 @@ void fg_proxy_start(struct fg_txn *t)
 
     bool body = t->req_state == FG_REQ_BODY;
     struct fg_upstream_request rq = {
-        .head = t->head,
-        .head_len = t->head_len,
+        .head = t->proxy.head,
+        .head_len = t->proxy.head_len,
         .method = t->req.method,
         .body = !body                                 ? FG_UPSTREAM_BODY_NONE
                 : t->req.body == FG_HTTP_BODY_CHUNKED ? FG_UPSTREAM_BODY_CHUNKED
                                                       : FG_UPSTREAM_BODY_LENGTH,
         .retryable = request_retryable(t),
     };
-    t->upstream_start_us = fg_mono_us();
-    t->x = fg_upstream_exchange_start(pool, &rq, &proxy_ops, t);
-    if (t->x == NULL) {
-        fg_trigger_observe(t, false, 0);
-        fg_conn_respond(c, 502, "no connection to the upstream could be made", true);
+    t->proxy.upstream_start_us = fg_mono_us();
+    t->proxy.x = fg_upstream_exchange_start(pool, &rq, &proxy_ops, t);
+    fg_txn_hold(t, &t->proxy.hold, release);
+    if (t->proxy.x == NULL) {
+        fg_stage_offload_observe(t, false, 0);
+        fg_respond_text(t, 502, "no connection to the upstream could be made", true);
         return;
     }
-    snprintf(t->log_upstream, sizeof(t->log_upstream), "%s", fg_upstream_exchange_server(t->x));
+    snprintf(t->log_upstream, sizeof(t->log_upstream), "%s",
+             fg_upstream_exchange_server(t->proxy.x));
     if (!body) {
         client_request_done(t);
         return;
@@ -74,8 +82,8 @@ void fg_proxy_start(struct fg_txn *t)
         evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
         fg_flush(c->bev);
     }
-    t->req_body_left = t->req.content_length;
-    fg_http_chunked_init(&t->req_chunked);
+    t->proxy.req_body_left = t->req.content_length;
+    fg_http_chunked_init(&t->proxy.req_chunked);
     fg_conn_body_started(c);
     req_body_pump(t);
 }
@@ -89,10 +97,11 @@ void fg_proxy_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,
     struct fg_conn *c = t->c;
     evbuffer_drain(bufferevent_get_input(c->bev), t->req.head_len);
     t->req.n_headers = 0;
-    t->x = x;
+    t->proxy.x = x;
+    fg_txn_hold(t, &t->proxy.hold, release);
     fg_upstream_exchange_set_owner(x, &proxy_ops, t);
     snprintf(t->log_upstream, sizeof(t->log_upstream), "%s", fg_upstream_exchange_server(x));
-    t->upstream_start_us = fg_mono_us();
+    t->proxy.upstream_start_us = fg_mono_us();
     t->req_state = FG_REQ_DONE; /* the fill sent the request; the client's had no body */
     fg_conn_body_finished(c);
     proxy_on_head(t, x, resp);
@@ -100,9 +109,9 @@ void fg_proxy_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,
 
 void fg_proxy_abort(struct fg_txn *t)
 {
-    if (t->x != NULL) {
-        fg_upstream_exchange_abort(t->x);
-        t->x = NULL;
+    if (t->proxy.x != NULL) {
+        fg_upstream_exchange_abort(t->proxy.x);
+        t->proxy.x = NULL;
     }
 }
 
@@ -131,50 +140,51 @@ static void refuse_body(struct fg_txn *t, int status, const char *detail)
         return;
     }
     fg_proxy_abort(t);
-    fg_conn_respond(c, status, detail, true);
+    fg_respond_text(t, status, detail, true);
 }
 
 static void req_body_pump(struct fg_txn *t)
 {
     struct fg_conn *c = t->c;
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    struct fg_upstream_exchange *x = t->x;
+    struct fg_upstream_exchange *x = t->proxy.x;
     size_t queued = 0;
     if (t->req.body == FG_HTTP_BODY_LENGTH) {
         size_t avail = evbuffer_get_length(in);
-        size_t n = avail < t->req_body_left ? avail : (size_t)t->req_body_left;
+        size_t n = avail < t->proxy.req_body_left ? avail : (size_t)t->proxy.req_body_left;
         if (n > 0) {
             queued = fg_upstream_exchange_send(x, in, n);
-            t->req_body_left -= n;
+            t->proxy.req_body_left -= n;
             t->req_body_bytes += n;
             t->bytes_in += n;
         }
-        if (t->req_body_left == 0) {
+        if (t->proxy.req_body_left == 0) {
             client_request_done(t);
             return;
         }
     } else {
         for (;;) {
-            if (t->req_chunked.data_left > 0) {
+            if (t->proxy.req_chunked.data_left > 0) {
                 size_t avail = evbuffer_get_length(in);
                 if (avail == 0)
                     break;
-                size_t n =
-                    avail < t->req_chunked.data_left ? avail : (size_t)t->req_chunked.data_left;
+                size_t n = avail < t->proxy.req_chunked.data_left
+                               ? avail
+                               : (size_t)t->proxy.req_chunked.data_left;
                 if (t->req_body_bytes + n > t->route->max_body) {
                     fg_counter_add(&c->w->stats.rejected_other, 1);
                     refuse_body(t, 413, "request body larger than client_max_body_size");
                     return;
                 }
                 queued = fg_upstream_exchange_send(x, in, n);
-                fg_http_chunked_data(&t->req_chunked, n);
+                fg_http_chunked_data(&t->proxy.req_chunked, n);
                 t->req_body_bytes += n;
                 t->bytes_in += n;
                 continue;
             }
             size_t used = 0;
             enum fg_http_error err = FG_HTTP_E_NONE;
-            enum fg_http_chunk_status st = chunk_framing(&t->req_chunked, in, &used, &err);
+            enum fg_http_chunk_status st = chunk_framing(&t->proxy.req_chunked, in, &used, &err);
             t->bytes_in += used;
             if (st == FG_CHUNK_MORE && (used == 0 || evbuffer_get_length(in) == 0))
                 break; /* else framing goes on in the buffer's next segment */
@@ -198,7 +208,7 @@ static void req_body_pump(struct fg_txn *t)
 
 void fg_proxy_client_readable(struct fg_txn *t)
 {
-    if (t->x == NULL)
+    if (t->proxy.x == NULL)
         return; /* between a failure and its answer, or the app answered already */
     req_body_pump(t);
 }
@@ -213,37 +223,27 @@ static void proxy_on_writable(void *arg, struct fg_upstream_exchange *x)
 
 /* ---- response: app → client ------------------------------------------------------------ */
 
-static size_t scratch_reserve(struct fg_worker *w, size_t need)
-{
-    if (w->scratch_cap < need) {
-        size_t cap = w->scratch_cap ? w->scratch_cap : 8192;
-        while (cap < need)
-            cap *= 2;
-        char *p = realloc(w->scratch, cap);
-        if (p == NULL)
-            return 0;
-        w->scratch = p;
-        w->scratch_cap = cap;
-    }
-    return w->scratch_cap;
-}
-
-/* Returns false if the head could not be built (out of memory). */
+/* The answer's head to the client: the app's fields, edited for compression, framed for
+ * this client (an HTTP/1.0 client reads a body of unknown length to the close). */
 static bool send_response_head(struct fg_txn *t, const struct fg_http_response *resp)
 {
-    struct fg_conn *c = t->c;
-    struct fg_worker *w = c->w;
     bool client11 = t->req.minor_version == 1;
-
-    t->resp_chunked_out = false;
-    /* Compression: planned on the answer's head; the encoded body has no known length. */
-    struct fg_zplan plan;
-    bool z = t->zroute && fg_z_plan(t->route, t->zenc, t->req.method, resp, &plan);
-    if (z && !fg_z_start(&t->zs, t->route, &plan,
-                         resp->body == FG_HTTP_BODY_LENGTH ? resp->content_length
-                                                           : FG_COMPRESS_LENGTH_UNKNOWN))
+    struct fg_compress_plan plan;
+    bool z =
+        t->z.route && fg_stage_compress_plan(t->route, t->z.encoding, t->req.method, resp, &plan);
+    if (z && !fg_stage_compress_start_txn(t, &plan,
+                                          resp->body == FG_HTTP_BODY_LENGTH
+                                              ? resp->content_length
+                                              : FG_COMPRESS_LENGTH_UNKNOWN))
         z = plan.compress = false; /* no encoder (out of memory): send it as it is */
-    bool zedit = t->zroute && (z || plan.vary_edit);
+    bool zedit = t->z.route && (z || plan.vary_edit);
+    struct fg_respond r = {.status = resp->status,
+                           .reason = resp->reason,
+                           .reason_len = resp->reason_len,
+                           .app = resp,
+                           .plan = zedit ? &plan : NULL,
+                           .body = FG_RESPOND_AS_APP};
+    t->proxy.chunked_out = false;
     switch (resp->body) {
     case FG_HTTP_BODY_NONE:
         break;
@@ -254,95 +254,16 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
         __attribute__((fallthrough));
     case FG_HTTP_BODY_CHUNKED:
     case FG_HTTP_BODY_CLOSE:
-        if (client11)
-            t->resp_chunked_out = true;
-        else
-            t->client_close = true; /* an HTTP/1.0 client reads to the close */
+        t->proxy.chunked_out = client11;
+        r.body = client11 ? FG_RESPOND_CHUNKED : FG_RESPOND_TO_CLOSE;
         break;
     }
-    if (t->req_state != FG_REQ_DONE)
-        t->client_close = true;
-    bool close = !fg_conn_keepalive_ok(c, t);
-    t->client_close = close;
-
-    size_t need = resp->head_len + 256 + sizeof(t->request_id) + t->rl_fields_len +
-                  (zedit ? sizeof(plan.vary) + sizeof(plan.etag) + 64 : 0);
-    if (scratch_reserve(w, need) == 0)
-        return false;
-    char *p = w->scratch;
-    memcpy(p, "HTTP/1.1 ", 9);
-    p[9] = (char)('0' + resp->status / 100);
-    p[10] = (char)('0' + resp->status / 10 % 10);
-    p[11] = (char)('0' + resp->status % 10);
-    p[12] = ' ';
-    p += 13;
-    if (resp->reason_len > 0) {
-        memcpy(p, resp->reason, resp->reason_len);
-        p += resp->reason_len;
-    } else {
-        p += sprintf(p, "%s", fg_http_reason(resp->status));
+    char xcache[48];
+    if (t->cache.xcache != NULL) {
+        r.fields = xcache;
+        r.fields_len = (size_t)snprintf(xcache, sizeof(xcache), "X-Cache: %s\r\n", t->cache.xcache);
     }
-    *p++ = '\r';
-    *p++ = '\n';
-    bool have_request_id = false;
-    bool reframed = resp->body == FG_HTTP_BODY_CHUNKED || resp->body == FG_HTTP_BODY_CLOSE;
-    for (size_t i = 0; i < resp->n_headers; i++) {
-        const struct fg_http_header *h = &resp->headers[i];
-        if (fg_http_is_hop_by_hop(h->name, h->name_len))
-            continue;
-        if (zedit && fg_z_field_replaced(&plan, h))
-            continue;
-        if (reframed && fg_http_name_eq(h->name, h->name_len, "content-length"))
-            continue;
-        if ((resp->flags & FG_HTTP_F_CONN_OTHER) &&
-            fg_http_connection_lists(resp->headers, resp->n_headers, h->name, h->name_len))
-            continue;
-        if (!have_request_id && fg_http_name_eq(h->name, h->name_len, "x-request-id"))
-            have_request_id = true;
-        memcpy(p, h->name, h->name_len);
-        p += h->name_len;
-        *p++ = ':';
-        *p++ = ' ';
-        memcpy(p, h->value, h->value_len);
-        p += h->value_len;
-        *p++ = '\r';
-        *p++ = '\n';
-    }
-#define PUT_LIT(lit) (memcpy(p, lit, sizeof(lit) - 1), p += sizeof(lit) - 1)
-    if (!have_request_id && t->request_id[0]) {
-        size_t n = strlen(t->request_id);
-        PUT_LIT("X-Request-Id: ");
-        memcpy(p, t->request_id, n);
-        p += n;
-        PUT_LIT("\r\n");
-    }
-    if (t->rl_fields_len > 0) {
-        memcpy(p, t->rl_fields, t->rl_fields_len);
-        p += t->rl_fields_len;
-    }
-    if (zedit)
-        p += fg_z_extra_fields(&plan, p, sizeof(plan.vary) + sizeof(plan.etag) + 64);
-    if (t->xcache != NULL) {
-        size_t n = strlen(t->xcache);
-        PUT_LIT("X-Cache: ");
-        memcpy(p, t->xcache, n);
-        p += n;
-        PUT_LIT("\r\n");
-    }
-    if (t->resp_chunked_out)
-        PUT_LIT("Transfer-Encoding: chunked\r\n");
-    if (close)
-        PUT_LIT("Connection: close\r\n");
-    else if (!client11)
-        PUT_LIT("Connection: keep-alive\r\n");
-#undef PUT_LIT
-    *p++ = '\r';
-    *p++ = '\n';
-    size_t len = (size_t)(p - w->scratch);
-    evbuffer_add(bufferevent_get_output(c->bev), w->scratch, len);
-    t->bytes_out += len;
-    t->resp_head_sent = true;
-    return true;
+    return fg_respond_head(t, &r);
 }
 
 /* Move n payload bytes from in to out as one chunk of our own framing. */
@@ -357,28 +278,28 @@ static void move_as_chunk(struct evbuffer *in, struct evbuffer *out, size_t n)
 /* The encoder's output so far, framed for the client. */
 static void zs_drain(struct fg_txn *t, struct evbuffer *out)
 {
-    size_t k = evbuffer_get_length(t->zs.out);
+    size_t k = evbuffer_get_length(t->z.stream.out);
     if (k == 0)
         return;
-    if (t->resp_chunked_out)
-        move_as_chunk(t->zs.out, out, k);
+    if (t->proxy.chunked_out)
+        move_as_chunk(t->z.stream.out, out, k);
     else
-        evbuffer_remove_buffer(t->zs.out, out, k);
+        evbuffer_remove_buffer(t->z.stream.out, out, k);
 }
 
 /* Pass n body bytes from in to the client: as they are, or through the encoder. False
  * when the encoder failed (the response cannot be finished: the caller cuts it). */
 static bool body_out(struct fg_txn *t, struct evbuffer *in, struct evbuffer *out, size_t n)
 {
-    if (t->zs.z == NULL) {
-        if (t->resp_chunked_out)
+    if (t->z.stream.z == NULL) {
+        if (t->proxy.chunked_out)
             move_as_chunk(in, out, n);
         else
             evbuffer_remove_buffer(in, out, n);
         return true;
     }
-    evbuffer_remove_buffer(in, t->zs.tmp, n);
-    if (!fg_z_write(&t->zs, t->zs.tmp, t->zs.out))
+    evbuffer_remove_buffer(in, t->z.stream.tmp, n);
+    if (!fg_compress_stream_write(&t->z.stream, t->z.stream.tmp, t->z.stream.out))
         return false;
     zs_drain(t, out);
     return true;
@@ -387,14 +308,14 @@ static bool body_out(struct fg_txn *t, struct evbuffer *in, struct evbuffer *out
 /* The body ended: the encoder's last bytes, then the last chunk. */
 static bool body_end(struct fg_txn *t, struct evbuffer *out)
 {
-    if (t->zs.z != NULL) {
-        bool ok = fg_z_finish(&t->zs, t->zs.out);
+    if (t->z.stream.z != NULL) {
+        bool ok = fg_compress_stream_finish(&t->z.stream, t->z.stream.out);
         zs_drain(t, out);
-        fg_z_free(&t->zs);
+        fg_compress_stream_free(&t->z.stream);
         if (!ok)
             return false;
     }
-    if (t->resp_chunked_out)
+    if (t->proxy.chunked_out)
         evbuffer_add(out, "0\r\n\r\n", 5);
     return true;
 }
@@ -412,7 +333,7 @@ static void proxy_on_head(void *arg, struct fg_upstream_exchange *x,
     struct fg_txn *t = arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
     t->status = resp->status;
-    fg_cache_response_invalidates(t, resp);
+    fg_stage_cache_invalidate(t, resp);
     if (!send_response_head(t, resp)) {
         fg_upstream_exchange_fail(x, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502, "response head too large");
         return;
@@ -440,7 +361,7 @@ static void proxy_on_end(void *arg, struct fg_upstream_exchange *x)
 {
     struct fg_txn *t = arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
-    t->x = NULL;
+    t->proxy.x = NULL;
     struct evbuffer *out = bufferevent_get_output(t->c->bev);
     size_t before = evbuffer_get_length(out);
     if (!body_end(t, out)) {
@@ -449,8 +370,8 @@ static void proxy_on_end(void *arg, struct fg_upstream_exchange *x)
     }
     t->bytes_out += evbuffer_get_length(out) - before;
     t->resp_state = FG_RESP_DONE; /* fg_conn_txn_done flushes the client's output */
-    t->upstream_us = fg_mono_us() - t->upstream_start_us;
-    fg_trigger_observe(t, t->status < 500, t->upstream_us);
+    t->upstream_us = fg_mono_us() - t->proxy.upstream_start_us;
+    fg_stage_offload_observe(t, t->status < 500, t->upstream_us);
     if (t->req_state != FG_REQ_DONE)
         t->client_close = true; /* the app answered before the body ended */
     fg_conn_txn_done(t->c);
@@ -465,16 +386,16 @@ static void proxy_on_error(void *arg, struct fg_upstream_exchange *x,
     struct fg_txn *t = arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
     struct fg_conn *c = t->c;
-    t->x = NULL;
+    t->proxy.x = NULL;
     const char *name = t->route->upstream->name;
     snprintf(t->log_upstream, sizeof(t->log_upstream), "%s", e->server);
-    fg_trigger_observe(t, false, 0);
+    fg_stage_offload_observe(t, false, 0);
     fg_warn("upstream %s: %s %s (client %s, %s %s)", name, e->server, e->detail, c->peer_ip,
             t->log_method[0] ? t->log_method : "-", t->log_path[0] ? t->log_path : "-");
     if (!t->resp_head_sent) {
         char msg[256];
         snprintf(msg, sizeof(msg), "upstream %s %s", name, e->detail);
-        fg_conn_respond(c, e->status, msg, t->req_state != FG_REQ_DONE);
+        fg_respond_text(t, e->status, msg, t->req_state != FG_REQ_DONE);
     } else {
         t->status = t->status ? t->status : 502;
         fg_conn_close(c);
@@ -483,8 +404,8 @@ static void proxy_on_error(void *arg, struct fg_upstream_exchange *x,
 
 void fg_proxy_client_drained(struct fg_txn *t)
 {
-    if (t->x != NULL && t->resp_state == FG_RESP_BODY)
-        fg_upstream_exchange_resume(t->x);
+    if (t->proxy.x != NULL && t->resp_state == FG_RESP_BODY)
+        fg_upstream_exchange_resume(t->proxy.x);
 }
 
 static const struct fg_upstream_exchange_ops proxy_ops = {

@@ -1,18 +1,18 @@
 /*
- * fetch.c — one origin request that fills a cache object, owned by nobody's connection.
+ * fill.c — one origin request that fills a cache object, owned by nobody's connection.
  *
- * The fetch runs on the worker of the request that missed, with that worker's upstream
+ * The fill runs on the worker of the request that missed, with that worker's upstream
  * pool, but no client is attached: every reader (that request included) streams from
  * the object. So a client that goes away costs the others nothing, and the same engine
  * serves background refreshes (stale-while-revalidate).
  *
- * At the response head the fetch decides, by RFC 9111 (cache/policy.c):
+ * At the response head the fill decides, by RFC 9111 (cache/policy.c):
  *  - storable: publish the head, append the body as it comes, done;
  *  - 304 to our revalidation: the stale object is refreshed (its body is shared);
  *  - an error or 5xx with a stale object inside its stale-if-error window: publish the
  *    stale object again (readers get it, the app gets a rest);
  *  - otherwise not storable: the key becomes hit-for-miss and the request that started
- *    the fetch takes the connection over, so the answer is not asked for twice.
+ *    the fill takes the exchange over, so the answer is not asked for twice.
  */
 #include "server/internal.h"
 
@@ -22,11 +22,11 @@
 #include <string.h>
 #include <strings.h>
 
-#define FG_FETCH_MAGIC            0x66746331u /* "ftc1" */
-#define FG_FETCH_HEAD_MAX         65536
-#define FG_FETCH_TRANSIENT_FACTOR 4u
+#define FG_FILL_MAGIC            0x66746331u /* "ftc1" */
+#define FG_FILL_HEAD_MAX         65536
+#define FG_FILL_TRANSIENT_FACTOR 4u
 
-struct fg_fetch {
+struct fg_fill {
     unsigned magic;
     struct fg_worker *w;
     struct fg_snap *snap;
@@ -48,7 +48,7 @@ struct fg_fetch {
      * encoded with it when the answer is compressible. */
     bool zroute;
     enum fg_compress_encoding zenc;
-    struct fg_zstream zs;
+    struct fg_compress_stream zs;
     /* An app that encoded its answer anyway: decoded while filling, so the variants stored
      * are always our own codings and identity clients get identity. */
     struct fg_decompressor *zdec;
@@ -60,18 +60,18 @@ struct fg_fetch {
 
 static const struct fg_upstream_exchange_ops fill_ops;
 
-static void fetch_free(struct fg_fetch *f)
+static void fill_free(struct fg_fill *f)
 {
-    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
     f->magic = 0;
     if (f->initiator != NULL)
-        f->initiator->cache.fetch = NULL;
+        f->initiator->cache.fill = NULL;
     if (f->x != NULL)
         fg_upstream_exchange_abort(f->x);
     fg_cache_obj_unref(f->obj);
     fg_cache_obj_unref(f->stale);
     if (f->zs.z != NULL)
-        fg_z_free(&f->zs);
+        fg_compress_stream_free(&f->zs);
     fg_decompressor_free(f->zdec);
     if (f->dstage != NULL)
         evbuffer_free(f->dstage);
@@ -83,14 +83,14 @@ static void fetch_free(struct fg_fetch *f)
     free(f);
 }
 
-void fg_fetch_forget_initiator(struct fg_fetch *f)
+void fg_fill_forget_initiator(struct fg_fill *f)
 {
-    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
     f->initiator = NULL;
 }
 
 /* Insert the validators of the stale object before the head's final CRLF. */
-static bool add_validators(struct fg_fetch *f, const struct fg_cache_obj *stale)
+static bool add_validators(struct fg_fill *f, const struct fg_cache_obj *stale)
 {
     char extra[256];
     size_t n = 0;
@@ -115,7 +115,7 @@ static bool add_validators(struct fg_fetch *f, const struct fg_cache_obj *stale)
 }
 
 /* Send the fill's request. */
-static bool send_request(struct fg_fetch *f)
+static bool send_request(struct fg_fill *f)
 {
     struct fg_upstream_request rq = {.head = f->head,
                                      .head_len = f->head_len,
@@ -126,10 +126,10 @@ static bool send_request(struct fg_fetch *f)
     return f->x != NULL;
 }
 
-struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
-                                struct fg_cache_obj *stale, bool background)
+struct fg_fill *fg_fill_start(struct fg_txn *t, struct fg_cache_obj *fill,
+                              struct fg_cache_obj *stale, bool background)
 {
-    struct fg_fetch *f = calloc(1, sizeof(*f));
+    struct fg_fill *f = calloc(1, sizeof(*f));
     struct fg_http_request *req = malloc(sizeof(*req));
     if (f == NULL || req == NULL || !fg_forward_head(t, true)) {
         free(f);
@@ -137,7 +137,7 @@ struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
         fg_cache_fill_abort(fill, 502);
         return NULL;
     }
-    f->magic = FG_FETCH_MAGIC;
+    f->magic = FG_FILL_MAGIC;
     f->w = t->c->w;
     f->snap = t->snap;
     f->snap->users++;
@@ -148,14 +148,14 @@ struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
     fg_cache_obj_ref(fill);
     f->initiator = background ? NULL : t;
     f->head_only_client = t->req.method == FG_HTTP_HEAD;
-    f->zroute = t->zroute;
-    f->zenc = t->zenc;
+    f->zroute = t->z.route;
+    f->zenc = t->z.encoding;
     f->request_time = fg_wall_s();
     f->req = req;
-    f->head = malloc(t->head_len);
-    f->head_len = t->head_len;
+    f->head = malloc(t->proxy.head_len);
+    f->head_len = t->proxy.head_len;
     if (f->head != NULL)
-        memcpy(f->head, t->head, t->head_len);
+        memcpy(f->head, t->proxy.head, t->proxy.head_len);
     if (stale != NULL) {
         fg_cache_obj_ref(stale);
         f->stale = stale;
@@ -163,14 +163,14 @@ struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
             fg_cache_obj_meta(stale)->status == 200 && f->head != NULL)
             f->conditional = add_validators(f, stale);
     }
-    /* Our own head, parsed again: its slices stay valid for the whole fetch. */
+    /* Our own head, parsed again: its slices stay valid for the whole fill. */
     struct fg_http_limits lim = {
         .max_request_line = 65536, .max_header_bytes = 1 << 20, .max_headers = FG_HTTP_MAX_HEADERS};
     enum fg_http_error err;
     if (f->head == NULL || fg_http_parse_request(f->head, f->head_len, &lim, req, &err) <= 0 ||
         !send_request(f)) {
         fg_cache_fill_abort(fill, 502);
-        fetch_free(f);
+        fill_free(f);
         return NULL;
     }
     if (f->conditional)
@@ -181,7 +181,7 @@ struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
 /* ---- endings ------------------------------------------------------------------------------ */
 
 /* Stale-if-error: publish the stale object again for everyone waiting. */
-static bool fall_back_on_stale(struct fg_fetch *f)
+static bool fall_back_on_stale(struct fg_fill *f)
 {
     struct fg_cache_obj *s = f->stale;
     if (s == NULL || fg_cache_obj_state(s) != FG_CACHE_COMPLETE)
@@ -200,21 +200,21 @@ static bool fall_back_on_stale(struct fg_fetch *f)
     return true;
 }
 
-/* The fetch failed before a response head (the exchange retried what could be). */
-static void fail_before_head(struct fg_fetch *f, int status, const char *server, const char *why)
+/* The fill failed before a response head (the exchange retried what could be). */
+static void fail_before_head(struct fg_fill *f, int status, const char *server, const char *why)
 {
     const struct fg_conf_upstream *u = fg_upstream_pool_conf(f->pool);
     fg_warn("cache fill from upstream %s: %s %s", u->name, server, why);
     if (!fall_back_on_stale(f))
         fg_cache_fill_abort(f->obj, status);
-    fetch_free(f);
+    fill_free(f);
 }
 
-static bool zs_to_obj(struct fg_fetch *f);
+static bool zs_to_obj(struct fg_fill *f);
 
 /* The body ended (ok: complete; the exchange already gave the connection back) or the
  * fill cannot go on. */
-static void body_done(struct fg_fetch *f, bool ok)
+static void body_done(struct fg_fill *f, bool ok)
 {
     if (ok && f->zdec != NULL && fg_decompressor_finish(f->zdec) != FG_COMPRESS_OK) {
         fg_warn("cache fill of %s: the app's encoded body is truncated or corrupt",
@@ -222,11 +222,11 @@ static void body_done(struct fg_fetch *f, bool ok)
         ok = false;
     }
     if (ok && f->zs.z != NULL) {
-        ok = fg_z_finish(&f->zs, f->zs.out) && zs_to_obj(f);
-        fg_z_free(&f->zs);
+        ok = fg_compress_stream_finish(&f->zs, f->zs.out) && zs_to_obj(f);
+        fg_compress_stream_free(&f->zs);
     }
     fg_cache_fill_done(f->obj, ok);
-    fetch_free(f); /* aborts the exchange if it still runs */
+    fill_free(f); /* aborts the exchange if it still runs */
 }
 
 /* ---- the response head -------------------------------------------------------------------- */
@@ -257,10 +257,10 @@ static char *put_field(char *o, const struct fg_http_header *h)
     return o;
 }
 
-static char *stored_head(const struct fg_http_response *resp, const struct fg_zplan *plan,
+static char *stored_head(const struct fg_http_response *resp, const struct fg_compress_plan *plan,
                          size_t *len)
 {
-    size_t cap = resp->head_len + 64 + (plan ? sizeof(plan->vary) + sizeof(plan->etag) + 64 : 0);
+    size_t cap = resp->head_len + 64 + (plan ? FG_COMPRESS_PLAN_FIELDS_MAX : 0);
     char *p = malloc(cap), *o = p;
     if (p == NULL)
         return NULL;
@@ -270,12 +270,12 @@ static char *stored_head(const struct fg_http_response *resp, const struct fg_zp
                   resp->reason_len ? resp->reason : fg_http_reason(resp->status));
     for (size_t i = 0; i < resp->n_headers; i++) {
         const struct fg_http_header *h = &resp->headers[i];
-        if (!stored_field(resp, h) || (plan != NULL && fg_z_field_replaced(plan, h)))
+        if (!stored_field(resp, h) || (plan != NULL && fg_compress_plan_replaces(plan, h)))
             continue;
         o = put_field(o, h);
     }
     if (plan != NULL)
-        o += fg_z_extra_fields(plan, o, sizeof(plan->vary) + sizeof(plan->etag) + 64);
+        o += fg_compress_plan_fields(plan, o, FG_COMPRESS_PLAN_FIELDS_MAX);
     *len = (size_t)(o - p);
     return p;
 }
@@ -295,18 +295,18 @@ static int vary_names_of(const struct fg_http_response *resp, bool add_ae, char 
 
 /* The fill's secondary key: its own request, with Accept-Encoding standing for the coding
  * the initiator negotiated (cache.c looks variants up the same way). */
-static int vary_values_of(const struct fg_fetch *f, const char *names, size_t names_len, char *out,
+static int vary_values_of(const struct fg_fill *f, const char *names, size_t names_len, char *out,
                           size_t cap)
 {
     if (!f->zroute)
         return fg_cache_vary_values(names, names_len, f->req->headers, f->req->n_headers, out, cap);
     struct fg_http_header h[FG_HTTP_MAX_HEADERS + 1];
-    size_t n = fg_z_lookup_headers(f->req->headers, f->req->n_headers, f->zenc, h);
+    size_t n = fg_stage_compress_lookup_headers(f->req->headers, f->req->n_headers, f->zenc, h);
     return fg_cache_vary_values(names, names_len, h, n, out, cap);
 }
 
 /* The freshness facts of a response into src (an object used only as a carrier). */
-static bool describe(struct fg_fetch *f, const struct fg_http_response *resp,
+static bool describe(struct fg_fill *f, const struct fg_http_response *resp,
                      struct fg_cache_meta *src)
 {
     const struct fg_conf_route_cache *rc = &f->route->cache;
@@ -400,7 +400,7 @@ static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_
     return p;
 }
 
-static void not_modified(struct fg_fetch *f, const struct fg_http_response *resp)
+static void not_modified(struct fg_fill *f, const struct fg_http_response *resp)
 {
     struct fg_cache_meta src;
     fg_cache_meta_init(&src);
@@ -432,7 +432,7 @@ static void not_modified(struct fg_fetch *f, const struct fg_http_response *resp
 }
 
 /* Not storable: hit-for-miss, and the initiator takes the response over. */
-static void pass(struct fg_fetch *f, const struct fg_http_response *resp)
+static void pass(struct fg_fill *f, const struct fg_http_response *resp)
 {
     /* A 5xx is no verdict on the key: the next request coalesces again. */
     uint64_t ttl = resp->status >= 500 ? 0 : f->route->cache.hit_for_miss_ms;
@@ -444,18 +444,18 @@ static void pass(struct fg_fetch *f, const struct fg_http_response *resp)
          * with the body, now to the client (the app is not asked twice). */
         f->x = NULL;
         f->initiator = NULL;
-        fg_cache_stage_adopt(t, x, resp);
+        fg_stage_cache_adopt(t, x, resp);
     }
-    fetch_free(f);
+    fill_free(f);
 }
 
-static void on_head_storable(struct fg_fetch *f, const struct fg_http_response *resp,
+static void on_head_storable(struct fg_fill *f, const struct fg_http_response *resp,
                              const struct fg_http_response *view, struct fg_cache_meta *srcp);
 
 /* The app sent gzip or br on its own: decode it while filling. *decoded is a copy of the
  * head without Content-Encoding and without a known length. false when it cannot be
  * decoded (an unknown coding, out of memory): the answer then passes as it is. */
-static bool decode_app_encoding(struct fg_fetch *f, const struct fg_http_response *resp,
+static bool decode_app_encoding(struct fg_fill *f, const struct fg_http_response *resp,
                                 struct fg_http_response **decoded)
 {
     const struct fg_http_header *ce =
@@ -472,7 +472,7 @@ static bool decode_app_encoding(struct fg_fetch *f, const struct fg_http_respons
     if (enc == FG_COMPRESS_IDENTITY)
         return false; /* deflate, zstd, several codings: not ours to store */
     struct fg_http_response *d = malloc(sizeof(*d));
-    uint64_t cap = FG_FETCH_TRANSIENT_FACTOR * f->route->cache.cache->max_object;
+    uint64_t cap = FG_FILL_TRANSIENT_FACTOR * f->route->cache.cache->max_object;
     f->zdec = fg_decompressor_new(enc, cap, 64u << 20);
     f->dstage = evbuffer_new();
     f->dout = evbuffer_new();
@@ -494,8 +494,8 @@ static bool decode_app_encoding(struct fg_fetch *f, const struct fg_http_respons
 static void fill_on_head(void *arg, struct fg_upstream_exchange *x,
                          const struct fg_http_response *resp)
 {
-    struct fg_fetch *f = arg;
-    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
     f->app_body = resp->body;
     f->app_length = resp->content_length;
     if (resp->status == 304 && f->conditional) {
@@ -503,7 +503,7 @@ static void fill_on_head(void *arg, struct fg_upstream_exchange *x,
         return;
     }
     if (resp->status >= 500 && fall_back_on_stale(f)) {
-        fetch_free(f); /* closes the connection: its body is of no use */
+        fill_free(f); /* closes the connection: its body is of no use */
         return;
     }
     struct fg_cache_meta src;
@@ -520,14 +520,14 @@ static void fill_on_head(void *arg, struct fg_upstream_exchange *x,
 
 /* resp: the answer as the app sent it (what an adopting client gets); view: as it will
  * be stored (decoded if the app encoded it). */
-static void on_head_storable(struct fg_fetch *f, const struct fg_http_response *resp,
+static void on_head_storable(struct fg_fill *f, const struct fg_http_response *resp,
                              const struct fg_http_response *view, struct fg_cache_meta *srcp)
 {
     struct fg_cache_meta src = *srcp;
     /* A compressible answer on a compressing route varies on Accept-Encoding: one variant
      * per negotiated coding (the fill asked the app for identity). */
-    struct fg_zplan plan;
-    bool z = f->zroute && fg_z_plan(f->route, f->zenc, FG_HTTP_GET, view, &plan);
+    struct fg_compress_plan plan;
+    bool z = f->zroute && fg_stage_compress_plan(f->route, f->zenc, FG_HTTP_GET, view, &plan);
     bool zedit = f->zroute && (z || plan.vary_edit);
     char names[512];
     int nlen = vary_names_of(view, zedit, names, sizeof(names));
@@ -538,9 +538,10 @@ static void on_head_storable(struct fg_fetch *f, const struct fg_http_response *
         return;
     }
     if (z) {
-        if (!fg_z_start(&f->zs, f->route, &plan,
-                        view->body == FG_HTTP_BODY_LENGTH ? view->content_length
-                                                          : FG_COMPRESS_LENGTH_UNKNOWN)) {
+        if (!fg_stage_compress_start(&f->zs, f->route, &plan,
+                                     view->body == FG_HTTP_BODY_LENGTH
+                                         ? view->content_length
+                                         : FG_COMPRESS_LENGTH_UNKNOWN)) {
             pass(f, resp);
             return;
         }
@@ -562,23 +563,23 @@ static void on_head_storable(struct fg_fetch *f, const struct fg_http_response *
 
 /* Append n bytes from the input to the object. false when the fill must stop: a body of
  * unannounced length grew past max_object (it is then no longer stored, but the readers
- * that joined still need it), and past FG_FETCH_TRANSIENT_FACTOR times that: holding more
+ * that joined still need it), and past FG_FILL_TRANSIENT_FACTOR times that: holding more
  * in memory for a few readers is not worth it, they are cut. */
-static bool append(struct fg_fetch *f, const void *data, size_t k)
+static bool append(struct fg_fill *f, const void *data, size_t k)
 {
     f->appended += k;
     if (!fg_cache_fill_append(f->obj, data, k) &&
-        f->appended > FG_FETCH_TRANSIENT_FACTOR * f->route->cache.cache->max_object) {
+        f->appended > FG_FILL_TRANSIENT_FACTOR * f->route->cache.cache->max_object) {
         fg_warn("cache fill of %s: body over %u x max_object with no Content-Length; "
                 "readers cut (raise max_object or send Content-Length)",
-                fg_cache_obj_key(f->obj), FG_FETCH_TRANSIENT_FACTOR);
+                fg_cache_obj_key(f->obj), FG_FILL_TRANSIENT_FACTOR);
         return false;
     }
     return true;
 }
 
 /* What the encoder produced so far goes into the object. */
-static bool zs_to_obj(struct fg_fetch *f)
+static bool zs_to_obj(struct fg_fill *f)
 {
     struct evbuffer *o = f->zs.out;
     while (evbuffer_get_length(o) > 0) {
@@ -592,7 +593,7 @@ static bool zs_to_obj(struct fg_fetch *f)
     return true;
 }
 
-static bool take(struct fg_fetch *f, struct evbuffer *in, size_t n)
+static bool take(struct fg_fill *f, struct evbuffer *in, size_t n)
 {
     if (f->zdec != NULL) {
         /* Decode the app's encoding first; what comes out is the plain body. */
@@ -609,7 +610,7 @@ static bool take(struct fg_fetch *f, struct evbuffer *in, size_t n)
     if (f->zs.z != NULL) {
         /* Encoded variant: the encoder's output is what readers and the cache get. */
         evbuffer_remove_buffer(in, f->zs.tmp, n);
-        return fg_z_write(&f->zs, f->zs.tmp, f->zs.out) && zs_to_obj(f);
+        return fg_compress_stream_write(&f->zs, f->zs.tmp, f->zs.out) && zs_to_obj(f);
     }
     while (n > 0) {
         struct evbuffer_iovec v;
@@ -626,28 +627,28 @@ static bool take(struct fg_fetch *f, struct evbuffer *in, size_t n)
 
 static void fill_on_body(void *arg, struct fg_upstream_exchange *x, struct evbuffer *in, size_t n)
 {
-    struct fg_fetch *f = arg;
-    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
     if (!take(f, in, n))
         body_done(f, false);
 }
 
 static void fill_on_end(void *arg, struct fg_upstream_exchange *x)
 {
-    struct fg_fetch *f = arg;
-    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
     f->x = NULL;
     if (f->head_done)
         body_done(f, true);
     else
-        fetch_free(f); /* a 304 that refreshed the stale object */
+        fill_free(f); /* a 304 that refreshed the stale object */
 }
 
 static void fill_on_error(void *arg, struct fg_upstream_exchange *x,
                           const struct fg_upstream_error *e)
 {
-    struct fg_fetch *f = arg;
-    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
     f->x = NULL;
     if (!f->head_done) {
         fail_before_head(f, e->status, e->server, e->detail);

@@ -1,53 +1,25 @@
 /*
- * cache.c — the cache stage of the request path (request.c calls fg_cache_stage).
+ * stage_cache.c — the cache stage of the request path (request.c calls fg_stage_cache).
  *
  *   lookup → HIT: serve from memory (a reference per body chunk, no copy)
  *          → STALE: serve the stale object, refresh it in the background (once per key)
- *          → WAIT: another request's fetch is on its way: wait for its head, then
+ *          → WAIT: another request's fill is on its way: wait for its head, then
  *                  stream from the object as it fills (coalescing)
- *          → FILL: start the fetch (fetch.c) and wait on it like everybody else
+ *          → FILL: start the fill (fill.c) and wait on it like everybody else
  *          → PASS: hit-for-miss: straight to the app, in parallel
  *
- * Every reader, the one that started the fetch included, reads the object, so a client
- * that goes away never disturbs the fetch or the other readers. While a request waits,
+ * Every reader, the one that started the fill included, reads the object, so a client
+ * that goes away never disturbs the fill or the other readers. While a request waits,
  * its head stays in the connection's input buffer and reading is paused, so the parsed
  * slices in t->req stay valid (they point into that buffer).
  */
 #include "server/internal.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-size_t fg_server_cache_purge(const char *key, size_t len, bool prefix)
-{
-    size_t total = fg_cache_registry_purge(key, len, prefix);
-    fg_notice("cache purge of %s%.*s: %zu object(s) removed", prefix ? "prefix " : "", (int)len,
-              key, total);
-    return total;
-}
-
-bool fg_server_warm_target(struct fg_addr *out)
-{
-    struct fg_config *cfg = fg_server_config();
-    bool ok = cfg != NULL && cfg->n_servers > 0 && cfg->servers[0].n_listens > 0;
-    if (ok) {
-        *out = cfg->servers[0].listens[0].addr;
-        struct sockaddr_in *v4 = (struct sockaddr_in *)&out->ss;
-        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&out->ss;
-        if (out->ss.ss_family == AF_INET && v4->sin_addr.s_addr == htonl(INADDR_ANY))
-            v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        else if (out->ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr))
-            v6->sin6_addr = in6addr_loopback;
-        else if (out->ss.ss_family != AF_INET && out->ss.ss_family != AF_INET6)
-            ok = out->ss.ss_family == AF_UNIX;
-    }
-    fg_config_unref(cfg);
-    return ok;
-}
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
@@ -63,7 +35,7 @@ static void drop_head(struct fg_txn *t)
 
 static void stop_waiting(struct fg_txn *t)
 {
-    struct fg_txn_cache *tc = &t->cache;
+    struct fg_stage_cache *tc = &t->cache;
     fg_cache_waiter_cancel(&tc->waiter);
     if (tc->lock_timer != NULL) {
         event_free(tc->lock_timer);
@@ -71,27 +43,45 @@ static void stop_waiting(struct fg_txn *t)
     }
 }
 
-void fg_cache_stage_release(struct fg_txn *t)
+/* The stage lets go of what it holds for the request: waits, the body reader, the fill
+ * it started, its references. The labels (X-Cache, the log's) stay. */
+static void leave(struct fg_txn *t)
 {
-    struct fg_txn_cache *tc = &t->cache;
+    struct fg_stage_cache *tc = &t->cache;
     if (!tc->active)
         return;
     stop_waiting(t);
     if (tc->serving)
         fg_cache_reader_stop(&tc->reader);
-    if (tc->fetch != NULL)
-        fg_fetch_forget_initiator(tc->fetch);
+    if (tc->fill != NULL)
+        fg_fill_forget_initiator(tc->fill);
     fg_cache_obj_unref(tc->obj);
     fg_cache_obj_unref(tc->stale);
-    memset(tc, 0, sizeof(*tc));
+    tc->fill = NULL;
+    tc->obj = tc->stale = NULL;
+    tc->active = tc->serving = tc->waited = false;
+}
+
+/* The transaction ends (done or aborted). */
+static void release(struct fg_txn *t)
+{
+    leave(t);
+    free(t->cache.inval_key);
+    t->cache.inval_key = NULL;
+}
+
+/* The label of an answer that went to the app: X-Cache (cache_status_header) and log. */
+static void label_pass(struct fg_txn *t, const char *label)
+{
+    t->cache.xcache = t->route->cache.status_header ? label : NULL;
+    t->log_cache = label;
 }
 
 /* Leave the stage and proxy the request as usual (pass, lock timeout, errors). */
 static void go_to_origin(struct fg_txn *t, const char *xcache)
 {
-    fg_cache_stage_release(t);
-    t->xcache = t->route->cache.status_header ? xcache : NULL;
-    t->log_cache = xcache;
+    leave(t);
+    label_pass(t, xcache);
     fg_conn_resume_read(t->c);
     fg_proxy_start(t);
 }
@@ -160,8 +150,7 @@ static void finish(struct fg_txn *t)
 static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache)
 {
     struct fg_conn *c = t->c;
-    struct fg_txn_cache *tc = &t->cache;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct fg_stage_cache *tc = &t->cache;
     if (tc->obj != obj) {
         fg_cache_obj_ref(obj);
         fg_cache_obj_unref(tc->obj);
@@ -175,51 +164,32 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache
     uint64_t age = 0;
     fg_cache_obj_fresh(obj, fg_wall_ms(), &age);
     uint64_t length = fg_cache_obj_length(obj);
-    bool client11 = t->req.minor_version == 1;
-    tc->chunked = !head_only && length == FG_CACHE_NO_VALUE && client11;
-    if (!head_only && length == FG_CACHE_NO_VALUE && !client11)
-        t->client_close = true; /* an HTTP/1.0 client reads to the close */
-    bool close = !fg_conn_keepalive_ok(c, t);
-    t->client_close = close;
-
-    char dyn[256];
-    size_t n = 0;
-    if (is_304) {
-        /* Same fields as the stored 200, minus the body's own framing (§15.4.5). */
-        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Age: %" PRIu64 "\r\n", age);
-        fg_cache_count(tc->store, FG_CACHE_EV_NOT_MODIFIED);
-    } else {
-        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Age: %" PRIu64 "\r\n", age);
-        if (length != FG_CACHE_NO_VALUE)
-            n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Content-Length: %" PRIu64 "\r\n",
-                                  length);
-        else if (tc->chunked)
-            n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Transfer-Encoding: chunked\r\n");
-    }
+    char fields[96];
+    size_t n = (size_t)snprintf(fields, sizeof(fields), "Age: %" PRIu64 "\r\n", age);
     if (t->route->cache.status_header)
-        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "X-Cache: %s\r\n", xcache);
-    if (close)
-        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Connection: close\r\n");
-    else if (!client11)
-        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Connection: keep-alive\r\n");
-    n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "\r\n");
-
-    if (is_304) {
-        static const char line[] = "HTTP/1.1 304 Not Modified\r\n";
-        evbuffer_add(out, line, sizeof(line) - 1);
-        t->status = 304;
-        t->bytes_out += sizeof(line) - 1 + fg_cache_obj_add_head(obj, out, true);
-    } else {
-        t->status = fg_cache_obj_meta(obj)->status;
-        t->bytes_out += fg_cache_obj_add_head(obj, out, false);
+        n += (size_t)snprintf(fields + n, sizeof(fields) - n, "X-Cache: %s\r\n", xcache);
+    /* A 304 has the stored 200's fields minus the body's own framing (RFC 9110 §15.4.5). */
+    struct fg_respond r = {.status = is_304 ? 304 : fg_cache_obj_meta(obj)->status,
+                           .stored = obj,
+                           .fields = fields,
+                           .fields_len = n};
+    if (is_304)
+        r.body = FG_RESPOND_NO_BODY;
+    else if (length != FG_CACHE_NO_VALUE)
+        r.body = FG_RESPOND_LENGTH, r.length = length;
+    else if (head_only)
+        r.body = FG_RESPOND_NO_BODY;
+    else if (t->req.minor_version == 1)
+        r.body = FG_RESPOND_CHUNKED; /* still filling: the length is not known yet */
+    else
+        r.body = FG_RESPOND_TO_CLOSE; /* an HTTP/1.0 client reads to the close */
+    if (is_304)
+        fg_cache_count(tc->store, FG_CACHE_EV_NOT_MODIFIED);
+    tc->chunked = r.body == FG_RESPOND_CHUNKED;
+    if (!fg_respond_head(t, &r)) {
+        fg_conn_close(c);
+        return;
     }
-    if (t->rl_fields_len > 0) {
-        evbuffer_add(out, t->rl_fields, t->rl_fields_len);
-        t->bytes_out += t->rl_fields_len;
-    }
-    evbuffer_add(out, dyn, n);
-    t->bytes_out += n;
-    t->resp_head_sent = true;
     t->resp_state = FG_RESP_BODY;
     if (head_only) {
         finish(t);
@@ -232,7 +202,7 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache
 
 static void stream_body(struct fg_txn *t)
 {
-    struct fg_txn_cache *tc = &t->cache;
+    struct fg_stage_cache *tc = &t->cache;
     struct evbuffer *out = bufferevent_get_output(t->c->bev);
     uint64_t added = 0;
     enum fg_cache_read_status st = fg_cache_reader_read(&tc->reader, out, tc->chunked, &added);
@@ -265,11 +235,11 @@ static void reader_cb(struct fg_cache_waiter *w)
 static const struct fg_http_header *match_headers(const struct fg_txn *t,
                                                   struct fg_http_header *buf, size_t *n)
 {
-    if (!t->zroute) {
+    if (!t->z.route) {
         *n = t->req.n_headers;
         return t->req.headers;
     }
-    *n = fg_z_lookup_headers(t->req.headers, t->req.n_headers, t->zenc, buf);
+    *n = fg_stage_compress_lookup_headers(t->req.headers, t->req.n_headers, t->z.encoding, buf);
     return buf;
 }
 
@@ -286,18 +256,18 @@ static void lock_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct fg_txn *t = arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
     fg_cache_count(t->cache.store, FG_CACHE_EV_LOCK_TIMEOUT);
-    fg_info("cache: waited %llums for another request's fetch of %s; going to the app",
+    fg_info("cache: waited %llums for another request's fill of %s; going to the app",
             (unsigned long long)t->route->cache.lock_timeout_ms, t->log_path);
     go_to_origin(t, "MISS");
 }
 
-static void start_waiting(struct fg_txn *t, struct fg_cache_obj *busy, bool own_fetch)
+static void start_waiting(struct fg_txn *t, struct fg_cache_obj *busy, bool own_fill)
 {
-    struct fg_txn_cache *tc = &t->cache;
+    struct fg_stage_cache *tc = &t->cache;
     tc->obj = busy; /* the lookup's reference */
-    tc->waited = !own_fetch;
+    tc->waited = !own_fill;
     fg_reader_disable(&t->c->reader); /* t->req points into the input buffer */
-    if (!own_fetch) {
+    if (!own_fill) {
         tc->lock_timer = evtimer_new(t->c->w->base, lock_timeout_cb, t);
         uint64_t ms = t->route->cache.lock_timeout_ms;
         struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
@@ -309,10 +279,10 @@ static void start_waiting(struct fg_txn *t, struct fg_cache_obj *busy, bool own_
 
 static void respond_error(struct fg_txn *t, int status)
 {
-    fg_cache_stage_release(t);
+    leave(t);
     fg_conn_resume_read(t->c);
     drop_head(t);
-    fg_conn_respond(t->c, status, status == 504 ? "upstream timed out" : "upstream failed", false);
+    fg_respond_text(t, status, status == 504 ? "upstream timed out" : "upstream failed", false);
 }
 
 static void run_lookup(struct fg_txn *t);
@@ -322,7 +292,7 @@ static void waiter_cb(struct fg_cache_waiter *w)
 {
     struct fg_txn *t = w->arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
-    struct fg_txn_cache *tc = &t->cache;
+    struct fg_stage_cache *tc = &t->cache;
     struct fg_cache_obj *obj = tc->obj;
     switch (fg_cache_obj_state(obj)) {
     case FG_CACHE_BUSY:
@@ -331,7 +301,7 @@ static void waiter_cb(struct fg_cache_waiter *w)
     case FG_CACHE_COMPLETE:
         stop_waiting(t);
         if (!vary_ok(t, obj)) {
-            /* Another variant: look again (this one may now start its own fetch). */
+            /* Another variant: look again (this one may now start its own fill). */
             fg_cache_obj_unref(tc->obj);
             tc->obj = NULL;
             run_lookup(t);
@@ -342,15 +312,15 @@ static void waiter_cb(struct fg_cache_waiter *w)
         serve(t, obj, tc->waited ? "HIT" : (fg_cache_obj_refreshed(obj) ? "REVALIDATED" : "MISS"));
         return;
     case FG_CACHE_PASS:
-        /* Uncacheable: our own fetch hands us its connection (fg_cache_stage_adopt); a
+        /* Uncacheable: our own fill hands us its exchange (fg_stage_cache_adopt); a
          * waiter asks the app itself, in parallel with the others. */
-        if (tc->fetch != NULL)
+        if (tc->fill != NULL)
             return;
         fg_cache_count(tc->store, FG_CACHE_EV_PASS);
         go_to_origin(t, "PASS");
         return;
     case FG_CACHE_ABORTED:
-        /* The fetch failed before any head (status says how): every reader is told so
+        /* The fill failed before any head (status says how): every reader is told so
          * at once, instead of sending the app a stampede of retries. */
         respond_error(t, fg_cache_obj_abort_status(obj));
         return;
@@ -360,14 +330,13 @@ static void waiter_cb(struct fg_cache_waiter *w)
     }
 }
 
-void fg_cache_stage_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,
+void fg_stage_cache_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,
                           const struct fg_http_response *resp)
 {
-    t->cache.fetch = NULL;
+    t->cache.fill = NULL;
     fg_cache_count(t->cache.store, FG_CACHE_EV_PASS);
-    fg_cache_stage_release(t);
-    t->xcache = t->route->cache.status_header ? "PASS" : NULL;
-    t->log_cache = "PASS";
+    leave(t);
+    label_pass(t, "PASS");
     fg_conn_resume_read(t->c);
     fg_proxy_adopt(t, x, resp);
 }
@@ -413,10 +382,12 @@ static void note_invalidation(struct fg_txn *t, struct fg_cache *store)
     size_t n = build_key(t, key, sizeof(key));
     if (n == 0)
         return;
-    t->inval_store = store;
-    t->inval_key = strndup(key, n);
-    t->inval_host_len = t->req.host_len < sizeof(t->inval_host) ? t->req.host_len : 0;
-    memcpy(t->inval_host, t->req.host, t->inval_host_len);
+    struct fg_stage_cache *tc = &t->cache;
+    tc->inval_store = store;
+    tc->inval_key = strndup(key, n);
+    tc->inval_host_len = t->req.host_len < sizeof(tc->inval_host) ? t->req.host_len : 0;
+    memcpy(tc->inval_host, t->req.host, tc->inval_host_len);
+    fg_txn_hold(t, &tc->hold, release);
 }
 
 /* A Location or Content-Location of the same host: its key ("host/path?query"). */
@@ -425,8 +396,8 @@ static size_t related_key(const struct fg_txn *t, const struct fg_http_header *h
 {
     const char *v = h->value;
     size_t len = h->value_len;
-    const char *host = t->inval_host;
-    size_t host_len = t->inval_host_len;
+    const char *host = t->cache.inval_host;
+    size_t host_len = t->cache.inval_host_len;
     if (len >= 7 && strncasecmp(v, "http://", 7) == 0) {
         v += 7, len -= 7;
         const char *slash = memchr(v, '/', len);
@@ -444,12 +415,13 @@ static size_t related_key(const struct fg_txn *t, const struct fg_http_header *h
                               q ? len - path_len - 1 : 0, &rules, key, cap);
 }
 
-void fg_cache_response_invalidates(struct fg_txn *t, const struct fg_http_response *resp)
+void fg_stage_cache_invalidate(struct fg_txn *t, const struct fg_http_response *resp)
 {
-    if (t->inval_key == NULL)
+    struct fg_stage_cache *tc = &t->cache;
+    if (tc->inval_key == NULL)
         return;
     if (resp->status < 400) {
-        size_t n = fg_cache_purge(t->inval_store, t->inval_key, strlen(t->inval_key), false);
+        size_t n = fg_cache_purge(tc->inval_store, tc->inval_key, strlen(tc->inval_key), false);
         for (size_t i = 0; i < resp->n_headers; i++) {
             const struct fg_http_header *h = &resp->headers[i];
             char key[FG_CACHE_KEY_MAX];
@@ -457,18 +429,18 @@ void fg_cache_response_invalidates(struct fg_txn *t, const struct fg_http_respon
             if ((fg_http_name_eq(h->name, h->name_len, "location") ||
                  fg_http_name_eq(h->name, h->name_len, "content-location")) &&
                 (k = related_key(t, h, key, sizeof(key))) > 0)
-                n += fg_cache_purge(t->inval_store, key, k, false);
+                n += fg_cache_purge(tc->inval_store, key, k, false);
         }
         if (n > 0)
-            fg_cache_count(t->inval_store, FG_CACHE_EV_INVALIDATION);
+            fg_cache_count(tc->inval_store, FG_CACHE_EV_INVALIDATION);
     }
-    free(t->inval_key);
-    t->inval_key = NULL;
+    free(tc->inval_key);
+    tc->inval_key = NULL;
 }
 
 static void run_lookup(struct fg_txn *t)
 {
-    struct fg_txn_cache *tc = &t->cache;
+    struct fg_stage_cache *tc = &t->cache;
     char key[FG_CACHE_KEY_MAX];
     size_t key_len = build_key(t, key, sizeof(key));
     if (key_len == 0) {
@@ -499,7 +471,7 @@ static void run_lookup(struct fg_txn *t)
         fg_cache_count(tc->store, FG_CACHE_EV_STALE);
         if (fill != NULL) {
             /* One background refresh per key; the head is built from this request. */
-            fg_fetch_start(t, fill, obj, true);
+            fg_fill_start(t, fill, obj, true);
             fg_cache_obj_unref(fill);
         }
         serve(t, obj, "STALE");
@@ -511,13 +483,13 @@ static void run_lookup(struct fg_txn *t)
     case FG_CACHE_V_FILL:
         fg_cache_count(tc->store, FG_CACHE_EV_MISS);
         tc->stale = obj; /* may be NULL */
-        tc->fetch = fg_fetch_start(t, fill, obj, false);
-        if (tc->fetch == NULL) {
+        tc->fill = fg_fill_start(t, fill, obj, false);
+        if (tc->fill == NULL) {
             fg_cache_obj_unref(fill);
             respond_error(t, 502);
             return;
         }
-        /* Wait on our own fetch like any other reader. */
+        /* Wait on our own fill like any other reader. */
         if (!fg_cache_wait(fill, &tc->waiter)) {
             /* It ended at once (an immediate failure): handle it as a wake-up. */
             tc->obj = fill;
@@ -534,7 +506,7 @@ static void run_lookup(struct fg_txn *t)
     }
 }
 
-bool fg_cache_stage(struct fg_txn *t)
+bool fg_stage_cache(struct fg_txn *t)
 {
     const struct fg_conf_route_cache *rc = &t->route->cache;
     if (rc->cache == NULL)
@@ -548,13 +520,13 @@ bool fg_cache_stage(struct fg_txn *t)
         return false;
     }
     if (!cacheable_request(t)) {
-        t->xcache = rc->status_header ? "PASS" : NULL;
-        t->log_cache = "PASS";
+        label_pass(t, "PASS");
         return false;
     }
-    memset(&t->cache, 0, sizeof(t->cache));
-    t->cache.active = true;
-    t->cache.store = store;
+    struct fg_stage_cache *tc = &t->cache;
+    tc->active = true;
+    tc->store = store;
+    fg_txn_hold(t, &tc->hold, release);
     run_lookup(t);
     return true;
 }
