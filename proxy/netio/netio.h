@@ -38,6 +38,11 @@
  * remain. Returns the bytes still queued. Not for a socket whose connect is in progress. */
 size_t fg_flush(struct bufferevent *bev);
 
+/* Queue len bytes and send them now (fg_flush); when nothing is queued on a plain socket
+ * they go straight to it without passing through the output buffer. Returns the bytes
+ * still queued. Not for a socket whose connect is in progress. */
+size_t fg_send(struct bufferevent *bev, const void *data, size_t len);
+
 struct ssl_st;
 
 struct fg_reader {

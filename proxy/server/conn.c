@@ -67,10 +67,6 @@ void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, 
         close(fd);
         return;
     }
-    if (sa->sa_family != AF_UNIX) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
     struct fg_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         close(fd);
@@ -99,6 +95,14 @@ void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, 
     c->magic = FG_CONN_MAGIC;
     c->w = w;
     c->lst = lst;
+    /* TCP_NODELAY waits for keep-alive (fg_conn_txn_done), except under TLS: the handshake
+     * writes several flights, and a record must not wait for an ACK. */
+    c->nodelay = sa->sa_family == AF_UNIX;
+    if (!c->nodelay && fg_reader_ssl(&c->reader) != NULL) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->nodelay = true;
+    }
     memcpy(&c->peer, sa, (size_t)salen < sizeof(c->peer) ? (size_t)salen : sizeof(c->peer));
     fg_addr_ip_text(sa, c->peer_ip, sizeof(c->peer_ip));
     const struct fg_conf_server *srv = conn_server(c);
@@ -154,6 +158,20 @@ static void conn_free(struct fg_conn *c)
 void fg_conn_close(struct fg_conn *c)
 {
     conn_free(c);
+}
+
+/* May the connection close at once, without lingering? Only when the client itself ends
+ * it (it asked to close after a complete request, or it half-closed), everything it sent
+ * was read, everything we wrote is in the socket, and nothing more waits in it: then a
+ * close cannot turn into a RST. A plain socket only (TLS says close_notify first). */
+static bool conn_may_close_now(struct fg_conn *c, bool client_ends)
+{
+    if (!client_ends || fg_reader_ssl(&c->reader) != NULL ||
+        evbuffer_get_length(bufferevent_get_input(c->bev)) != 0 || fg_flush(c->bev) != 0)
+        return false;
+    char b;
+    ssize_t n = recv(bufferevent_getfd(c->bev), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
 /* Lingering close: flush what we wrote, half-close, then discard what the client still
@@ -218,11 +236,26 @@ void fg_conn_txn_done(struct fg_conn *c)
     fg_accesslog_txn(w, t);
 
     bool close = t->client_close || !fg_conn_keepalive_ok(c, t);
+    const struct fg_http_request *r = &t->req;
+    bool client_ends = t->req_state == FG_REQ_DONE &&
+                       (c->peer_closed || (r->flags & FG_HTTP_F_CONN_CLOSE) ||
+                        (r->minor_version == 0 && !(r->flags & FG_HTTP_F_CONN_KEEPALIVE)));
     c->txn = NULL;
     fg_txn_put(w, t);
     if (close) {
-        conn_start_closing(c);
+        if (conn_may_close_now(c, client_ends))
+            conn_free(c); /* as nginx does when nothing is left to linger for */
+        else
+            conn_start_closing(c);
         return;
+    }
+    if (!c->nodelay) {
+        /* Kept alive: from now on a small answer must not wait behind Nagle for the ACK
+         * of the previous one (setting it also sends what Nagle holds now). A connection
+         * that closes after its answer never needs it: the close pushes everything. */
+        int one = 1;
+        setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->nodelay = true;
     }
     c->state = FG_CONN_IDLE;
     fg_gauge_add(&w->stats.connections_idle, 1);
@@ -263,7 +296,7 @@ static void conn_read_head(struct fg_conn *c)
         c->state = FG_CONN_HEAD;
         fg_gauge_add(&w->stats.connections_idle, -1);
         c->head_deadline_ms = fg_mono_ms() + srv->header_timeout_ms;
-        conn_arm(c, srv->header_timeout_ms);
+        c->head_timer = false; /* armed only if the head does not come whole at once */
     }
     if (c->txn == NULL) {
         c->txn = fg_txn_get(w);
@@ -283,9 +316,17 @@ static void conn_read_head(struct fg_conn *c)
     const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
     enum fg_http_error err = FG_HTTP_E_NONE;
     int rc = fg_http_parse_request(buf, n, &lim, &t->req, &err);
-    if (rc == FG_HTTP_INCOMPLETE)
+    if (rc == FG_HTTP_INCOMPLETE) {
+        if (!c->head_timer) {
+            uint64_t now = fg_mono_ms();
+            conn_arm(c, c->head_deadline_ms > now ? c->head_deadline_ms - now : 0);
+            c->head_timer = true;
+        }
         return;
-    evtimer_del(c->timer);
+    }
+    /* The timer armed now (keep-alive or header deadline) is left to fire: in a
+     * transaction without a body deadline it does nothing (cheaper than a delete). */
+    c->body_deadline_ms = 0;
     c->state = FG_CONN_TXN;
     c->requests++;
     fg_gauge_add(&w->stats.requests_active, 1);
@@ -377,6 +418,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         /* The client half-closed after a complete request (HTTP/1.0 tools do): answer,
          * then close. A client that is really gone shows up as a write error. */
         c->txn->client_close = true;
+        c->peer_closed = true;
         return;
     } else if (c->state == FG_CONN_TXN) {
         fg_counter_add(&c->w->stats.client_aborts, 1);
@@ -415,8 +457,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     case FG_CONN_TXN: {
         struct fg_txn *t = c->txn;
-        if (t == NULL || t->req_state != FG_REQ_BODY)
-            return;
+        if (t == NULL || t->req_state != FG_REQ_BODY || c->body_deadline_ms == 0)
+            return; /* a timer of the connection's idle or head time, left to fire */
         uint64_t now = fg_mono_ms();
         const struct fg_conf_server *srv = t->srv;
         bool too_slow = false;
@@ -463,5 +505,5 @@ void fg_conn_body_started(struct fg_conn *c)
 
 void fg_conn_body_finished(struct fg_conn *c)
 {
-    evtimer_del(c->timer);
+    c->body_deadline_ms = 0; /* a pending body timer now does nothing when it fires */
 }

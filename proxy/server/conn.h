@@ -38,7 +38,10 @@ struct fg_conn {
     enum fg_conn_state state;
     unsigned requests;
     uint64_t head_deadline_ms;
-    uint64_t body_deadline_ms;
+    uint64_t body_deadline_ms; /* 0: no body deadline running */
+    bool head_timer;           /* the header deadline's timer is armed */
+    bool nodelay;              /* TCP_NODELAY is set (or not needed: unix socket) */
+    bool peer_closed;          /* the client half-closed (after a complete request) */
     uint64_t body_start_ms;
     struct fg_txn *txn;
     struct sockaddr_storage peer;

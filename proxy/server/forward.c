@@ -51,16 +51,56 @@ static void head_field(struct fg_txn *t, const char *name, size_t nlen, const ch
     t->proxy.head_len += nlen + vlen + 4;
 }
 
-/* Client fields a cache fill must not forward: the stored answer must be the whole,
- * unconditional representation (the client's conditionals are answered from it). */
-static bool cache_fill_strips(const struct fg_http_header *h)
+/* What a client field is to the forwarded head, found with one switch on the length
+ * (this runs for every field of every proxied request). */
+enum field_kind {
+    F_KEEP = 0,
+    F_DROP,        /* hop-by-hop, or framing we redo (Content-Length, Expect) */
+    F_HOST,        /* dropped for an absolute-form target (Host is written from it) */
+    F_CONDITIONAL, /* If-* and Range: not for a cache fill (the answer must be whole) */
+    F_ACCEPT_ENCODING,
+    F_XFF,
+    F_XF_PROTO,
+    F_XF_PORT,
+};
+
+static enum field_kind classify(const char *n, size_t len)
 {
-    return fg_http_name_eq(h->name, h->name_len, "if-none-match") ||
-           fg_http_name_eq(h->name, h->name_len, "if-modified-since") ||
-           fg_http_name_eq(h->name, h->name_len, "if-match") ||
-           fg_http_name_eq(h->name, h->name_len, "if-unmodified-since") ||
-           fg_http_name_eq(h->name, h->name_len, "if-range") ||
-           fg_http_name_eq(h->name, h->name_len, "range");
+#define IS(lit) fg_http_name_eq(n, len, lit)
+    switch (len) {
+    case 2:
+        return IS("te") ? F_DROP : F_KEEP;
+    case 4:
+        return IS("host") ? F_HOST : F_KEEP;
+    case 5:
+        return IS("range") ? F_CONDITIONAL : F_KEEP;
+    case 6:
+        return IS("expect") ? F_DROP : F_KEEP;
+    case 7:
+        return IS("trailer") || IS("upgrade") ? F_DROP : F_KEEP;
+    case 8:
+        return IS("if-match") || IS("if-range") ? F_CONDITIONAL : F_KEEP;
+    case 10:
+        return IS("connection") || IS("keep-alive") ? F_DROP : F_KEEP;
+    case 13:
+        return IS("if-none-match") ? F_CONDITIONAL : F_KEEP;
+    case 14:
+        return IS("content-length") ? F_DROP : F_KEEP;
+    case 15:
+        return IS("x-forwarded-for") ? F_XFF : IS("accept-encoding") ? F_ACCEPT_ENCODING : F_KEEP;
+    case 16:
+        return IS("x-forwarded-port") ? F_XF_PORT : IS("proxy-connection") ? F_DROP : F_KEEP;
+    case 17:
+        return IS("x-forwarded-proto")   ? F_XF_PROTO
+               : IS("transfer-encoding") ? F_DROP
+               : IS("if-modified-since") ? F_CONDITIONAL
+                                         : F_KEEP;
+    case 19:
+        return IS("if-unmodified-since") ? F_CONDITIONAL : F_KEEP;
+    default:
+        return F_KEEP;
+    }
+#undef IS
 }
 
 /* The request as the app sees it: our framing, no hop-by-hop fields, forwarding fields. */
@@ -92,21 +132,29 @@ bool fg_forward_head(struct fg_txn *t, bool for_cache)
     bool have_proto = false, have_port = false;
     for (size_t i = 0; i < r->n_headers; i++) {
         const struct fg_http_header *h = &r->headers[i];
-        if (fg_http_is_hop_by_hop(h->name, h->name_len) ||
-            fg_http_name_eq(h->name, h->name_len, "content-length") ||
-            fg_http_name_eq(h->name, h->name_len, "expect"))
+        enum field_kind kind = classify(h->name, h->name_len);
+        if (kind == F_DROP)
             continue;
         if ((r->flags & FG_HTTP_F_CONN_OTHER) &&
             fg_http_connection_lists(r->headers, r->n_headers, h->name, h->name_len))
             continue;
-        if ((r->flags & FG_HTTP_F_ABSOLUTE_FORM) && fg_http_name_eq(h->name, h->name_len, "host"))
-            continue;
-        if (for_cache && cache_fill_strips(h))
-            continue;
-        /* A compressing route stores its own encodings: it asks the app for identity. */
-        if (for_cache && t->z.route && fg_http_name_eq(h->name, h->name_len, "accept-encoding"))
-            continue;
-        if (fg_http_name_eq(h->name, h->name_len, "x-forwarded-for")) {
+        switch (kind) {
+        case F_HOST:
+            if (r->flags & FG_HTTP_F_ABSOLUTE_FORM)
+                continue;
+            break;
+        case F_CONDITIONAL:
+            /* A cache fill asks for the whole, unconditional representation: the client's
+             * conditionals are answered from it. */
+            if (for_cache)
+                continue;
+            break;
+        case F_ACCEPT_ENCODING:
+            /* A compressing route stores its own encodings: it asks the app for identity. */
+            if (for_cache && t->z.route)
+                continue;
+            break;
+        case F_XFF:
             /* Several X-Forwarded-For fields are one list (RFC 9110 §5.3): keep them in
              * order and append the peer to the last one. */
             if (xff_last != NULL)
@@ -114,15 +162,19 @@ bool fg_forward_head(struct fg_txn *t, bool for_cache)
                            xff_last->value_len);
             xff_last = h;
             continue;
-        }
-        if (fg_http_name_eq(h->name, h->name_len, "x-forwarded-proto")) {
+        case F_XF_PROTO:
             if (!peer_trusted)
                 continue; /* only a trusted proxy (the ALB) may tell us the scheme */
             have_proto = true;
-        } else if (fg_http_name_eq(h->name, h->name_len, "x-forwarded-port")) {
+            break;
+        case F_XF_PORT:
             if (!peer_trusted)
                 continue;
             have_port = true;
+            break;
+        case F_KEEP:
+        case F_DROP:
+            break;
         }
         head_field(t, h->name, h->name_len, h->value, h->value_len);
     }

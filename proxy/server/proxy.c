@@ -72,8 +72,7 @@ void fg_proxy_start(struct fg_txn *t)
         fg_respond_text(t, 502, "no connection to the upstream could be made", true);
         return;
     }
-    snprintf(t->log_upstream, sizeof(t->log_upstream), "%s",
-             fg_upstream_exchange_server(t->proxy.x));
+    fg_strcopy(t->log_upstream, sizeof(t->log_upstream), fg_upstream_exchange_server(t->proxy.x));
     if (!body) {
         client_request_done(t);
         return;
@@ -100,7 +99,7 @@ void fg_proxy_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,
     t->proxy.x = x;
     fg_txn_hold(t, &t->proxy.hold, release);
     fg_upstream_exchange_set_owner(x, &proxy_ops, t);
-    snprintf(t->log_upstream, sizeof(t->log_upstream), "%s", fg_upstream_exchange_server(x));
+    fg_strcopy(t->log_upstream, sizeof(t->log_upstream), fg_upstream_exchange_server(x));
     t->proxy.upstream_start_us = fg_mono_us();
     t->req_state = FG_REQ_DONE; /* the fill sent the request; the client's had no body */
     fg_conn_body_finished(c);
@@ -388,7 +387,7 @@ static void proxy_on_error(void *arg, struct fg_upstream_exchange *x,
     struct fg_conn *c = t->c;
     t->proxy.x = NULL;
     const char *name = t->route->upstream->name;
-    snprintf(t->log_upstream, sizeof(t->log_upstream), "%s", e->server);
+    fg_strcopy(t->log_upstream, sizeof(t->log_upstream), e->server);
     fg_stage_offload_observe(t, false, 0);
     fg_warn("upstream %s: %s %s (client %s, %s %s)", name, e->server, e->detail, c->peer_ip,
             t->log_method[0] ? t->log_method : "-", t->log_path[0] ? t->log_path : "-");

@@ -61,7 +61,7 @@ static void find_client_ip(struct fg_conn *c, struct fg_txn *t)
 {
     const struct fg_conf_server *srv = t->srv;
     const struct fg_http_request *r = &t->req;
-    snprintf(t->client_ip, sizeof(t->client_ip), "%s", c->peer_ip);
+    fg_strcopy(t->client_ip, sizeof(t->client_ip), c->peer_ip);
     if (srv->n_trusted_proxies == 0 || !fg_cidr_match(srv->trusted_proxies, srv->n_trusted_proxies,
                                                       (const struct sockaddr *)&c->peer))
         return;
@@ -99,7 +99,7 @@ static void take_request_id(struct fg_txn *t)
     const struct fg_http_request *r = &t->req;
     for (size_t i = r->n_headers; i-- > 0;) {
         const struct fg_http_header *h = &r->headers[i];
-        if (!fg_http_name_eq(h->name, h->name_len, "x-request-id"))
+        if (h->name_len != 12 || !fg_http_name_eq(h->name, h->name_len, "x-request-id"))
             continue;
         if (h->value_len > 0 && h->value_len < sizeof(t->request_id)) {
             memcpy(t->request_id, h->value, h->value_len);

@@ -89,12 +89,13 @@ static char *put_app_fields(char *p, const struct fg_respond *r, bool *have_id)
             continue;
         if (r->plan != NULL && fg_compress_plan_replaces(r->plan, h))
             continue;
-        if (!keep_length && fg_http_name_eq(h->name, h->name_len, "content-length"))
+        if (h->name_len == 14 && !keep_length &&
+            fg_http_name_eq(h->name, h->name_len, "content-length"))
             continue;
         if ((resp->flags & FG_HTTP_F_CONN_OTHER) &&
             fg_http_connection_lists(resp->headers, resp->n_headers, h->name, h->name_len))
             continue;
-        if (!*have_id && fg_http_name_eq(h->name, h->name_len, "x-request-id"))
+        if (h->name_len == 12 && fg_http_name_eq(h->name, h->name_len, "x-request-id"))
             *have_id = true;
         p = put_field(p, h->name, h->name_len, h->value, h->value_len);
     }

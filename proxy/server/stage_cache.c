@@ -146,6 +146,27 @@ static void finish(struct fg_txn *t)
     fg_conn_txn_done(t->c); /* resumes reading, releases the stage (txn_put) */
 }
 
+/* Append s at out[n] (the caller's buffer has room); the new length. */
+static size_t put_str(char *out, size_t n, const char *s)
+{
+    while (*s != '\0')
+        out[n++] = *s++;
+    return n;
+}
+
+static size_t put_u64(char *out, size_t n, uint64_t v)
+{
+    char digits[24];
+    size_t k = 0;
+    do {
+        digits[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (k > 0)
+        out[n++] = digits[--k];
+    return n;
+}
+
 /* Write the head of obj and start its body. obj is FILLING or COMPLETE. */
 static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache)
 {
@@ -164,10 +185,16 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache
     uint64_t age = 0;
     fg_cache_obj_fresh(obj, fg_wall_ms(), &age);
     uint64_t length = fg_cache_obj_length(obj);
+    /* Age and X-Cache, without printf: this runs for every hit. */
     char fields[96];
-    size_t n = (size_t)snprintf(fields, sizeof(fields), "Age: %" PRIu64 "\r\n", age);
-    if (t->route->cache.status_header)
-        n += (size_t)snprintf(fields + n, sizeof(fields) - n, "X-Cache: %s\r\n", xcache);
+    size_t n = put_str(fields, 0, "Age: ");
+    n = put_u64(fields, n, age);
+    n = put_str(fields, n, "\r\n");
+    if (t->route->cache.status_header) {
+        n = put_str(fields, n, "X-Cache: ");
+        n = put_str(fields, n, xcache);
+        n = put_str(fields, n, "\r\n");
+    }
     /* A 304 has the stored 200's fields minus the body's own framing (RFC 9110 §15.4.5). */
     struct fg_respond r = {.status = is_304 ? 304 : fg_cache_obj_meta(obj)->status,
                            .stored = obj,
@@ -383,10 +410,18 @@ static void note_invalidation(struct fg_txn *t, struct fg_cache *store)
     if (n == 0)
         return;
     struct fg_stage_cache *tc = &t->cache;
+    size_t host_len = t->req.host_len < 256 ? t->req.host_len : 0;
+    char *p = malloc(n + 1 + host_len + 1);
+    if (p == NULL)
+        return;
+    memcpy(p, key, n);
+    p[n] = '\0';
+    memcpy(p + n + 1, t->req.host, host_len);
+    p[n + 1 + host_len] = '\0';
     tc->inval_store = store;
-    tc->inval_key = strndup(key, n);
-    tc->inval_host_len = t->req.host_len < sizeof(tc->inval_host) ? t->req.host_len : 0;
-    memcpy(tc->inval_host, t->req.host, tc->inval_host_len);
+    tc->inval_key = p;
+    tc->inval_host = p + n + 1;
+    tc->inval_host_len = host_len;
     fg_txn_hold(t, &tc->hold, release);
 }
 

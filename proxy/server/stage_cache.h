@@ -36,8 +36,8 @@ struct fg_stage_cache {
     const char *xcache;            /* X-Cache of a proxied answer (NULL: none) */
     /* An unsafe request on a cached route: what to invalidate when the answer comes. */
     struct fg_cache *inval_store;
-    char *inval_key;
-    char inval_host[256];
+    char *inval_key;  /* one allocation: the key, then the host */
+    char *inval_host; /* the request's Host (Location fields of the same host count) */
     size_t inval_host_len;
 };
 

@@ -254,11 +254,16 @@ static void send_record(struct fg_txn *t)
             fg_respond_text(t, 400, "invalid idempotency key (1 to 255 visible characters)", true);
             return;
         }
-        memcpy(t->offload.key, kh->value, kh->value_len);
-        t->offload.key[kh->value_len] = '\0';
+        t->offload.key = strndup(kh->value, kh->value_len);
     } else {
-        snprintf(t->offload.key, sizeof(t->offload.key), "%016llx%016llx",
-                 (unsigned long long)fg_worker_random(w), (unsigned long long)fg_worker_random(w));
+        char made[40];
+        snprintf(made, sizeof(made), "%016llx%016llx", (unsigned long long)fg_worker_random(w),
+                 (unsigned long long)fg_worker_random(w));
+        t->offload.key = strdup(made);
+    }
+    if (t->offload.key == NULL) {
+        fallback(t, FG_OFFLOAD_ERROR, true);
+        return;
     }
 
     struct fg_agent_record rec;
@@ -302,6 +307,8 @@ static void release(struct fg_txn *t)
         fg_offload_cancel(t->offload.pending); /* its answer, if it comes, is ignored */
         t->offload.pending = NULL;
     }
+    free(t->offload.key);
+    t->offload.key = NULL;
     if (t->offload.active && t->c != NULL && t->c->magic == FG_CONN_MAGIC)
         t->c->reader.high_water = FG_HIGH_WATER;
     t->offload.active = false;

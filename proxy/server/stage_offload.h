@@ -21,7 +21,7 @@ struct fg_stage_offload {
     bool active;                        /* the stage owns the transaction */
     bool body_wait;                     /* waiting for the whole body in the input buffer */
     bool sent_continue;                 /* 100 Continue went out */
-    char key[256];                      /* the idempotency key */
+    char *key; /* the idempotency key (allocated once the record is made) */
 };
 
 /* Take the request if its route offloads it (true): 202 once the agent made it durable,

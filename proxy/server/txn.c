@@ -24,7 +24,10 @@ struct fg_txn *fg_txn_get(struct fg_worker *w)
      * buffer is kept with its capacity. */
     char *head = t->proxy.head;
     size_t cap = t->proxy.head_cap;
-    memset(t, 0, offsetof(struct fg_txn, req));
+    memset(t, 0, offsetof(struct fg_txn, request_id));
+    t->request_id[0] = t->client_ip[0] = '\0';
+    t->log_method[0] = t->log_path[0] = t->log_ua[0] = t->log_trace[0] = '\0';
+    t->log_upstream[0] = '\0';
     memset(&t->req, 0, offsetof(struct fg_http_request, headers));
     t->proxy.head = head;
     t->proxy.head_cap = cap;

@@ -48,20 +48,11 @@ struct fg_txn {
     int status;
     uint64_t req_body_bytes; /* of the body so far (body_min_rate) */
     uint64_t start_us, bytes_in, bytes_out;
-    char request_id[40]; /* the client's X-Request-Id, or ours (respond.c); "" none */
     bool request_id_ours;
-    char client_ip[64]; /* the peer, or the trusted X-Forwarded-For hop (request.c) */
-    char fields[FG_TXN_FIELDS_MAX];
     size_t fields_len;
     struct fg_txn_hold *holds; /* stages to release at the end */
 
-    /* The access log's view: copies, the head itself is gone once forwarded. Each stage
-     * writes its own word (cache, limited_by, offload). */
-    char log_method[16];
-    char log_path[512];
-    char log_ua[256];
-    char log_trace[256];
-    char log_upstream[112];
+    /* The access log's view. Each stage writes its own word (cache, limited_by, offload). */
     uint64_t upstream_us;
     const char *log_cache;   /* what the cache did (NULL: no cache on the route) */
     const char *log_limit;   /* the limit that refused */
@@ -73,6 +64,20 @@ struct fg_txn {
     struct fg_stage_compress z;
     struct fg_stage_cache cache;
     struct fg_proxy proxy;
+
+    /* Text: strings are cleared by their first byte only (fg_txn_get), the rest is
+     * written before it is read. */
+    struct {
+        char request_id[40]; /* the client's X-Request-Id, or ours (respond.c); "" none */
+        char client_ip[64];  /* the peer, or the trusted X-Forwarded-For hop (request.c) */
+        char fields[FG_TXN_FIELDS_MAX]; /* fields_len bytes */
+        /* Copies for the access log: the head itself is gone once forwarded. */
+        char log_method[16];
+        char log_path[512];
+        char log_ua[256];
+        char log_trace[256];
+        char log_upstream[112];
+    };
 
     TAILQ_ENTRY(fg_txn) free_link;
     /* Last: recycled transactions clear everything above, the parser overwrites the

@@ -13,6 +13,7 @@
  */
 #include "upstream/upstream.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,7 @@ struct fg_upstream_exchange {
     struct fg_http_chunked chunked;
     bool reusable;          /* the app keeps the connection open after this response */
     struct evbuffer *stage; /* chunked: one read's payload, gathered */
-    char server[112];
+    const char *server;     /* the config's text of the server (outlives the exchange) */
 };
 
 static void read_cb(void *arg);
@@ -58,6 +59,59 @@ static struct timeval tv_ms(uint64_t ms)
 {
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
     return tv;
+}
+
+/* ---- memory: a few spare exchanges per thread ----------------------------------------------
+ *
+ * An exchange per proxied request: calloc and free cost more than the rest of its start.
+ * Each worker keeps a few spares (a thread-local list; the thread's exit frees it). */
+
+#define SPARES_MAX 32
+
+struct spares {
+    struct fg_upstream_exchange *list[SPARES_MAX];
+    unsigned n;
+};
+
+static pthread_key_t spares_key;
+static pthread_once_t spares_once = PTHREAD_ONCE_INIT;
+static _Thread_local struct spares *spares;
+
+static void spares_free(void *arg)
+{
+    struct spares *sp = arg;
+    for (unsigned i = 0; i < sp->n; i++)
+        free(sp->list[i]);
+    free(sp);
+}
+
+static void spares_key_make(void)
+{
+    pthread_key_create(&spares_key, spares_free);
+}
+
+static struct fg_upstream_exchange *x_alloc(void)
+{
+    if (spares != NULL && spares->n > 0) {
+        struct fg_upstream_exchange *x = spares->list[--spares->n];
+        memset(x, 0, sizeof(*x));
+        return x;
+    }
+    return calloc(1, sizeof(struct fg_upstream_exchange));
+}
+
+static void x_free(struct fg_upstream_exchange *x)
+{
+    if (spares == NULL) {
+        pthread_once(&spares_once, spares_key_make);
+        spares = calloc(1, sizeof(*spares));
+        if (spares != NULL)
+            pthread_setspecific(spares_key, spares);
+    }
+    if (spares != NULL && spares->n < SPARES_MAX)
+        spares->list[spares->n++] = x;
+    else
+        free(x);
 }
 
 /* ---- lifetime --------------------------------------------------------------------------- */
@@ -73,7 +127,7 @@ static void leave(struct fg_upstream_exchange *x)
         if (x->stage != NULL)
             evbuffer_free(x->stage);
         x->magic = 0;
-        free(x);
+        x_free(x);
     }
 }
 
@@ -108,7 +162,7 @@ static bool attach(struct fg_upstream_exchange *x, bool fresh, int exclude)
         return false;
     x->uc = uc;
     x->attempts++;
-    snprintf(x->server, sizeof(x->server), "%s", fg_upstream_server_name(x->pool, uc->server));
+    x->server = fg_upstream_server_name(x->pool, uc->server);
     fg_reader_bev_setcb(&uc->reader, write_cb, event_cb, x);
     bufferevent_setwatermark(uc->bev, EV_WRITE, FG_LOW_WATER, 0);
     fg_reader_setcb(&uc->reader, read_cb, read_event_cb, x);
@@ -148,6 +202,17 @@ static void complete(struct fg_upstream_exchange *x)
     x->ops->on_end(x->arg, x);
 }
 
+/* The request head onto a new connection: straight to the socket when the request is
+ * complete and the connection ready (a pooled one); else queued, for the body's first
+ * bytes to join it in one write, or for the connect to send. */
+static void write_head(struct fg_upstream_exchange *x)
+{
+    if (x->uc->connected && x->req_done)
+        fg_send(x->uc->bev, x->req.head, x->req.head_len);
+    else
+        evbuffer_add(bufferevent_get_output(x->uc->bev), x->req.head, x->req.head_len);
+}
+
 /* A retry on a new connection; false when none could be made. */
 static bool retry(struct fg_upstream_exchange *x, bool fresh, int exclude, struct evbuffer *pending)
 {
@@ -157,7 +222,7 @@ static bool retry(struct fg_upstream_exchange *x, bool fresh, int exclude, struc
     if (pending != NULL)
         evbuffer_add_buffer(bufferevent_get_output(x->uc->bev), pending);
     else
-        evbuffer_add(bufferevent_get_output(x->uc->bev), x->req.head, x->req.head_len);
+        write_head(x);
     flush(x);
     return true;
 }
@@ -424,7 +489,7 @@ struct fg_upstream_exchange *fg_upstream_exchange_start(struct fg_upstream_pool 
                                                         const struct fg_upstream_exchange_ops *ops,
                                                         void *arg)
 {
-    struct fg_upstream_exchange *x = calloc(1, sizeof(*x));
+    struct fg_upstream_exchange *x = x_alloc();
     if (x == NULL)
         return NULL;
     x->magic = FG_EXCHANGE_MAGIC;
@@ -434,12 +499,10 @@ struct fg_upstream_exchange *fg_upstream_exchange_start(struct fg_upstream_pool 
     x->req = *req;
     x->req_done = req->body == FG_UPSTREAM_BODY_NONE;
     if (!attach(x, false, -1)) {
-        free(x);
+        x_free(x);
         return NULL;
     }
-    evbuffer_add(bufferevent_get_output(x->uc->bev), req->head, req->head_len);
-    if (x->req_done)
-        flush(x);
+    write_head(x);
     return x;
 }
 
