@@ -769,6 +769,35 @@ static uint64_t obj_charge(const struct fg_cache_obj *o)
     return sizeof(*o) + o->key_len + o->head_len + o->vary_names_len + o->vary_values_len + body;
 }
 
+static bool in_table_now(struct fg_cache *c, struct fg_cache_obj *o)
+{
+    struct shard *s = shard_of(c, o->hash);
+    pthread_mutex_lock(&s->lock);
+    bool in = o->in_table;
+    pthread_mutex_unlock(&s->lock);
+    return in;
+}
+
+/* A final object (ready to serve, or a marker) takes its place in the memory bound if it
+ * is still in the table: the older copies it replaces go, others are evicted to make room.
+ * in_table is the shard lock's: read under it, and again once admitted, since a purge on
+ * another thread may have taken o out meanwhile (it must not then stay charged). */
+static bool admit(struct fg_cache *c, struct fg_cache_obj *o)
+{
+    if (!in_table_now(c, o))
+        return false;
+    retire_older(c, o);
+    if (!evict_admit(c, o, obj_charge(o))) {
+        obj_retire(c, o); /* larger than the whole cache */
+        return false;
+    }
+    if (!in_table_now(c, o)) {
+        evict_unlink(c, o);
+        return false;
+    }
+    return true;
+}
+
 void fg_cache_fill_done(struct fg_cache_obj *o, bool ok)
 {
     struct fg_cache *c = o->cache;
@@ -776,13 +805,8 @@ void fg_cache_fill_done(struct fg_cache_obj *o, bool ok)
         /* m.content_length stays as announced (readers on other threads read it without a
          * lock); fg_cache_obj_length gives body_len once COMPLETE. */
         set_state(o, FG_CACHE_COMPLETE);
-        if (!o->too_big && o->in_table) {
-            retire_older(c, o);
-            if (evict_admit(c, o, obj_charge(o)))
-                bump(&c->stores);
-            else
-                obj_retire(c, o); /* larger than the whole cache */
-        }
+        if (!o->too_big && admit(c, o))
+            bump(&c->stores);
     } else {
         bump(&c->fill_failed);
         set_state(o, FG_CACHE_FAILED);
@@ -803,10 +827,7 @@ void fg_cache_fill_pass(struct fg_cache_obj *o, int64_t now_ms, uint64_t ttl_ms)
     /* The marker stays until it expires or is replaced. It counts against the memory bound
      * like any object, so a flood of distinct uncacheable URLs cannot grow the table
      * without limit: old markers are evicted like old responses. */
-    if (o->in_table)
-        retire_older(c, o);
-    if (o->in_table && !evict_admit(c, o, obj_charge(o)))
-        obj_retire(c, o);
+    admit(c, o);
 }
 
 void fg_cache_fill_abort(struct fg_cache_obj *o, int status)
@@ -840,13 +861,8 @@ void fg_cache_fill_refresh(struct fg_cache_obj *o, struct fg_cache_obj *stale,
     atomic_init(&o->first, atomic_load_explicit(&owner->first, memory_order_relaxed));
     atomic_store(&o->body_len, atomic_load(&stale->body_len));
     set_state(o, FG_CACHE_COMPLETE);
-    if (o->in_table) {
-        retire_older(c, o);
-        if (evict_admit(c, o, obj_charge(o)))
-            bump(&c->stores);
-        else
-            obj_retire(c, o);
-    }
+    if (admit(c, o))
+        bump(&c->stores);
 }
 
 /* ---- purge ----------------------------------------------------------------------------- */
