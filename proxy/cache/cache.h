@@ -263,6 +263,9 @@ const char *fg_cache_obj_key(const struct fg_cache_obj *obj);
 int fg_cache_obj_abort_status(const struct fg_cache_obj *obj);
 /* Did a revalidation (304) make this object out of an older one (whose body it shares)? */
 bool fg_cache_obj_refreshed(const struct fg_cache_obj *obj);
+/* Is it an older response published again because the app failed (stale-if-error)? It
+ * is served stale. */
+bool fg_cache_obj_fallback(const struct fg_cache_obj *obj);
 /* Add the stored head to out by reference (no copy; the reference holds the object):
  * "HTTP/1.1 200 OK\r\n" and the stored fields, without the final CRLF. fields_only:
  * without the status line (a 304 answered from it). Returns the bytes added. */
@@ -316,6 +319,10 @@ void fg_cache_fill_abort(struct fg_cache_obj *obj, int status);
  * head and freshness from meta, and replaces stale in the table. Readers are woken. */
 void fg_cache_fill_refresh(struct fg_cache_obj *obj, struct fg_cache_obj *stale,
                            const struct fg_cache_meta *meta, const char *head, size_t head_len);
+
+/* The fetch failed and stale may stand in (stale-if-error): obj (BUSY) publishes stale's
+ * response again, its head, freshness and body, marked as a fallback; readers are woken. */
+void fg_cache_fill_stale(struct fg_cache_obj *obj, struct fg_cache_obj *stale);
 
 /* Remove every object of a key (all variants), or every key starting with prefix.
  * Returns the number of objects removed. */

@@ -43,6 +43,7 @@ struct fg_cache_obj {
     uint64_t charge;        /* bytes charged to the cache */
     uint64_t pass_until_ms; /* PASS markers: wall ms when the marker expires */
     int abort_status;       /* ABORTED: what the fetch failed with */
+    bool fallback;          /* stale-if-error: an older response published again */
 
     /* The response, set by fg_cache_fill_head (read-only afterwards). */
     struct fg_cache_meta m;

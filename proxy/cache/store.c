@@ -307,7 +307,12 @@ int fg_cache_obj_abort_status(const struct fg_cache_obj *obj)
 
 bool fg_cache_obj_refreshed(const struct fg_cache_obj *obj)
 {
-    return obj->body_owner != NULL;
+    return obj->body_owner != NULL && !obj->fallback;
+}
+
+bool fg_cache_obj_fallback(const struct fg_cache_obj *obj)
+{
+    return obj->fallback;
 }
 
 size_t fg_cache_obj_add_head(struct fg_cache_obj *obj, struct evbuffer *out, bool fields_only)
@@ -863,6 +868,12 @@ void fg_cache_fill_refresh(struct fg_cache_obj *o, struct fg_cache_obj *stale,
     set_state(o, FG_CACHE_COMPLETE);
     if (admit(c, o))
         bump(&c->stores);
+}
+
+void fg_cache_fill_stale(struct fg_cache_obj *o, struct fg_cache_obj *stale)
+{
+    o->fallback = true; /* published with the state below */
+    fg_cache_fill_refresh(o, stale, &stale->m, stale->head, stale->head_len);
 }
 
 /* ---- purge ----------------------------------------------------------------------------- */

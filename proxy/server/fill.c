@@ -193,9 +193,7 @@ static bool fall_back_on_stale(struct fg_fill *f)
     fg_cache_obj_fresh(s, fg_wall_ms(), &age);
     if (age >= m->lifetime + m->sie)
         return false;
-    size_t hlen;
-    const char *head = fg_cache_obj_head(s, &hlen);
-    fg_cache_fill_refresh(f->obj, s, m, head, hlen);
+    fg_cache_fill_stale(f->obj, s);
     fg_cache_count(f->store, FG_CACHE_EV_STALE);
     return true;
 }
@@ -204,7 +202,8 @@ static bool fall_back_on_stale(struct fg_fill *f)
 static void fail_before_head(struct fg_fill *f, int status, const char *server, const char *why)
 {
     const struct fg_conf_upstream *u = fg_upstream_pool_conf(f->pool);
-    fg_warn("cache fill from upstream %s: %s %s", u->name, server, why);
+    fg_warn("cache fill of %s from upstream %s: %s %s", fg_cache_obj_key(f->obj), u->name, server,
+            why);
     if (!fall_back_on_stale(f))
         fg_cache_fill_abort(f->obj, status);
     fill_free(f);
@@ -650,6 +649,8 @@ static void fill_on_error(void *arg, struct fg_upstream_exchange *x,
     struct fg_fill *f = arg;
     FG_ASSERT(f->magic == FG_FILL_MAGIC);
     f->x = NULL;
+    if (f->initiator != NULL) /* for its access log line: the server the fill tried */
+        fg_strcopy(f->initiator->log_upstream, sizeof(f->initiator->log_upstream), e->server);
     if (!f->head_done) {
         fail_before_head(f, e->status, e->server, e->detail);
         return;

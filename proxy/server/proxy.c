@@ -257,11 +257,9 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
         r.body = client11 ? FG_RESPOND_CHUNKED : FG_RESPOND_TO_CLOSE;
         break;
     }
-    char xcache[48];
-    if (t->cache.xcache != NULL) {
-        r.fields = xcache;
-        r.fields_len = (size_t)snprintf(xcache, sizeof(xcache), "X-Cache: %s\r\n", t->cache.xcache);
-    }
+    char cache_fields[FG_STAGE_CACHE_FIELDS_MAX];
+    r.fields = cache_fields;
+    r.fields_len = fg_stage_cache_fields(t, cache_fields);
     return fg_respond_head(t, &r);
 }
 

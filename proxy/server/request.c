@@ -20,12 +20,20 @@ static void copy_slice(char *dst, size_t cap, const char *s, size_t len)
     dst[len] = '\0';
 }
 
-/* Keep what the access log needs: the head's bytes go away once forwarded. */
-static void remember_for_log(struct fg_txn *t)
+/* Keep what the logs need: the head's bytes go away once forwarded. The method and the
+ * target go into the error log's lines about this request too (an upstream failure), so
+ * they are kept whether or not there is an access log. */
+static void remember_request(struct fg_txn *t)
 {
     const struct fg_http_request *r = &t->req;
     copy_slice(t->log_method, sizeof(t->log_method), r->method_name, r->method_len);
     copy_slice(t->log_path, sizeof(t->log_path), r->target, r->target_len);
+}
+
+/* What only the access log wants. */
+static void remember_for_access_log(struct fg_txn *t)
+{
+    const struct fg_http_request *r = &t->req;
     const struct fg_http_header *h = fg_http_find_header(r->headers, r->n_headers, "user-agent");
     if (h != NULL)
         copy_slice(t->log_ua, sizeof(t->log_ua), h->value, h->value_len);
@@ -126,8 +134,9 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
     struct fg_http_request *r = &t->req;
     const struct fg_conf_server *srv = t->srv;
     t->req_state = request_has_body(r) ? FG_REQ_BODY : FG_REQ_DONE;
+    remember_request(t);
     if (srv->access_log != NULL)
-        remember_for_log(t);
+        remember_for_access_log(t);
     find_client_ip(c, t);
     take_request_id(t);
 

@@ -70,18 +70,63 @@ static void release(struct fg_txn *t)
     t->cache.inval_key = NULL;
 }
 
-/* The label of an answer that went to the app: X-Cache (cache_status_header) and log. */
-static void label_pass(struct fg_txn *t, const char *label)
+/* Cache-Status parameters of answers that go to the app (RFC 9211). */
+#define CS_BYPASS       "fwd=bypass"
+#define CS_HIT_FOR_MISS "fwd=uri-miss; detail=hit-for-miss"
+#define CS_NOT_STORED   "fwd=uri-miss; detail=not-stored"
+#define CS_LOCK_TIMEOUT "fwd=uri-miss; detail=lock-timeout"
+
+/* What the cache did for an answer that goes to the app: its X-Cache word (also the
+ * access log's) and its Cache-Status parameters, written by fg_stage_cache_fields. */
+static void label_pass(struct fg_txn *t, const char *label, const char *status)
 {
     t->cache.xcache = t->route->cache.status_header ? label : NULL;
+    t->cache.status = t->route->cache.status_field ? status : NULL;
     t->log_cache = label;
 }
 
+/* Append s at out[n] (the caller's buffer has room); the new length. */
+static size_t put_str(char *out, size_t n, const char *s)
+{
+    while (*s != '\0')
+        out[n++] = *s++;
+    return n;
+}
+
+static size_t put_u64(char *out, size_t n, uint64_t v)
+{
+    char digits[24];
+    size_t k = 0;
+    do {
+        digits[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (k > 0)
+        out[n++] = digits[--k];
+    return n;
+}
+
+size_t fg_stage_cache_fields(const struct fg_txn *t, char *out)
+{
+    size_t n = 0;
+    if (t->cache.xcache != NULL) {
+        n = put_str(out, n, "X-Cache: ");
+        n = put_str(out, n, t->cache.xcache);
+        n = put_str(out, n, "\r\n");
+    }
+    if (t->cache.status != NULL) {
+        n = put_str(out, n, "Cache-Status: flashgate; ");
+        n = put_str(out, n, t->cache.status);
+        n = put_str(out, n, "\r\n");
+    }
+    return n;
+}
+
 /* Leave the stage and proxy the request as usual (pass, lock timeout, errors). */
-static void go_to_origin(struct fg_txn *t, const char *xcache)
+static void go_to_origin(struct fg_txn *t, const char *xcache, const char *status)
 {
     leave(t);
-    label_pass(t, xcache);
+    label_pass(t, xcache, status);
     fg_conn_resume_read(t->c);
     fg_proxy_start(t);
 }
@@ -146,30 +191,35 @@ static void finish(struct fg_txn *t)
     fg_conn_txn_done(t->c); /* resumes reading, releases the stage (txn_put) */
 }
 
-/* Append s at out[n] (the caller's buffer has room); the new length. */
-static size_t put_str(char *out, size_t n, const char *s)
-{
-    while (*s != '\0')
-        out[n++] = *s++;
-    return n;
-}
+/* How a stored response comes to be served: its X-Cache word and Cache-Status. */
+enum served {
+    SERVED_HIT,         /* fresh, from memory */
+    SERVED_STALE,       /* stale-while-revalidate: served, refreshed in the background */
+    SERVED_COALESCED,   /* waited for another request's fill */
+    SERVED_MISS,        /* this request's fill */
+    SERVED_MISS_STALE,  /* this request's fill of a stale entry: a new answer came */
+    SERVED_REVALIDATED, /* this request's fill: the app confirmed a stale entry (304) */
+    SERVED_FALLBACK,    /* the app failed, a stale entry stood in (stale-if-error) */
+};
 
-static size_t put_u64(char *out, size_t n, uint64_t v)
-{
-    char digits[24];
-    size_t k = 0;
-    do {
-        digits[k++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    while (k > 0)
-        out[n++] = digits[--k];
-    return n;
-}
+static const struct {
+    const char *label;  /* X-Cache, and the access log's "cache" */
+    const char *status; /* Cache-Status parameters before ttl= */
+    const char *detail; /* after it */
+} SERVED[] = {
+    [SERVED_HIT] = {"HIT", "hit", ""},
+    [SERVED_STALE] = {"STALE", "hit", "; detail=stale-while-revalidate"},
+    [SERVED_COALESCED] = {"HIT", "fwd=uri-miss; collapsed", ""},
+    [SERVED_MISS] = {"MISS", "fwd=uri-miss; stored", ""},
+    [SERVED_MISS_STALE] = {"MISS", "fwd=stale; stored", ""},
+    [SERVED_REVALIDATED] = {"REVALIDATED", "fwd=stale; fwd-status=304; stored", ""},
+    [SERVED_FALLBACK] = {"STALE", "fwd=stale", "; detail=stale-if-error"},
+};
 
 /* Write the head of obj and start its body. obj is FILLING or COMPLETE. */
-static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache)
+static void serve(struct fg_txn *t, struct fg_cache_obj *obj, enum served how)
 {
+    const char *xcache = SERVED[how].label;
     struct fg_conn *c = t->c;
     struct fg_stage_cache *tc = &t->cache;
     if (tc->obj != obj) {
@@ -183,16 +233,32 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache
     drop_head(t);
 
     uint64_t age = 0;
-    fg_cache_obj_fresh(obj, fg_wall_ms(), &age);
+    bool fresh = fg_cache_obj_fresh(obj, fg_wall_ms(), &age);
     uint64_t length = fg_cache_obj_length(obj);
-    /* Age and X-Cache, without printf: this runs for every hit. */
-    char fields[96];
+    /* Age, X-Cache and Cache-Status, without printf: this runs for every hit. */
+    char fields[256];
     size_t n = put_str(fields, 0, "Age: ");
     n = put_u64(fields, n, age);
     n = put_str(fields, n, "\r\n");
     if (t->route->cache.status_header) {
         n = put_str(fields, n, "X-Cache: ");
         n = put_str(fields, n, xcache);
+        n = put_str(fields, n, "\r\n");
+    }
+    if (t->route->cache.status_field) {
+        /* ttl: the freshness left, negative once stale (RFC 9211 §2.7); whole seconds,
+         * and a stale entry is at least a second past (never "ttl=0"). */
+        uint64_t life = fg_cache_obj_meta(obj)->lifetime;
+        n = put_str(fields, n, "Cache-Status: flashgate; ");
+        n = put_str(fields, n, SERVED[how].status);
+        if (fresh && life >= age) {
+            n = put_str(fields, n, "; ttl=");
+            n = put_u64(fields, n, life - age);
+        } else {
+            n = put_str(fields, n, "; ttl=-");
+            n = put_u64(fields, n, age > life ? age - life : 1);
+        }
+        n = put_str(fields, n, SERVED[how].detail);
         n = put_str(fields, n, "\r\n");
     }
     /* A 304 has the stored 200's fields minus the body's own framing (RFC 9110 §15.4.5). */
@@ -285,7 +351,7 @@ static void lock_timeout_cb(evutil_socket_t fd, short what, void *arg)
     fg_cache_count(t->cache.store, FG_CACHE_EV_LOCK_TIMEOUT);
     fg_info("cache: waited %llums for another request's fill of %s; going to the app",
             (unsigned long long)t->route->cache.lock_timeout_ms, t->log_path);
-    go_to_origin(t, "MISS");
+    go_to_origin(t, "MISS", CS_LOCK_TIMEOUT);
 }
 
 static void start_waiting(struct fg_txn *t, struct fg_cache_obj *busy, bool own_fill)
@@ -304,8 +370,11 @@ static void start_waiting(struct fg_txn *t, struct fg_cache_obj *busy, bool own_
     }
 }
 
+/* The fill failed before a head (the app down, a timeout) and no stale entry could stand
+ * in: the request was a miss, and says so in the log. */
 static void respond_error(struct fg_txn *t, int status)
 {
+    t->log_cache = "MISS";
     leave(t);
     fg_conn_resume_read(t->c);
     drop_head(t);
@@ -336,7 +405,12 @@ static void waiter_cb(struct fg_cache_waiter *w)
         }
         if (tc->waited)
             fg_cache_count(tc->store, FG_CACHE_EV_COALESCED);
-        serve(t, obj, tc->waited ? "HIT" : (fg_cache_obj_refreshed(obj) ? "REVALIDATED" : "MISS"));
+        serve(t, obj,
+              fg_cache_obj_fallback(obj)    ? SERVED_FALLBACK
+              : tc->waited                  ? SERVED_COALESCED
+              : fg_cache_obj_refreshed(obj) ? SERVED_REVALIDATED
+              : tc->stale != NULL           ? SERVED_MISS_STALE
+                                            : SERVED_MISS);
         return;
     case FG_CACHE_PASS:
         /* Uncacheable: our own fill hands us its exchange (fg_stage_cache_adopt); a
@@ -344,7 +418,7 @@ static void waiter_cb(struct fg_cache_waiter *w)
         if (tc->fill != NULL)
             return;
         fg_cache_count(tc->store, FG_CACHE_EV_PASS);
-        go_to_origin(t, "PASS");
+        go_to_origin(t, "PASS", CS_NOT_STORED);
         return;
     case FG_CACHE_ABORTED:
         /* The fill failed before any head (status says how): every reader is told so
@@ -363,7 +437,7 @@ void fg_stage_cache_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,
     t->cache.fill = NULL;
     fg_cache_count(t->cache.store, FG_CACHE_EV_PASS);
     leave(t);
-    label_pass(t, "PASS");
+    label_pass(t, "PASS", CS_NOT_STORED);
     fg_conn_resume_read(t->c);
     fg_proxy_adopt(t, x, resp);
 }
@@ -479,7 +553,7 @@ static void run_lookup(struct fg_txn *t)
     char key[FG_CACHE_KEY_MAX];
     size_t key_len = build_key(t, key, sizeof(key));
     if (key_len == 0) {
-        go_to_origin(t, "PASS");
+        go_to_origin(t, "PASS", CS_BYPASS); /* a key too long to keep */
         return;
     }
     struct fg_http_header hbuf[FG_HTTP_MAX_HEADERS + 1];
@@ -499,7 +573,7 @@ static void run_lookup(struct fg_txn *t)
     switch (v) {
     case FG_CACHE_V_HIT:
         fg_cache_count(tc->store, FG_CACHE_EV_HIT);
-        serve(t, obj, "HIT");
+        serve(t, obj, SERVED_HIT);
         fg_cache_obj_unref(obj);
         return;
     case FG_CACHE_V_STALE:
@@ -509,7 +583,7 @@ static void run_lookup(struct fg_txn *t)
             fg_fill_start(t, fill, obj, true);
             fg_cache_obj_unref(fill);
         }
-        serve(t, obj, "STALE");
+        serve(t, obj, SERVED_STALE);
         fg_cache_obj_unref(obj);
         return;
     case FG_CACHE_V_WAIT:
@@ -536,7 +610,7 @@ static void run_lookup(struct fg_txn *t)
         return;
     case FG_CACHE_V_PASS:
         fg_cache_count(tc->store, FG_CACHE_EV_PASS);
-        go_to_origin(t, "PASS");
+        go_to_origin(t, "PASS", CS_HIT_FOR_MISS);
         return;
     }
 }
@@ -555,7 +629,7 @@ bool fg_stage_cache(struct fg_txn *t)
         return false;
     }
     if (!cacheable_request(t)) {
-        label_pass(t, "PASS");
+        label_pass(t, "PASS", CS_BYPASS);
         return false;
     }
     struct fg_stage_cache *tc = &t->cache;

@@ -33,7 +33,10 @@ struct fg_stage_cache {
     bool serving;                  /* head written, body streaming */
     bool chunked;                  /* body sent chunked (length unknown while filling) */
     bool waited;                   /* waited on a fill: coalesced */
-    const char *xcache;            /* X-Cache of a proxied answer (NULL: none) */
+    /* What the cache did for an answer that went to the app: its X-Cache word and its
+     * Cache-Status parameters (NULL: no such field; see fg_stage_cache_fields). */
+    const char *xcache;
+    const char *status;
     /* An unsafe request on a cached route: what to invalidate when the answer comes. */
     struct fg_cache *inval_store;
     char *inval_key;  /* one allocation: the key, then the host */
@@ -47,6 +50,10 @@ bool fg_stage_cache(struct fg_txn *t);
 /* The app answered an unsafe request: invalidate its URL and its Location and
  * Content-Location of the same host (RFC 9111 §4.4), unless the answer is an error. */
 void fg_stage_cache_invalidate(struct fg_txn *t, const struct fg_http_response *resp);
+/* The cache's fields (X-Cache, Cache-Status) for an answer of t that went to the app, into
+ * out (FG_STAGE_CACHE_FIELDS_MAX bytes); their length, 0 when none. */
+#define FG_STAGE_CACHE_FIELDS_MAX 160
+size_t fg_stage_cache_fields(const struct fg_txn *t, char *out);
 /* The fill t started found its answer uncacheable: t takes its exchange over, from inside
  * the exchange's on_head (resp). */
 void fg_stage_cache_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,

@@ -55,7 +55,7 @@ admin { listen 127.0.0.1:$FGADMIN; }
 upstream app { server 127.0.0.1:$ORIGIN; keepalive 64; keepalive_requests 1000000; }
 cache main { memory 64m; max_object 8m; }
 server { listen 127.0.0.1:$FG; keepalive_requests 1000000; request_id off; access_log off;
-  route /static/ { upstream app; cache main; cache_status_header off; }
+  route /static/ { upstream app; cache main; cache_status_header off; cache_status_field off; }
   route / { upstream app; } }
 CONF
 cat > "$work/nginx.conf" <<CONF

@@ -148,9 +148,9 @@ server { listen 127.0.0.1:$FG; keepalive_requests 1000000; request_id off; acces
   listen 127.0.0.1:$FGS ssl; certificate $work/tls.pem; certificate_key $work/tls.key;
   route /limited { upstream app; limit never; }
   $redis_route
-  route /static/ { upstream app; cache main; cache_status_header off; }
-  route /page/ { upstream app; cache main; cache_status_header off; compress br gzip; }
-  route /nostore { upstream app; cache main; cache_status_header off; }
+  route /static/ { upstream app; cache main; cache_status_header off; cache_status_field off; }
+  route /page/ { upstream app; cache main; cache_status_header off; cache_status_field off; compress br gzip; }
+  route /nostore { upstream app; cache main; cache_status_header off; cache_status_field off; }
   route /plain/nostore { upstream app; }
   route /c/ { upstream slow; cache main; }
   route / { upstream app; } }
