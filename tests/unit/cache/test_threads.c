@@ -79,6 +79,19 @@ static void woke(struct fg_cache_waiter *wt)
     ((struct worker *)wt->arg)->woken++;
 }
 
+/* Turn this thread's loop until its notifier ran a callback (woken moved past since), or
+ * ten seconds went by on a very busy machine. Each turn waits for an event: no spinning. */
+static bool wait_woken(struct worker *w, int since)
+{
+    time_t until = time(NULL) + 10;
+    while (w->woken == since && time(NULL) < until) {
+        struct timeval tick = {0, 50 * 1000};
+        event_base_loopexit(w->base, &tick);
+        event_base_loop(w->base, EVLOOP_ONCE);
+    }
+    return w->woken != since;
+}
+
 static void note_bad(struct worker *w, const char *why, unsigned k)
 {
     if (w->bad++ == 0)
@@ -148,13 +161,12 @@ static void read_all(struct worker *w, unsigned k, struct fg_cache_obj *obj)
     fg_cache_reader_start(&r, obj, w->notifier, woke, w);
     enum fg_cache_read_status st = FG_CACHE_READ_MORE;
     uint64_t total = 0, added;
-    for (int spins = 0; spins < 200000; spins++) {
+    for (;;) {
+        int since = w->woken;
         st = fg_cache_reader_read(&r, out, false, &added);
         total += added;
-        if (st != FG_CACHE_READ_MORE)
+        if (st != FG_CACHE_READ_MORE || !wait_woken(w, since))
             break;
-        event_base_loop(w->base, EVLOOP_NONBLOCK);
-        sched_yield();
     }
     fg_cache_reader_stop(&r);
     size_t n = evbuffer_get_length(out);
@@ -216,13 +228,9 @@ static void *worker_main(void *arg)
             break;
         case FG_CACHE_V_WAIT:
             /* Another thread fills it: its head (or its end) wakes us here. */
-            for (int spins = 0; spins < 200000 && w->woken == 0; spins++) {
-                event_base_loop(w->base, EVLOOP_NONBLOCK);
-                sched_yield();
-            }
-            fg_cache_waiter_cancel(&wt);
-            if (w->woken == 0)
+            if (!wait_woken(w, 0))
                 note_bad(w, "a waiter never woken", k);
+            fg_cache_waiter_cancel(&wt);
             w->waits++;
             if (fg_cache_obj_state(obj) == FG_CACHE_COMPLETE ||
                 fg_cache_obj_state(obj) == FG_CACHE_FILLING)
