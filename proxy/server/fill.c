@@ -44,7 +44,7 @@ struct fg_fill {
     size_t head_len;
     struct fg_http_request *req; /* parsed from head: Vary values */
     int64_t request_time;        /* wall s */
-    /* Compression (compress.c): the coding the initiator negotiated; the variant stored is
+    /* Compression (stage_compress.c): the coding the initiator negotiated; the variant stored is
      * encoded with it when the answer is compressible. */
     bool zroute;
     enum fg_compress_encoding zenc;

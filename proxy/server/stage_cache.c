@@ -323,7 +323,7 @@ static void reader_cb(struct fg_cache_waiter *w)
 
 /* ---- waiting ----------------------------------------------------------------------------- */
 
-/* The request's fields as the cache matches them (compress.c: Accept-Encoding stands for
+/* The request's fields as the cache matches them (stage_compress.c: Accept-Encoding stands for
  * the negotiated coding on a compressing route). */
 static const struct fg_http_header *match_headers(const struct fg_txn *t,
                                                   struct fg_http_header *buf, size_t *n)
