@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: install what is missing, build
 # with gcc and clang (warnings are errors), run unit, fuzz-replay and integration tests,
-# make distcheck, the packaging checks, a short fuzz run, and the suite again under
-# AddressSanitizer and UBSan, and check the code style. Ends with "N passed, N failed" (stages).
+# make distcheck, the packaging checks, a short fuzz run, the suite again under
+# AddressSanitizer and UBSan, the unit tests under ThreadSanitizer, and check the code
+# style. Ends with "N passed, N failed" (stages).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -63,6 +64,17 @@ stage "build (clang, ASan+UBSan)" bash scripts/build.sh "$top/build-asan" --enab
 # exit would be noise there. Memory errors still abort.
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 stage "make check (ASan+UBSan)" check_in "$top/build-asan"
+# Data races: the unit tests again under ThreadSanitizer. The store, its notifiers and the
+# rate-limit table are shared by worker threads; their tests drive them from several
+# threads at once (tests/unit/cache/test_threads.c, test_reader.c, test_store.c,
+# tests/unit/ratelimit/test_table.c). Any report fails the stage.
+tsan_unit() {
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 make -C "$top/build-tsan" -j2 check-unit ||
+        { show_failed_logs "$top/build-tsan"; return 1; }
+}
+stage "build (clang, ThreadSanitizer)" bash scripts/build.sh "$top/build-tsan" --enable-werror \
+    --enable-tsan CC=clang
+stage "unit tests (ThreadSanitizer)" tsan_unit
 
 echo
 if [ "$failed" -gt 0 ]; then

@@ -5,12 +5,14 @@
  *  - policy (policy.c): pure functions that say whether a response may be stored, how
  *    long it stays fresh and how old it is;
  *  - keys (key.c): the primary key of a request and the secondary (Vary) key;
- *  - the store (store.c, notify.c): memory-bounded, sharded, shared by every worker,
- *    with refcounted immutable objects and request coalescing. A miss creates a *busy*
- *    object that one fetch fills while every reader streams from it; see "The store".
+ *  - the store (store.c, notify.c, reader.c, registry.c): memory-bounded, sharded,
+ *    shared by every worker, with refcounted immutable objects and request coalescing.
+ *    A miss creates a *busy* object that one fetch fills while every reader streams from
+ *    it; see "The store". Objects are opaque: their layout (cache/internal.h) is known
+ *    to the store and its reader only.
  *
- * The request-path stage that drives it lives in the server module (server/cache.c),
- * which is the only place that knows both HTTP connections and the store.
+ * The request-path stage that drives it lives in the server module (server/stage_cache.c
+ * and server/fill.c), the only place that knows both HTTP connections and the store.
  */
 #ifndef FG_CACHE_H
 #define FG_CACHE_H
@@ -19,12 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <pthread.h>
-#include <stdatomic.h>
-
+#include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "cache/evict.h"
 #include "http/http.h"
 
 #define FG_CACHE_NO_VALUE UINT64_MAX
@@ -143,18 +142,8 @@ enum fg_cache_state {
     FG_CACHE_ABORTED, /* the fetch failed before a head: look up again */
 };
 
-#define FG_CACHE_OBJ_MAGIC 0x6f626a31u /* "obj1" */
-
-/* Body storage: a list of chunks; bytes are appended, published with a release store of
- * len, and never move, so readers on other threads read without a lock. */
-struct fg_cache_chunk {
-    struct fg_cache_chunk *_Atomic next;
-    _Atomic size_t len;
-    size_t cap;
-    char data[];
-};
-
 struct fg_cache;
+struct fg_cache_obj; /* opaque: its layout is the store's (cache/internal.h) */
 struct fg_cache_notifier;
 
 struct fg_cache_waiter {
@@ -169,32 +158,11 @@ struct fg_cache_waiter {
     bool queued;                         /* on the notifier's queue */
 };
 
-struct fg_cache_obj {
-    unsigned magic;
-    atomic_uint refs;
-    struct fg_cache *cache;
-    uint64_t hash;
-    char *key; /* primary key */
-    size_t key_len;
-    char *vary_names; /* normalised Vary names, "" when none; NULL while BUSY */
-    size_t vary_names_len;
-    char *vary_values; /* the filler's secondary key for those names */
-    size_t vary_values_len;
-
-    pthread_mutex_t lock; /* waiters, state changes */
-    _Atomic int state;    /* enum fg_cache_state */
-    struct fg_cache_waiter *waiters;
-    bool in_table;          /* under the shard lock */
-    bool stored;            /* counted in the memory bound (COMPLETE in the table) */
-    uint64_t charge;        /* bytes charged to the cache */
-    uint64_t pass_until_ms; /* PASS markers: wall ms when the marker expires */
-
-    /* The response, set by fg_cache_fill_head (read-only afterwards). */
+/* What the store keeps of a response besides its bytes: set by the filler with the head
+ * (fg_cache_fill_head), read-only once the object is FILLING. */
+struct fg_cache_meta {
     int status;
-    char *head; /* "HTTP/1.1 200 OK\r\n" + stored fields, without framing, Age and
-                   hop-by-hop fields, and without the final CRLF */
-    size_t head_len;
-    uint64_t content_length;  /* FG_CACHE_NO_VALUE: unknown until COMPLETE */
+    uint64_t content_length;  /* as the head announced it; FG_CACHE_NO_VALUE: unknown */
     char etag[128];           /* "" when none */
     int64_t last_modified;    /* -1 when none */
     int64_t response_time_ms; /* wall clock when the head arrived */
@@ -203,19 +171,12 @@ struct fg_cache_obj {
     uint64_t swr, sie;        /* stale-while-revalidate / stale-if-error windows, s */
     bool must_revalidate;     /* no stale serving at all (must-/proxy-revalidate) */
     bool no_cache;            /* stored, but revalidated before every use */
-
-    /* Body. A refreshed object (304) shares the body of the one it replaced: body_owner
-     * holds a reference to the object whose chunks these are (NULL: its own). */
-    struct fg_cache_obj *body_owner;
-    struct fg_cache_chunk *first;
-    struct fg_cache_chunk *last; /* filler only */
-    _Atomic uint64_t body_len;   /* bytes appended so far */
-    struct fg_cache_obj *hnext;  /* bucket chain, under the shard lock */
-    bool too_big;                /* grew past max_object: never stored */
-    /* Eviction (evict.h), under the store's eviction lock. While linked there, the
-     * object holds a reference for it, as it does while in the table. */
-    struct fg_evict_node evict;
 };
+
+/* Meta of a response that is not yet known: no length, no validators. */
+void fg_cache_meta_init(struct fg_cache_meta *m);
+/* Are these facts fresh at now_ms? The current age in seconds goes to *age. */
+bool fg_cache_meta_fresh(const struct fg_cache_meta *m, int64_t now_ms, uint64_t *age);
 
 /* Limits and behaviour of one store. */
 struct fg_cache_limits {
@@ -283,6 +244,33 @@ bool fg_cache_obj_vary_matches(const struct fg_cache_obj *obj, const struct fg_h
 /* Is obj fresh at now_ms? Its current age in seconds goes to *age (RFC 9111 §4.2.3). */
 bool fg_cache_obj_fresh(const struct fg_cache_obj *obj, int64_t now_ms, uint64_t *age);
 
+/* ---- what a reader may know of an object ----------------------------------------------
+ * An object is opaque outside the store. Its head and meta are immutable once it is
+ * FILLING (published with its state), so these need no lock. */
+
+/* The object's state now (an acquire load: what was published before it is visible). */
+enum fg_cache_state fg_cache_obj_state(const struct fg_cache_obj *obj);
+/* Status, validators and freshness; valid once the object is FILLING or later. */
+const struct fg_cache_meta *fg_cache_obj_meta(const struct fg_cache_obj *obj);
+/* The body's length: as announced, or once COMPLETE as stored; FG_CACHE_NO_VALUE while
+ * a body of unannounced length is still arriving. */
+uint64_t fg_cache_obj_length(const struct fg_cache_obj *obj);
+/* The stored head (see fg_cache_fill_head), valid while a reference is held. */
+const char *fg_cache_obj_head(const struct fg_cache_obj *obj, size_t *len);
+/* The primary key ("host/path?query"), for log lines. */
+const char *fg_cache_obj_key(const struct fg_cache_obj *obj);
+/* The status an ABORTED object's fetch failed with (502 when it did not say). */
+int fg_cache_obj_abort_status(const struct fg_cache_obj *obj);
+/* Did a revalidation (304) make this object out of an older one (whose body it shares)? */
+bool fg_cache_obj_refreshed(const struct fg_cache_obj *obj);
+/* Is it an older response published again because the app failed (stale-if-error)? It
+ * is served stale. */
+bool fg_cache_obj_fallback(const struct fg_cache_obj *obj);
+/* Add the stored head to out by reference (no copy; the reference holds the object):
+ * "HTTP/1.1 200 OK\r\n" and the stored fields, without the final CRLF. fields_only:
+ * without the status line (a 304 answered from it). Returns the bytes added. */
+size_t fg_cache_obj_add_head(struct fg_cache_obj *obj, struct evbuffer *out, bool fields_only);
+
 /*
  * Look a request up. Returns the verdict; *obj and *fill carry references the caller
  * must give back (fg_cache_obj_unref) — a *fill must also be ended with one of the
@@ -305,14 +293,17 @@ void fg_cache_obj_unref(struct fg_cache_obj *obj);
 /* For evbuffer_add_reference(): unrefs the object given as extra. */
 void fg_cache_obj_unref_cb(const void *data, size_t len, void *extra);
 
+/* ---- filling (one filler per object: the fetch that the lookup made its owner) -------- */
+
 /* The head is known and the response may be stored. head/head_len: the stored head
- * (see struct fg_cache_obj); vary names/values as from fg_cache_vary_*; the freshness
- * fields are copied from src (status .. no_cache). Returns false when the object can
- * not be kept (larger than max_object by its Content-Length, or out of memory): the
- * caller then calls fg_cache_fill_pass. Readers are woken. */
-bool fg_cache_fill_head(struct fg_cache_obj *obj, const struct fg_cache_obj *src, const char *head,
-                        size_t head_len, const char *vary_names, size_t vary_names_len,
-                        const char *vary_values, size_t vary_values_len);
+ * ("HTTP/1.1 200 OK\r\n" + stored fields, without framing, Age and hop-by-hop fields,
+ * without the final CRLF); vary names/values as from fg_cache_vary_*; meta is copied.
+ * Returns false when the object can not be kept (larger than max_object by its
+ * Content-Length, or out of memory): the caller then calls fg_cache_fill_pass. Readers
+ * are woken. */
+bool fg_cache_fill_head(struct fg_cache_obj *obj, const struct fg_cache_meta *meta,
+                        const char *head, size_t head_len, const char *vary_names,
+                        size_t vary_names_len, const char *vary_values, size_t vary_values_len);
 /* Append body bytes. Returns false when the object grew past max_object: it is then
  * taken out of the table (current readers still get every byte; nobody new finds it). */
 bool fg_cache_fill_append(struct fg_cache_obj *obj, const void *data, size_t len);
@@ -321,16 +312,68 @@ void fg_cache_fill_done(struct fg_cache_obj *obj, bool ok);
 /* Not storable: mark the key hit-for-miss until now_ms + ttl_ms (0: just drop the
  * placeholder); waiters are told FG_CACHE_PASS. */
 void fg_cache_fill_pass(struct fg_cache_obj *obj, int64_t now_ms, uint64_t ttl_ms);
-/* The fetch failed before any head: waiters are told FG_CACHE_ABORTED. */
-void fg_cache_fill_abort(struct fg_cache_obj *obj);
+/* The fetch failed before any head with this status (502, 504): waiters are told
+ * FG_CACHE_ABORTED (fg_cache_obj_abort_status). */
+void fg_cache_fill_abort(struct fg_cache_obj *obj, int status);
 /* A revalidation answered 304: obj (BUSY) takes over stale's body with the refreshed
- * head and freshness from src, and replaces stale in the table. Readers are woken. */
+ * head and freshness from meta, and replaces stale in the table. Readers are woken. */
 void fg_cache_fill_refresh(struct fg_cache_obj *obj, struct fg_cache_obj *stale,
-                           const struct fg_cache_obj *src, const char *head, size_t head_len);
+                           const struct fg_cache_meta *meta, const char *head, size_t head_len);
+
+/* The fetch failed and stale may stand in (stale-if-error): obj (BUSY) publishes stale's
+ * response again, its head, freshness and body, marked as a fallback; readers are woken. */
+void fg_cache_fill_stale(struct fg_cache_obj *obj, struct fg_cache_obj *stale);
 
 /* Remove every object of a key (all variants), or every key starting with prefix.
  * Returns the number of objects removed. */
 size_t fg_cache_purge(struct fg_cache *c, const char *key, size_t key_len, bool prefix);
+
+/* ---- reading a body (reader.c) --------------------------------------------------------
+ *
+ * A reader streams one object's body, as it fills or once complete, into evbuffers by
+ * reference: no byte is copied, each reference holds the object. When it has read all
+ * there is, it waits on the object (the waiter machinery above) and its callback runs on
+ * its own worker when more arrives. The lock-free read side of the store's chunk list
+ * lives here, beside its writer. */
+
+struct fg_cache_chunk;
+
+struct fg_cache_reader {
+    struct fg_cache_obj *obj; /* a reference, while reading */
+    struct fg_cache_chunk *chunk;
+    size_t chunk_off;
+    uint64_t done; /* body bytes added to the output so far */
+    struct fg_cache_waiter waiter;
+};
+
+enum fg_cache_read_status {
+    FG_CACHE_READ_MORE = 0, /* all there is now was added; cb runs when more comes */
+    FG_CACHE_READ_END,      /* the whole body was added */
+    FG_CACHE_READ_FAILED,   /* the fill broke off: the body will never be complete */
+};
+
+/* Start reading obj (FILLING or COMPLETE; takes a reference). cb(arg) runs on notifier's
+ * worker when a read returned FG_CACHE_READ_MORE and the object changed. */
+void fg_cache_reader_start(struct fg_cache_reader *r, struct fg_cache_obj *obj,
+                           struct fg_cache_notifier *notifier, void (*cb)(struct fg_cache_waiter *),
+                           void *arg);
+/* Add every body byte available now to out, each piece framed as an HTTP chunk when
+ * chunked (the last chunk is the caller's). *added: body bytes added by this call. */
+enum fg_cache_read_status fg_cache_reader_read(struct fg_cache_reader *r, struct evbuffer *out,
+                                               bool chunked, uint64_t *added);
+/* Stop: no more callbacks, the reference is given back. Safe on a reader never started. */
+void fg_cache_reader_stop(struct fg_cache_reader *r);
+
+/* ---- the registry of stores: one per configured cache name, kept across reloads -------- */
+
+/* The store named name, created on first use with lim (later calls apply lim to it: a
+ * reload may change the limits of a running store). NULL when out of memory or when
+ * FG_CACHE_REGISTRY_MAX stores exist. Thread-safe. */
+struct fg_cache *fg_cache_registry_get(const char *name, const struct fg_cache_limits *lim);
+/* Every store so far (n set to the count; the array stays valid). */
+struct fg_cache *const *fg_cache_registry_all(size_t *n);
+/* Purge a key (or a prefix) from every store; the number of objects removed. */
+size_t fg_cache_registry_purge(const char *key, size_t len, bool prefix);
 
 /* ---- notifiers: waking waiters on their own worker ---------------------------------- */
 
@@ -338,8 +381,5 @@ size_t fg_cache_purge(struct fg_cache *c, const char *key, size_t key_len, bool 
  * queued waiters' callbacks on that base. */
 struct fg_cache_notifier *fg_cache_notifier_new(struct event_base *base);
 void fg_cache_notifier_free(struct fg_cache_notifier *n);
-/* Store-private (store.c → notify.c): queue a waiter on its notifier / take it off. */
-void fg_cache_notifier_push(struct fg_cache_waiter *w);
-void fg_cache_notifier_unqueue(struct fg_cache_waiter *w);
 
 #endif /* FG_CACHE_H */

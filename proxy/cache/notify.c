@@ -7,7 +7,7 @@
  * event_base. A waiter is queued at most once however many changes happen before it
  * runs, so a fast fill costs each reader one wake-up per loop turn, not one per append.
  */
-#include "cache/cache.h"
+#include "cache/internal.h"
 #include "core/core.h"
 
 #include <errno.h>

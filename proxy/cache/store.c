@@ -10,7 +10,7 @@
  * References: the table holds one while in_table, the eviction structure one while the
  * node is linked, every reader one, every body reference handed to libevent one.
  */
-#include "cache/cache.h"
+#include "cache/internal.h"
 #include "core/core.h"
 
 #include <stdlib.h>
@@ -183,8 +183,7 @@ static struct fg_cache_obj *obj_new(struct fg_cache *c, const char *key, size_t 
     memcpy(o->key, key, key_len);
     o->key[key_len] = '\0';
     o->key_len = key_len;
-    o->content_length = FG_CACHE_NO_VALUE;
-    o->last_modified = -1;
+    fg_cache_meta_init(&o->m);
     pthread_mutex_init(&o->lock, NULL);
     atomic_init(&o->state, FG_CACHE_BUSY);
     return o;
@@ -198,7 +197,7 @@ static void obj_free(struct fg_cache_obj *o)
     if (o->body_owner != NULL) {
         fg_cache_obj_unref(o->body_owner);
     } else {
-        struct fg_cache_chunk *ch = o->first;
+        struct fg_cache_chunk *ch = atomic_load_explicit(&o->first, memory_order_relaxed);
         while (ch != NULL) {
             struct fg_cache_chunk *next = atomic_load_explicit(&ch->next, memory_order_relaxed);
             free(ch);
@@ -233,28 +232,105 @@ void fg_cache_obj_unref_cb(const void *data, size_t len, void *extra)
     fg_cache_obj_unref(extra);
 }
 
+void fg_cache_meta_init(struct fg_cache_meta *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->content_length = FG_CACHE_NO_VALUE;
+    m->last_modified = -1;
+}
+
 /* Age in milliseconds: HTTP speaks whole seconds, but counting residence in seconds would
  * make a response stored at x.9 s look a second older at (x+1).0 s. */
-static uint64_t age_ms(const struct fg_cache_obj *obj, int64_t now_ms)
+static uint64_t age_ms(const struct fg_cache_meta *m, int64_t now_ms)
 {
-    uint64_t resident =
-        now_ms > obj->response_time_ms ? (uint64_t)(now_ms - obj->response_time_ms) : 0;
-    return obj->initial_age * 1000 + resident;
+    uint64_t resident = now_ms > m->response_time_ms ? (uint64_t)(now_ms - m->response_time_ms) : 0;
+    return m->initial_age * 1000 + resident;
+}
+
+bool fg_cache_meta_fresh(const struct fg_cache_meta *m, int64_t now_ms, uint64_t *age)
+{
+    uint64_t a = age_ms(m, now_ms);
+    if (age != NULL)
+        *age = a / 1000;
+    return !m->no_cache && m->lifetime * 1000 > a;
 }
 
 bool fg_cache_obj_fresh(const struct fg_cache_obj *obj, int64_t now_ms, uint64_t *age)
 {
-    uint64_t a = age_ms(obj, now_ms);
-    if (age != NULL)
-        *age = a / 1000;
-    return !obj->no_cache && obj->lifetime * 1000 > a;
+    return fg_cache_meta_fresh(&obj->m, now_ms, age);
 }
 
 /* Seconds past the end of freshness, rounded up (0 while fresh). */
 static uint64_t staleness(const struct fg_cache_obj *obj, int64_t now_ms)
 {
-    uint64_t a = age_ms(obj, now_ms), life = obj->lifetime * 1000;
+    uint64_t a = age_ms(&obj->m, now_ms), life = obj->m.lifetime * 1000;
     return a > life ? (a - life + 999) / 1000 : 0;
+}
+
+/* ---- what a reader may know ------------------------------------------------------------ */
+
+enum fg_cache_state fg_cache_obj_state(const struct fg_cache_obj *obj)
+{
+    return (enum fg_cache_state)atomic_load_explicit(&obj->state, memory_order_acquire);
+}
+
+const struct fg_cache_meta *fg_cache_obj_meta(const struct fg_cache_obj *obj)
+{
+    return &obj->m;
+}
+
+uint64_t fg_cache_obj_length(const struct fg_cache_obj *obj)
+{
+    if (obj->m.content_length != FG_CACHE_NO_VALUE)
+        return obj->m.content_length;
+    /* The state first: every byte appended before COMPLETE is counted in body_len. */
+    if (fg_cache_obj_state(obj) == FG_CACHE_COMPLETE)
+        return atomic_load_explicit(&obj->body_len, memory_order_acquire);
+    return FG_CACHE_NO_VALUE;
+}
+
+const char *fg_cache_obj_head(const struct fg_cache_obj *obj, size_t *len)
+{
+    *len = obj->head_len;
+    return obj->head;
+}
+
+const char *fg_cache_obj_key(const struct fg_cache_obj *obj)
+{
+    return obj->key;
+}
+
+int fg_cache_obj_abort_status(const struct fg_cache_obj *obj)
+{
+    return obj->abort_status ? obj->abort_status : 502;
+}
+
+bool fg_cache_obj_refreshed(const struct fg_cache_obj *obj)
+{
+    return obj->body_owner != NULL && !obj->fallback;
+}
+
+bool fg_cache_obj_fallback(const struct fg_cache_obj *obj)
+{
+    return obj->fallback;
+}
+
+size_t fg_cache_obj_add_head(struct fg_cache_obj *obj, struct evbuffer *out, bool fields_only)
+{
+    size_t off = 0;
+    if (fields_only) {
+        const char *eol = memchr(obj->head, '\n', obj->head_len);
+        off = eol ? (size_t)(eol + 1 - obj->head) : obj->head_len;
+    }
+    size_t n = obj->head_len - off;
+    if (n == 0)
+        return 0;
+    fg_cache_obj_ref(obj);
+    if (evbuffer_add_reference(out, obj->head + off, n, fg_cache_obj_unref_cb, obj) != 0) {
+        fg_cache_obj_unref(obj);
+        return 0;
+    }
+    return n;
 }
 
 /* ---- waking waiters -------------------------------------------------------------------- */
@@ -522,8 +598,8 @@ enum fg_cache_verdict fg_cache_lookup(struct fg_cache *c, const struct fg_cache_
     if (fresh) {
         v = FG_CACHE_V_HIT;
         *obj = best;
-    } else if (best != NULL && !best->must_revalidate && !best->no_cache &&
-               staleness(best, rq->now_ms) <= best->swr && best->swr > 0) {
+    } else if (best != NULL && !best->m.must_revalidate && !best->m.no_cache &&
+               staleness(best, rq->now_ms) <= best->m.swr && best->m.swr > 0) {
         v = FG_CACHE_V_STALE;
         *obj = best;
     } else if (busy != NULL && waiter != NULL) {
@@ -574,33 +650,18 @@ static char *dup_bytes(const char *s, size_t len)
     return p;
 }
 
-static void copy_freshness(struct fg_cache_obj *o, const struct fg_cache_obj *src)
-{
-    o->status = src->status;
-    o->content_length = src->content_length;
-    memcpy(o->etag, src->etag, sizeof(o->etag));
-    o->last_modified = src->last_modified;
-    o->response_time_ms = src->response_time_ms;
-    o->initial_age = src->initial_age;
-    o->lifetime = src->lifetime;
-    o->swr = src->swr;
-    o->sie = src->sie;
-    o->must_revalidate = src->must_revalidate;
-    o->no_cache = src->no_cache;
-}
-
-bool fg_cache_fill_head(struct fg_cache_obj *o, const struct fg_cache_obj *src, const char *head,
+bool fg_cache_fill_head(struct fg_cache_obj *o, const struct fg_cache_meta *meta, const char *head,
                         size_t head_len, const char *vary_names, size_t vary_names_len,
                         const char *vary_values, size_t vary_values_len)
 {
     FG_ASSERT(atomic_load(&o->state) == FG_CACHE_BUSY);
     struct fg_cache *c = o->cache;
     uint64_t max = atomic_load_explicit(&c->max_object, memory_order_relaxed);
-    if (src->content_length != FG_CACHE_NO_VALUE && src->content_length > max) {
+    if (meta->content_length != FG_CACHE_NO_VALUE && meta->content_length > max) {
         bump(&c->too_big);
         return false;
     }
-    copy_freshness(o, src);
+    o->m = *meta;
     o->head = dup_bytes(head, head_len);
     o->vary_names = dup_bytes(vary_names ? vary_names : "", vary_names_len);
     o->vary_values = dup_bytes(vary_values ? vary_values : "", vary_values_len);
@@ -609,15 +670,16 @@ bool fg_cache_fill_head(struct fg_cache_obj *o, const struct fg_cache_obj *src, 
     o->head_len = head_len;
     o->vary_names_len = vary_names_len;
     o->vary_values_len = vary_values_len;
-    if (o->content_length != FG_CACHE_NO_VALUE && o->content_length > 0) {
+    if (o->m.content_length != FG_CACHE_NO_VALUE && o->m.content_length > 0) {
         /* The whole body in one chunk: a hit hands libevent one reference. */
-        struct fg_cache_chunk *ch = malloc(sizeof(*ch) + o->content_length);
+        struct fg_cache_chunk *ch = malloc(sizeof(*ch) + o->m.content_length);
         if (ch == NULL)
             return false;
         atomic_init(&ch->next, NULL);
         atomic_init(&ch->len, 0);
-        ch->cap = o->content_length;
-        o->first = o->last = ch;
+        ch->cap = o->m.content_length;
+        atomic_init(&o->first, ch); /* published with FILLING */
+        o->last = ch;
     }
     set_state(o, FG_CACHE_FILLING);
     return true;
@@ -653,7 +715,7 @@ bool fg_cache_fill_append(struct fg_cache_obj *o, const void *data, size_t len)
             if (n == NULL)
                 return false;
             if (ch == NULL)
-                o->first = n;
+                atomic_store_explicit(&o->first, n, memory_order_release);
             else
                 atomic_store_explicit(&ch->next, n, memory_order_release);
             o->last = ch = n;
@@ -712,19 +774,44 @@ static uint64_t obj_charge(const struct fg_cache_obj *o)
     return sizeof(*o) + o->key_len + o->head_len + o->vary_names_len + o->vary_values_len + body;
 }
 
+static bool in_table_now(struct fg_cache *c, struct fg_cache_obj *o)
+{
+    struct shard *s = shard_of(c, o->hash);
+    pthread_mutex_lock(&s->lock);
+    bool in = o->in_table;
+    pthread_mutex_unlock(&s->lock);
+    return in;
+}
+
+/* A final object (ready to serve, or a marker) takes its place in the memory bound if it
+ * is still in the table: the older copies it replaces go, others are evicted to make room.
+ * in_table is the shard lock's: read under it, and again once admitted, since a purge on
+ * another thread may have taken o out meanwhile (it must not then stay charged). */
+static bool admit(struct fg_cache *c, struct fg_cache_obj *o)
+{
+    if (!in_table_now(c, o))
+        return false;
+    retire_older(c, o);
+    if (!evict_admit(c, o, obj_charge(o))) {
+        obj_retire(c, o); /* larger than the whole cache */
+        return false;
+    }
+    if (!in_table_now(c, o)) {
+        evict_unlink(c, o);
+        return false;
+    }
+    return true;
+}
+
 void fg_cache_fill_done(struct fg_cache_obj *o, bool ok)
 {
     struct fg_cache *c = o->cache;
     if (ok) {
-        o->content_length = atomic_load(&o->body_len);
+        /* m.content_length stays as announced (readers on other threads read it without a
+         * lock); fg_cache_obj_length gives body_len once COMPLETE. */
         set_state(o, FG_CACHE_COMPLETE);
-        if (!o->too_big && o->in_table) {
-            retire_older(c, o);
-            if (evict_admit(c, o, obj_charge(o)))
-                bump(&c->stores);
-            else
-                obj_retire(c, o); /* larger than the whole cache */
-        }
+        if (!o->too_big && admit(c, o))
+            bump(&c->stores);
     } else {
         bump(&c->fill_failed);
         set_state(o, FG_CACHE_FAILED);
@@ -745,31 +832,29 @@ void fg_cache_fill_pass(struct fg_cache_obj *o, int64_t now_ms, uint64_t ttl_ms)
     /* The marker stays until it expires or is replaced. It counts against the memory bound
      * like any object, so a flood of distinct uncacheable URLs cannot grow the table
      * without limit: old markers are evicted like old responses. */
-    if (o->in_table)
-        retire_older(c, o);
-    if (o->in_table && !evict_admit(c, o, obj_charge(o)))
-        obj_retire(c, o);
+    admit(c, o);
 }
 
-void fg_cache_fill_abort(struct fg_cache_obj *o)
+void fg_cache_fill_abort(struct fg_cache_obj *o, int status)
 {
+    o->abort_status = status;
     set_state(o, FG_CACHE_ABORTED);
     obj_retire(o->cache, o);
 }
 
 void fg_cache_fill_refresh(struct fg_cache_obj *o, struct fg_cache_obj *stale,
-                           const struct fg_cache_obj *src, const char *head, size_t head_len)
+                           const struct fg_cache_meta *meta, const char *head, size_t head_len)
 {
     struct fg_cache *c = o->cache;
     FG_ASSERT(atomic_load(&stale->state) == FG_CACHE_COMPLETE);
-    copy_freshness(o, src);
-    o->status = stale->status;
-    o->content_length = stale->content_length;
+    o->m = *meta;
+    o->m.status = stale->m.status;
+    o->m.content_length = fg_cache_obj_length(stale); /* COMPLETE: known */
     o->head = dup_bytes(head, head_len);
     o->vary_names = dup_bytes(stale->vary_names, stale->vary_names_len);
     o->vary_values = dup_bytes(stale->vary_values, stale->vary_values_len);
     if (o->head == NULL || o->vary_names == NULL || o->vary_values == NULL) {
-        fg_cache_fill_abort(o);
+        fg_cache_fill_abort(o, 502);
         return;
     }
     o->head_len = head_len;
@@ -778,16 +863,17 @@ void fg_cache_fill_refresh(struct fg_cache_obj *o, struct fg_cache_obj *stale,
     struct fg_cache_obj *owner = stale->body_owner ? stale->body_owner : stale;
     fg_cache_obj_ref(owner);
     o->body_owner = owner;
-    o->first = owner->first;
+    atomic_init(&o->first, atomic_load_explicit(&owner->first, memory_order_relaxed));
     atomic_store(&o->body_len, atomic_load(&stale->body_len));
     set_state(o, FG_CACHE_COMPLETE);
-    if (o->in_table) {
-        retire_older(c, o);
-        if (evict_admit(c, o, obj_charge(o)))
-            bump(&c->stores);
-        else
-            obj_retire(c, o);
-    }
+    if (admit(c, o))
+        bump(&c->stores);
+}
+
+void fg_cache_fill_stale(struct fg_cache_obj *o, struct fg_cache_obj *stale)
+{
+    o->fallback = true; /* published with the state below */
+    fg_cache_fill_refresh(o, stale, &stale->m, stale->head, stale->head_len);
 }
 
 /* ---- purge ----------------------------------------------------------------------------- */

@@ -203,6 +203,38 @@ bool fg_compress_vary_merge(const char *vary, size_t len, char *out, size_t cap,
  */
 bool fg_compress_etag_weaken(const char *etag, size_t len, char *out, size_t cap, size_t *out_len);
 
+/* ---- the plan for one answer (plan.c) -------------------------------------------- */
+
+/* What to do with one answer for one client: the edits to its head, and whether to encode
+ * its body. */
+struct fg_compress_plan {
+    bool vary_edit; /* write the merged Vary instead of the answer's */
+    bool compress;
+    bool flush_each; /* a stream (text/event-stream): flush after every piece */
+    enum fg_compress_encoding encoding;
+    char vary[512];
+    size_t vary_len;
+    char etag[160]; /* weakened */
+    size_t etag_len;
+};
+
+/* Room fg_compress_plan_fields needs. */
+#define FG_COMPRESS_PLAN_FIELDS_MAX (512 + 160 + 64)
+
+/*
+ * Plan an answer for a client that accepts enc (identity: none): false when its body stays
+ * as it is (plan->vary_edit may still be set: a compressible answer varies on
+ * Accept-Encoding whoever asks, so caches downstream key on it too). Every refusal is
+ * counted (fg_compress_stats: skipped).
+ */
+bool fg_compress_plan_response(const struct fg_compress_policy *policy,
+                               enum fg_compress_encoding enc, enum fg_http_method method,
+                               const struct fg_http_response *resp, struct fg_compress_plan *plan);
+/* Is this field of the answer replaced by the plan's (Vary, ETag, Content-Length)? */
+bool fg_compress_plan_replaces(const struct fg_compress_plan *plan, const struct fg_http_header *h);
+/* The plan's own fields ("Name: value\r\n" lines): Vary, Content-Encoding, ETag. */
+size_t fg_compress_plan_fields(const struct fg_compress_plan *plan, char *out, size_t cap);
+
 /* ---- streaming encoders and decoders ---------------------------------------------- */
 
 /* What every codec call returns. After any error but FG_COMPRESS_E_STATE the stream is
@@ -378,5 +410,38 @@ uint64_t fg_decompressor_bytes_out(const struct fg_decompressor *d);
 
 /* Bytes the decoder holds now: the library's allocations and the object itself. */
 size_t fg_decompressor_memory(const struct fg_decompressor *d);
+
+/* ---- a body through an encoder, with the process's counters (stream.c) ------------- */
+
+struct evbuffer;
+
+struct fg_compress_stream {
+    struct fg_compressor *z; /* NULL: not started */
+    struct evbuffer *tmp;    /* input staged for the encoder */
+    struct evbuffer *out;    /* encoder output before framing */
+    enum fg_compress_encoding encoding;
+    bool flush_each;
+    uint64_t cpu_ns;
+};
+
+/* An encoder for plan (its coding and flushing) with params; false (counted as an error)
+ * when none can be made. */
+bool fg_compress_stream_start(struct fg_compress_stream *s, const struct fg_compress_plan *plan,
+                              const struct fg_compress_params *params);
+/* Encode what in holds into out / end the stream into out (then counted). false on failure. */
+bool fg_compress_stream_write(struct fg_compress_stream *s, struct evbuffer *in,
+                              struct evbuffer *out);
+bool fg_compress_stream_finish(struct fg_compress_stream *s, struct evbuffer *out);
+/* Safe on a stream never started. */
+void fg_compress_stream_free(struct fg_compress_stream *s);
+
+/* Compression counters of the whole process (every worker adds with relaxed atomics). */
+struct fg_compress_stats {
+    uint64_t responses[FG_COMPRESS_ENCODING__COUNT], bytes_in[FG_COMPRESS_ENCODING__COUNT];
+    uint64_t bytes_out[FG_COMPRESS_ENCODING__COUNT], cpu_ns[FG_COMPRESS_ENCODING__COUNT];
+    uint64_t skipped[FG_COMPRESS_REASON__COUNT], errors;
+};
+void fg_compress_stats_get(struct fg_compress_stats *out);
+void fg_compress_stats_skipped(enum fg_compress_reason r);
 
 #endif /* FG_COMPRESS_H */

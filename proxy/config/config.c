@@ -590,6 +590,7 @@ static void dump_route(const struct fg_conf_route *r, FILE *out)
         put_word(out, rc->targeted != NULL ? rc->targeted : "off");
         fputs(";\n", out);
         fprintf(out, "        cache_status_header %s;\n", rc->status_header ? "on" : "off");
+        fprintf(out, "        cache_status_field %s;\n", rc->status_field ? "on" : "off");
     }
     fputs("    }\n", out);
 }

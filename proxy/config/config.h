@@ -159,6 +159,7 @@ struct fg_conf_route_cache {
     bool sort_params;   /* default off */
     char *targeted;     /* RFC 9213 field that overrides Cache-Control; NULL = off */
     bool status_header; /* X-Cache on responses; default on */
+    bool status_field;  /* Cache-Status (RFC 9211) on responses; default on */
 };
 
 /* A route's offload block (`offload { agent unix:/path; ... }`): writes are handed to

@@ -1307,6 +1307,7 @@ static void route_feature_defaults(struct fg_conf_route *r)
     r->cache.lock_timeout_ms = 5000;
     r->cache.hit_for_miss_ms = 30000;
     r->cache.status_header = true;
+    r->cache.status_field = true;
     r->cache.targeted = strdup("cdn-cache-control"); /* matched without case */
 }
 
@@ -2134,6 +2135,9 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"cache_status_header", R, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG,
      FIELD(RC, cache.status_header), 0, 0, h_generic, "on | off", "on",
      "add X-Cache: HIT, MISS, STALE, PASS or REVALIDATED to responses"},
+    {"cache_status_field", R, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG,
+     FIELD(RC, cache.status_field), 0, 0, h_generic, "on | off", "on",
+     "add the standard Cache-Status field (RFC 9211) to responses"},
 };
 /* clang-format on */
 

@@ -21,14 +21,31 @@ static bool below_high_water(const struct fg_reader *r);
 static void tls_write(struct fg_reader *r);
 static void tls_read_cb(struct bufferevent *bev, void *arg);
 
+size_t fg_send(struct bufferevent *bev, const void *data, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (bev->readcb != tls_read_cb && evbuffer_get_length(out) == 0) {
+        /* Nothing waits: straight to the socket, no buffer in between. A failure is left
+         * for the bufferevent's writer to meet and report, as in fg_flush. */
+        ssize_t n = send(bufferevent_getfd(bev), data, len, MSG_NOSIGNAL);
+        if (n == (ssize_t)len)
+            return 0;
+        if (n > 0) {
+            data = (const char *)data + n;
+            len -= (size_t)n;
+        }
+    }
+    evbuffer_add(out, data, len);
+    return fg_flush(bev);
+}
+
 size_t fg_flush(struct bufferevent *bev)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
-    bufferevent_data_cb rcb;
-    void *rarg;
-    bufferevent_getcb(bev, &rcb, NULL, NULL, &rarg);
-    if (rcb == tls_read_cb) {
-        tls_write(rarg); /* the socket carries records: OpenSSL writes */
+    /* A TLS reader routes the bufferevent's read callback (bufferevent_struct.h: read
+     * directly, bufferevent_getcb takes the bufferevent's lock for the same answer). */
+    if (bev->readcb == tls_read_cb) {
+        tls_write(bev->cbarg); /* the socket carries records: OpenSSL writes */
     } else if (evbuffer_get_length(out) > 0) {
         /* A bufferevent keeps its output's start frozen so that only it drains it; we
          * do what its write callback does, a moment earlier. An error is left for that
@@ -38,9 +55,12 @@ size_t fg_flush(struct bufferevent *bev)
         evbuffer_freeze(out, 1);
     }
     size_t left = evbuffer_get_length(out);
-    if (left > 0)
+    /* Only a change: enabling again would restart the send timeout (and costs a timer
+     * operation), disabling what is disabled costs one for nothing. */
+    bool writing = (bufferevent_get_enabled(bev) & EV_WRITE) != 0;
+    if (left > 0 && !writing)
         bufferevent_enable(bev, EV_WRITE);
-    else
+    else if (left == 0 && writing)
         bufferevent_disable(bev, EV_WRITE);
     return left;
 }
@@ -50,14 +70,41 @@ static bool below_high_water(const struct fg_reader *r)
     return r->high_water == 0 || evbuffer_get_length(bufferevent_get_input(r->bev)) < r->high_water;
 }
 
-/* Add or remove the event to match what the owner wants and the watermark allows. */
+static void input_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+
+/* The input is watched for drains only while reading is paused at the high watermark:
+ * a callback on the buffer costs every add and drain of every request. */
+static void watch_drain(struct fg_reader *r, bool on)
+{
+    struct evbuffer *in = bufferevent_get_input(r->bev);
+    if (on && r->drain_cb == NULL) {
+        r->drain_cb = evbuffer_add_cb(in, input_drained, r);
+    } else if (!on && r->drain_cb != NULL) {
+        evbuffer_remove_cb_entry(in, r->drain_cb); /* safe from inside the callback */
+        r->drain_cb = NULL;
+    }
+}
+
+/* Add or remove the event to match what the owner wants and the watermark allows. The
+ * event is persistent: libevent restarts its timeout each time it runs, so a read needs
+ * no rearm. An event added again without a timeout would keep its old one: that one is
+ * removed (a new owner that wants none must not meet the previous owner's). */
 static void rearm(struct fg_reader *r)
 {
-    bool want = r->enabled && below_high_water(r);
+    bool below = below_high_water(r);
+    bool want = r->enabled && below;
+    if (r->high_water > 0)
+        watch_drain(r, r->enabled && !below);
     if (want) {
-        struct timeval tv = {.tv_sec = (time_t)(r->timeout_ms / 1000),
-                             .tv_usec = (suseconds_t)(r->timeout_ms % 1000) * 1000};
-        event_add(r->ev, r->timeout_ms ? &tv : NULL);
+        if (r->timeout_ms) {
+            struct timeval tv = {.tv_sec = (time_t)(r->timeout_ms / 1000),
+                                 .tv_usec = (suseconds_t)(r->timeout_ms % 1000) * 1000};
+            event_add(r->ev, &tv);
+        } else if (!r->armed) {
+            event_add(r->ev, NULL);
+        } else {
+            event_remove_timer(r->ev);
+        }
         r->armed = true;
     } else if (r->armed) {
         event_del(r->ev);
@@ -102,10 +149,8 @@ static void reader_cb(evutil_socket_t fd, short what, void *arg)
             left -= take;
         }
         evbuffer_commit_space(in, v, n);
-        if (r->timeout_ms && r->armed)
-            rearm(r); /* an inactivity timeout restarts with every read */
-        else if (!below_high_water(r))
-            rearm(r);
+        if (!below_high_water(r))
+            rearm(r); /* paused until the owner drains below the watermark */
         if (r->on_read)
             r->on_read(r->arg);
         return;
@@ -371,8 +416,6 @@ bool fg_reader_init(struct fg_reader *r, struct bufferevent *bev, size_t high_wa
         return false;
     bufferevent_disable(bev, EV_READ);
     evbuffer_unfreeze(bufferevent_get_input(bev), 0); /* we are the ones who add */
-    if (high_water > 0)
-        r->drain_cb = evbuffer_add_cb(bufferevent_get_input(bev), input_drained, r);
     return true;
 }
 

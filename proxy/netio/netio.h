@@ -28,9 +28,20 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+/* Back-pressure, the same on every connection: stop reading the producer once this much
+ * waits for the consumer, resume when it has drained to FG_LOW_WATER. Bounds the memory
+ * of a transaction whatever the sizes of its bodies. */
+#define FG_HIGH_WATER (256 * 1024)
+#define FG_LOW_WATER  (64 * 1024)
+
 /* Send queued output now. EV_WRITE stays enabled on the bufferevent only while bytes
  * remain. Returns the bytes still queued. Not for a socket whose connect is in progress. */
 size_t fg_flush(struct bufferevent *bev);
+
+/* Queue len bytes and send them now (fg_flush); when nothing is queued on a plain socket
+ * they go straight to it without passing through the output buffer. Returns the bytes
+ * still queued. Not for a socket whose connect is in progress. */
+size_t fg_send(struct bufferevent *bev, const void *data, size_t len);
 
 struct ssl_st;
 

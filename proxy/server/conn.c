@@ -23,7 +23,6 @@
 
 #define FG_LINGER_MS     2000 /* discard late client bytes this long before closing */
 #define FG_BODY_GRACE_MS 5000 /* body_min_rate applies after this */
-#define FG_RESP_HEAD_MAX 65536
 
 static void conn_read_cb(void *arg);
 static void conn_read_event_cb(short what, void *arg);
@@ -59,54 +58,6 @@ static void conn_arm(struct fg_conn *c, uint64_t ms)
     evtimer_add(c->timer, &tv);
 }
 
-/* ---- transactions: recycled per worker, they are large (the header array) ---------------- */
-
-static struct fg_txn *txn_get(struct fg_worker *w)
-{
-    struct fg_txn *t = TAILQ_FIRST(&w->free_txns);
-    if (t != NULL) {
-        TAILQ_REMOVE(&w->free_txns, t, free_link);
-        w->n_free_txns--;
-    } else {
-        t = calloc(1, sizeof(*t));
-        if (t == NULL)
-            return NULL;
-    }
-    char *head = t->head;
-    size_t cap = t->head_cap;
-    /* Clear all but the header array, which the parser overwrites. */
-    memset(t, 0, offsetof(struct fg_txn, req));
-    memset(&t->req, 0, offsetof(struct fg_http_request, headers));
-    memset(&t->req_state, 0, sizeof(*t) - offsetof(struct fg_txn, req_state));
-    t->head = head;
-    t->head_cap = cap;
-    t->magic = FG_TXN_MAGIC;
-    return t;
-}
-
-static void txn_put(struct fg_worker *w, struct fg_txn *t)
-{
-    fg_limit_stage_release(t);
-    fg_offload_stage_release(t);
-    if (t->zs.z != NULL)
-        fg_z_free(&t->zs);
-    fg_cache_stage_release(t);
-    free(t->inval_key);
-    t->inval_key = NULL;
-    t->magic = 0;
-    if (t->snap != NULL) {
-        fg_snap_release(w, t->snap);
-        t->snap = NULL;
-    }
-    if (w->n_free_txns < 256) {
-        TAILQ_INSERT_HEAD(&w->free_txns, t, free_link);
-        w->n_free_txns++;
-    } else {
-        free(t->head);
-        free(t);
-    }
-}
-
 /* ---- accept ---------------------------------------------------------------------------- */
 
 void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, int salen)
@@ -115,10 +66,6 @@ void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, 
     if (w->stop_accepting) {
         close(fd);
         return;
-    }
-    if (sa->sa_family != AF_UNIX) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     struct fg_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -148,6 +95,14 @@ void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, 
     c->magic = FG_CONN_MAGIC;
     c->w = w;
     c->lst = lst;
+    /* TCP_NODELAY waits for keep-alive (fg_conn_txn_done), except under TLS: the handshake
+     * writes several flights, and a record must not wait for an ACK. */
+    c->nodelay = sa->sa_family == AF_UNIX;
+    if (!c->nodelay && fg_reader_ssl(&c->reader) != NULL) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->nodelay = true;
+    }
     memcpy(&c->peer, sa, (size_t)salen < sizeof(c->peer) ? (size_t)salen : sizeof(c->peer));
     fg_addr_ip_text(sa, c->peer_ip, sizeof(c->peer_ip));
     const struct fg_conf_server *srv = conn_server(c);
@@ -185,7 +140,7 @@ static void conn_free(struct fg_conn *c)
             fg_proxy_abort(c->txn);
             fg_gauge_add(&w->stats.requests_active, -1); /* it never reached txn_done */
         }
-        txn_put(w, c->txn);
+        fg_txn_put(w, c->txn);
         c->txn = NULL;
     }
     if (c->state == FG_CONN_IDLE)
@@ -203,6 +158,20 @@ static void conn_free(struct fg_conn *c)
 void fg_conn_close(struct fg_conn *c)
 {
     conn_free(c);
+}
+
+/* May the connection close at once, without lingering? Only when the client itself ends
+ * it (it asked to close after a complete request, or it half-closed), everything it sent
+ * was read, everything we wrote is in the socket, and nothing more waits in it: then a
+ * close cannot turn into a RST. A plain socket only (TLS says close_notify first). */
+static bool conn_may_close_now(struct fg_conn *c, bool client_ends)
+{
+    if (!client_ends || fg_reader_ssl(&c->reader) != NULL ||
+        evbuffer_get_length(bufferevent_get_input(c->bev)) != 0 || fg_flush(c->bev) != 0)
+        return false;
+    char b;
+    ssize_t n = recv(bufferevent_getfd(c->bev), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
 /* Lingering close: flush what we wrote, half-close, then discard what the client still
@@ -228,7 +197,7 @@ void fg_conn_close_if_idle(struct fg_conn *c)
         conn_free(c);
 }
 
-/* ---- keep-alive decision and self-made responses ------------------------------------------ */
+/* ---- keep-alive decision ------------------------------------------------------------------ */
 
 bool fg_conn_keepalive_ok(struct fg_conn *c, struct fg_txn *t)
 {
@@ -245,53 +214,6 @@ bool fg_conn_keepalive_ok(struct fg_conn *c, struct fg_txn *t)
     if (t->req_state != FG_REQ_DONE)
         return false;
     return true;
-}
-
-void fg_conn_send_response(struct fg_conn *c, int status, const char *ctype, const char *body,
-                           size_t body_len, bool close)
-{
-    fg_conn_send_response_fields(c, status, ctype, body, body_len, NULL, 0, close);
-}
-
-void fg_conn_send_response_fields(struct fg_conn *c, int status, const char *ctype,
-                                  const char *body, size_t body_len, const char *fields,
-                                  size_t fields_len, bool close)
-{
-    struct fg_txn *t = c->txn;
-    FG_ASSERT(t != NULL);
-    if (!close && !fg_conn_keepalive_ok(c, t))
-        close = true;
-    t->client_close = close;
-    t->status = status;
-    char head[512];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s%s\r\n",
-                     status, fg_http_reason(status), ctype, body_len,
-                     t->request_id[0] ? "X-Request-Id: " : "", t->request_id,
-                     t->request_id[0] ? "\r\n" : "",
-                     close ? "Connection: close\r\n"
-                           : (t->req.minor_version == 0 ? "Connection: keep-alive\r\n" : ""));
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    /* Extra fields go before the head's final CRLF. */
-    evbuffer_add(out, head, (size_t)n - 2);
-    if (fields_len > 0)
-        evbuffer_add(out, fields, fields_len);
-    evbuffer_add(out, "\r\n", 2);
-    t->bytes_out += fields_len;
-    if (t->req.method != FG_HTTP_HEAD)
-        evbuffer_add(out, body, body_len);
-    t->bytes_out += (size_t)n + body_len;
-    t->resp_state = FG_RESP_DONE;
-    fg_conn_txn_done(c);
-}
-
-void fg_conn_respond(struct fg_conn *c, int status, const char *detail, bool close)
-{
-    char body[512];
-    int n = snprintf(body, sizeof(body), "%d %s: %s\n", status, fg_http_reason(status), detail);
-    if (n < 0 || (size_t)n >= sizeof(body))
-        n = (int)strlen(body);
-    fg_conn_send_response(c, status, "text/plain; charset=utf-8", body, (size_t)n, close);
 }
 
 /* ---- transaction end ------------------------------------------------------------------- */
@@ -314,11 +236,26 @@ void fg_conn_txn_done(struct fg_conn *c)
     fg_accesslog_txn(w, t);
 
     bool close = t->client_close || !fg_conn_keepalive_ok(c, t);
+    const struct fg_http_request *r = &t->req;
+    bool client_ends = t->req_state == FG_REQ_DONE &&
+                       (c->peer_closed || (r->flags & FG_HTTP_F_CONN_CLOSE) ||
+                        (r->minor_version == 0 && !(r->flags & FG_HTTP_F_CONN_KEEPALIVE)));
     c->txn = NULL;
-    txn_put(w, t);
+    fg_txn_put(w, t);
     if (close) {
-        conn_start_closing(c);
+        if (conn_may_close_now(c, client_ends))
+            conn_free(c); /* as nginx does when nothing is left to linger for */
+        else
+            conn_start_closing(c);
         return;
+    }
+    if (!c->nodelay) {
+        /* Kept alive: from now on a small answer must not wait behind Nagle for the ACK
+         * of the previous one (setting it also sends what Nagle holds now). A connection
+         * that closes after its answer never needs it: the close pushes everything. */
+        int one = 1;
+        setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->nodelay = true;
     }
     c->state = FG_CONN_IDLE;
     fg_gauge_add(&w->stats.connections_idle, 1);
@@ -359,10 +296,10 @@ static void conn_read_head(struct fg_conn *c)
         c->state = FG_CONN_HEAD;
         fg_gauge_add(&w->stats.connections_idle, -1);
         c->head_deadline_ms = fg_mono_ms() + srv->header_timeout_ms;
-        conn_arm(c, srv->header_timeout_ms);
+        c->head_timer = false; /* armed only if the head does not come whole at once */
     }
     if (c->txn == NULL) {
-        c->txn = txn_get(w);
+        c->txn = fg_txn_get(w);
         if (c->txn == NULL) {
             fg_err("out of memory for a request, connection closed");
             conn_free(c);
@@ -379,9 +316,17 @@ static void conn_read_head(struct fg_conn *c)
     const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
     enum fg_http_error err = FG_HTTP_E_NONE;
     int rc = fg_http_parse_request(buf, n, &lim, &t->req, &err);
-    if (rc == FG_HTTP_INCOMPLETE)
+    if (rc == FG_HTTP_INCOMPLETE) {
+        if (!c->head_timer) {
+            uint64_t now = fg_mono_ms();
+            conn_arm(c, c->head_deadline_ms > now ? c->head_deadline_ms - now : 0);
+            c->head_timer = true;
+        }
         return;
-    evtimer_del(c->timer);
+    }
+    /* The timer armed now (keep-alive or header deadline) is left to fire: in a
+     * transaction without a body deadline it does nothing (cheaper than a delete). */
+    c->body_deadline_ms = 0;
     c->state = FG_CONN_TXN;
     c->requests++;
     fg_gauge_add(&w->stats.requests_active, 1);
@@ -395,7 +340,7 @@ static void conn_read_head(struct fg_conn *c)
         t->req_state = FG_REQ_BODY; /* unknown framing: never keep this connection */
         fg_info("client %s: request refused (%s), connection closed", c->peer_ip,
                 fg_http_error_name(err));
-        fg_conn_respond(c, fg_http_error_status(err), fg_http_error_name(err), true);
+        fg_respond_text(t, fg_http_error_status(err), fg_http_error_name(err), true);
         return;
     }
     t->bytes_in = (size_t)rc;
@@ -413,8 +358,8 @@ static void conn_read_cb(void *arg)
         conn_read_head(c);
         break;
     case FG_CONN_TXN:
-        if (c->txn != NULL && c->txn->of_active)
-            fg_offload_client_readable(c->txn);
+        if (c->txn != NULL && c->txn->offload.active)
+            fg_stage_offload_client_readable(c->txn);
         else if (c->txn != NULL && c->txn->req_state == FG_REQ_BODY)
             fg_proxy_client_readable(c->txn);
         /* else: a pipelined request; it waits in the buffer for this response */
@@ -473,6 +418,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         /* The client half-closed after a complete request (HTTP/1.0 tools do): answer,
          * then close. A client that is really gone shows up as a write error. */
         c->txn->client_close = true;
+        c->peer_closed = true;
         return;
     } else if (c->state == FG_CONN_TXN) {
         fg_counter_add(&c->w->stats.client_aborts, 1);
@@ -507,12 +453,12 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         c->txn->req_state = FG_REQ_BODY;
         c->txn->req.method = FG_HTTP_OTHER;
         snprintf(c->txn->log_path, sizeof(c->txn->log_path), "-");
-        fg_conn_respond(c, 408, "request head not complete in time", true);
+        fg_respond_text(c->txn, 408, "request head not complete in time", true);
         return;
     case FG_CONN_TXN: {
         struct fg_txn *t = c->txn;
-        if (t == NULL || t->req_state != FG_REQ_BODY)
-            return;
+        if (t == NULL || t->req_state != FG_REQ_BODY || c->body_deadline_ms == 0)
+            return; /* a timer of the connection's idle or head time, left to fire */
         uint64_t now = fg_mono_ms();
         const struct fg_conf_server *srv = t->srv;
         bool too_slow = false;
@@ -527,7 +473,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
                     (unsigned long long)t->req_body_bytes);
             if (!t->resp_head_sent) {
                 fg_proxy_abort(t);
-                fg_conn_respond(c, 408, "request body not received in time", true);
+                fg_respond_text(t, 408, "request body not received in time", true);
             } else {
                 conn_free(c);
             }
@@ -559,5 +505,5 @@ void fg_conn_body_started(struct fg_conn *c)
 
 void fg_conn_body_finished(struct fg_conn *c)
 {
-    evtimer_del(c->timer);
+    c->body_deadline_ms = 0; /* a pending body timer now does nothing when it fires */
 }

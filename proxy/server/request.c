@@ -2,10 +2,10 @@
  * request.c — the request path, read top to bottom (DESIGN.md "Request path"):
  *
  *   parse (conn.c) → checks → route match → [rate limit] → [offload] → [cache]
- *   → upstream (proxy.c) → response → access log + stats (conn.c)
+ *   → upstream (proxy.c) → response (respond.c) → access log + stats (conn.c)
  *
- * Stages in brackets come with their own issues; each one is a call here, so a newcomer
- * can follow a request without a debugger.
+ * Each stage in brackets is one call here (stage_limit.c, stage_offload.c,
+ * stage_cache.c), so a newcomer can follow a request without a debugger.
  */
 #include "server/internal.h"
 
@@ -20,12 +20,20 @@ static void copy_slice(char *dst, size_t cap, const char *s, size_t len)
     dst[len] = '\0';
 }
 
-/* Keep what the access log needs: the head's bytes go away once forwarded. */
-static void remember_for_log(struct fg_txn *t)
+/* Keep what the logs need: the head's bytes go away once forwarded. The method and the
+ * target go into the error log's lines about this request too (an upstream failure), so
+ * they are kept whether or not there is an access log. */
+static void remember_request(struct fg_txn *t)
 {
     const struct fg_http_request *r = &t->req;
     copy_slice(t->log_method, sizeof(t->log_method), r->method_name, r->method_len);
     copy_slice(t->log_path, sizeof(t->log_path), r->target, r->target_len);
+}
+
+/* What only the access log wants. */
+static void remember_for_access_log(struct fg_txn *t)
+{
+    const struct fg_http_request *r = &t->req;
     const struct fg_http_header *h = fg_http_find_header(r->headers, r->n_headers, "user-agent");
     if (h != NULL)
         copy_slice(t->log_ua, sizeof(t->log_ua), h->value, h->value_len);
@@ -61,7 +69,7 @@ static void find_client_ip(struct fg_conn *c, struct fg_txn *t)
 {
     const struct fg_conf_server *srv = t->srv;
     const struct fg_http_request *r = &t->req;
-    snprintf(t->client_ip, sizeof(t->client_ip), "%s", c->peer_ip);
+    fg_strcopy(t->client_ip, sizeof(t->client_ip), c->peer_ip);
     if (srv->n_trusted_proxies == 0 || !fg_cidr_match(srv->trusted_proxies, srv->n_trusted_proxies,
                                                       (const struct sockaddr *)&c->peer))
         return;
@@ -93,6 +101,22 @@ static void find_client_ip(struct fg_conn *c, struct fg_txn *t)
     }
 }
 
+/* The client's X-Request-Id (the last one), echoed on every answer and forwarded. */
+static void take_request_id(struct fg_txn *t)
+{
+    const struct fg_http_request *r = &t->req;
+    for (size_t i = r->n_headers; i-- > 0;) {
+        const struct fg_http_header *h = &r->headers[i];
+        if (h->name_len != 12 || !fg_http_name_eq(h->name, h->name_len, "x-request-id"))
+            continue;
+        if (h->value_len > 0 && h->value_len < sizeof(t->request_id)) {
+            memcpy(t->request_id, h->value, h->value_len);
+            t->request_id[h->value_len] = '\0';
+        }
+        return;
+    }
+}
+
 static void consume_head(struct fg_conn *c, struct fg_txn *t)
 {
     evbuffer_drain(bufferevent_get_input(c->bev), t->req.head_len);
@@ -110,19 +134,21 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
     struct fg_http_request *r = &t->req;
     const struct fg_conf_server *srv = t->srv;
     t->req_state = request_has_body(r) ? FG_REQ_BODY : FG_REQ_DONE;
+    remember_request(t);
     if (srv->access_log != NULL)
-        remember_for_log(t);
+        remember_for_access_log(t);
     find_client_ip(c, t);
+    take_request_id(t);
 
     /* Requests we refuse before looking at routes. */
     if (r->method == FG_HTTP_CONNECT) {
         fg_counter_add(&c->w->stats.rejected_other, 1);
-        fg_conn_respond(c, 501, "CONNECT is not supported by this reverse proxy", true);
+        fg_respond_text(t, 501, "CONNECT is not supported by this reverse proxy", true);
         return;
     }
     if (r->flags & FG_HTTP_F_EXPECT_OTHER) {
         fg_counter_add(&c->w->stats.rejected_other, 1);
-        fg_conn_respond(c, 417, "only Expect: 100-continue is supported", true);
+        fg_respond_text(t, 417, "only Expect: 100-continue is supported", true);
         return;
     }
 
@@ -138,7 +164,7 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
     }
     if (!fg_http_normalize_path(path, path_len, norm, &norm_len)) {
         fg_counter_add(&c->w->stats.rejected_other, 1);
-        fg_conn_respond(c, 400, "malformed request path", true);
+        fg_respond_text(t, 400, "malformed request path", true);
         return;
     }
     const struct fg_conf_route *route =
@@ -146,13 +172,13 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
     if (route == NULL) {
         fg_counter_add(&c->w->stats.rejected_other, 1);
         consume_head(c, t);
-        fg_conn_respond(c, 404, "no route for this request", false);
+        fg_respond_text(t, 404, "no route for this request", false);
         return;
     }
     t->route = route;
     if (r->body == FG_HTTP_BODY_LENGTH && r->content_length > route->max_body) {
         fg_counter_add(&c->w->stats.rejected_other, 1);
-        fg_conn_respond(c, 413, "request body larger than client_max_body_size", true);
+        fg_respond_text(t, 413, "request body larger than client_max_body_size", true);
         return;
     }
 
@@ -161,8 +187,8 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
         consume_head(c, t);
         bool draining = fg_server_draining();
         const char *body = draining ? "draining\n" : "ok\n";
-        fg_conn_send_response(c, draining ? 503 : 200, "text/plain; charset=utf-8", body,
-                              strlen(body), false);
+        fg_respond(t, draining ? 503 : 200, "text/plain; charset=utf-8", body, strlen(body), NULL,
+                   0, false);
         return;
     }
 
@@ -170,13 +196,13 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
     if (route->return_status != 0) {
         consume_head(c, t);
         const char *body = route->return_body ? route->return_body : "";
-        fg_conn_send_response(c, route->return_status, "text/plain; charset=utf-8", body,
-                              strlen(body), false);
+        fg_respond(t, route->return_status, "text/plain; charset=utf-8", body, strlen(body), NULL,
+                   0, false);
         return;
     }
 
     /* Rate limits first: a refused request costs no cache lookup and no app time. */
-    if (fg_limit_stage(t))
+    if (fg_stage_limit(t))
         return; /* 429 now, or fg_request_after_limits now or once Redis answered */
     fg_request_after_limits(t);
 }
@@ -184,16 +210,16 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
 void fg_request_after_limits(struct fg_txn *t)
 {
     /* Writes the route offloads wait for the agent; 202 once durable, or the fallback. */
-    if (fg_offload_stage(t))
+    if (fg_stage_offload(t))
         return;
     fg_request_after_offload(t);
 }
 
 void fg_request_after_offload(struct fg_txn *t)
 {
-    fg_z_negotiate(t); /* the cache keys variants on it, the proxy path encodes with it */
+    fg_stage_compress_negotiate(t); /* the cache keys variants on it, the proxy encodes with it */
 
-    if (fg_cache_stage(t))
+    if (fg_stage_cache(t))
         return;
     fg_proxy_start(t);
 }

@@ -114,10 +114,11 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
         ",\"agent_errors\":{\"full\":%" PRIu64 ",\"too_big\":%" PRIu64 ",\"error\":%" PRIu64
         ",\"timeout\":%" PRIu64 ",\"unreachable\":%" PRIu64 "},\"triggered\":{\"inflight\":%" PRIu64
         ",\"latency\":%" PRIu64 ",\"failing\":%" PRIu64 ",\"limited\":%" PRIu64 "}},",
-        SUM(of_queued), SUM(of_duplicates), SUM(of_fallback_pass), SUM(of_fallback_reject),
-        SUM(of_too_big), SUM(of_in_flight), SUM(of_err_full), SUM(of_err_too_big),
-        SUM(of_err_error), SUM(of_err_timeout), SUM(of_err_unreachable), SUM(of_trig_inflight),
-        SUM(of_trig_latency), SUM(of_trig_failing), SUM(of_trig_limited));
+        SUM(offload.queued), SUM(offload.duplicates), SUM(offload.fallback_pass),
+        SUM(offload.fallback_reject), SUM(offload.too_big), SUM(offload.in_flight),
+        SUM(offload.err_full), SUM(offload.err_too_big), SUM(offload.err_error),
+        SUM(offload.err_timeout), SUM(offload.err_unreachable), SUM(offload.trig_inflight),
+        SUM(offload.trig_latency), SUM(offload.trig_failing), SUM(offload.trig_limited));
     evbuffer_add(out, "\"upstreams\":{", 13);
     for (size_t u = 0; u < cfg->n_upstreams; u++) {
         if (u)
@@ -208,12 +209,12 @@ static void caches_json(struct evbuffer *out)
 /* "limits", "compression" and "cache_warm": the features' counters outside the caches. */
 static void features_json(struct evbuffer *out)
 {
-    size_t nl = fg_limit_stats_count();
+    size_t nl = fg_stage_limit_stats_count();
     evbuffer_add(out, "\"limits\":{", 10);
     for (size_t i = 0; i < nl; i++) {
         char name[FG_CONF_NAME_MAX];
         struct fg_limit_sum s;
-        fg_limit_stats_sum(i, name, sizeof(name), &s);
+        fg_stage_limit_stats_sum(i, name, sizeof(name), &s);
         evbuffer_add_printf(
             out,
             "%s\"%s\":{\"allowed\":%" PRIu64 ",\"limited\":%" PRIu64 ",\"failed_closed\":%" PRIu64
@@ -227,8 +228,8 @@ static void features_json(struct evbuffer *out)
             fg_hist_quantile(s.redis_latency, 0.99));
     }
     evbuffer_add(out, "},", 2);
-    struct fg_zstats z;
-    fg_zstats_get(&z);
+    struct fg_compress_stats z;
+    fg_compress_stats_get(&z);
     evbuffer_add(out, "\"compression\":{", 15);
     for (int e = FG_COMPRESS_GZIP; e < FG_COMPRESS_ENCODING__COUNT; e++)
         evbuffer_add_printf(out,
@@ -273,8 +274,8 @@ static void caches_metrics(struct evbuffer *out)
 
 static void compression_metrics(struct evbuffer *out)
 {
-    struct fg_zstats z;
-    fg_zstats_get(&z);
+    struct fg_compress_stats z;
+    fg_compress_stats_get(&z);
     static const char *const names[] = {"responses", "bytes_in", "bytes_out"};
     static const char *const helps[] = {"Responses compressed, by coding.",
                                         "Bytes given to the encoder, by coding.",
@@ -332,11 +333,11 @@ static void limits_metrics(struct evbuffer *out)
         {"flashgate_limit_fallbacks_total", "Decisions taken locally because Redis could not.",
          offsetof(struct fg_limit_sum, fallbacks)},
     };
-    size_t nl = fg_limit_stats_count();
+    size_t nl = fg_stage_limit_stats_count();
     struct fg_limit_sum s[64];
     char names[64][FG_CONF_NAME_MAX];
     for (size_t i = 0; i < nl && i < 64; i++)
-        fg_limit_stats_sum(i, names[i], sizeof(names[i]), &s[i]);
+        fg_stage_limit_stats_sum(i, names[i], sizeof(names[i]), &s[i]);
     for (size_t k = 0; k < FG_ARRAY_LEN(f); k++) {
         evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n", f[k].name, f[k].help,
                             f[k].name);
@@ -453,20 +454,20 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
     evbuffer_add_printf(out, "flashgate_request_duration_seconds_count %" PRIu64 "\n", cum);
 
     metric(out, "flashgate_offload_queued_total", "counter",
-           "Writes the agent made durable (answered 202).", SUM(of_queued));
+           "Writes the agent made durable (answered 202).", SUM(offload.queued));
     metric(out, "flashgate_offload_duplicates_total", "counter",
            "Writes whose idempotency key the agent had already (answered 202 again).",
-           SUM(of_duplicates));
+           SUM(offload.duplicates));
     metric_head(out, "flashgate_offload_fallback_total", "counter",
                 "Offloadable writes the agent did not take, by the route's fallback.");
     evbuffer_add_printf(out,
                         "flashgate_offload_fallback_total{action=\"pass\"} %" PRIu64 "\n"
                         "flashgate_offload_fallback_total{action=\"reject\"} %" PRIu64 "\n",
-                        SUM(of_fallback_pass), SUM(of_fallback_reject));
+                        SUM(offload.fallback_pass), SUM(offload.fallback_reject));
     metric(out, "flashgate_offload_too_big_total", "counter",
-           "Writes refused with 413 above the offload max_body.", SUM(of_too_big));
+           "Writes refused with 413 above the offload max_body.", SUM(offload.too_big));
     metric(out, "flashgate_offload_in_flight", "gauge", "Records sent to the agent, not answered.",
-           SUM(of_in_flight));
+           SUM(offload.in_flight));
     metric_head(out, "flashgate_offload_agent_errors_total", "counter",
                 "Records the agent refused or did not answer, by reason.");
     evbuffer_add_printf(out,
@@ -476,8 +477,8 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
                         "flashgate_offload_agent_errors_total{reason=\"timeout\"} %" PRIu64 "\n"
                         "flashgate_offload_agent_errors_total{reason=\"unreachable\"} %" PRIu64
                         "\n",
-                        SUM(of_err_full), SUM(of_err_too_big), SUM(of_err_error),
-                        SUM(of_err_timeout), SUM(of_err_unreachable));
+                        SUM(offload.err_full), SUM(offload.err_too_big), SUM(offload.err_error),
+                        SUM(offload.err_timeout), SUM(offload.err_unreachable));
     metric_head(out, "flashgate_offload_triggered_total", "counter",
                 "Writes sent to the offload stage by a `when` trigger, by trigger.");
     evbuffer_add_printf(out,
@@ -485,8 +486,8 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
                         "flashgate_offload_triggered_total{trigger=\"latency\"} %" PRIu64 "\n"
                         "flashgate_offload_triggered_total{trigger=\"failing\"} %" PRIu64 "\n"
                         "flashgate_offload_triggered_total{trigger=\"limited\"} %" PRIu64 "\n",
-                        SUM(of_trig_inflight), SUM(of_trig_latency), SUM(of_trig_failing),
-                        SUM(of_trig_limited));
+                        SUM(offload.trig_inflight), SUM(offload.trig_latency),
+                        SUM(offload.trig_failing), SUM(offload.trig_limited));
     caches_metrics(out);
     limits_metrics(out);
     tls_metrics(out);
@@ -672,14 +673,15 @@ void fg_stats_sample(struct fg_admin_sample *out, struct fg_worker *ws, size_t n
         out->cache_bytes += s.bytes;
     }
 
-    out->offload_queued = SUM(of_queued);
-    out->offload_duplicates = SUM(of_duplicates);
-    out->offload_fallback_pass = SUM(of_fallback_pass);
-    out->offload_fallback_reject = SUM(of_fallback_reject);
-    out->offload_too_big = SUM(of_too_big);
-    out->offload_in_flight = SUM(of_in_flight);
-    out->offload_agent_errors = SUM(of_err_full) + SUM(of_err_too_big) + SUM(of_err_error) +
-                                SUM(of_err_timeout) + SUM(of_err_unreachable);
+    out->offload_queued = SUM(offload.queued);
+    out->offload_duplicates = SUM(offload.duplicates);
+    out->offload_fallback_pass = SUM(offload.fallback_pass);
+    out->offload_fallback_reject = SUM(offload.fallback_reject);
+    out->offload_too_big = SUM(offload.too_big);
+    out->offload_in_flight = SUM(offload.in_flight);
+    out->offload_agent_errors = SUM(offload.err_full) + SUM(offload.err_too_big) +
+                                SUM(offload.err_error) + SUM(offload.err_timeout) +
+                                SUM(offload.err_unreachable);
 
     struct fg_tls_stats st;
     fg_tls_stats_read(FG_TLS_SERVER, &st);
@@ -692,11 +694,11 @@ void fg_stats_sample(struct fg_admin_sample *out, struct fg_worker *ws, size_t n
     for (size_t i = 0; i < FG_TLS_FAIL_COUNT; i++)
         out->tls_upstream_failures += st.failures[i];
 
-    size_t nl = fg_limit_stats_count();
+    size_t nl = fg_stage_limit_stats_count();
     for (size_t i = 0; i < nl && out->n_limits < FG_ADMIN_SAMPLE_LIMITS; i++) {
         struct fg_admin_sample_limit *l = &out->limits[out->n_limits++];
         struct fg_limit_sum s;
-        fg_limit_stats_sum(i, l->name, sizeof(l->name), &s);
+        fg_stage_limit_stats_sum(i, l->name, sizeof(l->name), &s);
         l->allowed = s.allowed;
         l->limited = s.limited;
         l->failed_closed = s.failed_closed;

@@ -220,10 +220,12 @@ static struct fg_snap *snap_new(struct fg_worker *w, struct fg_config *cfg)
     s->pools = calloc(cfg->n_upstreams ? cfg->n_upstreams : 1, sizeof(*s->pools));
     s->caches = calloc(cfg->n_caches ? cfg->n_caches : 1, sizeof(*s->caches));
     FG_ASSERT(s->caches != NULL);
-    if (!fg_limit_snap_init(w, s))
+    if (!fg_stage_limit_snap_init(w, s))
         FG_ASSERT(!"out of memory creating rate limits");
     for (size_t i = 0; i < cfg->n_caches; i++) {
-        s->caches[i] = fg_cache_registry_get(&cfg->caches[i]);
+        const struct fg_conf_cache *k = &cfg->caches[i];
+        struct fg_cache_limits lim = {.memory = k->memory, .max_object = k->max_object};
+        s->caches[i] = fg_cache_registry_get(k->name, &lim);
         if (s->caches[i] == NULL)
             fg_err("cache %s could not be created (out of memory): its routes pass through",
                    cfg->caches[i].name);
@@ -243,8 +245,8 @@ static void snap_free(struct fg_snap *s)
         fg_upstream_pool_retire(s->pools[i]);
     free(s->pools);
     free(s->caches);
-    fg_limit_snap_free(s);
-    fg_trigger_snap_free(s);
+    fg_stage_limit_snap_free(s);
+    fg_stage_offload_snap_free(s);
     fg_config_unref(s->cfg);
     free(s);
 }
@@ -451,7 +453,7 @@ bool fg_server_start(struct fg_config *cfg)
     S.cfg = fg_config_ref(cfg);
     if (!fg_accesslog_start())
         return false;
-    if (!fg_limit_global_init(cfg, S.n)) {
+    if (!fg_stage_limit_global_init(cfg, S.n)) {
         fg_err("out of memory for the rate-limit table (limit_table_entries)");
         return false;
     }
@@ -479,7 +481,8 @@ bool fg_server_start(struct fg_config *cfg)
         w->msg_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, worker_msg_cb, w);
         event_add(w->msg_ev, NULL);
         w->cache_notifier = fg_cache_notifier_new(w->base);
-        if (w->cache_notifier == NULL)
+        w->offload = fg_offload_client_new(w->base, &w->stats.offload);
+        if (w->cache_notifier == NULL || w->offload == NULL)
             return false;
         w->alog = evbuffer_new();
         w->alog_timer = event_new(w->base, -1, EV_PERSIST, alog_timer_cb, w);

@@ -8,7 +8,12 @@
  *
  * A connection is either idle in its pool (the pool watches it: any byte or EOF from the
  * app while idle closes it, and so does keepalive_timeout) or in use by exactly one
- * transaction, which installs its own callbacks until it releases it.
+ * exchange (exchange.c), which installs its own callbacks until it releases it.
+ *
+ * Two layers: the pool (pool.c: acquire, release, health, balancing) and the exchange
+ * (exchange.c: one request and its response over a pooled connection, with the retry
+ * rules, the timeouts, the body's de-framing and the reuse decision). The proxy path and
+ * the cache fill are the exchange's users; they never touch a connection themselves.
  */
 #ifndef FG_UPSTREAM_H
 #define FG_UPSTREAM_H
@@ -23,6 +28,7 @@
 
 #include "config/config.h"
 #include "core/core.h"
+#include "http/http.h"
 #include "netio/netio.h"
 
 #define FG_UPSTREAM_MAX_SERVERS 64
@@ -121,5 +127,104 @@ void fg_upstream_report(struct fg_upstream_pool *pool, size_t server, bool ok,
 /* Number of servers, and the text of one (for logs). */
 size_t fg_upstream_server_count(const struct fg_upstream_pool *pool);
 const char *fg_upstream_server_name(const struct fg_upstream_pool *pool, size_t server);
+
+/* ---- one exchange (exchange.c) ------------------------------------------------------------
+ *
+ * An exchange sends one request to the upstream and delivers its response: the head
+ * (interim 1xx answers skipped), then the body's payload de-framed (Content-Length,
+ * chunked or close-delimited), then the end. It takes a pooled connection and gives it
+ * back when the response is complete, keeping it only when the response was framed, the
+ * request fully sent and neither side asked to close.
+ *
+ * Retry rules, applied before any response byte was seen, and never visible to the
+ * caller except in the counters:
+ *  - a connect that fails (refused, timed out, TLS handshake) is tried on another server
+ *    of the upstream, with what was written so far (nothing reached the app);
+ *  - a reused keep-alive connection that dies (EOF or reset, not a timeout) before any
+ *    response byte is tried once on a fresh connection when the request is retryable
+ *    (idempotent, without body) and `retry` is on: the app closed the idle connection
+ *    as we reused it.
+ * Anything else ends the exchange with an error: before the head, the caller answers
+ * 502/504; after it, the response is cut.
+ *
+ * Timeouts: connect_timeout (connect and TLS handshake), send_timeout (each write of the
+ * request), read_timeout (from the end of the request: the head, then between reads).
+ *
+ * Back-pressure: the response is read only while the caller wants it
+ * (fg_upstream_exchange_pause/resume); the request body's producer watches the bytes
+ * queued (fg_upstream_exchange_send returns them) and is told when they drained.
+ *
+ * Callbacks run from the event loop or from the calls that deliver (resume, send_end);
+ * inside any of them the caller may end the exchange (abort, fail) or hand it to another
+ * owner (set_owner). After on_end or on_error the exchange is gone.
+ */
+
+struct fg_upstream_exchange;
+
+/* How the request's body is framed on the wire; the exchange frames what it is given. */
+enum fg_upstream_body {
+    FG_UPSTREAM_BODY_NONE = 0,
+    FG_UPSTREAM_BODY_LENGTH,  /* the head carries Content-Length: the bytes go as they are */
+    FG_UPSTREAM_BODY_CHUNKED, /* the head carries Transfer-Encoding: chunked */
+};
+
+struct fg_upstream_request {
+    const char *head; /* the request head; valid until the response head arrived */
+    size_t head_len;
+    enum fg_http_method method; /* what the response answers (a HEAD response has no body) */
+    enum fg_upstream_body body;
+    bool retryable; /* idempotent and without body: may be sent again (see above) */
+};
+
+struct fg_upstream_error {
+    enum fg_upstream_failure why;
+    int status;         /* what to answer when nothing was answered: 502, 504 for timeouts */
+    const char *detail; /* "refused the connection", ... (for the caller's log line) */
+    const char *server; /* the server's address text */
+};
+
+struct fg_upstream_exchange_ops {
+    /* The final response head; resp's slices are valid during the call only. */
+    void (*on_head)(void *arg, struct fg_upstream_exchange *x, const struct fg_http_response *resp);
+    /* n payload bytes are at the start of in: take exactly those (remove or drain them). */
+    void (*on_body)(void *arg, struct fg_upstream_exchange *x, struct evbuffer *in, size_t n);
+    /* The body is complete and the connection is back in the pool (or closed). */
+    void (*on_end)(void *arg, struct fg_upstream_exchange *x);
+    /* The exchange failed: before or after on_head (then the response is truncated). */
+    void (*on_error)(void *arg, struct fg_upstream_exchange *x, const struct fg_upstream_error *e);
+    /* Optional: the request body queued for the app drained below FG_LOW_WATER. */
+    void (*on_writable)(void *arg, struct fg_upstream_exchange *x);
+};
+
+/* Start: take a connection, write the head. NULL when no connection could be made at all
+ * (no socket: out of fds). A request without body is complete at once; otherwise the
+ * caller sends it (fg_upstream_exchange_send, then _send_end). */
+struct fg_upstream_exchange *fg_upstream_exchange_start(struct fg_upstream_pool *pool,
+                                                        const struct fg_upstream_request *req,
+                                                        const struct fg_upstream_exchange_ops *ops,
+                                                        void *arg);
+/* Queue n payload bytes of src for the app (as one chunk for a chunked body). Returns the
+ * bytes waiting in the connection's output: above FG_HIGH_WATER the producer waits for
+ * on_writable. Written at the next flush (or send_end). */
+size_t fg_upstream_exchange_send(struct fg_upstream_exchange *x, struct evbuffer *src, size_t n);
+/* Write what is queued; the bytes still waiting. */
+size_t fg_upstream_exchange_flush(struct fg_upstream_exchange *x);
+/* The request body is complete (its last chunk is written): the read timeout starts. */
+void fg_upstream_exchange_send_end(struct fg_upstream_exchange *x);
+/* Stop delivering the response / deliver again (what is buffered at once). */
+void fg_upstream_exchange_pause(struct fg_upstream_exchange *x);
+void fg_upstream_exchange_resume(struct fg_upstream_exchange *x);
+/* From now on callbacks go to ops/arg (a cache fill hands an uncacheable answer to the
+ * request that started it, from inside its on_head). */
+void fg_upstream_exchange_set_owner(struct fg_upstream_exchange *x,
+                                    const struct fg_upstream_exchange_ops *ops, void *arg);
+/* End the exchange now, without callbacks; the connection is closed. */
+void fg_upstream_exchange_abort(struct fg_upstream_exchange *x);
+/* End it as failed (the caller cannot use the answer): counted for passive health, then
+ * on_error, as for a failure of the app. */
+void fg_upstream_exchange_fail(struct fg_upstream_exchange *x, enum fg_upstream_failure why,
+                               int status, const char *detail);
+/* The server the request went to (the last one tried), for logs. */
+const char *fg_upstream_exchange_server(const struct fg_upstream_exchange *x);
 
 #endif /* FG_UPSTREAM_H */

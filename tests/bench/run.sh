@@ -103,7 +103,8 @@ http { access_log off; keepalive_requests 1000000;
     location / { default_type text/plain; return 200 "$body"; }
     location /static/ { root $work/www; default_type text/html; add_header Cache-Control "max-age=3600"; }
     location /page/ { root $work/www; default_type text/html; add_header Cache-Control "max-age=3600"; }
-    location = /nostore { default_type text/plain; add_header Cache-Control "no-store"; return 200 "$body"; } } }
+    location = /nostore { default_type text/plain; add_header Cache-Control "no-store"; return 200 "$body"; }
+    location = /__status { stub_status; } } }
 CONF
 # nginx as its users run it in front of an app: a cache zone, a cache lock against stampedes.
 cat > "$work/nginx.conf" <<CONF
@@ -151,9 +152,9 @@ server { listen 127.0.0.1:$FG; keepalive_requests 1000000; request_id off; acces
   listen 127.0.0.1:$FGS ssl; certificate $work/tls.pem; certificate_key $work/tls.key;
   route /limited { upstream app; limit never; }
   $redis_route
-  route /static/ { upstream app; cache main; cache_status_header off; }
-  route /page/ { upstream app; cache main; cache_status_header off; compress br gzip; }
-  route /nostore { upstream app; cache main; cache_status_header off; }
+  route /static/ { upstream app; cache main; cache_status_header off; cache_status_field off; }
+  route /page/ { upstream app; cache main; cache_status_header off; cache_status_field off; compress br gzip; }
+  route /nostore { upstream app; cache main; cache_status_header off; cache_status_field off; }
   route /plain/nostore { upstream app; }
   route /c/ { upstream slow; cache main; }
   route / { upstream app; } }
@@ -189,14 +190,22 @@ thread_ticks() {
     echo "$t"
 }
 
+# Connections the origin accepted so far (its stub_status): one proxy runs at a time, so
+# the difference over a run is the upstream connections that proxy opened (a warm pool: 0).
+origin_accepts() {
+    /usr/bin/python3 -c "import urllib.request as u; print(u.urlopen('http://127.0.0.1:$ORIGIN/__status', timeout=5).read().split()[7].decode())"
+}
+
 run_wrk() { # name port pid round [path] [accept-encoding]
-    local t0 t1 hdr=()
+    local t0 t1 a0 a1 hdr=()
     [ -n "${6:-}" ] && hdr=(-H "Accept-Encoding: $6")
+    a0=$(origin_accepts)
     t0=$(cpu_ticks "$3")
     taskset -c 1 wrk -t1 -c50 -d"${duration}s" --latency "${hdr[@]}" "$scheme://127.0.0.1:$2${5:-/}" > "$work/wrk.out"
     t1=$(cpu_ticks "$3")
+    a1=$(origin_accepts)
     /usr/bin/python3 "$here/wrk_results.py" row "$1" "$4" "$((t1 - t0))" "$(getconf CLK_TCK)" \
-        "$work/wrk.out" >> "$work/results.jsonl"
+        "$work/wrk.out" "$((a1 - a0 - 1))" >> "$work/results.jsonl"
 }
 
 # Interleaved rounds of wrk against each "name:port:pid:path[:accept-encoding]" given;

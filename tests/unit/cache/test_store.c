@@ -20,7 +20,7 @@
 
 #include <event2/buffer.h>
 
-#include "cache/cache.h"
+#include "cache/internal.h" /* a white-box test of the store: it reads the chunk list */
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
@@ -100,7 +100,7 @@ static struct fg_cache_request req(const char *key, int64_t now_ms)
 }
 
 /* The freshness fields of a 200 received at t0. */
-static void src_init(struct fg_cache_obj *s, uint64_t content_length, uint64_t lifetime)
+static void src_init(struct fg_cache_meta *s, uint64_t content_length, uint64_t lifetime)
 {
     memset(s, 0, sizeof(*s));
     s->status = 200;
@@ -144,7 +144,7 @@ static unsigned refs_of(struct fg_cache_obj *o)
 }
 
 /* A miss on rq, filled with body and completed; every reference is given back. */
-static void store(struct env *e, const struct fg_cache_request *rq, const struct fg_cache_obj *src,
+static void store(struct env *e, const struct fg_cache_request *rq, const struct fg_cache_meta *src,
                   const char *vary_names, const char *vary_values, const char *body, size_t len)
 {
     struct fg_cache_obj *obj, *fill;
@@ -163,7 +163,7 @@ static void store(struct env *e, const struct fg_cache_request *rq, const struct
 static void store_simple(struct env *e, const char *key, uint64_t lifetime, const char *body,
                          size_t len)
 {
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, len, lifetime);
     struct fg_cache_request rq = req(key, at_ms(0));
     store(e, &rq, &src, NULL, NULL, body, len);
@@ -186,7 +186,7 @@ static void expect_fill(struct env *e, const struct fg_cache_request *rq)
     struct fg_cache_obj *obj, *fill;
     assert_int_equal(fg_cache_lookup(e->c, rq, NULL, &obj, &fill), FG_CACHE_V_FILL);
     assert_non_null(fill);
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     fg_cache_obj_unref(fill);
     fg_cache_obj_unref(obj);
 }
@@ -273,7 +273,7 @@ static void test_lookup_empty_gives_fill_with_busy_object(void **state)
     assert_int_equal(state_of(fill), FG_CACHE_BUSY);
     assert_int_equal(fill->key_len, 3);
     assert_memory_equal(fill->key, "h/a", 3);
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     fg_cache_obj_unref(fill);
 }
 
@@ -291,7 +291,7 @@ static void test_lookup_busy_with_waiter_waits_on_same_object(void **state)
     assert_ptr_equal(p.w.obj, fill);
     fg_cache_waiter_cancel(&p.w);
     fg_cache_obj_unref(obj2);
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     fg_cache_obj_unref(fill);
 }
 
@@ -305,7 +305,7 @@ static void test_lookup_busy_without_waiter_passes(void **state)
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &obj2, &fill2), FG_CACHE_V_PASS);
     assert_null(obj2);
     assert_null(fill2);
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     fg_cache_obj_unref(fill);
 }
 
@@ -321,7 +321,7 @@ static void test_fill_wakes_waiter_on_its_base(void **state)
     probe_init(&p, e->notifier);
     assert_int_equal(fg_cache_lookup(e->c, &rq, &p.w, &obj, &fill2), FG_CACHE_V_WAIT);
 
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, FG_CACHE_NO_VALUE, 60);
     assert_true(fg_cache_fill_head(fill, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     assert_int_equal(p.calls, 0); /* never called inline, only from its base */
@@ -352,7 +352,7 @@ static void test_waiter_queued_once_for_many_changes(void **state)
     struct probe p;
     probe_init(&p, e->notifier);
     assert_int_equal(fg_cache_lookup(e->c, &rq, &p.w, &obj, &fill2), FG_CACHE_V_WAIT);
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, FG_CACHE_NO_VALUE, 60);
     assert_true(fg_cache_fill_head(fill, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     for (int i = 0; i < 5; i++)
@@ -376,7 +376,7 @@ static void test_waiter_cancel_drops_queued_callback(void **state)
     struct probe p;
     probe_init(&p, e->notifier);
     assert_int_equal(fg_cache_lookup(e->c, &rq, &p.w, &obj, &fill2), FG_CACHE_V_WAIT);
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, FG_CACHE_NO_VALUE, 60);
     assert_true(fg_cache_fill_head(fill, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     assert_true(p.w.queued); /* on the notifier's queue, its callback not run yet */
@@ -403,7 +403,7 @@ static void test_waiter_cancel_keeps_other_waiters(void **state)
         probe_init(&p[i], e->notifier);
         assert_int_equal(fg_cache_lookup(e->c, &rq, &p[i].w, &o[i], &fill2), FG_CACHE_V_WAIT);
     }
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     fg_cache_waiter_cancel(&p[1].w);
     assert_true(run_until(e->base, &p[2].calls, 1));
     assert_true(run_until(e->base, &p[0].calls, 1));
@@ -425,14 +425,14 @@ static void test_lookup_while_filling_is_hit(void **state)
     struct fg_cache_request rq = req("h/a", at_ms(0));
     struct fg_cache_obj *obj, *fill;
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &obj, &fill), FG_CACHE_V_FILL);
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, 10, 60);
     assert_true(fg_cache_fill_head(fill, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     assert_true(fg_cache_fill_append(fill, "01234", 5));
     struct fg_cache_obj *r = hit(e, &rq);
     assert_ptr_equal(r, fill);
     assert_int_equal(state_of(r), FG_CACHE_FILLING);
-    assert_int_equal(r->status, 200);
+    assert_int_equal(fg_cache_obj_meta(r)->status, 200);
     assert_int_equal(r->head_len, strlen(HEAD));
     assert_memory_equal(r->head, HEAD, strlen(HEAD));
     assert_int_equal(atomic_load(&r->body_len), 5);
@@ -449,7 +449,7 @@ static void test_fill_known_length_body_in_one_chunk(void **state)
     struct fg_cache_request rq = req("h/known", at_ms(0));
     struct fg_cache_obj *obj, *fill;
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &obj, &fill), FG_CACHE_V_FILL);
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, sizeof(body), 60);
     assert_true(fg_cache_fill_head(fill, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     size_t pieces[] = {1, 999, 2000, 1, 1999};
@@ -464,7 +464,7 @@ static void test_fill_known_length_body_in_one_chunk(void **state)
 
     struct fg_cache_obj *r = hit(e, &rq);
     assert_int_equal(state_of(r), FG_CACHE_COMPLETE);
-    assert_int_equal(r->content_length, sizeof(body));
+    assert_int_equal(fg_cache_obj_length(r), sizeof(body));
     size_t chunks;
     assert_int_equal(read_body(r, got, sizeof(got), &chunks), sizeof(body));
     assert_int_equal(chunks, 1);
@@ -481,7 +481,7 @@ static void test_fill_unknown_length_body_in_16k_chunks(void **state)
     struct fg_cache_request rq = req("h/unknown", at_ms(0));
     struct fg_cache_obj *obj, *fill;
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &obj, &fill), FG_CACHE_V_FILL);
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, FG_CACHE_NO_VALUE, 60);
     assert_true(fg_cache_fill_head(fill, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     assert_null(fill->first); /* nothing allocated before the first byte */
@@ -494,9 +494,9 @@ static void test_fill_unknown_length_body_in_16k_chunks(void **state)
         assert_true(fg_cache_fill_append(fill, body + off, n));
         off += n;
     }
-    assert_true(fill->content_length == FG_CACHE_NO_VALUE);
+    assert_true(fg_cache_obj_length(fill) == FG_CACHE_NO_VALUE);
     fg_cache_fill_done(fill, true);
-    assert_int_equal(fill->content_length, sizeof(body));
+    assert_int_equal(fg_cache_obj_length(fill), sizeof(body));
     fg_cache_obj_unref(fill);
 
     struct fg_cache_obj *r = hit(e, &rq);
@@ -519,7 +519,7 @@ static void test_fill_empty_body(void **state)
     struct fg_cache_request rq = req("h/empty", at_ms(1));
     struct fg_cache_obj *r = hit(e, &rq);
     assert_int_equal(state_of(r), FG_CACHE_COMPLETE);
-    assert_int_equal(r->content_length, 0);
+    assert_int_equal(fg_cache_obj_length(r), 0);
     assert_null(r->first);
     fg_cache_obj_unref(r);
 }
@@ -534,7 +534,7 @@ static void test_fill_failed_tells_waiters_and_drops_object(void **state)
     struct probe p;
     probe_init(&p, e->notifier);
     assert_int_equal(fg_cache_lookup(e->c, &rq, &p.w, &obj, &fill2), FG_CACHE_V_WAIT);
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, 100, 60);
     assert_true(fg_cache_fill_head(fill, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     assert_true(fg_cache_fill_append(fill, "abc", 3));
@@ -617,7 +617,7 @@ static void test_waiter_called_on_its_own_thread(void **state)
         pthread_cond_wait(&wk.cond, &wk.lock);
     pthread_mutex_unlock(&wk.lock);
 
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, FG_CACHE_NO_VALUE, 60);
     assert_true(fg_cache_fill_head(fill, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     for (size_t off = 0; off < sizeof(body); off += 1000) {
@@ -646,44 +646,44 @@ static void test_waiter_called_on_its_own_thread(void **state)
 static void test_obj_fresh_age_and_lifetime(void **state)
 {
     (void)state;
-    struct fg_cache_obj o;
+    struct fg_cache_meta o;
     src_init(&o, 0, 60);
     o.initial_age = 10;
     uint64_t age;
-    assert_true(fg_cache_obj_fresh(&o, at_ms(0), &age));
+    assert_true(fg_cache_meta_fresh(&o, at_ms(0), &age));
     assert_int_equal(age, 10);
-    assert_true(fg_cache_obj_fresh(&o, at_ms(49) + 999, &age));
+    assert_true(fg_cache_meta_fresh(&o, at_ms(49) + 999, &age));
     assert_int_equal(age, 59);
-    assert_false(fg_cache_obj_fresh(&o, at_ms(50), &age)); /* age == lifetime: stale */
+    assert_false(fg_cache_meta_fresh(&o, at_ms(50), &age)); /* age == lifetime: stale */
     assert_int_equal(age, 60);
-    assert_true(fg_cache_obj_fresh(&o, at_ms(-100), &age)); /* a clock behind: no resident time */
+    assert_true(fg_cache_meta_fresh(&o, at_ms(-100), &age)); /* a clock behind: no resident time */
     assert_int_equal(age, 10);
-    assert_true(fg_cache_obj_fresh(&o, at_ms(1), NULL));
+    assert_true(fg_cache_meta_fresh(&o, at_ms(1), NULL));
 }
 
 /* Residence is counted in milliseconds: stored at x.9 s, a 1 s lifetime ends at (x+1).9 s. */
 static void test_obj_fresh_counts_milliseconds(void **state)
 {
     (void)state;
-    struct fg_cache_obj o;
+    struct fg_cache_meta o;
     src_init(&o, 0, 1);
     o.response_time_ms = at_ms(0) + 900;
     uint64_t age;
-    assert_true(fg_cache_obj_fresh(&o, at_ms(1), &age));
+    assert_true(fg_cache_meta_fresh(&o, at_ms(1), &age));
     assert_int_equal(age, 0);
-    assert_true(fg_cache_obj_fresh(&o, at_ms(1) + 899, NULL));
-    assert_false(fg_cache_obj_fresh(&o, at_ms(1) + 900, &age));
+    assert_true(fg_cache_meta_fresh(&o, at_ms(1) + 899, NULL));
+    assert_false(fg_cache_meta_fresh(&o, at_ms(1) + 900, &age));
     assert_int_equal(age, 1);
 }
 
 static void test_obj_fresh_no_cache_never_fresh(void **state)
 {
     (void)state;
-    struct fg_cache_obj o;
+    struct fg_cache_meta o;
     src_init(&o, 0, 600);
     o.no_cache = true;
     uint64_t age = 99;
-    assert_false(fg_cache_obj_fresh(&o, at_ms(1), &age));
+    assert_false(fg_cache_meta_fresh(&o, at_ms(1), &age));
     assert_int_equal(age, 1);
 }
 
@@ -700,7 +700,7 @@ static void test_lookup_fresh_then_stale_without_swr_fills(void **state)
     assert_int_equal(state_of(obj), FG_CACHE_COMPLETE);
     assert_non_null(fill);
     assert_ptr_not_equal(obj, fill);
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     fg_cache_obj_unref(fill);
     fg_cache_obj_unref(obj);
 }
@@ -708,7 +708,7 @@ static void test_lookup_fresh_then_stale_without_swr_fills(void **state)
 /* Store a stale-while-revalidate object at "h/swr": fresh 10 s, then 30 s of swr. */
 static void store_swr(struct env *e, bool must_revalidate, bool no_cache)
 {
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, 4, 10);
     src.swr = 30;
     src.must_revalidate = must_revalidate;
@@ -733,7 +733,7 @@ static void test_stale_within_swr_served_with_refresh(void **state)
     assert_ptr_equal(obj2, obj);
     assert_null(fill2);
     fg_cache_obj_unref(obj2);
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     fg_cache_obj_unref(fill);
     fg_cache_obj_unref(obj);
 }
@@ -747,7 +747,7 @@ static void test_stale_beyond_swr_fills(void **state)
     struct fg_cache_request rq = req("h/swr", at_ms(40));
     struct fg_cache_obj *obj, *fill;
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &obj, &fill), FG_CACHE_V_STALE);
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     fg_cache_obj_unref(fill);
     fg_cache_obj_unref(obj);
     rq = req("h/swr", at_ms(40) + 1);
@@ -755,7 +755,7 @@ static void test_stale_beyond_swr_fills(void **state)
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &stale, &fill), FG_CACHE_V_FILL);
     assert_ptr_equal(stale, obj); /* still our (only) object */
     assert_non_null(fill);
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     fg_cache_obj_unref(fill);
     fg_cache_obj_unref(stale);
 }
@@ -768,11 +768,11 @@ static void test_stale_must_revalidate_fills_with_stale_variant(void **state)
     struct fg_cache_obj *obj, *fill;
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &obj, &fill), FG_CACHE_V_FILL);
     assert_non_null(obj);
-    assert_true(obj->must_revalidate);
+    assert_true(fg_cache_obj_meta(obj)->must_revalidate);
     assert_int_equal(state_of(obj), FG_CACHE_COMPLETE);
     assert_non_null(fill);
     assert_int_equal(state_of(fill), FG_CACHE_BUSY);
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     fg_cache_obj_unref(fill);
     fg_cache_obj_unref(obj);
 }
@@ -782,7 +782,7 @@ static void test_stale_must_revalidate_fills_with_stale_variant(void **state)
 static void test_no_cache_object_fills_with_stored_variant(void **state)
 {
     struct env *e = *state;
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, 4, 600);
     src.no_cache = true;
     struct fg_cache_request rq = req("h/nc", at_ms(0));
@@ -792,7 +792,7 @@ static void test_no_cache_object_fills_with_stored_variant(void **state)
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &obj, &fill), FG_CACHE_V_FILL);
     assert_non_null(obj);
     assert_non_null(fill);
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     fg_cache_obj_unref(fill);
     fg_cache_obj_unref(obj);
 }
@@ -807,7 +807,7 @@ static void test_no_cache_object_not_served_stale(void **state)
     struct fg_cache_obj *obj, *fill;
     enum fg_cache_verdict v = fg_cache_lookup(e->c, &rq, NULL, &obj, &fill);
     if (fill != NULL)
-        fg_cache_fill_abort(fill);
+        fg_cache_fill_abort(fill, 502);
     fg_cache_obj_unref(fill);
     fg_cache_obj_unref(obj);
     assert_int_equal(v, FG_CACHE_V_FILL);
@@ -934,7 +934,7 @@ static void test_abort_tells_waiters_and_key_fills_again(void **state)
     struct probe p;
     probe_init(&p, e->notifier);
     assert_int_equal(fg_cache_lookup(e->c, &rq, &p.w, &obj, &fill2), FG_CACHE_V_WAIT);
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     assert_true(run_until(e->base, &p.finals, 1));
     assert_int_equal(p.state, FG_CACHE_ABORTED);
     fg_cache_waiter_cancel(&p.w);
@@ -945,7 +945,7 @@ static void test_abort_tells_waiters_and_key_fills_again(void **state)
     assert_ptr_not_equal(again, fill);
     assert_int_equal(state_of(again), FG_CACHE_BUSY);
     store_simple(e, "h/other", 60, "x", 1); /* unrelated keys are unaffected */
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, 2, 60);
     assert_true(fg_cache_fill_head(again, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     assert_true(fg_cache_fill_append(again, "ok", 2));
@@ -970,7 +970,7 @@ static void store_variant(struct env *e, const struct fg_http_header *h, size_t 
     int vl = fg_cache_vary_values("accept-encoding", 15, h, n, values, sizeof(values) - 1);
     assert_true(vl > 0);
     values[vl] = '\0';
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, strlen(body), 60);
     struct fg_cache_request rq = req_h("h/v", at_ms(0), h, n);
     store(e, &rq, &src, "accept-encoding", values, body, strlen(body));
@@ -1005,7 +1005,7 @@ static void test_vary_each_request_finds_its_variant(void **state)
     struct fg_cache_obj *obj, *fill;
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &obj, &fill), FG_CACHE_V_FILL);
     assert_null(obj); /* no variant of this request to validate */
-    fg_cache_fill_abort(fill);
+    fg_cache_fill_abort(fill, 502);
     fg_cache_obj_unref(fill);
 }
 
@@ -1033,7 +1033,7 @@ static void test_vary_new_response_replaces_its_variant_only(void **state)
     store_variant(e, gz, 1, "old gzip");
     store_variant(e, br, 1, "br");
     char values[] = "=gzip\n";
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, 8, 60);
     struct fg_cache_request rq = req_h("h/v", at_ms(1), gz, 1);
     struct fg_cache_obj *old = hit(e, &rq);
@@ -1085,15 +1085,15 @@ static void test_refresh_shares_stale_body(void **state)
     char body[3000], got[3000];
     struct fg_cache_obj *stale, *fill;
     stale_for_refresh(e, body, sizeof(body), &stale, &fill);
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, FG_CACHE_NO_VALUE, 60);
     src.response_time_ms = at_ms(5);
     fg_cache_fill_refresh(fill, stale, &src, HEAD_304, strlen(HEAD_304));
     assert_int_equal(state_of(fill), FG_CACHE_COMPLETE);
     assert_ptr_equal(fill->body_owner, stale);
     assert_ptr_equal(fill->first, stale->first);
-    assert_int_equal(fill->content_length, sizeof(body));
-    assert_int_equal(fill->status, 200);
+    assert_int_equal(fg_cache_obj_length(fill), sizeof(body));
+    assert_int_equal(fg_cache_obj_meta(fill)->status, 200);
     assert_false(stale->in_table);
     assert_false(fg_evict_linked(&stale->evict));
     fg_cache_obj_unref(fill);
@@ -1120,7 +1120,7 @@ static void test_refresh_keeps_memory_accounting(void **state)
     fg_cache_get_stats(e->c, &before);
     assert_int_equal(before.entries, 2); /* the stale object and the busy one */
     assert_true(before.bytes > sizeof(body));
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, FG_CACHE_NO_VALUE, 60);
     src.response_time_ms = at_ms(5);
     fg_cache_fill_refresh(fill, stale, &src, HEAD_304, strlen(HEAD_304));
@@ -1150,7 +1150,7 @@ static void test_refresh_twice_shares_original_owner(void **state)
     char body[3000], got[3000];
     struct fg_cache_obj *orig, *first;
     stale_for_refresh(e, body, sizeof(body), &orig, &first);
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, FG_CACHE_NO_VALUE, 1);
     src.response_time_ms = at_ms(5);
     fg_cache_fill_refresh(first, orig, &src, HEAD_304, strlen(HEAD_304));
@@ -1316,7 +1316,7 @@ static void test_too_big_by_content_length_refused(void **state)
     struct fg_cache_request rq = req("h/big", at_ms(0));
     struct fg_cache_obj *obj, *fill;
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &obj, &fill), FG_CACHE_V_FILL);
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, 20 * KIB, 60);
     assert_false(fg_cache_fill_head(fill, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     assert_int_equal(state_of(fill), FG_CACHE_BUSY);
@@ -1341,7 +1341,7 @@ static void test_too_big_boundary_is_max_object(void **state)
     rq = req("h/over", at_ms(0));
     struct fg_cache_obj *obj, *fill;
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &obj, &fill), FG_CACHE_V_FILL);
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, FG_CACHE_NO_VALUE, 60);
     assert_true(fg_cache_fill_head(fill, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     assert_true(fg_cache_fill_append(fill, body, 10 * KIB));
@@ -1360,7 +1360,7 @@ static void test_too_big_while_appending_reader_keeps_every_byte(void **state)
     struct fg_cache_request rq = req("h/grow", at_ms(0));
     struct fg_cache_obj *obj, *fill;
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &obj, &fill), FG_CACHE_V_FILL);
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, FG_CACHE_NO_VALUE, 60);
     assert_true(fg_cache_fill_head(fill, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     assert_true(fg_cache_fill_append(fill, body, 6 * KIB));
@@ -1384,7 +1384,7 @@ static void test_too_big_while_appending_reader_keeps_every_byte(void **state)
 
     assert_int_equal(read_body(reader, got, sizeof(got), NULL), sizeof(body));
     assert_memory_equal(got, body, sizeof(body));
-    assert_int_equal(reader->content_length, sizeof(body));
+    assert_int_equal(fg_cache_obj_length(reader), sizeof(body));
     struct fg_cache_stats st;
     fg_cache_get_stats(e->c, &st);
     assert_int_equal(st.too_big, 1);
@@ -1404,7 +1404,7 @@ static void test_refs_table_eviction_readers(void **state)
     struct fg_cache_obj *obj, *fill;
     assert_int_equal(fg_cache_lookup(e->c, &rq, NULL, &obj, &fill), FG_CACHE_V_FILL);
     assert_int_equal(refs_of(fill), 2); /* table + filler */
-    struct fg_cache_obj src;
+    struct fg_cache_meta src;
     src_init(&src, 3, 60);
     assert_true(fg_cache_fill_head(fill, &src, HEAD, strlen(HEAD), NULL, 0, NULL, 0));
     assert_true(fg_cache_fill_append(fill, "abc", 3));

@@ -353,6 +353,7 @@ static const char rich[] =
     "        cache_key_sort_params on;\n"
     "        cache_targeted_field Flashgate-Cache-Control;\n"
     "        cache_status_header off;\n"
+    "        cache_status_field off;\n"
     "    }\n"
     "}\n";
 

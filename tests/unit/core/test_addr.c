@@ -129,6 +129,14 @@ static void test_ip_text_and_port(void **state)
     ss = sa_of("2001:db8::1", 1);
     fg_addr_ip_text((const struct sockaddr *)&ss, buf, sizeof(buf));
     assert_string_equal(buf, "2001:db8::1");
+    /* dotted quads of every width */
+    const char *quads[] = {"0.0.0.0", "255.255.255.255", "10.20.3.100", "127.0.0.1",
+                           "9.99.100.199"};
+    for (size_t i = 0; i < sizeof(quads) / sizeof(quads[0]); i++) {
+        ss = sa_of(quads[i], 80);
+        fg_addr_ip_text((const struct sockaddr *)&ss, buf, sizeof(buf));
+        assert_string_equal(buf, quads[i]);
+    }
     /* truncation stays NUL-terminated */
     ss = sa_of("192.168.100.200", 1);
     fg_addr_ip_text((const struct sockaddr *)&ss, buf, 4);

@@ -128,6 +128,41 @@ static void test_timeout(void **state)
     assert_int_equal(f->event, BEV_EVENT_TIMEOUT | BEV_EVENT_READING);
 }
 
+/* A timeout taken back (0) is gone: an owner that wants none (a request body still
+ * uploading) must not meet the previous owner's (a pooled connection's idle timeout). */
+static void test_timeout_cleared(void **state)
+{
+    struct fx *f = *state;
+    assert_true(fg_reader_init(&f->r, f->bev, 0));
+    fg_reader_setcb(&f->r, on_read, on_event, f);
+    fg_reader_set_timeout(&f->r, 30);
+    fg_reader_enable(&f->r);
+    fg_reader_set_timeout(&f->r, 0);
+    spin(f, 120);
+    assert_int_equal(f->event, 0);
+    assert_true(f->r.enabled);
+}
+
+/* The inactivity timeout restarts with every read: bytes every 20 ms keep a 60 ms timeout
+ * from firing, silence then lets it fire. */
+static void test_timeout_restarts_with_reads(void **state)
+{
+    struct fx *f = *state;
+    assert_true(fg_reader_init(&f->r, f->bev, 0));
+    fg_reader_setcb(&f->r, on_read, on_event, f);
+    fg_reader_set_timeout(&f->r, 60);
+    fg_reader_enable(&f->r);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(write(f->peer, "x", 1), 1);
+        spin(f, 20);
+        assert_int_equal(f->event, 0);
+    }
+    assert_int_equal(f->reads, 8);
+    for (int i = 0; i < 300 && f->event == 0; i++)
+        spin(f, 1);
+    assert_int_equal(f->event, BEV_EVENT_TIMEOUT | BEV_EVENT_READING);
+}
+
 static void test_high_water_pauses_and_resumes(void **state)
 {
     struct fx *f = *state;
@@ -179,6 +214,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_read_in_big_pieces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disabled_reads_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_cleared, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_restarts_with_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_high_water_pauses_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trigger_without_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_writes_at_once, setup, teardown),

@@ -1,6 +1,6 @@
 /*
  * trigger.c — when an offload route with `when` lines queues a write instead of sending
- * it to the app (offload.c asks fg_trigger_fires).
+ * it to the app (server/stage_offload.c asks fg_offload_trigger).
  *
  *   inflight N   the route's upstream has more than N connections in use on this worker;
  *   latency T    the upstream's p95 response time on this worker over the last finished
@@ -23,12 +23,24 @@
  * then it says "healthy" and the next write goes to the app again — a probe at most
  * once a second. The inflight and latency triggers keep firing on what the reads show.
  */
-#include "server/internal.h"
+#include "offload/offload.h"
 
 #include <stdlib.h>
 
-#define P95_MIN  20
-#define FAIL_MIN 5
+#define P95_MIN   20
+#define FAIL_MIN  5
+#define SAMPLES   1024 /* response times kept per window (a uniform sample) */
+#define WINDOW_MS 1000
+
+struct fg_offload_window {
+    uint64_t start_ms;  /* the current window's start */
+    uint32_t n, failed; /* requests finished in the current window, failures among them */
+    uint32_t kept;      /* samples kept of the n (reservoir) */
+    uint64_t p95_us;    /* of the last finished window; 0: too few requests to tell */
+    uint32_t last_n;    /* requests of the last finished window */
+    bool last_failing;  /* at least half of the last finished window's requests failed */
+    uint32_t lat_us[SAMPLES];
+};
 
 static int cmp_u32(const void *a, const void *b)
 {
@@ -38,11 +50,11 @@ static int cmp_u32(const void *a, const void *b)
 
 /* Close the current window if its second is over (a gap of more than a window leaves an
  * empty last window: nothing known). */
-static void roll(struct fg_upwin *u, uint64_t now_ms)
+static void roll(struct fg_offload_window *u, uint64_t now_ms)
 {
-    if (now_ms - u->start_ms < FG_UPWIN_MS)
+    if (now_ms - u->start_ms < WINDOW_MS)
         return;
-    bool adjacent = now_ms - u->start_ms < 2 * FG_UPWIN_MS;
+    bool adjacent = now_ms - u->start_ms < 2 * WINDOW_MS;
     u->last_n = adjacent ? u->n : 0;
     u->last_failing = adjacent && u->n >= FAIL_MIN && 2 * (uint64_t)u->failed >= u->n;
     u->p95_us = 0;
@@ -55,94 +67,61 @@ static void roll(struct fg_upwin *u, uint64_t now_ms)
     u->n = u->failed = u->kept = 0;
 }
 
-static struct fg_upwin *window(struct fg_snap *s, size_t upstream)
+struct fg_offload_window *fg_offload_window_new(uint64_t now_ms)
 {
-    if (s->upwins == NULL) {
-        size_t n = s->cfg->n_upstreams ? s->cfg->n_upstreams : 1;
-        s->upwins = calloc(n, sizeof(*s->upwins));
-        if (s->upwins == NULL)
-            return NULL;
-    }
-    if (s->upwins[upstream] == NULL) {
-        s->upwins[upstream] = calloc(1, sizeof(struct fg_upwin));
-        if (s->upwins[upstream] != NULL)
-            s->upwins[upstream]->start_ms = fg_mono_ms();
-    }
-    return s->upwins[upstream];
+    struct fg_offload_window *w = calloc(1, sizeof(*w));
+    if (w != NULL)
+        w->start_ms = now_ms;
+    return w;
 }
 
-void fg_trigger_observe(struct fg_txn *t, bool ok, uint64_t us)
+void fg_offload_window_free(struct fg_offload_window *w)
 {
-    if (t->route == NULL || t->route->upstream == NULL || !t->route->offload.triggered)
-        return; /* only routes that ask pay for the window */
-    struct fg_upwin *u = window(t->snap, t->route->upstream->index);
-    if (u == NULL)
-        return;
-    roll(u, fg_mono_ms());
+    free(w);
+}
+
+void fg_offload_window_observe(struct fg_offload_window *u, bool ok, uint64_t us, uint64_t now_ms,
+                               uint64_t random)
+{
+    roll(u, now_ms);
     u->n++;
     if (!ok) {
         u->failed++;
         return;
     }
     uint32_t v = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-    if (u->kept < FG_UPWIN_SAMPLES) {
+    if (u->kept < SAMPLES) {
         u->lat_us[u->kept++] = v;
     } else {
-        uint64_t j = fg_worker_random(t->c->w) % (u->n - u->failed);
-        if (j < FG_UPWIN_SAMPLES)
+        uint64_t j = random % (u->n - u->failed);
+        if (j < SAMPLES)
             u->lat_us[j] = v;
     }
 }
 
-static bool all_down(struct fg_upstream_pool *pool)
+const char *fg_offload_trigger(const struct fg_conf_route_offload *of, struct fg_offload_window *u,
+                               const struct fg_offload_signals *s, uint64_t now_ms,
+                               struct fg_offload_stats *st)
 {
-    size_t n = fg_upstream_server_count(pool);
-    const struct fg_upstream_stats *st = fg_upstream_pool_stats(pool);
-    for (size_t i = 0; i < n; i++)
-        if (fg_counter_get(&st->servers[i].down) == 0)
-            return false;
-    return n > 0;
-}
-
-const char *fg_trigger_fires(struct fg_txn *t)
-{
-    const struct fg_conf_route_offload *of = &t->route->offload;
-    struct fg_worker *w = t->c->w;
-    if (of->when_limited && t->of_limit != NULL) {
-        fg_counter_add(&w->stats.of_trig_limited, 1);
+    if (of->when_limited && s->limited) {
+        fg_counter_add(&st->trig_limited, 1);
         return "limited";
     }
-    size_t ui = t->route->upstream->index;
-    struct fg_upstream_pool *pool = t->snap->pools[ui];
-    if (of->when_inflight &&
-        fg_counter_get(&fg_upstream_pool_stats(pool)->connections_active) > of->inflight) {
-        fg_counter_add(&w->stats.of_trig_inflight, 1);
+    if (of->when_inflight && s->inflight > of->inflight) {
+        fg_counter_add(&st->trig_inflight, 1);
         return "inflight";
     }
-    if (of->latency_us == 0 && !of->when_failing)
+    if ((of->latency_us == 0 && !of->when_failing) || u == NULL)
         return NULL;
-    struct fg_upwin *u = window(t->snap, ui);
-    if (u == NULL)
-        return NULL;
-    roll(u, fg_mono_ms());
+    roll(u, now_ms);
     if (of->latency_us > 0 && u->p95_us > of->latency_us) {
-        fg_counter_add(&w->stats.of_trig_latency, 1);
+        fg_counter_add(&st->trig_latency, 1);
         return "latency";
     }
     if (of->when_failing &&
-        (u->last_failing || (u->failed >= FAIL_MIN && u->failed == u->n) || all_down(pool))) {
-        fg_counter_add(&w->stats.of_trig_failing, 1);
+        (u->last_failing || (u->failed >= FAIL_MIN && u->failed == u->n) || s->all_down)) {
+        fg_counter_add(&st->trig_failing, 1);
         return "failing";
     }
     return NULL;
-}
-
-void fg_trigger_snap_free(struct fg_snap *s)
-{
-    if (s->upwins == NULL)
-        return;
-    for (size_t i = 0; i < s->cfg->n_upstreams; i++)
-        free(s->upwins[i]);
-    free(s->upwins);
-    s->upwins = NULL;
 }

@@ -1,18 +1,18 @@
 /*
- * fetch.c — one origin request that fills a cache object, owned by nobody's connection.
+ * fill.c — one origin request that fills a cache object, owned by nobody's connection.
  *
- * The fetch runs on the worker of the request that missed, with that worker's upstream
+ * The fill runs on the worker of the request that missed, with that worker's upstream
  * pool, but no client is attached: every reader (that request included) streams from
  * the object. So a client that goes away costs the others nothing, and the same engine
  * serves background refreshes (stale-while-revalidate).
  *
- * At the response head the fetch decides, by RFC 9111 (cache/policy.c):
+ * At the response head the fill decides, by RFC 9111 (cache/policy.c):
  *  - storable: publish the head, append the body as it comes, done;
  *  - 304 to our revalidation: the stale object is refreshed (its body is shared);
  *  - an error or 5xx with a stale object inside its stale-if-error window: publish the
  *    stale object again (readers get it, the app gets a rest);
  *  - otherwise not storable: the key becomes hit-for-miss and the request that started
- *    the fetch takes the connection over, so the answer is not asked for twice.
+ *    the fill takes the exchange over, so the answer is not asked for twice.
  */
 #include "server/internal.h"
 
@@ -22,63 +22,56 @@
 #include <string.h>
 #include <strings.h>
 
-#define FG_FETCH_MAGIC            0x66746331u /* "ftc1" */
-#define FG_FETCH_HEAD_MAX         65536
-#define FG_FETCH_TRANSIENT_FACTOR 4u
+#define FG_FILL_MAGIC            0x66746331u /* "ftc1" */
+#define FG_FILL_HEAD_MAX         65536
+#define FG_FILL_TRANSIENT_FACTOR 4u
 
-struct fg_fetch {
+struct fg_fill {
     unsigned magic;
     struct fg_worker *w;
     struct fg_snap *snap;
     const struct fg_conf_route *route;
     struct fg_upstream_pool *pool;
-    struct fg_upstream_conn *uc;
+    struct fg_upstream_exchange *x; /* NULL once it ended (or was handed over) */
     struct fg_cache *store;
     struct fg_cache_obj *obj;   /* BUSY, then filled */
     struct fg_cache_obj *stale; /* revalidated / fallen back on; may be NULL */
     struct fg_txn *initiator;   /* may take the connection over; NULL when gone */
     bool head_only_client;      /* the initiator asked HEAD: it cannot adopt a GET */
     bool conditional;           /* we sent validators of stale */
-    bool head_done;
-    bool retried;
-    bool reusable; /* the app keeps the connection open after this response */
-    char *head;    /* the request as sent */
+    bool head_done;             /* the head was stored: the body follows */
+    char *head;                 /* the request as sent */
     size_t head_len;
     struct fg_http_request *req; /* parsed from head: Vary values */
-    enum fg_http_body body;
-    uint64_t left;
-    struct fg_http_chunked chunked;
-    int64_t request_time; /* wall s */
-    /* Compression (compress.c): the coding the initiator negotiated; the variant stored is
+    int64_t request_time;        /* wall s */
+    /* Compression (stage_compress.c): the coding the initiator negotiated; the variant stored is
      * encoded with it when the answer is compressible. */
     bool zroute;
     enum fg_compress_encoding zenc;
-    struct fg_zstream zs;
+    struct fg_compress_stream zs;
     /* An app that encoded its answer anyway: decoded while filling, so the variants stored
      * are always our own codings and identity clients get identity. */
     struct fg_decompressor *zdec;
     struct evbuffer *dstage, *dout;
     enum fg_http_body app_body; /* the framing the app sent, whatever is stored */
+    uint64_t appended;          /* body bytes given to the object */
     uint64_t app_length;
 };
 
-static void fetch_read_cb(void *arg);
-static void fetch_read_event_cb(short what, void *arg);
-static void fetch_event_cb(struct bufferevent *bev, short what, void *arg);
-static void fetch_write_cb(struct bufferevent *bev, void *arg);
+static const struct fg_upstream_exchange_ops fill_ops;
 
-static void fetch_free(struct fg_fetch *f)
+static void fill_free(struct fg_fill *f)
 {
-    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
     f->magic = 0;
     if (f->initiator != NULL)
-        f->initiator->cache.fetch = NULL;
-    if (f->uc != NULL)
-        fg_upstream_release(f->uc, false);
+        f->initiator->cache.fill = NULL;
+    if (f->x != NULL)
+        fg_upstream_exchange_abort(f->x);
     fg_cache_obj_unref(f->obj);
     fg_cache_obj_unref(f->stale);
     if (f->zs.z != NULL)
-        fg_z_free(&f->zs);
+        fg_compress_stream_free(&f->zs);
     fg_decompressor_free(f->zdec);
     if (f->dstage != NULL)
         evbuffer_free(f->dstage);
@@ -90,28 +83,23 @@ static void fetch_free(struct fg_fetch *f)
     free(f);
 }
 
-void fg_fetch_forget_initiator(struct fg_fetch *f)
+void fg_fill_forget_initiator(struct fg_fill *f)
 {
-    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
     f->initiator = NULL;
 }
 
-static struct timeval tv_ms(uint64_t ms)
-{
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    return tv;
-}
-
 /* Insert the validators of the stale object before the head's final CRLF. */
-static bool add_validators(struct fg_fetch *f, const struct fg_cache_obj *stale)
+static bool add_validators(struct fg_fill *f, const struct fg_cache_obj *stale)
 {
     char extra[256];
     size_t n = 0;
-    if (stale->etag[0] != '\0')
-        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "If-None-Match: %s\r\n", stale->etag);
-    if (stale->last_modified >= 0) {
+    const struct fg_cache_meta *m = fg_cache_obj_meta(stale);
+    if (m->etag[0] != '\0')
+        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "If-None-Match: %s\r\n", m->etag);
+    if (m->last_modified >= 0) {
         char date[30];
-        fg_http_format_date(stale->last_modified, date);
+        fg_http_format_date(m->last_modified, date);
         n += (size_t)snprintf(extra + n, sizeof(extra) - n, "If-Modified-Since: %s\r\n", date);
     }
     if (n == 0 || n >= sizeof(extra))
@@ -126,43 +114,30 @@ static bool add_validators(struct fg_fetch *f, const struct fg_cache_obj *stale)
     return true;
 }
 
-static bool attach(struct fg_fetch *f, bool fresh)
+/* Send the fill's request. */
+static bool send_request(struct fg_fill *f)
 {
-    struct fg_upstream_conn *uc = fg_upstream_acquire(f->pool, fresh, -1);
-    if (uc == NULL)
-        return false;
-    f->uc = uc;
-    fg_reader_bev_setcb(&uc->reader, fetch_write_cb, fetch_event_cb, f);
-    fg_reader_setcb(&uc->reader, fetch_read_cb, fetch_read_event_cb, f);
-    fg_reader_enable(&uc->reader);
-    const struct fg_conf_upstream *u = fg_upstream_pool_conf(f->pool);
-    struct timeval wt = tv_ms(u->send_timeout_ms);
-    if (uc->connected) {
-        bufferevent_set_timeouts(uc->bev, NULL, &wt);
-        fg_reader_set_timeout(&uc->reader, u->read_timeout_ms);
-    } else {
-        /* The pool's connect timeouts stay until the connect (and a TLS handshake, which
-         * also waits on reads) is done. */
-        bufferevent_enable(uc->bev, EV_WRITE);
-    }
-    evbuffer_add(bufferevent_get_output(uc->bev), f->head, f->head_len);
-    if (uc->connected)
-        fg_flush(uc->bev);
-    return true;
+    struct fg_upstream_request rq = {.head = f->head,
+                                     .head_len = f->head_len,
+                                     .method = FG_HTTP_GET,
+                                     .body = FG_UPSTREAM_BODY_NONE,
+                                     .retryable = true};
+    f->x = fg_upstream_exchange_start(f->pool, &rq, &fill_ops, f);
+    return f->x != NULL;
 }
 
-struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
-                                struct fg_cache_obj *stale, bool background)
+struct fg_fill *fg_fill_start(struct fg_txn *t, struct fg_cache_obj *fill,
+                              struct fg_cache_obj *stale, bool background)
 {
-    struct fg_fetch *f = calloc(1, sizeof(*f));
+    struct fg_fill *f = calloc(1, sizeof(*f));
     struct fg_http_request *req = malloc(sizeof(*req));
-    if (f == NULL || req == NULL || !fg_proxy_build_head(t, true)) {
+    if (f == NULL || req == NULL || !fg_forward_head(t, true)) {
         free(f);
         free(req);
-        fg_cache_fill_abort(fill);
+        fg_cache_fill_abort(fill, 502);
         return NULL;
     }
-    f->magic = FG_FETCH_MAGIC;
+    f->magic = FG_FILL_MAGIC;
     f->w = t->c->w;
     f->snap = t->snap;
     f->snap->users++;
@@ -173,29 +148,29 @@ struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
     fg_cache_obj_ref(fill);
     f->initiator = background ? NULL : t;
     f->head_only_client = t->req.method == FG_HTTP_HEAD;
-    f->zroute = t->zroute;
-    f->zenc = t->zenc;
+    f->zroute = t->z.route;
+    f->zenc = t->z.encoding;
     f->request_time = fg_wall_s();
     f->req = req;
-    f->head = malloc(t->head_len);
-    f->head_len = t->head_len;
+    f->head = malloc(t->proxy.head_len);
+    f->head_len = t->proxy.head_len;
     if (f->head != NULL)
-        memcpy(f->head, t->head, t->head_len);
+        memcpy(f->head, t->proxy.head, t->proxy.head_len);
     if (stale != NULL) {
         fg_cache_obj_ref(stale);
         f->stale = stale;
-        if (atomic_load(&stale->state) == FG_CACHE_COMPLETE && stale->status == 200 &&
-            f->head != NULL)
+        if (fg_cache_obj_state(stale) == FG_CACHE_COMPLETE &&
+            fg_cache_obj_meta(stale)->status == 200 && f->head != NULL)
             f->conditional = add_validators(f, stale);
     }
-    /* Our own head, parsed again: its slices stay valid for the whole fetch. */
+    /* Our own head, parsed again: its slices stay valid for the whole fill. */
     struct fg_http_limits lim = {
         .max_request_line = 65536, .max_header_bytes = 1 << 20, .max_headers = FG_HTTP_MAX_HEADERS};
     enum fg_http_error err;
     if (f->head == NULL || fg_http_parse_request(f->head, f->head_len, &lim, req, &err) <= 0 ||
-        !attach(f, false)) {
-        fg_cache_fill_abort(fill);
-        fetch_free(f);
+        !send_request(f)) {
+        fg_cache_fill_abort(fill, 502);
+        fill_free(f);
         return NULL;
     }
     if (f->conditional)
@@ -206,57 +181,51 @@ struct fg_fetch *fg_fetch_start(struct fg_txn *t, struct fg_cache_obj *fill,
 /* ---- endings ------------------------------------------------------------------------------ */
 
 /* Stale-if-error: publish the stale object again for everyone waiting. */
-static bool fall_back_on_stale(struct fg_fetch *f)
+static bool fall_back_on_stale(struct fg_fill *f)
 {
     struct fg_cache_obj *s = f->stale;
-    if (s == NULL || atomic_load(&s->state) != FG_CACHE_COMPLETE || s->must_revalidate)
+    if (s == NULL || fg_cache_obj_state(s) != FG_CACHE_COMPLETE)
+        return false;
+    const struct fg_cache_meta *m = fg_cache_obj_meta(s);
+    if (m->must_revalidate)
         return false;
     uint64_t age;
     fg_cache_obj_fresh(s, fg_wall_ms(), &age);
-    if (age >= s->lifetime + s->sie)
+    if (age >= m->lifetime + m->sie)
         return false;
-    fg_cache_fill_refresh(f->obj, s, s, s->head, s->head_len);
+    fg_cache_fill_stale(f->obj, s);
     fg_cache_count(f->store, FG_CACHE_EV_STALE);
     return true;
 }
 
-/* The fetch failed before a response head. */
-static void fail_before_head(struct fg_fetch *f, int status, const char *why)
+/* The fill failed before a response head (the exchange retried what could be). */
+static void fail_before_head(struct fg_fill *f, int status, const char *server, const char *why)
 {
     const struct fg_conf_upstream *u = fg_upstream_pool_conf(f->pool);
-    fg_warn("cache fill from upstream %s: %s %s", u->name,
-            f->uc ? fg_upstream_server_name(f->pool, f->uc->server) : "-", why);
-    if (f->uc != NULL) {
-        fg_upstream_release(f->uc, false);
-        f->uc = NULL;
-    }
-    if (!fall_back_on_stale(f)) {
-        f->obj->status = status;
-        fg_cache_fill_abort(f->obj);
-    }
-    fetch_free(f);
+    fg_warn("cache fill of %s from upstream %s: %s %s", fg_cache_obj_key(f->obj), u->name, server,
+            why);
+    if (!fall_back_on_stale(f))
+        fg_cache_fill_abort(f->obj, status);
+    fill_free(f);
 }
 
-static bool zs_to_obj(struct fg_fetch *f);
+static bool zs_to_obj(struct fg_fill *f);
 
-static void body_done(struct fg_fetch *f, bool ok, bool reusable)
+/* The body ended (ok: complete; the exchange already gave the connection back) or the
+ * fill cannot go on. */
+static void body_done(struct fg_fill *f, bool ok)
 {
     if (ok && f->zdec != NULL && fg_decompressor_finish(f->zdec) != FG_COMPRESS_OK) {
-        fg_warn("cache fill of %s: the app's encoded body is truncated or corrupt", f->obj->key);
+        fg_warn("cache fill of %s: the app's encoded body is truncated or corrupt",
+                fg_cache_obj_key(f->obj));
         ok = false;
     }
     if (ok && f->zs.z != NULL) {
-        ok = fg_z_finish(&f->zs, f->zs.out) && zs_to_obj(f);
-        fg_z_free(&f->zs);
-    }
-    if (f->uc != NULL) {
-        if (ok)
-            fg_upstream_report(f->pool, f->uc->server, true, FG_UPSTREAM_FAIL_CONNECT);
-        fg_upstream_release(f->uc, ok && reusable);
-        f->uc = NULL;
+        ok = fg_compress_stream_finish(&f->zs, f->zs.out) && zs_to_obj(f);
+        fg_compress_stream_free(&f->zs);
     }
     fg_cache_fill_done(f->obj, ok);
-    fetch_free(f);
+    fill_free(f); /* aborts the exchange if it still runs */
 }
 
 /* ---- the response head -------------------------------------------------------------------- */
@@ -287,10 +256,10 @@ static char *put_field(char *o, const struct fg_http_header *h)
     return o;
 }
 
-static char *stored_head(const struct fg_http_response *resp, const struct fg_zplan *plan,
+static char *stored_head(const struct fg_http_response *resp, const struct fg_compress_plan *plan,
                          size_t *len)
 {
-    size_t cap = resp->head_len + 64 + (plan ? sizeof(plan->vary) + sizeof(plan->etag) + 64 : 0);
+    size_t cap = resp->head_len + 64 + (plan ? FG_COMPRESS_PLAN_FIELDS_MAX : 0);
     char *p = malloc(cap), *o = p;
     if (p == NULL)
         return NULL;
@@ -300,12 +269,12 @@ static char *stored_head(const struct fg_http_response *resp, const struct fg_zp
                   resp->reason_len ? resp->reason : fg_http_reason(resp->status));
     for (size_t i = 0; i < resp->n_headers; i++) {
         const struct fg_http_header *h = &resp->headers[i];
-        if (!stored_field(resp, h) || (plan != NULL && fg_z_field_replaced(plan, h)))
+        if (!stored_field(resp, h) || (plan != NULL && fg_compress_plan_replaces(plan, h)))
             continue;
         o = put_field(o, h);
     }
     if (plan != NULL)
-        o += fg_z_extra_fields(plan, o, sizeof(plan->vary) + sizeof(plan->etag) + 64);
+        o += fg_compress_plan_fields(plan, o, FG_COMPRESS_PLAN_FIELDS_MAX);
     *len = (size_t)(o - p);
     return p;
 }
@@ -325,19 +294,19 @@ static int vary_names_of(const struct fg_http_response *resp, bool add_ae, char 
 
 /* The fill's secondary key: its own request, with Accept-Encoding standing for the coding
  * the initiator negotiated (cache.c looks variants up the same way). */
-static int vary_values_of(const struct fg_fetch *f, const char *names, size_t names_len, char *out,
+static int vary_values_of(const struct fg_fill *f, const char *names, size_t names_len, char *out,
                           size_t cap)
 {
     if (!f->zroute)
         return fg_cache_vary_values(names, names_len, f->req->headers, f->req->n_headers, out, cap);
     struct fg_http_header h[FG_HTTP_MAX_HEADERS + 1];
-    size_t n = fg_z_lookup_headers(f->req->headers, f->req->n_headers, f->zenc, h);
+    size_t n = fg_stage_compress_lookup_headers(f->req->headers, f->req->n_headers, f->zenc, h);
     return fg_cache_vary_values(names, names_len, h, n, out, cap);
 }
 
 /* The freshness facts of a response into src (an object used only as a carrier). */
-static bool describe(struct fg_fetch *f, const struct fg_http_response *resp,
-                     struct fg_cache_obj *src)
+static bool describe(struct fg_fill *f, const struct fg_http_response *resp,
+                     struct fg_cache_meta *src)
 {
     const struct fg_conf_route_cache *rc = &f->route->cache;
     struct fg_cache_response cr;
@@ -389,12 +358,14 @@ static bool describe(struct fg_fetch *f, const struct fg_http_response *resp,
 static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_response *nm,
                          size_t *len)
 {
-    size_t cap = stale->head_len + nm->head_len + 64;
+    size_t stale_len;
+    const char *stale_head = fg_cache_obj_head(stale, &stale_len);
+    size_t cap = stale_len + nm->head_len + 64;
     char *p = malloc(cap), *o = p;
     if (p == NULL)
         return NULL;
-    const char *s = stale->head, *end = stale->head + stale->head_len;
-    const char *eol = memchr(s, '\n', stale->head_len);
+    const char *s = stale_head, *end = stale_head + stale_len;
+    const char *eol = memchr(s, '\n', stale_len);
     if (eol == NULL) {
         free(p);
         return NULL;
@@ -428,10 +399,10 @@ static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_
     return p;
 }
 
-static void not_modified(struct fg_fetch *f, const struct fg_http_response *resp)
+static void not_modified(struct fg_fill *f, const struct fg_http_response *resp)
 {
-    struct fg_cache_obj src;
-    memset(&src, 0, sizeof(src));
+    struct fg_cache_meta src;
+    fg_cache_meta_init(&src);
     size_t len = 0;
     char *head = merged_head(f->stale, resp, &len);
     /* Freshness from the merged fields: parse them back as one head. */
@@ -452,7 +423,7 @@ static void not_modified(struct fg_fetch *f, const struct fg_http_response *resp
         fg_cache_fill_refresh(f->obj, f->stale, &src, head, len);
         fg_cache_count(f->store, FG_CACHE_EV_REVALIDATED);
     } else {
-        fg_cache_fill_abort(f->obj);
+        fg_cache_fill_abort(f->obj, 502);
     }
     free(text);
     free(merged);
@@ -460,31 +431,30 @@ static void not_modified(struct fg_fetch *f, const struct fg_http_response *resp
 }
 
 /* Not storable: hit-for-miss, and the initiator takes the response over. */
-static void pass(struct fg_fetch *f, int status)
+static void pass(struct fg_fill *f, const struct fg_http_response *resp)
 {
     /* A 5xx is no verdict on the key: the next request coalesces again. */
-    uint64_t ttl = status >= 500 ? 0 : f->route->cache.hit_for_miss_ms;
+    uint64_t ttl = resp->status >= 500 ? 0 : f->route->cache.hit_for_miss_ms;
     struct fg_txn *t = f->initiator;
-    struct fg_upstream_conn *uc = f->uc;
+    struct fg_upstream_exchange *x = f->x;
     fg_cache_fill_pass(f->obj, fg_wall_ms(), ttl);
     if (t != NULL && !f->head_only_client) {
-        f->uc = NULL;
+        /* The request that started the fill takes the answer over: the exchange goes on
+         * with the body, now to the client (the app is not asked twice). */
+        f->x = NULL;
         f->initiator = NULL;
-        fg_cache_stage_adopt(t, f->pool, uc); /* the head is still in uc's input */
+        fg_stage_cache_adopt(t, x, resp);
     }
-    fetch_free(f);
+    fill_free(f);
 }
 
-static void body_pump(struct fg_fetch *f);
-
-static void on_head_storable(struct fg_fetch *f, const struct fg_http_response *resp,
-                             const struct fg_http_response *view, size_t head_len,
-                             struct fg_cache_obj *srcp);
+static void on_head_storable(struct fg_fill *f, const struct fg_http_response *resp,
+                             const struct fg_http_response *view, struct fg_cache_meta *srcp);
 
 /* The app sent gzip or br on its own: decode it while filling. *decoded is a copy of the
  * head without Content-Encoding and without a known length. false when it cannot be
  * decoded (an unknown coding, out of memory): the answer then passes as it is. */
-static bool decode_app_encoding(struct fg_fetch *f, const struct fg_http_response *resp,
+static bool decode_app_encoding(struct fg_fill *f, const struct fg_http_response *resp,
                                 struct fg_http_response **decoded)
 {
     const struct fg_http_header *ce =
@@ -501,7 +471,7 @@ static bool decode_app_encoding(struct fg_fetch *f, const struct fg_http_respons
     if (enc == FG_COMPRESS_IDENTITY)
         return false; /* deflate, zstd, several codings: not ours to store */
     struct fg_http_response *d = malloc(sizeof(*d));
-    uint64_t cap = FG_FETCH_TRANSIENT_FACTOR * f->route->cache.cache->max_object;
+    uint64_t cap = FG_FILL_TRANSIENT_FACTOR * f->route->cache.cache->max_object;
     f->zdec = fg_decompressor_new(enc, cap, 64u << 20);
     f->dstage = evbuffer_new();
     f->dout = evbuffer_new();
@@ -520,109 +490,95 @@ static bool decode_app_encoding(struct fg_fetch *f, const struct fg_http_respons
     return true;
 }
 
-static void on_head(struct fg_fetch *f, const struct fg_http_response *resp, size_t head_len)
+static void fill_on_head(void *arg, struct fg_upstream_exchange *x,
+                         const struct fg_http_response *resp)
 {
-    struct evbuffer *in = bufferevent_get_input(f->uc->bev);
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
     f->app_body = resp->body;
     f->app_length = resp->content_length;
-    f->reusable = resp->body != FG_HTTP_BODY_CLOSE && !(resp->flags & FG_HTTP_F_CONN_CLOSE) &&
-                  (resp->minor_version == 1 || (resp->flags & FG_HTTP_F_CONN_KEEPALIVE));
     if (resp->status == 304 && f->conditional) {
-        not_modified(f, resp); /* reads resp's slices: drain only afterwards */
-        evbuffer_drain(in, head_len);
-        fg_upstream_release(f->uc, f->reusable);
-        f->uc = NULL;
-        fetch_free(f);
+        not_modified(f, resp); /* the exchange ends it (no body): fill_on_end frees */
         return;
     }
     if (resp->status >= 500 && fall_back_on_stale(f)) {
-        fetch_free(f); /* closes uc: its body is of no use */
+        fill_free(f); /* closes the connection: its body is of no use */
         return;
     }
-    struct fg_cache_obj src;
-    memset(&src, 0, sizeof(src));
+    struct fg_cache_meta src;
+    fg_cache_meta_init(&src);
     struct fg_http_response *decoded = NULL;
     if (f->zroute && !decode_app_encoding(f, resp, &decoded)) {
-        pass(f, resp->status);
+        pass(f, resp);
         return;
     }
     const struct fg_http_response *view = decoded ? decoded : resp;
-    on_head_storable(f, resp, view, head_len, &src);
+    on_head_storable(f, resp, view, &src);
     free(decoded);
 }
 
-static void on_head_storable(struct fg_fetch *f, const struct fg_http_response *resp,
-                             const struct fg_http_response *view, size_t head_len,
-                             struct fg_cache_obj *srcp)
+/* resp: the answer as the app sent it (what an adopting client gets); view: as it will
+ * be stored (decoded if the app encoded it). */
+static void on_head_storable(struct fg_fill *f, const struct fg_http_response *resp,
+                             const struct fg_http_response *view, struct fg_cache_meta *srcp)
 {
-    struct evbuffer *in = bufferevent_get_input(f->uc->bev);
-    struct fg_cache_obj src = *srcp;
-    resp = view; /* from here on, the answer as it will be stored (decoded if it was) */
+    struct fg_cache_meta src = *srcp;
     /* A compressible answer on a compressing route varies on Accept-Encoding: one variant
      * per negotiated coding (the fill asked the app for identity). */
-    struct fg_zplan plan;
-    bool z = f->zroute && fg_z_plan(f->route, f->zenc, FG_HTTP_GET, resp, &plan);
+    struct fg_compress_plan plan;
+    bool z = f->zroute && fg_stage_compress_plan(f->route, f->zenc, FG_HTTP_GET, view, &plan);
     bool zedit = f->zroute && (z || plan.vary_edit);
     char names[512];
-    int nlen = vary_names_of(resp, zedit, names, sizeof(names));
+    int nlen = vary_names_of(view, zedit, names, sizeof(names));
     char values[2048];
     int vlen = nlen > 0 ? vary_values_of(f, names, (size_t)nlen, values, sizeof(values)) : 0;
-    if (!describe(f, resp, &src) || nlen < 0 || vlen < 0) {
-        pass(f, resp->status);
+    if (!describe(f, view, &src) || nlen < 0 || vlen < 0) {
+        pass(f, resp);
         return;
     }
     if (z) {
-        if (!fg_z_start(&f->zs, f->route, &plan,
-                        resp->body == FG_HTTP_BODY_LENGTH ? resp->content_length
-                                                          : FG_COMPRESS_LENGTH_UNKNOWN)) {
-            pass(f, resp->status);
+        if (!fg_stage_compress_start(&f->zs, f->route, &plan,
+                                     view->body == FG_HTTP_BODY_LENGTH
+                                         ? view->content_length
+                                         : FG_COMPRESS_LENGTH_UNKNOWN)) {
+            pass(f, resp);
             return;
         }
         src.content_length = FG_CACHE_NO_VALUE; /* known once encoded */
     }
     size_t hlen = 0;
-    char *head = stored_head(resp, zedit ? &plan : NULL, &hlen);
+    char *head = stored_head(view, zedit ? &plan : NULL, &hlen);
     bool ok = head != NULL && fg_cache_fill_head(f->obj, &src, head, hlen, names, (size_t)nlen,
                                                  values, (size_t)vlen);
     free(head);
     if (!ok) {
-        pass(f, resp->status);
+        pass(f, resp);
         return;
     }
-    evbuffer_drain(in, head_len);
-    f->head_done = true;
-    f->body = f->app_body;
-    f->left = f->app_length;
-    fg_http_chunked_init(&f->chunked);
-    if (resp->body == FG_HTTP_BODY_NONE ||
-        (resp->body == FG_HTTP_BODY_LENGTH && resp->content_length == 0)) {
-        body_done(f, true, f->reusable);
-        return;
-    }
-    body_pump(f);
+    f->head_done = true; /* the exchange delivers the body (fill_on_body) and the end */
 }
 
 /* ---- the body ----------------------------------------------------------------------------- */
 
 /* Append n bytes from the input to the object. false when the fill must stop: a body of
  * unannounced length grew past max_object (it is then no longer stored, but the readers
- * that joined still need it), and past FG_FETCH_TRANSIENT_FACTOR times that: holding more
+ * that joined still need it), and past FG_FILL_TRANSIENT_FACTOR times that: holding more
  * in memory for a few readers is not worth it, they are cut. */
-static bool append(struct fg_fetch *f, const void *data, size_t k)
+static bool append(struct fg_fill *f, const void *data, size_t k)
 {
+    f->appended += k;
     if (!fg_cache_fill_append(f->obj, data, k) &&
-        atomic_load(&f->obj->body_len) >
-            FG_FETCH_TRANSIENT_FACTOR * f->route->cache.cache->max_object) {
+        f->appended > FG_FILL_TRANSIENT_FACTOR * f->route->cache.cache->max_object) {
         fg_warn("cache fill of %s: body over %u x max_object with no Content-Length; "
                 "readers cut (raise max_object or send Content-Length)",
-                f->obj->key, FG_FETCH_TRANSIENT_FACTOR);
+                fg_cache_obj_key(f->obj), FG_FILL_TRANSIENT_FACTOR);
         return false;
     }
     return true;
 }
 
 /* What the encoder produced so far goes into the object. */
-static bool zs_to_obj(struct fg_fetch *f)
+static bool zs_to_obj(struct fg_fill *f)
 {
     struct evbuffer *o = f->zs.out;
     while (evbuffer_get_length(o) > 0) {
@@ -636,14 +592,14 @@ static bool zs_to_obj(struct fg_fetch *f)
     return true;
 }
 
-static bool take(struct fg_fetch *f, struct evbuffer *in, size_t n)
+static bool take(struct fg_fill *f, struct evbuffer *in, size_t n)
 {
     if (f->zdec != NULL) {
         /* Decode the app's encoding first; what comes out is the plain body. */
         evbuffer_remove_buffer(in, f->dstage, n);
         enum fg_compress_status st = fg_decompressor_write_buffer(f->zdec, f->dstage, f->dout);
         if (st != FG_COMPRESS_OK) {
-            fg_warn("cache fill of %s: cannot decode the app's body (%s)", f->obj->key,
+            fg_warn("cache fill of %s: cannot decode the app's body (%s)", fg_cache_obj_key(f->obj),
                     fg_compress_status_name(st));
             return false;
         }
@@ -653,7 +609,7 @@ static bool take(struct fg_fetch *f, struct evbuffer *in, size_t n)
     if (f->zs.z != NULL) {
         /* Encoded variant: the encoder's output is what readers and the cache get. */
         evbuffer_remove_buffer(in, f->zs.tmp, n);
-        return fg_z_write(&f->zs, f->zs.tmp, f->zs.out) && zs_to_obj(f);
+        return fg_compress_stream_write(&f->zs, f->zs.tmp, f->zs.out) && zs_to_obj(f);
     }
     while (n > 0) {
         struct evbuffer_iovec v;
@@ -668,178 +624,45 @@ static bool take(struct fg_fetch *f, struct evbuffer *in, size_t n)
     return true;
 }
 
-static void body_pump(struct fg_fetch *f)
+static void fill_on_body(void *arg, struct fg_upstream_exchange *x, struct evbuffer *in, size_t n)
 {
-    struct evbuffer *in = bufferevent_get_input(f->uc->bev);
-    switch (f->body) {
-    case FG_HTTP_BODY_LENGTH: {
-        size_t avail = evbuffer_get_length(in);
-        size_t n = avail < f->left ? avail : (size_t)f->left;
-        if (!take(f, in, n)) {
-            body_done(f, false, false);
-            return;
-        }
-        f->left -= n;
-        if (f->left == 0)
-            body_done(f, true, f->reusable);
-        return;
-    }
-    case FG_HTTP_BODY_CHUNKED:
-        for (;;) {
-            if (f->chunked.data_left > 0) {
-                size_t avail = evbuffer_get_length(in);
-                if (avail == 0)
-                    return;
-                size_t n = avail < f->chunked.data_left ? avail : (size_t)f->chunked.data_left;
-                if (!take(f, in, n)) {
-                    body_done(f, false, false);
-                    return;
-                }
-                fg_http_chunked_data(&f->chunked, n);
-                continue;
-            }
-            struct evbuffer_iovec v;
-            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
-                return;
-            size_t used = 0;
-            enum fg_http_error err = FG_HTTP_E_NONE;
-            enum fg_http_chunk_status st =
-                fg_http_chunked_parse(&f->chunked, v.iov_base, v.iov_len, &used, &err);
-            evbuffer_drain(in, used);
-            if (st == FG_CHUNK_ERROR) {
-                fg_warn("cache fill: the app sent a malformed chunked body (%s)",
-                        fg_http_error_name(err));
-                body_done(f, false, false);
-                return;
-            }
-            if (st == FG_CHUNK_DONE) {
-                body_done(f, true, f->reusable);
-                return;
-            }
-            if (st == FG_CHUNK_MORE && used == 0)
-                return;
-        }
-    case FG_HTTP_BODY_CLOSE:
-        if (!take(f, in, evbuffer_get_length(in)))
-            body_done(f, false, false);
-        return;
-    case FG_HTTP_BODY_NONE:
-        return;
-    }
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
+    if (!take(f, in, n))
+        body_done(f, false);
 }
 
-/* ---- events ------------------------------------------------------------------------------- */
-
-static void fetch_read_cb(void *arg)
+static void fill_on_end(void *arg, struct fg_upstream_exchange *x)
 {
-    struct fg_fetch *f = arg;
-    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
-    if (f->head_done) {
-        body_pump(f);
-        return;
-    }
-    struct evbuffer *in = bufferevent_get_input(f->uc->bev);
-    for (;;) {
-        size_t len = evbuffer_get_length(in);
-        if (len == 0)
-            return;
-        size_t n = len < FG_FETCH_HEAD_MAX ? len : FG_FETCH_HEAD_MAX;
-        const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
-        struct fg_http_limits lim = {.max_request_line = 8192,
-                                     .max_header_bytes = FG_FETCH_HEAD_MAX,
-                                     .max_headers = FG_HTTP_MAX_HEADERS};
-        struct fg_http_response *resp = malloc(sizeof(*resp));
-        if (resp == NULL) {
-            fail_before_head(f, 502, "out of memory");
-            return;
-        }
-        enum fg_http_error err = FG_HTTP_E_NONE;
-        int rc = fg_http_parse_response(buf, n, &lim, FG_HTTP_GET, resp, &err);
-        if (rc == FG_HTTP_INCOMPLETE) {
-            free(resp);
-            return;
-        }
-        if (rc == FG_HTTP_ERROR || (rc > 0 && resp->status == 101)) {
-            free(resp);
-            fg_upstream_report(f->pool, f->uc->server, false, FG_UPSTREAM_FAIL_BAD_RESPONSE);
-            fail_before_head(f, 502, "sent an invalid response");
-            return;
-        }
-        if (resp->status < 200) {
-            evbuffer_drain(in, (size_t)rc);
-            free(resp);
-            continue;
-        }
-        on_head(f, resp, (size_t)rc);
-        free(resp);
-        return;
-    }
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
+    f->x = NULL;
+    if (f->head_done)
+        body_done(f, true);
+    else
+        fill_free(f); /* a 304 that refreshed the stale object */
 }
 
-static void fetch_write_cb(struct bufferevent *bev, void *arg)
+static void fill_on_error(void *arg, struct fg_upstream_exchange *x,
+                          const struct fg_upstream_error *e)
 {
-    (void)arg;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        bufferevent_disable(bev, EV_WRITE);
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
+    f->x = NULL;
+    if (f->initiator != NULL) /* for its access log line: the server the fill tried */
+        fg_strcopy(f->initiator->log_upstream, sizeof(f->initiator->log_upstream), e->server);
+    if (!f->head_done) {
+        fail_before_head(f, e->status, e->server, e->detail);
+        return;
+    }
+    fg_warn("cache fill from upstream %s: %s broke off mid-body (%s)",
+            fg_upstream_pool_conf(f->pool)->name, e->server, e->detail);
+    body_done(f, false);
 }
 
-static void fetch_read_event_cb(short what, void *arg)
-{
-    struct fg_fetch *f = arg;
-    fetch_event_cb(f->uc->bev, what, f);
-}
-
-static void fetch_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct fg_fetch *f = arg;
-    FG_ASSERT(f->magic == FG_FETCH_MAGIC);
-    struct fg_upstream_conn *uc = f->uc;
-    const struct fg_conf_upstream *u = fg_upstream_pool_conf(f->pool);
-    if (what & BEV_EVENT_CONNECTED) {
-        fg_upstream_connected(uc);
-        fg_reader_set_timeout(&uc->reader, u->read_timeout_ms);
-        fg_flush(bev);
-        return;
-    }
-    if (f->head_done) {
-        if ((what & BEV_EVENT_EOF) && f->body == FG_HTTP_BODY_CLOSE) {
-            bool ok = take(f, bufferevent_get_input(bev),
-                           evbuffer_get_length(bufferevent_get_input(bev)));
-            body_done(f, ok, false);
-            return;
-        }
-        fg_upstream_report(f->pool, uc->server, false,
-                           (what & BEV_EVENT_TIMEOUT) ? FG_UPSTREAM_FAIL_TIMEOUT
-                                                      : FG_UPSTREAM_FAIL_RESET);
-        fg_warn("cache fill from upstream %s: %s broke off mid-body", u->name,
-                fg_upstream_server_name(f->pool, uc->server));
-        body_done(f, false, false);
-        return;
-    }
-    bool nothing_back = evbuffer_get_length(bufferevent_get_input(bev)) == 0;
-    if (uc->connected && uc->reused && nothing_back && !f->retried && u->retry_idempotent &&
-        !(what & BEV_EVENT_TIMEOUT)) {
-        /* The app closed a pooled connection as we reused it: once more, fresh. */
-        f->retried = true;
-        fg_upstream_release(uc, false);
-        f->uc = NULL;
-        fg_counter_add(&fg_upstream_pool_stats(f->pool)->retries, 1);
-        if (attach(f, true))
-            return;
-        fail_before_head(f, 502, "no connection could be made");
-        return;
-    }
-    if (!uc->connected) {
-        fg_upstream_report(f->pool, uc->server, false, FG_UPSTREAM_FAIL_CONNECT);
-        fail_before_head(f, (what & BEV_EVENT_TIMEOUT) ? 504 : 502,
-                         (what & BEV_EVENT_TIMEOUT)           ? "connect timed out"
-                         : fg_reader_ssl(&uc->reader) != NULL ? "failed the TLS handshake"
-                                                              : "refused the connection");
-    } else if (what & BEV_EVENT_TIMEOUT) {
-        fg_upstream_report(f->pool, uc->server, false, FG_UPSTREAM_FAIL_TIMEOUT);
-        fail_before_head(f, 504, "timed out waiting for the response");
-    } else {
-        fg_upstream_report(f->pool, uc->server, false, FG_UPSTREAM_FAIL_RESET);
-        fail_before_head(f, 502, "closed the connection before responding");
-    }
-}
+static const struct fg_upstream_exchange_ops fill_ops = {
+    .on_head = fill_on_head,
+    .on_body = fill_on_body,
+    .on_end = fill_on_end,
+    .on_error = fill_on_error,
+};

@@ -1,95 +1,30 @@
 /*
- * cache.c — the cache stage of the request path (request.c calls fg_cache_stage).
+ * stage_cache.c — the cache stage of the request path (request.c calls fg_stage_cache).
  *
  *   lookup → HIT: serve from memory (a reference per body chunk, no copy)
  *          → STALE: serve the stale object, refresh it in the background (once per key)
- *          → WAIT: another request's fetch is on its way: wait for its head, then
+ *          → WAIT: another request's fill is on its way: wait for its head, then
  *                  stream from the object as it fills (coalescing)
- *          → FILL: start the fetch (fetch.c) and wait on it like everybody else
+ *          → FILL: start the fill (fill.c) and wait on it like everybody else
  *          → PASS: hit-for-miss: straight to the app, in parallel
  *
- * Every reader, the one that started the fetch included, reads the object, so a client
- * that goes away never disturbs the fetch or the other readers. While a request waits,
+ * Every reader, the one that started the fill included, reads the object, so a client
+ * that goes away never disturbs the fill or the other readers. While a request waits,
  * its head stays in the connection's input buffer and reading is paused, so the parsed
  * slices in t->req stay valid (they point into that buffer).
  */
 #include "server/internal.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-/* ---- the registry of stores: they outlive config snapshots ----------------------------- */
-
-#define FG_CACHE_REGISTRY_MAX 64
-
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct fg_cache *registry[FG_CACHE_REGISTRY_MAX];
-static size_t registry_n;
-
-struct fg_cache *fg_cache_registry_get(const struct fg_conf_cache *k)
-{
-    struct fg_cache_limits lim = {.memory = k->memory, .max_object = k->max_object};
-    struct fg_cache *found = NULL;
-    pthread_mutex_lock(&registry_lock);
-    for (size_t i = 0; i < registry_n && found == NULL; i++)
-        if (strcmp(fg_cache_name(registry[i]), k->name) == 0)
-            found = registry[i];
-    if (found == NULL && registry_n < FG_CACHE_REGISTRY_MAX) {
-        found = fg_cache_new(k->name, &lim);
-        if (found != NULL)
-            registry[registry_n++] = found;
-    }
-    pthread_mutex_unlock(&registry_lock);
-    if (found != NULL)
-        fg_cache_set_limits(found, &lim);
-    return found;
-}
-
-struct fg_cache *const *fg_cache_registry_all(size_t *n)
-{
-    pthread_mutex_lock(&registry_lock);
-    *n = registry_n;
-    pthread_mutex_unlock(&registry_lock);
-    return registry;
-}
-
-size_t fg_server_cache_purge(const char *key, size_t len, bool prefix)
-{
-    size_t n = 0, total = 0;
-    struct fg_cache *const *all = fg_cache_registry_all(&n);
-    for (size_t i = 0; i < n; i++)
-        total += fg_cache_purge(all[i], key, len, prefix);
-    fg_notice("cache purge of %s%.*s: %zu object(s) removed", prefix ? "prefix " : "", (int)len,
-              key, total);
-    return total;
-}
-
-bool fg_server_warm_target(struct fg_addr *out)
-{
-    struct fg_config *cfg = fg_server_config();
-    bool ok = cfg != NULL && cfg->n_servers > 0 && cfg->servers[0].n_listens > 0;
-    if (ok) {
-        *out = cfg->servers[0].listens[0].addr;
-        struct sockaddr_in *v4 = (struct sockaddr_in *)&out->ss;
-        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&out->ss;
-        if (out->ss.ss_family == AF_INET && v4->sin_addr.s_addr == htonl(INADDR_ANY))
-            v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        else if (out->ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr))
-            v6->sin6_addr = in6addr_loopback;
-        else if (out->ss.ss_family != AF_INET && out->ss.ss_family != AF_INET6)
-            ok = out->ss.ss_family == AF_UNIX;
-    }
-    fg_config_unref(cfg);
-    return ok;
-}
-
 /* ---- helpers ----------------------------------------------------------------------------- */
 
 static void waiter_cb(struct fg_cache_waiter *w);
+static void reader_cb(struct fg_cache_waiter *w);
 static void stream_body(struct fg_txn *t);
 
 static void drop_head(struct fg_txn *t)
@@ -100,7 +35,7 @@ static void drop_head(struct fg_txn *t)
 
 static void stop_waiting(struct fg_txn *t)
 {
-    struct fg_txn_cache *tc = &t->cache;
+    struct fg_stage_cache *tc = &t->cache;
     fg_cache_waiter_cancel(&tc->waiter);
     if (tc->lock_timer != NULL) {
         event_free(tc->lock_timer);
@@ -108,25 +43,90 @@ static void stop_waiting(struct fg_txn *t)
     }
 }
 
-void fg_cache_stage_release(struct fg_txn *t)
+/* The stage lets go of what it holds for the request: waits, the body reader, the fill
+ * it started, its references. The labels (X-Cache, the log's) stay. */
+static void leave(struct fg_txn *t)
 {
-    struct fg_txn_cache *tc = &t->cache;
+    struct fg_stage_cache *tc = &t->cache;
     if (!tc->active)
         return;
     stop_waiting(t);
-    if (tc->fetch != NULL)
-        fg_fetch_forget_initiator(tc->fetch);
+    if (tc->serving)
+        fg_cache_reader_stop(&tc->reader);
+    if (tc->fill != NULL)
+        fg_fill_forget_initiator(tc->fill);
     fg_cache_obj_unref(tc->obj);
     fg_cache_obj_unref(tc->stale);
-    memset(tc, 0, sizeof(*tc));
+    tc->fill = NULL;
+    tc->obj = tc->stale = NULL;
+    tc->active = tc->serving = tc->waited = false;
+}
+
+/* The transaction ends (done or aborted). */
+static void release(struct fg_txn *t)
+{
+    leave(t);
+    free(t->cache.inval_key);
+    t->cache.inval_key = NULL;
+}
+
+/* Cache-Status parameters of answers that go to the app (RFC 9211). */
+#define CS_BYPASS       "fwd=bypass"
+#define CS_HIT_FOR_MISS "fwd=uri-miss; detail=hit-for-miss"
+#define CS_NOT_STORED   "fwd=uri-miss; detail=not-stored"
+#define CS_LOCK_TIMEOUT "fwd=uri-miss; detail=lock-timeout"
+
+/* What the cache did for an answer that goes to the app: its X-Cache word (also the
+ * access log's) and its Cache-Status parameters, written by fg_stage_cache_fields. */
+static void label_pass(struct fg_txn *t, const char *label, const char *status)
+{
+    t->cache.xcache = t->route->cache.status_header ? label : NULL;
+    t->cache.status = t->route->cache.status_field ? status : NULL;
+    t->log_cache = label;
+}
+
+/* Append s at out[n] (the caller's buffer has room); the new length. */
+static size_t put_str(char *out, size_t n, const char *s)
+{
+    while (*s != '\0')
+        out[n++] = *s++;
+    return n;
+}
+
+static size_t put_u64(char *out, size_t n, uint64_t v)
+{
+    char digits[24];
+    size_t k = 0;
+    do {
+        digits[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (k > 0)
+        out[n++] = digits[--k];
+    return n;
+}
+
+size_t fg_stage_cache_fields(const struct fg_txn *t, char *out)
+{
+    size_t n = 0;
+    if (t->cache.xcache != NULL) {
+        n = put_str(out, n, "X-Cache: ");
+        n = put_str(out, n, t->cache.xcache);
+        n = put_str(out, n, "\r\n");
+    }
+    if (t->cache.status != NULL) {
+        n = put_str(out, n, "Cache-Status: flashgate; ");
+        n = put_str(out, n, t->cache.status);
+        n = put_str(out, n, "\r\n");
+    }
+    return n;
 }
 
 /* Leave the stage and proxy the request as usual (pass, lock timeout, errors). */
-static void go_to_origin(struct fg_txn *t, const char *xcache)
+static void go_to_origin(struct fg_txn *t, const char *xcache, const char *status)
 {
-    fg_cache_stage_release(t);
-    t->xcache = t->route->cache.status_header ? xcache : NULL;
-    t->log_cache = xcache;
+    leave(t);
+    label_pass(t, xcache, status);
     fg_conn_resume_read(t->c);
     fg_proxy_start(t);
 }
@@ -167,18 +167,19 @@ static bool etag_matches(const char *list, size_t len, const char *etag)
 static bool not_modified(const struct fg_txn *t, const struct fg_cache_obj *obj)
 {
     const struct fg_http_request *r = &t->req;
-    if (obj->status != 200)
+    const struct fg_cache_meta *m = fg_cache_obj_meta(obj);
+    if (m->status != 200)
         return false;
     const struct fg_http_header *inm =
         fg_http_find_header(r->headers, r->n_headers, "if-none-match");
     if (inm != NULL)
-        return etag_matches(inm->value, inm->value_len, obj->etag);
+        return etag_matches(inm->value, inm->value_len, m->etag);
     const struct fg_http_header *ims =
         fg_http_find_header(r->headers, r->n_headers, "if-modified-since");
     int64_t since;
-    if (ims != NULL && obj->last_modified >= 0 &&
+    if (ims != NULL && m->last_modified >= 0 &&
         fg_http_parse_date(ims->value, ims->value_len, &since))
-        return obj->last_modified <= since;
+        return m->last_modified <= since;
     return false;
 }
 
@@ -190,12 +191,37 @@ static void finish(struct fg_txn *t)
     fg_conn_txn_done(t->c); /* resumes reading, releases the stage (txn_put) */
 }
 
+/* How a stored response comes to be served: its X-Cache word and Cache-Status. */
+enum served {
+    SERVED_HIT,         /* fresh, from memory */
+    SERVED_STALE,       /* stale-while-revalidate: served, refreshed in the background */
+    SERVED_COALESCED,   /* waited for another request's fill */
+    SERVED_MISS,        /* this request's fill */
+    SERVED_MISS_STALE,  /* this request's fill of a stale entry: a new answer came */
+    SERVED_REVALIDATED, /* this request's fill: the app confirmed a stale entry (304) */
+    SERVED_FALLBACK,    /* the app failed, a stale entry stood in (stale-if-error) */
+};
+
+static const struct {
+    const char *label;  /* X-Cache, and the access log's "cache" */
+    const char *status; /* Cache-Status parameters before ttl= */
+    const char *detail; /* after it */
+} SERVED[] = {
+    [SERVED_HIT] = {"HIT", "hit", ""},
+    [SERVED_STALE] = {"STALE", "hit", "; detail=stale-while-revalidate"},
+    [SERVED_COALESCED] = {"HIT", "fwd=uri-miss; collapsed", ""},
+    [SERVED_MISS] = {"MISS", "fwd=uri-miss; stored", ""},
+    [SERVED_MISS_STALE] = {"MISS", "fwd=stale; stored", ""},
+    [SERVED_REVALIDATED] = {"REVALIDATED", "fwd=stale; fwd-status=304; stored", ""},
+    [SERVED_FALLBACK] = {"STALE", "fwd=stale", "; detail=stale-if-error"},
+};
+
 /* Write the head of obj and start its body. obj is FILLING or COMPLETE. */
-static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache)
+static void serve(struct fg_txn *t, struct fg_cache_obj *obj, enum served how)
 {
+    const char *xcache = SERVED[how].label;
     struct fg_conn *c = t->c;
-    struct fg_txn_cache *tc = &t->cache;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct fg_stage_cache *tc = &t->cache;
     if (tc->obj != obj) {
         fg_cache_obj_ref(obj);
         fg_cache_obj_unref(tc->obj);
@@ -207,160 +233,111 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, const char *xcache
     drop_head(t);
 
     uint64_t age = 0;
-    fg_cache_obj_fresh(obj, fg_wall_ms(), &age);
-    int state = atomic_load_explicit(&obj->state, memory_order_acquire);
-    uint64_t length = obj->content_length;
-    if (length == FG_CACHE_NO_VALUE && state == FG_CACHE_COMPLETE)
-        length = atomic_load_explicit(&obj->body_len, memory_order_acquire);
-    bool client11 = t->req.minor_version == 1;
-    tc->chunked = !head_only && length == FG_CACHE_NO_VALUE && client11;
-    if (!head_only && length == FG_CACHE_NO_VALUE && !client11)
-        t->client_close = true; /* an HTTP/1.0 client reads to the close */
-    bool close = !fg_conn_keepalive_ok(c, t);
-    t->client_close = close;
-
-    char dyn[256];
-    size_t n = 0;
-    if (is_304) {
-        /* Same fields as the stored 200, minus the body's own framing (§15.4.5). */
-        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Age: %" PRIu64 "\r\n", age);
+    bool fresh = fg_cache_obj_fresh(obj, fg_wall_ms(), &age);
+    uint64_t length = fg_cache_obj_length(obj);
+    /* Age, X-Cache and Cache-Status, without printf: this runs for every hit. */
+    char fields[256];
+    size_t n = put_str(fields, 0, "Age: ");
+    n = put_u64(fields, n, age);
+    n = put_str(fields, n, "\r\n");
+    if (t->route->cache.status_header) {
+        n = put_str(fields, n, "X-Cache: ");
+        n = put_str(fields, n, xcache);
+        n = put_str(fields, n, "\r\n");
+    }
+    if (t->route->cache.status_field) {
+        /* ttl: the freshness left, negative once stale (RFC 9211 §2.7); whole seconds,
+         * and a stale entry is at least a second past (never "ttl=0"). */
+        uint64_t life = fg_cache_obj_meta(obj)->lifetime;
+        n = put_str(fields, n, "Cache-Status: flashgate; ");
+        n = put_str(fields, n, SERVED[how].status);
+        if (fresh && life >= age) {
+            n = put_str(fields, n, "; ttl=");
+            n = put_u64(fields, n, life - age);
+        } else {
+            n = put_str(fields, n, "; ttl=-");
+            n = put_u64(fields, n, age > life ? age - life : 1);
+        }
+        n = put_str(fields, n, SERVED[how].detail);
+        n = put_str(fields, n, "\r\n");
+    }
+    /* A 304 has the stored 200's fields minus the body's own framing (RFC 9110 §15.4.5). */
+    struct fg_respond r = {.status = is_304 ? 304 : fg_cache_obj_meta(obj)->status,
+                           .stored = obj,
+                           .fields = fields,
+                           .fields_len = n};
+    if (is_304)
+        r.body = FG_RESPOND_NO_BODY;
+    else if (length != FG_CACHE_NO_VALUE)
+        r.body = FG_RESPOND_LENGTH, r.length = length;
+    else if (head_only)
+        r.body = FG_RESPOND_NO_BODY;
+    else if (t->req.minor_version == 1)
+        r.body = FG_RESPOND_CHUNKED; /* still filling: the length is not known yet */
+    else
+        r.body = FG_RESPOND_TO_CLOSE; /* an HTTP/1.0 client reads to the close */
+    if (is_304)
         fg_cache_count(tc->store, FG_CACHE_EV_NOT_MODIFIED);
-    } else {
-        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Age: %" PRIu64 "\r\n", age);
-        if (length != FG_CACHE_NO_VALUE)
-            n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Content-Length: %" PRIu64 "\r\n",
-                                  length);
-        else if (tc->chunked)
-            n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Transfer-Encoding: chunked\r\n");
+    tc->chunked = r.body == FG_RESPOND_CHUNKED;
+    if (!fg_respond_head(t, &r)) {
+        fg_conn_close(c);
+        return;
     }
-    if (t->route->cache.status_header)
-        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "X-Cache: %s\r\n", xcache);
-    if (close)
-        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Connection: close\r\n");
-    else if (!client11)
-        n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "Connection: keep-alive\r\n");
-    n += (size_t)snprintf(dyn + n, sizeof(dyn) - n, "\r\n");
-
-    if (is_304) {
-        static const char line[] = "HTTP/1.1 304 Not Modified\r\n";
-        const char *fields = memchr(obj->head, '\n', obj->head_len);
-        size_t off = fields ? (size_t)(fields + 1 - obj->head) : obj->head_len;
-        evbuffer_add(out, line, sizeof(line) - 1);
-        fg_cache_obj_ref(obj);
-        evbuffer_add_reference(out, obj->head + off, obj->head_len - off, fg_cache_obj_unref_cb,
-                               obj);
-        t->status = 304;
-        t->bytes_out += sizeof(line) - 1 + obj->head_len - off;
-    } else {
-        fg_cache_obj_ref(obj);
-        evbuffer_add_reference(out, obj->head, obj->head_len, fg_cache_obj_unref_cb, obj);
-        t->status = obj->status;
-        t->bytes_out += obj->head_len;
-    }
-    if (t->rl_fields_len > 0) {
-        evbuffer_add(out, t->rl_fields, t->rl_fields_len);
-        t->bytes_out += t->rl_fields_len;
-    }
-    evbuffer_add(out, dyn, n);
-    t->bytes_out += n;
-    t->resp_head_sent = true;
     t->resp_state = FG_RESP_BODY;
     if (head_only) {
         finish(t);
         return;
     }
     tc->serving = true;
-    tc->chunk = NULL;
-    tc->chunk_off = 0;
-    tc->sent = 0;
+    fg_cache_reader_start(&tc->reader, obj, c->w->cache_notifier, reader_cb, t);
     stream_body(t);
-}
-
-/* Hand libevent references to every byte of obj not yet sent. */
-static void queue_available(struct fg_txn *t)
-{
-    struct fg_txn_cache *tc = &t->cache;
-    struct fg_cache_obj *obj = tc->obj;
-    struct evbuffer *out = bufferevent_get_output(t->c->bev);
-    if (tc->chunk == NULL) {
-        if (obj->first == NULL)
-            return;
-        tc->chunk = obj->first;
-        tc->chunk_off = 0;
-    }
-    for (;;) {
-        struct fg_cache_chunk *ch = tc->chunk;
-        size_t len = atomic_load_explicit(&ch->len, memory_order_acquire);
-        if (len > tc->chunk_off) {
-            size_t k = len - tc->chunk_off;
-            if (tc->chunked) {
-                char line[24];
-                evbuffer_add(out, line, fg_http_chunk_header(line, k));
-            }
-            fg_cache_obj_ref(obj);
-            evbuffer_add_reference(out, ch->data + tc->chunk_off, k, fg_cache_obj_unref_cb, obj);
-            if (tc->chunked)
-                evbuffer_add(out, "\r\n", 2);
-            tc->chunk_off = len;
-            tc->sent += k;
-            t->bytes_out += k;
-        }
-        struct fg_cache_chunk *next = atomic_load_explicit(&ch->next, memory_order_acquire);
-        if (next == NULL || tc->chunk_off < ch->cap)
-            return;
-        tc->chunk = next;
-        tc->chunk_off = 0;
-    }
 }
 
 static void stream_body(struct fg_txn *t)
 {
-    struct fg_txn_cache *tc = &t->cache;
-    struct fg_cache_obj *obj = tc->obj;
-    for (;;) {
-        /* Read the state first: bytes appended before it was COMPLETE are all visible. */
-        int state = atomic_load_explicit(&obj->state, memory_order_acquire);
-        queue_available(t);
-        uint64_t total = atomic_load_explicit(&obj->body_len, memory_order_acquire);
-        if (state == FG_CACHE_COMPLETE && tc->sent >= total) {
-            if (tc->chunked)
-                evbuffer_add(bufferevent_get_output(t->c->bev), "0\r\n\r\n", 5), t->bytes_out += 5;
-            finish(t);
-            return;
-        }
-        if (state == FG_CACHE_FAILED) {
-            /* The origin broke off mid-body: a cut connection is the only honest end. */
-            fg_conn_close(t->c);
-            return;
-        }
-        fg_flush(t->c->bev);
-        if (tc->waiter.obj == obj)
-            return; /* woken again on the next append */
-        if (fg_cache_wait(obj, &tc->waiter))
-            return;
-        /* It became final meanwhile: go round once more. */
+    struct fg_stage_cache *tc = &t->cache;
+    struct evbuffer *out = bufferevent_get_output(t->c->bev);
+    uint64_t added = 0;
+    enum fg_cache_read_status st = fg_cache_reader_read(&tc->reader, out, tc->chunked, &added);
+    t->bytes_out += added;
+    if (st == FG_CACHE_READ_END) {
+        if (tc->chunked)
+            evbuffer_add(out, "0\r\n\r\n", 5), t->bytes_out += 5;
+        finish(t);
+        return;
     }
+    if (st == FG_CACHE_READ_FAILED) {
+        /* The origin broke off mid-body: a cut connection is the only honest end. */
+        fg_conn_close(t->c);
+        return;
+    }
+    fg_flush(t->c->bev); /* the reader calls back when more arrives */
+}
+
+static void reader_cb(struct fg_cache_waiter *w)
+{
+    struct fg_txn *t = w->arg;
+    FG_ASSERT(t->magic == FG_TXN_MAGIC);
+    stream_body(t);
 }
 
 /* ---- waiting ----------------------------------------------------------------------------- */
 
-/* The request's fields as the cache matches them (compress.c: Accept-Encoding stands for
+/* The request's fields as the cache matches them (stage_compress.c: Accept-Encoding stands for
  * the negotiated coding on a compressing route). */
 static const struct fg_http_header *match_headers(const struct fg_txn *t,
                                                   struct fg_http_header *buf, size_t *n)
 {
-    if (!t->zroute) {
+    if (!t->z.route) {
         *n = t->req.n_headers;
         return t->req.headers;
     }
-    *n = fg_z_lookup_headers(t->req.headers, t->req.n_headers, t->zenc, buf);
+    *n = fg_stage_compress_lookup_headers(t->req.headers, t->req.n_headers, t->z.encoding, buf);
     return buf;
 }
 
 static bool vary_ok(const struct fg_txn *t, const struct fg_cache_obj *obj)
 {
-    if (obj->vary_names_len == 0)
-        return true;
     struct fg_http_header hbuf[FG_HTTP_MAX_HEADERS + 1];
     size_t nh;
     const struct fg_http_header *h = match_headers(t, hbuf, &nh);
@@ -372,18 +349,18 @@ static void lock_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct fg_txn *t = arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
     fg_cache_count(t->cache.store, FG_CACHE_EV_LOCK_TIMEOUT);
-    fg_info("cache: waited %llums for another request's fetch of %s; going to the app",
+    fg_info("cache: waited %llums for another request's fill of %s; going to the app",
             (unsigned long long)t->route->cache.lock_timeout_ms, t->log_path);
-    go_to_origin(t, "MISS");
+    go_to_origin(t, "MISS", CS_LOCK_TIMEOUT);
 }
 
-static void start_waiting(struct fg_txn *t, struct fg_cache_obj *busy, bool own_fetch)
+static void start_waiting(struct fg_txn *t, struct fg_cache_obj *busy, bool own_fill)
 {
-    struct fg_txn_cache *tc = &t->cache;
+    struct fg_stage_cache *tc = &t->cache;
     tc->obj = busy; /* the lookup's reference */
-    tc->waited = !own_fetch;
+    tc->waited = !own_fill;
     fg_reader_disable(&t->c->reader); /* t->req points into the input buffer */
-    if (!own_fetch) {
+    if (!own_fill) {
         tc->lock_timer = evtimer_new(t->c->w->base, lock_timeout_cb, t);
         uint64_t ms = t->route->cache.lock_timeout_ms;
         struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
@@ -393,12 +370,15 @@ static void start_waiting(struct fg_txn *t, struct fg_cache_obj *busy, bool own_
     }
 }
 
+/* The fill failed before a head (the app down, a timeout) and no stale entry could stand
+ * in: the request was a miss, and says so in the log. */
 static void respond_error(struct fg_txn *t, int status)
 {
-    fg_cache_stage_release(t);
+    t->log_cache = "MISS";
+    leave(t);
     fg_conn_resume_read(t->c);
     drop_head(t);
-    fg_conn_respond(t->c, status, status == 504 ? "upstream timed out" : "upstream failed", false);
+    fg_respond_text(t, status, status == 504 ? "upstream timed out" : "upstream failed", false);
 }
 
 static void run_lookup(struct fg_txn *t);
@@ -408,21 +388,16 @@ static void waiter_cb(struct fg_cache_waiter *w)
 {
     struct fg_txn *t = w->arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
-    struct fg_txn_cache *tc = &t->cache;
-    if (tc->serving) {
-        stream_body(t);
-        return;
-    }
+    struct fg_stage_cache *tc = &t->cache;
     struct fg_cache_obj *obj = tc->obj;
-    int state = atomic_load_explicit(&obj->state, memory_order_acquire);
-    switch (state) {
+    switch (fg_cache_obj_state(obj)) {
     case FG_CACHE_BUSY:
         return;
     case FG_CACHE_FILLING:
     case FG_CACHE_COMPLETE:
         stop_waiting(t);
         if (!vary_ok(t, obj)) {
-            /* Another variant: look again (this one may now start its own fetch). */
+            /* Another variant: look again (this one may now start its own fill). */
             fg_cache_obj_unref(tc->obj);
             tc->obj = NULL;
             run_lookup(t);
@@ -430,20 +405,25 @@ static void waiter_cb(struct fg_cache_waiter *w)
         }
         if (tc->waited)
             fg_cache_count(tc->store, FG_CACHE_EV_COALESCED);
-        serve(t, obj, tc->waited ? "HIT" : (obj->body_owner ? "REVALIDATED" : "MISS"));
+        serve(t, obj,
+              fg_cache_obj_fallback(obj)    ? SERVED_FALLBACK
+              : tc->waited                  ? SERVED_COALESCED
+              : fg_cache_obj_refreshed(obj) ? SERVED_REVALIDATED
+              : tc->stale != NULL           ? SERVED_MISS_STALE
+                                            : SERVED_MISS);
         return;
     case FG_CACHE_PASS:
-        /* Uncacheable: our own fetch hands us its connection (fg_cache_stage_adopt); a
+        /* Uncacheable: our own fill hands us its exchange (fg_stage_cache_adopt); a
          * waiter asks the app itself, in parallel with the others. */
-        if (tc->fetch != NULL)
+        if (tc->fill != NULL)
             return;
         fg_cache_count(tc->store, FG_CACHE_EV_PASS);
-        go_to_origin(t, "PASS");
+        go_to_origin(t, "PASS", CS_NOT_STORED);
         return;
     case FG_CACHE_ABORTED:
-        /* The fetch failed before any head (status says how): every reader is told so
+        /* The fill failed before any head (status says how): every reader is told so
          * at once, instead of sending the app a stampede of retries. */
-        respond_error(t, obj->status >= 500 ? obj->status : 502);
+        respond_error(t, fg_cache_obj_abort_status(obj));
         return;
     case FG_CACHE_FAILED:
         respond_error(t, 502);
@@ -451,16 +431,15 @@ static void waiter_cb(struct fg_cache_waiter *w)
     }
 }
 
-void fg_cache_stage_adopt(struct fg_txn *t, struct fg_upstream_pool *pool,
-                          struct fg_upstream_conn *uc)
+void fg_stage_cache_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,
+                          const struct fg_http_response *resp)
 {
-    t->cache.fetch = NULL;
+    t->cache.fill = NULL;
     fg_cache_count(t->cache.store, FG_CACHE_EV_PASS);
-    fg_cache_stage_release(t);
-    t->xcache = t->route->cache.status_header ? "PASS" : NULL;
-    t->log_cache = "PASS";
+    leave(t);
+    label_pass(t, "PASS", CS_NOT_STORED);
     fg_conn_resume_read(t->c);
-    fg_proxy_adopt(t, pool, uc);
+    fg_proxy_adopt(t, x, resp);
 }
 
 /* ---- the stage --------------------------------------------------------------------------- */
@@ -504,10 +483,20 @@ static void note_invalidation(struct fg_txn *t, struct fg_cache *store)
     size_t n = build_key(t, key, sizeof(key));
     if (n == 0)
         return;
-    t->inval_store = store;
-    t->inval_key = strndup(key, n);
-    t->inval_host_len = t->req.host_len < sizeof(t->inval_host) ? t->req.host_len : 0;
-    memcpy(t->inval_host, t->req.host, t->inval_host_len);
+    struct fg_stage_cache *tc = &t->cache;
+    size_t host_len = t->req.host_len < 256 ? t->req.host_len : 0;
+    char *p = malloc(n + 1 + host_len + 1);
+    if (p == NULL)
+        return;
+    memcpy(p, key, n);
+    p[n] = '\0';
+    memcpy(p + n + 1, t->req.host, host_len);
+    p[n + 1 + host_len] = '\0';
+    tc->inval_store = store;
+    tc->inval_key = p;
+    tc->inval_host = p + n + 1;
+    tc->inval_host_len = host_len;
+    fg_txn_hold(t, &tc->hold, release);
 }
 
 /* A Location or Content-Location of the same host: its key ("host/path?query"). */
@@ -516,8 +505,8 @@ static size_t related_key(const struct fg_txn *t, const struct fg_http_header *h
 {
     const char *v = h->value;
     size_t len = h->value_len;
-    const char *host = t->inval_host;
-    size_t host_len = t->inval_host_len;
+    const char *host = t->cache.inval_host;
+    size_t host_len = t->cache.inval_host_len;
     if (len >= 7 && strncasecmp(v, "http://", 7) == 0) {
         v += 7, len -= 7;
         const char *slash = memchr(v, '/', len);
@@ -535,12 +524,13 @@ static size_t related_key(const struct fg_txn *t, const struct fg_http_header *h
                               q ? len - path_len - 1 : 0, &rules, key, cap);
 }
 
-void fg_cache_response_invalidates(struct fg_txn *t, const struct fg_http_response *resp)
+void fg_stage_cache_invalidate(struct fg_txn *t, const struct fg_http_response *resp)
 {
-    if (t->inval_key == NULL)
+    struct fg_stage_cache *tc = &t->cache;
+    if (tc->inval_key == NULL)
         return;
     if (resp->status < 400) {
-        size_t n = fg_cache_purge(t->inval_store, t->inval_key, strlen(t->inval_key), false);
+        size_t n = fg_cache_purge(tc->inval_store, tc->inval_key, strlen(tc->inval_key), false);
         for (size_t i = 0; i < resp->n_headers; i++) {
             const struct fg_http_header *h = &resp->headers[i];
             char key[FG_CACHE_KEY_MAX];
@@ -548,22 +538,22 @@ void fg_cache_response_invalidates(struct fg_txn *t, const struct fg_http_respon
             if ((fg_http_name_eq(h->name, h->name_len, "location") ||
                  fg_http_name_eq(h->name, h->name_len, "content-location")) &&
                 (k = related_key(t, h, key, sizeof(key))) > 0)
-                n += fg_cache_purge(t->inval_store, key, k, false);
+                n += fg_cache_purge(tc->inval_store, key, k, false);
         }
         if (n > 0)
-            fg_cache_count(t->inval_store, FG_CACHE_EV_INVALIDATION);
+            fg_cache_count(tc->inval_store, FG_CACHE_EV_INVALIDATION);
     }
-    free(t->inval_key);
-    t->inval_key = NULL;
+    free(tc->inval_key);
+    tc->inval_key = NULL;
 }
 
 static void run_lookup(struct fg_txn *t)
 {
-    struct fg_txn_cache *tc = &t->cache;
+    struct fg_stage_cache *tc = &t->cache;
     char key[FG_CACHE_KEY_MAX];
     size_t key_len = build_key(t, key, sizeof(key));
     if (key_len == 0) {
-        go_to_origin(t, "PASS");
+        go_to_origin(t, "PASS", CS_BYPASS); /* a key too long to keep */
         return;
     }
     struct fg_http_header hbuf[FG_HTTP_MAX_HEADERS + 1];
@@ -583,17 +573,17 @@ static void run_lookup(struct fg_txn *t)
     switch (v) {
     case FG_CACHE_V_HIT:
         fg_cache_count(tc->store, FG_CACHE_EV_HIT);
-        serve(t, obj, "HIT");
+        serve(t, obj, SERVED_HIT);
         fg_cache_obj_unref(obj);
         return;
     case FG_CACHE_V_STALE:
         fg_cache_count(tc->store, FG_CACHE_EV_STALE);
         if (fill != NULL) {
             /* One background refresh per key; the head is built from this request. */
-            fg_fetch_start(t, fill, obj, true);
+            fg_fill_start(t, fill, obj, true);
             fg_cache_obj_unref(fill);
         }
-        serve(t, obj, "STALE");
+        serve(t, obj, SERVED_STALE);
         fg_cache_obj_unref(obj);
         return;
     case FG_CACHE_V_WAIT:
@@ -602,13 +592,13 @@ static void run_lookup(struct fg_txn *t)
     case FG_CACHE_V_FILL:
         fg_cache_count(tc->store, FG_CACHE_EV_MISS);
         tc->stale = obj; /* may be NULL */
-        tc->fetch = fg_fetch_start(t, fill, obj, false);
-        if (tc->fetch == NULL) {
+        tc->fill = fg_fill_start(t, fill, obj, false);
+        if (tc->fill == NULL) {
             fg_cache_obj_unref(fill);
             respond_error(t, 502);
             return;
         }
-        /* Wait on our own fetch like any other reader. */
+        /* Wait on our own fill like any other reader. */
         if (!fg_cache_wait(fill, &tc->waiter)) {
             /* It ended at once (an immediate failure): handle it as a wake-up. */
             tc->obj = fill;
@@ -620,12 +610,12 @@ static void run_lookup(struct fg_txn *t)
         return;
     case FG_CACHE_V_PASS:
         fg_cache_count(tc->store, FG_CACHE_EV_PASS);
-        go_to_origin(t, "PASS");
+        go_to_origin(t, "PASS", CS_HIT_FOR_MISS);
         return;
     }
 }
 
-bool fg_cache_stage(struct fg_txn *t)
+bool fg_stage_cache(struct fg_txn *t)
 {
     const struct fg_conf_route_cache *rc = &t->route->cache;
     if (rc->cache == NULL)
@@ -639,13 +629,13 @@ bool fg_cache_stage(struct fg_txn *t)
         return false;
     }
     if (!cacheable_request(t)) {
-        t->xcache = rc->status_header ? "PASS" : NULL;
-        t->log_cache = "PASS";
+        label_pass(t, "PASS", CS_BYPASS);
         return false;
     }
-    memset(&t->cache, 0, sizeof(t->cache));
-    t->cache.active = true;
-    t->cache.store = store;
+    struct fg_stage_cache *tc = &t->cache;
+    tc->active = true;
+    tc->store = store;
+    fg_txn_hold(t, &tc->hold, release);
     run_lookup(t);
     return true;
 }

@@ -1,5 +1,6 @@
 /*
- * limit.c — the rate-limit stage of the request path (request.c calls fg_limit_stage).
+ * stage_limit.c — the rate-limit stage of the request path (request.c calls
+ * fg_stage_limit).
  *
  * Each limit of the route is decided in order, by the shared local table or, for a Redis
  * limit, by this worker's Redis client (asynchronously: the request waits with its head
@@ -33,19 +34,19 @@ static struct limit_stats registry[FG_LIMIT_REGISTRY_MAX];
 static size_t registry_n;
 static size_t n_workers;
 
-bool fg_limit_global_init(const struct fg_config *cfg, size_t workers)
+bool fg_stage_limit_global_init(const struct fg_config *cfg, size_t workers)
 {
     n_workers = workers;
     table = fg_ratelimit_table_new((size_t)cfg->limit_table_entries);
     return table != NULL;
 }
 
-struct fg_ratelimit_table *fg_limit_table(void)
+struct fg_ratelimit_table *fg_stage_limit_table(void)
 {
     return table;
 }
 
-struct fg_limit_worker_stats *fg_limit_stats(const char *name, unsigned worker)
+static struct fg_limit_worker_stats *stats_of(const char *name, unsigned worker)
 {
     struct fg_limit_worker_stats *found = NULL;
     pthread_mutex_lock(&registry_lock);
@@ -65,7 +66,7 @@ struct fg_limit_worker_stats *fg_limit_stats(const char *name, unsigned worker)
     return found;
 }
 
-void fg_limit_stats_sum(size_t i, char *name, size_t name_cap, struct fg_limit_sum *out)
+void fg_stage_limit_stats_sum(size_t i, char *name, size_t name_cap, struct fg_limit_sum *out)
 {
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&registry_lock);
@@ -94,7 +95,7 @@ void fg_limit_stats_sum(size_t i, char *name, size_t name_cap, struct fg_limit_s
     pthread_mutex_unlock(&registry_lock);
 }
 
-size_t fg_limit_stats_count(void)
+size_t fg_stage_limit_stats_count(void)
 {
     pthread_mutex_lock(&registry_lock);
     size_t n = registry_n;
@@ -104,7 +105,7 @@ size_t fg_limit_stats_count(void)
 
 /* ---- per snapshot: runtime limits and this worker's Redis clients -------------------------- */
 
-bool fg_limit_snap_init(struct fg_worker *w, struct fg_snap *s)
+bool fg_stage_limit_snap_init(struct fg_worker *w, struct fg_snap *s)
 {
     const struct fg_config *cfg = s->cfg;
     size_t n = cfg->n_limits ? cfg->n_limits : 1;
@@ -120,7 +121,7 @@ bool fg_limit_snap_init(struct fg_worker *w, struct fg_snap *s)
             &sl->limit, cl->name, cl->requests, cl->period_ms * 1000, cl->burst,
             cl->redis ? FG_RATELIMIT_REDIS : FG_RATELIMIT_LOCAL, err, sizeof(err));
         FG_ASSERT(ok);
-        sl->stats = fg_limit_stats(cl->name, w->id);
+        sl->stats = stats_of(cl->name, w->id);
         if (!cl->redis || cl->redis_ep == NULL || sl->stats == NULL)
             continue;
         struct fg_ratelimit_redis_opts opts = {.timeout_ms = (unsigned)cl->redis_timeout_ms};
@@ -129,7 +130,7 @@ bool fg_limit_snap_init(struct fg_worker *w, struct fg_snap *s)
     return true;
 }
 
-void fg_limit_snap_free(struct fg_snap *s)
+void fg_stage_limit_snap_free(struct fg_snap *s)
 {
     for (size_t i = 0; s->limits != NULL && i < s->cfg->n_limits; i++)
         fg_ratelimit_redis_free(s->limits[i].redis);
@@ -207,6 +208,15 @@ static size_t build_key(const struct fg_txn *t, const struct fg_conf_limit *cl, 
 
 static void decide_next(struct fg_txn *t);
 
+/* The transaction ends: forget a decision still waiting for Redis. */
+static void release(struct fg_txn *t)
+{
+    if (t->limit.pending != NULL) {
+        fg_ratelimit_cancel(t->limit.pending);
+        t->limit.pending = NULL;
+    }
+}
+
 /* Format the RateLimit fields (and Retry-After on a refusal) of one decision. */
 static size_t format_fields(const struct fg_snap_limit *sl, const struct fg_ratelimit_result *res,
                             char *buf, size_t cap)
@@ -225,7 +235,7 @@ static void send_refusal(struct fg_txn *t, const struct fg_snap_limit *sl,
         snprintf(body, sizeof(body),
                  "{\"error\":\"too many requests\",\"limit\":\"%s\",\"retry_after\":%" PRIu64 "}\n",
                  sl->limit.name, fg_ratelimit_retry_after_s(res->retry_after_ms));
-    fg_conn_send_response_fields(t->c, 429, "application/json", body, (size_t)bl, fields, n, close);
+    fg_respond(t, 429, "application/json", body, (size_t)bl, fields, n, close);
 }
 
 static void refuse(struct fg_txn *t, const struct fg_snap_limit *sl,
@@ -240,9 +250,14 @@ static void refuse(struct fg_txn *t, const struct fg_snap_limit *sl,
     send_refusal(t, sl, res, false);
 }
 
-void fg_limit_refuse_saved(struct fg_txn *t, bool close)
+void fg_stage_limit_refuse_saved(struct fg_txn *t, bool close)
 {
-    send_refusal(t, t->of_limit, &t->of_limit_res, close);
+    send_refusal(t, t->limit.over, &t->limit.over_res, close);
+}
+
+bool fg_stage_limit_over(const struct fg_txn *t)
+{
+    return t->limit.over != NULL;
 }
 
 /* `when limited`: a write over its limit on an offload route is queued, not refused. */
@@ -268,8 +283,8 @@ static bool apply(struct fg_txn *t, const struct fg_snap_limit *sl, const struct
     if (!res.allowed && queue_instead(t)) {
         fg_counter_add(&sl->stats->limited, 1);
         t->log_limit = sl->limit.name;
-        t->of_limit = sl;
-        t->of_limit_res = res;
+        t->limit.over = sl;
+        t->limit.over_res = res;
         fg_conn_resume_read(t->c);
         fg_request_after_limits(t); /* the offload stage takes it, or answers this 429 */
         return false;
@@ -279,8 +294,12 @@ static bool apply(struct fg_txn *t, const struct fg_snap_limit *sl, const struct
         return false;
     }
     fg_counter_add(&sl->stats->allowed, 1);
-    if (t->route->limit_headers && t->rl_fields_len == 0)
-        t->rl_fields_len = format_fields(sl, &res, t->rl_fields, sizeof(t->rl_fields));
+    if (t->route->limit_headers && !t->limit.fields_added) {
+        /* The first limit's RateLimit fields go on the answer, whatever answers it. */
+        char fields[FG_RATELIMIT_HEADERS_MAX];
+        fg_txn_add_fields(t, fields, format_fields(sl, &res, fields, sizeof(fields)));
+        t->limit.fields_added = true;
+    }
     return true;
 }
 
@@ -288,31 +307,32 @@ static void on_redis_answer(const struct fg_ratelimit_result *res, void *arg)
 {
     struct fg_txn *t = arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
-    t->rl_pending = NULL;
-    size_t i = t->rl_next - 1;
+    t->limit.pending = NULL;
+    size_t i = t->limit.next - 1;
     const struct fg_conf_limit *cl = t->route->limits[i];
     struct fg_snap_limit *sl = &t->snap->limits[cl->index];
-    fg_hist_observe(&sl->stats->redis_latency, fg_mono_us() - t->rl_started_us);
+    fg_hist_observe(&sl->stats->redis_latency, fg_mono_us() - t->limit.started_us);
     if (apply(t, sl, cl, *res))
         decide_next(t);
 }
 
-/* Decide the limits from t->rl_next on; go on to the request's next stage when all allow. */
+/* Decide the limits from t->limit.next on; go on to the request's next stage when all allow. */
 static void decide_next(struct fg_txn *t)
 {
-    while (t->rl_next < t->route->n_limits) {
-        const struct fg_conf_limit *cl = t->route->limits[t->rl_next++];
+    while (t->limit.next < t->route->n_limits) {
+        const struct fg_conf_limit *cl = t->route->limits[t->limit.next++];
         struct fg_snap_limit *sl = &t->snap->limits[cl->index];
         if (sl->stats == NULL)
             continue; /* no counters could be made: out of memory, let it pass */
         char key[FG_LIMIT_KEY_MAX];
         size_t key_len = build_key(t, cl, key);
         struct fg_ratelimit_result res;
-        t->rl_started_us = fg_mono_us();
+        t->limit.started_us = fg_mono_us();
         enum fg_ratelimit_status st =
-            fg_ratelimit_decide(table, sl->redis, &sl->limit, key, key_len, 1, t->rl_started_us,
-                                &res, on_redis_answer, t, &t->rl_pending);
+            fg_ratelimit_decide(table, sl->redis, &sl->limit, key, key_len, 1, t->limit.started_us,
+                                &res, on_redis_answer, t, &t->limit.pending);
         if (st == FG_RATELIMIT_PENDING) {
+            fg_txn_hold(t, &t->limit.hold, release);
             fg_reader_disable(&t->c->reader); /* t->req points into the input buffer */
             return;
         }
@@ -323,19 +343,11 @@ static void decide_next(struct fg_txn *t)
     fg_request_after_limits(t);
 }
 
-bool fg_limit_stage(struct fg_txn *t)
+bool fg_stage_limit(struct fg_txn *t)
 {
     if (t->route->n_limits == 0 || table == NULL)
         return false;
-    t->rl_next = 0;
+    t->limit.next = 0;
     decide_next(t);
     return true;
-}
-
-void fg_limit_stage_release(struct fg_txn *t)
-{
-    if (t->rl_pending != NULL) {
-        fg_ratelimit_cancel(t->rl_pending);
-        t->rl_pending = NULL;
-    }
 }
