@@ -725,6 +725,7 @@ static void dump_server(const struct fg_conf_server *s, FILE *out)
         fputs(";\n", out);
     }
     fprintf(out, "    request_id %s;\n", s->add_request_id ? "on" : "off");
+    fprintf(out, "    server_timing %s;\n", s->server_timing ? "on" : "off");
     if (s->access_log == NULL) {
         fputs("    access_log off;\n", out);
     } else {

@@ -250,6 +250,7 @@ struct fg_conf_server {
     struct fg_cidr *trusted_proxies; /* hops from these are skipped in X-Forwarded-For */
     size_t n_trusted_proxies;
     bool add_request_id; /* `request_id on|off;` default on */
+    bool server_timing;  /* `server_timing on|off;` Server-Timing on answers; default off */
 
     char *access_log;         /* NULL = off; an absolute path, or the string "stderr" */
     size_t access_log_line;   /* 0 when not written */

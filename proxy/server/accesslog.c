@@ -346,6 +346,17 @@ void fg_accesslog_txn(struct fg_worker *w, const struct fg_txn *t)
     json_str(out, t->log_limit ? t->log_limit : "");
     evbuffer_add(out, ",\"offload\":", 11);
     json_str(out, t->log_offload ? t->log_offload : "");
+    /* Why it was slow: where the time went, and what the app's connection cost. */
+    evbuffer_add_printf(out,
+                        ",\"upstream_connect\":\"%s\",\"upstream_attempts\":%u"
+                        ",\"upstream_connect_ms\":%.3f,\"upstream_ttfb_ms\":%.3f"
+                        ",\"cache_ms\":%.3f,\"limit_ms\":%.3f,\"offload_ms\":%.3f",
+                        t->app.attempts == 0 ? ""
+                        : t->app.reused      ? "reused"
+                                             : "new",
+                        t->app.attempts, (double)t->app.connect_us / 1000.0,
+                        (double)t->app_head_us / 1000.0, (double)t->cache_us / 1000.0,
+                        (double)t->limit_us / 1000.0, (double)t->offload_us / 1000.0);
     evbuffer_add(out, ",\"ua\":", 6);
     json_str(out, t->log_ua);
     evbuffer_add(out, "}\n", 2);

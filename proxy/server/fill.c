@@ -40,6 +40,7 @@ struct fg_fill {
     bool head_only_client;      /* the initiator asked HEAD: it cannot adopt a GET */
     bool conditional;           /* we sent validators of stale */
     bool head_done;             /* the head was stored: the body follows */
+    uint64_t sent_us;           /* the request went to the app */
     char *head;                 /* the request as sent */
     size_t head_len;
     struct fg_http_request *req; /* parsed from head: Vary values */
@@ -122,6 +123,7 @@ static bool send_request(struct fg_fill *f)
                                      .method = FG_HTTP_GET,
                                      .body = FG_UPSTREAM_BODY_NONE,
                                      .retryable = true};
+    f->sent_us = fg_mono_us();
     f->x = fg_upstream_exchange_start(f->pool, &rq, &fill_ops, f);
     return f->x != NULL;
 }
@@ -497,6 +499,12 @@ static void fill_on_head(void *arg, struct fg_upstream_exchange *x,
     FG_ASSERT(f->magic == FG_FILL_MAGIC);
     f->app_body = resp->body;
     f->app_length = resp->content_length;
+    if (f->initiator != NULL) { /* what the app cost the request that started the fill */
+        struct fg_txn *t = f->initiator;
+        t->app_head_us = fg_mono_us() - f->sent_us;
+        fg_upstream_exchange_timing(x, &t->app);
+        t->cache.own_fill_head = true;
+    }
     if (resp->status == 304 && f->conditional) {
         not_modified(f, resp); /* the exchange ends it (no body): fill_on_end frees */
         return;

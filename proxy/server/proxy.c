@@ -90,6 +90,16 @@ void fg_proxy_start(struct fg_txn *t)
 static void proxy_on_head(void *arg, struct fg_upstream_exchange *x,
                           const struct fg_http_response *resp);
 
+/* The app's head is here: how long it took, and on what connection (an adopted fill's
+ * exchange was timed by the fill already). */
+static void time_app_head(struct fg_txn *t, struct fg_upstream_exchange *x)
+{
+    if (t->app.attempts != 0)
+        return;
+    t->app_head_us = fg_mono_us() - t->proxy.upstream_start_us;
+    fg_upstream_exchange_timing(x, &t->app);
+}
+
 void fg_proxy_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,
                     const struct fg_http_response *resp)
 {
@@ -329,6 +339,7 @@ static void proxy_on_head(void *arg, struct fg_upstream_exchange *x,
 {
     struct fg_txn *t = arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
+    time_app_head(t, x);
     t->status = resp->status;
     fg_stage_cache_invalidate(t, resp);
     if (!send_response_head(t, resp)) {
@@ -386,6 +397,8 @@ static void proxy_on_error(void *arg, struct fg_upstream_exchange *x,
     t->proxy.x = NULL;
     const char *name = t->route->upstream->name;
     fg_strcopy(t->log_upstream, sizeof(t->log_upstream), e->server);
+    if (t->app.attempts == 0)
+        fg_upstream_exchange_timing(x, &t->app); /* the connections it tried */
     fg_stage_offload_observe(t, false, 0);
     fg_warn("upstream %s: %s %s (client %s, %s %s)", name, e->server, e->detail, c->peer_ip,
             t->log_method[0] ? t->log_method : "-", t->log_path[0] ? t->log_path : "-");

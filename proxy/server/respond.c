@@ -5,8 +5,9 @@
  * ones, or a Content-Type of ours); its kind's own fields (Age and X-Cache from the cache,
  * Retry-After, Idempotency-Key...); the compression plan's fields; then what every answer
  * carries: X-Request-Id (unless the app sent one), the fields the stages added (RateLimit),
- * the framing field and Connection. The text is built in the worker's scratch buffer and
- * queued with one evbuffer_add; a stored head goes by reference (no copy).
+ * Server-Timing (with `server_timing on`), the framing field and Connection. The text is built in
+ * the worker's scratch buffer and queued with one evbuffer_add; a stored head goes by reference (no
+ * copy).
  */
 #include "server/internal.h"
 
@@ -102,6 +103,30 @@ static char *put_app_fields(char *p, const struct fg_respond *r, bool *have_id)
     return p;
 }
 
+/* `server_timing on`: where this request's time went, for a browser's developer tools
+ * (W3C Server Timing): the cache stage and its outcome, the wait for the app's head, and
+ * the waits for a rate limit's Redis or the agent when there were some. At most
+ * SERVER_TIMING_MAX bytes. */
+#define SERVER_TIMING_MAX 200
+static char *put_server_timing(char *p, const struct fg_txn *t)
+{
+    char *start = p;
+    PUT_LIT(p, "Server-Timing: ");
+    char *items = p;
+    if (t->log_cache != NULL)
+        p += sprintf(p, "cache;desc=\"%.16s\";dur=%.3f", t->log_cache, (double)t->cache_us / 1000);
+    if (t->app.attempts > 0 && t->app_head_us > 0)
+        p += sprintf(p, "%sapp;dur=%.3f", p > items ? ", " : "", (double)t->app_head_us / 1000);
+    if (t->limit_us > 0)
+        p += sprintf(p, "%slimit;dur=%.3f", p > items ? ", " : "", (double)t->limit_us / 1000);
+    if (t->offload_us > 0)
+        p += sprintf(p, "%soffload;dur=%.3f", p > items ? ", " : "", (double)t->offload_us / 1000);
+    if (p == items)
+        return start; /* nothing was timed (a request refused before any stage) */
+    PUT_LIT(p, "\r\n");
+    return p;
+}
+
 bool fg_respond_head(struct fg_txn *t, const struct fg_respond *r)
 {
     struct fg_conn *c = t->c;
@@ -116,7 +141,7 @@ bool fg_respond_head(struct fg_txn *t, const struct fg_respond *r)
 
     size_t need = 128 + r->reason_len + r->fields_len + t->fields_len + sizeof(t->request_id) +
                   (r->ctype ? strlen(r->ctype) + 16 : 0) + (r->app ? r->app->head_len : 0) +
-                  (r->plan ? FG_COMPRESS_PLAN_FIELDS_MAX : 0);
+                  (r->plan ? FG_COMPRESS_PLAN_FIELDS_MAX : 0) + SERVER_TIMING_MAX;
     if (scratch_reserve(w, need) == 0)
         return false;
     struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -149,6 +174,8 @@ bool fg_respond_head(struct fg_txn *t, const struct fg_respond *r)
         p = put_field(p, "X-Request-Id", 12, t->request_id, strlen(t->request_id));
     if (t->fields_len > 0)
         p = put(p, t->fields, t->fields_len);
+    if (t->srv != NULL && t->srv->server_timing)
+        p = put_server_timing(p, t);
     switch (r->body) {
     case FG_RESPOND_LENGTH:
         PUT_LIT(p, "Content-Length: ");

@@ -3,7 +3,8 @@
  * goes through fg_respond_head: proxied, served from the cache (304 included), refused
  * (4xx, 429), accepted for later (202), failed (5xx), health and `return` routes. The
  * caller says what the answer is made of; the writer adds what every answer carries (the
- * request id, the stages' fields, the framing field, Connection) and decides keep-alive.
+ * request id, the stages' fields, Server-Timing when asked, the framing field, Connection)
+ * and decides keep-alive.
  */
 #ifndef FG_SERVER_RESPOND_H
 #define FG_SERVER_RESPOND_H

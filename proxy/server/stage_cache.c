@@ -45,11 +45,26 @@ static void stop_waiting(struct fg_txn *t)
 
 /* The stage lets go of what it holds for the request: waits, the body reader, the fill
  * it started, its references. The labels (X-Cache, the log's) stay. */
+/* The answer is known (served, or off to the app): the time the stage took, without the
+ * time this request's own fill waited for the app's head (that is the app's). */
+static void timed(struct fg_txn *t)
+{
+    struct fg_stage_cache *tc = &t->cache;
+    if (tc->timed)
+        return;
+    tc->timed = true;
+    uint64_t d = fg_mono_us() - tc->started_us;
+    if (tc->own_fill_head)
+        d = d > t->app_head_us ? d - t->app_head_us : 0;
+    t->cache_us = d;
+}
+
 static void leave(struct fg_txn *t)
 {
     struct fg_stage_cache *tc = &t->cache;
     if (!tc->active)
         return;
+    timed(t);
     stop_waiting(t);
     if (tc->serving)
         fg_cache_reader_stop(&tc->reader);
@@ -222,6 +237,7 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, enum served how)
     const char *xcache = SERVED[how].label;
     struct fg_conn *c = t->c;
     struct fg_stage_cache *tc = &t->cache;
+    timed(t);
     if (tc->obj != obj) {
         fg_cache_obj_ref(obj);
         fg_cache_obj_unref(tc->obj);
@@ -635,6 +651,7 @@ bool fg_stage_cache(struct fg_txn *t)
     struct fg_stage_cache *tc = &t->cache;
     tc->active = true;
     tc->store = store;
+    tc->started_us = fg_mono_us();
     fg_txn_hold(t, &tc->hold, release);
     run_lookup(t);
     return true;

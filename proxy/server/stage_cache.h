@@ -33,6 +33,9 @@ struct fg_stage_cache {
     bool serving;                  /* head written, body streaming */
     bool chunked;                  /* body sent chunked (length unknown while filling) */
     bool waited;                   /* waited on a fill: coalesced */
+    bool own_fill_head;            /* our fill's head came: its wait was the app's, not ours */
+    bool timed;                    /* t->cache_us is set */
+    uint64_t started_us;           /* the stage began */
     /* What the cache did for an answer that went to the app: its X-Cache word and its
      * Cache-Status parameters (NULL: no such field; see fg_stage_cache_fields). */
     const char *xcache;

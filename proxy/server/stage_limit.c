@@ -311,7 +311,9 @@ static void on_redis_answer(const struct fg_ratelimit_result *res, void *arg)
     size_t i = t->limit.next - 1;
     const struct fg_conf_limit *cl = t->route->limits[i];
     struct fg_snap_limit *sl = &t->snap->limits[cl->index];
-    fg_hist_observe(&sl->stats->redis_latency, fg_mono_us() - t->limit.started_us);
+    uint64_t waited = fg_mono_us() - t->limit.started_us;
+    fg_hist_observe(&sl->stats->redis_latency, waited);
+    t->limit_us += waited;
     if (apply(t, sl, cl, *res))
         decide_next(t);
 }

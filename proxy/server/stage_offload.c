@@ -222,6 +222,7 @@ static void answered(void *arg, enum fg_offload_outcome o)
     struct fg_txn *t = arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
     t->offload.pending = NULL;
+    t->offload_us = fg_mono_us() - t->offload.sent_us;
     if (o == FG_OFFLOAD_DURABLE || o == FG_OFFLOAD_DUPLICATE)
         answer_202(t, o == FG_OFFLOAD_DUPLICATE);
     else
@@ -273,6 +274,7 @@ static void send_record(struct fg_txn *t)
     rec.body = buf + r->head_len;
     rec.body_len = body_len;
     enum fg_offload_outcome why;
+    t->offload.sent_us = fg_mono_us();
     t->offload.pending =
         fg_offload_send(w->offload, of->agent, &rec, of->timeout_ms, answered, t, &why);
     if (t->offload.pending == NULL)

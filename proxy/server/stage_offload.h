@@ -21,6 +21,7 @@ struct fg_stage_offload {
     bool active;                        /* the stage owns the transaction */
     bool body_wait;                     /* waiting for the whole body in the input buffer */
     bool sent_continue;                 /* 100 Continue went out */
+    uint64_t sent_us;                   /* the record went to the agent */
     char *key; /* the idempotency key (allocated once the record is made) */
 };
 

@@ -54,9 +54,15 @@ struct fg_txn {
 
     /* The access log's view. Each stage writes its own word (cache, limited_by, offload). */
     uint64_t upstream_us;
-    const char *log_cache;   /* what the cache did (NULL: no cache on the route) */
-    const char *log_limit;   /* the limit that refused */
-    const char *log_offload; /* queued, duplicate, pass, reject, limited, too_big */
+    /* Where the time went, in microseconds (the access log and Server-Timing): waiting for
+     * rate-limit decisions (Redis), for the agent's answer, in the cache stage (lookup,
+     * waiting on a fill; this request's own wait for the app not counted), and from the
+     * request sent to the app to its response head; the connection it came on. */
+    uint64_t limit_us, offload_us, cache_us, app_head_us;
+    struct fg_upstream_timing app; /* attempts 0: the app was not asked */
+    const char *log_cache;         /* what the cache did (NULL: no cache on the route) */
+    const char *log_limit;         /* the limit that refused */
+    const char *log_offload;       /* queued, duplicate, pass, reject, limited, too_big */
 
     /* The stages' own state. */
     struct fg_stage_limit limit;

@@ -48,6 +48,9 @@ struct fg_upstream_exchange {
     bool reusable;          /* the app keeps the connection open after this response */
     struct evbuffer *stage; /* chunked: one read's payload, gathered */
     const char *server;     /* the config's text of the server (outlives the exchange) */
+    /* the connection the answer comes on: taken from the pool, or how long its connect took */
+    bool reused;
+    uint64_t connect_start_us, connect_us;
 };
 
 static void read_cb(void *arg);
@@ -163,6 +166,9 @@ static bool attach(struct fg_upstream_exchange *x, bool fresh, int exclude)
     x->uc = uc;
     x->attempts++;
     x->server = fg_upstream_server_name(x->pool, uc->server);
+    x->reused = uc->reused; /* from the pool; a new one connects now */
+    x->connect_us = 0;
+    x->connect_start_us = uc->connected ? 0 : fg_mono_us();
     fg_reader_bev_setcb(&uc->reader, write_cb, event_cb, x);
     bufferevent_setwatermark(uc->bev, EV_WRITE, FG_LOW_WATER, 0);
     fg_reader_setcb(&uc->reader, read_cb, read_event_cb, x);
@@ -449,6 +455,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     struct fg_upstream_conn *uc = x->uc;
     if (what & BEV_EVENT_CONNECTED) {
         fg_upstream_connected(uc);
+        x->connect_us = fg_mono_us() - x->connect_start_us;
         set_timeouts(x);
         fg_flush(bev);
         return;
@@ -593,6 +600,14 @@ void fg_upstream_exchange_fail(struct fg_upstream_exchange *x, enum fg_upstream_
     x->state = X_BODY; /* the owner refused the answer: nothing to retry */
     failed(x, why, status, detail);
     leave(x);
+}
+
+void fg_upstream_exchange_timing(const struct fg_upstream_exchange *x,
+                                 struct fg_upstream_timing *out)
+{
+    out->attempts = x->attempts;
+    out->reused = x->reused;
+    out->connect_us = x->connect_us;
 }
 
 const char *fg_upstream_exchange_server(const struct fg_upstream_exchange *x)

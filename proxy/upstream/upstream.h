@@ -227,4 +227,14 @@ void fg_upstream_exchange_fail(struct fg_upstream_exchange *x, enum fg_upstream_
 /* The server the request went to (the last one tried), for logs. */
 const char *fg_upstream_exchange_server(const struct fg_upstream_exchange *x);
 
+/* What the exchange's connections cost, for the access log and Server-Timing: valid from
+ * on_head on (and inside on_error), about the connection the answer came on. */
+struct fg_upstream_timing {
+    unsigned attempts;   /* connections the request was sent on (2: a retry or another server) */
+    bool reused;         /* a pooled keep-alive connection: no connect */
+    uint64_t connect_us; /* a new connection: TCP connect and TLS handshake; 0 when reused */
+};
+void fg_upstream_exchange_timing(const struct fg_upstream_exchange *x,
+                                 struct fg_upstream_timing *out);
+
 #endif /* FG_UPSTREAM_H */

@@ -307,6 +307,7 @@ static const char rich[] =
     "    client_max_body_size 2m;\n"
     "    trusted_proxies 10.0.0.0/8 127.0.0.1;\n"
     "    request_id off;\n"
+    "    server_timing on;\n"
     "    access_log /var/log/fg-test-access.log sample=0.5 slow=2s;\n"
     "    route /healthz {\n"
     "        health on;\n"

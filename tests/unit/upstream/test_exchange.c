@@ -50,7 +50,8 @@ struct owner {
     bool pause_on_body;
     bool abort_on_body;
     bool fail_on_head;
-    struct owner *hand_to; /* on_head: set_owner(hand_to) */
+    struct owner *hand_to;            /* on_head: set_owner(hand_to) */
+    struct fg_upstream_timing timing; /* as on_head saw it */
 };
 
 struct fixture {
@@ -257,6 +258,7 @@ static void on_head(void *arg, struct fg_upstream_exchange *x, const struct fg_h
     struct owner *o = arg;
     o->heads++;
     o->status = resp->status;
+    fg_upstream_exchange_timing(x, &o->timing);
     if (o->fail_on_head) {
         fg_upstream_exchange_fail(x, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502, "refused by the owner");
         return;
@@ -366,6 +368,10 @@ static void test_length_body_then_reuse(void **state)
     assert_int_equal(f->a.status, 200);
     body_is(&f->a, "hello");
     assert_int_equal(count(&f->stats.connections_idle), 1);
+    /* a new connection: its connect is timed (loopback: some microseconds) */
+    assert_int_equal(f->a.timing.attempts, 1);
+    assert_false(f->a.timing.reused);
+    assert_true(f->a.timing.connect_us > 0 && f->a.timing.connect_us < 2000000);
 
     start(f, &f->b, FG_UPSTREAM_BODY_NONE, true);
     assert_ptr_equal(request_on(f, &f->origins[0], 0, req, sizeof(req)), p); /* same connection */
@@ -374,6 +380,9 @@ static void test_length_body_then_reuse(void **state)
     assert_int_equal(f->b.status, 204);
     assert_int_equal(f->origins[0].n_peers, 1);
     assert_int_equal(count(&f->stats.reused), 1);
+    assert_true(f->b.timing.reused); /* the pooled one: no connect */
+    assert_int_equal(f->b.timing.connect_us, 0);
+    assert_int_equal(f->b.timing.attempts, 1);
     assert_int_equal(count(&f->stats.connections_idle), 1);
 }
 
@@ -579,6 +588,9 @@ static void test_reused_connection_closed_is_retried_once_fresh(void **state)
     assert_int_equal(f->b.errors, 0);
     body_is(&f->b, "ok");
     assert_int_equal(count(&f->stats.retries), 1);
+    /* the answer came on the second, fresh connection */
+    assert_int_equal(f->b.timing.attempts, 2);
+    assert_false(f->b.timing.reused);
 
     /* Once only: the fresh connection dying too is the owner's 502. */
     start(f, &f->a, FG_UPSTREAM_BODY_NONE, true);
