@@ -24,6 +24,7 @@
 #define FG_ADMIN_SAMPLE_UPSTREAMS 16
 #define FG_ADMIN_SAMPLE_SERVERS   64
 #define FG_ADMIN_SAMPLE_LIMITS    64
+#define FG_ADMIN_SAMPLE_ROUTES    64
 
 struct fg_admin_sample_server {
     char address[64]; /* as /stats shows it (truncated beyond 63 bytes) */
@@ -46,6 +47,12 @@ struct fg_admin_sample_limit {
     uint64_t allowed, limited, failed_closed;
 };
 
+struct fg_admin_sample_route {
+    char name[128]; /* host and prefix: "/api", "shop.example.com/checkout" */
+    uint64_t requests, r4xx, r5xx;
+    uint64_t latency[FG_HIST_BUCKETS]; /* response times (fg_hist buckets) */
+};
+
 /* The counters of /stats at one instant, summed over the workers: cumulative since the
  * start, but for the gauges (noted). Filled by the server (ops->sample) on the admin
  * thread, from the same counters and with the same sums as /stats; plain data, copied. */
@@ -59,6 +66,7 @@ struct fg_admin_sample {
     uint64_t connections_active, connections_idle, requests_active; /* gauges */
     uint64_t latency[FG_HIST_BUCKETS]; /* request durations (fg_hist buckets) */
     uint64_t latency_sum_us;
+    uint64_t app_head[FG_HIST_BUCKETS]; /* the app's time to its response head */
     /* the caches, summed over the stores */
     uint64_t cache_hits, cache_coalesced, cache_misses, cache_stale, cache_passes;
     uint64_t cache_entries, cache_bytes; /* gauges */
@@ -73,6 +81,8 @@ struct fg_admin_sample {
     struct fg_admin_sample_upstream upstreams[FG_ADMIN_SAMPLE_UPSTREAMS];
     size_t n_limits; /* every limit seen since start, by name */
     struct fg_admin_sample_limit limits[FG_ADMIN_SAMPLE_LIMITS];
+    size_t n_routes; /* every route seen since start, by name */
+    struct fg_admin_sample_route routes[FG_ADMIN_SAMPLE_ROUTES];
 };
 
 /* What the admin endpoint asks of the daemon; every callback runs on the admin thread. */

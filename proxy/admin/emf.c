@@ -247,6 +247,14 @@ size_t fg_emf_instance_metrics(const struct fg_admin_point *prev, const struct f
         PUT("LatencyP90", "Milliseconds", fg_admin_hist_quantile_ms(lat, 0.90));
         PUT("LatencyP99", "Milliseconds", fg_admin_hist_quantile_ms(lat, 0.99));
     }
+    uint64_t app_lat[FG_HIST_BUCKETS], app_count = 0; /* the app's time to its head */
+    for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
+        app_count += app_lat[k] = D(app_head[k]);
+    if (app_count > 0) {
+        PUT("AppLatencyP50", "Milliseconds", fg_admin_hist_quantile_ms(app_lat, 0.50));
+        PUT("AppLatencyP90", "Milliseconds", fg_admin_hist_quantile_ms(app_lat, 0.90));
+        PUT("AppLatencyP99", "Milliseconds", fg_admin_hist_quantile_ms(app_lat, 0.99));
+    }
     uint64_t app = 0, papp = 0, err = 0, perr = 0, active = 0, retries = 0, pretries = 0;
     for (size_t i = 0; i < s->n_upstreams; i++) {
         app += s->upstreams[i].requests;
@@ -295,6 +303,28 @@ size_t fg_emf_instance_metrics(const struct fg_admin_point *prev, const struct f
     PUT("ConfigGeneration", "None", s->generation);
 #undef D
 #undef PUT
+    return n;
+}
+
+size_t fg_emf_route_metrics(const struct fg_admin_sample_route *prev,
+                            const struct fg_admin_sample_route *cur, struct fg_emf_metric *out,
+                            size_t cap)
+{
+    if (cap < 4)
+        return 0;
+    uint64_t lat[FG_HIST_BUCKETS], count = 0;
+    for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
+        count += lat[k] = delta(cur->latency[k], prev ? prev->latency[k] : 0);
+    size_t n = 0;
+    out[n++] = (struct fg_emf_metric){"Requests", "Count",
+                                      (double)delta(cur->requests, prev ? prev->requests : 0)};
+    out[n++] = (struct fg_emf_metric){"Errors4xx", "Count",
+                                      (double)delta(cur->r4xx, prev ? prev->r4xx : 0)};
+    out[n++] = (struct fg_emf_metric){"Errors5xx", "Count",
+                                      (double)delta(cur->r5xx, prev ? prev->r5xx : 0)};
+    if (count > 0)
+        out[n++] = (struct fg_emf_metric){"LatencyP99", "Milliseconds",
+                                          fg_admin_hist_quantile_ms(lat, 0.99)};
     return n;
 }
 
@@ -464,29 +494,32 @@ static void write_file(const struct fg_conf_emf *e, struct evbuffer *recs, size_
     EM.st.bytes += len;
 }
 
-/* The records of the interval last..cur, to the target. */
+/* The records of the interval last..cur, to the target: the instance's, then one per
+ * route that had requests in the interval (a route with none costs nothing). */
 static void emit(struct event_base *base, const struct fg_config *cfg,
                  const struct fg_admin_point *cur)
 {
     const struct fg_conf_emf *e = &cfg->emf;
-    struct fg_emf_metric m[96];
-    size_t nm = fg_emf_instance_metrics(EM.last, cur, m, FG_ARRAY_LEN(m));
-    /* Instance alone (unless instance_dimension off), and the fixed dimensions together
-     * (the whole group) when there are some; Instance stays a member of every record,
-     * for CloudWatch Logs Insights, either way. */
-    struct fg_emf_dimension dims[1 + FG_CONF_EMF_DIMENSIONS] = {{"Instance", fg_admin_instance()}};
-    int instance_set[] = {0, -1}, fixed_set[FG_CONF_EMF_DIMENSIONS + 1];
+    /* dims: Instance, the fixed ones, Route (last, filled per route). Dimension sets:
+     * Instance alone (unless instance_dimension off) and the fixed ones together (the
+     * whole group) when there are some; a route's records put Route in each set, or have
+     * [Route] alone when there is no other. Instance stays a member of every record, for
+     * CloudWatch Logs Insights, either way. */
+    struct fg_emf_dimension dims[2 + FG_CONF_EMF_DIMENSIONS] = {{"Instance", fg_admin_instance()}};
+    size_t nd = 1 + e->n_dims, route_at = nd;
+    int instance_set[] = {0, -1, -1}, fixed_set[FG_CONF_EMF_DIMENSIONS + 2], route_set[] = {-1, -1};
     for (size_t i = 0; i < e->n_dims; i++) {
         dims[1 + i] = (struct fg_emf_dimension){e->dims[i].name, e->dims[i].value};
         fixed_set[i] = (int)(1 + i);
     }
-    fixed_set[e->n_dims] = -1;
+    fixed_set[e->n_dims] = fixed_set[e->n_dims + 1] = -1;
     const int *sets[2];
     size_t n_sets = 0;
     if (e->instance_dimension)
         sets[n_sets++] = instance_set;
     if (e->n_dims > 0)
         sets[n_sets++] = fixed_set;
+
     struct evbuffer *recs = evbuffer_new();
     if (recs == NULL)
         return;
@@ -494,11 +527,40 @@ static void emit(struct event_base *base, const struct fg_config *cfg,
     const char *group = e->kind == FG_CONF_EMF_FILE ? NULL
                         : e->log_group != NULL      ? e->log_group
                                                     : "flashgate";
-    size_t n =
-        fg_emf_write(recs, ns, group, EM.last->s.wall_ms, dims, 1 + e->n_dims, sets, n_sets, m, nm);
-    if (n == 0)
-        set_error("the interval's records break the format's rules: none written");
-    else {
+    int64_t ts = EM.last->s.wall_ms;
+    struct fg_emf_metric m[96];
+    size_t nm = fg_emf_instance_metrics(EM.last, cur, m, FG_ARRAY_LEN(m));
+    size_t n = fg_emf_write(recs, ns, group, ts, dims, nd, sets, n_sets, m, nm);
+    bool broken = n == 0;
+
+    if (e->route_dimension) {
+        /* Route joins each set (the sets above end with an extra -1 for it). */
+        instance_set[1] = (int)route_at;
+        fixed_set[e->n_dims] = (int)route_at;
+        route_set[0] = (int)route_at;
+        const int *rsets[2];
+        size_t n_rsets = n_sets;
+        memcpy(rsets, sets, sizeof(sets));
+        if (n_rsets == 0)
+            rsets[n_rsets++] = route_set;
+        for (size_t i = 0; i < cur->s.n_routes; i++) {
+            const struct fg_admin_sample_route *r = &cur->s.routes[i], *p = NULL;
+            for (size_t k = 0; k < EM.last->s.n_routes && p == NULL; k++)
+                if (strcmp(EM.last->s.routes[k].name, r->name) == 0)
+                    p = &EM.last->s.routes[k];
+            if (r->requests == (p ? p->requests : 0))
+                continue; /* no request in the interval */
+            struct fg_emf_metric rm[8];
+            size_t nrm = fg_emf_route_metrics(p, r, rm, FG_ARRAY_LEN(rm));
+            dims[route_at] = (struct fg_emf_dimension){"Route", r->name};
+            size_t k = fg_emf_write(recs, ns, group, ts, dims, nd + 1, rsets, n_rsets, rm, nrm);
+            broken = broken || k == 0;
+            n += k;
+        }
+    }
+    if (broken)
+        set_error("some of the interval's records break the format's rules: left out");
+    if (n > 0) {
         if (e->kind == FG_CONF_EMF_FILE)
             write_file(e, recs, n);
         else if (e->kind == FG_CONF_EMF_TCP)

@@ -73,6 +73,7 @@ struct fg_admin_point {
 #define FG_ADMIN_HISTORY         600         /* summaries kept: the last ten minutes */
 #define FG_ADMIN_HISTORY_BYTES   (16u << 20) /* and at most this much (huge upstreams) */
 #define FG_ADMIN_TOP_LIMITS      8           /* the busiest limits a summary names */
+#define FG_ADMIN_TOP_ROUTES      8           /* and routes */
 
 /* The summary of the interval prev..cur as one line of versioned JSON (no newline):
  * rates over the interval, totals and gauges at cur (docs/operations.md lists the
@@ -170,6 +171,12 @@ bool fg_emf_unit_valid(const char *unit);
  * returns how many (at most cap). Pure, for the unit tests. */
 size_t fg_emf_instance_metrics(const struct fg_admin_point *prev, const struct fg_admin_point *cur,
                                struct fg_emf_metric *out, size_t cap);
+
+/* The metrics of one route over an interval (prev NULL: a route new in it): Requests,
+ * Errors4xx, Errors5xx, and LatencyP99 when it had requests. Pure, for the unit tests. */
+size_t fg_emf_route_metrics(const struct fg_admin_sample_route *prev,
+                            const struct fg_admin_sample_route *cur, struct fg_emf_metric *out,
+                            size_t cap);
 
 /* Called by the summary tick every second with the new point: writes the records when
  * an interval boundary was crossed (the config's emf block is read each time). */

@@ -238,6 +238,62 @@ static void limits_json(struct evbuffer *out, const struct fg_admin_sample *prev
     evbuffer_add(out, "]", 1);
 }
 
+/* The busiest routes first: the most requests in the interval, then since the start. */
+struct route_rank {
+    const struct fg_admin_sample_route *r;
+    uint64_t d_req, d_4xx, d_5xx;
+    uint64_t lat[FG_HIST_BUCKETS];
+};
+
+static int route_cmp(const void *a, const void *b)
+{
+    const struct route_rank *x = a, *y = b;
+    if (x->d_req != y->d_req)
+        return x->d_req > y->d_req ? -1 : 1;
+    if (x->r->requests != y->r->requests)
+        return x->r->requests > y->r->requests ? -1 : 1;
+    return strcmp(x->r->name, y->r->name);
+}
+
+static void routes_json(struct evbuffer *out, const struct fg_admin_sample *prev,
+                        const struct fg_admin_sample *cur, double dt)
+{
+    struct route_rank *rk = calloc(FG_ADMIN_SAMPLE_ROUTES, sizeof(*rk));
+    size_t n = cur->n_routes < FG_ADMIN_SAMPLE_ROUTES ? cur->n_routes : FG_ADMIN_SAMPLE_ROUTES;
+    evbuffer_add(out, "\"routes\":[", 10);
+    if (rk == NULL) {
+        evbuffer_add(out, "]", 1);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct fg_admin_sample_route *r = &cur->routes[i], *p = NULL;
+        for (size_t k = 0; prev != NULL && k < prev->n_routes && p == NULL; k++)
+            if (strcmp(prev->routes[k].name, r->name) == 0)
+                p = &prev->routes[k];
+        rk[i].r = r;
+        rk[i].d_req = p ? delta(r->requests, p->requests) : 0;
+        rk[i].d_4xx = p ? delta(r->r4xx, p->r4xx) : 0;
+        rk[i].d_5xx = p ? delta(r->r5xx, p->r5xx) : 0;
+        for (size_t b = 0; b < FG_HIST_BUCKETS; b++)
+            rk[i].lat[b] = p ? delta(r->latency[b], p->latency[b]) : 0;
+    }
+    qsort(rk, n, sizeof(rk[0]), route_cmp);
+    for (size_t i = 0; i < n && i < FG_ADMIN_TOP_ROUTES; i++) {
+        bool f = true;
+        evbuffer_add(out, i ? ",{" : "{", i ? 2 : 1);
+        key(out, &f, "name");
+        put_str(out, rk[i].r->name);
+        key_num(out, &f, "rate", (double)rk[i].d_req / dt, 1);
+        key_num(out, &f, "4xx", (double)rk[i].d_4xx / dt, 1);
+        key_num(out, &f, "5xx", (double)rk[i].d_5xx / dt, 1);
+        key_num(out, &f, "p99_ms", fg_admin_hist_quantile_ms(rk[i].lat, 0.99), 3);
+        key_u64(out, &f, "requests", rk[i].r->requests);
+        evbuffer_add(out, "}", 1);
+    }
+    evbuffer_add(out, "]", 1);
+    free(rk);
+}
+
 static void offload_json(struct evbuffer *out, const struct fg_admin_point *prev,
                          const struct fg_admin_point *cur, double dt)
 {
@@ -383,6 +439,18 @@ void fg_admin_summary_write(struct evbuffer *out, const struct fg_admin_point *p
     key_num(out, &f, "p50", fg_admin_hist_quantile_ms(lat, 0.50), 3);
     key_num(out, &f, "p90", fg_admin_hist_quantile_ms(lat, 0.90), 3);
     key_num(out, &f, "p99", fg_admin_hist_quantile_ms(lat, 0.99), 3);
+    /* the app's share: from the request sent to its response head */
+    uint64_t head[FG_HIST_BUCKETS], head_count = 0;
+    for (size_t k = 0; k < FG_HIST_BUCKETS; k++) {
+        head[k] = p ? delta(s->app_head[k], p->app_head[k]) : 0;
+        head_count += head[k];
+    }
+    f = true;
+    evbuffer_add(out, "},\"app_ms\":{", 12);
+    key_u64(out, &f, "count", head_count);
+    key_num(out, &f, "p50", fg_admin_hist_quantile_ms(head, 0.50), 3);
+    key_num(out, &f, "p90", fg_admin_hist_quantile_ms(head, 0.90), 3);
+    key_num(out, &f, "p99", fg_admin_hist_quantile_ms(head, 0.99), 3);
     evbuffer_add_printf(out,
                         "},\"connections\":{\"active\":%" PRIu64 ",\"idle\":%" PRIu64
                         ",\"requests_active\":%" PRIu64 "},\"cache\":{\"entries\":%" PRIu64
@@ -392,6 +460,8 @@ void fg_admin_summary_write(struct evbuffer *out, const struct fg_admin_point *p
     upstreams_json(out, p, s, dt);
     evbuffer_add(out, ",", 1);
     limits_json(out, p, s, dt);
+    evbuffer_add(out, ",", 1);
+    routes_json(out, p, s, dt);
     evbuffer_add(out, ",", 1);
     offload_json(out, prev, cur, dt);
     evbuffer_add(out, ",", 1);

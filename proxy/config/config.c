@@ -794,7 +794,8 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
         put_word(out, c->emf.ns != NULL ? c->emf.ns : "flashgate");
         fputs(";\n    log_group ", out);
         put_word(out, c->emf.log_group != NULL ? c->emf.log_group : "flashgate");
-        fprintf(out, ";\n    instance_dimension %s;\n", c->emf.instance_dimension ? "on" : "off");
+        fprintf(out, ";\n    instance_dimension %s;\n    route_dimension %s;\n",
+                c->emf.instance_dimension ? "on" : "off", c->emf.route_dimension ? "on" : "off");
         for (size_t i = 0; i < c->emf.n_dims; i++) {
             fputs("    dimension ", out);
             put_word(out, c->emf.dims[i].name);

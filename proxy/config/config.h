@@ -193,6 +193,7 @@ struct fg_conf_route_offload {
 #define FG_METHOD_ALL 0xffffffffu
 
 struct fg_conf_route {
+    size_t id;        /* position among every server's routes (per-route counters) */
     char *prefix;     /* path prefix, matched on the normalised path; "/" matches all */
     char *host;       /* NULL = any host; else exact (case-insensitive) or "*.example.com" */
     uint32_t methods; /* bit (1 << enum fg_http_method); FG_METHOD_ALL by default;
@@ -305,6 +306,7 @@ struct fg_conf_emf {
     size_t n_dims;
     bool instance_dimension; /* the Instance dimension set; default on (off: the fixed
                                 dimensions' set only, fewer custom metrics to pay for) */
+    bool route_dimension;    /* records per route (dimension Route) too; default on */
     size_t line;             /* of the emf block */
 };
 
@@ -347,6 +349,7 @@ struct fg_config {
     size_t n_resolvers;
     struct fg_conf_server *servers;
     size_t n_servers;
+    size_t n_all_routes; /* every server's routes: route ids are 0..n_all_routes-1 */
 };
 
 /* Collected error messages, each "file:line: message" (no trailing newline). */

@@ -1970,6 +1970,9 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"instance_dimension", E, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG,
      FIELD(struct fg_conf_emf, instance_dimension), 0, 0, h_generic, "on | off", "on",
      "metrics per instance (dimension Instance); off: only for the fixed dimensions"},
+    {"route_dimension", E, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG,
+     FIELD(struct fg_conf_emf, route_dimension), 0, 0, h_generic, "on | off", "on",
+     "a few metrics per route as well (dimension Route, with Instance and the fixed ones)"},
     {"dimension", E, 2, 2, FG_BLOCK_NO, true, CUSTOM(h_emf_dimension),
      "name value", "none",
      "a fixed dimension (AutoScalingGroupName); the fixed ones make a dimension set of their own"},
@@ -2443,6 +2446,9 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
     fg_conf_walk(&L, FG_CTX_MAIN, stmts, n, c, 1);
     fg_conf_walk(&L, FG_CTX_MAIN, stmts, n, c, 2);
     check_admin_listen(&L);
+    for (size_t i = 0; i < c->n_servers; i++)
+        for (size_t k = 0; k < c->servers[i].n_routes; k++)
+            c->servers[i].routes[k].id = c->n_all_routes++;
     link_limit_backends(&L);
     if (syntax_ok && n_srv == 0)
         ERR(&L, last_line, "no server block");

@@ -231,6 +231,9 @@ void fg_conn_txn_done(struct fg_conn *c)
     fg_counter_add(&w->stats.bytes_in, t->bytes_in);
     fg_counter_add(&w->stats.bytes_out, t->bytes_out);
     fg_hist_observe(&w->stats.latency, dur);
+    if (t->app_head_us > 0)
+        fg_hist_observe(&w->stats.app_head, t->app_head_us);
+    fg_route_stats_observe(t, dur);
     if (c->state == FG_CONN_TXN)
         fg_gauge_add(&w->stats.requests_active, -1);
     fg_accesslog_txn(w, t);

@@ -49,6 +49,7 @@ struct fg_worker_stats {
     fg_counter_t timeout_send;
     fg_counter_t client_aborts;
     struct fg_hist latency;
+    struct fg_hist app_head;         /* from the request sent to the app to its response head */
     struct fg_offload_stats offload; /* the offload stage and the agent client */
 };
 
@@ -59,11 +60,13 @@ struct fg_worker_stats {
  * old one is freed when its last transaction ends. Worker-local: no atomics needed. */
 struct fg_snap {
     struct fg_config *cfg;
-    struct fg_upstream_pool **pools;    /* [cfg->n_upstreams] */
-    struct fg_cache **caches;           /* [cfg->n_caches]: stores outlive snapshots */
-    struct fg_snap_limit *limits;       /* [cfg->n_limits] */
-    struct fg_offload_window **windows; /* [cfg->n_upstreams], made on first use
-                                           (stage_offload.c: the triggers' windows) */
+    struct fg_upstream_pool **pools;       /* [cfg->n_upstreams] */
+    struct fg_cache **caches;              /* [cfg->n_caches]: stores outlive snapshots */
+    struct fg_snap_limit *limits;          /* [cfg->n_limits] */
+    struct fg_offload_window **windows;    /* [cfg->n_upstreams], made on first use
+                                              (stage_offload.c: the triggers' windows) */
+    struct fg_route_worker_stats **routes; /* [cfg->n_all_routes] (routestats.c); NULL
+                                              entries are not counted apart */
     unsigned users;
     bool retired;
 };
@@ -152,6 +155,27 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *workers, size_t n,
                    const struct fg_config *cfg, uint64_t uptime_s, bool draining);
 void fg_stats_metrics(struct evbuffer *out, struct fg_worker *workers, size_t n,
                       const struct fg_config *cfg, uint64_t uptime_s, bool draining);
+/* routestats.c — counters per route, by name (host and prefix), across reloads */
+#define FG_ROUTE_NAME_MAX 128
+struct fg_route_worker_stats {
+    fg_counter_t requests, r4xx, r5xx;
+    struct fg_hist latency;
+};
+struct fg_route_sum {
+    uint64_t requests, r4xx, r5xx, latency[FG_HIST_BUCKETS], latency_sum_us;
+};
+void fg_route_stats_global_init(size_t workers);
+/* "/api", "shop.example.com/checkout": how a route is named in /stats, the dashboard and
+ * the EMF records. */
+void fg_route_name(const struct fg_conf_route *r, char *out, size_t cap);
+bool fg_route_stats_snap_init(struct fg_worker *w, struct fg_snap *s);
+void fg_route_stats_snap_free(struct fg_snap *s);
+/* A transaction of t's route ended after dur_us (its worker's thread). */
+void fg_route_stats_observe(const struct fg_txn *t, uint64_t dur_us);
+/* The i-th route name ever counted and its counters summed over the workers. */
+size_t fg_route_stats_count_names(void);
+void fg_route_stats_sum(size_t i, char *name, size_t name_cap, struct fg_route_sum *out);
+
 struct fg_admin_sample;
 /* The same counters for the admin thread's one-second summaries and EMF records. */
 void fg_stats_sample(struct fg_admin_sample *out, struct fg_worker *workers, size_t n,

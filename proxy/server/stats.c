@@ -4,12 +4,14 @@
  */
 #include "server/internal.h"
 #include "admin/admin.h"
+#include "json/json.h"
 #include "redis/redis.h"
 #include "tls/tls.h"
 
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define SUM(field)                                                                                 \
@@ -21,6 +23,10 @@
     })
 
 static void caches_json(struct evbuffer *out);
+static void app_head_json(struct evbuffer *out, struct fg_worker *ws, size_t n);
+static void routes_json(struct evbuffer *out);
+static void app_head_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n);
+static void routes_metrics(struct evbuffer *out);
 static void features_json(struct evbuffer *out);
 static void tls_json(struct evbuffer *out);
 static void tls_metrics(struct evbuffer *out);
@@ -131,6 +137,8 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
     tls_json(out);
     fg_redis_stats_json(out); /* per Redis endpoint (proxy/redis) */
     evbuffer_add(out, ",", 1);
+    app_head_json(out, ws, n);
+    routes_json(out);
     uint64_t b[FG_HIST_BUCKETS], total = 0;
     for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
         total += b[k] = SUM(latency.bucket[k]); /* count = the buckets' total: consistent */
@@ -452,6 +460,8 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
     /* _count is the +Inf bucket's total, not the separate counter: a request that ends
      * between the two reads would make them disagree (the format wants them equal). */
     evbuffer_add_printf(out, "flashgate_request_duration_seconds_count %" PRIu64 "\n", cum);
+    app_head_metrics(out, ws, n);
+    routes_metrics(out);
 
     metric(out, "flashgate_offload_queued_total", "counter",
            "Writes the agent made durable (answered 202).", SUM(offload.queued));
@@ -655,9 +665,21 @@ void fg_stats_sample(struct fg_admin_sample *out, struct fg_worker *ws, size_t n
     out->connections_active = SUM(connections_active);
     out->connections_idle = SUM(connections_idle);
     out->requests_active = SUM(requests_active);
-    for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
+    for (size_t k = 0; k < FG_HIST_BUCKETS; k++) {
         out->latency[k] = SUM(latency.bucket[k]);
+        out->app_head[k] = SUM(app_head.bucket[k]);
+    }
     out->latency_sum_us = SUM(latency.sum_us);
+    size_t nr = fg_route_stats_count_names();
+    for (size_t i = 0; i < nr && out->n_routes < FG_ADMIN_SAMPLE_ROUTES; i++) {
+        struct fg_admin_sample_route *r = &out->routes[out->n_routes++];
+        struct fg_route_sum s;
+        fg_route_stats_sum(i, r->name, sizeof(r->name), &s);
+        r->requests = s.requests;
+        r->r4xx = s.r4xx;
+        r->r5xx = s.r5xx;
+        memcpy(r->latency, s.latency, sizeof(r->latency));
+    }
 
     size_t nc = 0;
     struct fg_cache *const *all = fg_cache_registry_all(&nc);
@@ -743,4 +765,128 @@ void fg_stats_sample(struct fg_admin_sample *out, struct fg_worker *ws, size_t n
             su->servers[s].healthy = down[s] == 0; /* as /stats: no worker skips it */
         }
     }
+}
+
+/* ---- the app's response heads and the routes ---------------------------------------------- */
+
+/* "app_head_us": how long the app took to send its response head, from the request sent
+ * (the histogram the dashboard's and EMF's app percentiles come from). */
+static void app_head_json(struct evbuffer *out, struct fg_worker *ws, size_t n)
+{
+    uint64_t b[FG_HIST_BUCKETS], total = 0;
+    for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
+        total += b[k] = SUM(app_head.bucket[k]);
+    evbuffer_add_printf(out,
+                        "\"app_head_us\":{\"count\":%" PRIu64 ",\"sum\":%" PRIu64
+                        ",\"p50\":%" PRIu64 ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 "},",
+                        total, SUM(app_head.sum_us), fg_hist_quantile(b, 0.50),
+                        fg_hist_quantile(b, 0.90), fg_hist_quantile(b, 0.99));
+}
+
+/* "routes": each route by name (host and prefix): requests, 4xx, 5xx, response time. */
+static void routes_json(struct evbuffer *out)
+{
+    size_t nr = fg_route_stats_count_names();
+    evbuffer_add(out, "\"routes\":{", 10);
+    for (size_t i = 0; i < nr; i++) {
+        char name[FG_ROUTE_NAME_MAX];
+        struct fg_route_sum s;
+        fg_route_stats_sum(i, name, sizeof(name), &s);
+        if (i)
+            evbuffer_add(out, ",", 1);
+        fg_json_put_string(out, name, strlen(name), false);
+        evbuffer_add_printf(out,
+                            ":{\"requests\":%" PRIu64 ",\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64
+                            ",\"latency_us\":{\"p50\":%" PRIu64 ",\"p99\":%" PRIu64 "}}",
+                            s.requests, s.r4xx, s.r5xx, fg_hist_quantile(s.latency, 0.50),
+                            fg_hist_quantile(s.latency, 0.99));
+    }
+    evbuffer_add(out, "},", 2);
+}
+
+/* A Prometheus histogram of microsecond buckets in seconds; labels: "" or `name="v",`. */
+static void hist_lines(struct evbuffer *out, const char *metric, const char *labels,
+                       const uint64_t b[FG_HIST_BUCKETS], uint64_t sum_us)
+{
+    uint64_t cum = 0;
+    for (size_t k = 0; k < FG_HIST_BUCKETS; k++) {
+        cum += b[k];
+        if (k + 1 < FG_HIST_BUCKETS)
+            evbuffer_add_printf(out, "%s_bucket{%sle=\"%g\"} %" PRIu64 "\n", metric, labels,
+                                (double)fg_hist_bounds_us[k] / 1e6, cum);
+        else
+            evbuffer_add_printf(out, "%s_bucket{%sle=\"+Inf\"} %" PRIu64 "\n", metric, labels, cum);
+    }
+    size_t ll = strlen(labels);
+    if (ll > 0) /* the labels without their trailing comma */
+        evbuffer_add_printf(out, "%s_sum{%.*s} %.6f\n%s_count{%.*s} %" PRIu64 "\n", metric,
+                            (int)ll - 1, labels, (double)sum_us / 1e6, metric, (int)ll - 1, labels,
+                            cum);
+    else
+        evbuffer_add_printf(out, "%s_sum %.6f\n%s_count %" PRIu64 "\n", metric,
+                            (double)sum_us / 1e6, metric, cum);
+}
+
+static void app_head_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n)
+{
+    uint64_t b[FG_HIST_BUCKETS];
+    for (size_t k = 0; k < FG_HIST_BUCKETS; k++)
+        b[k] = SUM(app_head.bucket[k]);
+    metric_head(out, "flashgate_upstream_head_duration_seconds", "histogram",
+                "Time from the request sent to the app to its response head.");
+    hist_lines(out, "flashgate_upstream_head_duration_seconds", "", b, SUM(app_head.sum_us));
+}
+
+/* A label value with backslash, quote and newline escaped (the exposition format's rule). */
+static void label_value(char *out, size_t cap, const char *v)
+{
+    size_t o = 0;
+    for (; *v != '\0' && o + 3 < cap; v++) {
+        if (*v == '\\' || *v == '"' || *v == '\n') {
+            out[o++] = '\\';
+            out[o++] = *v == '\n' ? 'n' : *v;
+        } else {
+            out[o++] = *v;
+        }
+    }
+    out[o] = '\0';
+}
+
+static void routes_metrics(struct evbuffer *out)
+{
+    size_t nr = fg_route_stats_count_names();
+    if (nr > 256)
+        nr = 256;
+    struct fg_route_sum *s = calloc(nr ? nr : 1, sizeof(*s));
+    char(*names)[2 * FG_ROUTE_NAME_MAX + 16] = calloc(nr ? nr : 1, sizeof(*names));
+    if (s == NULL || names == NULL) {
+        free(s);
+        free(names);
+        return;
+    }
+    for (size_t i = 0; i < nr; i++) {
+        char name[FG_ROUTE_NAME_MAX];
+        fg_route_stats_sum(i, name, sizeof(name), &s[i]);
+        char v[2 * FG_ROUTE_NAME_MAX];
+        label_value(v, sizeof(v), name);
+        snprintf(names[i], sizeof(names[i]), "route=\"%s\",", v);
+    }
+    metric_head(out, "flashgate_route_requests_total", "counter", "Requests answered, by route.");
+    for (size_t i = 0; i < nr; i++)
+        evbuffer_add_printf(out, "flashgate_route_requests_total{%.*s} %" PRIu64 "\n",
+                            (int)strlen(names[i]) - 1, names[i], s[i].requests);
+    metric_head(out, "flashgate_route_responses_total", "counter",
+                "Error responses by route and class.");
+    for (size_t i = 0; i < nr; i++)
+        evbuffer_add_printf(out,
+                            "flashgate_route_responses_total{%sclass=\"4xx\"} %" PRIu64 "\n"
+                            "flashgate_route_responses_total{%sclass=\"5xx\"} %" PRIu64 "\n",
+                            names[i], s[i].r4xx, names[i], s[i].r5xx);
+    metric_head(out, "flashgate_route_duration_seconds", "histogram",
+                "Time from the first byte of a request head to the end of its response, by route.");
+    for (size_t i = 0; i < nr; i++)
+        hist_lines(out, "flashgate_route_duration_seconds", names[i], s[i].latency,
+                   s[i].latency_sum_us);
+    free(s);
+    free(names);
 }

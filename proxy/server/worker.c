@@ -222,6 +222,8 @@ static struct fg_snap *snap_new(struct fg_worker *w, struct fg_config *cfg)
     FG_ASSERT(s->caches != NULL);
     if (!fg_stage_limit_snap_init(w, s))
         FG_ASSERT(!"out of memory creating rate limits");
+    if (!fg_route_stats_snap_init(w, s))
+        FG_ASSERT(!"out of memory creating route counters");
     for (size_t i = 0; i < cfg->n_caches; i++) {
         const struct fg_conf_cache *k = &cfg->caches[i];
         struct fg_cache_limits lim = {.memory = k->memory, .max_object = k->max_object};
@@ -247,6 +249,7 @@ static void snap_free(struct fg_snap *s)
     free(s->caches);
     fg_stage_limit_snap_free(s);
     fg_stage_offload_snap_free(s);
+    fg_route_stats_snap_free(s);
     fg_config_unref(s->cfg);
     free(s);
 }
@@ -453,6 +456,7 @@ bool fg_server_start(struct fg_config *cfg)
     S.cfg = fg_config_ref(cfg);
     if (!fg_accesslog_start())
         return false;
+    fg_route_stats_global_init(S.n);
     if (!fg_stage_limit_global_init(cfg, S.n)) {
         fg_err("out of memory for the rate-limit table (limit_table_entries)");
         return false;

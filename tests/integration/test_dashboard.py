@@ -35,7 +35,7 @@ class Dom(HTMLParser):
 
     def __init__(self, html):
         super().__init__()
-        self.by_id, self.polylines, self.rows, self.limits = {}, [], [], {}
+        self.by_id, self.polylines, self.rows, self.limits, self.routes = {}, [], [], {}, {}
         self._open = []  # ids whose text is being collected
         self.feed(html)
 
@@ -50,6 +50,8 @@ class Dom(HTMLParser):
             self.rows.append(a)
         if tag == "tr" and "data-limit" in a:
             self.limits[a["data-limit"]] = a
+        if tag == "tr" and "data-route" in a:
+            self.routes[a["data-route"]] = a
 
     def handle_endtag(self, tag):
         if self._open and self._open[-1][0] == tag:
@@ -203,6 +205,11 @@ def test_dashboard_shows_what_stats_says(busy):
     assert "api" in dom.limits, "the api limit is not in the limits table"
     refused = int(dom.limits["api"]["data-limited-total"])
     assert s0["limits"]["api"]["limited"] <= refused <= s1["limits"]["api"]["limited"]
+    # the routes, with their totals as /stats counts them
+    for route in ("/c", "/api/orders", "/api", "/"):
+        assert route in dom.routes, (route, list(dom.routes))
+        n = int(dom.routes[route]["data-requests"])
+        assert s0["routes"][route]["requests"] <= n <= s1["routes"][route]["requests"], route
     # the agent's spool is shown (a number, and the agent is up)
     assert s1["agent"]["up"] is True
     assert dom.value("kpi-spool") is not None
@@ -213,7 +220,8 @@ def test_dashboard_shows_what_stats_says(busy):
     pts = {p["data-series"]: int(p["data-points"]) for p in outcomes}
     assert len(pts) == 8 and min(pts.values()) >= 5, pts
     latency = {p["data-series"]: int(p["data-points"]) for p in dom.polylines
-               if p.get("data-series") in ("p50", "p90", "p99")}
+               if p.get("data-series") in ("p50", "p90", "p99", "app p99")}
+    assert len(latency) == 4
     assert min(latency.values()) >= 5, latency
     spool = [int(p["data-points"]) for p in dom.polylines if p.get("data-series") == "spool depth"]
     assert spool and spool[0] >= 3, spool

@@ -116,10 +116,10 @@ class Lines:
 
 
 def traffic(port, seconds):
-    """Requests for a while (some cached), returning how many were answered."""
+    """Requests for a while (most cached, one in ten not), returning how many were sent."""
     end, n = time.time() + seconds, 0
     while time.time() < end:
-        get(port, f"/c/x{n % 5}?cc=max-age%3D60")
+        get(port, f"/c/x{n % 5}?cc=max-age%3D60" if n % 10 else "/c/live?cc=no-store")
         n += 1
         time.sleep(0.01)
     return n
@@ -141,21 +141,32 @@ def emf_flashgate(tmp_path, origin, target, extra="", env=None, admin_extra=""):
 
 
 def check_totals(records, fg, sent):
-    """Every record is valid; the interval counts add up to what /stats counted."""
+    """Every record is valid; the interval counts add up to what /stats counted, in the
+    instance's records and in the routes' (every request went to route "/")."""
     recs = [check_record(r[0], agent=r[1]) for r in records]
     assert recs, "no record"
     for r in recs:
         assert r["Instance"] == "web-7"
         assert r["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "flashgate"
+    inst = [r for r in recs if "Route" not in r]
+    routes = [r for r in recs if "Route" in r]
+    assert inst and routes
     st = fg.stats()
-    total = sum(r["Requests"] for r in recs)
+    total = sum(r["Requests"] for r in inst)
     # the records cover the intervals that ended: all the traffic but the current second
     assert sent * 0.5 <= total <= st["downstream"]["requests_total"], (total, sent)
-    hits = sum(r["Hits"] for r in recs)
+    assert {r["Route"] for r in routes} == {"/"}
+    assert sum(r["Requests"] for r in routes) == total  # the same requests, by route
+    for r in routes:
+        names = {m["Name"] for m in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+        assert names <= {"Requests", "Errors4xx", "Errors5xx", "LatencyP99"}
+        assert all("Route" in ds for ds in r["_aws"]["CloudWatchMetrics"][0]["Dimensions"])
+    hits = sum(r["Hits"] for r in inst)
     assert 0 < hits <= st["caches"]["main"]["hits"] + st["caches"]["main"]["coalesced"]
-    assert any("LatencyP99" in r for r in recs)
-    assert any(r.get("CacheHitRatio", 0) > 50 for r in recs)
-    return recs
+    assert any("LatencyP99" in r for r in inst)
+    assert any("AppLatencyP99" in r for r in inst)  # the misses went to the app
+    assert any(r.get("CacheHitRatio", 0) > 50 for r in inst)
+    return inst
 
 
 def test_emf_file_records_follow_the_format(tmp_path, origin):
@@ -171,6 +182,11 @@ def test_emf_file_records_follow_the_format(tmp_path, origin):
             assert r["AutoScalingGroupName"] == "shop-web"
             assert r["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == \
                 [["Instance"], ["AutoScalingGroupName"]]
+        for line in lines:  # and the routes' records put Route in each set
+            r = json.loads(line)
+            if "Route" in r:
+                assert r["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == \
+                    [["Instance", "Route"], ["AutoScalingGroupName", "Route"]]
         st = fg.stats()["emf"]
         assert st["records"] >= len(lines) and st["dropped"] == 0 and st["errors"] == 0
         # logrotate moves the file away: the next interval writes a new one
@@ -310,7 +326,21 @@ def test_emf_group_only(tmp_path, origin):
         for line in path.read_text().splitlines():
             r = check_record(line)
             # one metric per group, not per instance; the instance stays a property
-            assert r["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["AutoScalingGroupName"]]
+            want = [["AutoScalingGroupName", "Route"]] if "Route" in r else \
+                [["AutoScalingGroupName"]]
+            assert r["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == want
             assert r["Instance"] == "web-7"
+    finally:
+        fg.stop()
+
+
+def test_emf_without_routes(tmp_path, origin):
+    path = tmp_path / "emf.log"
+    fg = emf_flashgate(tmp_path, origin, f"file:{path}", "route_dimension off;")
+    try:
+        traffic(fg.port, 2.2)
+        wait_for(lambda: path.exists() and path.read_text().count("\n") >= 1, 5, "records")
+        for line in path.read_text().splitlines():
+            assert "Route" not in check_record(line)
     finally:
         fg.stop()

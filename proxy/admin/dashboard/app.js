@@ -310,6 +310,30 @@
     }
   }
 
+  function renderRoutes(s) {
+    const body = document.getElementById("routes");
+    while (body.firstChild) body.removeChild(body.firstChild);
+    if (!s.routes || s.routes.length === 0) {
+      const tr = el("tr");
+      const td = el("td", "dim", "no request yet");
+      td.colSpan = 5;
+      tr.appendChild(td);
+      body.appendChild(tr);
+      return;
+    }
+    for (const r of s.routes) {
+      const tr = el("tr");
+      tr.dataset.route = r.name;
+      tr.dataset.requests = String(r.requests);
+      tr.appendChild(el("td", "mono", r.name));
+      tr.appendChild(el("td", "num", fmtRate(r.rate)));
+      tr.appendChild(el("td", "num" + (r["5xx"] > 0 ? " warn" : ""), fmtRate(r["5xx"])));
+      tr.appendChild(el("td", "num", r.rate > 0 ? fmtMs(r.p99_ms) : "–"));
+      tr.appendChild(el("td", "num", fmtCount(r.requests)));
+      body.appendChild(tr);
+    }
+  }
+
   function renderOffload(s) {
     const o = s.offload, a = o.agent;
     show("of-queued", fmtRate(o.rate.queued), o.rate.queued);
@@ -364,6 +388,7 @@
     renderKpis(s);
     renderTotals(s);
     renderUpstreams(s);
+    renderRoutes(s);
     renderLimits(s);
     renderOffload(s);
     renderWarm(s);
@@ -377,6 +402,8 @@
       { name: "p50", cls: "s-p50", get: function (x) { return x.latency_ms.count ? x.latency_ms.p50 : null; } },
       { name: "p90", cls: "s-p90", get: function (x) { return x.latency_ms.count ? x.latency_ms.p90 : null; } },
       { name: "p99", cls: "s-p99", get: function (x) { return x.latency_ms.count ? x.latency_ms.p99 : null; } },
+      { name: "app p99", cls: "s-app", get: function (x) {
+        return x.app_ms && x.app_ms.count ? x.app_ms.p99 : null; } },
     ], { fmt: fmtMs, legend: "legend-latency", suffix: " ms" });
     drawChart("chart-spool", [
       { name: "spool depth", cls: "s-spool", get: function (x) {

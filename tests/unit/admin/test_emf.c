@@ -294,7 +294,8 @@ static void test_instance_metrics(void **state)
     p[1].s.cache_hits = 550;
     p[1].s.cache_misses = 50;
     p[1].s.responses[5] = 7;
-    p[1].s.latency[3] = 600; /* all in (500 us, 1 ms] */
+    p[1].s.latency[3] = 600;  /* all in (500 us, 1 ms] */
+    p[1].s.app_head[6] = 200; /* (5, 10] ms */
     p[1].s.connections_active = 12;
     p[1].s.generation = 3;
     p[0].agent = (struct fg_admin_agent_numbers){.configured = true, .up = true, .sqs_sent = 10};
@@ -325,6 +326,8 @@ static void test_instance_metrics(void **state)
     double p99 = FIND("LatencyP99")->value;
     assert_true(p99 > 0.5 && p99 <= 1.0);
     assert_string_equal(FIND("LatencyP99")->unit, "Milliseconds");
+    double app99 = FIND("AppLatencyP99")->value;
+    assert_true(app99 > 5 && app99 <= 10);
 #undef FIND
     struct evbuffer *b = evbuffer_new();
     const struct fg_emf_dimension dims[] = {{"Instance", "i-1"}};
@@ -337,9 +340,48 @@ static void test_instance_metrics(void **state)
     for (size_t i = 0; i < n; i++) {
         assert_string_not_equal(m[i].name, "CacheHitRatio");
         assert_string_not_equal(m[i].name, "LatencyP99");
+        assert_string_not_equal(m[i].name, "AppLatencyP99");
     }
     evbuffer_free(b);
     free(p);
+}
+
+/* A route's metrics: the interval's counts and its p99; a route new in the interval
+ * counts from zero; no requests, no percentile. */
+static void test_route_metrics(void **state)
+{
+    (void)state;
+    struct fg_admin_sample_route a = {.name = "/api", .requests = 100, .r4xx = 3, .r5xx = 1};
+    struct fg_admin_sample_route b = a;
+    b.requests = 160;
+    b.r5xx = 4;
+    b.latency[5] = 60; /* (2.5, 5] ms */
+    struct fg_emf_metric m[8];
+    size_t n = fg_emf_route_metrics(&a, &b, m, 8);
+    assert_int_equal(n, 4);
+    assert_string_equal(m[0].name, "Requests");
+    assert_true(m[0].value == 60);
+    assert_string_equal(m[1].name, "Errors4xx");
+    assert_true(m[1].value == 0);
+    assert_string_equal(m[2].name, "Errors5xx");
+    assert_true(m[2].value == 3);
+    assert_string_equal(m[3].name, "LatencyP99");
+    assert_true(m[3].value > 2.5 && m[3].value <= 5);
+    n = fg_emf_route_metrics(NULL, &a, m, 8);
+    assert_int_equal(n, 3); /* no latency observed */
+    assert_true(m[0].value == 100);
+    /* its record, with Instance and Route */
+    struct evbuffer *buf = evbuffer_new();
+    const struct fg_emf_dimension dims[] = {{"Instance", "i-1"}, {"Route", "/api"}};
+    static const int s0[] = {0, 1, -1};
+    const int *const sets[] = {s0};
+    assert_int_equal(fg_emf_write(buf, "flashgate", NULL, 9, dims, 2, sets, 1, m, n), 1);
+    struct fg_json *r[MAX_RECORDS];
+    assert_int_equal(records_of(buf, r), 1);
+    check_record(r[0], 9);
+    assert_string_equal(fg_json_get_string(r[0], "Route", NULL), "/api");
+    fg_json_free(r[0]);
+    evbuffer_free(buf);
 }
 
 int main(void)
@@ -351,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_bad_input_writes_nothing),
         cmocka_unit_test(test_units),
         cmocka_unit_test(test_instance_metrics),
+        cmocka_unit_test(test_route_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -212,6 +212,36 @@ static void test_counters_going_back_and_the_first_summary(void **state)
     free(p);
 }
 
+static void test_routes_and_the_apps_share(void **state)
+{
+    (void)state;
+    struct fg_admin_point *p = two_points();
+    p[0].s.n_routes = p[1].s.n_routes = 2;
+    snprintf(p[0].s.routes[0].name, 128, "/");
+    snprintf(p[0].s.routes[1].name, 128, "shop.example.com/api");
+    snprintf(p[1].s.routes[0].name, 128, "/");
+    snprintf(p[1].s.routes[1].name, 128, "shop.example.com/api");
+    p[0].s.routes[0].requests = 1000; /* busier since the start, */
+    p[1].s.routes[0].requests = 1010;
+    p[1].s.routes[1].requests = 400; /* but /api is busier now */
+    p[1].s.routes[1].r5xx = 40;
+    p[1].s.routes[1].latency[7] = 400; /* (10, 25] ms */
+    p[1].s.app_head[7] = 400;
+    struct fg_json *j = summarize(&p[0], &p[1]);
+    const struct fg_json *routes = fg_json_get(j, "routes");
+    assert_int_equal(routes->n, 2);
+    assert_string_equal(fg_json_get_string(routes->child, "name", NULL), "shop.example.com/api");
+    assert_true(num(routes->child, "rate", NULL) == 200);
+    assert_true(num(routes->child, "5xx", NULL) == 20);
+    double p99 = num(routes->child, "p99_ms", NULL);
+    assert_true(p99 > 10 && p99 <= 25);
+    assert_true(num(routes->child->next, "rate", NULL) == 5);
+    assert_true(num(j, "app_ms", "count") == 400);
+    assert_true(num(j, "app_ms", "p99") > 10);
+    fg_json_free(j);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_quantile_interpolation),
         cmocka_unit_test(test_upstreams_and_limits_by_name),
         cmocka_unit_test(test_counters_going_back_and_the_first_summary),
+        cmocka_unit_test(test_routes_and_the_apps_share),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,6 +88,7 @@ static void test_values(void **state)
     assert_int_equal(c->emf.interval_ms, 60000);
     assert_null(c->emf.ns);
     assert_true(c->emf.instance_dimension);
+    assert_true(c->emf.route_dimension);
     fg_config_unref(c);
     c = load_ok(IN_EMF("target tcp://127.0.0.1; interval 10s; namespace Shop/Edge;\n"
                        "log_group edge; dimension AutoScalingGroupName shop-web;"));

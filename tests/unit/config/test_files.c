@@ -240,6 +240,7 @@ static const char rich[] =
     "    namespace shop/edge;\n"
     "    log_group shop-edge-metrics;\n"
     "    instance_dimension off;\n"
+    "    route_dimension off;\n"
     "    dimension AutoScalingGroupName shop-web;\n"
     "    dimension Stage \"blue green\";\n"
     "}\n"
