@@ -23,7 +23,7 @@ packages=(
     # the test clusters)
     redis-server redis-tools
     # benchmarks
-    nginx-light wrk
+    nginx-light wrk haproxy varnish
     # packaging checks; man-db: systemd-analyze verify runs man for the units'
     # Documentation= lines
     rpm rpm2cpio cpio rpmlint logrotate systemd man-db
@@ -47,8 +47,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # nginx's package starts a default server on :80; the benchmarks run their own.
-    if command -v service >/dev/null 2>&1; then service nginx stop >/dev/null 2>&1 || true; fi
+    # nginx's, HAProxy's and Varnish's packages start default servers (:80, :6081); the
+    # benchmarks run their own.
+    if command -v service >/dev/null 2>&1; then
+        for s in nginx haproxy varnish; do service "$s" stop >/dev/null 2>&1 || true; done
+    fi
 else
     echo "deps: all packages present"
 fi

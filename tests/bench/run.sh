@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # flashgate vs nginx, side by side in one run (not part of make check).
 #
-#   tests/bench/run.sh [--rounds N] [--duration S] [--bin PATH] [SCENARIO...]
+#   tests/bench/run.sh [--rounds N] [--duration S] [--bin PATH] [--base PATH] [SCENARIO...]
 #
+# --base PATH: another flashgate binary (an older build) run beside the first with the same
+#   config on its own ports, as "flashgate-base" in passthrough, hit1k, hit64k and newconn:
+#   before and after in one run.
+# HAProxy (2.6, `haproxy`) and Varnish (7.1, `varnishd`) join where they do the same job
+#   when installed (scripts/deps.sh installs both): HAProxy in passthrough, newconn and
+#   hit1k/hit64k (its `cache` section), Varnish in hit1k/hit64k (and pass in passthrough),
+#   each pinned to CPU 0 with one thread (Varnish: one pool; it cannot go lower). And nginx
+#   answering `return 200` from memory (nginx-return200) as the floor of what a hit can cost.
+#
+# newconn: passthrough with a new client connection per request (wrk -H "Connection: close").
 # passthrough: one nginx origin answering 1 KiB; nginx (proxy_pass, upstream keepalive)
 #   and flashgate, 1 worker each, pinned to CPU 0; wrk -t1 -c50 and the origin on CPU 1.
 #   Rounds alternate between the two proxies; medians of req/s, p99 and CPU time per
@@ -34,16 +44,18 @@ top=$(cd "$here/../.." && pwd)
 rounds=5
 duration=10
 bin="$top/build/flashgate"
+base=""
 scenarios=()
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds) rounds=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
+    --base) base=$2; shift 2 ;;
     *) scenarios+=("$1"); shift ;;
     esac
 done
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(passthrough hit1k hit64k zhit nostore limit limit-redis cold idle https-hit1k https-pass handshakes dashboard)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(passthrough newconn hit1k hit64k zhit nostore limit limit-redis cold idle https-hit1k https-pass handshakes dashboard)
 want_redis=0
 for s in "${scenarios[@]}"; do [ "$s" != limit-redis ] || want_redis=1; done
 tools=(nginx wrk taskset /usr/bin/python3)
@@ -52,6 +64,10 @@ for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
 done
 [ -x "$bin" ] || { echo "bench: no flashgate binary at $bin (build first)" >&2; exit 1; }
+[ -z "$base" ] || [ -x "$base" ] || { echo "bench: no flashgate binary at $base" >&2; exit 1; }
+have_haproxy=0 have_varnish=0
+command -v haproxy >/dev/null && have_haproxy=1
+command -v varnishd >/dev/null && have_varnish=1
 
 work=$(mktemp -d)
 pids=()
@@ -65,6 +81,7 @@ trap cleanup EXIT
 # Below the ephemeral port range (32768-60999): wrk's and the proxies' own connections
 # never hold one of these as their local port.
 ORIGIN=29101 NGINX=29102 FG=29103 FGADMIN=29104 SLOW=29105 REDIS=29106 NGINXS=29107 FGS=29108
+FGB=29109 FGBADMIN=29110 FGBS=29111 HAP=29112 VARN=29113
 scheme=http
 # One certificate for both proxies' HTTPS listeners.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/tls.key" \
@@ -122,6 +139,7 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
     ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m; ssl_session_timeout 1h;
     proxy_http_version 1.1; proxy_set_header Connection "";
     location / { proxy_pass http://app; }
+    location = /direct { default_type text/plain; return 200 "$body"; }
     location /limited { proxy_pass http://app; limit_req zone=never burst=1000000 nodelay; }
     location /static/ { proxy_pass http://app; proxy_cache z; proxy_cache_lock on; }
     # nginx caches the identity page and gzips it again on every hit (no brotli module here)
@@ -143,7 +161,9 @@ cat > "$work/flashgate.conf" <<CONF
 workers 1;
 error_log stderr warn;
 admin { listen 127.0.0.1:$FGADMIN; }
-upstream app { server 127.0.0.1:$ORIGIN; keepalive 64; keepalive_requests 1000000; }
+# keepalive_timeout 60s as nginx's upstream default (the origin keeps idle connections 75 s);
+# flashgate's own default, 1s, would reconnect after the other proxies' rounds.
+upstream app { server 127.0.0.1:$ORIGIN; keepalive 64; keepalive_timeout 60s; keepalive_requests 1000000; }
 upstream slow { server 127.0.0.1:$SLOW; keepalive 64; }
 cache main { memory 256m; max_object 8m; }
 limit never { key client_ip; rate 1000000r/s; burst 1000000; backend local; }
@@ -160,6 +180,40 @@ server { listen 127.0.0.1:$FG; keepalive_requests 1000000; request_id off; acces
   route / { upstream app; } }
 CONF
 
+# HAProxy as a sidecar proxy: one thread, keep-alive both ways (http-reuse always), its
+# small object cache for /static/ (HAProxy's cache is in memory, like ours).
+cat > "$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 8000
+  tune.bufsize 65536
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 75s
+  timeout server 75s
+  timeout http-keep-alive 75s
+  option http-keep-alive
+  http-reuse always
+cache c
+  total-max-size 256
+  max-object-size 1048576
+  max-age 3600
+frontend fe
+  bind 127.0.0.1:$HAP
+  default_backend app
+backend app
+  http-request cache-use c if { path_beg /static/ }
+  http-response cache-store c if { path_beg /static/ }
+  server s1 127.0.0.1:$ORIGIN maxconn 1000
+CONF
+# Varnish caching /static/ and passing the rest (its default for a plain backend).
+cat > "$work/varnish.vcl" <<CONF
+vcl 4.1;
+backend default { .host = "127.0.0.1"; .port = "$ORIGIN"; }
+sub vcl_recv { if (req.url !~ "^/static/") { return (pass); } }
+CONF
+
 taskset -c 1 nginx -c "$work/origin.conf" & pids+=($!)
 if [ $want_redis -eq 1 ]; then
     taskset -c 1 /usr/bin/redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no \
@@ -174,11 +228,52 @@ taskset -c 1 /usr/bin/python3 "$here/../integration/origin.py" "$SLOW" >/dev/nul
 taskset -c 0 nginx -c "$work/nginx.conf" & pids+=($!)
 taskset -c 0 "$bin" -c "$work/flashgate.conf" 2>"$work/flashgate.err" & pids+=($!)
 fgpid=$!
+fgbpid=""
+if [ -n "$base" ]; then
+    # (an older build may not know directives added since: cache_status_field came with 0.2)
+    sed -e "s/:$FG;/:$FGB;/; s/:$FGADMIN;/:$FGBADMIN;/; s/:$FGS ssl;/:$FGBS ssl;/" \
+        -e "s/ cache_status_field off;//" \
+        "$work/flashgate.conf" > "$work/flashgate-base.conf"
+    taskset -c 0 "$base" -c "$work/flashgate-base.conf" 2>"$work/flashgate-base.err" & pids+=($!)
+    fgbpid=$!
+fi
+hapid="" vpid=""
+if [ $have_haproxy -eq 1 ]; then
+    taskset -c 0 haproxy -db -f "$work/haproxy.cfg" 2>"$work/haproxy.err" & pids+=($!)
+    hapid=$!
+fi
+if [ $have_varnish -eq 1 ]; then
+    mkdir -p "$work/varnish"
+    taskset -c 0 varnishd -F -n "$work/varnish" -a "127.0.0.1:$VARN" -f "$work/varnish.vcl" \
+        -s malloc,256m -p thread_pools=1 -p thread_pool_min=10 >"$work/varnish.err" 2>&1 & pids+=($!)
+    vmgr=$!
+fi
 sleep 1
 kill -0 "$fgpid" 2>/dev/null || { echo "bench: flashgate did not start:" >&2; cat "$work/flashgate.err" >&2; exit 1; }
+[ -z "$fgbpid" ] || kill -0 "$fgbpid" 2>/dev/null || { echo "bench: the base flashgate did not start:" >&2; cat "$work/flashgate-base.err" >&2; exit 1; }
+[ -z "$hapid" ] || kill -0 "$hapid" 2>/dev/null || { echo "bench: haproxy did not start:" >&2; cat "$work/haproxy.err" >&2; exit 1; }
+if [ $have_varnish -eq 1 ]; then
+    for _ in $(seq 50); do vpid=$(pgrep -P "$vmgr" | head -1); [ -n "$vpid" ] && break; sleep 0.1; done
+    [ -n "$vpid" ] || { echo "bench: varnishd did not start its child:" >&2; cat "$work/varnish.err" >&2; exit 1; }
+fi
 ngpid=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)   # the nginx worker, not its master
 
+# The peers that do a scenario's job, as compare() specs: peers_for PATH [haproxy] [varnish]
+peers_for() {
+    local path=$1 out=()
+    shift
+    [ -z "$fgbpid" ] || out+=("flashgate-base:$FGB:$fgbpid:$path")
+    for p in "$@"; do
+        case $p in
+        haproxy) [ -z "$hapid" ] || out+=("haproxy:$HAP:$hapid:$path") ;;
+        varnish) [ -z "$vpid" ] || out+=("varnish:$VARN:$vpid:$path") ;;
+        esac
+    done
+    echo "${out[@]}"
+}
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+conn_close=""
 
 # utime+stime of the threads of process $1 whose name starts with $2 (fg-worker-, fg-admin)
 thread_ticks() {
@@ -199,6 +294,7 @@ origin_accepts() {
 run_wrk() { # name port pid round [path] [accept-encoding]
     local t0 t1 a0 a1 hdr=()
     [ -n "${6:-}" ] && hdr=(-H "Accept-Encoding: $6")
+    [ -n "$conn_close" ] && hdr+=(-H "Connection: close")
     a0=$(origin_accepts)
     t0=$(cpu_ticks "$3")
     taskset -c 1 wrk -t1 -c50 -d"${duration}s" --latency "${hdr[@]}" "$scheme://127.0.0.1:$2${5:-/}" > "$work/wrk.out"
@@ -217,6 +313,7 @@ compare() {
         IFS=: read -r n port pid path ae <<<"$spec"
         local hdr=()
         [ -n "$ae" ] && hdr=(-H "Accept-Encoding: $ae")
+        [ -n "$conn_close" ] && hdr+=(-H "Connection: close")
         taskset -c 1 wrk -t1 -c50 -d2s "${hdr[@]}" "$scheme://127.0.0.1:$port$path" >/dev/null
     done
     for r in $(seq "$rounds"); do
@@ -247,12 +344,23 @@ for s in "${scenarios[@]}"; do
 case $s in
 passthrough)
     echo "passthrough: $rounds rounds x ${duration}s, wrk -t1 -c50, 1 KiB responses; proxies on CPU 0"
-    compare "nginx:$NGINX:$ngpid:/" "flashgate:$FG:$fgpid:/"
+    # shellcheck disable=SC2046 # one spec per word
+    compare "nginx:$NGINX:$ngpid:/" "flashgate:$FG:$fgpid:/" $(peers_for / haproxy varnish)
+    ;;
+newconn)
+    echo "newconn: passthrough with a new client connection per request (Connection: close), $rounds rounds x ${duration}s"
+    conn_close=1
+    # shellcheck disable=SC2046
+    compare "nginx:$NGINX:$ngpid:/" "flashgate:$FG:$fgpid:/" $(peers_for / haproxy)
+    conn_close=""
     ;;
 hit1k | hit64k)
     size=${s#hit}
     echo "$s: cache hits of a $size static file, $rounds rounds x ${duration}s, wrk -t1 -c50"
-    compare "nginx:$NGINX:$ngpid:/static/$size" "flashgate:$FG:$fgpid:/static/$size"
+    echo "  (nginx-return200: nginx answering the same 1 KiB from memory, no cache: the floor)"
+    # shellcheck disable=SC2046
+    compare "nginx:$NGINX:$ngpid:/static/$size" "flashgate:$FG:$fgpid:/static/$size" \
+        $(peers_for "/static/$size" haproxy varnish) "nginx-return200:$NGINX:$ngpid:/direct"
     ;;
 nostore)
     echo "nostore: 1 KiB no-store answers on a cached route; flashgate pass-through beside it"

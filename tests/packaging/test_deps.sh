@@ -43,6 +43,8 @@ node|-|-|demo/app.js (quick start, test_quickstart.py); node 20 is on the machin
 npm|-|-|scripts/deps.sh installs fauxqs with it (test_sqs.py); it comes with node 20
 nginx|nginx-light|nginx|tests/bench/run.sh
 wrk|wrk|wrk|tests/bench/run.sh
+haproxy|haproxy|haproxy|tests/bench/run.sh (a peer)
+varnishd|varnish|varnish|tests/bench/run.sh (a peer)
 rpmbuild|rpm|rpm|make rpm, make check-packaging
 rpm2cpio|rpm2cpio|rpm2cpio|tests/packaging/test_rpm.sh
 cpio|cpio|cpio|tests/packaging/test_rpm.sh
