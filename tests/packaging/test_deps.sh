@@ -53,8 +53,8 @@ logrotate|logrotate|logrotate|tests/packaging/test_rpm.sh, tests/integration/tes
 systemd-analyze|systemd|systemd|tests/packaging/test_systemd_unit.sh
 man|man-db|man-db|systemd-analyze verify (it runs man for the units Documentation= lines)
 chromium|chromium|chromium|tests/integration/test_dashboard.py (the page in a real browser)
-mount|mount|mount|tests/integration/test_agent_reliability.py (a small tmpfs for the spool)
-umount|mount|mount|tests/integration/test_agent_reliability.py
+mount|mount|mount|tests/reliability/test_agent_reliability.py (a small tmpfs for the spool)
+umount|mount|mount|tests/reliability/test_agent_reliability.py
 setpriv|util-linux|util-linux|tests/integration/test_agent.py (-t as an unprivileged user)
 '
 
