@@ -1,0 +1,129 @@
+"""Memory that holds under a sale: the cache's `memory` bound with objects whose length is
+unknown at fill (compressed variants, chunked answers), and what an idle client connection
+keeps after a proxied, a cached or a refused answer.
+
+RSS from /proc/PID/status, before and after, in one process: these are memory
+assertions, not timing ones. Skipped in an AddressSanitizer build (its RSS is the
+sanitizer's shadow memory and quarantine).
+"""
+import threading
+import time
+
+import pytest
+
+from conftest import Conn, needs_plain_build, raise_fd_limit, rss_kib
+
+pytestmark = needs_plain_build
+
+IDLE_CONNS = 2000
+IDLE_BOUND = 4096  # bytes per idle connection, whatever it did before (issue 19)
+
+
+def answer_on(c, path, headers=""):
+    c.send(f"GET {path} HTTP/1.1\r\nHost: t\r\n{headers}\r\n")
+    return c.response()[0]
+
+
+@pytest.mark.parametrize("kind,path,status", [
+    pytest.param("proxied", "/size?bytes=20000", 200, marks=pytest.mark.xfail(
+        strict=True, reason="issue 19: relay buffers kept after a proxied answer (~17 KB "
+        "per idle connection); the fix is rel-a's, not merged yet")),
+    ("cached", "/c/hit?cc=max-age=600&bytes=4000", 200),
+    ("refused", "/limited", 429),
+])
+def test_idle_connection_keeps_under_4k_after_any_answer(flashgate, kind, path, status):
+    raise_fd_limit(2 * IDLE_CONNS + 512)
+    routes = ("    route /limited { upstream app; limit tight; }\n"
+              "    route /c/ { upstream app; cache main; }\n"
+              "    route / { upstream app; }")
+    fg = flashgate(main_extra="cache main { memory 16m; max_object 1m; }\n"
+                              "limit tight { key route; rate 1r/m; burst 1; }",
+                   routes=routes)
+    warm = [Conn(fg.port) for _ in range(50)]  # first-use allocations, the cache filled
+    for _ in range(3):
+        answer_on(warm[0], "/limited")  # the burst used up
+    for c in warm:
+        assert answer_on(c, path) == status
+    for c in warm:
+        c.close()
+    base = rss_kib(fg.proc.pid)
+    conns = []
+    try:
+        # All at once, as an ALB's connections: every request in flight before any
+        # answer is read, then every connection left idle.
+        for _ in range(IDLE_CONNS):
+            c = Conn(fg.port)
+            conns.append(c)
+            c.send(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
+        for c in conns:
+            assert c.response()[0] == status
+        time.sleep(0.3)
+        st = fg.stats()["downstream"]
+        after = rss_kib(fg.proc.pid)
+        per = (after - base) * 1024 / IDLE_CONNS
+        print(f"\nidle connections after a {kind} answer: {IDLE_CONNS} add "
+              f"{(after - base) / 1024:.1f} MiB, {per:.0f} bytes each")
+        assert st["connections_idle"] >= IDLE_CONNS
+        assert per < IDLE_BOUND, per
+    finally:
+        for c in conns:
+            c.close()
+
+
+MEMORY_MIB = 16
+KEYS = 6000  # 4 KiB pages: 23 MiB of bodies, more than the bound holds
+# docs/caching.md, memory: what the process may hold beyond the bound (the index, the
+# allocator's slack).
+OVERHEAD_MIB = 8
+
+
+def fill(fg, make_path, headers, n, threads=3):
+    errors = []
+
+    def run(k):
+        c = Conn(fg.port, 10)
+        try:
+            for i in range(k, n, threads):
+                if answer_on(c, make_path(i), headers) != 200:
+                    errors.append(i)
+        finally:
+            c.close()
+
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not errors, errors[:10]
+
+
+PENDING = pytest.mark.xfail(strict=True, reason="issue 19: objects of unknown length at fill "
+                            "are charged their body, allocated 16 KiB chunks; the fix is "
+                            "rel-a's, not merged yet")
+
+
+@pytest.mark.parametrize("kind", ["plain", pytest.param("compressed", marks=PENDING),
+                                  pytest.param("chunked", marks=PENDING)])
+def test_cache_memory_bound_holds_for_every_kind_of_object(flashgate, kind):
+    """memory 16m and 6,000 pages of 4 KiB: plain ones (Content-Length), compressed
+    variants (gzip by flashgate, length unknown at fill) and chunked answers. RSS grows
+    by at most the bound plus the stated overhead, and /stats counts no more than the
+    bound."""
+    routes = "    route / { upstream app; cache main; compress gzip; }"
+    fg = flashgate(main_extra=f"cache main {{ memory {MEMORY_MIB}m; max_object 1m; }}",
+                   routes=routes)
+    query = {"plain": "", "compressed": "&ct=text/html", "chunked": "&chunked=1"}[kind]
+    headers = "Accept-Encoding: gzip\r\n" if kind == "compressed" else ""
+    def make(i):
+        return f"/c/{kind}/{i}?cc=max-age=600&bytes=4000{query}"
+    fill(fg, make, headers, 50)  # first-use allocations
+    base = rss_kib(fg.proc.pid)
+    fill(fg, make, headers, KEYS)
+    grown = (rss_kib(fg.proc.pid) - base) / 1024
+    st = fg.stats()["caches"]["main"]
+    print(f"\ncache memory {MEMORY_MIB}m, {KEYS} {kind} pages of 4 KiB: RSS +{grown:.1f} MiB, "
+          f"{st['bytes'] / 1048576:.1f} MiB counted, {st['entries']} entries, "
+          f"{st['evictions']} evictions")
+    assert st["bytes"] <= MEMORY_MIB << 20
+    assert st["evictions"] > 0
+    assert grown <= MEMORY_MIB + OVERHEAD_MIB, grown
