@@ -42,7 +42,7 @@ redis-cli|redis-tools|redis-tools|tests/unit/redis/test_client.c, tests/integrat
 node|-|-|demo/app.js (quick start, test_quickstart.py); node 20 is on the machine
 npm|-|-|scripts/deps.sh installs fauxqs with it (test_sqs.py); it comes with node 20
 nginx|nginx-light|nginx|tests/bench/run.sh
-wrk|wrk|wrk|tests/bench/run.sh
+wrk|wrk|wrk|tests/bench/run.sh, tests/bench/soak.sh
 haproxy|haproxy|haproxy|tests/bench/run.sh (a peer)
 varnishd|varnish|varnish|tests/bench/run.sh (a peer)
 rpmbuild|rpm|rpm|make rpm, make check-packaging
