@@ -1,10 +1,12 @@
 """flashgate-agent under the conditions of a real sale (issue 19's reliability suite, the
-agent's part): its spool on a disk that fills up, and its memory over 100,000 records.
+agent's part): its spool on a disk that fills up (seen by the agent's protocol and by a
+client of flashgate), and its memory over 100,000 records.
 
 Real processes over real sockets: the agent, the test app of test_agent.py, a tmpfs of
 2 MiB for the spool (mounted under the test's temporary directory and unmounted after;
 CI runs as root, elsewhere the test is skipped with the reason). Every wait is bounded.
 """
+import http.client
 import os
 import subprocess
 import time
@@ -146,6 +148,65 @@ def test_full_spool_frees_itself_and_loses_no_durable_record(app, tmp_path, smal
         assert app.count() == seen
         assert ag.status()["spool"]["depth"] == 0
     finally:
+        assert ag.stop() == 0
+        ag.logf.close()
+
+
+def post(port, key, body=BODY):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("POST", "/api/orders", body=body,
+                  headers={"Content-Type": "application/json", "Idempotency-Key": key})
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+def test_no_202_lost_through_flashgate_when_the_spool_disk_fills(app, tmp_path, small_disk):
+    """The same full disk seen from the client's side: flashgate in front, an offload
+    route with `fallback reject`, the app down. Every POST is answered 202 (durable in
+    the spool) or 503 (the agent had no room: flashgate says so, nothing is half-taken);
+    none is lost: every key answered 202 reaches the app once it is back. When the spool
+    has drained, POSTs are answered 202 again."""
+    spool = small_disk / "spool"
+    app.status = 503
+    ag = Agent(tmp_path, app.port, f"spool_dir {spool};\nspool_segment_size 256k;\n"
+               "replay_rate 0;\nreplay_concurrency 8;\nreplay_backoff 20ms;\n"
+               "replay_backoff_max 100ms;\ncheckpoint_interval 100ms;").start()
+    routes = f"""    route /api/orders {{
+        upstream app;
+        methods POST;
+        offload {{ agent unix:{ag.sock}; fallback reject; timeout 2s; }}
+    }}
+    route / {{ upstream app; }}"""
+    fg = Flashgate(str(tmp_path), [app.port], routes=routes)
+    answered = {}
+    try:
+        for i in range(1200):  # 2 MiB of 4 KiB records: about 500 fit
+            answered[f"w-{i}"] = post(fg.port, f"w-{i}")
+            if list(answered.values())[-5:] == [503] * 5:
+                break
+        else:
+            pytest.fail("the disk never filled")
+        accepted = {k for k, st in answered.items() if st == 202}
+        assert set(answered.values()) == {202, 503}, set(answered.values())
+        assert len(accepted) > 300
+        assert ag.status()["spool"]["disk_full"] is True
+        assert fg.stats()["offload"]["fallback_reject"] >= 5
+        app.status = 200  # the app is back: every 202 reaches it, the disk frees itself
+        wait_for(lambda: accepted <= app.distinct(), 30, "every 202 at the app")
+        wait_for(lambda: ag.status()["spool"]["depth"] == 0, 10, "an empty spool")
+        wait_for(lambda: post(fg.port, f"later-{time.monotonic()}") == 202, 10,
+                 "POSTs answered 202 again once the spool has room")
+        later = {f"after-{i}" for i in range(50)}
+        assert {post(fg.port, k) for k in later} == {202}
+        wait_for(lambda: later <= app.distinct(), 20, "the later writes at the app")
+        print(f"\nfull spool through flashgate: {len(accepted)} answered 202 and delivered, "
+              f"{len(answered) - len(accepted)} refused 503 while the disk was full")
+    finally:
+        fg.stop()
         assert ag.stop() == 0
         ag.logf.close()
 
