@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from conftest import HERE, AgentProcess, Conn, Flashgate, get, wait_for, wait_port
-from raworigin import RawOrigin
+from raworigin import RawOrigin, drip
 
 
 def start_origin(port):
@@ -145,5 +145,38 @@ def test_post_to_a_frozen_app_is_sent_once(tmp_path, frozen):
         assert time.time() - start < 1.9
         time.sleep(0.3)
         assert frozen.count("/w") == 1
+    finally:
+        fg.stop()
+def test_dripping_response_head_is_cut_at_read_timeout(tmp_path):
+    """A head that arrives a byte every 0.2 s never lets a per-read timeout of 1 s fire;
+    read_timeout bounds the whole head (the client's head has its deadline too)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Slow: " + b"z" * 40 + b"\r\n\r\nok"
+
+    def answer(sock, h, origin):
+        drip(sock, head, 0.2)  # about 14 s in all
+        return False
+
+    o = RawOrigin(answer)
+    fg = Flashgate(str(tmp_path), [o.port], upstream_extra="    read_timeout 1s;")
+    try:
+        start = time.time()
+        status, _, body = get(fg.port, "/drip")
+        took = time.time() - start
+        assert status == 504, body
+        assert took < 2.5, took
+        assert o.count("/drip") == 1
+        assert fg.stats()["upstreams"]["app"]["errors"]["timeout"] == 1
+    finally:
+        fg.stop()
+        o.stop()
+
+
+def test_slow_body_keeps_per_read_timeout(tmp_path, origin):
+    """The body keeps the per-read rule (docs/keepalive.md): 5 chunks 0.4 s apart take 2 s,
+    longer than read_timeout 1s, and arrive whole."""
+    fg = Flashgate(str(tmp_path), [origin.port], upstream_extra="    read_timeout 1s;")
+    try:
+        status, _, body = get(fg.port, "/c/slow?chunked=1&bytes=4995&drip=400")
+        assert status == 200 and len(body) == len("v1:") + 4995
     finally:
         fg.stop()
