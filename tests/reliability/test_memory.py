@@ -25,9 +25,7 @@ def answer_on(c, path, headers=""):
 
 
 @pytest.mark.parametrize("kind,path,status", [
-    pytest.param("proxied", "/size?bytes=20000", 200, marks=pytest.mark.xfail(
-        strict=True, reason="issue 19: relay buffers kept after a proxied answer (~17 KB "
-        "per idle connection); the fix is rel-a's, not merged yet")),
+    ("proxied", "/size?bytes=20000", 200),
     ("cached", "/c/hit?cc=max-age=600&bytes=4000", 200),
     ("refused", "/limited", 429),
 ])
@@ -38,7 +36,7 @@ def test_idle_connection_keeps_under_4k_after_any_answer(flashgate, kind, path, 
               "    route / { upstream app; }")
     fg = flashgate(main_extra="cache main { memory 16m; max_object 1m; }\n"
                               "limit tight { key route; rate 1r/m; burst 1; }",
-                   routes=routes)
+                   upstream_extra="    connect_timeout 10s;", routes=routes)
     warm = [Conn(fg.port) for _ in range(50)]  # first-use allocations, the cache filled
     for _ in range(3):
         answer_on(warm[0], "/limited")  # the burst used up
@@ -49,18 +47,25 @@ def test_idle_connection_keeps_under_4k_after_any_answer(flashgate, kind, path, 
     base = rss_kib(fg.proc.pid)
     conns = []
     try:
-        # All at once, as an ALB's connections: every request in flight before any
-        # answer is read, then every connection left idle.
-        for _ in range(IDLE_CONNS):
-            c = Conn(fg.port)
-            conns.append(c)
-            c.send(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
-        for c in conns:
-            assert c.response()[0] == status
-        time.sleep(0.3)
+        # In bursts, as an ALB's connections: 500 requests in flight before any answer is
+        # read (the test origin's listen queue is short), then every connection left idle.
+        for _ in range(IDLE_CONNS // 500):
+            batch = [Conn(fg.port, 30) for _ in range(500)]
+            conns += batch
+            for c in batch:
+                c.send(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
+            for c in batch:
+                assert c.response()[0] == status
         st = fg.stats()["downstream"]
-        after = rss_kib(fg.proc.pid)
-        per = (after - base) * 1024 / IDLE_CONNS
+        # docs/tuning.md: a quiet worker gives back its spare transactions and the heap's
+        # free pages within about a second (a bounded wait, not a timing assertion).
+        end = time.monotonic() + 6
+        while True:
+            time.sleep(0.25)
+            after = rss_kib(fg.proc.pid)
+            per = (after - base) * 1024 / IDLE_CONNS
+            if per < IDLE_BOUND or time.monotonic() > end:
+                break
         print(f"\nidle connections after a {kind} answer: {IDLE_CONNS} add "
               f"{(after - base) / 1024:.1f} MiB, {per:.0f} bytes each")
         assert st["connections_idle"] >= IDLE_CONNS
