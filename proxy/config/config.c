@@ -808,10 +808,15 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
     for (size_t i = 0; i < c->n_upstreams; i++)
         dump_upstream(&c->upstreams[i], out);
     for (size_t i = 0; i < c->n_caches; i++) {
+        const struct fg_conf_cache *k = &c->caches[i];
         char m[32];
-        fprintf(out, "\ncache %s {\n    memory %s;\n    max_object %s;\n}\n", c->caches[i].name,
-                fmt_size(c->caches[i].memory, b, sizeof(b)),
-                fmt_size(c->caches[i].max_object, m, sizeof(m)));
+        fprintf(out, "\ncache %s {\n    memory %s;\n    max_object %s;\n    tag_field", k->name,
+                fmt_size(k->memory, b, sizeof(b)), fmt_size(k->max_object, m, sizeof(m)));
+        if (k->n_tag_fields == 0)
+            fputs(" off", out);
+        for (size_t j = 0; j < k->n_tag_fields; j++)
+            fprintf(out, " %s", k->tag_fields[j]);
+        fprintf(out, ";\n    tag_strip %s;\n}\n", k->tag_strip ? "on" : "off");
     }
     fprintf(out, "limit_table_entries %llu;\n", (unsigned long long)c->limit_table_entries);
     if (c->n_resolvers > 0) {

@@ -65,6 +65,8 @@ struct fg_conf_upstream {
     struct fg_tls_client *tls; /* built at load when a server has `ssl`, else NULL */
 };
 
+#define FG_CONF_TAG_FIELDS_MAX 4
+
 /* `cache NAME { memory 512m; max_object 8m; }`: a store shared by every worker. A
  * reload keeps the contents of a store whose name stays (only its limits change). */
 struct fg_conf_cache {
@@ -72,6 +74,11 @@ struct fg_conf_cache {
     size_t index;        /* position in fg_config.caches */
     uint64_t memory;     /* bytes of stored objects; default 256m */
     uint64_t max_object; /* larger responses pass through; default 8m */
+    /* `tag_field Cache-Tag Surrogate-Key;`: the app's fields that name an answer's tags
+     * (lowercased; the default is both), kept with the object for purges by tag. */
+    char tag_fields[FG_CONF_TAG_FIELDS_MAX][64];
+    size_t n_tag_fields;
+    bool tag_strip; /* `tag_strip on|off;` the tag fields never reach clients; default on */
 };
 
 /* What a rate limit counts requests by; several parts make one key. */

@@ -1238,9 +1238,38 @@ static void h_cache(struct fg_conf_loader *L, const struct fg_conf_directive *di
     snprintf(k->name, sizeof(k->name), "%s", name);
     k->index = idx;
     fg_conf_apply_defaults(L, FG_CTX_CACHE, k);
+    snprintf(k->tag_fields[0], sizeof(k->tag_fields[0]), "cache-tag");
+    snprintf(k->tag_fields[1], sizeof(k->tag_fields[1]), "surrogate-key");
+    k->n_tag_fields = 2;
     fg_conf_walk(L, FG_CTX_CACHE, st->children, st->n_children, k, 0);
     if (st->closed && k->max_object > k->memory)
         ERR(L, st->line, "cache '%s': max_object is larger than memory", name);
+}
+
+static void h_cache_tag_field(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                              const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_cache *k = obj;
+    (void)dir;
+    k->n_tag_fields = 0;
+    if (st->n_args == 2 && strcmp(st->args[1], "off") == 0)
+        return;
+    for (size_t i = 1; i < st->n_args; i++) {
+        const char *v = st->args[i];
+        size_t len = strlen(v);
+        bool ok = len > 0 && len < sizeof(k->tag_fields[0]);
+        for (const char *p = v; ok && *p != '\0'; p++)
+            ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_';
+        if (!ok) {
+            ERR(L, st->line, "invalid field name '%s' for 'tag_field' (letters, digits, '-', '_')",
+                v);
+            k->n_tag_fields = 0;
+            return;
+        }
+        char *d = k->tag_fields[k->n_tag_fields++];
+        for (size_t j = 0; j <= len; j++)
+            d[j] = (char)tolower((unsigned char)v[j]);
+    }
 }
 
 static void h_compress(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -1935,6 +1964,12 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"max_object", K, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
      FIELD(struct fg_conf_cache, max_object), 1, 1ull << 40, h_generic, "size", "8m",
      "larger responses are passed through, not stored"},
+    {"tag_field", K, 1, FG_CONF_TAG_FIELDS_MAX, FG_BLOCK_NO, false, CUSTOM(h_cache_tag_field),
+     "field ... | off", "Cache-Tag Surrogate-Key",
+     "response fields whose space or comma separated tags are kept for POST /cache/purge?tag="},
+    {"tag_strip", K, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(struct fg_conf_cache, tag_strip),
+     0, 0, h_generic, "on | off", "on",
+     "remove the tag fields from answers to clients (they label pages for purges only)"},
 
     /* admin */
     {"listen", A, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_admin_listen),

@@ -232,10 +232,21 @@ static void body_done(struct fg_fill *f, bool ok)
 
 /* ---- the response head -------------------------------------------------------------------- */
 
-/* Fields not stored: framing, hop-by-hop, ours (Age is computed on every hit). */
-static bool stored_field(const struct fg_http_response *resp, const struct fg_http_header *h)
+/* Is h one of the cache's tag fields (Cache-Tag...)? */
+static bool tag_field(const struct fg_conf_cache *k, const struct fg_http_header *h)
 {
-    if (fg_http_is_hop_by_hop(h->name, h->name_len) ||
+    for (size_t i = 0; i < k->n_tag_fields; i++)
+        if (fg_http_name_eq(h->name, h->name_len, k->tag_fields[i]))
+            return true;
+    return false;
+}
+
+/* Fields not stored: framing, hop-by-hop, ours (Age is computed on every hit), and the
+ * tag fields with `tag_strip on` (the tags are kept beside the head, for purges). */
+static bool stored_field(const struct fg_conf_cache *k, const struct fg_http_response *resp,
+                         const struct fg_http_header *h)
+{
+    if ((k->tag_strip && tag_field(k, h)) || fg_http_is_hop_by_hop(h->name, h->name_len) ||
         fg_http_name_eq(h->name, h->name_len, "content-length") ||
         fg_http_name_eq(h->name, h->name_len, "age") ||
         fg_http_name_eq(h->name, h->name_len, "x-cache"))
@@ -258,8 +269,8 @@ static char *put_field(char *o, const struct fg_http_header *h)
     return o;
 }
 
-static char *stored_head(const struct fg_http_response *resp, const struct fg_compress_plan *plan,
-                         size_t *len)
+static char *stored_head(const struct fg_conf_cache *k, const struct fg_http_response *resp,
+                         const struct fg_compress_plan *plan, size_t *len)
 {
     size_t cap = resp->head_len + 64 + (plan ? FG_COMPRESS_PLAN_FIELDS_MAX : 0);
     char *p = malloc(cap), *o = p;
@@ -271,7 +282,7 @@ static char *stored_head(const struct fg_http_response *resp, const struct fg_co
                   resp->reason_len ? resp->reason : fg_http_reason(resp->status));
     for (size_t i = 0; i < resp->n_headers; i++) {
         const struct fg_http_header *h = &resp->headers[i];
-        if (!stored_field(resp, h) || (plan != NULL && fg_compress_plan_replaces(plan, h)))
+        if (!stored_field(k, resp, h) || (plan != NULL && fg_compress_plan_replaces(plan, h)))
             continue;
         o = put_field(o, h);
     }
@@ -357,8 +368,8 @@ static bool describe(struct fg_fill *f, const struct fg_http_response *resp,
 }
 
 /* Replace the stored fields with those of a 304 (RFC 9111 §3.2) into a new head. */
-static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_response *nm,
-                         size_t *len)
+static char *merged_head(const struct fg_conf_cache *k, const struct fg_cache_obj *stale,
+                         const struct fg_http_response *nm, size_t *len)
 {
     size_t stale_len;
     const char *stale_head = fg_cache_obj_head(stale, &stale_len);
@@ -381,7 +392,7 @@ static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_
         bool replaced = false;
         for (size_t i = 0; colon != NULL && i < nm->n_headers && !replaced; i++) {
             const struct fg_http_header *h = &nm->headers[i];
-            replaced = stored_field(nm, h) && h->name_len == (size_t)(colon - line) &&
+            replaced = stored_field(k, nm, h) && h->name_len == (size_t)(colon - line) &&
                        strncasecmp(h->name, line, h->name_len) == 0;
         }
         if (!replaced) {
@@ -392,7 +403,7 @@ static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_
     }
     for (size_t i = 0; i < nm->n_headers; i++) {
         const struct fg_http_header *h = &nm->headers[i];
-        if (!stored_field(nm, h) || fg_http_name_eq(h->name, h->name_len, "content-encoding") ||
+        if (!stored_field(k, nm, h) || fg_http_name_eq(h->name, h->name_len, "content-encoding") ||
             fg_http_name_eq(h->name, h->name_len, "content-type"))
             continue;
         o = put_field(o, h);
@@ -406,7 +417,7 @@ static void not_modified(struct fg_fill *f, const struct fg_http_response *resp)
     struct fg_cache_meta src;
     fg_cache_meta_init(&src);
     size_t len = 0;
-    char *head = merged_head(f->stale, resp, &len);
+    char *head = merged_head(f->route->cache.cache, f->stale, resp, &len);
     /* Freshness from the merged fields: parse them back as one head. */
     struct fg_http_response *merged = malloc(sizeof(*merged));
     char *text = head ? malloc(len + 2) : NULL;
@@ -544,6 +555,21 @@ static void on_head_storable(struct fg_fill *f, const struct fg_http_response *r
         pass(f, resp);
         return;
     }
+    /* The tags go with the object; an answer whose tags do not fit is not stored (a
+     * purge of a tag it lost would miss it). */
+    const struct fg_conf_cache *k = f->route->cache.cache;
+    char tags[FG_CACHE_TAGS_MAX];
+    int tlen = fg_cache_tags_collect(view->headers, view->n_headers,
+                                     (const char *const[]){k->tag_fields[0], k->tag_fields[1],
+                                                           k->tag_fields[2], k->tag_fields[3]},
+                                     k->n_tag_fields, tags, sizeof(tags));
+    if (tlen < 0) {
+        fg_info("cache fill of %s: not stored: its tags do not fit (%d bytes of tags, %d per tag "
+                "at most)",
+                fg_cache_obj_key(f->obj), FG_CACHE_TAGS_MAX, FG_CACHE_TAG_MAX);
+        pass(f, resp);
+        return;
+    }
     if (z) {
         if (!fg_stage_compress_start(&f->zs, f->route, &plan,
                                      view->body == FG_HTTP_BODY_LENGTH
@@ -555,9 +581,10 @@ static void on_head_storable(struct fg_fill *f, const struct fg_http_response *r
         src.content_length = FG_CACHE_NO_VALUE; /* known once encoded */
     }
     size_t hlen = 0;
-    char *head = stored_head(view, zedit ? &plan : NULL, &hlen);
-    bool ok = head != NULL && fg_cache_fill_head(f->obj, &src, head, hlen, names, (size_t)nlen,
-                                                 values, (size_t)vlen);
+    char *head = stored_head(k, view, zedit ? &plan : NULL, &hlen);
+    bool ok =
+        head != NULL && fg_cache_fill_tags(f->obj, tags, (size_t)tlen) &&
+        fg_cache_fill_head(f->obj, &src, head, hlen, names, (size_t)nlen, values, (size_t)vlen);
     free(head);
     if (!ok) {
         pass(f, resp);

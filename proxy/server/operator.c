@@ -6,12 +6,19 @@
 
 #include <arpa/inet.h>
 
-size_t fg_server_cache_purge(const char *key, size_t len, bool prefix)
+static const char *const purge_kind_names[] = {"", "prefix ", "tag "};
+
+void fg_server_cache_purge(enum fg_admin_purge_kind kind, const char *value, size_t len,
+                           struct event_base *base, fg_admin_purge_done done, void *arg)
 {
-    size_t total = fg_cache_registry_purge(key, len, prefix);
-    fg_notice("cache purge of %s%.*s: %zu object(s) removed", prefix ? "prefix " : "", (int)len,
-              key, total);
-    return total;
+    (void)base;
+    size_t total = kind == FG_ADMIN_PURGE_TAG
+                       ? fg_cache_registry_purge_tag(value, len)
+                       : fg_cache_registry_purge(value, len, kind == FG_ADMIN_PURGE_PREFIX);
+    fg_notice("cache purge of %s%.*s: %zu object(s) removed", purge_kind_names[kind], (int)len,
+              value, total);
+    struct fg_admin_purge_result res = {.purged = total};
+    done(&res, arg);
 }
 
 bool fg_server_warm_target(struct fg_addr *out)

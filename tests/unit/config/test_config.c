@@ -684,6 +684,34 @@ static void test_redis_errors(void **state)
                  NAME ":2: redis 'r': ssl_ca_file needs a rediss:// URL");
 }
 
+static void test_cache_tags(void **state)
+{
+    (void)state;
+    struct fg_config *c =
+        load_ok("cache a { memory 16m; }\n"
+                "cache b { memory 16m; tag_field X-Tags Edge_Key; tag_strip off; }\n"
+                "cache n { memory 16m; tag_field off; }\n" UP SRV_LINE);
+    assert_int_equal(c->caches[0].n_tag_fields, 2);
+    assert_string_equal(c->caches[0].tag_fields[0], "cache-tag");
+    assert_string_equal(c->caches[0].tag_fields[1], "surrogate-key");
+    assert_true(c->caches[0].tag_strip);
+    assert_int_equal(c->caches[1].n_tag_fields, 2);
+    assert_string_equal(c->caches[1].tag_fields[0], "x-tags");
+    assert_string_equal(c->caches[1].tag_fields[1], "edge_key");
+    assert_false(c->caches[1].tag_strip);
+    assert_int_equal(c->caches[2].n_tag_fields, 0);
+    char *one = dump_to_string(c);
+    assert_non_null(strstr(one, "    tag_field cache-tag surrogate-key;\n    tag_strip on;\n"));
+    assert_non_null(strstr(one, "    tag_field x-tags edge_key;\n    tag_strip off;\n"));
+    assert_non_null(strstr(one, "    tag_field off;\n"));
+    free(one);
+    fg_config_unref(c);
+    expect_error("cache a {\n    tag_field Cache:Tag;\n}\n" UP SRV_LINE, NAME
+                 ":2: invalid field name 'Cache:Tag' for 'tag_field' (letters, digits, '-', '_')");
+    expect_error("cache a {\n    tag_field a b c d e;\n}\n" UP SRV_LINE,
+                 NAME ":2: directive 'tag_field' takes 1 to 4 arguments, got 5");
+}
+
 static void test_redis_dump_masks_secrets(void **state)
 {
     (void)state;
@@ -1196,6 +1224,7 @@ int main(void)
         cmocka_unit_test(test_route_matching),
         cmocka_unit_test(test_redis_values),
         cmocka_unit_test(test_redis_errors),
+        cmocka_unit_test(test_cache_tags),
         cmocka_unit_test(test_redis_dump_masks_secrets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
