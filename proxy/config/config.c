@@ -307,6 +307,8 @@ void fg_conf_free(struct fg_config *c)
         free(c->emf.dims[i].value);
     }
     free(c->instance_id);
+    free(c->fleet.redis_name);
+    free(c->fleet.channel);
     free(c->user);
     free(c->pid_file);
     free(c->error_log);
@@ -827,6 +829,15 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
     }
     for (size_t i = 0; i < c->n_redis; i++)
         dump_redis(&c->redis[i], out);
+    if (c->fleet.enabled) {
+        static const char *const sharded[] = {"auto", "on", "off"};
+        fputs("fleet {\n    redis ", out);
+        put_word(out, c->fleet.redis_name);
+        fputs(";\n    channel ", out);
+        put_word(out, c->fleet.channel);
+        fprintf(out, ";\n    sharded %s;\n    purge_log %llu;\n}\n", sharded[c->fleet.sharded],
+                (unsigned long long)c->fleet.purge_log);
+    }
     for (size_t i = 0; i < c->n_limits; i++)
         dump_limit(&c->limits[i], out);
     for (size_t i = 0; i < c->n_servers; i++)

@@ -317,6 +317,23 @@ struct fg_conf_emf {
     size_t line;             /* of the emf block */
 };
 
+/* `fleet { redis NAME; channel NAME; }`: what the instances of an Auto Scaling group do
+ * together through the Redis they share (proxy/fleet): purges and tags that reach every
+ * instance. */
+enum fg_conf_fleet_sharded { FG_CONF_SHARDED_AUTO = 0, FG_CONF_SHARDED_ON, FG_CONF_SHARDED_OFF };
+
+struct fg_conf_fleet {
+    bool enabled;
+    char *redis_name;                   /* a redis block */
+    size_t redis_line;                  /* of the redis line */
+    struct fg_redis_endpoint *ep;       /* that block's endpoint, linked at load */
+    char *channel;                      /* default "flashgate": keys fg:fleet:{channel}:... */
+    enum fg_conf_fleet_sharded sharded; /* SPUBLISH/SSUBSCRIBE: auto = on a cluster */
+    uint64_t purge_log;                 /* purges kept in Redis for instances that were cut
+                                           off; default 10000; 0: a reconnect drops all */
+    size_t line;                        /* of the fleet block */
+};
+
 struct fg_config {
     atomic_uint refs;
     char *path;          /* the file it came from */
@@ -340,6 +357,7 @@ struct fg_config {
 
     struct fg_conf_admin admin;
     struct fg_conf_emf emf;
+    struct fg_conf_fleet fleet;
     char *instance_id; /* `instance_id NAME;` NULL: auto (IMDS's instance id, else the host name) */
 
     struct fg_conf_upstream *upstreams;

@@ -328,6 +328,63 @@ static void h_emf(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
     e->enabled = e->target != NULL;
 }
 
+static bool valid_name(const char *name);
+
+/* `fleet { redis NAME; ... }` (the redis block is looked up once every block is read). */
+static void h_fleet(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                    const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_fleet *f = &((struct fg_config *)obj)->fleet;
+    (void)dir;
+    f->enabled = true; /* a second block is refused by the walk (not repeatable) */
+    f->line = st->line;
+    fg_conf_apply_defaults(L, FG_CTX_FLEET, f);
+    f->channel = xstrdup(L, "flashgate", st->line);
+    fg_conf_walk(L, FG_CTX_FLEET, st->children, st->n_children, f, 0);
+    if (st->closed && f->redis_name == NULL)
+        ERR(L, st->line, "fleet needs 'redis NAME;' (a redis block: the Redis the fleet shares)");
+}
+
+static void h_fleet_redis(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                          const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_fleet *f = obj;
+    (void)dir;
+    free(f->redis_name);
+    f->redis_name = xstrdup(L, st->args[1], st->line);
+    f->redis_line = st->line;
+}
+
+static void h_fleet_channel(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                            const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_fleet *f = obj;
+    const char *v = st->args[1];
+    if (!valid_name(v)) {
+        ERR(L, st->line, "invalid %s '%s' (letters, digits, '_', '-', '.'; at most %d characters)",
+            dir->name, v, FG_CONF_NAME_MAX - 1);
+        return;
+    }
+    free(f->channel);
+    f->channel = xstrdup(L, v, st->line);
+}
+
+static void h_fleet_sharded(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                            const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_fleet *f = obj;
+    (void)dir;
+    const char *v = st->args[1];
+    if (strcmp(v, "auto") == 0)
+        f->sharded = FG_CONF_SHARDED_AUTO;
+    else if (strcmp(v, "on") == 0)
+        f->sharded = FG_CONF_SHARDED_ON;
+    else if (strcmp(v, "off") == 0)
+        f->sharded = FG_CONF_SHARDED_OFF;
+    else
+        ERR(L, st->line, "invalid value '%s' for 'sharded' (auto, on or off)", v);
+}
+
 /* `target file:/path | tcp://host:port | udp://host:port;` — the port defaults to the
  * CloudWatch agent's EMF listener, 25888. */
 static void h_emf_target(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -1835,6 +1892,7 @@ static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *d
 #define O   FG_CTX_OFFLOAD
 #define E   FG_CTX_EMF
 #define RD  FG_CTX_REDIS
+#define FL  FG_CTX_FLEET
 #define OF  struct fg_conf_route_offload
 #define UPS struct fg_conf_upstream
 #define SRV struct fg_conf_server
@@ -1889,6 +1947,9 @@ const struct fg_conf_directive fg_conf_directives[] = {
      "262144", "keys the local rate-limit table holds (32 bytes each); read at start"},
     {"redis", M, 1, 1, FG_BLOCK_YES, true, CUSTOM(h_redis),
      "name { ... }", "none", "a Redis or ElastiCache endpoint that features name"},
+    {"fleet", M, 0, 0, FG_BLOCK_YES, false, CUSTOM(h_fleet),
+     "{ ... }", "none",
+     "what the instances do together through their shared Redis: purges and tags for all"},
     {"resolver", M, 1, 4, FG_BLOCK_NO, false, CUSTOM(h_resolver),
      "address[:port] ...", "none",
      "DNS servers for names looked up while running (Redis endpoints); none: /etc/resolv.conf"},
@@ -1920,6 +1981,19 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"imds_endpoint", RD, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_redis_imds),
      "url", "http://169.254.169.254",
      "the instance metadata service that auth iam's credentials come from"},
+
+    /* fleet */
+    {"redis", FL, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_fleet_redis),
+     "name", "none", "the redis block of the Redis the instances share; required"},
+    {"channel", FL, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_fleet_channel),
+     "name", "flashgate",
+     "names the fleet's channel and keys (fg:fleet:{name}:...): one per fleet sharing a Redis"},
+    {"sharded", FL, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_fleet_sharded),
+     "auto | on | off", "auto",
+     "sharded pub/sub (SPUBLISH, SSUBSCRIBE; Redis 7): auto = when the Redis is a cluster"},
+    {"purge_log", FL, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
+     FIELD(struct fg_conf_fleet, purge_log), 0, 1000000, h_generic, "number", "10000",
+     "purges kept in Redis for instances that were cut off; 0: they drop their caches"},
 
     /* limit */
     {"key", LI, 1, 8, FG_BLOCK_NO, false, CUSTOM(h_limit_key),
@@ -2193,6 +2267,7 @@ const struct fg_conf_directive fg_conf_directives[] = {
 #undef O
 #undef E
 #undef RD
+#undef FL
 #undef OF
 #undef UPS
 #undef SRV
@@ -2217,6 +2292,8 @@ static unsigned block_ctx(const char *name, unsigned ctx)
         return FG_CTX_EMF;
     if (ctx == FG_CTX_MAIN && strcmp(name, "redis") == 0)
         return FG_CTX_REDIS;
+    if (ctx == FG_CTX_MAIN && strcmp(name, "fleet") == 0)
+        return FG_CTX_FLEET;
     if (ctx == FG_CTX_SERVER && strcmp(name, "route") == 0)
         return FG_CTX_ROUTE;
     if (ctx == FG_CTX_ROUTE && strcmp(name, "offload") == 0)
@@ -2401,6 +2478,20 @@ static void build_endpoint(struct fg_conf_loader *L, struct fg_conf_redis *rd)
         ERR(L, rd->line, "redis '%s': %s", rd->name, err);
 }
 
+/* The fleet's redis block exists. */
+static void link_fleet(struct fg_conf_loader *L)
+{
+    struct fg_config *c = state(L)->c;
+    struct fg_conf_fleet *f = &c->fleet;
+    if (!f->enabled || f->redis_name == NULL)
+        return;
+    for (size_t k = 0; k < c->n_redis; k++)
+        if (strcmp(c->redis[k].name, f->redis_name) == 0)
+            return;
+    ERR(L, f->redis_line, "redis '%s' is not defined (add 'redis %s { url redis://host:6379; }')",
+        f->redis_name, f->redis_name);
+}
+
 /* Endpoints are built once the rest is right: password files are read, TLS contexts
  * made, so a bad one refuses the config (and a reload) with its line. */
 static void build_redis(struct fg_conf_loader *L)
@@ -2408,6 +2499,9 @@ static void build_redis(struct fg_conf_loader *L)
     struct fg_config *c = state(L)->c;
     for (size_t i = 0; i < c->n_redis; i++)
         build_endpoint(L, &c->redis[i]);
+    for (size_t k = 0; c->fleet.enabled && k < c->n_redis; k++)
+        if (strcmp(c->redis[k].name, c->fleet.redis_name) == 0)
+            c->fleet.ep = c->redis[k].ep;
     for (size_t i = 0; i < c->n_limits; i++) {
         struct fg_conf_limit *l = &c->limits[i];
         if (!l->redis)
@@ -2485,6 +2579,7 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
         for (size_t k = 0; k < c->servers[i].n_routes; k++)
             c->servers[i].routes[k].id = c->n_all_routes++;
     link_limit_backends(&L);
+    link_fleet(&L);
     if (syntax_ok && n_srv == 0)
         ERR(&L, last_line, "no server block");
     if (d->n_errors == 0)

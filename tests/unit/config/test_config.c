@@ -712,6 +712,43 @@ static void test_cache_tags(void **state)
                  NAME ":2: directive 'tag_field' takes 1 to 4 arguments, got 5");
 }
 
+static void test_fleet_block(void **state)
+{
+    (void)state;
+    struct fg_config *c = load_ok(UP SRV_LINE);
+    assert_false(c->fleet.enabled);
+    fg_config_unref(c);
+    c = load_ok("fleet { redis r; }\nredis r { url redis://127.0.0.1:6379; }\n" UP SRV_LINE);
+    assert_true(c->fleet.enabled);
+    assert_string_equal(c->fleet.redis_name, "r");
+    assert_non_null(c->fleet.ep);
+    assert_ptr_equal(c->fleet.ep, c->redis[0].ep);
+    assert_string_equal(c->fleet.channel, "flashgate");
+    assert_int_equal(c->fleet.sharded, FG_CONF_SHARDED_AUTO);
+    assert_int_equal(c->fleet.purge_log, 10000);
+    char *one = dump_to_string(c);
+    assert_non_null(strstr(one, "fleet {\n    redis r;\n    channel flashgate;\n    sharded "
+                                "auto;\n    purge_log 10000;\n}\n"));
+    free(one);
+    fg_config_unref(c);
+    c = load_ok("redis r { url redis://h; }\nfleet { redis r; channel shop-2; sharded on; "
+                "purge_log 0; }\n" UP SRV_LINE);
+    assert_string_equal(c->fleet.channel, "shop-2");
+    assert_int_equal(c->fleet.sharded, FG_CONF_SHARDED_ON);
+    assert_int_equal(c->fleet.purge_log, 0);
+    fg_config_unref(c);
+    expect_error("fleet {\n}\n" UP SRV_LINE,
+                 NAME ":1: fleet needs 'redis NAME;' (a redis block: the Redis the fleet shares)");
+    expect_error("fleet {\n    redis r;\n}\n" UP SRV_LINE,
+                 NAME ":2: redis 'r' is not defined (add 'redis r { url redis://host:6379; }')");
+    expect_error("redis r { url redis://h; }\nfleet { redis r; }\nfleet { redis r; }\n" UP SRV_LINE,
+                 NAME ":3: duplicate directive 'fleet' (first at line 2)");
+    expect_error(
+        "redis r { url redis://h; }\nfleet {\n    redis r;\n    channel \"a:b\";\n}\n" UP SRV_LINE,
+        NAME ":4: invalid channel 'a:b' (letters, digits, '_', '-', '.'; at most 63 "
+             "characters)");
+}
+
 static void test_redis_dump_masks_secrets(void **state)
 {
     (void)state;
@@ -1225,6 +1262,7 @@ int main(void)
         cmocka_unit_test(test_redis_values),
         cmocka_unit_test(test_redis_errors),
         cmocka_unit_test(test_cache_tags),
+        cmocka_unit_test(test_fleet_block),
         cmocka_unit_test(test_redis_dump_masks_secrets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,292 @@
+"""The fleet (proxy/fleet): three flashgate processes and one redis-server.
+
+- A purge by tag on instance 1 is gone on all three within a second, and the answer says
+  how many instances received it.
+- An instance cut off from Redis (a TCP relay the test cuts) while a purge goes out does
+  not serve the purged page once it is back: it reads the purge log.
+- When the log was trimmed past what the instance saw, it drops its caches whole.
+- A bad fleet block is refused with its line.
+"""
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+import redisfleet as rf
+from conftest import Flashgate, flashgate_bin, free_port, get, wait_for
+
+CC = "cc=max-age=300"
+
+
+class Relay:
+    """A TCP relay to Redis that the test can cut: cut() closes every relayed connection
+    and refuses new ones (accepted then closed at once) until restore()."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.port = free_port()
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", self.port))
+        self.ls.listen(64)
+        self.ls.settimeout(0.2)
+        self.lock = threading.Lock()
+        self.socks = []
+        self.is_cut = False
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                if self.is_cut:
+                    c.close()
+                    continue
+                try:
+                    u = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+                except OSError:
+                    c.close()
+                    continue
+                self.socks += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        with self.lock:
+            self.is_cut = True
+            for s in self.socks:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self.socks = []
+
+    def restore(self):
+        with self.lock:
+            self.is_cut = False
+
+    def stop(self):
+        self.stopping = True
+        self.cut()
+        self.ls.close()
+        self.thread.join(5)
+
+
+def fleet_conf(redis_port, extra=""):
+    return (f"redis shared {{ url redis://127.0.0.1:{redis_port}; }}\n"
+            f"fleet {{ redis shared; channel shop; {extra} }}\n"
+            "cache main { memory 64m; max_object 1m; }")
+
+
+def start(tmp_path, name, origin, redis_port, extra=""):
+    d = tmp_path / name
+    d.mkdir()
+    return Flashgate(str(d), [origin.port], main_extra=fleet_conf(redis_port, extra),
+                     routes="    route / { upstream app; cache main; }")
+
+
+def fleet_stats(fg):
+    return fg.stats()["fleet"]
+
+
+def purge_tag(fg, tag):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{fg.admin}/cache/purge?tag={urllib.parse.quote(tag)}", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def xcache(fg, path):
+    s, h, _ = get(fg.port, path)
+    assert s == 200
+    return h.get("x-cache", ["-"])[0]
+
+
+def cache_on(fg, path):
+    xcache(fg, path)
+    assert xcache(fg, path) == "HIT"
+
+
+@pytest.fixture
+def fleet(tmp_path, origin):
+    made = {"fgs": [], "relays": [], "redis": []}
+
+    def make(n, relay_for=(), extra=""):
+        r = rf.RedisServer(tmp_path, "redis")
+        made["redis"].append(r)
+        fgs = []
+        for i in range(n):
+            port = r.port
+            if i in relay_for:
+                rel = Relay(r.port)
+                made["relays"].append(rel)
+                port = rel.port
+            fg = start(tmp_path, f"fg{i + 1}", origin, port, extra)
+            made["fgs"].append(fg)
+            fgs.append(fg)
+        for fg in fgs:
+            wait_for(lambda fg=fg: fleet_stats(fg)["subscribed"], 10, "subscribed")
+        return r, fgs, made["relays"]
+
+    yield make
+    for fg in made["fgs"]:
+        fg.stop()
+    for rel in made["relays"]:
+        rel.stop()
+    for r in made["redis"]:
+        r.kill()
+
+
+def test_purge_by_tag_reaches_every_instance_within_a_second(fleet, origin):
+    r, fgs, _ = fleet(3)
+    page = "/c/product/1?" + CC + "&tag=product-1"
+    other = "/c/product/2?" + CC + "&tag=product-2"
+    for fg in fgs:
+        cache_on(fg, page)
+        cache_on(fg, other)
+    t0 = time.monotonic()
+    ans = purge_tag(fgs[0], "product-1")
+    assert ans == {"purged": 1, "fleet": {"published": True, "receivers": 3}}
+    for fg in fgs[1:]:
+        while fleet_stats(fg)["purges_received"] < 1:
+            assert time.monotonic() - t0 < 1.0, "the purge took more than a second"
+            time.sleep(0.01)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 1.0
+    for fg in fgs:
+        assert xcache(fg, page) == "MISS"
+        assert xcache(fg, other) == "HIT"
+    assert [fleet_stats(fg)["objects_purged"] for fg in fgs] == [0, 1, 1]
+    assert fleet_stats(fgs[0])["purges_sent"] == 1
+    # the publisher did not apply its own message twice
+    assert fleet_stats(fgs[0])["purges_received"] == 0
+    m = urllib.request.urlopen(f"http://127.0.0.1:{fgs[1].admin}/metrics", timeout=5).read()
+    assert b"flashgate_fleet_purges_received_total 1\n" in m
+    assert b"flashgate_fleet_subscribed 1\n" in m
+
+
+def purge_url(fg, url, prefix=False):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{fg.admin}/cache/purge?url=" + urllib.parse.quote(url, safe="")
+        + ("&prefix=1" if prefix else ""), method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_url_and_prefix_purges_reach_every_instance(fleet, origin):
+    r, fgs, _ = fleet(2)
+    a, b, c = "/c/p/a?" + CC, "/c/q/b?" + CC, "/c/r/c?" + CC
+    for fg in fgs:
+        for p in (a, b, c):
+            cache_on(fg, p)
+    # the key is the Host as the client sent it ("t", conftest.get) and the target
+    ans = purge_url(fgs[1], "http://t" + a)
+    assert ans == {"purged": 1, "fleet": {"published": True, "receivers": 2}}
+    ans = purge_url(fgs[0], "http://t/c/q/", prefix=True)
+    assert ans == {"purged": 1, "fleet": {"published": True, "receivers": 2}}
+    wait_for(lambda: fleet_stats(fgs[0])["purges_received"] == 1, 1, "received on 1")
+    wait_for(lambda: fleet_stats(fgs[1])["purges_received"] == 1, 1, "received on 2")
+    for fg in fgs:
+        assert (xcache(fg, a), xcache(fg, b), xcache(fg, c)) == ("MISS", "MISS", "HIT")
+
+
+def test_instance_cut_off_reads_the_purge_back_when_it_reconnects(fleet, origin):
+    r, fgs, relays = fleet(3, relay_for=(2,))
+    page = "/c/sale/9?" + CC + "&tag=product-9"
+    keep = "/c/sale/10?" + CC + "&tag=product-10"
+    for fg in fgs:
+        cache_on(fg, page)
+        cache_on(fg, keep)
+    relays[0].cut()
+    wait_for(lambda: not fleet_stats(fgs[2])["subscribed"], 10, "instance 3 cut off")
+    ans = purge_tag(fgs[0], "product-9")
+    assert ans["fleet"] == {"published": True, "receivers": 2}  # instance 3 did not get it
+    wait_for(lambda: fleet_stats(fgs[1])["purges_received"] == 1, 1, "instance 2 received")
+    assert xcache(fgs[2], page) == "HIT"  # still cut off: it cannot know yet
+    relays[0].restore()
+    wait_for(lambda: fleet_stats(fgs[2])["purges_replayed"] == 1, 15, "read back from the log")
+    st = fleet_stats(fgs[2])
+    assert st["subscribed"] and st["flushes"] == 0 and st["purges_received"] == 0
+    assert xcache(fgs[2], page) == "MISS"
+    assert xcache(fgs[2], keep) == "HIT"  # only what was purged went
+
+
+def test_log_trimmed_past_the_gap_drops_everything(fleet, origin):
+    r, fgs, relays = fleet(2, relay_for=(1,), extra="purge_log 2;")
+    pages = ["/c/t/%d?%s&tag=t%d" % (i, CC, i) for i in range(4)]
+    for p in pages:
+        cache_on(fgs[1], p)
+    # instance 2 saw one purge (its place in the log), then is cut off
+    purge_tag(fgs[0], "t0")
+    wait_for(lambda: fleet_stats(fgs[1])["purges_received"] == 1, 2, "first purge")
+    relays[0].cut()
+    wait_for(lambda: not fleet_stats(fgs[1])["subscribed"], 10, "cut off")
+    for tag in ("t1", "t2", "t3"):  # three purges into a log of two: one is lost
+        assert purge_tag(fgs[0], tag)["fleet"]["published"]
+    assert r.cmd("XLEN", "fg:fleet:{shop}:log") == 2
+    cache_on(fgs[1], "/c/untagged?" + CC)
+    relays[0].restore()
+    wait_for(lambda: fleet_stats(fgs[1])["flushes"] == 1, 15, "flushed")
+    assert xcache(fgs[1], "/c/untagged?" + CC) == "MISS"  # everything went
+    assert fgs[1].stats()["caches"]["main"]["entries"] >= 1  # the MISS just refilled it
+    assert "purge log was trimmed" in fgs[1].errors(), fgs[1].errors()
+
+
+def test_redis_down_purge_applies_here_and_says_so(fleet, origin):
+    r, fgs, _ = fleet(2)
+    page = "/c/down?" + CC + "&tag=d"
+    cache_on(fgs[0], page)
+    r.kill()
+    wait_for(lambda: not fleet_stats(fgs[0])["subscribed"], 10, "redis gone")
+    t0 = time.monotonic()
+    ans = purge_tag(fgs[0], "d")
+    assert time.monotonic() - t0 < 3
+    assert ans["purged"] == 1 and ans["fleet"]["published"] is False and ans["fleet"]["error"]
+    assert xcache(fgs[0], page) == "MISS"
+    assert fleet_stats(fgs[0])["publish_failures"] == 1
+
+
+def test_fleet_block_errors(tmp_path):
+    def check(text):
+        conf = tmp_path / "f.conf"
+        conf.write_text(text + "\nupstream app { server 127.0.0.1:9; }\n"
+                               "server { listen 127.0.0.1:0; route / { upstream app; } }\n")
+        r = subprocess.run([flashgate_bin(), "-t", "-c", str(conf)], capture_output=True,
+                           text=True, timeout=10)
+        return str(conf), r
+    conf, r = check("fleet {\n  channel shop;\n}")
+    assert r.returncode == 1 and f"{conf}:1: fleet needs 'redis NAME;'" in r.stderr
+    conf, r = check("fleet {\n  redis nope;\n}")
+    assert r.returncode == 1 and f"{conf}:2: redis 'nope' is not defined" in r.stderr
+    conf, r = check("redis a { url redis://127.0.0.1:1; }\nfleet {\n  redis a;\n  sharded maybe;\n}")
+    assert r.returncode == 1 and f"{conf}:4: invalid value 'maybe' for 'sharded'" in r.stderr
