@@ -257,6 +257,10 @@ const struct fg_cache_meta *fg_cache_obj_meta(const struct fg_cache_obj *obj);
 uint64_t fg_cache_obj_length(const struct fg_cache_obj *obj);
 /* The stored head (see fg_cache_fill_head), valid while a reference is held. */
 const char *fg_cache_obj_head(const struct fg_cache_obj *obj, size_t *len);
+/* The normalised Vary names and the secondary key the object was stored under (as given
+ * to fg_cache_fill_head); valid once FILLING, while a reference is held. */
+void fg_cache_obj_vary(const struct fg_cache_obj *obj, const char **names, size_t *names_len,
+                       const char **values, size_t *values_len);
 /* The primary key ("host/path?query"), for log lines. */
 const char *fg_cache_obj_key(const struct fg_cache_obj *obj);
 /* The status an ABORTED object's fetch failed with (502 when it did not say). */

@@ -296,6 +296,15 @@ const char *fg_cache_obj_head(const struct fg_cache_obj *obj, size_t *len)
     return obj->head;
 }
 
+void fg_cache_obj_vary(const struct fg_cache_obj *obj, const char **names, size_t *names_len,
+                       const char **values, size_t *values_len)
+{
+    *names = obj->vary_names != NULL ? obj->vary_names : "";
+    *names_len = obj->vary_names_len;
+    *values = obj->vary_values != NULL ? obj->vary_values : "";
+    *values_len = obj->vary_values_len;
+}
+
 const char *fg_cache_obj_key(const struct fg_cache_obj *obj)
 {
     return obj->key;

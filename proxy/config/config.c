@@ -818,7 +818,11 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
             fputs(" off", out);
         for (size_t j = 0; j < k->n_tag_fields; j++)
             fprintf(out, " %s", k->tag_fields[j]);
-        fprintf(out, ";\n    tag_strip %s;\n}\n", k->tag_strip ? "on" : "off");
+        fprintf(out, ";\n    tag_strip %s;\n    shared %s;\n    shared_timeout %s;\n",
+                k->tag_strip ? "on" : "off", k->shared ? "on" : "off",
+                fmt_dur(k->shared_timeout_ms, b, sizeof(b)));
+        fprintf(out, "    shared_max_object %s;\n}\n",
+                fmt_size(k->shared_max_object, m, sizeof(m)));
     }
     fprintf(out, "limit_table_entries %llu;\n", (unsigned long long)c->limit_table_entries);
     if (c->n_resolvers > 0) {

@@ -79,6 +79,11 @@ struct fg_conf_cache {
     char tag_fields[FG_CONF_TAG_FIELDS_MAX][64];
     size_t n_tag_fields;
     bool tag_strip; /* `tag_strip on|off;` the tag fields never reach clients; default on */
+    /* The shared tier in the fleet's Redis (proxy/fleet, needs a fleet block). */
+    bool shared;                /* `shared on|off;` default off */
+    uint64_t shared_timeout_ms; /* a local miss waits this long for Redis; default 5ms */
+    uint64_t shared_max_object; /* larger objects are not written; default 1m */
+    size_t line;                /* of the cache block */
 };
 
 /* What a rate limit counts requests by; several parts make one key. */

@@ -1294,6 +1294,7 @@ static void h_cache(struct fg_conf_loader *L, const struct fg_conf_directive *di
     struct fg_conf_cache *k = &c->caches[idx];
     snprintf(k->name, sizeof(k->name), "%s", name);
     k->index = idx;
+    k->line = st->line;
     fg_conf_apply_defaults(L, FG_CTX_CACHE, k);
     snprintf(k->tag_fields[0], sizeof(k->tag_fields[0]), "cache-tag");
     snprintf(k->tag_fields[1], sizeof(k->tag_fields[1]), "surrogate-key");
@@ -2041,6 +2042,15 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"tag_field", K, 1, FG_CONF_TAG_FIELDS_MAX, FG_BLOCK_NO, false, CUSTOM(h_cache_tag_field),
      "field ... | off", "Cache-Tag Surrogate-Key",
      "response fields whose space or comma separated tags are kept for POST /cache/purge?tag="},
+    {"shared", K, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(struct fg_conf_cache, shared),
+     0, 0, h_generic, "on | off", "off",
+     "a second level in the fleet's Redis: local misses ask it before the app (needs fleet)"},
+    {"shared_timeout", K, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(struct fg_conf_cache, shared_timeout_ms), 1, 1000, h_generic, "duration", "5ms",
+     "how long a local miss waits for the shared tier before it asks the app"},
+    {"shared_max_object", K, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
+     FIELD(struct fg_conf_cache, shared_max_object), 1, 512ull << 20, h_generic, "size", "1m",
+     "larger responses are kept locally only"},
     {"tag_strip", K, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(struct fg_conf_cache, tag_strip),
      0, 0, h_generic, "on | off", "on",
      "remove the tag fields from answers to clients (they label pages for purges only)"},
@@ -2492,6 +2502,17 @@ static void link_fleet(struct fg_conf_loader *L)
         f->redis_name, f->redis_name);
 }
 
+/* `shared on` keeps objects in the fleet's Redis: there must be one. */
+static void check_shared_caches(struct fg_conf_loader *L)
+{
+    struct fg_config *c = state(L)->c;
+    for (size_t i = 0; i < c->n_caches; i++)
+        if (c->caches[i].shared && !c->fleet.enabled)
+            ERR(L, c->caches[i].line,
+                "cache '%s': shared on needs a fleet block (fleet { redis NAME; })",
+                c->caches[i].name);
+}
+
 /* Endpoints are built once the rest is right: password files are read, TLS contexts
  * made, so a bad one refuses the config (and a reload) with its line. */
 static void build_redis(struct fg_conf_loader *L)
@@ -2580,6 +2601,7 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
             c->servers[i].routes[k].id = c->n_all_routes++;
     link_limit_backends(&L);
     link_fleet(&L);
+    check_shared_caches(&L);
     if (syntax_ok && n_srv == 0)
         ERR(&L, last_line, "no server block");
     if (d->n_errors == 0)

@@ -94,15 +94,22 @@ static void bump(_Atomic uint64_t *c, uint64_t n)
 
 size_t fg_fleet_apply_purge(enum fg_fleet_purge_kind kind, const char *value, size_t len)
 {
+    fg_fleet_remember_purge(kind, value, len, fg_wall_ms());
     if (kind == FG_FLEET_PURGE_TAG)
         return fg_cache_registry_purge_tag(value, len);
     return fg_cache_registry_purge(value, len, kind == FG_FLEET_PURGE_PREFIX);
 }
 
+size_t fg_fleet_apply_flush(void)
+{
+    fg_fleet_remember_flush(fg_wall_ms());
+    return fg_cache_registry_purge("", 0, true);
+}
+
 /* Every object of every store: the log could not say what was missed. */
 static size_t flush_all(const char *why)
 {
-    size_t n = fg_cache_registry_purge("", 0, true);
+    size_t n = fg_fleet_apply_flush();
     bump(&B.flushes, 1);
     fg_warn("fleet: %s: every cache dropped (%zu object(s)), since purges may have been missed",
             why, n);
@@ -563,6 +570,9 @@ void fg_fleet_stop(void)
         return;
     event_base_once(B.base, -1, EV_TIMEOUT, stop_cb, NULL, NULL);
     pthread_join(B.thread, NULL);
+    /* Jobs queued before running went false but after the stop: answered now (no
+     * client: not published), so that no caller waits for ever. */
+    event_base_loop(B.base, EVLOOP_NONBLOCK);
     event_base_free(B.base);
     B.base = NULL;
     fg_redis_endpoint_unref(B.ep);
@@ -621,13 +631,22 @@ void fg_fleet_stats_json(struct evbuffer *out)
         evbuffer_add_printf(out, "\"fleet\":null");
         return;
     }
+    struct fg_fleet_l2_stats l;
+    fg_fleet_l2_stats(&l);
     evbuffer_add_printf(
         out,
         "\"fleet\":{\"subscribed\":%s,\"purges_sent\":%" PRIu64 ",\"publish_failures\":%" PRIu64
         ",\"purges_received\":%" PRIu64 ",\"purges_replayed\":%" PRIu64 ",\"resyncs\":%" PRIu64
-        ",\"flushes\":%" PRIu64 ",\"objects_purged\":%" PRIu64 "}",
+        ",\"flushes\":%" PRIu64 ",\"objects_purged\":%" PRIu64 ",",
         s.subscribed ? "true" : "false", s.purges_sent, s.publish_failures, s.purges_received,
         s.purges_replayed, s.resyncs, s.flushes, s.objects_purged);
+    evbuffer_add_printf(out,
+                        "\"l2\":{\"hits\":%" PRIu64 ",\"misses\":%" PRIu64 ",\"rejected\":%" PRIu64
+                        ",\"too_big\":%" PRIu64 ",\"writes\":%" PRIu64 ",\"write_errors\":%" PRIu64
+                        ",\"timeouts\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"bytes_read\":%" PRIu64
+                        ",\"bytes_written\":%" PRIu64 "}}",
+                        l.hits, l.misses, l.rejected, l.too_big, l.writes, l.write_errors,
+                        l.timeouts, l.errors, l.bytes_read, l.bytes_written);
 }
 
 void fg_fleet_stats_metrics(struct evbuffer *out)

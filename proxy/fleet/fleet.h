@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cache/cache.h"
 #include "config/config.h"
 
 struct event_base;
@@ -33,8 +34,27 @@ enum fg_fleet_purge_kind {
     FG_FLEET_PURGE_TAG,     /* every object with a tag */
 };
 
-/* Apply a purge to every cache store of this process; the objects removed. */
+/* Apply a purge to every cache store of this process; the objects removed. The purge is
+ * remembered (purges.c) so that a copy in the shared tier stored before it is not taken. */
 size_t fg_fleet_apply_purge(enum fg_fleet_purge_kind kind, const char *value, size_t len);
+/* Every object of every store (the purge log could not cover a gap); remembered too. */
+size_t fg_fleet_apply_flush(void);
+
+/* ---- purges remembered (purges.c) ------------------------------------------------------
+ * The shared tier (L2) keeps objects other instances stored, possibly before a purge
+ * that reached this instance: a copy taken from it must be newer than every purge that
+ * matches it. The last FG_FLEET_PURGES_KEPT purges applied here are kept with their wall
+ * time; a copy older than what is remembered counts as purged (it cannot be told). */
+#define FG_FLEET_PURGES_KEPT 4096
+#define FG_FLEET_SKEW_MS     2000 /* clocks of two instances may differ this much */
+
+void fg_fleet_remember_purge(enum fg_fleet_purge_kind kind, const char *value, size_t len,
+                             int64_t now_ms);
+void fg_fleet_remember_flush(int64_t now_ms);
+/* Was an object of this key with these tags (normalised, " a b ") stored at stored_ms
+ * purged since (or can that not be told)? Thread-safe. */
+bool fg_fleet_purged_since(const char *key, size_t key_len, const char *tags, size_t tags_len,
+                           int64_t stored_ms);
 
 /* Start the bus for cfg's fleet block (nothing without one). Call once the workers run
  * (after the privileges were dropped). false when the thread cannot start. */
@@ -76,5 +96,66 @@ void fg_fleet_get_stats(struct fg_fleet_stats *out);
  * flashgate_fleet_* families of /metrics. */
 void fg_fleet_stats_json(struct evbuffer *out);
 void fg_fleet_stats_metrics(struct evbuffer *out);
+
+/* ---- the shared tier (l2.c) -----------------------------------------------------------
+ * A cache with `shared on` keeps its objects in the fleet's Redis too: a local miss asks
+ * Redis (with a deadline of a few milliseconds) before the app, and what the app filled is
+ * written back asynchronously, with a TTL of its freshness plus its stale windows. One
+ * Redis hash per primary key, one field per variant (its secondary key), each a versioned
+ * record: the meta, the stored head, the Vary names and values, the tags and the body as
+ * stored (already encoded: L2 saves the compression CPU too). */
+
+/* One worker's client for the shared tier (one per worker and config snapshot). */
+struct fg_fleet_worker;
+/* NULL when cfg has no fleet or no cache uses the shared tier. */
+struct fg_fleet_worker *fg_fleet_worker_new(struct event_base *base, const struct fg_config *cfg);
+void fg_fleet_worker_free(struct fg_fleet_worker *fw);
+
+/* A stored response as the shared tier keeps it (slices valid during a callback only). */
+struct fg_fleet_l2_record {
+    struct fg_cache_meta meta;
+    const char *head, *vary_names, *vary_values, *tags, *body;
+    size_t head_len, vary_names_len, vary_values_len, tags_len, body_len;
+};
+
+enum fg_fleet_l2_status {
+    FG_FLEET_L2_FOUND = 0, /* recs[0..n) are the key's variants (n may be 0: a miss) */
+    FG_FLEET_L2_TIMEOUT,   /* no answer within the deadline */
+    FG_FLEET_L2_ERROR,     /* not ready, refused, lost, a record that does not decode */
+};
+typedef void (*fg_fleet_l2_cb)(enum fg_fleet_l2_status st, const struct fg_fleet_l2_record *recs,
+                               size_t n, void *arg);
+struct fg_fleet_l2_get;
+
+/* Ask for every variant of key (the primary key). cb runs once, on the worker, never from
+ * inside this call: within timeout_ms. NULL when it cannot be asked now (no ready
+ * connection): then cb never runs and the caller goes to the app at once. */
+struct fg_fleet_l2_get *fg_fleet_l2_get(struct fg_fleet_worker *fw, const char *key, size_t key_len,
+                                        uint64_t timeout_ms, fg_fleet_l2_cb cb, void *arg);
+/* Forget a get before its callback ran. NULL is a no-op. */
+void fg_fleet_l2_cancel(struct fg_fleet_l2_get *g);
+
+/* Write a variant back, fire and forget (the record is copied): kept ttl_ms. */
+void fg_fleet_l2_put(struct fg_fleet_worker *fw, const char *key, size_t key_len,
+                     const struct fg_fleet_l2_record *rec, uint64_t ttl_ms);
+
+/* Count what the caller decided about an answer (hits are counted by it: a found record
+ * may be stale, purged since or of another variant). */
+enum fg_fleet_l2_event {
+    FG_FLEET_L2_EV_HIT = 0,  /* a record served a miss */
+    FG_FLEET_L2_EV_MISS,     /* no usable record: the app was asked */
+    FG_FLEET_L2_EV_REJECTED, /* a record for the variant, but stale or purged since */
+    FG_FLEET_L2_EV_TOO_BIG,  /* not written: larger than shared_max_object */
+    FG_FLEET_L2_EV__COUNT
+};
+void fg_fleet_l2_count(enum fg_fleet_l2_event ev, uint64_t bytes);
+
+struct fg_fleet_l2_stats {
+    uint64_t hits, misses, rejected, too_big; /* as counted by the caller */
+    uint64_t writes, write_errors;            /* write backs Redis took, or not */
+    uint64_t timeouts, errors;                /* gets and puts past their deadline; the rest */
+    uint64_t bytes_read, bytes_written;       /* records served from, written to Redis */
+};
+void fg_fleet_l2_stats(struct fg_fleet_l2_stats *out);
 
 #endif /* FG_FLEET_H */

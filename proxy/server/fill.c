@@ -57,6 +57,9 @@ struct fg_fill {
     enum fg_http_body app_body; /* the framing the app sent, whatever is stored */
     uint64_t appended;          /* body bytes given to the object */
     uint64_t app_length;
+    /* The shared tier (fleet.h): asked before the app on a plain miss. */
+    struct fg_fleet_l2_get *l2; /* the get on its way */
+    bool from_l2;               /* the object came from it: not written back */
 };
 
 static const struct fg_upstream_exchange_ops fill_ops;
@@ -69,6 +72,7 @@ static void fill_free(struct fg_fill *f)
         f->initiator->cache.fill = NULL;
     if (f->x != NULL)
         fg_upstream_exchange_abort(f->x);
+    fg_fleet_l2_cancel(f->l2);
     fg_cache_obj_unref(f->obj);
     fg_cache_obj_unref(f->stale);
     if (f->zs.z != NULL)
@@ -128,6 +132,134 @@ static bool send_request(struct fg_fill *f)
     return f->x != NULL;
 }
 
+/* ---- the shared tier (fleet.h) ---------------------------------------------------------- */
+
+static int vary_values_of(const struct fg_fill *f, const char *names, size_t names_len, char *out,
+                          size_t cap);
+
+/* The variant among recs this fill's request may be served: its secondary key, fresh,
+ * not to be revalidated, and not purged here since it was stored. NULL: none. */
+static const struct fg_fleet_l2_record *
+l2_pick(struct fg_fill *f, const struct fg_fleet_l2_record *recs, size_t n, bool *rejected)
+{
+    const char *key = fg_cache_obj_key(f->obj);
+    int64_t now = fg_wall_ms();
+    for (size_t i = 0; i < n; i++) {
+        const struct fg_fleet_l2_record *r = &recs[i];
+        char values[2048];
+        int vlen = r->vary_names_len > 0
+                       ? vary_values_of(f, r->vary_names, r->vary_names_len, values, sizeof(values))
+                       : 0;
+        if (vlen < 0 || (size_t)vlen != r->vary_values_len ||
+            memcmp(values, r->vary_values, (size_t)vlen) != 0)
+            continue; /* another variant */
+        uint64_t age;
+        if (r->meta.no_cache || !fg_cache_meta_fresh(&r->meta, now, &age) ||
+            r->body_len > f->route->cache.cache->max_object ||
+            fg_fleet_purged_since(key, strlen(key), r->tags, r->tags_len,
+                                  r->meta.response_time_ms)) {
+            *rejected = true;
+            continue;
+        }
+        return r;
+    }
+    return NULL;
+}
+
+/* Publish a record into the busy object, for every reader waiting on it. */
+static bool l2_publish(struct fg_fill *f, const struct fg_fleet_l2_record *r)
+{
+    struct fg_cache_meta m = r->meta;
+    m.content_length = r->body_len;
+    if (!fg_cache_fill_tags(f->obj, r->tags, r->tags_len) ||
+        !fg_cache_fill_head(f->obj, &m, r->head, r->head_len, r->vary_names, r->vary_names_len,
+                            r->vary_values, r->vary_values_len))
+        return false;
+    if (r->body_len > 0)
+        fg_cache_fill_append(f->obj, r->body, r->body_len); /* too big: readers still get it */
+    fg_cache_fill_done(f->obj, true);
+    return true;
+}
+
+static void l2_answer(enum fg_fleet_l2_status st, const struct fg_fleet_l2_record *recs, size_t n,
+                      void *arg)
+{
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
+    f->l2 = NULL;
+    bool rejected = false;
+    const struct fg_fleet_l2_record *r =
+        st == FG_FLEET_L2_FOUND ? l2_pick(f, recs, n, &rejected) : NULL;
+    if (r != NULL && l2_publish(f, r)) {
+        fg_fleet_l2_count(FG_FLEET_L2_EV_HIT, r->body_len);
+        f->from_l2 = true;
+        fill_free(f);
+        return;
+    }
+    /* a timeout or an error was counted by the tier; the app is asked now */
+    if (st == FG_FLEET_L2_FOUND)
+        fg_fleet_l2_count(rejected ? FG_FLEET_L2_EV_REJECTED : FG_FLEET_L2_EV_MISS, 0);
+    if (!send_request(f)) {
+        fg_cache_fill_abort(f->obj, 502);
+        fill_free(f);
+    }
+}
+
+/* Ask the shared tier first: a plain miss (not a revalidation) of a shared cache. true
+ * when the question is on its way (l2_answer continues). */
+static bool l2_ask(struct fg_fill *f)
+{
+    const struct fg_conf_cache *k = f->route->cache.cache;
+    if (f->snap->fleet == NULL || !k->shared || f->stale != NULL)
+        return false;
+    const char *key = fg_cache_obj_key(f->obj);
+    f->l2 = fg_fleet_l2_get(f->snap->fleet, key, strlen(key), k->shared_timeout_ms, l2_answer, f);
+    return f->l2 != NULL;
+}
+
+/* Write what the app filled back to the shared tier, if it may serve other instances:
+ * complete, fresh for a while, not revalidated before every use, within
+ * shared_max_object. The store only kept what a shared cache may store (no private, no
+ * Set-Cookie, describe()). */
+static void l2_write_back(struct fg_fill *f)
+{
+    const struct fg_conf_cache *k = f->route->cache.cache;
+    if (f->snap->fleet == NULL || !k->shared || f->from_l2 ||
+        fg_cache_obj_state(f->obj) != FG_CACHE_COMPLETE)
+        return;
+    const struct fg_cache_meta *m = fg_cache_obj_meta(f->obj);
+    uint64_t len = fg_cache_obj_length(f->obj), age;
+    if (len > k->shared_max_object) {
+        fg_fleet_l2_count(FG_FLEET_L2_EV_TOO_BIG, 0);
+        return;
+    }
+    if (m->no_cache || !fg_cache_meta_fresh(m, fg_wall_ms(), &age))
+        return;
+    uint64_t windows = m->swr > m->sie ? m->swr : m->sie;
+    uint64_t ttl_ms = (m->lifetime - age + windows) * 1000;
+    struct evbuffer *body = evbuffer_new();
+    if (body == NULL)
+        return;
+    struct fg_cache_reader rd;
+    fg_cache_reader_start(&rd, f->obj, NULL, NULL, NULL);
+    uint64_t added = 0;
+    enum fg_cache_read_status rs = fg_cache_reader_read(&rd, body, false, &added);
+    fg_cache_reader_stop(&rd);
+    if (rs == FG_CACHE_READ_END) {
+        struct fg_fleet_l2_record r = {.meta = *m};
+        r.meta.content_length = evbuffer_get_length(body);
+        r.head = fg_cache_obj_head(f->obj, &r.head_len);
+        fg_cache_obj_vary(f->obj, &r.vary_names, &r.vary_names_len, &r.vary_values,
+                          &r.vary_values_len);
+        r.tags = fg_cache_obj_tags(f->obj, &r.tags_len);
+        r.body_len = evbuffer_get_length(body);
+        r.body = r.body_len > 0 ? (const char *)evbuffer_pullup(body, -1) : "";
+        const char *key = fg_cache_obj_key(f->obj);
+        fg_fleet_l2_put(f->snap->fleet, key, strlen(key), &r, ttl_ms);
+    }
+    evbuffer_free(body);
+}
+
 struct fg_fill *fg_fill_start(struct fg_txn *t, struct fg_cache_obj *fill,
                               struct fg_cache_obj *stale, bool background)
 {
@@ -170,7 +302,7 @@ struct fg_fill *fg_fill_start(struct fg_txn *t, struct fg_cache_obj *fill,
         .max_request_line = 65536, .max_header_bytes = 1 << 20, .max_headers = FG_HTTP_MAX_HEADERS};
     enum fg_http_error err;
     if (f->head == NULL || fg_http_parse_request(f->head, f->head_len, &lim, req, &err) <= 0 ||
-        !send_request(f)) {
+        !(l2_ask(f) || send_request(f))) {
         fg_cache_fill_abort(fill, 502);
         fill_free(f);
         return NULL;
@@ -227,6 +359,8 @@ static void body_done(struct fg_fill *f, bool ok)
         fg_compress_stream_free(&f->zs);
     }
     fg_cache_fill_done(f->obj, ok);
+    if (ok)
+        l2_write_back(f);
     fill_free(f); /* aborts the exchange if it still runs */
 }
 

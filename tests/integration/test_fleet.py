@@ -102,17 +102,17 @@ class Relay:
         self.thread.join(5)
 
 
-def fleet_conf(redis_port, extra=""):
+def fleet_conf(redis_port, extra="", cache_extra=""):
     return (f"redis shared {{ url redis://127.0.0.1:{redis_port}; }}\n"
             f"fleet {{ redis shared; channel shop; {extra} }}\n"
-            "cache main { memory 64m; max_object 1m; }")
+            f"cache main {{ memory 64m; max_object 1m; {cache_extra} }}")
 
 
-def start(tmp_path, name, origin, redis_port, extra=""):
+def start(tmp_path, name, origin, redis_port, extra="", cache_extra="", route_extra=""):
     d = tmp_path / name
     d.mkdir()
-    return Flashgate(str(d), [origin.port], main_extra=fleet_conf(redis_port, extra),
-                     routes="    route / { upstream app; cache main; }")
+    return Flashgate(str(d), [origin.port], main_extra=fleet_conf(redis_port, extra, cache_extra),
+                     routes=f"    route / {{ upstream app; cache main; {route_extra} }}")
 
 
 def fleet_stats(fg):
@@ -141,9 +141,10 @@ def cache_on(fg, path):
 def fleet(tmp_path, origin):
     made = {"fgs": [], "relays": [], "redis": []}
 
-    def make(n, relay_for=(), extra=""):
-        r = rf.RedisServer(tmp_path, "redis")
-        made["redis"].append(r)
+    def make(n, relay_for=(), extra="", cache_extra="", route_extra="", redis=None):
+        r = redis or rf.RedisServer(tmp_path, "redis")
+        if redis is None:
+            made["redis"].append(r)
         fgs = []
         for i in range(n):
             port = r.port
@@ -151,7 +152,8 @@ def fleet(tmp_path, origin):
                 rel = Relay(r.port)
                 made["relays"].append(rel)
                 port = rel.port
-            fg = start(tmp_path, f"fg{i + 1}", origin, port, extra)
+            fg = start(tmp_path, f"fg{len(made['fgs']) + 1}", origin, port, extra, cache_extra,
+                       route_extra)
             made["fgs"].append(fg)
             fgs.append(fg)
         for fg in fgs:
@@ -290,3 +292,94 @@ def test_fleet_block_errors(tmp_path):
     assert r.returncode == 1 and f"{conf}:2: redis 'nope' is not defined" in r.stderr
     conf, r = check("redis a { url redis://127.0.0.1:1; }\nfleet {\n  redis a;\n  sharded maybe;\n}")
     assert r.returncode == 1 and f"{conf}:4: invalid value 'maybe' for 'sharded'" in r.stderr
+
+
+# ---- the shared tier (L2) ------------------------------------------------------------------
+
+SHARED = "shared on; shared_timeout 50ms;"
+
+
+def l2_stats(fg):
+    return fleet_stats(fg)["l2"]
+
+
+def body_of(fg, path, headers=""):
+    s, h, b = get(fg.port, path, headers)
+    assert s == 200
+    return h, b
+
+
+def test_shared_tier_serves_a_miss_of_another_instance(fleet, origin):
+    r, fgs, _ = fleet(2, cache_extra=SHARED)
+    page = "/c/l2/a?" + CC + "&tag=p1&bytes=5000"
+    h1, b1 = body_of(fgs[0], page)
+    wait_for(lambda: l2_stats(fgs[0])["writes"] == 1, 5, "written back")
+    h2, b2 = body_of(fgs[1], page)
+    assert b2 == b1 and origin.stats()["requests"] == 1  # instance 2 never asked the app
+    st = l2_stats(fgs[1])
+    assert st["hits"] == 1 and st["bytes_read"] >= 5000
+    # stored locally on instance 2 now: a hit without Redis
+    assert xcache(fgs[1], page) == "HIT" and l2_stats(fgs[1])["hits"] == 1
+    # the copy keeps its tags and its age
+    assert "cache-tag" not in h2 and int(h2["age"][0]) >= 0
+    assert purge_tag(fgs[1], "p1")["purged"] == 1
+
+
+def test_shared_tier_respects_variants(fleet, origin):
+    r, fgs, _ = fleet(2, cache_extra=SHARED,
+                      route_extra="compress br gzip; compress_min_length 0;")
+    page = "/c/l2/v?" + CC + "&ct=text/html&bytes=3000"
+    _, br1 = body_of(fgs[0], page, "Accept-Encoding: br\r\n")
+    wait_for(lambda: l2_stats(fgs[0])["writes"] == 1, 5, "written back")
+    # gzip is another variant: not in the shared tier, the app is asked
+    h, gz = body_of(fgs[1], page, "Accept-Encoding: gzip\r\n")
+    assert h["content-encoding"] == ["gzip"] and origin.stats()["requests"] == 2
+    # br: the encoded body of instance 1, no app request and no compression here
+    h, br2 = body_of(fgs[1], page, "Accept-Encoding: br\r\n")
+    assert h["content-encoding"] == ["br"] and br2 == br1
+    assert origin.stats()["requests"] == 2 and l2_stats(fgs[1])["hits"] == 1
+
+
+def test_shared_tier_never_keeps_private_or_cookies(fleet, origin):
+    r, fgs, _ = fleet(2, cache_extra=SHARED)
+    for p in ("/c/l2/priv?cc=private,max-age=60", "/c/l2/cookie?cc=max-age=60&cookie=1",
+              "/c/l2/nostore?cc=no-store"):
+        body_of(fgs[0], p)
+        body_of(fgs[1], p)
+    time.sleep(0.3)  # a write back would have been made by now
+    assert r.cmd("KEYS", "fg:l2:*") == []
+    assert origin.stats()["requests"] == 6
+    assert l2_stats(fgs[0])["writes"] == 0
+
+
+def test_shared_tier_copy_purged_elsewhere_is_not_taken(fleet, origin):
+    r, fgs, _ = fleet(2, cache_extra=SHARED)
+    page = "/c/l2/purged?" + CC + "&tag=sku-7"
+    body_of(fgs[0], page)
+    wait_for(lambda: l2_stats(fgs[0])["writes"] == 1, 5, "written back")
+    assert purge_tag(fgs[0], "sku-7")["fleet"]["receivers"] == 2
+    wait_for(lambda: fleet_stats(fgs[1])["purges_received"] == 1, 1, "purge received")
+    _, b = body_of(fgs[1], page)
+    assert origin.stats()["requests"] == 2  # the copy in Redis predates the purge
+    assert l2_stats(fgs[1])["rejected"] == 1 and l2_stats(fgs[1])["hits"] == 0
+
+
+def test_shared_tier_redis_killed_every_request_answered(fleet, origin):
+    r, fgs, _ = fleet(2, cache_extra=SHARED)
+    page = "/c/l2/k?" + CC
+    body_of(fgs[0], page)
+    wait_for(lambda: l2_stats(fgs[0])["writes"] == 1, 5, "written back")
+    r.pause()  # hung: every get runs into its deadline
+    t0 = time.monotonic()
+    for i in range(5):
+        s, h, _ = get(fgs[1].port, "/c/l2/hung%d?%s" % (i, CC))
+        assert s == 200
+    assert time.monotonic() - t0 < 5
+    assert l2_stats(fgs[1])["timeouts"] >= 1
+    r.kill()  # gone: refused at once
+    for fg in fgs:
+        for i in range(5):
+            s, h, _ = get(fg.port, "/c/l2/gone%d?%s" % (i, CC))
+            assert s == 200
+        assert xcache(fg, page) in ("HIT", "MISS")
+    assert fgs[1].proc.poll() is None and fgs[0].proc.poll() is None

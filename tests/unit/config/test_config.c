@@ -737,6 +737,15 @@ static void test_fleet_block(void **state)
     assert_int_equal(c->fleet.sharded, FG_CONF_SHARDED_ON);
     assert_int_equal(c->fleet.purge_log, 0);
     fg_config_unref(c);
+    c = load_ok("redis r { url redis://h; }\nfleet { redis r; }\n"
+                "cache m { memory 16m; shared on; shared_timeout 3ms; shared_max_object 64k; }\n" UP
+                    SRV_LINE);
+    assert_true(c->caches[0].shared);
+    assert_int_equal(c->caches[0].shared_timeout_ms, 3);
+    assert_int_equal(c->caches[0].shared_max_object, 65536);
+    fg_config_unref(c);
+    expect_error("cache m {\n    memory 16m;\n    shared on;\n}\n" UP SRV_LINE,
+                 NAME ":1: cache 'm': shared on needs a fleet block (fleet { redis NAME; })");
     expect_error("fleet {\n}\n" UP SRV_LINE,
                  NAME ":1: fleet needs 'redis NAME;' (a redis block: the Redis the fleet shares)");
     expect_error("fleet {\n    redis r;\n}\n" UP SRV_LINE,
