@@ -644,9 +644,15 @@ void fg_fleet_stats_json(struct evbuffer *out)
                         "\"l2\":{\"hits\":%" PRIu64 ",\"misses\":%" PRIu64 ",\"rejected\":%" PRIu64
                         ",\"too_big\":%" PRIu64 ",\"writes\":%" PRIu64 ",\"write_errors\":%" PRIu64
                         ",\"timeouts\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"bytes_read\":%" PRIu64
-                        ",\"bytes_written\":%" PRIu64 "}}",
+                        ",\"bytes_written\":%" PRIu64 "},",
                         l.hits, l.misses, l.rejected, l.too_big, l.writes, l.write_errors,
                         l.timeouts, l.errors, l.bytes_read, l.bytes_written);
+    evbuffer_add_printf(out,
+                        "\"locks\":{\"taken\":%" PRIu64 ",\"waited\":%" PRIu64
+                        ",\"timed_out\":%" PRIu64 ",\"filled\":%" PRIu64 ",\"passed\":%" PRIu64
+                        ",\"notifications\":%" PRIu64 "}}",
+                        l.locks_taken, l.locks_waited, l.lock_timeouts, l.waits_filled,
+                        l.waits_passed, l.notifications);
 }
 
 void fg_fleet_stats_metrics(struct evbuffer *out)

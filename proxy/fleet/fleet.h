@@ -135,9 +135,48 @@ struct fg_fleet_l2_get *fg_fleet_l2_get(struct fg_fleet_worker *fw, const char *
 /* Forget a get before its callback ran. NULL is a no-op. */
 void fg_fleet_l2_cancel(struct fg_fleet_l2_get *g);
 
-/* Write a variant back, fire and forget (the record is copied): kept ttl_ms. */
+/* Write a variant back, fire and forget (the record is copied): kept ttl_ms. With
+ * release, the fleet's fill lock of key is released once Redis has the record, and the
+ * instances waiting for it are told (FILLED; ABORTED when the write failed). */
 void fg_fleet_l2_put(struct fg_fleet_worker *fw, const char *key, size_t key_len,
-                     const struct fg_fleet_l2_record *rec, uint64_t ttl_ms);
+                     const struct fg_fleet_l2_record *rec, uint64_t ttl_ms, bool release);
+
+/* ---- fleet-wide coalescing (l2.c) ------------------------------------------------------
+ * A key missing from every level: one instance takes a short lock in Redis (SET NX PX)
+ * and asks the app; the others wait for its fill notification on the fleet's fills
+ * channel (pub/sub, no polling), up to cache_lock_timeout, then ask the shared tier again,
+ * or the app when the answer was not storable (released at once, the hit-for-miss rule
+ * fleet-wide) or the wait ran out. */
+
+enum fg_fleet_fill_outcome {
+    FG_FLEET_FILL_FILLED = 0, /* the record is in the shared tier */
+    FG_FLEET_FILL_PASSED,     /* not storable: go to the app */
+    FG_FLEET_FILL_ABORTED,    /* the fill failed or was not written: go to the app */
+    FG_FLEET_FILL_TIMEOUT,    /* no word within the wait */
+    FG_FLEET_FILL_PENDING,    /* fg_fleet_wait_fill: the callback will say */
+    FG_FLEET_FILL_UNAVAILABLE /* fg_fleet_wait_fill: not subscribed, cannot wait */
+};
+
+struct fg_fleet_req; /* a lock request or a wait, until its callback */
+
+/* Try to take key's fill lock for ttl_ms, answering within timeout_ms: cb(taken, arg);
+ * taken false also when Redis could not say (the caller then asks the app). NULL when it
+ * cannot be asked now: ask the app. */
+struct fg_fleet_req *fg_fleet_lock(struct fg_fleet_worker *fw, const char *key, size_t key_len,
+                                   uint64_t ttl_ms, uint64_t timeout_ms,
+                                   void (*cb)(bool taken, bool answered, void *arg), void *arg);
+/* Wait for the fill of key by the instance that holds its lock, at most timeout_ms.
+ * Returns PENDING (*req set; cb(outcome, arg) runs later, on the worker), an outcome
+ * already known (a notification came in the last second), or UNAVAILABLE. */
+enum fg_fleet_fill_outcome fg_fleet_wait_fill(struct fg_fleet_worker *fw, const char *key,
+                                              size_t key_len, uint64_t timeout_ms,
+                                              void (*cb)(enum fg_fleet_fill_outcome o, void *arg),
+                                              void *arg, struct fg_fleet_req **req);
+/* Release key's lock (held by this process) and tell the waiting instances o. */
+void fg_fleet_release(struct fg_fleet_worker *fw, const char *key, size_t key_len,
+                      enum fg_fleet_fill_outcome o);
+/* Forget a lock request or a wait before its callback. NULL is a no-op. */
+void fg_fleet_req_cancel(struct fg_fleet_req *q);
 
 /* Count what the caller decided about an answer (hits are counted by it: a found record
  * may be stale, purged since or of another variant). */
@@ -155,6 +194,8 @@ struct fg_fleet_l2_stats {
     uint64_t writes, write_errors;            /* write backs Redis took, or not */
     uint64_t timeouts, errors;                /* gets and puts past their deadline; the rest */
     uint64_t bytes_read, bytes_written;       /* records served from, written to Redis */
+    uint64_t locks_taken, locks_waited, lock_timeouts;  /* fleet-wide coalescing */
+    uint64_t waits_filled, waits_passed, notifications; /* how waits ended; fills told */
 };
 void fg_fleet_l2_stats(struct fg_fleet_l2_stats *out);
 

@@ -21,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -34,25 +37,43 @@
 #define L2_PUT_MS    1000 /* a write back: nobody waits for it */
 #define L2_KEY_EXTRA 96
 
+/* KEYS: the hash, the fill lock; ARGV: field, record, TTL ms, this process's lock token
+ * ("" : no lock to release). */
 static const char PUT_LUA[] = "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
                               "local t = redis.call('PTTL', KEYS[1])\n"
                               "if t < tonumber(ARGV[3]) then\n"
                               "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
                               "end\n"
+                              "if ARGV[4] ~= '' and redis.call('GET', KEYS[2]) == ARGV[4] then\n"
+                              "  redis.call('DEL', KEYS[2])\n"
+                              "end\n"
                               "return 1\n";
+/* KEYS: the fill lock; ARGV: the token. Released only by its holder. */
+static const char RELEASE_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+                                  "  return redis.call('DEL', KEYS[1])\n"
+                                  "end\n"
+                                  "return 0\n";
 
-static struct fg_redis_script put_script;
+static struct fg_redis_script put_script, release_script;
 static pthread_once_t put_once = PTHREAD_ONCE_INIT;
+static char token[24]; /* this process's lock token */
 
 static void put_init(void)
 {
     fg_redis_script_init(&put_script, PUT_LUA);
+    fg_redis_script_init(&release_script, RELEASE_LUA);
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+        r = (uint64_t)fg_wall_ms() ^ (uint64_t)getpid() << 32;
+    snprintf(token, sizeof(token), "%016" PRIx64, r);
 }
 
 /* Process-wide counters (fleet.h's stats). */
 static struct {
     _Atomic uint64_t ev[FG_FLEET_L2_EV__COUNT];
     _Atomic uint64_t bytes_in, bytes_out, writes, write_errors, timeouts, errors;
+    _Atomic uint64_t locks_taken, locks_waited, lock_timeouts, waits_filled, waits_passed;
+    _Atomic uint64_t notifications;
 } C;
 
 static void add(_Atomic uint64_t *c, uint64_t n)
@@ -79,16 +100,83 @@ void fg_fleet_l2_stats(struct fg_fleet_l2_stats *out)
                                       .timeouts = GET(timeouts),
                                       .errors = GET(errors),
                                       .bytes_read = GET(bytes_in),
-                                      .bytes_written = GET(bytes_out)};
+                                      .bytes_written = GET(bytes_out),
+                                      .locks_taken = GET(locks_taken),
+                                      .locks_waited = GET(locks_waited),
+                                      .lock_timeouts = GET(lock_timeouts),
+                                      .waits_filled = GET(waits_filled),
+                                      .waits_passed = GET(waits_passed),
+                                      .notifications = GET(notifications)};
 #undef GET
 }
 
 /* ---- workers' clients ------------------------------------------------------------------ */
 
+#define L2_RECENT    64 /* fill notifications remembered, for a wait that registers late */
+#define L2_RECENT_MS 1000
+
+struct fg_fleet_req {
+    struct fg_fleet_worker *fw;
+    struct fg_redis_req *q; /* a lock request on its way */
+    bool waiting;           /* a wait, on fw->waits */
+    char *key;
+    size_t key_len;
+    struct event *timer;
+    void (*lock_cb)(bool taken, bool answered, void *arg);
+    void (*wait_cb)(enum fg_fleet_fill_outcome o, void *arg);
+    void *arg;
+    TAILQ_ENTRY(fg_fleet_req) link;
+};
+
+struct recent {
+    uint64_t at_ms; /* monotonic */
+    enum fg_fleet_fill_outcome o;
+    char *key;
+    size_t key_len;
+};
+
 struct fg_fleet_worker {
+    struct event_base *base;
     struct fg_redis *redis;
     char channel[FG_CONF_NAME_MAX];
+    char fills[FG_CONF_NAME_MAX + 32]; /* fg:fleet:{channel}:fills */
+    enum fg_conf_fleet_sharded sharded_conf;
+    bool sharded;
+    struct fg_redis_sub *sub;
+    bool subscribed;
+    TAILQ_HEAD(, fg_fleet_req) waits;
+    struct recent recent[L2_RECENT];
+    size_t recent_next;
 };
+
+static void on_fill_message(const char *channel, size_t channel_len, const char *payload,
+                            size_t len, void *arg);
+
+static void on_fills_state(bool subscribed, void *arg)
+{
+    struct fg_fleet_worker *fw = arg;
+    fw->subscribed = subscribed;
+}
+
+static void subscribe_fills(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fg_fleet_worker *fw = arg;
+    if (fw->sub != NULL || fw->redis == NULL)
+        return;
+    fw->sharded = fw->sharded_conf == FG_CONF_SHARDED_ON ||
+                  (fw->sharded_conf == FG_CONF_SHARDED_AUTO && fg_redis_is_cluster(fw->redis));
+    fw->sub = fg_redis_subscribe(fw->redis, fw->fills, strlen(fw->fills), fw->sharded,
+                                 on_fill_message, on_fills_state, fw);
+}
+
+static void on_worker_event(enum fg_redis_event ev, void *arg)
+{
+    struct fg_fleet_worker *fw = arg;
+    if (ev == FG_REDIS_EV_CONNECTED && fw->sub == NULL)
+        event_base_once(fw->base, -1, EV_TIMEOUT, subscribe_fills, fw, NULL);
+}
 
 struct fg_fleet_worker *fg_fleet_worker_new(struct event_base *base, const struct fg_config *cfg)
 {
@@ -102,7 +190,11 @@ struct fg_fleet_worker *fg_fleet_worker_new(struct event_base *base, const struc
     if (fw == NULL)
         return NULL;
     snprintf(fw->channel, sizeof(fw->channel), "%s", cfg->fleet.channel);
-    struct fg_redis_opts o = {0};
+    snprintf(fw->fills, sizeof(fw->fills), "fg:fleet:{%s}:fills", cfg->fleet.channel);
+    fw->base = base;
+    fw->sharded_conf = cfg->fleet.sharded;
+    TAILQ_INIT(&fw->waits);
+    struct fg_redis_opts o = {.on_event = on_worker_event, .event_arg = fw};
     fw->redis = fg_redis_new(base, cfg->fleet.ep, &o);
     if (fw->redis == NULL) {
         free(fw);
@@ -111,20 +203,36 @@ struct fg_fleet_worker *fg_fleet_worker_new(struct event_base *base, const struc
     return fw;
 }
 
+static void req_free(struct fg_fleet_req *q);
+
 void fg_fleet_worker_free(struct fg_fleet_worker *fw)
 {
     if (fw == NULL)
         return;
+    fg_redis_unsubscribe(fw->sub);
+    fw->sub = NULL;
     fg_redis_free(fw->redis); /* gets still waiting are answered (lost) inside */
+    fw->redis = NULL;
+    /* Waits outlive no snapshot: their fills hold it (fill.c), so none is left here. */
+    FG_ASSERT(TAILQ_EMPTY(&fw->waits));
+    for (size_t i = 0; i < L2_RECENT; i++)
+        free(fw->recent[i].key);
     free(fw);
 }
 
-/* "fg:l2:{<key>}:<channel>" into out; its length, 0 when it does not fit. */
+/* "fg:<kind>:{<key>}:<channel>" into out (kind "l2": the records, "lock": the fill
+ * lock; one slot per key); its length, 0 when it does not fit. */
+static size_t fleet_key(const struct fg_fleet_worker *fw, const char *kind, const char *key,
+                        size_t key_len, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "fg:%s:{%.*s}:%s", kind, (int)key_len, key, fw->channel);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
 static size_t l2_key(const struct fg_fleet_worker *fw, const char *key, size_t key_len, char *out,
                      size_t cap)
 {
-    int n = snprintf(out, cap, "fg:l2:{%.*s}:%s", (int)key_len, key, fw->channel);
-    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+    return fleet_key(fw, "l2", key, key_len, out, cap);
 }
 
 /* ---- records --------------------------------------------------------------------------- */
@@ -303,32 +411,257 @@ void fg_fleet_l2_cancel(struct fg_fleet_l2_get *g)
     free(g);
 }
 
+/* ---- fleet-wide coalescing ----------------------------------------------------------- */
+
+static const char OUTCOME_CHAR[] = {'F', 'P', 'A'};
+
+static void ignore_reply(enum fg_redis_status st, const struct redisReply *r, void *arg)
+{
+    (void)st;
+    (void)r;
+    (void)arg;
+}
+
+static void notify(struct fg_fleet_worker *fw, const char *key, size_t key_len,
+                   enum fg_fleet_fill_outcome o)
+{
+    char payload[FG_CACHE_KEY_MAX + 8];
+    int n = snprintf(payload, sizeof(payload), "1 %c %.*s", OUTCOME_CHAR[o], (int)key_len, key);
+    if (n <= 0 || (size_t)n >= sizeof(payload))
+        return;
+    const char *argv[] = {fw->sharded ? "SPUBLISH" : "PUBLISH", fw->fills, payload};
+    size_t lens[] = {strlen(argv[0]), strlen(fw->fills), (size_t)n};
+    struct fg_redis_cmd c = {.argc = 3,
+                             .argv = argv,
+                             .lens = lens,
+                             .key = fw->fills,
+                             .key_len = strlen(fw->fills),
+                             .timeout_ms = L2_PUT_MS};
+    if (fg_redis_command(fw->redis, &c, ignore_reply, NULL) != NULL)
+        add(&C.notifications, 1);
+}
+
+static void req_free(struct fg_fleet_req *q)
+{
+    if (q->waiting)
+        TAILQ_REMOVE(&q->fw->waits, q, link);
+    if (q->timer != NULL)
+        event_free(q->timer);
+    free(q->key);
+    free(q);
+}
+
+static void remember_fill(struct fg_fleet_worker *fw, const char *key, size_t len,
+                          enum fg_fleet_fill_outcome o)
+{
+    struct recent *r = &fw->recent[fw->recent_next];
+    fw->recent_next = (fw->recent_next + 1) % L2_RECENT;
+    char *k = malloc(len ? len : 1);
+    free(r->key);
+    *r = (struct recent){.at_ms = fg_mono_ms(), .o = o, .key = k, .key_len = k ? len : 0};
+    if (k != NULL)
+        memcpy(k, key, len);
+}
+
+/* "1 <F|P|A> <key>" */
+static void on_fill_message(const char *channel, size_t channel_len, const char *payload,
+                            size_t len, void *arg)
+{
+    (void)channel;
+    (void)channel_len;
+    struct fg_fleet_worker *fw = arg;
+    if (len < 5 || payload[0] != '1' || payload[1] != ' ' || payload[3] != ' ')
+        return;
+    const char *oc = memchr(OUTCOME_CHAR, payload[2], sizeof(OUTCOME_CHAR));
+    if (oc == NULL)
+        return;
+    enum fg_fleet_fill_outcome o = (enum fg_fleet_fill_outcome)(oc - OUTCOME_CHAR);
+    const char *key = payload + 4;
+    size_t klen = len - 4;
+    remember_fill(fw, key, klen, o);
+    struct fg_fleet_req *q, *next;
+    for (q = TAILQ_FIRST(&fw->waits); q != NULL; q = next) {
+        next = TAILQ_NEXT(q, link);
+        if (q->key_len != klen || memcmp(q->key, key, klen) != 0)
+            continue;
+        add(o == FG_FLEET_FILL_FILLED ? &C.waits_filled : &C.waits_passed, 1);
+        void (*cb)(enum fg_fleet_fill_outcome, void *) = q->wait_cb;
+        void *cb_arg = q->arg;
+        req_free(q);
+        cb(o, cb_arg); /* may register or cancel other waits: next is taken again */
+        next = TAILQ_FIRST(&fw->waits);
+    }
+}
+
+static void lock_done(enum fg_redis_status st, const struct redisReply *r, void *arg)
+{
+    struct fg_fleet_req *q = arg;
+    q->q = NULL;
+    bool answered = st == FG_REDIS_REPLY && r->type != REDIS_REPLY_ERROR;
+    bool taken = answered && r->type == REDIS_REPLY_STATUS;
+    if (st == FG_REDIS_TIMEOUT)
+        add(&C.timeouts, 1);
+    else if (!answered)
+        add(&C.errors, 1);
+    if (taken)
+        add(&C.locks_taken, 1);
+    void (*cb)(bool, bool, void *) = q->lock_cb;
+    void *cb_arg = q->arg;
+    req_free(q);
+    cb(taken, answered, cb_arg);
+}
+
+struct fg_fleet_req *fg_fleet_lock(struct fg_fleet_worker *fw, const char *key, size_t key_len,
+                                   uint64_t ttl_ms, uint64_t timeout_ms,
+                                   void (*cb)(bool taken, bool answered, void *arg), void *arg)
+{
+    char k[FG_CACHE_KEY_MAX + L2_KEY_EXTRA], ttl[24];
+    size_t klen = fleet_key(fw, "lock", key, key_len, k, sizeof(k));
+    struct fg_fleet_req *q = klen > 0 ? calloc(1, sizeof(*q)) : NULL;
+    if (q == NULL)
+        return NULL;
+    q->fw = fw;
+    q->lock_cb = cb;
+    q->arg = arg;
+    snprintf(ttl, sizeof(ttl), "%" PRIu64, ttl_ms);
+    const char *argv[] = {"SET", k, token, "NX", "PX", ttl};
+    size_t lens[] = {3, klen, strlen(token), 2, 2, strlen(ttl)};
+    struct fg_redis_cmd c = {
+        .argc = 6, .argv = argv, .lens = lens, .key = k, .key_len = klen, .timeout_ms = timeout_ms};
+    q->q = fg_redis_command(fw->redis, &c, lock_done, q);
+    if (q->q == NULL) {
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+static void wait_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fg_fleet_req *q = arg;
+    add(&C.lock_timeouts, 1);
+    void (*cb)(enum fg_fleet_fill_outcome, void *) = q->wait_cb;
+    void *cb_arg = q->arg;
+    req_free(q);
+    cb(FG_FLEET_FILL_TIMEOUT, cb_arg);
+}
+
+enum fg_fleet_fill_outcome fg_fleet_wait_fill(struct fg_fleet_worker *fw, const char *key,
+                                              size_t key_len, uint64_t timeout_ms,
+                                              void (*cb)(enum fg_fleet_fill_outcome o, void *arg),
+                                              void *arg, struct fg_fleet_req **req)
+{
+    *req = NULL;
+    /* The holder may have told before our lock request's answer was read. */
+    uint64_t now = fg_mono_ms();
+    for (size_t i = 0; i < L2_RECENT; i++) {
+        const struct recent *r = &fw->recent[i];
+        if (r->key != NULL && r->key_len == key_len && now - r->at_ms < L2_RECENT_MS &&
+            memcmp(r->key, key, key_len) == 0) {
+            add(r->o == FG_FLEET_FILL_FILLED ? &C.waits_filled : &C.waits_passed, 1);
+            return r->o;
+        }
+    }
+    if (!fw->subscribed)
+        return FG_FLEET_FILL_UNAVAILABLE;
+    struct fg_fleet_req *q = calloc(1, sizeof(*q));
+    if (q == NULL || (q->key = malloc(key_len ? key_len : 1)) == NULL ||
+        (q->timer = evtimer_new(fw->base, wait_timeout, q)) == NULL) {
+        if (q != NULL)
+            free(q->key);
+        free(q);
+        return FG_FLEET_FILL_UNAVAILABLE;
+    }
+    q->fw = fw;
+    memcpy(q->key, key, key_len);
+    q->key_len = key_len;
+    q->wait_cb = cb;
+    q->arg = arg;
+    q->waiting = true;
+    TAILQ_INSERT_TAIL(&fw->waits, q, link);
+    struct timeval tv = {.tv_sec = (time_t)(timeout_ms / 1000),
+                         .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
+    evtimer_add(q->timer, &tv);
+    add(&C.locks_waited, 1);
+    *req = q;
+    return FG_FLEET_FILL_PENDING;
+}
+
+void fg_fleet_req_cancel(struct fg_fleet_req *q)
+{
+    if (q == NULL)
+        return;
+    fg_redis_cancel(q->q);
+    req_free(q);
+}
+
+void fg_fleet_release(struct fg_fleet_worker *fw, const char *key, size_t key_len,
+                      enum fg_fleet_fill_outcome o)
+{
+    char k[FG_CACHE_KEY_MAX + L2_KEY_EXTRA];
+    size_t klen = fleet_key(fw, "lock", key, key_len, k, sizeof(k));
+    if (klen == 0)
+        return;
+    const char *keys[] = {k};
+    size_t key_lens[] = {klen};
+    const char *args[] = {token};
+    (void)fg_redis_eval(fw->redis, &release_script, 1, keys, key_lens, 1, args, NULL, L2_PUT_MS,
+                        ignore_reply, NULL);
+    notify(fw, key, key_len, o);
+}
+
 /* ---- put --------------------------------------------------------------------------------- */
+
+struct put {
+    struct fg_fleet_worker *fw;
+    size_t bytes;
+    bool release;
+    size_t key_len;
+    char key[]; /* the primary key (release: who to tell) */
+};
 
 static void put_done(enum fg_redis_status st, const struct redisReply *r, void *arg)
 {
-    size_t bytes = (size_t)(uintptr_t)arg;
-    if (st == FG_REDIS_REPLY && r->type != REDIS_REPLY_ERROR) {
+    struct put *p = arg;
+    bool ok = st == FG_REDIS_REPLY && r->type != REDIS_REPLY_ERROR;
+    if (ok) {
         add(&C.writes, 1);
-        add(&C.bytes_out, bytes);
+        add(&C.bytes_out, p->bytes);
     } else {
         add(&C.write_errors, 1);
         if (st == FG_REDIS_TIMEOUT)
             add(&C.timeouts, 1);
     }
+    /* LOST: the client is being freed; the lock expires by itself */
+    if (p->release && st != FG_REDIS_LOST) {
+        if (ok)
+            notify(p->fw, p->key, p->key_len, FG_FLEET_FILL_FILLED); /* the script released */
+        else
+            fg_fleet_release(p->fw, p->key, p->key_len, FG_FLEET_FILL_ABORTED);
+    }
+    free(p);
 }
 
 void fg_fleet_l2_put(struct fg_fleet_worker *fw, const char *key, size_t key_len,
-                     const struct fg_fleet_l2_record *rec, uint64_t ttl_ms)
+                     const struct fg_fleet_l2_record *rec, uint64_t ttl_ms, bool release)
 {
-    char k[FG_CACHE_KEY_MAX + L2_KEY_EXTRA];
+    char k[FG_CACHE_KEY_MAX + L2_KEY_EXTRA], lk[FG_CACHE_KEY_MAX + L2_KEY_EXTRA];
     size_t klen = l2_key(fw, key, key_len, k, sizeof(k));
+    size_t lklen = fleet_key(fw, "lock", key, key_len, lk, sizeof(lk));
     struct evbuffer *b = evbuffer_new();
     struct evbuffer *field = evbuffer_new();
-    if (klen == 0 || b == NULL || field == NULL || ttl_ms == 0) {
+    struct put *p = malloc(sizeof(*p) + key_len);
+    if (klen == 0 || lklen == 0 || b == NULL || field == NULL || p == NULL || ttl_ms == 0) {
         add(&C.write_errors, 1);
+        free(p);
+        if (release)
+            fg_fleet_release(fw, key, key_len, FG_FLEET_FILL_ABORTED);
         goto out;
     }
+    *p = (struct put){.fw = fw, .release = release, .key_len = key_len};
+    memcpy(p->key, key, key_len);
     encode(b, rec);
     evbuffer_add(field, rec->vary_names, rec->vary_names_len);
     evbuffer_add(field, "\n", 1);
@@ -336,14 +669,19 @@ void fg_fleet_l2_put(struct fg_fleet_worker *fw, const char *key, size_t key_len
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%" PRIu64, ttl_ms);
     size_t blen = evbuffer_get_length(b), flen = evbuffer_get_length(field);
-    const char *keys[] = {k};
-    size_t key_lens[] = {klen};
+    p->bytes = blen;
+    const char *keys[] = {k, lk};
+    size_t key_lens[] = {klen, lklen};
     const char *args[] = {(const char *)evbuffer_pullup(field, -1),
-                          (const char *)evbuffer_pullup(b, -1), ttl};
-    size_t arg_lens[] = {flen, blen, strlen(ttl)};
-    if (fg_redis_eval(fw->redis, &put_script, 1, keys, key_lens, 3, args, arg_lens, L2_PUT_MS,
-                      put_done, (void *)(uintptr_t)blen) == NULL)
+                          (const char *)evbuffer_pullup(b, -1), ttl, release ? token : ""};
+    size_t arg_lens[] = {flen, blen, strlen(ttl), release ? strlen(token) : 0};
+    if (fg_redis_eval(fw->redis, &put_script, 2, keys, key_lens, 4, args, arg_lens, L2_PUT_MS,
+                      put_done, p) == NULL) {
         add(&C.write_errors, 1);
+        free(p);
+        if (release)
+            fg_fleet_release(fw, key, key_len, FG_FLEET_FILL_ABORTED);
+    }
 out:
     if (b != NULL)
         evbuffer_free(b);

@@ -60,6 +60,11 @@ struct fg_fill {
     /* The shared tier (fleet.h): asked before the app on a plain miss. */
     struct fg_fleet_l2_get *l2; /* the get on its way */
     bool from_l2;               /* the object came from it: not written back */
+    bool l2_again;              /* asked again after another instance's fill: no lock now */
+    /* Fleet-wide coalescing: the fill lock asked for, held, or waited on. */
+    struct fg_fleet_req *fleet_req;
+    bool lock_held;
+    enum fg_fleet_fill_outcome release_as; /* what waiters are told if it ends otherwise */
 };
 
 static const struct fg_upstream_exchange_ops fill_ops;
@@ -73,6 +78,11 @@ static void fill_free(struct fg_fill *f)
     if (f->x != NULL)
         fg_upstream_exchange_abort(f->x);
     fg_fleet_l2_cancel(f->l2);
+    fg_fleet_req_cancel(f->fleet_req);
+    if (f->lock_held) { /* the other instances waiting go to the app now */
+        const char *key = fg_cache_obj_key(f->obj);
+        fg_fleet_release(f->snap->fleet, key, strlen(key), f->release_as);
+    }
     fg_cache_obj_unref(f->obj);
     fg_cache_obj_unref(f->stale);
     if (f->zs.z != NULL)
@@ -133,6 +143,68 @@ static bool send_request(struct fg_fill *f)
 }
 
 /* ---- the shared tier (fleet.h) ---------------------------------------------------------- */
+
+static bool l2_ask(struct fg_fill *f);
+
+/* Ask the app (the exchange); the fill is over when it cannot be. */
+static void app(struct fg_fill *f)
+{
+    if (!send_request(f)) {
+        fg_cache_fill_abort(f->obj, 502);
+        fill_free(f);
+    }
+}
+
+/* Another instance's fill of the key ended (or the wait did). */
+static void wait_answer(enum fg_fleet_fill_outcome o, void *arg)
+{
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
+    f->fleet_req = NULL;
+    f->l2_again = true;
+    if (o == FG_FLEET_FILL_FILLED && l2_ask(f))
+        return;
+    app(f); /* not storable, failed, or no word in time: on our own */
+}
+
+static void lock_answer(bool taken, bool answered, void *arg)
+{
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
+    f->fleet_req = NULL;
+    if (taken) {
+        f->lock_held = true;
+        f->release_as = FG_FLEET_FILL_ABORTED;
+        app(f);
+        return;
+    }
+    if (!answered) { /* Redis could not say: the app, as without the fleet */
+        app(f);
+        return;
+    }
+    const char *key = fg_cache_obj_key(f->obj);
+    struct fg_fleet_req *q = NULL;
+    enum fg_fleet_fill_outcome o = fg_fleet_wait_fill(
+        f->snap->fleet, key, strlen(key), f->route->cache.lock_timeout_ms, wait_answer, f, &q);
+    if (o == FG_FLEET_FILL_PENDING) {
+        f->fleet_req = q;
+        return;
+    }
+    f->l2_again = true;
+    if (o == FG_FLEET_FILL_FILLED && l2_ask(f))
+        return;
+    app(f);
+}
+
+/* Take the key's fleet-wide fill lock (lock_answer goes on). false: ask the app now. */
+static bool lock_ask(struct fg_fill *f)
+{
+    const char *key = fg_cache_obj_key(f->obj);
+    const struct fg_conf_route_cache *rc = &f->route->cache;
+    f->fleet_req = fg_fleet_lock(f->snap->fleet, key, strlen(key), rc->lock_timeout_ms,
+                                 rc->cache->shared_timeout_ms, lock_answer, f);
+    return f->fleet_req != NULL;
+}
 
 static int vary_values_of(const struct fg_fill *f, const char *names, size_t names_len, char *out,
                           size_t cap);
@@ -196,13 +268,14 @@ static void l2_answer(enum fg_fleet_l2_status st, const struct fg_fleet_l2_recor
         fill_free(f);
         return;
     }
-    /* a timeout or an error was counted by the tier; the app is asked now */
+    /* a timeout or an error was counted by the tier */
     if (st == FG_FLEET_L2_FOUND)
         fg_fleet_l2_count(rejected ? FG_FLEET_L2_EV_REJECTED : FG_FLEET_L2_EV_MISS, 0);
-    if (!send_request(f)) {
-        fg_cache_fill_abort(f->obj, 502);
-        fill_free(f);
-    }
+    /* Missing everywhere: one instance of the fleet asks the app (the lock), unless this
+     * is already the second look, after another instance's fill. */
+    if (st == FG_FLEET_L2_FOUND && !f->l2_again && lock_ask(f))
+        return;
+    app(f);
 }
 
 /* Ask the shared tier first: a plain miss (not a revalidation) of a shared cache. true
@@ -227,6 +300,7 @@ static void l2_write_back(struct fg_fill *f)
     if (f->snap->fleet == NULL || !k->shared || f->from_l2 ||
         fg_cache_obj_state(f->obj) != FG_CACHE_COMPLETE)
         return;
+    f->release_as = FG_FLEET_FILL_ABORTED; /* not written: the waiters ask the app */
     const struct fg_cache_meta *m = fg_cache_obj_meta(f->obj);
     uint64_t len = fg_cache_obj_length(f->obj), age;
     if (len > k->shared_max_object) {
@@ -255,7 +329,9 @@ static void l2_write_back(struct fg_fill *f)
         r.body_len = evbuffer_get_length(body);
         r.body = r.body_len > 0 ? (const char *)evbuffer_pullup(body, -1) : "";
         const char *key = fg_cache_obj_key(f->obj);
-        fg_fleet_l2_put(f->snap->fleet, key, strlen(key), &r, ttl_ms);
+        /* the put releases the lock and tells the waiters once Redis has the record */
+        fg_fleet_l2_put(f->snap->fleet, key, strlen(key), &r, ttl_ms, f->lock_held);
+        f->lock_held = false;
     }
     evbuffer_free(body);
 }
@@ -584,6 +660,7 @@ static void pass(struct fg_fill *f, const struct fg_http_response *resp)
     uint64_t ttl = resp->status >= 500 ? 0 : f->route->cache.hit_for_miss_ms;
     struct fg_txn *t = f->initiator;
     struct fg_upstream_exchange *x = f->x;
+    f->release_as = FG_FLEET_FILL_PASSED; /* the fleet's waiters go to the app at once */
     fg_cache_fill_pass(f->obj, fg_wall_ms(), ttl);
     if (t != NULL && !f->head_only_client) {
         /* The request that started the fill takes the answer over: the exchange goes on

@@ -383,3 +383,57 @@ def test_shared_tier_redis_killed_every_request_answered(fleet, origin):
             assert s == 200
         assert xcache(fg, page) in ("HIT", "MISS")
     assert fgs[1].proc.poll() is None and fgs[0].proc.poll() is None
+
+
+# ---- fleet-wide coalescing ------------------------------------------------------------------
+
+
+def storm(fgs, path, n=300):
+    """n clients at once on one key, spread over the instances; their (status, body)."""
+    out = [None] * n
+    start = threading.Barrier(n)
+
+    def run(i):
+        try:
+            start.wait(20)
+            s, h, b = get(fgs[i % len(fgs)].port, path)
+            out[i] = (s, b)
+        except Exception as e:  # the assertion below shows it
+            out[i] = (0, repr(e).encode())
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return out
+
+
+@pytest.mark.parametrize("shared,app_requests", [(True, 1), (False, 3)])
+def test_cold_key_storm_one_app_request_for_the_fleet(fleet, origin, shared, app_requests):
+    r, fgs, _ = fleet(3, cache_extra=SHARED if shared else "")
+    path = "/c/storm?" + CC + "&delay=500&bytes=20000"
+    res = storm(fgs, path)
+    assert all(s == 200 for s, _ in res), [b[:200] for s, b in res if s != 200][:3]
+    bodies = {b for _, b in res}
+    assert len(bodies) == app_requests  # each app answer is "v<N>:..."
+    assert origin.stats()["requests"] == app_requests
+    if shared:
+        taken = sum(fleet_stats(fg)["locks"]["taken"] for fg in fgs)
+        waited = sum(fleet_stats(fg)["locks"]["waited"] for fg in fgs)
+        assert (taken, waited) == (1, 2)
+        assert sum(l2_stats(fg)["hits"] for fg in fgs) == 2
+
+
+def test_uncacheable_answer_releases_the_fleet_at_once(fleet, origin):
+    r, fgs, _ = fleet(3, cache_extra=SHARED)
+    path = "/c/nostore-storm?cc=no-store&delay=300"
+    t0 = time.monotonic()
+    res = storm(fgs, path, n=30)
+    assert all(s == 200 for s, _ in res)
+    # the lock holder's no-store answer sent the other instances to the app at once, not
+    # after cache_lock_timeout (5s)
+    assert time.monotonic() - t0 < 4
+    passed = sum(fleet_stats(fg)["locks"]["passed"] for fg in fgs)
+    timed_out = sum(fleet_stats(fg)["locks"]["timed_out"] for fg in fgs)
+    assert passed == 2 and timed_out == 0
