@@ -420,6 +420,8 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r, con
             text_response(bev, 405, "405 Method Not Allowed\n", false);
         else if (AD.ops->draining())
             text_response(bev, 503, "draining\n", head_only);
+        else if (AD.ops->warming != NULL && AD.ops->warming())
+            text_response(bev, 503, "warming\n", head_only);
         else
             text_response(bev, 200, "ok\n", head_only);
         return;

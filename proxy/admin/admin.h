@@ -105,6 +105,7 @@ typedef void (*fg_admin_purge_done)(const struct fg_admin_purge_result *res, voi
 /* What the admin endpoint asks of the daemon; every callback runs on the admin thread. */
 struct fg_admin_ops {
     bool (*draining)(void);
+    bool (*warming)(void); /* a warm start runs: /healthz 503 "warming" (NULL: never) */
     void (*stats_json)(struct evbuffer *out);
     void (*metrics)(struct evbuffer *out); /* Prometheus text format */
     /* The current config (a reference the admin thread releases), for tokens. */

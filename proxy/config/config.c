@@ -839,8 +839,14 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
         put_word(out, c->fleet.redis_name);
         fputs(";\n    channel ", out);
         put_word(out, c->fleet.channel);
-        fprintf(out, ";\n    sharded %s;\n    purge_log %llu;\n}\n", sharded[c->fleet.sharded],
+        fprintf(out, ";\n    sharded %s;\n    purge_log %llu;\n", sharded[c->fleet.sharded],
                 (unsigned long long)c->fleet.purge_log);
+        fprintf(out,
+                "    hot_keys %llu;\n    warm_start %llu;\n    warm_timeout %s;\n    "
+                "warm_concurrency %llu;\n}\n",
+                (unsigned long long)c->fleet.hot_keys, (unsigned long long)c->fleet.warm_start,
+                fmt_dur(c->fleet.warm_timeout_ms, b, sizeof(b)),
+                (unsigned long long)c->fleet.warm_concurrency);
     }
     for (size_t i = 0; i < c->n_limits; i++)
         dump_limit(&c->limits[i], out);

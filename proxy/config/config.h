@@ -336,6 +336,12 @@ struct fg_conf_fleet {
     enum fg_conf_fleet_sharded sharded; /* SPUBLISH/SSUBSCRIBE: auto = on a cluster */
     uint64_t purge_log;                 /* purges kept in Redis for instances that were cut
                                            off; default 10000; 0: a reconnect drops all */
+    uint64_t hot_keys;                  /* the fleet's record of its hottest pages (a sorted set,
+                                           halved every minute): its size; default 1000; 0: none */
+    uint64_t warm_start;                /* pages a starting instance fetches from that record
+                                           before /healthz says ready; default 0: none */
+    uint64_t warm_timeout_ms;           /* ready after this at the latest; default 30s */
+    uint64_t warm_concurrency;          /* warm-up requests at once; default 8 */
     size_t line;                        /* of the fleet block */
 };
 

@@ -343,6 +343,9 @@ static void h_fleet(struct fg_conf_loader *L, const struct fg_conf_directive *di
     fg_conf_walk(L, FG_CTX_FLEET, st->children, st->n_children, f, 0);
     if (st->closed && f->redis_name == NULL)
         ERR(L, st->line, "fleet needs 'redis NAME;' (a redis block: the Redis the fleet shares)");
+    if (st->closed && f->warm_start > f->hot_keys)
+        ERR(L, st->line, "fleet: warm_start %llu is more than hot_keys %llu keeps",
+            (unsigned long long)f->warm_start, (unsigned long long)f->hot_keys);
 }
 
 static void h_fleet_redis(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -1995,6 +1998,18 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"purge_log", FL, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
      FIELD(struct fg_conf_fleet, purge_log), 0, 1000000, h_generic, "number", "10000",
      "purges kept in Redis for instances that were cut off; 0: they drop their caches"},
+    {"hot_keys", FL, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(struct fg_conf_fleet, hot_keys),
+     0, 100000, h_generic, "number", "1000",
+     "size of the fleet's record of its hottest pages (decayed); 0: not kept"},
+    {"warm_start", FL, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
+     FIELD(struct fg_conf_fleet, warm_start), 0, 100000, h_generic, "number", "0",
+     "a starting instance fetches this many of the hottest pages before /healthz says ready"},
+    {"warm_timeout", FL, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(struct fg_conf_fleet, warm_timeout_ms), 100, HOUR_MS, h_generic, "duration", "30s",
+     "the longest a warm start keeps /healthz at 503"},
+    {"warm_concurrency", FL, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
+     FIELD(struct fg_conf_fleet, warm_concurrency), 1, 256, h_generic, "number", "8",
+     "warm-start requests at once"},
 
     /* limit */
     {"key", LI, 1, 8, FG_BLOCK_NO, false, CUSTOM(h_limit_key),

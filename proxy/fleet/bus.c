@@ -17,7 +17,7 @@
  * dropped instead. Dropping more than needed costs app requests; serving a purged page
  * after a purge is what the fleet promises never to do.
  */
-#include "fleet/fleet.h"
+#include "fleet/internal.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -57,7 +57,7 @@ struct bus_conf {
     char url[512]; /* the endpoint as displayed (no secret) and its name */
     char channel[FG_CONF_NAME_MAX];
     enum fg_conf_fleet_sharded sharded;
-    uint64_t purge_log;
+    uint64_t purge_log, hot_keys;
 };
 
 static struct {
@@ -79,6 +79,9 @@ static struct {
     uint64_t since_ms, since_seq; /* where the running resync reads from */
     struct fg_redis_script resync;
     int64_t start_ms;
+    struct fg_config *setup_cfg; /* for setup_cb, on the bus thread */
+    struct fg_addr warm_target;
+    bool has_warm_target, first_start;
     char origin[24]; /* this process, in its payloads: its own are not applied twice */
 
     _Atomic bool subscribed;
@@ -324,9 +327,29 @@ static void resync_cb(evutil_socket_t fd, short what, void *arg)
         resync_start();
 }
 
+struct event_base *fg_fleet_bus_base(void)
+{
+    return B.base;
+}
+
+struct fg_redis *fg_fleet_bus_redis(void)
+{
+    return B.redis;
+}
+
+static void warm_ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    fg_fleet_warm_on_ready();
+}
+
 static void on_redis_event(enum fg_redis_event ev, void *arg)
 {
     (void)arg;
+    if (ev == FG_REDIS_EV_CONNECTED)
+        event_base_once(B.base, -1, EV_TIMEOUT, warm_ready_cb, NULL, NULL);
     if (ev == FG_REDIS_EV_CONNECTED && B.sub == NULL)
         event_base_once(B.base, -1, EV_TIMEOUT, subscribe_cb, NULL, NULL);
     else if (ev == FG_REDIS_EV_CONNECTED && B.resync_wanted)
@@ -490,6 +513,9 @@ static void setup_cb(evutil_socket_t fd, short what, void *arg)
     B.redis = fg_redis_new(B.base, B.ep, &o);
     if (B.redis == NULL)
         fg_err("fleet: cannot make a Redis client: out of memory");
+    fg_fleet_warm_setup(B.setup_cfg, B.has_warm_target ? &B.warm_target : NULL, B.first_start);
+    fg_config_unref(B.setup_cfg);
+    B.setup_cfg = NULL;
 }
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
@@ -497,6 +523,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
+    fg_fleet_warm_teardown();
     fg_redis_unsubscribe(B.sub);
     B.sub = NULL;
     fg_redis_free(B.redis); /* publishes still waiting are answered (lost) inside */
@@ -522,14 +549,20 @@ static void conf_of(const struct fg_config *cfg, struct bus_conf *out)
     snprintf(out->channel, sizeof(out->channel), "%s", f->channel);
     out->sharded = f->sharded;
     out->purge_log = f->purge_log;
+    out->hot_keys = f->hot_keys;
 }
 
-bool fg_fleet_start(const struct fg_config *cfg)
+bool fg_fleet_start(const struct fg_config *cfg, const struct fg_addr *warm_target)
 {
     if (!cfg->fleet.enabled || cfg->fleet.ep == NULL)
         return true;
     FG_ASSERT(!B.running);
     evthread_use_pthreads(); /* publishers post to this base from the admin thread */
+    B.first_start = B.origin[0] == '\0';
+    B.has_warm_target = warm_target != NULL;
+    if (warm_target != NULL)
+        B.warm_target = *warm_target;
+    B.setup_cfg = fg_config_ref((struct fg_config *)cfg);
     if (B.origin[0] == '\0') {
         uint64_t r = 0;
         if (getrandom(&r, sizeof(r), 0) != sizeof(r))
@@ -546,6 +579,8 @@ bool fg_fleet_start(const struct fg_config *cfg)
     if (B.base == NULL || event_base_once(B.base, -1, EV_TIMEOUT, setup_cb, NULL, NULL) != 0 ||
         pthread_create(&B.thread, NULL, bus_main, NULL) != 0) {
         fg_err("fleet: cannot start the bus thread");
+        fg_config_unref(B.setup_cfg);
+        B.setup_cfg = NULL;
         if (B.base != NULL)
             event_base_free(B.base);
         B.base = NULL;
@@ -595,7 +630,7 @@ void fg_fleet_reload(const struct fg_config *cfg)
     if (!running && !want)
         return;
     fg_fleet_stop();
-    fg_fleet_start(cfg);
+    fg_fleet_start(cfg, NULL); /* a reload does not warm: the instance is not cold */
 }
 
 bool fg_fleet_on(void)
@@ -650,9 +685,16 @@ void fg_fleet_stats_json(struct evbuffer *out)
     evbuffer_add_printf(out,
                         "\"locks\":{\"taken\":%" PRIu64 ",\"waited\":%" PRIu64
                         ",\"timed_out\":%" PRIu64 ",\"filled\":%" PRIu64 ",\"passed\":%" PRIu64
-                        ",\"notifications\":%" PRIu64 "}}",
+                        ",\"notifications\":%" PRIu64 "}",
                         l.locks_taken, l.locks_waited, l.lock_timeouts, l.waits_filled,
                         l.waits_passed, l.notifications);
+    struct fg_fleet_warm_progress w;
+    fg_fleet_warm_progress(&w);
+    evbuffer_add_printf(out,
+                        ",\"warm_start\":{\"state\":\"%s\",\"pages\":%" PRIu64 ",\"done\":%" PRIu64
+                        ",\"failed\":%" PRIu64 ",\"in_flight\":%" PRIu64 ",\"duration_ms\":%" PRIu64
+                        "}}",
+                        w.state, w.pages, w.done, w.failed, w.in_flight, w.duration_ms);
 }
 
 void fg_fleet_stats_metrics(struct evbuffer *out)
@@ -685,4 +727,70 @@ void fg_fleet_stats_metrics(struct evbuffer *out)
     for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
         evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", m[i].name,
                             m[i].help, m[i].name, m[i].type, m[i].name, v[i]);
+    struct fg_fleet_l2_stats l;
+    fg_fleet_l2_stats(&l);
+    struct fg_fleet_warm_progress w;
+    fg_fleet_warm_progress(&w);
+    static const struct {
+        const char *name, *type, *help;
+    } lm[] = {
+        {"flashgate_fleet_l2_hits_total", "counter", "Local misses served from the shared tier."},
+        {"flashgate_fleet_l2_misses_total", "counter",
+         "Local misses the shared tier could not serve."},
+        {"flashgate_fleet_l2_rejected_total", "counter",
+         "Shared-tier records of the variant that were stale or purged since."},
+        {"flashgate_fleet_l2_too_big_total", "counter",
+         "Fills not written back: over shared_max_object."},
+        {"flashgate_fleet_l2_writes_total", "counter", "Write backs the shared tier took."},
+        {"flashgate_fleet_l2_write_errors_total", "counter",
+         "Write backs that failed or were refused."},
+        {"flashgate_fleet_l2_timeouts_total", "counter",
+         "Shared-tier commands past their deadline (the app was asked instead)."},
+        {"flashgate_fleet_l2_errors_total", "counter",
+         "Shared-tier gets that could not be asked or answered, undecodable records."},
+        {"flashgate_fleet_l2_read_bytes_total", "counter",
+         "Bytes of records served from the shared tier."},
+        {"flashgate_fleet_l2_written_bytes_total", "counter",
+         "Bytes of records written to the shared tier."},
+        {"flashgate_fleet_locks_taken_total", "counter",
+         "Fleet fill locks taken: this instance asked the app for the fleet."},
+        {"flashgate_fleet_locks_waited_total", "counter",
+         "Misses that waited for another instance's fill of the key."},
+        {"flashgate_fleet_lock_timeouts_total", "counter",
+         "Waits that ran out (cache_lock_timeout): the app was asked."},
+        {"flashgate_fleet_lock_waits_filled_total", "counter",
+         "Waits ended by the other instance's fill (then served from the shared tier)."},
+        {"flashgate_fleet_lock_waits_passed_total", "counter",
+         "Waits ended by an uncacheable or failed fill: the app was asked at once."},
+        {"flashgate_fleet_fill_notifications_total", "counter",
+         "Fill notifications sent to the fleet."},
+        {"flashgate_fleet_warming", "gauge", "1 while the warm start keeps /healthz at 503."},
+        {"flashgate_fleet_warm_pages", "gauge", "Hot pages the warm start asked for."},
+        {"flashgate_fleet_warm_done", "gauge", "Warm-start pages answered."},
+        {"flashgate_fleet_warm_failed", "gauge", "Warm-start pages that failed."},
+    };
+    uint64_t lv[] = {l.hits,
+                     l.misses,
+                     l.rejected,
+                     l.too_big,
+                     l.writes,
+                     l.write_errors,
+                     l.timeouts,
+                     l.errors,
+                     l.bytes_read,
+                     l.bytes_written,
+                     l.locks_taken,
+                     l.locks_waited,
+                     l.lock_timeouts,
+                     l.waits_filled,
+                     l.waits_passed,
+                     l.notifications,
+                     fg_fleet_warming() ? 1 : 0,
+                     w.pages,
+                     w.done,
+                     w.failed};
+    _Static_assert(sizeof(lm) / sizeof(lm[0]) == sizeof(lv) / sizeof(lv[0]), "one value each");
+    for (size_t i = 0; i < sizeof(lm) / sizeof(lm[0]); i++)
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", lm[i].name,
+                            lm[i].help, lm[i].name, lm[i].type, lm[i].name, lv[i]);
 }

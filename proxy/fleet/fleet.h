@@ -57,8 +57,9 @@ bool fg_fleet_purged_since(const char *key, size_t key_len, const char *tags, si
                            int64_t stored_ms);
 
 /* Start the bus for cfg's fleet block (nothing without one). Call once the workers run
- * (after the privileges were dropped). false when the thread cannot start. */
-bool fg_fleet_start(const struct fg_config *cfg);
+ * (after the privileges were dropped). warm_target: the traffic listener a warm start
+ * asks (NULL: none). false when the thread cannot start. */
+bool fg_fleet_start(const struct fg_config *cfg, const struct fg_addr *warm_target);
 /* A reload: a fleet block that changed (its redis block's URL, channel, sharded,
  * purge_log), appeared or went restarts the bus; an unchanged one keeps running. */
 void fg_fleet_reload(const struct fg_config *cfg);
@@ -66,6 +67,17 @@ void fg_fleet_reload(const struct fg_config *cfg);
 void fg_fleet_stop(void);
 /* Is a fleet configured (the bus running)? */
 bool fg_fleet_on(void);
+
+/* ---- the hot pages and the warm start (warm.c) ------------------------------------------ */
+
+/* Is the warm start still running? /healthz and health routes answer 503 meanwhile. */
+bool fg_fleet_warming(void);
+
+struct fg_fleet_warm_progress {
+    const char *state; /* "off", "warming", "done" */
+    uint64_t pages, done, failed, in_flight, duration_ms;
+};
+void fg_fleet_warm_progress(struct fg_fleet_warm_progress *out);
 
 struct fg_fleet_publish_result {
     bool published;
@@ -105,9 +117,14 @@ void fg_fleet_stats_metrics(struct evbuffer *out);
  * record: the meta, the stored head, the Vary names and values, the tags and the body as
  * stored (already encoded: L2 saves the compression CPU too). */
 
-/* One worker's client for the shared tier (one per worker and config snapshot). */
+/* One worker's client for the shared tier and the hot record (one per worker and config
+ * snapshot). */
 struct fg_fleet_worker;
-/* NULL when cfg has no fleet or no cache uses the shared tier. */
+/* A request for key in the variant of coding ("br", "gzip", "identity") was served:
+ * counted in the fleet's hot record (a miss always, one hit in 16), without waiting. */
+void fg_fleet_hot(struct fg_fleet_worker *fw, const char *key, size_t key_len, const char *coding,
+                  bool miss);
+/* NULL when cfg has no fleet, or no cache uses the shared tier and no hot record is kept. */
 struct fg_fleet_worker *fg_fleet_worker_new(struct event_base *base, const struct fg_config *cfg);
 void fg_fleet_worker_free(struct fg_fleet_worker *fw);
 

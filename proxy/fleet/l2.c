@@ -13,7 +13,7 @@
  * revalidation flags), then length-prefixed the stored head, the Vary names, the
  * secondary key, the tags and the body.
  */
-#include "fleet/fleet.h"
+#include "fleet/internal.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -110,6 +110,13 @@ void fg_fleet_l2_stats(struct fg_fleet_l2_stats *out)
 #undef GET
 }
 
+static void ignore_reply(enum fg_redis_status st, const struct redisReply *r, void *arg)
+{
+    (void)st;
+    (void)r;
+    (void)arg;
+}
+
 /* ---- workers' clients ------------------------------------------------------------------ */
 
 #define L2_RECENT    64 /* fill notifications remembered, for a wait that registers late */
@@ -147,7 +154,38 @@ struct fg_fleet_worker {
     TAILQ_HEAD(, fg_fleet_req) waits;
     struct recent recent[L2_RECENT];
     size_t recent_next;
+    char hot[FG_CONF_NAME_MAX + 32]; /* the hot record; "" when not kept */
+    uint64_t rng;
 };
+
+void fg_fleet_hot(struct fg_fleet_worker *fw, const char *key, size_t key_len, const char *coding,
+                  bool miss)
+{
+    if (fw == NULL || fw->hot[0] == '\0')
+        return;
+    const char *weight = "1";
+    if (!miss) { /* one hit in HOT_SAMPLE, counted HOT_SAMPLE times (xorshift64) */
+        fw->rng ^= fw->rng << 13;
+        fw->rng ^= fw->rng >> 7;
+        fw->rng ^= fw->rng << 17;
+        if (fw->rng % 16 != 0)
+            return;
+        weight = "16";
+    }
+    char member[FG_CACHE_KEY_MAX + 16];
+    int n = snprintf(member, sizeof(member), "%s %.*s", coding, (int)key_len, key);
+    if (n <= 0 || (size_t)n >= sizeof(member))
+        return;
+    const char *argv[] = {"ZINCRBY", fw->hot, weight, member};
+    size_t lens[] = {7, strlen(fw->hot), strlen(weight), (size_t)n};
+    struct fg_redis_cmd c = {.argc = 4,
+                             .argv = argv,
+                             .lens = lens,
+                             .key = fw->hot,
+                             .key_len = strlen(fw->hot),
+                             .timeout_ms = L2_PUT_MS};
+    (void)fg_redis_command(fw->redis, &c, ignore_reply, NULL);
+}
 
 static void on_fill_message(const char *channel, size_t channel_len, const char *payload,
                             size_t len, void *arg);
@@ -183,7 +221,7 @@ struct fg_fleet_worker *fg_fleet_worker_new(struct event_base *base, const struc
     bool shared = false;
     for (size_t i = 0; i < cfg->n_caches; i++)
         shared = shared || cfg->caches[i].shared;
-    if (!cfg->fleet.enabled || cfg->fleet.ep == NULL || !shared)
+    if (!cfg->fleet.enabled || cfg->fleet.ep == NULL || (!shared && cfg->fleet.hot_keys == 0))
         return NULL;
     pthread_once(&put_once, put_init);
     struct fg_fleet_worker *fw = calloc(1, sizeof(*fw));
@@ -193,6 +231,9 @@ struct fg_fleet_worker *fg_fleet_worker_new(struct event_base *base, const struc
     snprintf(fw->fills, sizeof(fw->fills), "fg:fleet:{%s}:fills", cfg->fleet.channel);
     fw->base = base;
     fw->sharded_conf = cfg->fleet.sharded;
+    if (cfg->fleet.hot_keys > 0)
+        fg_fleet_hot_key_name(cfg->fleet.channel, fw->hot, sizeof(fw->hot));
+    fw->rng = ((uint64_t)(uintptr_t)fw ^ (uint64_t)fg_mono_us()) | 1;
     TAILQ_INIT(&fw->waits);
     struct fg_redis_opts o = {.on_event = on_worker_event, .event_arg = fw};
     fw->redis = fg_redis_new(base, cfg->fleet.ep, &o);
@@ -414,13 +455,6 @@ void fg_fleet_l2_cancel(struct fg_fleet_l2_get *g)
 /* ---- fleet-wide coalescing ----------------------------------------------------------- */
 
 static const char OUTCOME_CHAR[] = {'F', 'P', 'A'};
-
-static void ignore_reply(enum fg_redis_status st, const struct redisReply *r, void *arg)
-{
-    (void)st;
-    (void)r;
-    (void)arg;
-}
 
 static void notify(struct fg_fleet_worker *fw, const char *key, size_t key_len,
                    enum fg_fleet_fill_outcome o)

@@ -56,6 +56,7 @@ static bool reload_error_log(const struct fg_config *next, const struct fg_confi
 
 static const struct fg_admin_ops admin_ops = {
     .draining = fg_server_draining,
+    .warming = fg_fleet_warming,
     .stats_json = fg_server_stats_json,
     .metrics = fg_server_metrics,
     .config = fg_server_config,
@@ -240,7 +241,8 @@ int main(int argc, char **argv)
     /* Workers start only now: no request is ever served with root privileges. */
     if (!fg_server_run())
         return 1;
-    if (!fg_fleet_start(cfg))
+    struct fg_addr warm_target;
+    if (!fg_fleet_start(cfg, fg_server_warm_target(&warm_target) ? &warm_target : NULL))
         return 1;
     fg_notice("flashgate %s started: config %s, generation 1", PACKAGE_VERSION, path);
     fg_sd_notify("READY=1");

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -322,6 +323,9 @@ def test_shared_tier_serves_a_miss_of_another_instance(fleet, origin):
     assert xcache(fgs[1], page) == "HIT" and l2_stats(fgs[1])["hits"] == 1
     # the copy keeps its tags and its age
     assert "cache-tag" not in h2 and int(h2["age"][0]) >= 0
+    m = urllib.request.urlopen(f"http://127.0.0.1:{fgs[1].admin}/metrics", timeout=5).read()
+    assert b"flashgate_fleet_l2_hits_total 1\n" in m
+    assert b"flashgate_fleet_warming 0\n" in m
     assert purge_tag(fgs[1], "p1")["purged"] == 1
 
 
@@ -437,3 +441,66 @@ def test_uncacheable_answer_releases_the_fleet_at_once(fleet, origin):
     passed = sum(fleet_stats(fg)["locks"]["passed"] for fg in fgs)
     timed_out = sum(fleet_stats(fg)["locks"]["timed_out"] for fg in fgs)
     assert passed == 2 and timed_out == 0
+
+
+# ---- the hot pages and the warm start ----------------------------------------------------
+
+
+def healthz(fg):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{fg.admin}/healthz", timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_fourth_instance_warms_from_the_fleet_before_it_says_ready(fleet, origin, tmp_path):
+    warm = "warm_start 20; warm_concurrency 4;"
+    r, fgs, _ = fleet(3, extra=warm, cache_extra=SHARED + " shared_max_object 4k;")
+    hot = ["/c/hot/%d?%s&bytes=1000" % (i, CC) for i in range(6)]
+    slow = "/c/hot/big?" + CC + "&bytes=8000&delay=1500"  # over shared_max_object: local only
+    for p in hot + [slow]:
+        for fg in fgs:
+            body_of(fg, p)
+    wait_for(lambda: sum(l2_stats(fg)["writes"] for fg in fgs) >= len(hot), 5, "written back")
+    members = r.cmd("ZREVRANGE", "fg:fleet:{shop}:hot", "0", "-1")
+    assert len(members) == len(hot) + 1 and all(m.startswith(b"identity t/c/hot/") for m in members)
+    before = origin.stats()["requests"]
+    fg4 = start(tmp_path, "fg4", origin, r.port, warm, SHARED + " shared_max_object 4k;")
+    try:
+        # the slow page keeps the warm start going: not ready yet, on both health checks
+        assert healthz(fg4) == (503, b"warming\n")
+        s, h, b = get(fg4.port, "/flashgate/healthz")
+        assert (s, b) == (503, b"warming\n")
+        assert fleet_stats(fg4)["warm_start"]["state"] == "warming"
+        wait_for(lambda: healthz(fg4)[0] == 200, 15, "ready")
+        ws = fleet_stats(fg4)["warm_start"]
+        assert ws["state"] == "done" and ws["pages"] == len(hot) + 1
+        assert ws["done"] == len(hot) + 1 and ws["failed"] == 0
+        # the hot pages came from the shared tier: only the big one asked the app
+        assert origin.stats()["requests"] == before + 1
+        for p in hot + [slow]:
+            assert xcache(fg4, p) == "HIT"
+        assert origin.stats()["requests"] == before + 1
+        assert l2_stats(fg4)["hits"] == len(hot)
+    finally:
+        fg4.stop()
+
+
+def test_warm_start_without_redis_is_ready_at_warm_timeout(tmp_path, origin):
+    d = tmp_path / "alone"
+    d.mkdir()
+    port = free_port()  # nobody listens: Redis never ready
+    fg = Flashgate(str(d), [origin.port],
+                   main_extra=fleet_conf(port, "warm_start 10; warm_timeout 1s;", SHARED),
+                   routes="    route / { upstream app; cache main; }")
+    try:
+        assert healthz(fg)[0] == 503
+        t0 = time.monotonic()
+        wait_for(lambda: healthz(fg)[0] == 200, 10, "ready")
+        assert time.monotonic() - t0 < 5
+        s, h, b = get(fg.port, "/c/x?" + CC)  # served all along, from the app
+        assert s == 200
+        assert "gave up" in fg.errors()
+    finally:
+        fg.stop()

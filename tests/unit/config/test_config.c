@@ -727,8 +727,12 @@ static void test_fleet_block(void **state)
     assert_int_equal(c->fleet.sharded, FG_CONF_SHARDED_AUTO);
     assert_int_equal(c->fleet.purge_log, 10000);
     char *one = dump_to_string(c);
-    assert_non_null(strstr(one, "fleet {\n    redis r;\n    channel flashgate;\n    sharded "
-                                "auto;\n    purge_log 10000;\n}\n"));
+    assert_non_null(strstr(one,
+                           "fleet {\n    redis r;\n    channel flashgate;\n    sharded "
+                           "auto;\n    purge_log 10000;\n    hot_keys 1000;\n    "
+                           "warm_start 0;\n    warm_timeout 30s;\n    warm_concurrency 8;\n}\n"));
+    assert_int_equal(c->fleet.hot_keys, 1000);
+    assert_int_equal(c->fleet.warm_start, 0);
     free(one);
     fg_config_unref(c);
     c = load_ok("redis r { url redis://h; }\nfleet { redis r; channel shop-2; sharded on; "
@@ -746,6 +750,9 @@ static void test_fleet_block(void **state)
     fg_config_unref(c);
     expect_error("cache m {\n    memory 16m;\n    shared on;\n}\n" UP SRV_LINE,
                  NAME ":1: cache 'm': shared on needs a fleet block (fleet { redis NAME; })");
+    expect_error("redis r { url redis://h; }\nfleet {\n    redis r;\n    hot_keys 10;\n    "
+                 "warm_start 20;\n}\n" UP SRV_LINE,
+                 NAME ":2: fleet: warm_start 20 is more than hot_keys 10 keeps");
     expect_error("fleet {\n}\n" UP SRV_LINE,
                  NAME ":1: fleet needs 'redis NAME;' (a redis block: the Redis the fleet shares)");
     expect_error("fleet {\n    redis r;\n}\n" UP SRV_LINE,
