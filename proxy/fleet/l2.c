@@ -190,10 +190,21 @@ void fg_fleet_hot(struct fg_fleet_worker *fw, const char *key, size_t key_len, c
 static void on_fill_message(const char *channel, size_t channel_len, const char *payload,
                             size_t len, void *arg);
 
+static void req_free(struct fg_fleet_req *q);
+
 static void on_fills_state(bool subscribed, void *arg)
 {
     struct fg_fleet_worker *fw = arg;
     fw->subscribed = subscribed;
+    /* No word can come now: whoever waits goes to the app at once, not at the lock's
+     * timeout (Redis gone must never make an answer late). */
+    struct fg_fleet_req *q;
+    while (!subscribed && (q = TAILQ_FIRST(&fw->waits)) != NULL) {
+        void (*cb)(enum fg_fleet_fill_outcome, void *) = q->wait_cb;
+        void *cb_arg = q->arg;
+        req_free(q);
+        cb(FG_FLEET_FILL_ABORTED, cb_arg);
+    }
 }
 
 static void subscribe_fills(evutil_socket_t fd, short what, void *arg)

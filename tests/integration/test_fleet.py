@@ -389,6 +389,47 @@ def test_shared_tier_redis_killed_every_request_answered(fleet, origin):
     assert fgs[1].proc.poll() is None and fgs[0].proc.poll() is None
 
 
+def test_redis_killed_mid_traffic_every_request_answered_in_time(fleet, origin):
+    """Three instances under traffic (local hits, and cold keys asked on every instance
+    at once: shared-tier gets, fleet locks, waits); Redis is killed in the middle. Every
+    request is answered 200, none waits for a lock timeout (5 s) or anything like it."""
+    r, fgs, _ = fleet(3, cache_extra=SHARED)
+    hot = "/c/mid/hot?" + CC
+    for fg in fgs:
+        cache_on(fg, hot)
+    results, stop = [], threading.Event()
+    lock = threading.Lock()
+
+    def traffic(k):
+        n = 0
+        while not stop.is_set():
+            n += 1
+            # the same cold key on every instance at about the same time
+            path = hot if n % 2 else "/c/mid/cold%d?%s&delay=30" % (n // 2, CC)
+            t = time.monotonic()
+            try:
+                s, h, b = get(fgs[k].port, path)
+            except Exception as e:  # counted as a failure below
+                s = repr(e)
+            with lock:
+                results.append((s, time.monotonic() - t))
+
+    threads = [threading.Thread(target=traffic, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    r.kill()
+    time.sleep(1.5)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert len(results) > 30
+    assert [s for s, _ in results if s != 200] == []
+    slowest = max(d for _, d in results)
+    assert slowest < 2.0, slowest
+    assert all(not fleet_stats(fg)["subscribed"] for fg in fgs)
+
+
 # ---- fleet-wide coalescing ------------------------------------------------------------------
 
 
