@@ -545,3 +545,61 @@ def test_warm_start_without_redis_is_ready_at_warm_timeout(tmp_path, origin):
         assert "gave up" in fg.errors()
     finally:
         fg.stop()
+
+
+# ---- a TLS Redis Cluster with an ACL user: sharded pub/sub, keys on every shard ------------
+
+
+def test_cluster_tls_sharded_purge_shared_tier_and_coalescing(tmp_path, origin):
+    (tmp_path / "pki").mkdir()
+    pki = rf.make_pki(str(tmp_path / "pki"))
+    pw = "fleet-pw"
+    cluster = rf.RedisCluster(tmp_path, tls=pki, password=pw)
+    fgs = []
+    try:
+        for n in cluster.nodes:  # an ACL user of its own, as on ElastiCache (RBAC)
+            assert n.cmd("ACL", "SETUSER", "fg", "on", ">" + pw, "~fg:*", "&fg:*",
+                         "+@all") == "OK"
+        pwf = tmp_path / "redis.pass"
+        pwf.write_text(pw + "\n")
+        os.chmod(pwf, 0o600)
+        for i in range(3):
+            d = tmp_path / f"c{i}"
+            d.mkdir()
+            seed = cluster.nodes[i].port  # each instance knows another seed node
+            main = (f"redis shared {{ url rediss://fg@127.0.0.1:{seed}; password_file {pwf}; "
+                    f"ssl_ca_file {pki['ca']}; }}\n"
+                    "fleet { redis shared; channel shop; }\n"
+                    f"cache main {{ memory 64m; max_object 1m; {SHARED} }}")
+            fgs.append(Flashgate(str(d), [origin.port], main_extra=main,
+                                 routes="    route / { upstream app; cache main; }"))
+        for fg in fgs:
+            wait_for(lambda fg=fg: fleet_stats(fg)["subscribed"], 15, "subscribed")
+            assert "(sharded)" in fg.errors()  # SSUBSCRIBE on the channel's shard
+        # keys on different shards: the slots of their hash tags differ
+        pages = ["/c/cl/%d?%s&tag=cl-sale" % (i, CC) for i in range(6)]
+        slots = {rf.key_slot(("fg:l2:{t%s}:shop" % p).encode()) for p in pages}
+        owners = {cluster.owner(s).port for s in slots}
+        assert len(owners) >= 2
+        for p in pages:
+            body_of(fgs[0], p)
+        wait_for(lambda: l2_stats(fgs[0])["writes"] == len(pages), 5, "written back")
+        before = origin.stats()["requests"]
+        for p in pages:  # instance 2 from the shared tier, on every shard
+            body_of(fgs[1], p)
+        assert origin.stats()["requests"] == before and l2_stats(fgs[1])["hits"] == len(pages)
+        # one purge by tag, SPUBLISH on the channel's shard, received by all three
+        ans = purge_tag(fgs[2], "cl-sale")
+        assert ans["fleet"] == {"published": True, "receivers": 3}
+        for fg in fgs[:2]:
+            wait_for(lambda fg=fg: fleet_stats(fg)["purges_received"] == 1, 1, "received")
+        assert xcache(fgs[1], pages[0]) == "MISS"
+        # a cold-key storm over the cluster: one app request
+        before = origin.stats()["requests"]
+        res = storm(fgs, "/c/cl/storm?" + CC + "&delay=300", n=90)
+        assert all(s == 200 for s, _ in res) and len({b for _, b in res}) == 1
+        assert origin.stats()["requests"] == before + 1
+    finally:
+        for fg in fgs:
+            fg.stop()
+        cluster.stop()
