@@ -16,7 +16,8 @@ Endpoints (path decides):
                    cdn= (CDN-Cache-Control), etag=, lm= (Last-Modified, Unix seconds),
                    vary=, loc= (Location), cloc= (Content-Location), ct= (Content-Type), ce= (Content-Encoding),
                    enc=gzip (the body really gzipped, whatever was asked), cookie=1 (Set-Cookie), delay= (ms), bytes= (body size),
-                   chunked=1, drip= (ms between 1000-byte chunks), status=. The body starts with "v<N>:" where N counts the
+                   chunked=1, drip= (ms between 1000-byte chunks), status=, text=1 (the body
+                   words that compress about as well as HTML, instead of one repeated byte). The body starts with "v<N>:" where N counts the
                    origin's answers for that path+query, so a test sees what was cached.
                    If-None-Match equal to etag gets a 304. /__fail?status=S makes /c/
                    answer S (with no caching headers) until /__heal.
@@ -36,6 +37,8 @@ STATS = {"connections": 0, "requests": 0, "current": 0, "max_concurrent": 0, "pa
 DROP_NEXT = [False]
 VERSIONS = {}
 FAIL = [0]
+WORDS = ["<div", "class=", "product", "price", "</div>", "<a href=", "/item/", "sale",
+         "<span>", "</span>", "cart", "stock", "shipping", "<li>", "</li>", "title"]
 
 
 def read_request(f):
@@ -197,7 +200,17 @@ class Handler(socketserver.StreamRequestHandler):
         if "etag" in q and hmap.get("if-none-match") == '"%s"' % q["etag"]:
             self.send(304, b"", out, length=False)
             return True
-        body = ("v%d:" % n).encode() + b"x" * int(q.get("bytes", "16"))
+        if q.get("text") == "1":  # words, compressing about as well as HTML (3-4x)
+            rnd = __import__("random").Random(target)
+            words, size = [], 0
+            while size < int(q.get("bytes", "16")):
+                w = rnd.choice(WORDS) + str(rnd.randrange(1000))
+                words.append(w)
+                size += len(w) + 1
+            filler = " ".join(words).encode()[:int(q.get("bytes", "16"))]
+        else:
+            filler = b"x" * int(q.get("bytes", "16"))
+        body = ("v%d:" % n).encode() + filler
         if q.get("enc") == "gzip":  # an app that gzips whatever the client asked for
             body = __import__("gzip").compress(body)
             out.append(("Content-Encoding", "gzip"))
