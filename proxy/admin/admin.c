@@ -227,7 +227,10 @@ static bool query_param(const char *q, size_t qlen, const char *name, char *out,
 /* A purge in progress: its connection waits (reading and writing off) for the answer. */
 struct purge_wait {
     struct bufferevent *bev;
-    size_t purged; /* by the tags before the last one */
+    size_t purged;                      /* by the tags before the last one */
+    struct fg_admin_purge_result fleet; /* of every tag: published if all were, the fewest
+                                           receivers, the first error */
+    bool first;
     size_t tags_left;
     char tags[8192]; /* the tags still to purge, NUL-separated */
     size_t next;
@@ -280,11 +283,22 @@ static void purge_done(const struct fg_admin_purge_result *res, void *arg)
 {
     struct purge_wait *w = arg;
     w->purged += res->purged;
-    if (w->tags_left > 0 && (!res->fleet || res->published)) {
+    if (!w->first) {
+        w->first = true;
+        w->fleet = *res;
+    } else {
+        if (res->receivers < w->fleet.receivers)
+            w->fleet.receivers = res->receivers;
+        if (w->fleet.published && !res->published) {
+            w->fleet.published = false;
+            w->fleet.error = res->error;
+        }
+    }
+    if (w->tags_left > 0) { /* every tag is purged here, whatever the fleet said */
         purge_next_tag(w);
         return;
     }
-    purge_answer(w->bev, res, w->purged);
+    purge_answer(w->bev, &w->fleet, w->purged);
     free(w);
 }
 

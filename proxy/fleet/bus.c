@@ -409,7 +409,10 @@ static void publish(struct pub_job *j, const char *id, size_t id_len)
     char payload[BUS_PAYLOAD_MAX];
     int n = snprintf(payload, sizeof(payload), BUS_FORMAT " %.*s %s %c %s", (int)id_len, id,
                      B.origin, j->kind, j->value);
-    const char *argv[] = {B.sharded ? "SPUBLISH" : "PUBLISH", B.chan, payload};
+    /* decided here too: a publish may come before the subscription was made */
+    bool sharded = B.conf.sharded == FG_CONF_SHARDED_ON ||
+                   (B.conf.sharded == FG_CONF_SHARDED_AUTO && fg_redis_is_cluster(B.redis));
+    const char *argv[] = {sharded ? "SPUBLISH" : "PUBLISH", B.chan, payload};
     size_t lens[] = {strlen(argv[0]), strlen(B.chan), (size_t)n};
     struct fg_redis_cmd c = {.argc = 3,
                              .argv = argv,
@@ -571,7 +574,14 @@ bool fg_fleet_start(const struct fg_config *cfg, const struct fg_addr *warm_targ
         B.start_ms = fg_wall_ms();
         fg_redis_script_init(&B.resync, RESYNC_LUA);
     }
-    conf_of(cfg, &B.conf);
+    struct bus_conf next;
+    conf_of(cfg, &next);
+    if (strcmp(next.channel, B.conf.channel) != 0 && !B.first_start) {
+        /* another fleet's log: our place in the old one means nothing there */
+        B.have_id = false;
+        B.start_ms = fg_wall_ms();
+    }
+    B.conf = next;
     snprintf(B.chan, sizeof(B.chan), "fg:fleet:{%s}:bus", cfg->fleet.channel);
     snprintf(B.log_key, sizeof(B.log_key), "fg:fleet:{%s}:log", cfg->fleet.channel);
     B.ep = fg_redis_endpoint_ref(cfg->fleet.ep);

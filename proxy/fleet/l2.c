@@ -474,7 +474,9 @@ static void notify(struct fg_fleet_worker *fw, const char *key, size_t key_len,
     int n = snprintf(payload, sizeof(payload), "1 %c %.*s", OUTCOME_CHAR[o], (int)key_len, key);
     if (n <= 0 || (size_t)n >= sizeof(payload))
         return;
-    const char *argv[] = {fw->sharded ? "SPUBLISH" : "PUBLISH", fw->fills, payload};
+    bool sharded = fw->sharded_conf == FG_CONF_SHARDED_ON ||
+                   (fw->sharded_conf == FG_CONF_SHARDED_AUTO && fg_redis_is_cluster(fw->redis));
+    const char *argv[] = {sharded ? "SPUBLISH" : "PUBLISH", fw->fills, payload};
     size_t lens[] = {strlen(argv[0]), strlen(fw->fills), (size_t)n};
     struct fg_redis_cmd c = {.argc = 3,
                              .argv = argv,

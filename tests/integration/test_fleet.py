@@ -9,6 +9,7 @@
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -603,3 +604,26 @@ def test_cluster_tls_sharded_purge_shared_tier_and_coalescing(tmp_path, origin):
         for fg in fgs:
             fg.stop()
         cluster.stop()
+
+
+def test_reload_moves_the_fleet_to_another_channel(fleet, origin):
+    r, fgs, _ = fleet(2)
+    page = "/c/rl?" + CC + "&tag=rl"
+    for fg in fgs:
+        cache_on(fg, page)
+    # instance 2 moves to another fleet's channel: purges of the first no longer reach it
+    text = open(fgs[1].conf).read().replace("channel shop;", "channel staging;")
+    fgs[1].write_conf(text)
+    fgs[1].proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "fg:fleet:{staging}:bus" in fgs[1].errors() and
+             fleet_stats(fgs[1])["subscribed"], 10, "moved")
+    ans = purge_tag(fgs[0], "rl")
+    assert ans["fleet"] == {"published": True, "receivers": 1}
+    time.sleep(0.2)
+    assert xcache(fgs[1], page) == "HIT"
+    # an unchanged reload keeps the bus (no new subscription)
+    n = fgs[0].errors().count("subscribed to")
+    fgs[0].proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "generation 2 is running" in fgs[0].errors(), 10, "reloaded")
+    time.sleep(0.3)
+    assert fgs[0].errors().count("subscribed to") == n
