@@ -146,6 +146,13 @@ static bool send_request(struct fg_fill *f)
 
 static bool l2_ask(struct fg_fill *f);
 
+/* The access log's word for what the fleet did, on the request that started the fill. */
+static void fleet_log(struct fg_fill *f, const char *word)
+{
+    if (f->initiator != NULL)
+        f->initiator->log_fleet = word;
+}
+
 /* Ask the app (the exchange); the fill is over when it cannot be. */
 static void app(struct fg_fill *f)
 {
@@ -162,6 +169,9 @@ static void wait_answer(enum fg_fleet_fill_outcome o, void *arg)
     FG_ASSERT(f->magic == FG_FILL_MAGIC);
     f->fleet_req = NULL;
     f->l2_again = true;
+    fleet_log(f, o == FG_FLEET_FILL_TIMEOUT  ? "wait_timeout"
+                 : o == FG_FLEET_FILL_FILLED ? "waited"
+                                             : "wait_passed");
     if (o == FG_FLEET_FILL_FILLED && l2_ask(f))
         return;
     app(f); /* not storable, failed, or no word in time: on our own */
@@ -173,6 +183,7 @@ static void lock_answer(bool taken, bool answered, void *arg)
     FG_ASSERT(f->magic == FG_FILL_MAGIC);
     f->fleet_req = NULL;
     if (taken) {
+        fleet_log(f, "lock");
         f->lock_held = true;
         f->release_as = FG_FLEET_FILL_ABORTED;
         app(f);
@@ -191,6 +202,7 @@ static void lock_answer(bool taken, bool answered, void *arg)
         return;
     }
     f->l2_again = true;
+    fleet_log(f, o == FG_FLEET_FILL_FILLED ? "waited" : "wait_passed");
     if (o == FG_FLEET_FILL_FILLED && l2_ask(f))
         return;
     app(f);
@@ -263,12 +275,18 @@ static void l2_answer(enum fg_fleet_l2_status st, const struct fg_fleet_l2_recor
     const struct fg_fleet_l2_record *r =
         st == FG_FLEET_L2_FOUND ? l2_pick(f, recs, n, &rejected) : NULL;
     if (r != NULL && l2_publish(f, r)) {
+        if (!f->l2_again) /* after a wait, "waited" says it */
+            fleet_log(f, "l2_hit");
         fg_fleet_l2_count(FG_FLEET_L2_EV_HIT, r->body_len);
         f->from_l2 = true;
         fill_free(f);
         return;
     }
     /* a timeout or an error was counted by the tier */
+    if (!f->l2_again)
+        fleet_log(f, st == FG_FLEET_L2_TIMEOUT ? "l2_timeout"
+                     : st == FG_FLEET_L2_ERROR ? "l2_error"
+                                               : "l2_miss");
     if (st == FG_FLEET_L2_FOUND)
         fg_fleet_l2_count(rejected ? FG_FLEET_L2_EV_REJECTED : FG_FLEET_L2_EV_MISS, 0);
     /* Missing everywhere: one instance of the fleet asks the app (the lock), unless this

@@ -114,7 +114,8 @@ def start(tmp_path, name, origin, redis_port, extra="", cache_extra="", route_ex
     d = tmp_path / name
     d.mkdir()
     return Flashgate(str(d), [origin.port], main_extra=fleet_conf(redis_port, extra, cache_extra),
-                     routes=f"    route / {{ upstream app; cache main; {route_extra} }}")
+                     routes=f"    route / {{ upstream app; cache main; {route_extra} }}",
+                     server_extra=f"    access_log {d}/access.log;")
 
 
 def fleet_stats(fg):
@@ -465,6 +466,16 @@ def test_cold_key_storm_one_app_request_for_the_fleet(fleet, origin, shared, app
     assert len(bodies) == app_requests  # each app answer is "v<N>:..."
     assert origin.stats()["requests"] == app_requests
     if shared:
+        # each instance's access log says what the fleet did for its fill
+        def words():
+            out = []
+            for fg in fgs:
+                with open(os.path.join(fg.tmp, "access.log")) as f:
+                    out += [json.loads(l).get("fleet") for l in f if l.strip()]
+            return out
+        wait_for(lambda: len(words()) == len(res), 5, "the access log lines")
+        words = words()
+        assert sorted(w for w in words if w) == ["lock", "waited", "waited"]
         taken = sum(fleet_stats(fg)["locks"]["taken"] for fg in fgs)
         waited = sum(fleet_stats(fg)["locks"]["waited"] for fg in fgs)
         assert (taken, waited) == (1, 2)
