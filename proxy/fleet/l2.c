@@ -156,6 +156,8 @@ struct fg_fleet_worker {
     size_t recent_next;
     char hot[FG_CONF_NAME_MAX + 32]; /* the hot record; "" when not kept */
     uint64_t rng;
+    struct event *probe; /* while waits are pending: is Redis still answering? */
+    bool probing;
 };
 
 void fg_fleet_hot(struct fg_fleet_worker *fw, const char *key, size_t key_len, const char *coding,
@@ -192,19 +194,65 @@ static void on_fill_message(const char *channel, size_t channel_len, const char 
 
 static void req_free(struct fg_fleet_req *q);
 
+/* Every wait ends now, told o: no word can come (Redis gone or not answering). */
+static void abort_waits(struct fg_fleet_worker *fw)
+{
+    struct fg_fleet_req *q;
+    while ((q = TAILQ_FIRST(&fw->waits)) != NULL) {
+        void (*cb)(enum fg_fleet_fill_outcome, void *) = q->wait_cb;
+        void *cb_arg = q->arg;
+        req_free(q);
+        cb(FG_FLEET_FILL_ABORTED, cb_arg);
+    }
+}
+
 static void on_fills_state(bool subscribed, void *arg)
 {
     struct fg_fleet_worker *fw = arg;
     fw->subscribed = subscribed;
     /* No word can come now: whoever waits goes to the app at once, not at the lock's
      * timeout (Redis gone must never make an answer late). */
-    struct fg_fleet_req *q;
-    while (!subscribed && (q = TAILQ_FIRST(&fw->waits)) != NULL) {
-        void (*cb)(enum fg_fleet_fill_outcome, void *) = q->wait_cb;
-        void *cb_arg = q->arg;
-        req_free(q);
-        cb(FG_FLEET_FILL_ABORTED, cb_arg);
+    if (!subscribed)
+        abort_waits(fw);
+}
+
+/* While requests wait for another instance's fill, Redis is asked every L2_PROBE_MS
+ * whether it still answers: a hung Redis (the connection open, nothing coming back)
+ * would otherwise hold them until cache_lock_timeout, since the fill's notification
+ * cannot come through it. */
+#define L2_PROBE_MS 250
+
+static void probe_done(enum fg_redis_status st, const struct redisReply *r, void *arg)
+{
+    (void)r;
+    struct fg_fleet_worker *fw = arg;
+    fw->probing = false;
+    if (st == FG_REDIS_TIMEOUT) {
+        add(&C.timeouts, 1);
+        abort_waits(fw);
+    } else if (st == FG_REDIS_LOST) {
+        abort_waits(fw);
     }
+}
+
+static void probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fg_fleet_worker *fw = arg;
+    if (TAILQ_EMPTY(&fw->waits))
+        return;
+    if (!fw->probing) {
+        static const char *const argv[] = {"PING"};
+        struct fg_redis_cmd c = {.argc = 1, .argv = argv, .timeout_ms = L2_PROBE_MS};
+        fw->probing = fg_redis_command(fw->redis, &c, probe_done, fw) != NULL;
+        if (!fw->probing) { /* cannot even be asked */
+            abort_waits(fw);
+            return;
+        }
+    }
+    struct timeval tv = {.tv_usec = L2_PROBE_MS * 1000};
+    evtimer_add(fw->probe, &tv);
 }
 
 static void subscribe_fills(evutil_socket_t fd, short what, void *arg)
@@ -247,8 +295,11 @@ struct fg_fleet_worker *fg_fleet_worker_new(struct event_base *base, const struc
     fw->rng = ((uint64_t)(uintptr_t)fw ^ (uint64_t)fg_mono_us()) | 1;
     TAILQ_INIT(&fw->waits);
     struct fg_redis_opts o = {.on_event = on_worker_event, .event_arg = fw};
-    fw->redis = fg_redis_new(base, cfg->fleet.ep, &o);
+    fw->probe = evtimer_new(base, probe_cb, fw);
+    fw->redis = fw->probe != NULL ? fg_redis_new(base, cfg->fleet.ep, &o) : NULL;
     if (fw->redis == NULL) {
+        if (fw->probe != NULL)
+            event_free(fw->probe);
         free(fw);
         return NULL;
     }
@@ -265,6 +316,7 @@ void fg_fleet_worker_free(struct fg_fleet_worker *fw)
     fw->sub = NULL;
     fg_redis_free(fw->redis); /* gets still waiting are answered (lost) inside */
     fw->redis = NULL;
+    event_free(fw->probe);
     /* Waits outlive no snapshot: their fills hold it (fill.c), so none is left here. */
     FG_ASSERT(TAILQ_EMPTY(&fw->waits));
     for (size_t i = 0; i < L2_RECENT; i++)
@@ -632,6 +684,10 @@ enum fg_fleet_fill_outcome fg_fleet_wait_fill(struct fg_fleet_worker *fw, const 
                          .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
     evtimer_add(q->timer, &tv);
     add(&C.locks_waited, 1);
+    if (!evtimer_pending(fw->probe, NULL)) {
+        struct timeval ptv = {.tv_usec = L2_PROBE_MS * 1000};
+        evtimer_add(fw->probe, &ptv);
+    }
     *req = q;
     return FG_FLEET_FILL_PENDING;
 }

@@ -482,6 +482,35 @@ def test_cold_key_storm_one_app_request_for_the_fleet(fleet, origin, shared, app
         assert sum(l2_stats(fg)["hits"] for fg in fgs) == 2
 
 
+def test_redis_hung_during_a_wait_sends_the_waiters_to_the_app(fleet, origin):
+    """Redis stops answering (paused, connections open) while two instances wait for the
+    third's fill: the notification cannot come, and they must not wait for the lock's
+    timeout (5 s): a probe finds Redis silent and sends them to the app."""
+    r, fgs, _ = fleet(3, cache_extra=SHARED)
+    path = "/c/hung-wait?" + CC + "&delay=1500"
+    out = {}
+
+    def client(i):
+        t = time.monotonic()
+        s, h, b = get(fgs[i].port, path)
+        out[i] = (s, time.monotonic() - t)
+
+    ts = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+    for t in ts:
+        t.start()
+    wait_for(lambda: sum(fleet_stats(fg)["locks"]["waited"] for fg in fgs) == 2, 1, "waits")
+    r.pause()
+    try:
+        for t in ts:
+            t.join(20)
+        assert [out[i][0] for i in range(3)] == [200, 200, 200]
+        # the holder: the app's 1.5 s; the waiters: the probe (~0.5 s), then the app
+        assert max(d for _, d in out.values()) < 4.0, out
+    finally:
+        r.resume()
+    assert sum(fleet_stats(fg)["locks"]["timed_out"] for fg in fgs) == 0
+
+
 def test_uncacheable_answer_releases_the_fleet_at_once(fleet, origin):
     r, fgs, _ = fleet(3, cache_extra=SHARED)
     path = "/c/nostore-storm?cc=no-store&delay=300"
