@@ -381,7 +381,10 @@ def test_shared_tier_redis_killed_every_request_answered(fleet, origin):
         s, h, _ = get(fgs[1].port, "/c/l2/hung%d?%s" % (i, CC))
         assert s == 200
     assert time.monotonic() - t0 < 5
-    assert l2_stats(fgs[1])["timeouts"] >= 1
+    st = l2_stats(fgs[1])
+    # one deadline paid; the hung connection was dropped (proxy/redis), so the later misses
+    # do not even ask while it reconnects: refused at once, counted as errors
+    assert st["timeouts"] >= 1 and st["timeouts"] + st["errors"] >= 5, st
     r.kill()  # gone: refused at once
     for fg in fgs:
         for i in range(5):
