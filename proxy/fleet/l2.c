@@ -355,7 +355,7 @@ static void put_bytes(struct evbuffer *b, const char *p, size_t len)
     evbuffer_add(b, p, len);
 }
 
-static void encode(struct evbuffer *b, const struct fg_fleet_l2_record *r)
+void fg_fleet_l2_encode(struct evbuffer *b, const struct fg_fleet_l2_record *r)
 {
     const struct fg_cache_meta *m = &r->meta;
     evbuffer_add(b, L2_MAGIC, 4);
@@ -410,7 +410,7 @@ static const char *get_bytes(struct cursor *c, size_t *len)
     return s;
 }
 
-static bool decode(const char *data, size_t len, struct fg_fleet_l2_record *r)
+bool fg_fleet_l2_decode(const char *data, size_t len, struct fg_fleet_l2_record *r)
 {
     struct cursor c = {(const unsigned char *)data, (const unsigned char *)data + len, true};
     if (len < 5 || memcmp(data, L2_MAGIC, 4) != 0 || (unsigned char)data[4] != L2_VERSION)
@@ -474,7 +474,7 @@ static void get_done(enum fg_redis_status st, const struct redisReply *r, void *
     size_t n = 0;
     for (size_t i = 1; i < r->elements && n < L2_VARIANTS_MAX; i += 2) {
         const struct redisReply *v = r->element[i];
-        if (v->type == REDIS_REPLY_STRING && decode(v->str, v->len, &recs[n]))
+        if (v->type == REDIS_REPLY_STRING && fg_fleet_l2_decode(v->str, v->len, &recs[n]))
             n++;
         else
             add(&C.errors, 1); /* another version's record, or damaged: skipped */
@@ -765,7 +765,7 @@ void fg_fleet_l2_put(struct fg_fleet_worker *fw, const char *key, size_t key_len
     }
     *p = (struct put){.fw = fw, .release = release, .key_len = key_len};
     memcpy(p->key, key, key_len);
-    encode(b, rec);
+    fg_fleet_l2_encode(b, rec);
     evbuffer_add(field, rec->vary_names, rec->vary_names_len);
     evbuffer_add(field, "\n", 1);
     evbuffer_add(field, rec->vary_values, rec->vary_values_len);
