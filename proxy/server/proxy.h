@@ -26,6 +26,7 @@ struct fg_proxy {
     uint64_t req_body_left; /* LENGTH: bytes still to forward */
     struct fg_http_chunked req_chunked;
     bool chunked_out; /* we chunk-encode the answer toward the client */
+    bool upgrade;     /* forwarded with Upgrade: a 101 turns it into a tunnel (tunnel.c) */
     uint64_t upstream_start_us;
 };
 

@@ -63,6 +63,10 @@ struct fg_txn {
     const char *log_cache;         /* what the cache did (NULL: no cache on the route) */
     const char *log_limit;         /* the limit that refused */
     const char *log_offload;       /* queued, duplicate, pass, reject, limited, too_big */
+    /* An upgrade tunnel (tunnel.c): who closed it (NULL: no tunnel), bytes each way, when
+     * it opened (the request's own latency ends there). */
+    const char *log_tunnel;
+    uint64_t tunnel_up, tunnel_down, tunnel_start_us;
 
     /* The stages' own state. */
     struct fg_stage_limit limit;
