@@ -2049,7 +2049,7 @@ const struct fg_conf_directive fg_conf_directives[] = {
      1, DAY_MS, h_generic, "duration", "30s", "deadline to write the request to the server"},
     {"read_timeout", U, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION, FIELD(UPS, read_timeout_ms),
      1, DAY_MS, h_generic, "duration", "30s",
-     "longest wait for the response head and between body reads"},
+     "deadline for the whole response head, then longest wait between body reads"},
     {"retry", U, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(UPS, retry_idempotent), 0, 0,
      h_generic, "on | off", "on",
      "retry an idempotent request once on a fresh connection if a reused one failed"},

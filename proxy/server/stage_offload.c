@@ -64,16 +64,6 @@ void fg_stage_offload_snap_free(struct fg_snap *s)
     s->windows = NULL;
 }
 
-static bool all_down(struct fg_upstream_pool *pool)
-{
-    size_t n = fg_upstream_server_count(pool);
-    const struct fg_upstream_stats *st = fg_upstream_pool_stats(pool);
-    for (size_t i = 0; i < n; i++)
-        if (fg_counter_get(&st->servers[i].down) == 0)
-            return false;
-    return n > 0;
-}
-
 /* Does a trigger of t's route fire now? */
 static bool triggered(struct fg_txn *t)
 {
@@ -83,7 +73,7 @@ static bool triggered(struct fg_txn *t)
     struct fg_offload_signals sig = {
         .limited = fg_stage_limit_over(t),
         .inflight = fg_counter_get(&fg_upstream_pool_stats(pool)->connections_active),
-        .all_down = of->when_failing && all_down(pool),
+        .all_down = of->when_failing && fg_upstream_all_down(pool),
     };
     struct fg_offload_window *w =
         of->latency_us > 0 || of->when_failing ? window(t->snap, ui) : NULL;

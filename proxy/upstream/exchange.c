@@ -52,6 +52,7 @@ struct fg_upstream_exchange {
     /* the connection the answer comes on: taken from the pool, or how long its connect took */
     bool reused;
     uint64_t connect_start_us, connect_us;
+    uint64_t head_deadline_ms; /* read_timeout bounds the whole head: 0 until the request is sent */
 };
 
 static void read_cb(void *arg);
@@ -157,6 +158,19 @@ static void set_timeouts(struct fg_upstream_exchange *x)
      * whole body before it answers, however slowly the client uploads it. */
     fg_reader_set_timeout(&x->uc->reader, x->req_done ? u->read_timeout_ms : 0);
     bufferevent_set_timeouts(x->uc->bev, NULL, &wt);
+    if (x->req_done && x->state == X_WAIT && x->head_deadline_ms == 0)
+        x->head_deadline_ms = fg_mono_ms() + u->read_timeout_ms;
+}
+
+/* The head is still incomplete: the read timeout is what is left of its deadline, so an
+ * app that drips its head a byte at a time is cut at read_timeout as a silent one is. */
+static void head_timeout(struct fg_upstream_exchange *x)
+{
+    if (x->head_deadline_ms == 0)
+        return;
+    uint64_t now = fg_mono_ms();
+    fg_reader_set_timeout(&x->uc->reader,
+                          x->head_deadline_ms > now ? x->head_deadline_ms - now : 1);
 }
 
 static bool attach(struct fg_upstream_exchange *x, bool fresh, int exclude)
@@ -172,6 +186,7 @@ static bool attach(struct fg_upstream_exchange *x, bool fresh, int exclude)
     x->reused = uc->reused; /* from the pool; a new one connects now */
     x->connect_us = 0;
     x->connect_start_us = uc->connected ? 0 : fg_mono_us();
+    x->head_deadline_ms = 0; /* a new connection: the head's deadline starts when it is sent */
     fg_reader_bev_setcb(&uc->reader, write_cb, event_cb, x);
     bufferevent_setwatermark(uc->bev, EV_WRITE, FG_LOW_WATER, 0);
     fg_reader_setcb(&uc->reader, read_cb, read_event_cb, x);
@@ -396,8 +411,10 @@ static void read_head(struct fg_upstream_exchange *x)
     struct evbuffer *in = bufferevent_get_input(x->uc->bev);
     for (;;) {
         size_t len = evbuffer_get_length(in);
-        if (len == 0)
+        if (len == 0) {
+            head_timeout(x); /* after an interim answer: the final head's deadline holds */
             return;
+        }
         size_t n = len < FG_RESP_HEAD_MAX ? len : FG_RESP_HEAD_MAX;
         const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
         struct fg_http_limits lim = {.max_request_line = 8192,
@@ -406,8 +423,10 @@ static void read_head(struct fg_upstream_exchange *x)
         struct fg_http_response resp;
         enum fg_http_error err = FG_HTTP_E_NONE;
         int rc = fg_http_parse_response(buf, n, &lim, x->req.method, &resp, &err);
-        if (rc == FG_HTTP_INCOMPLETE)
+        if (rc == FG_HTTP_INCOMPLETE) {
+            head_timeout(x);
             return;
+        }
         if (rc == FG_HTTP_ERROR) {
             char detail[96];
             snprintf(detail, sizeof(detail), "sent an invalid response (%s)",
@@ -426,7 +445,9 @@ static void read_head(struct fg_upstream_exchange *x)
             continue;
         }
         x->state = X_BODY;
-        x->req.head = NULL; /* no retry from here on: the owner's head may go */
+        x->req.head = NULL;           /* no retry from here on: the owner's head may go */
+        if (x->head_deadline_ms != 0) /* the body: read_timeout between reads again */
+            fg_reader_set_timeout(&x->uc->reader, fg_upstream_pool_conf(x->pool)->read_timeout_ms);
         x->body = resp.body;
         x->left = resp.content_length;
         fg_http_chunked_init(&x->chunked);

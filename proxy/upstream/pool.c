@@ -196,8 +196,14 @@ void fg_upstream_report(struct fg_upstream_pool *p, size_t server, bool ok,
  * least connections weighted; servers that are down are skipped unless all are. */
 static size_t pick_server(struct fg_upstream_pool *p, int exclude)
 {
-    if (p->n_servers == 1)
+    if (p->n_servers == 1) {
+        /* The only server takes every request, down or not; but the rule that brings a
+         * server back after fail_timeout must run here too, or one outage marks it down
+         * for good (and `offload when failing` keeps queueing every write). */
+        if (p->servers[0].down_until_ms != 0)
+            (void)server_up(p, 0, fg_mono_ms());
         return 0;
+    }
     uint64_t now = fg_mono_ms();
     bool any_up = false;
     bool up[FG_UPSTREAM_MAX_SERVERS];
@@ -238,6 +244,16 @@ static size_t pick_server(struct fg_upstream_pool *p, int exclude)
         return 0;
     p->servers[best].wrr_current -= total;
     return best;
+}
+
+bool fg_upstream_all_down(struct fg_upstream_pool *p)
+{
+    FG_ASSERT(p->magic == FG_UPSTREAM_POOL_MAGIC);
+    uint64_t now = fg_mono_ms();
+    bool any_up = false;
+    for (size_t i = 0; i < p->n_servers; i++)
+        any_up |= server_up(p, i, now); /* every one: each may come back now */
+    return p->n_servers > 0 && !any_up;
 }
 
 /* ---- idle connections ------------------------------------------------------------------ */

@@ -124,6 +124,10 @@ void fg_upstream_release(struct fg_upstream_conn *uc, bool reusable);
 void fg_upstream_report(struct fg_upstream_pool *pool, size_t server, bool ok,
                         enum fg_upstream_failure why);
 
+/* Every server is marked down (fail_timeout not over yet). A server whose fail_timeout
+ * is over is up again from this call on, as from the balancer's: the two agree. */
+bool fg_upstream_all_down(struct fg_upstream_pool *pool);
+
 /* Number of servers, and the text of one (for logs). */
 size_t fg_upstream_server_count(const struct fg_upstream_pool *pool);
 const char *fg_upstream_server_name(const struct fg_upstream_pool *pool, size_t server);
@@ -148,7 +152,8 @@ const char *fg_upstream_server_name(const struct fg_upstream_pool *pool, size_t 
  * 502/504; after it, the response is cut.
  *
  * Timeouts: connect_timeout (connect and TLS handshake), send_timeout (each write of the
- * request), read_timeout (from the end of the request: the head, then between reads).
+ * request), read_timeout (a deadline for the whole head from the end of the request, as
+ * the client side's header_timeout; then a timeout between reads of the body).
  *
  * Back-pressure: the response is read only while the caller wants it
  * (fg_upstream_exchange_pause/resume); the request body's producer watches the bytes
