@@ -8,7 +8,8 @@
                       Without Upgrade (or with ?refuse=1): 426 / 403, an ordinary answer.
   GET /upgrade-any    101 to any Upgrade (raw bytes echoed after it): other protocols.
   GET /hints          103 Early Hints (Link), then 200 "hinted"; ?n=K sends K 103s and
-                      a 102 Processing first.
+                      a 102 Processing first; with Expect: 100-continue a 100 first,
+                      and a request body is read before answering.
   GET /sse?n=N&ms=M   text/event-stream, chunked: N events M ms apart, each one
                       "data: <seq> <unix time sent>\\n\\n"; ?cc= sets Cache-Control.
   GET /__stats        JSON: upgrades, open websockets, requests, upgrade headers seen.
@@ -24,8 +25,8 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-STATS = {"upgrades": 0, "open": 0, "requests": 0, "closed_by_peer": 0, "upgrade_headers": [],
-         "connection_headers": []}
+STATS = {"upgrades": 0, "open": 0, "requests": 0, "connections": 0, "closed_by_peer": 0,
+         "upgrade_headers": [], "connection_headers": []}
 
 
 async def read_head(reader):
@@ -129,14 +130,16 @@ async def sse(writer, q):
 
 
 async def handle(reader, writer):
+    STATS["connections"] += 1
     try:
         while True:
             req = await read_head(reader)
             if req is None:
                 break
             method, target, headers = req
-            STATS["requests"] += 1
             url = urlsplit(target)
+            if not url.path.startswith("/__"):
+                STATS["requests"] += 1
             q = parse_qs(url.query)
             if "upgrade" in headers:
                 STATS["upgrade_headers"].append(headers["upgrade"])
@@ -171,6 +174,10 @@ async def handle(reader, writer):
                 writer.close()
                 return
             elif url.path == "/hints":
+                if headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if "content-length" in headers:
+                    await reader.readexactly(int(headers["content-length"]))
                 n = int(q.get("n", ["1"])[0])
                 if n > 1:
                     writer.write(b"HTTP/1.1 102 Processing\r\n\r\n")
