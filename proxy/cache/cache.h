@@ -188,7 +188,7 @@ struct fg_cache_limits {
 struct fg_cache_stats {
     uint64_t entries, bytes, hits, misses, stale_served, revalidations, revalidated_304;
     uint64_t coalesced, hit_for_miss, passes, evictions, purged, too_big, fill_failed;
-    uint64_t lock_timeouts, stores, invalidations, not_modified_served;
+    uint64_t lock_timeouts, stores, invalidations, not_modified_served, ranges_served;
 };
 
 struct fg_cache *fg_cache_new(const char *name, const struct fg_cache_limits *lim);
@@ -208,6 +208,7 @@ enum fg_cache_event {
     FG_CACHE_EV_LOCK_TIMEOUT,
     FG_CACHE_EV_NOT_MODIFIED,
     FG_CACHE_EV_INVALIDATION,
+    FG_CACHE_EV_RANGE, /* a Range answered from a stored response (206, 416) */
     FG_CACHE_EV__COUNT
 };
 void fg_cache_count(struct fg_cache *c, enum fg_cache_event ev);

@@ -187,6 +187,7 @@ static const struct {
     CF(revalidations, false, "Conditional fetches of stale objects."),
     CF(revalidated_304, false, "Revalidations answered 304 (body kept)."),
     CF(not_modified_served, false, "Client conditional requests answered 304 from the cache."),
+    CF(ranges_served, false, "Range requests answered 206 or 416 from a stored response."),
     CF(passes, false, "Requests sent to the app without caching (hit-for-miss, uncacheable)."),
     CF(hit_for_miss, false, "Keys marked hit-for-miss after an uncacheable answer."),
     CF(lock_timeouts, false, "Waiters that gave up on another request's fetch."),

@@ -17,7 +17,9 @@ Endpoints (path decides):
                    vary=, loc= (Location), cloc= (Content-Location), ct= (Content-Type), ce= (Content-Encoding),
                    enc=gzip (the body really gzipped, whatever was asked), cookie=1 (Set-Cookie), delay= (ms), bytes= (body size),
                    chunked=1, drip= (ms between 1000-byte chunks), status=. The body starts with "v<N>:" where N counts the
-                   origin's answers for that path+query, so a test sees what was cached.
+                   origin's answers for that path+query, so a test sees what was cached; pat=1: the
+                   body is bytes= bytes of a position-dependent pattern instead. A Range the
+                   request carried comes back as X-Seen-Range (the body is always whole).
                    If-None-Match equal to etag gets a 304. /__fail?status=S makes /c/
                    answer S (with no caching headers) until /__heal.
 Anything else: 200 "ok". Usage: origin.py PORT [--tls CERT KEY] (--tls: HTTPS, for
@@ -196,7 +198,13 @@ class Handler(socketserver.StreamRequestHandler):
         if "etag" in q and hmap.get("if-none-match") == '"%s"' % q["etag"]:
             self.send(304, b"", out, length=False)
             return True
-        body = ("v%d:" % n).encode() + b"x" * int(q.get("bytes", "16"))
+        size = int(q.get("bytes", "16"))
+        if q.get("pat") == "1":  # bytes that differ by position: ranges checked byte for byte
+            body = bytes((i * 7 + i // 251) % 256 for i in range(size))
+        else:
+            body = ("v%d:" % n).encode() + b"x" * size
+        if "range" in hmap:
+            out.append(("X-Seen-Range", hmap["range"]))
         if q.get("enc") == "gzip":  # an app that gzips whatever the client asked for
             body = __import__("gzip").compress(body)
             out.append(("Content-Encoding", "gzip"))
