@@ -115,6 +115,9 @@ struct fg_worker {
     uint64_t n_tunnels;
     TAILQ_HEAD(, fg_txn) free_txns;
     unsigned n_free_txns;
+    bool txns_shed;                   /* transactions were unmapped: a burst ended */
+    uint64_t last_trim_ms;            /* when the heap's free pages were last given back */
+    uint64_t txn_gets, txn_gets_seen; /* transactions started; as of the last timer tick */
     _Atomic unsigned long open_conns;
 
     struct fg_worker_stats stats;

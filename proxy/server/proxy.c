@@ -66,6 +66,7 @@ void fg_proxy_start(struct fg_txn *t)
         .upgrade = t->proxy.upgrade,
     };
     t->proxy.upstream_start_us = fg_mono_us();
+    t->proxy.head_unsent = 0;
     t->proxy.x = fg_upstream_exchange_start(pool, &rq, &proxy_ops, t);
     fg_txn_hold(t, &t->proxy.hold, release);
     if (t->proxy.x == NULL) {
@@ -365,10 +366,13 @@ static void proxy_on_head(void *arg, struct fg_upstream_exchange *x,
         return;
     }
     fg_stage_cache_invalidate(t, resp);
+    struct evbuffer *out = bufferevent_get_output(t->c->bev);
+    bool out_empty = evbuffer_get_length(out) == 0;
     if (!send_response_head(t, resp)) {
         fg_upstream_exchange_fail(x, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502, "response head too large");
         return;
     }
+    t->proxy.head_unsent = out_empty ? evbuffer_get_length(out) : 0;
     t->resp_state = FG_RESP_BODY;
 }
 
@@ -379,6 +383,7 @@ static void proxy_on_body(void *arg, struct fg_upstream_exchange *x, struct evbu
     struct fg_conn *c = t->c;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t before = evbuffer_get_length(out);
+    t->proxy.head_unsent = 0; /* the head goes with the body's first bytes */
     if (!body_out(t, in, out, n)) {
         encoder_failed(t);
         return;
@@ -408,6 +413,31 @@ static void proxy_on_end(void *arg, struct fg_upstream_exchange *x)
     fg_conn_txn_done(t->c);
 }
 
+/* The app's head is still whole in the client's output, alone, and none of it was written
+ * (the body's first bytes did not come, or were malformed): take it back, so the client
+ * can get a 502 rather than a cut connection. */
+static bool take_back_head(struct fg_txn *t)
+{
+    struct evbuffer *out = bufferevent_get_output(t->c->bev);
+    if (!t->resp_head_sent || t->proxy.head_unsent == 0 || fg_reader_ssl(&t->c->reader) != NULL ||
+        evbuffer_get_length(out) != t->proxy.head_unsent)
+        return false;
+    /* A socket bufferevent freezes its output's front (only its writes take from there):
+     * lifted for this drain only. */
+    evbuffer_unfreeze(out, 1);
+    int rc = evbuffer_drain(out, t->proxy.head_unsent);
+    evbuffer_freeze(out, 1);
+    if (rc != 0 || evbuffer_get_length(out) != 0)
+        return false;
+    t->bytes_out -= t->proxy.head_unsent;
+    t->proxy.head_unsent = 0;
+    t->proxy.chunked_out = false;
+    fg_compress_stream_free(&t->z.stream);
+    t->resp_head_sent = false;
+    t->resp_state = FG_RESP_WAIT;
+    return true;
+}
+
 /* Before any response byte reached the client: 502/504 (the exchange retried what could
  * be retried). Mid-response, the only honest signal left is to cut the connection, so the
  * client cannot take a truncated body for a complete one. */
@@ -425,7 +455,7 @@ static void proxy_on_error(void *arg, struct fg_upstream_exchange *x,
     fg_stage_offload_observe(t, false, 0);
     fg_warn("upstream %s: %s %s (client %s, %s %s)", name, e->server, e->detail, c->peer_ip,
             t->log_method[0] ? t->log_method : "-", t->log_path[0] ? t->log_path : "-");
-    if (!t->resp_head_sent) {
+    if (!t->resp_head_sent || take_back_head(t)) {
         char msg[256];
         snprintf(msg, sizeof(msg), "upstream %s %s", name, e->detail);
         fg_respond_text(t, e->status, msg, t->req_state != FG_REQ_DONE);

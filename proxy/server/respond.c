@@ -90,7 +90,8 @@ static char *put_app_fields(char *p, const struct fg_respond *r, bool *have_id)
             continue;
         if (r->plan != NULL && fg_compress_plan_replaces(r->plan, h))
             continue;
-        if (h->name_len == 14 && !keep_length &&
+        /* A 204 has no body and no Content-Length (RFC 9110 8.6), whatever the app said. */
+        if (h->name_len == 14 && (!keep_length || resp->status == 204) &&
             fg_http_name_eq(h->name, h->name_len, "content-length"))
             continue;
         if ((resp->flags & FG_HTTP_F_CONN_OTHER) &&

@@ -4,19 +4,73 @@
  */
 #include "server/internal.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
-#define FG_FREE_TXNS_MAX 256
+#define FG_FREE_TXNS_MAX   256 /* spares kept while requests come */
+#define FG_FREE_TXNS_QUIET 16  /* spares kept by a quiet worker */
+
+/* A transaction is large (11 KB, the header array) and lives only while its request does.
+ * Beyond the spares it has pages of its own (mmap), given back to the system when it ends:
+ * from the heap, a burst of thousands of requests would leave holes between the small
+ * objects that outlive it (idle keep-alive connections), and RSS would keep the peak. */
+static size_t txn_bytes(void)
+{
+    static size_t bytes;
+    if (bytes == 0) {
+        size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+        bytes = (sizeof(struct fg_txn) + pg - 1) / pg * pg;
+    }
+    return bytes;
+}
+
+static struct fg_txn *txn_alloc(void)
+{
+    void *m = mmap(NULL, txn_bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return m == MAP_FAILED ? NULL : m; /* zeroed */
+}
+
+static void txn_free(struct fg_txn *t)
+{
+    munmap(t, txn_bytes());
+}
+
+void fg_txn_trim(struct fg_worker *w, uint64_t now_ms)
+{
+    /* A quiet worker (no request since the last tick) keeps a few spares only: the rest
+     * were for a burst that is over. */
+    bool quiet = w->txn_gets == w->txn_gets_seen;
+    w->txn_gets_seen = w->txn_gets;
+    while (quiet && w->n_free_txns > FG_FREE_TXNS_QUIET) {
+        struct fg_txn *t = TAILQ_FIRST(&w->free_txns);
+        TAILQ_REMOVE(&w->free_txns, t, free_link);
+        w->n_free_txns--;
+        free(t->proxy.head);
+        txn_free(t);
+        w->txns_shed = true;
+    }
+    /* What else a burst allocated (upstream connections beyond keepalive, read buffers,
+     * exchanges) went back to the heap: its free pages go back to the system, at most
+     * once a second, and only after a burst. */
+    if (!w->txns_shed || now_ms - w->last_trim_ms < 1000)
+        return;
+    w->txns_shed = false;
+    w->last_trim_ms = now_ms;
+    malloc_trim(0);
+}
 
 struct fg_txn *fg_txn_get(struct fg_worker *w)
 {
+    w->txn_gets++;
     struct fg_txn *t = TAILQ_FIRST(&w->free_txns);
     if (t != NULL) {
         TAILQ_REMOVE(&w->free_txns, t, free_link);
         w->n_free_txns--;
     } else {
-        t = calloc(1, sizeof(*t));
+        t = txn_alloc();
         if (t == NULL)
             return NULL;
     }
@@ -64,7 +118,8 @@ void fg_txn_put(struct fg_worker *w, struct fg_txn *t)
         w->n_free_txns++;
     } else {
         free(t->proxy.head);
-        free(t);
+        txn_free(t);
+        w->txns_shed = true;
     }
 }
 

@@ -100,6 +100,9 @@ struct fg_txn {
 struct fg_txn *fg_txn_get(struct fg_worker *w);
 /* Release every stage's hold and the snapshot, then recycle t. */
 void fg_txn_put(struct fg_worker *w, struct fg_txn *t);
+/* After a burst (transactions beyond the spares ended): give the heap's free pages back to
+ * the system, at most once a second (the worker's 250 ms timer calls it). */
+void fg_txn_trim(struct fg_worker *w, uint64_t now_ms);
 /* A stage holds something until the transaction ends: release(t) will run then, once. */
 void fg_txn_hold(struct fg_txn *t, struct fg_txn_hold *h, void (*release)(struct fg_txn *t));
 /* Add "Name: value\r\n" lines to every answer of the request. */

@@ -426,6 +426,7 @@ static void worker_wake(struct fg_worker *w)
 static void alog_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     fg_accesslog_flush(arg);
+    fg_txn_trim(arg, fg_mono_ms());
 }
 
 static void *worker_main(void *arg)

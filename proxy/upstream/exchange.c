@@ -352,11 +352,16 @@ static void pump(struct fg_upstream_exchange *x)
             break;        /* more input needed, the end, or an error */
         }
         size_t n = evbuffer_get_length(x->stage);
+        if (st == FG_CHUNK_ERROR) {
+            /* This read's payload is dropped: the answer is broken either way, and when
+             * none of it reached the owner's client yet, it can still answer 502. */
+            evbuffer_drain(x->stage, n);
+            failed(x, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502, "sent a malformed chunked body");
+            return;
+        }
         if (n > 0 && !deliver(x, x->stage, n))
             return;
-        if (st == FG_CHUNK_ERROR)
-            failed(x, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502, "sent a malformed chunked body");
-        else if (st == FG_CHUNK_DONE)
+        if (st == FG_CHUNK_DONE)
             complete(x);
         return;
     }

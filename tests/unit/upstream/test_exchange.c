@@ -593,7 +593,9 @@ static void test_malformed_chunk_after_head_cuts(void **state)
     assert_int_equal(f->a.heads, 1);
     assert_int_equal(f->a.errors, 1);
     assert_int_equal(f->a.err.why, FG_UPSTREAM_FAIL_BAD_RESPONSE);
-    body_is(&f->a, "abc"); /* what came before the bad framing, and nothing after */
+    /* Nothing: the payload of the read that holds bad framing is dropped with it (the
+     * answer is broken either way, and its owner may still answer 502 instead). */
+    body_is(&f->a, "");
     assert_int_equal(count(&f->stats.connections_idle), 0);
 }
 
