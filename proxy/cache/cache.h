@@ -171,6 +171,8 @@ struct fg_cache_meta {
     uint64_t swr, sie;        /* stale-while-revalidate / stale-if-error windows, s */
     bool must_revalidate;     /* no stale serving at all (must-/proxy-revalidate) */
     bool no_cache;            /* stored, but revalidated before every use */
+    bool shared_auth;         /* public, s-maxage or must-revalidate: may answer requests
+                                 with Authorization (RFC 9111 §3.5) */
 };
 
 /* Meta of a response that is not yet known: no length, no validators. */

@@ -81,6 +81,8 @@ enum fg_http_method {
 
 /* Idempotent per RFC 9110 §9.2.2 (GET HEAD PUT DELETE OPTIONS TRACE). */
 bool fg_http_method_idempotent(enum fg_http_method m);
+/* GET, HEAD, OPTIONS and TRACE (RFC 9110 §9.2.1): any other method, known or not, is unsafe. */
+bool fg_http_method_safe(enum fg_http_method m);
 /* Upper-case name of a known method ("GET"), NULL for FG_HTTP_OTHER. */
 const char *fg_http_method_name(enum fg_http_method m);
 /* The method a token names, matched exactly (methods are case-sensitive, RFC 9110 §9.1):

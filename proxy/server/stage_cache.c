@@ -290,6 +290,13 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, enum served how)
 {
     struct fg_conn *c = t->c;
     struct fg_stage_cache *tc = &t->cache;
+    if (tc->auth && !fg_cache_obj_meta(obj)->shared_auth) {
+        /* Stored from a request without credentials and not marked public, s-maxage or
+         * must-revalidate: the app decides what a request with Authorization gets. */
+        fg_cache_count(tc->store, FG_CACHE_EV_PASS);
+        go_to_origin(t, "PASS", CS_BYPASS);
+        return;
+    }
     timed(t);
     if (tc->obj != obj) {
         fg_cache_obj_ref(obj);
@@ -723,10 +730,9 @@ static bool cacheable_request(const struct fg_txn *t)
         return false;
     if (r->body != FG_HTTP_BODY_NONE && !(r->body == FG_HTTP_BODY_LENGTH && r->content_length == 0))
         return false;
-    /* A request with credentials is the app's. (A Range is answered from the whole
-     * stored response.) */
-    if (fg_http_find_header(r->headers, r->n_headers, "authorization") != NULL)
-        return false;
+    /* A request with credentials may use the cache, but only responses that say a shared
+     * cache may answer such requests (RFC 9111 §3.5; serve() checks). A Range is answered
+     * from the whole stored response. */
     return r->host != NULL;
 }
 
@@ -895,8 +901,9 @@ bool fg_stage_cache(struct fg_txn *t)
     struct fg_cache *store = t->snap->caches[rc->cache->index];
     if (store == NULL)
         return false;
-    enum fg_http_method m = t->req.method;
-    if (m == FG_HTTP_POST || m == FG_HTTP_PUT || m == FG_HTTP_DELETE || m == FG_HTTP_PATCH) {
+    /* Any unsafe method invalidates, not only the ones we know by name (RFC 9111 §4.4):
+     * an app's own method (PURGE, a WebDAV one) changes state just as POST does. */
+    if (!fg_http_method_safe(t->req.method)) {
         note_invalidation(t, store);
         return false;
     }
@@ -912,6 +919,7 @@ bool fg_stage_cache(struct fg_txn *t)
         !fg_http_parse_ranges(rh->value, rh->value_len, tc->ranges, FG_STAGE_CACHE_RANGES_MAX,
                               &tc->n_ranges))
         tc->n_ranges = 0;
+    tc->auth = fg_http_find_header(t->req.headers, t->req.n_headers, "authorization") != NULL;
     tc->active = true;
     tc->store = store;
     tc->started_us = fg_mono_us();

@@ -45,6 +45,7 @@ struct fg_stage_cache {
     struct fg_http_range ranges[FG_STAGE_CACHE_RANGES_MAX];
     size_t n_ranges; /* 0: no Range (or one to ignore) */
     bool collecting;
+    bool auth;                  /* the request has Authorization (RFC 9111 §3.5) */
     int served_how;             /* how the object came to be served (stage_cache.c) */
     struct evbuffer *range_buf; /* the body so far, by reference */
     /* What the cache did for an answer that went to the app: its X-Cache word and its

@@ -14,6 +14,7 @@ Endpoints (path decides):
                    a close (the race of an app closing an idle keep-alive connection)
   /c/...           a cacheable resource; the query says how it answers: cc= (Cache-Control),
                    cdn= (CDN-Cache-Control), etag=, lm= (Last-Modified, Unix seconds),
+                   exp=, date=, age= (Expires, Date, Age as given),
                    vary=, loc= (Location), cloc= (Content-Location), ct= (Content-Type), ce= (Content-Encoding),
                    enc=gzip (the body really gzipped, whatever was asked), cookie=1 (Set-Cookie), delay= (ms), bytes= (body size),
                    chunked=1, drip= (ms between 1000-byte chunks), status=. The body starts with "v<N>:" where N counts the
@@ -181,7 +182,8 @@ class Handler(socketserver.StreamRequestHandler):
         out = []
         for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary"),
                           ("loc", "Location"), ("cloc", "Content-Location"),
-                          ("ct", "Content-Type"), ("ce", "Content-Encoding")):
+                          ("ct", "Content-Type"), ("ce", "Content-Encoding"), ("exp", "Expires"),
+                          ("date", "Date"), ("age", "Age")):
             if key in q:
                 out.append((name, q[key]))
         if "etag" in q:
