@@ -13,11 +13,13 @@
 #include "cache/internal.h"
 #include "core/core.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define FG_CACHE_SHARDS      64
-#define FG_CACHE_CHUNK       (16 * 1024)
+#define FG_CACHE_CHUNK       (16 * 1024) /* the largest chunk a body of unknown length gets */
+#define FG_CACHE_CHUNK_MIN   1024        /* the smallest (a few small appends share one) */
 #define FG_CACHE_VARY_BUF    2048
 #define FG_CACHE_MAX_VICTIMS 64
 
@@ -697,6 +699,24 @@ static struct fg_cache_chunk *chunk_new(size_t cap)
     return ch;
 }
 
+/*
+ * The next chunk of a body whose length is unknown (compressed at fill, chunked, to the
+ * close): what is appended now, and room to grow by a quarter of what came before (at
+ * least FG_CACHE_CHUNK_MIN, at most FG_CACHE_CHUNK). What the last chunk leaves unused is
+ * then at most a quarter of the body, or 1 KiB: a 16 KiB chunk for every small compressed
+ * page made the cache's RSS ten times its bound. The chunk cannot be shrunk when the fill
+ * ends: readers may already hold references into it.
+ */
+static size_t chunk_cap(uint64_t body_before, size_t len)
+{
+    uint64_t grow = body_before / 4;
+    if (grow < FG_CACHE_CHUNK_MIN)
+        grow = FG_CACHE_CHUNK_MIN;
+    if (grow > FG_CACHE_CHUNK)
+        grow = FG_CACHE_CHUNK;
+    return len > grow ? len : (size_t)grow;
+}
+
 bool fg_cache_fill_append(struct fg_cache_obj *o, const void *data, size_t len)
 {
     struct fg_cache *c = o->cache;
@@ -708,11 +728,12 @@ bool fg_cache_fill_append(struct fg_cache_obj *o, const void *data, size_t len)
         bump(&c->too_big);
         obj_retire(c, o);
     }
+    uint64_t before = total - len;
     while (len > 0) {
         struct fg_cache_chunk *ch = o->last;
         size_t used = ch ? atomic_load_explicit(&ch->len, memory_order_relaxed) : 0;
         if (ch == NULL || used == ch->cap) {
-            struct fg_cache_chunk *n = chunk_new(len > FG_CACHE_CHUNK ? len : FG_CACHE_CHUNK);
+            struct fg_cache_chunk *n = chunk_new(chunk_cap(before, len));
             if (n == NULL)
                 return false;
             if (ch == NULL)
@@ -727,6 +748,7 @@ bool fg_cache_fill_append(struct fg_cache_obj *o, const void *data, size_t len)
         atomic_store_explicit(&ch->len, used + k, memory_order_release);
         p += k;
         len -= k;
+        before += k;
     }
     atomic_store_explicit(&o->body_len, total, memory_order_release);
     pthread_mutex_lock(&o->lock);
@@ -769,10 +791,24 @@ static void retire_older(struct fg_cache *c, struct fg_cache_obj *o)
     }
 }
 
+/* What an allocation costs: what malloc gave (it rounds up) and its header. */
+static uint64_t alloc_bytes(const void *p)
+{
+    return p == NULL ? 0 : malloc_usable_size((void *)p) + sizeof(size_t);
+}
+
+/* What o holds in memory, as allocated: the object with its key, the stored head, the
+ * variant's strings, and the body's chunks with their unused room (a body shared with
+ * the stale copy it refreshed is charged again: it lives as long as either). */
 static uint64_t obj_charge(const struct fg_cache_obj *o)
 {
-    uint64_t body = atomic_load(&o->body_len);
-    return sizeof(*o) + o->key_len + o->head_len + o->vary_names_len + o->vary_values_len + body;
+    uint64_t n = alloc_bytes(o) + alloc_bytes(o->head) + alloc_bytes(o->vary_names) +
+                 alloc_bytes(o->vary_values);
+    const struct fg_cache_obj *b = o->body_owner != NULL ? o->body_owner : o;
+    for (const struct fg_cache_chunk *ch = atomic_load(&b->first); ch != NULL;
+         ch = atomic_load(&ch->next))
+        n += alloc_bytes(ch);
+    return n;
 }
 
 static bool in_table_now(struct fg_cache *c, struct fg_cache_obj *o)

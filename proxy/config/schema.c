@@ -1982,7 +1982,7 @@ const struct fg_conf_directive fg_conf_directives[] = {
     /* cache */
     {"memory", K, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE, FIELD(struct fg_conf_cache, memory),
      1 << 20, 1ull << 40, h_generic, "size", "256m",
-     "bytes of stored responses; the least useful ones are evicted (S3-FIFO)"},
+     "memory of stored responses as allocated; the least useful ones are evicted (S3-FIFO)"},
     {"max_object", K, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
      FIELD(struct fg_conf_cache, max_object), 1, 1ull << 40, h_generic, "size", "8m",
      "larger responses are passed through, not stored"},

@@ -17,7 +17,8 @@ Endpoints (path decides):
                    exp=, date=, age= (Expires, Date, Age as given),
                    vary=, loc= (Location), cloc= (Content-Location), ct= (Content-Type), ce= (Content-Encoding),
                    enc=gzip (the body really gzipped, whatever was asked), cookie=1 (Set-Cookie), delay= (ms), bytes= (body size),
-                   chunked=1, drip= (ms between 1000-byte chunks), status=. The body starts with "v<N>:" where N counts the
+                   chunked=1, drip= (ms between 1000-byte chunks), status=, text=1 (the body
+                   words that compress about as well as HTML, instead of one repeated byte). The body starts with "v<N>:" where N counts the
                    origin's answers for that path+query, so a test sees what was cached; pat=1: the
                    body is bytes= bytes of a position-dependent pattern instead. A Range the
                    request carried comes back as X-Seen-Range (the body is always whole).
@@ -39,6 +40,8 @@ STATS = {"connections": 0, "requests": 0, "current": 0, "max_concurrent": 0, "pa
 DROP_NEXT = [False]
 VERSIONS = {}
 FAIL = [0]
+WORDS = ["<div", "class=", "product", "price", "</div>", "<a href=", "/item/", "sale",
+         "<span>", "</span>", "cart", "stock", "shipping", "<li>", "</li>", "title"]
 
 
 def read_request(f):
@@ -200,11 +203,20 @@ class Handler(socketserver.StreamRequestHandler):
         if "etag" in q and hmap.get("if-none-match") == '"%s"' % q["etag"]:
             self.send(304, b"", out, length=False)
             return True
-        size = int(q.get("bytes", "16"))
-        if q.get("pat") == "1":  # bytes that differ by position: ranges checked byte for byte
-            body = bytes((i * 7 + i // 251) % 256 for i in range(size))
+        if q.get("text") == "1":  # words, compressing about as well as HTML (3-4x)
+            rnd = __import__("random").Random(target)
+            words, size = [], 0
+            while size < int(q.get("bytes", "16")):
+                w = rnd.choice(WORDS) + str(rnd.randrange(1000))
+                words.append(w)
+                size += len(w) + 1
+            filler = " ".join(words).encode()[:int(q.get("bytes", "16"))]
         else:
-            body = ("v%d:" % n).encode() + b"x" * size
+            filler = b"x" * int(q.get("bytes", "16"))
+        body = ("v%d:" % n).encode() + filler
+        if q.get("pat") == "1":  # bytes that differ by position: ranges checked byte for byte
+            size = int(q.get("bytes", "16"))
+            body = bytes((i * 7 + i // 251) % 256 for i in range(size))
         if "range" in hmap:
             out.append(("X-Seen-Range", hmap["range"]))
         if q.get("enc") == "gzip":  # an app that gzips whatever the client asked for
