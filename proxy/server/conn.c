@@ -286,6 +286,13 @@ void fg_conn_tunnel_begin(struct fg_conn *c, struct fg_tunnel *tun)
     FG_ASSERT(c->state == FG_CONN_TXN && c->txn != NULL);
     c->state = FG_CONN_TUNNEL;
     c->tunnel = tun;
+    if (!c->nodelay) {
+        /* A tunnel carries small messages both ways: none may wait behind Nagle for the
+         * ACK of the one before (the upstream side has it from its connect). */
+        int one = 1;
+        setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->nodelay = true;
+    }
     c->txn->tunnel_start_us = fg_mono_us();
     c->txn->resp_state = FG_RESP_DONE;
     fg_gauge_add(&c->w->stats.requests_active, -1); /* a tunnel is not a request in flight */
