@@ -213,12 +213,6 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
 
 void fg_request_after_limits(struct fg_txn *t)
 {
-    /* A tunnel is never offloaded, compressed or cached: straight to the app. */
-    if (t->proxy.upgrade) {
-        if (fg_tunnel_admit(t))
-            fg_proxy_start(t);
-        return;
-    }
     /* Writes the route offloads wait for the agent; 202 once durable, or the fallback. */
     if (fg_stage_offload(t))
         return;
@@ -227,6 +221,13 @@ void fg_request_after_limits(struct fg_txn *t)
 
 void fg_request_after_offload(struct fg_txn *t)
 {
+    /* A tunnel (never offloaded: stage_offload.c) is never compressed or cached either:
+     * straight to the app. */
+    if (t->proxy.upgrade) {
+        if (fg_tunnel_admit(t))
+            fg_proxy_start(t);
+        return;
+    }
     fg_stage_compress_negotiate(t); /* the cache keys variants on it, the proxy encodes with it */
 
     if (fg_stage_cache(t))
