@@ -2155,13 +2155,6 @@ const struct fg_conf_directive fg_conf_directives[] = {
      h_generic, "number", "5", "gzip level, 1 to 9"},
     {"brotli_level", R, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(RC, compress.br_level), 0, 11,
      h_generic, "number", "4", "brotli quality, 0 to 11"},
-    {"upgrade", R, 1, -1, FG_BLOCK_NO, false, CUSTOM(h_upgrade),
-     "on | off | protocol ...", "on",
-     "tunnel Upgrade requests (WebSocket) the app answers 101; a list allows only those "
-     "protocols; h2c never"},
-    {"tunnel_timeout", R, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
-     FIELD(RC, tunnel_timeout_ms), 1000, 7 * DAY_MS, h_generic, "duration", "1h",
-     "an open tunnel with no byte either way for this long is closed"},
     {"limit", R, 1, 1, FG_BLOCK_NO, true, CUSTOM(h_route_limit),
      "name", "none", "count the route's requests against this limit; 429 above it"},
     {"offload", R, 0, 0, FG_BLOCK_YES, false, CUSTOM(h_offload),
@@ -2202,6 +2195,13 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"cache_status_field", R, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG,
      FIELD(RC, cache.status_field), 0, 0, h_generic, "on | off", "on",
      "add the standard Cache-Status field (RFC 9211) to responses"},
+    {"upgrade", R, 1, -1, FG_BLOCK_NO, false, CUSTOM(h_upgrade),
+     "on | off | protocol ...", "on",
+     "tunnel Upgrade requests (WebSocket) the app answers 101; a list allows only those "
+     "protocols; h2c never"},
+    {"tunnel_timeout", R, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(RC, tunnel_timeout_ms), 1000, 7 * DAY_MS, h_generic, "duration", "1h",
+     "an open tunnel with no byte either way for this long is closed"},
 };
 /* clang-format on */
 
