@@ -171,6 +171,8 @@ struct fg_cache_meta {
     uint64_t swr, sie;        /* stale-while-revalidate / stale-if-error windows, s */
     bool must_revalidate;     /* no stale serving at all (must-/proxy-revalidate) */
     bool no_cache;            /* stored, but revalidated before every use */
+    bool shared_auth;         /* public, s-maxage or must-revalidate: may answer requests
+                                 with Authorization (RFC 9111 §3.5) */
 };
 
 /* Meta of a response that is not yet known: no length, no validators. */
@@ -188,7 +190,7 @@ struct fg_cache_limits {
 struct fg_cache_stats {
     uint64_t entries, bytes, hits, misses, stale_served, revalidations, revalidated_304;
     uint64_t coalesced, hit_for_miss, passes, evictions, purged, too_big, fill_failed;
-    uint64_t lock_timeouts, stores, invalidations, not_modified_served;
+    uint64_t lock_timeouts, stores, invalidations, not_modified_served, ranges_served;
 };
 
 struct fg_cache *fg_cache_new(const char *name, const struct fg_cache_limits *lim);
@@ -208,6 +210,7 @@ enum fg_cache_event {
     FG_CACHE_EV_LOCK_TIMEOUT,
     FG_CACHE_EV_NOT_MODIFIED,
     FG_CACHE_EV_INVALIDATION,
+    FG_CACHE_EV_RANGE, /* a Range answered from a stored response (206, 416) */
     FG_CACHE_EV__COUNT
 };
 void fg_cache_count(struct fg_cache *c, enum fg_cache_event ev);

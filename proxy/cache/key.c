@@ -197,8 +197,32 @@ int fg_cache_vary_names(const struct fg_http_header *h, size_t n, char *out, siz
     return (int)pos;
 }
 
-/* Append one field value with the whitespace around its commas removed. */
-static bool put_value(const char *v, size_t len, char *out, size_t cap, size_t *pos)
+/* How much of a field's value may be normalised without changing what it means. The
+ * negotiation fields are lists of tokens with parameters: their codings, language
+ * ranges and charsets are case-insensitive (RFC 9110 §8.4.1, §12.5.3-4, RFC 4647), and
+ * the whitespace around ';' is OWS like that around ','. Accept keeps its case (a
+ * parameter value may be case-sensitive) but not that whitespace. Other fields only
+ * lose the whitespace around their commas. */
+enum vary_norm { NORM_LIST = 0, NORM_PARAMS, NORM_PARAMS_CASE };
+
+static enum vary_norm vary_norm(const char *lower_name)
+{
+    if (strcmp(lower_name, "accept-encoding") == 0 || strcmp(lower_name, "accept-language") == 0 ||
+        strcmp(lower_name, "accept-charset") == 0)
+        return NORM_PARAMS_CASE;
+    if (strcmp(lower_name, "accept") == 0)
+        return NORM_PARAMS;
+    return NORM_LIST;
+}
+
+static bool is_delim(char ch, enum vary_norm norm)
+{
+    return ch == ',' || (norm != NORM_LIST && ch == ';');
+}
+
+/* Append one field value normalised as norm allows. */
+static bool put_value(const char *v, size_t len, char *out, size_t cap, size_t *pos,
+                      enum vary_norm norm)
 {
     for (size_t i = 0; i < len; i++) {
         char ch = v[i];
@@ -206,15 +230,16 @@ static bool put_value(const char *v, size_t len, char *out, size_t cap, size_t *
             size_t j = i;
             while (j < len && ows(v[j]))
                 j++;
-            bool at_comma = j == len || v[j] == ',' || (*pos > 0 && out[*pos - 1] == ',');
-            if (at_comma) {
+            bool at_delim =
+                j == len || is_delim(v[j], norm) || (*pos > 0 && is_delim(out[*pos - 1], norm));
+            if (at_delim) {
                 i = j - 1;
                 continue;
             }
         }
         if (*pos + 1 > cap)
             return false;
-        out[(*pos)++] = ch;
+        out[(*pos)++] = norm == NORM_PARAMS_CASE ? lower(ch) : ch;
     }
     return true;
 }
@@ -244,7 +269,7 @@ int fg_cache_vary_values(const char *names, size_t names_len, const struct fg_ht
                 return -1;
             out[pos++] = first ? '=' : ',';
             first = false;
-            if (!put_value(h[i].value, h[i].value_len, out, cap, &pos))
+            if (!put_value(h[i].value, h[i].value_len, out, cap, &pos, vary_norm(nm)))
                 return -1;
         }
         if (pos + 1 > cap)

@@ -206,9 +206,18 @@ void fg_cache_response_from_head(const struct fg_http_response *resp, const char
         out->expires = 0; /* §5.3: an invalid Expires ("0") is a time in the past */
     out->age = FG_CACHE_NO_VALUE;
     const struct fg_http_header *age = fg_http_find_header(resp->headers, resp->n_headers, "age");
-    uint64_t a;
-    if (age != NULL && parse_delta(age->value, age->value_len, &a))
-        out->age = a;
+    if (age != NULL) {
+        /* §5.1: of a list ("5, 10", or several lines) the first member counts; a value
+         * that is not a non-negative integer ("5abc", "-1", "1.5") is ignored. */
+        size_t n = 0;
+        while (n < age->value_len && age->value[n] != ',')
+            n++;
+        while (n > 0 && (age->value[n - 1] == ' ' || age->value[n - 1] == '\t'))
+            n--;
+        uint64_t a;
+        if (parse_delta(age->value, n, &a))
+            out->age = a;
+    }
     for (size_t i = 0; i < resp->n_headers; i++)
         if (fg_http_name_eq(resp->headers[i].name, resp->headers[i].name_len, "vary") &&
             fg_http_list_has_token(resp->headers[i].value, resp->headers[i].value_len, "*"))

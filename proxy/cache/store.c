@@ -166,6 +166,7 @@ void fg_cache_get_stats(struct fg_cache *c, struct fg_cache_stats *out)
     out->fill_failed = GET(c->fill_failed);
     out->stores = GET(c->stores);
     out->invalidations = GET(c->ev[FG_CACHE_EV_INVALIDATION]);
+    out->ranges_served = GET(c->ev[FG_CACHE_EV_RANGE]);
 #undef GET
 }
 

@@ -262,6 +262,9 @@ void fg_conf_free(struct fg_config *c)
             free(of->headers);
             free(of->key_header);
             free(of->location_prefix);
+            for (size_t k = 0; k < s->routes[j].n_upgrade_protocols; k++)
+                free(s->routes[j].upgrade_protocols[k]);
+            free(s->routes[j].upgrade_protocols);
         }
         free(s->routes);
         free(s->listens);
@@ -531,6 +534,17 @@ static void dump_route(const struct fg_conf_route *r, FILE *out)
         fprintf(out, "        gzip_level %u;\n        brotli_level %u;\n", cc->gzip_level,
                 cc->br_level);
     }
+    if (r->upstream != NULL) {
+        if (!r->upgrade) {
+            fputs("        upgrade off;\n", out);
+        } else if (r->n_upgrade_protocols > 0) {
+            fputs("        upgrade", out);
+            for (size_t i = 0; i < r->n_upgrade_protocols; i++)
+                fprintf(out, " %s", r->upgrade_protocols[i]);
+            fputs(";\n", out);
+        }
+        fprintf(out, "        tunnel_timeout %s;\n", fmt_dur(r->tunnel_timeout_ms, b, sizeof(b)));
+    }
     for (size_t i = 0; i < r->n_limits; i++)
         fprintf(out, "        limit %s;\n", r->limits[i]->name);
     if (r->n_limits > 0)
@@ -768,6 +782,7 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
     fprintf(out, " %s;\n", lv < FG_ARRAY_LEN(level_names) ? level_names[lv] : "notice");
     fprintf(out, "shutdown_delay %s;\n", fmt_dur(c->shutdown_delay_ms, b, sizeof(b)));
     fprintf(out, "drain_timeout %s;\n", fmt_dur(c->drain_timeout_ms, b, sizeof(b)));
+    fprintf(out, "max_tunnels %llu;\n", (unsigned long long)c->max_tunnels);
     fprintf(out, "ssl_ticket_key_rotation %s;\n",
             fmt_dur(c->ssl_ticket_key_rotation_ms, b, sizeof(b)));
     if (!c->admin.enabled) {

@@ -222,7 +222,13 @@ struct fg_conf_route {
     size_t n_limits;
     bool limit_headers; /* RateLimit fields on allowed responses too; default off */
     struct fg_conf_route_offload offload;
-    size_t line; /* where it was defined, for messages */
+    /* Upgrade tunnels (WebSocket...): `upgrade on|off|protocol ...;` default on, any
+     * protocol but h2c; upgrade_protocols (lower case) narrows it when n > 0. */
+    bool upgrade;
+    char **upgrade_protocols;
+    size_t n_upgrade_protocols;
+    uint64_t tunnel_timeout_ms; /* an open tunnel with no byte either way closes; 1h */
+    size_t line;                /* where it was defined, for messages */
 };
 
 struct fg_conf_listen {
@@ -365,6 +371,7 @@ struct fg_config {
     uint64_t drain_timeout_ms;  /* then at most this long for in-flight work; default 30s */
     uint64_t ssl_ticket_key_rotation_ms; /* session ticket keys are replaced this often;
                                             default 1h (main.c rotates) */
+    uint64_t max_tunnels; /* open upgrade tunnels per worker; more get 503; default 10000 */
 
     struct fg_conf_admin admin;
     struct fg_conf_emf emf;

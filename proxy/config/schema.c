@@ -1388,9 +1388,57 @@ static void h_compress_types(struct fg_conf_loader *L, const struct fg_conf_dire
     rc->n_types = n;
 }
 
+/* `upgrade on | off | protocol ...`: which Upgrade requests become tunnels. */
+static void h_upgrade(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                      const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route *r = obj;
+    (void)dir;
+    for (size_t k = 0; k < r->n_upgrade_protocols; k++)
+        free(r->upgrade_protocols[k]);
+    free(r->upgrade_protocols);
+    r->upgrade_protocols = NULL;
+    r->n_upgrade_protocols = 0;
+    size_t n = st->n_args - 1;
+    if (n == 1 && (strcmp(st->args[1], "on") == 0 || strcmp(st->args[1], "off") == 0)) {
+        r->upgrade = strcmp(st->args[1], "on") == 0;
+        return;
+    }
+    char **v = calloc(n, sizeof(*v));
+    if (v == NULL) {
+        ERR(L, st->line, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *p = st->args[i + 1];
+        bool ok = *p != '\0' && strlen(p) < 64;
+        for (const char *q = p; ok && *q != '\0'; q++)
+            ok = isalnum((unsigned char)*q) || strchr("!#$%&'*+-.^_`|~", *q) != NULL;
+        if (!ok || strcasecmp(p, "on") == 0 || strcasecmp(p, "off") == 0) {
+            ERR(L, st->line, "invalid protocol '%s' for 'upgrade' (on, off, or protocol names)", p);
+        } else if (strcasecmp(p, "h2c") == 0) {
+            ERR(L, st->line, "'upgrade h2c' is not supported: h2c is never tunneled");
+        } else {
+            v[i] = xstrdup(L, p, st->line);
+            for (char *q = v[i]; q != NULL && *q != '\0'; q++)
+                *q = (char)tolower((unsigned char)*q);
+            continue;
+        }
+        for (size_t k = 0; k < i; k++)
+            free(v[k]);
+        free(v);
+        return;
+    }
+    r->upgrade = true;
+    r->upgrade_protocols = v;
+    r->n_upgrade_protocols = n;
+}
+
 /* Route defaults of the cache and compression directives: the table's `def` texts say the same. */
 static void route_feature_defaults(struct fg_conf_route *r)
 {
+    r->upgrade = true;
+    r->tunnel_timeout_ms = 3600 * 1000;
     r->compress.min_length = 256;
     r->compress.gzip_level = 5;
     r->compress.br_level = 4;
@@ -1924,6 +1972,9 @@ const struct fg_conf_directive fg_conf_directives[] = {
      FIELD(struct fg_config, drain_timeout_ms), 0, HOUR_MS, h_generic,
      "duration", "30s",
      "after the listeners close, the longest wait for requests in flight"},
+    {"max_tunnels", M, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
+     FIELD(struct fg_config, max_tunnels), 0, 10000000, h_generic, "number", "10000",
+     "open upgrade tunnels per worker; an upgrade over it is answered 503"},
     {"ssl_ticket_key_rotation", M, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
      FIELD(struct fg_config, ssl_ticket_key_rotation_ms), 1000, 7 * DAY_MS, h_generic,
      "duration", "1h",
@@ -2278,6 +2329,13 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"cache_status_field", R, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG,
      FIELD(RC, cache.status_field), 0, 0, h_generic, "on | off", "on",
      "add the standard Cache-Status field (RFC 9211) to responses"},
+    {"upgrade", R, 1, -1, FG_BLOCK_NO, false, CUSTOM(h_upgrade),
+     "on | off | protocol ...", "on",
+     "tunnel Upgrade requests (WebSocket) the app answers 101; a list allows only those "
+     "protocols; h2c never"},
+    {"tunnel_timeout", R, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(RC, tunnel_timeout_ms), 1000, 7 * DAY_MS, h_generic, "duration", "1h",
+     "an open tunnel with no byte either way for this long is closed"},
 };
 /* clang-format on */
 

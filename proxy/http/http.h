@@ -81,6 +81,8 @@ enum fg_http_method {
 
 /* Idempotent per RFC 9110 §9.2.2 (GET HEAD PUT DELETE OPTIONS TRACE). */
 bool fg_http_method_idempotent(enum fg_http_method m);
+/* GET, HEAD, OPTIONS and TRACE (RFC 9110 §9.2.1): any other method, known or not, is unsafe. */
+bool fg_http_method_safe(enum fg_http_method m);
 /* Upper-case name of a known method ("GET"), NULL for FG_HTTP_OTHER. */
 const char *fg_http_method_name(enum fg_http_method m);
 /* The method a token names, matched exactly (methods are case-sensitive, RFC 9110 §9.1):
@@ -229,6 +231,28 @@ void fg_http_chunked_data(struct fg_http_chunked *c, uint64_t n);
  * returns its length. The caller appends the data and "\r\n". The last chunk is the
  * literal "0\r\n\r\n". */
 size_t fg_http_chunk_header(char *out, uint64_t n);
+
+/* ---- Range requests (RFC 9110 §14; range.c) ------------------------------------ */
+
+/* One range of a Range field: first-last (last UINT64_MAX when open-ended), or a suffix
+ * of `last` bytes. Resolved: absolute first..last, both within the representation. */
+struct fg_http_range {
+    uint64_t first, last;
+    bool suffix;
+};
+
+/* Parse "bytes=..." into out[0..*n). false for another unit, a malformed set or more
+ * than max ranges: the field is to be ignored (the whole representation is the answer). */
+bool fg_http_parse_ranges(const char *s, size_t len, struct fg_http_range *out, size_t max,
+                          size_t *n);
+/* Resolve the parsed ranges against length, in place, dropping the unsatisfiable ones
+ * (first beyond the end, an empty suffix); the number left (0: answer 416). */
+size_t fg_http_ranges_resolve(struct fg_http_range *r, size_t n, uint64_t length);
+/* Do any two resolved ranges overlap (a set the server should not answer piecewise)? */
+bool fg_http_ranges_overlap(const struct fg_http_range *r, size_t n);
+/* Does an If-Range value match the representation: a strong entity-tag equal to etag
+ * (a weak one never matches), or an HTTP-date equal to last_modified (-1: none)? */
+bool fg_http_if_range_matches(const char *v, size_t len, const char *etag, int64_t last_modified);
 
 /* ---- field helpers ---------------------------------------------------------------- */
 

@@ -15,6 +15,12 @@ bool fg_http_method_idempotent(enum fg_http_method m)
            m == FG_HTTP_OPTIONS || m == FG_HTTP_TRACE;
 }
 
+bool fg_http_method_safe(enum fg_http_method m)
+{
+    /* RFC 9110 §9.2.1; a method we do not know by name is not (FG_HTTP_OTHER). */
+    return m == FG_HTTP_GET || m == FG_HTTP_HEAD || m == FG_HTTP_OPTIONS || m == FG_HTTP_TRACE;
+}
+
 const char *fg_http_method_name(enum fg_http_method m)
 {
     return (unsigned)m < sizeof(names) / sizeof(names[0]) ? names[m] : NULL;

@@ -359,6 +359,12 @@ void fg_accesslog_txn(struct fg_worker *w, const struct fg_txn *t)
                         t->app.attempts, (double)t->app.connect_us / 1000.0,
                         (double)t->app_head_us / 1000.0, (double)t->cache_us / 1000.0,
                         (double)t->limit_us / 1000.0, (double)t->offload_us / 1000.0);
+    if (t->log_tunnel != NULL)
+        evbuffer_add_printf(out,
+                            ",\"tunnel_closed_by\":\"%s\",\"tunnel_bytes_up\":%" PRIu64
+                            ",\"tunnel_bytes_down\":%" PRIu64 ",\"tunnel_ms\":%.3f",
+                            t->log_tunnel, t->tunnel_up, t->tunnel_down,
+                            (double)(fg_mono_us() - t->tunnel_start_us) / 1000.0);
     evbuffer_add(out, ",\"ua\":", 6);
     json_str(out, t->log_ua);
     evbuffer_add(out, "}\n", 2);

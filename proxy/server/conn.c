@@ -235,6 +235,8 @@ void fg_conn_txn_done(struct fg_conn *c)
         fg_counter_add(&w->stats.responses[t->status / 100], 1);
     fg_counter_add(&w->stats.bytes_in, t->bytes_in);
     fg_counter_add(&w->stats.bytes_out, t->bytes_out);
+    if (t->tunnel_start_us > t->start_us)
+        dur = t->tunnel_start_us - t->start_us; /* a tunnel's request ended at its 101 */
     fg_hist_observe(&w->stats.latency, dur);
     if (t->app_head_us > 0)
         fg_hist_observe(&w->stats.app_head, t->app_head_us);
@@ -277,6 +279,34 @@ void fg_conn_txn_done(struct fg_conn *c)
      * so a long pipeline cannot grow the stack. */
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
         fg_reader_trigger(&c->reader);
+}
+
+void fg_conn_tunnel_begin(struct fg_conn *c, struct fg_tunnel *tun)
+{
+    FG_ASSERT(c->state == FG_CONN_TXN && c->txn != NULL);
+    c->state = FG_CONN_TUNNEL;
+    c->tunnel = tun;
+    if (!c->nodelay) {
+        /* A tunnel carries small messages both ways: none may wait behind Nagle for the
+         * ACK of the one before (the upstream side has it from its connect). */
+        int one = 1;
+        setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->nodelay = true;
+    }
+    c->txn->tunnel_start_us = fg_mono_us();
+    c->txn->resp_state = FG_RESP_DONE;
+    fg_gauge_add(&c->w->stats.requests_active, -1); /* a tunnel is not a request in flight */
+}
+
+void fg_conn_tunnel_end(struct fg_conn *c, bool client_closed)
+{
+    FG_ASSERT(c->state == FG_CONN_TUNNEL && c->txn != NULL);
+    c->tunnel = NULL;
+    fg_reader_setcb(&c->reader, conn_read_cb, conn_read_event_cb, c);
+    fg_reader_bev_setcb(&c->reader, conn_write_cb, conn_event_cb, c);
+    c->txn->client_close = true;
+    c->peer_closed = client_closed;
+    fg_conn_txn_done(c);
 }
 
 void fg_conn_resume_read(struct fg_conn *c)
@@ -372,6 +402,8 @@ static void conn_read_cb(void *arg)
             fg_proxy_client_readable(c->txn);
         /* else: a pipelined request; it waits in the buffer for this response */
         break;
+    case FG_CONN_TUNNEL:
+        break; /* the tunnel's own callbacks read */
     case FG_CONN_CLOSING: {
         struct evbuffer *in = bufferevent_get_input(bev);
         evbuffer_drain(in, evbuffer_get_length(in));
@@ -496,6 +528,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     case FG_CONN_CLOSING:
         conn_free(c);
         return;
+    case FG_CONN_TUNNEL:
+        return; /* a timer of the request, left to fire; the tunnel has its own */
     }
 }
 

@@ -20,12 +20,14 @@
 struct fg_worker;
 struct fg_listener;
 struct fg_txn;
+struct fg_tunnel;
 
 enum fg_conn_state {
     FG_CONN_IDLE = 0, /* keep-alive: waiting for the first byte of a request */
     FG_CONN_HEAD,     /* bytes of a head arrived; header deadline running */
     FG_CONN_TXN,      /* a transaction is running */
     FG_CONN_CLOSING,  /* flushing the last response, then close */
+    FG_CONN_TUNNEL,   /* after a 101: the tunnel (tunnel.c) owns the callbacks */
 };
 
 struct fg_conn {
@@ -44,6 +46,7 @@ struct fg_conn {
     bool peer_closed;          /* the client half-closed (after a complete request) */
     uint64_t body_start_ms;
     struct fg_txn *txn;
+    struct fg_tunnel *tunnel; /* FG_CONN_TUNNEL */
     struct sockaddr_storage peer;
     char peer_ip[64];
     LIST_ENTRY(fg_conn) link;
@@ -61,5 +64,9 @@ void fg_conn_body_started(struct fg_conn *c);
 void fg_conn_body_finished(struct fg_conn *c);
 /* Resume reading the client (back-pressure released or body wanted). */
 void fg_conn_resume_read(struct fg_conn *c);
+/* The transaction's answer was a 101: the tunnel takes the connection's callbacks. */
+void fg_conn_tunnel_begin(struct fg_conn *c, struct fg_tunnel *tun);
+/* The tunnel closed: the transaction ends (logged, counted), the connection closes. */
+void fg_conn_tunnel_end(struct fg_conn *c, bool client_closed);
 
 #endif /* FG_SERVER_CONN_H */

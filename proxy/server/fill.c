@@ -556,7 +556,11 @@ static bool describe(struct fg_fill *f, const struct fg_http_response *resp,
     memset(&none, 0, sizeof(none));
     none.max_age = none.s_maxage = none.stale_while_revalidate = none.stale_if_error =
         none.max_stale = none.min_fresh = FG_CACHE_NO_VALUE;
-    bool storable = fg_cache_storable(FG_HTTP_GET, &none, false, &cr);
+    /* The fill sends the initiator's Authorization (the app answers for that user): its
+     * answer is stored only if it says a shared cache may (RFC 9111 §3.5). */
+    bool auth = f->req != NULL &&
+                fg_http_find_header(f->req->headers, f->req->n_headers, "authorization") != NULL;
+    bool storable = fg_cache_storable(FG_HTTP_GET, &none, auth, &cr);
     /* A shared cache that stores Set-Cookie hands one user's session to the next. */
     if (fg_http_find_header(resp->headers, resp->n_headers, "set-cookie") != NULL)
         storable = false;
@@ -590,6 +594,8 @@ static bool describe(struct fg_fill *f, const struct fg_http_response *resp,
     if (src->must_revalidate)
         src->swr = src->sie = 0;
     src->no_cache = cr.cc.no_cache;
+    src->shared_auth =
+        cr.cc.public_ || cr.cc.s_maxage != FG_CACHE_NO_VALUE || cr.cc.must_revalidate;
     /* Worth keeping only if it can be served again: fresh for a while, or revalidatable. */
     bool useful = lifetime > 0 || src->etag[0] != '\0' || src->last_modified >= 0;
     return storable && useful && !cr.vary_star;
@@ -674,8 +680,11 @@ static void not_modified(struct fg_fill *f, const struct fg_http_response *resp)
 /* Not storable: hit-for-miss, and the initiator takes the response over. */
 static void pass(struct fg_fill *f, const struct fg_http_response *resp)
 {
-    /* A 5xx is no verdict on the key: the next request coalesces again. */
-    uint64_t ttl = resp->status >= 500 ? 0 : f->route->cache.hit_for_miss_ms;
+    /* A 5xx is no verdict on the key: the next request coalesces again. Nor is an answer to
+     * one user's credentials: requests without them may well be cacheable. */
+    bool auth = f->req != NULL &&
+                fg_http_find_header(f->req->headers, f->req->n_headers, "authorization") != NULL;
+    uint64_t ttl = resp->status >= 500 || auth ? 0 : f->route->cache.hit_for_miss_ms;
     struct fg_txn *t = f->initiator;
     struct fg_upstream_exchange *x = f->x;
     f->release_as = FG_FLEET_FILL_PASSED; /* the fleet's waiters go to the app at once */

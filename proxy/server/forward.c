@@ -206,6 +206,15 @@ bool fg_forward_head(struct fg_txn *t, bool for_cache)
     /* The client's X-Request-Id went with its fields; ours is added (request_id on). */
     if (fg_txn_request_id(t) && t->request_id_ours)
         head_field(t, "X-Request-Id", 12, t->request_id, strlen(t->request_id));
+    if (t->proxy.upgrade && !for_cache) {
+        /* The client's Upgrade offers, and the one Connection option that goes with it. */
+        for (size_t i = 0; i < r->n_headers; i++) {
+            const struct fg_http_header *h = &r->headers[i];
+            if (h->name_len == 7 && fg_http_name_eq(h->name, h->name_len, "upgrade"))
+                head_field(t, "Upgrade", 7, h->value, h->value_len);
+        }
+        HEAD_LIT(t, "Connection: upgrade\r\n");
+    }
     if (r->body == FG_HTTP_BODY_LENGTH) {
         char digits[24];
         size_t n = 0;

@@ -28,6 +28,7 @@
 #include "server/conn.h"
 #include "server/respond.h"
 #include "server/server.h"
+#include "server/tunnel.h"
 #include "server/txn.h"
 #include "upstream/upstream.h"
 
@@ -52,6 +53,7 @@ struct fg_worker_stats {
     struct fg_hist latency;
     struct fg_hist app_head;         /* from the request sent to the app to its response head */
     struct fg_offload_stats offload; /* the offload stage and the agent client */
+    struct fg_tunnel_stats tunnels;  /* upgrade tunnels (tunnel.c) */
 };
 
 /* ---- snapshots ----------------------------------------------------------------------- */
@@ -112,6 +114,8 @@ struct fg_worker {
     LIST_HEAD(, fg_listener) listeners;
     LIST_HEAD(, fg_listener) closed_listeners; /* closed, still pointed to by connections */
     LIST_HEAD(, fg_conn) conns;
+    LIST_HEAD(, fg_tunnel) tunnels; /* open upgrade tunnels (their connections are in conns) */
+    uint64_t n_tunnels;
     TAILQ_HEAD(, fg_txn) free_txns;
     unsigned n_free_txns;
     bool txns_shed;                   /* transactions were unmapped: a burst ended */

@@ -63,6 +63,7 @@ void fg_proxy_start(struct fg_txn *t)
                 : t->req.body == FG_HTTP_BODY_CHUNKED ? FG_UPSTREAM_BODY_CHUNKED
                                                       : FG_UPSTREAM_BODY_LENGTH,
         .retryable = request_retryable(t),
+        .upgrade = t->proxy.upgrade,
     };
     t->proxy.upstream_start_us = fg_mono_us();
     t->proxy.head_unsent = 0;
@@ -336,6 +337,22 @@ static void encoder_failed(struct fg_txn *t)
     fg_conn_close(t->c); /* aborts the exchange */
 }
 
+/* The app switched protocols (only ever for an upgrade request we forwarded): the 101
+ * with the protocol it chose; the connection comes next (proxy_on_upgrade). */
+static bool send_switching_head(struct fg_txn *t, const struct fg_http_response *resp)
+{
+    const struct fg_http_header *up =
+        fg_http_find_header(resp->headers, resp->n_headers, "upgrade");
+    struct fg_respond r = {.status = 101,
+                           .reason = resp->reason,
+                           .reason_len = resp->reason_len,
+                           .app = resp,
+                           .body = FG_RESPOND_NO_BODY,
+                           .upgrade = up ? up->value : "",
+                           .upgrade_len = up ? up->value_len : 0};
+    return fg_respond_head(t, &r);
+}
+
 static void proxy_on_head(void *arg, struct fg_upstream_exchange *x,
                           const struct fg_http_response *resp)
 {
@@ -343,6 +360,12 @@ static void proxy_on_head(void *arg, struct fg_upstream_exchange *x,
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
     time_app_head(t, x);
     t->status = resp->status;
+    if (resp->status == 101) {
+        if (!send_switching_head(t, resp))
+            fg_upstream_exchange_fail(x, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502,
+                                      "response head too large");
+        return;
+    }
     fg_stage_cache_invalidate(t, resp);
     struct evbuffer *out = bufferevent_get_output(t->c->bev);
     bool out_empty = evbuffer_get_length(out) == 0;
@@ -443,6 +466,30 @@ static void proxy_on_error(void *arg, struct fg_upstream_exchange *x,
     }
 }
 
+/* 103 Early Hints and the like: to an HTTP/1.1 client before the final answer (an
+ * HTTP/1.0 client does not expect them, RFC 9110 §15.2). Never stored: a cache fill has
+ * no client to give them to. */
+static void proxy_on_interim(void *arg, struct fg_upstream_exchange *x,
+                             const struct fg_http_response *resp)
+{
+    struct fg_txn *t = arg;
+    FG_ASSERT(t->magic == FG_TXN_MAGIC);
+    (void)x;
+    if (t->req.minor_version == 1 && !t->resp_head_sent)
+        fg_respond_interim(t, resp);
+}
+
+/* After the 101: the exchange is gone, the connection to the app is the tunnel's. */
+static void proxy_on_upgrade(void *arg, struct fg_upstream_exchange *x, struct fg_upstream_conn *uc)
+{
+    struct fg_txn *t = arg;
+    FG_ASSERT(t->magic == FG_TXN_MAGIC);
+    (void)x;
+    t->proxy.x = NULL;
+    t->upstream_us = fg_mono_us() - t->proxy.upstream_start_us;
+    fg_tunnel_start(t, uc);
+}
+
 void fg_proxy_client_drained(struct fg_txn *t)
 {
     if (t->proxy.x != NULL && t->resp_state == FG_RESP_BODY)
@@ -455,4 +502,6 @@ static const struct fg_upstream_exchange_ops proxy_ops = {
     .on_end = proxy_on_end,
     .on_error = proxy_on_error,
     .on_writable = proxy_on_writable,
+    .on_interim = proxy_on_interim,
+    .on_upgrade = proxy_on_upgrade,
 };

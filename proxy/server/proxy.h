@@ -26,6 +26,7 @@ struct fg_proxy {
     uint64_t req_body_left; /* LENGTH: bytes still to forward */
     struct fg_http_chunked req_chunked;
     bool chunked_out; /* we chunk-encode the answer toward the client */
+    bool upgrade;     /* forwarded with Upgrade: a 101 turns it into a tunnel (tunnel.c) */
     /* The answer's head is queued, none of it written, and nothing else is in the client's
      * output: its length (0 once body bytes follow or when it cannot be taken back). A
      * failure then can still be a 502 instead of a cut connection. */

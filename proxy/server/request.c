@@ -203,6 +203,10 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
         return;
     }
 
+    /* An Upgrade the route allows goes to the app as one (tunnel.c); otherwise its
+     * Upgrade is dropped and the request is an ordinary one. */
+    t->proxy.upgrade = fg_tunnel_wanted(t);
+
     /* Rate limits first: a refused request costs no cache lookup and no app time. */
     if (fg_stage_limit(t))
         return; /* 429 now, or fg_request_after_limits now or once Redis answered */
@@ -219,6 +223,13 @@ void fg_request_after_limits(struct fg_txn *t)
 
 void fg_request_after_offload(struct fg_txn *t)
 {
+    /* A tunnel (never offloaded: stage_offload.c) is never compressed or cached either:
+     * straight to the app. */
+    if (t->proxy.upgrade) {
+        if (fg_tunnel_admit(t))
+            fg_proxy_start(t);
+        return;
+    }
     fg_stage_compress_negotiate(t); /* the cache keys variants on it, the proxy encodes with it */
 
     if (fg_stage_cache(t))

@@ -154,7 +154,7 @@ bool fg_respond_head(struct fg_txn *t, const struct fg_respond *r)
 
     size_t need = 128 + r->reason_len + r->fields_len + t->fields_len + sizeof(t->request_id) +
                   (r->ctype ? strlen(r->ctype) + 16 : 0) + (r->app ? r->app->head_len : 0) +
-                  (r->plan ? FG_COMPRESS_PLAN_FIELDS_MAX : 0) + SERVER_TIMING_MAX;
+                  (r->plan ? FG_COMPRESS_PLAN_FIELDS_MAX : 0) + SERVER_TIMING_MAX + r->upgrade_len;
     if (scratch_reserve(w, need) == 0)
         return false;
     struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -203,7 +203,10 @@ bool fg_respond_head(struct fg_txn *t, const struct fg_respond *r)
     case FG_RESPOND_NO_BODY:
         break;
     }
-    if (close)
+    if (r->upgrade != NULL) {
+        p = put_field(p, "Upgrade", 7, r->upgrade, r->upgrade_len);
+        PUT_LIT(p, "Connection: upgrade\r\n");
+    } else if (close)
         PUT_LIT(p, "Connection: close\r\n");
     else if (!client11)
         PUT_LIT(p, "Connection: keep-alive\r\n");
@@ -214,6 +217,22 @@ bool fg_respond_head(struct fg_txn *t, const struct fg_respond *r)
     t->status = r->status;
     t->resp_head_sent = true;
     return true;
+}
+
+void fg_respond_interim(struct fg_txn *t, const struct fg_http_response *resp)
+{
+    struct fg_worker *w = t->c->w;
+    if (scratch_reserve(w, 64 + resp->reason_len + resp->head_len) == 0)
+        return; /* out of memory: an interim answer is only a hint */
+    struct fg_respond r = {.app = resp, .body = FG_RESPOND_NO_BODY};
+    bool have_id = false;
+    char *p = put_status_line(w->scratch, resp->status, resp->reason, resp->reason_len);
+    p = put_app_fields(p, &r, &have_id);
+    PUT_LIT(p, "\r\n");
+    size_t len = (size_t)(p - w->scratch);
+    evbuffer_add(bufferevent_get_output(t->c->bev), w->scratch, len);
+    t->bytes_out += len;
+    fg_flush(t->c->bev);
 }
 
 void fg_respond(struct fg_txn *t, int status, const char *ctype, const char *body, size_t len,

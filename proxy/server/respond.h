@@ -45,11 +45,18 @@ struct fg_respond {
     enum fg_respond_body body;
     uint64_t length; /* FG_RESPOND_LENGTH */
     bool close;      /* close the connection after it, whatever keep-alive allows */
+    /* A 101: the protocol the app switched to; written with Connection: upgrade. */
+    const char *upgrade;
+    size_t upgrade_len;
 };
 
 /* Write the head to the client (queued, not flushed). false when it could not be built
  * (out of memory): nothing was written. */
 bool fg_respond_head(struct fg_txn *t, const struct fg_respond *r);
+
+/* An interim answer of the app's (103 Early Hints...) to an HTTP/1.1 client, before the
+ * final one: its status line and fields (hop-by-hop dropped), queued and flushed. */
+void fg_respond_interim(struct fg_txn *t, const struct fg_http_response *resp);
 
 /* A whole answer of ours, then the transaction ends. The body is not sent to HEAD. */
 void fg_respond(struct fg_txn *t, int status, const char *ctype, const char *body, size_t len,

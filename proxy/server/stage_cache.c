@@ -72,9 +72,12 @@ static void leave(struct fg_txn *t)
         fg_fill_forget_initiator(tc->fill);
     fg_cache_obj_unref(tc->obj);
     fg_cache_obj_unref(tc->stale);
+    if (tc->range_buf != NULL)
+        evbuffer_free(tc->range_buf);
+    tc->range_buf = NULL;
     tc->fill = NULL;
     tc->obj = tc->stale = NULL;
-    tc->active = tc->serving = tc->waited = false;
+    tc->active = tc->serving = tc->waited = tc->collecting = false;
 }
 
 /* The transaction ends (done or aborted). */
@@ -231,28 +234,30 @@ static const struct {
     [SERVED_FALLBACK] = {"STALE", "fwd=stale", "; detail=stale-if-error"},
 };
 
-/* Write the head of obj and start its body. obj is FILLING or COMPLETE. */
-static void serve(struct fg_txn *t, struct fg_cache_obj *obj, enum served how)
+static void serve_ranges(struct fg_txn *t, struct fg_cache_obj *obj);
+
+/* Does the request's Range apply to obj: a GET with a parsed Range, a stored 200, and
+ * an If-Range (if any) that matches (RFC 9110 §13.1.5; otherwise the whole answer)?
+ * Read before the request head goes. */
+static bool ranged(const struct fg_txn *t, const struct fg_cache_obj *obj)
+{
+    const struct fg_http_request *r = &t->req;
+    const struct fg_cache_meta *m = fg_cache_obj_meta(obj);
+    if (t->cache.n_ranges == 0 || r->method != FG_HTTP_GET || m->status != 200)
+        return false;
+    const struct fg_http_header *ir = fg_http_find_header(r->headers, r->n_headers, "if-range");
+    return ir == NULL ||
+           fg_http_if_range_matches(ir->value, ir->value_len, m->etag, m->last_modified);
+}
+
+/* Age, X-Cache and Cache-Status of a stored answer into fields (256 bytes), without
+ * printf: this runs for every hit. *fresh: within its freshness lifetime. */
+static size_t served_fields(const struct fg_txn *t, const struct fg_cache_obj *obj, enum served how,
+                            char *fields)
 {
     const char *xcache = SERVED[how].label;
-    struct fg_conn *c = t->c;
-    struct fg_stage_cache *tc = &t->cache;
-    timed(t);
-    if (tc->obj != obj) {
-        fg_cache_obj_ref(obj);
-        fg_cache_obj_unref(tc->obj);
-        tc->obj = obj;
-    }
-    t->log_cache = xcache;
-    bool is_304 = not_modified(t, obj);
-    bool head_only = is_304 || t->req.method == FG_HTTP_HEAD;
-    drop_head(t);
-
     uint64_t age = 0;
     bool fresh = fg_cache_obj_fresh(obj, fg_wall_ms(), &age);
-    uint64_t length = fg_cache_obj_length(obj);
-    /* Age, X-Cache and Cache-Status, without printf: this runs for every hit. */
-    char fields[256];
     size_t n = put_str(fields, 0, "Age: ");
     n = put_u64(fields, n, age);
     n = put_str(fields, n, "\r\n");
@@ -277,6 +282,41 @@ static void serve(struct fg_txn *t, struct fg_cache_obj *obj, enum served how)
         n = put_str(fields, n, SERVED[how].detail);
         n = put_str(fields, n, "\r\n");
     }
+    return n;
+}
+
+/* Write the head of obj and start its body. obj is FILLING or COMPLETE. */
+static void serve(struct fg_txn *t, struct fg_cache_obj *obj, enum served how)
+{
+    struct fg_conn *c = t->c;
+    struct fg_stage_cache *tc = &t->cache;
+    if (tc->auth && !fg_cache_obj_meta(obj)->shared_auth) {
+        /* Stored from a request without credentials and not marked public, s-maxage or
+         * must-revalidate: the app decides what a request with Authorization gets. */
+        fg_cache_count(tc->store, FG_CACHE_EV_PASS);
+        go_to_origin(t, "PASS", CS_BYPASS);
+        return;
+    }
+    timed(t);
+    if (tc->obj != obj) {
+        fg_cache_obj_ref(obj);
+        fg_cache_obj_unref(tc->obj);
+        tc->obj = obj;
+    }
+    t->log_cache = SERVED[how].label;
+    bool is_304 = not_modified(t, obj);
+    bool head_only = is_304 || t->req.method == FG_HTTP_HEAD;
+    bool range = !is_304 && ranged(t, obj);
+    drop_head(t);
+    tc->served_how = (int)how;
+    if (range) {
+        serve_ranges(t, obj);
+        return;
+    }
+
+    uint64_t length = fg_cache_obj_length(obj);
+    char fields[256];
+    size_t n = served_fields(t, obj, how, fields);
     /* A 304 has the stored 200's fields minus the body's own framing (RFC 9110 §15.4.5). */
     struct fg_respond r = {.status = is_304 ? 304 : fg_cache_obj_meta(obj)->status,
                            .stored = obj,
@@ -335,6 +375,221 @@ static void reader_cb(struct fg_cache_waiter *w)
     struct fg_txn *t = w->arg;
     FG_ASSERT(t->magic == FG_TXN_MAGIC);
     stream_body(t);
+}
+
+/* ---- ranges (RFC 9110 §14) ------------------------------------------------------------------
+ *
+ * A ranged GET is answered from the whole stored body: an object still filling is
+ * gathered first (by reference, no copy; it is at most max_object), then sliced: one
+ * range is a 206 with Content-Range, several a 206 multipart/byteranges, none that fits
+ * a 416. Overlapping ranges get the whole 200 (§14.2: a server may ignore such a set). */
+
+static void answer_ranges(struct fg_txn *t);
+
+static void collect(struct fg_txn *t)
+{
+    struct fg_stage_cache *tc = &t->cache;
+    uint64_t added = 0;
+    enum fg_cache_read_status st = fg_cache_reader_read(&tc->reader, tc->range_buf, false, &added);
+    if (st == FG_CACHE_READ_END) {
+        tc->collecting = false;
+        answer_ranges(t);
+    } else if (st == FG_CACHE_READ_FAILED) {
+        fg_conn_close(t->c); /* the fill broke off: nothing was answered yet, nothing can be */
+    }
+}
+
+static void range_reader_cb(struct fg_cache_waiter *w)
+{
+    struct fg_txn *t = w->arg;
+    FG_ASSERT(t->magic == FG_TXN_MAGIC);
+    collect(t);
+}
+
+static void serve_ranges(struct fg_txn *t, struct fg_cache_obj *obj)
+{
+    struct fg_stage_cache *tc = &t->cache;
+    tc->range_buf = evbuffer_new();
+    if (tc->range_buf == NULL) {
+        fg_conn_close(t->c);
+        return;
+    }
+    tc->serving = tc->collecting = true;
+    fg_cache_reader_start(&tc->reader, obj, t->c->w->cache_notifier, range_reader_cb, t);
+    collect(t);
+}
+
+static size_t put_range(char *out, size_t n, const struct fg_http_range *r, uint64_t len)
+{
+    n = put_str(out, n, "bytes ");
+    n = put_u64(out, n, r->first);
+    n = put_str(out, n, "-");
+    n = put_u64(out, n, r->last);
+    n = put_str(out, n, "/");
+    return put_u64(out, n, len);
+}
+
+/* The stored fields without the status line and Content-Type (a multipart answer has its
+ * own), into a new string; *len its length. */
+static char *fields_without_type(struct fg_cache_obj *obj, size_t *len, char *ctype, size_t cap)
+{
+    size_t hl;
+    const char *h = fg_cache_obj_head(obj, &hl);
+    char *out = malloc(hl + 1);
+    if (out == NULL)
+        return NULL;
+    size_t n = 0;
+    ctype[0] = '\0';
+    const char *p = memchr(h, '\n', hl);
+    p = p ? p + 1 : h + hl;
+    while (p < h + hl) {
+        const char *e = memchr(p, '\n', (size_t)(h + hl - p));
+        const char *next = e ? e + 1 : h + hl;
+        size_t ll = (size_t)(next - p);
+        if (ll >= 13 && strncasecmp(p, "content-type:", 13) == 0) {
+            const char *v = p + 13;
+            size_t vl = ll - 13;
+            while (vl > 0 && (*v == ' ' || *v == '\t'))
+                v++, vl--;
+            while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+                vl--;
+            if (vl < cap) {
+                memcpy(ctype, v, vl);
+                ctype[vl] = '\0';
+            }
+        } else {
+            memcpy(out + n, p, ll);
+            n += ll;
+        }
+        p = next;
+    }
+    *len = n;
+    return out;
+}
+
+/* Copy body[r.first..r.last] to out. */
+static bool copy_range(struct evbuffer *body, const struct fg_http_range *r, struct evbuffer *out)
+{
+    struct evbuffer_ptr at;
+    size_t n = (size_t)(r->last - r->first + 1);
+    if (evbuffer_ptr_set(body, &at, (size_t)r->first, EVBUFFER_PTR_SET) != 0)
+        return false;
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)n, &v, 1) < 1)
+        return false;
+    if (evbuffer_copyout_from(body, &at, v.iov_base, n) != (ev_ssize_t)n)
+        return false;
+    v.iov_len = n;
+    return evbuffer_commit_space(out, &v, 1) == 0;
+}
+
+static void answer_ranges(struct fg_txn *t)
+{
+    struct fg_stage_cache *tc = &t->cache;
+    struct fg_cache_obj *obj = tc->obj;
+    struct evbuffer *body = tc->range_buf;
+    struct evbuffer *out = bufferevent_get_output(t->c->bev);
+    uint64_t len = evbuffer_get_length(body);
+    size_t k = fg_http_ranges_resolve(tc->ranges, tc->n_ranges, len);
+    char fields[256 + 64];
+    size_t n = served_fields(t, obj, (enum served)tc->served_how, fields);
+    struct fg_respond r = {.stored = obj, .fields = fields, .body = FG_RESPOND_LENGTH};
+    size_t before = evbuffer_get_length(out);
+    if (k == 0) {
+        /* Nothing of it exists: 416 with the length there is (§15.5.17). */
+        n = put_str(fields, n, "Content-Range: bytes */");
+        n = put_u64(fields, n, len);
+        n = put_str(fields, n, "\r\n");
+        fg_cache_count(tc->store, FG_CACHE_EV_RANGE);
+        fg_respond(t, 416, "text/plain; charset=utf-8", "416 Range Not Satisfiable\n", 26, fields,
+                   n, false);
+        return;
+    }
+    if (k > 1 && fg_http_ranges_overlap(tc->ranges, k)) {
+        r.status = 200; /* the whole answer, as stored */
+        r.fields_len = n;
+        r.length = len;
+        if (!fg_respond_head(t, &r)) {
+            fg_conn_close(t->c);
+            return;
+        }
+        evbuffer_add_buffer(out, body);
+    } else if (k == 1) {
+        n = put_str(fields, n, "Content-Range: ");
+        n = put_range(fields, n, &tc->ranges[0], len);
+        n = put_str(fields, n, "\r\n");
+        r.status = 206;
+        r.fields_len = n;
+        r.length = tc->ranges[0].last - tc->ranges[0].first + 1;
+        if (!fg_respond_head(t, &r)) {
+            fg_conn_close(t->c);
+            return;
+        }
+        before = evbuffer_get_length(out);
+        evbuffer_drain(body, (size_t)tc->ranges[0].first);
+        evbuffer_remove_buffer(body, out, (size_t)r.length);
+        fg_cache_count(tc->store, FG_CACHE_EV_RANGE);
+    } else {
+        /* multipart/byteranges (§14.6): the stored fields but Content-Type, which moves
+         * into each part. */
+        char ctype[256], boundary[40], part[512];
+        size_t sl;
+        char *stored = fields_without_type(obj, &sl, ctype, sizeof(ctype));
+        struct evbuffer *parts = evbuffer_new();
+        char *all = stored ? malloc(sl + n) : NULL;
+        if (parts == NULL || all == NULL) {
+            free(stored);
+            free(all);
+            if (parts)
+                evbuffer_free(parts);
+            fg_conn_close(t->c);
+            return;
+        }
+        snprintf(boundary, sizeof(boundary), "fg%016" PRIx64, fg_worker_random(t->c->w));
+        for (size_t i = 0; i < k; i++) {
+            size_t pn = put_str(part, 0, "\r\n--");
+            pn = put_str(part, pn, boundary);
+            pn = put_str(part, pn, "\r\n");
+            if (ctype[0] != '\0') {
+                pn = put_str(part, pn, "Content-Type: ");
+                pn = put_str(part, pn, ctype);
+                pn = put_str(part, pn, "\r\n");
+            }
+            pn = put_str(part, pn, "Content-Range: ");
+            pn = put_range(part, pn, &tc->ranges[i], len);
+            pn = put_str(part, pn, "\r\n\r\n");
+            evbuffer_add(parts, part, pn);
+            copy_range(body, &tc->ranges[i], parts);
+        }
+        size_t pn = put_str(part, 0, "\r\n--");
+        pn = put_str(part, pn, boundary);
+        pn = put_str(part, pn, "--\r\n");
+        evbuffer_add(parts, part, pn);
+        memcpy(all, stored, sl);
+        memcpy(all + sl, fields, n);
+        free(stored);
+        char ct[80];
+        snprintf(ct, sizeof(ct), "multipart/byteranges; boundary=%s", boundary);
+        r.stored = NULL;
+        r.status = 206;
+        r.ctype = ct;
+        r.fields = all;
+        r.fields_len = sl + n;
+        r.length = evbuffer_get_length(parts);
+        bool ok = fg_respond_head(t, &r);
+        free(all);
+        if (!ok) {
+            evbuffer_free(parts);
+            fg_conn_close(t->c);
+            return;
+        }
+        before = evbuffer_get_length(out);
+        evbuffer_add_buffer(out, parts);
+        evbuffer_free(parts);
+        fg_cache_count(tc->store, FG_CACHE_EV_RANGE);
+    }
+    t->bytes_out += evbuffer_get_length(out) - before;
+    finish(t);
 }
 
 /* ---- waiting ----------------------------------------------------------------------------- */
@@ -452,6 +707,14 @@ void fg_stage_cache_adopt(struct fg_txn *t, struct fg_upstream_exchange *x,
 {
     t->cache.fill = NULL;
     fg_cache_count(t->cache.store, FG_CACHE_EV_PASS);
+    if (t->cache.n_ranges > 0) {
+        /* Not storable (too large, private...): the client wanted a part, and the fill
+         * asked for the whole. The app gets the request as the client sent it, Range
+         * included, rather than sending the whole body to a client that wants a slice. */
+        fg_upstream_exchange_abort(x);
+        go_to_origin(t, "PASS", CS_NOT_STORED);
+        return;
+    }
     leave(t);
     label_pass(t, "PASS", CS_NOT_STORED);
     fg_conn_resume_read(t->c);
@@ -467,10 +730,9 @@ static bool cacheable_request(const struct fg_txn *t)
         return false;
     if (r->body != FG_HTTP_BODY_NONE && !(r->body == FG_HTTP_BODY_LENGTH && r->content_length == 0))
         return false;
-    /* Range answers are not stored (206); a request with credentials is the app's. */
-    if (fg_http_find_header(r->headers, r->n_headers, "range") != NULL ||
-        fg_http_find_header(r->headers, r->n_headers, "authorization") != NULL)
-        return false;
+    /* A request with credentials may use the cache, but only responses that say a shared
+     * cache may answer such requests (RFC 9111 §3.5; serve() checks). A Range is answered
+     * from the whole stored response. */
     return r->host != NULL;
 }
 
@@ -642,8 +904,9 @@ bool fg_stage_cache(struct fg_txn *t)
     struct fg_cache *store = t->snap->caches[rc->cache->index];
     if (store == NULL)
         return false;
-    enum fg_http_method m = t->req.method;
-    if (m == FG_HTTP_POST || m == FG_HTTP_PUT || m == FG_HTTP_DELETE || m == FG_HTTP_PATCH) {
+    /* Any unsafe method invalidates, not only the ones we know by name (RFC 9111 §4.4):
+     * an app's own method (PURGE, a WebDAV one) changes state just as POST does. */
+    if (!fg_http_method_safe(t->req.method)) {
         note_invalidation(t, store);
         return false;
     }
@@ -652,6 +915,14 @@ bool fg_stage_cache(struct fg_txn *t)
         return false;
     }
     struct fg_stage_cache *tc = &t->cache;
+    /* Range applies to GET only (§14.2); a set we cannot use is ignored: the whole answer. */
+    const struct fg_http_header *rh =
+        fg_http_find_header(t->req.headers, t->req.n_headers, "range");
+    if (rh != NULL && t->req.method == FG_HTTP_GET &&
+        !fg_http_parse_ranges(rh->value, rh->value_len, tc->ranges, FG_STAGE_CACHE_RANGES_MAX,
+                              &tc->n_ranges))
+        tc->n_ranges = 0;
+    tc->auth = fg_http_find_header(t->req.headers, t->req.n_headers, "authorization") != NULL;
     tc->active = true;
     tc->store = store;
     tc->started_us = fg_mono_us();

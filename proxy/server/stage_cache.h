@@ -13,11 +13,15 @@
 #include <event2/event.h>
 
 #include "cache/cache.h"
+#include "http/http.h"
 #include "server/txn_hold.h"
 #include "upstream/upstream.h"
 
 struct fg_txn;
 struct fg_fill;
+
+/* More ranges than this in one request: the Range is ignored (the whole answer). */
+#define FG_STAGE_CACHE_RANGES_MAX 16
 
 /* The stage's part of a transaction. */
 struct fg_stage_cache {
@@ -36,6 +40,14 @@ struct fg_stage_cache {
     bool own_fill_head;            /* our fill's head came: its wait was the app's, not ours */
     bool timed;                    /* t->cache_us is set */
     uint64_t started_us;           /* the stage began */
+    /* A GET with a Range the cache answers from a stored response (206, 416): the
+     * parsed set; collecting: the body is gathered until complete, then sliced. */
+    struct fg_http_range ranges[FG_STAGE_CACHE_RANGES_MAX];
+    size_t n_ranges; /* 0: no Range (or one to ignore) */
+    bool collecting;
+    bool auth;                  /* the request has Authorization (RFC 9111 §3.5) */
+    int served_how;             /* how the object came to be served (stage_cache.c) */
+    struct evbuffer *range_buf; /* the body so far, by reference */
     /* What the cache did for an answer that went to the app: its X-Cache word and its
      * Cache-Status parameters (NULL: no such field; see fg_stage_cache_fields). */
     const char *xcache;

@@ -310,8 +310,8 @@ static void release(struct fg_txn *t)
 bool fg_stage_offload(struct fg_txn *t)
 {
     const struct fg_conf_route_offload *of = &t->route->offload;
-    if (!of->enabled || t->log_offload != NULL)
-        return false;
+    if (!of->enabled || t->log_offload != NULL || t->proxy.upgrade)
+        return false; /* an upgrade request becomes a tunnel, never a record */
     const struct fg_http_request *r = &t->req;
     if (!(of->methods & (1u << r->method)))
         return false; /* reads are never queued; writes as the block says */

@@ -126,6 +126,16 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
         SUM(offload.err_full), SUM(offload.err_too_big), SUM(offload.err_error),
         SUM(offload.err_timeout), SUM(offload.err_unreachable), SUM(offload.trig_inflight),
         SUM(offload.trig_latency), SUM(offload.trig_failing), SUM(offload.trig_limited));
+    evbuffer_add_printf(out,
+                        "\"tunnels\":{\"open\":%" PRIu64 ",\"opened\":%" PRIu64
+                        ",\"refused\":%" PRIu64 ",\"bytes_up\":%" PRIu64 ",\"bytes_down\":%" PRIu64
+                        ",\"closed\":{",
+                        SUM(tunnels.open), SUM(tunnels.opened), SUM(tunnels.refused),
+                        SUM(tunnels.bytes_up), SUM(tunnels.bytes_down));
+    for (int k = 0; k < FG_TUNNEL_BY__COUNT; k++)
+        evbuffer_add_printf(out, "%s\"%s\":%" PRIu64, k ? "," : "", fg_tunnel_end_names[k],
+                            SUM(tunnels.closed[k]));
+    evbuffer_add(out, "}},", 3);
     evbuffer_add(out, "\"upstreams\":{", 13);
     for (size_t u = 0; u < cfg->n_upstreams; u++) {
         if (u)
@@ -180,6 +190,7 @@ static const struct {
     CF(revalidations, false, "Conditional fetches of stale objects."),
     CF(revalidated_304, false, "Revalidations answered 304 (body kept)."),
     CF(not_modified_served, false, "Client conditional requests answered 304 from the cache."),
+    CF(ranges_served, false, "Range requests answered 206 or 416 from a stored response."),
     CF(passes, false, "Requests sent to the app without caching (hit-for-miss, uncacheable)."),
     CF(hit_for_miss, false, "Keys marked hit-for-miss after an uncacheable answer."),
     CF(lock_timeouts, false, "Waiters that gave up on another request's fetch."),
@@ -444,6 +455,24 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
                         "flashgate_downstream_timeouts_total{kind=\"send\"} %" PRIu64 "\n",
                         SUM(timeout_header), SUM(timeout_body), SUM(timeout_idle),
                         SUM(timeout_send));
+
+    metric(out, "flashgate_tunnels_open", "gauge", "Upgrade tunnels open (WebSocket).",
+           SUM(tunnels.open));
+    metric(out, "flashgate_tunnels_opened_total", "counter", "Upgrade tunnels opened.",
+           SUM(tunnels.opened));
+    metric(out, "flashgate_tunnels_refused_total", "counter",
+           "Upgrade requests answered 503: over max_tunnels, or draining.", SUM(tunnels.refused));
+    metric_head(out, "flashgate_tunnel_bytes_total", "counter",
+                "Bytes carried by tunnels: up is client to app, down app to client.");
+    evbuffer_add_printf(out,
+                        "flashgate_tunnel_bytes_total{direction=\"up\"} %" PRIu64 "\n"
+                        "flashgate_tunnel_bytes_total{direction=\"down\"} %" PRIu64 "\n",
+                        SUM(tunnels.bytes_up), SUM(tunnels.bytes_down));
+    metric_head(out, "flashgate_tunnels_closed_total", "counter",
+                "Tunnels closed, by who closed them.");
+    for (int k = 0; k < FG_TUNNEL_BY__COUNT; k++)
+        evbuffer_add_printf(out, "flashgate_tunnels_closed_total{by=\"%s\"} %" PRIu64 "\n",
+                            fg_tunnel_end_names[k], SUM(tunnels.closed[k]));
 
     metric_head(out, "flashgate_request_duration_seconds", "histogram",
                 "Time from the first byte of a request head to the end of its response.");

@@ -67,6 +67,10 @@ struct fg_txn {
                                       l2_hit, l2_miss, l2_timeout, l2_error, lock (asked
                                       the app for the fleet), waited (then the shared
                                       tier), wait_passed, wait_timeout; NULL: nothing */
+    /* An upgrade tunnel (tunnel.c): who closed it (NULL: no tunnel), bytes each way, when
+     * it opened (the request's own latency ends there). */
+    const char *log_tunnel;
+    uint64_t tunnel_up, tunnel_down, tunnel_start_us;
 
     /* The stages' own state. */
     struct fg_stage_limit limit;

@@ -408,8 +408,11 @@ static void worker_msg_cb(evutil_socket_t fd, short what, void *arg)
         listeners_close_all(w);
         close_idle_conns(w);
     }
-    if (exit_now)
+    if (exit_now) {
+        /* The drain deadline (or a stop): open tunnels close now, each with its log line. */
+        fg_tunnel_close_all(w);
         event_base_loopbreak(w->base);
+    }
 }
 
 /* Wake a worker from the main thread. An eventfd rather than event_active() lets the

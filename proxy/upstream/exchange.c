@@ -38,6 +38,7 @@ struct fg_upstream_exchange {
     bool req_done; /* the request's last byte is queued */
     bool retried;  /* the once-only retry on a fresh connection was used */
     bool paused;   /* the owner does not want the response now */
+    bool interim;  /* an interim answer came: the app has the request, never resend it */
     unsigned attempts;
     unsigned depth; /* entry points on the stack */
     bool freed;     /* free when depth drops to 0 */
@@ -174,7 +175,9 @@ static void head_timeout(struct fg_upstream_exchange *x)
 
 static bool attach(struct fg_upstream_exchange *x, bool fresh, int exclude)
 {
-    struct fg_upstream_conn *uc = fg_upstream_acquire(x->pool, fresh, exclude);
+    /* An upgrade becomes a tunnel that never returns to the pool: never take a pooled one
+     * (the app may treat a connection that switched protocols differently). */
+    struct fg_upstream_conn *uc = fg_upstream_acquire(x->pool, fresh || x->req.upgrade, exclude);
     if (uc == NULL)
         return false;
     x->uc = uc;
@@ -258,7 +261,8 @@ static void failed(struct fg_upstream_exchange *x, enum fg_upstream_failure why,
     struct fg_upstream_conn *uc = x->uc;
     const struct fg_conf_upstream *u = fg_upstream_pool_conf(x->pool);
     bool before_head = x->state == X_WAIT;
-    bool nothing_back = before_head && evbuffer_get_length(bufferevent_get_input(uc->bev)) == 0;
+    bool nothing_back =
+        before_head && !x->interim && evbuffer_get_length(bufferevent_get_input(uc->bev)) == 0;
     fg_upstream_report(x->pool, uc->server, false, why);
 
     if (before_head && !uc->connected && why != FG_UPSTREAM_FAIL_BAD_RESPONSE &&
@@ -372,15 +376,39 @@ static void pump(struct fg_upstream_exchange *x)
     }
 }
 
-/* Interim responses are ours to handle: 100 Continue was ours to send to the client (we
- * did, if it asked); 101 would switch protocols, which we never asked for. */
+/* Interim responses: 100 Continue was ours to send to the client (we did, if it asked);
+ * 101 is final for an upgrade request whose owner takes the connection, an error
+ * otherwise; any other 1xx (103 Early Hints) goes to the owner that wants it. */
 static bool interim_ok(struct fg_upstream_exchange *x, const struct fg_http_response *resp)
 {
     if (resp->status == 101) {
         failed(x, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502, "switched protocols without being asked");
         return false;
     }
+    x->interim = true;
+    if (resp->status != 100 && x->ops->on_interim != NULL) {
+        x->ops->on_interim(x->arg, x, resp);
+        if (gone(x))
+            return false;
+    }
     return true;
+}
+
+/* The app switched protocols: the 101 goes to the owner, then the connection. */
+static void upgraded(struct fg_upstream_exchange *x, const struct fg_http_response *resp,
+                     size_t head_len)
+{
+    struct fg_upstream_conn *uc = x->uc;
+    x->state = X_BODY;
+    x->req.head = NULL;
+    x->ops->on_head(x->arg, x, resp);
+    if (gone(x))
+        return;
+    evbuffer_drain(bufferevent_get_input(uc->bev), head_len);
+    fg_upstream_report(x->pool, uc->server, true, FG_UPSTREAM_FAIL_CONNECT);
+    x->uc = NULL; /* not released: the owner has it now */
+    finish(x);
+    x->ops->on_upgrade(x->arg, x, uc);
 }
 
 static void read_head(struct fg_upstream_exchange *x)
@@ -409,6 +437,10 @@ static void read_head(struct fg_upstream_exchange *x)
             snprintf(detail, sizeof(detail), "sent an invalid response (%s)",
                      fg_http_error_name(err));
             failed(x, FG_UPSTREAM_FAIL_BAD_RESPONSE, 502, detail);
+            return;
+        }
+        if (resp.status == 101 && x->req.upgrade && x->ops->on_upgrade != NULL) {
+            upgraded(x, &resp, (size_t)rc);
             return;
         }
         if (resp.status < 200) {

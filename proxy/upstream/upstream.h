@@ -135,10 +135,10 @@ const char *fg_upstream_server_name(const struct fg_upstream_pool *pool, size_t 
 /* ---- one exchange (exchange.c) ------------------------------------------------------------
  *
  * An exchange sends one request to the upstream and delivers its response: the head
- * (interim 1xx answers skipped), then the body's payload de-framed (Content-Length,
- * chunked or close-delimited), then the end. It takes a pooled connection and gives it
- * back when the response is complete, keeping it only when the response was framed, the
- * request fully sent and neither side asked to close.
+ * (interim 1xx answers passed to on_interim when the owner wants them, else skipped), then the
+ * body's payload de-framed (Content-Length, chunked or close-delimited), then the end. It takes a
+ * pooled connection and gives it back when the response is complete, keeping it only when the
+ * response was framed, the request fully sent and neither side asked to close.
  *
  * Retry rules, applied before any response byte was seen, and never visible to the
  * caller except in the counters:
@@ -179,6 +179,9 @@ struct fg_upstream_request {
     enum fg_http_method method; /* what the response answers (a HEAD response has no body) */
     enum fg_upstream_body body;
     bool retryable; /* idempotent and without body: may be sent again (see above) */
+    /* The head asks to switch protocols (Upgrade + Connection: upgrade): it goes on a new
+     * connection, never a pooled one, and a 101 is a final answer (on_upgrade). */
+    bool upgrade;
 };
 
 struct fg_upstream_error {
@@ -199,6 +202,16 @@ struct fg_upstream_exchange_ops {
     void (*on_error)(void *arg, struct fg_upstream_exchange *x, const struct fg_upstream_error *e);
     /* Optional: the request body queued for the app drained below FG_LOW_WATER. */
     void (*on_writable)(void *arg, struct fg_upstream_exchange *x);
+    /* Optional: an interim answer (1xx but 100 and 101: 103 Early Hints...) before the
+     * final one; resp's slices are valid during the call only. Never on a retry's path:
+     * once an interim byte came, nothing is sent again. */
+    void (*on_interim)(void *arg, struct fg_upstream_exchange *x,
+                       const struct fg_http_response *resp);
+    /* Optional, for an upgrade request: after on_head delivered the 101, the connection
+     * is the owner's (its input may already hold the app's first bytes of the new
+     * protocol); the exchange is gone. The owner installs its own callbacks at once and
+     * gives it back with fg_upstream_release(uc, false). Without it a 101 is an error. */
+    void (*on_upgrade)(void *arg, struct fg_upstream_exchange *x, struct fg_upstream_conn *uc);
 };
 
 /* Start: take a connection, write the head. NULL when no connection could be made at all

@@ -14,11 +14,14 @@ Endpoints (path decides):
                    a close (the race of an app closing an idle keep-alive connection)
   /c/...           a cacheable resource; the query says how it answers: cc= (Cache-Control),
                    cdn= (CDN-Cache-Control), etag=, lm= (Last-Modified, Unix seconds),
+                   exp=, date=, age= (Expires, Date, Age as given),
                    vary=, loc= (Location), cloc= (Content-Location), ct= (Content-Type), ce= (Content-Encoding),
                    enc=gzip (the body really gzipped, whatever was asked), cookie=1 (Set-Cookie), delay= (ms), bytes= (body size),
                    chunked=1, drip= (ms between 1000-byte chunks), status=, text=1 (the body
                    words that compress about as well as HTML, instead of one repeated byte). The body starts with "v<N>:" where N counts the
-                   origin's answers for that path+query, so a test sees what was cached.
+                   origin's answers for that path+query, so a test sees what was cached; pat=1: the
+                   body is bytes= bytes of a position-dependent pattern instead. A Range the
+                   request carried comes back as X-Seen-Range (the body is always whole).
                    If-None-Match equal to etag gets a 304. /__fail?status=S makes /c/
                    answer S (with no caching headers) until /__heal.
 Anything else: 200 "ok". Usage: origin.py PORT [--tls CERT KEY] (--tls: HTTPS, for
@@ -182,7 +185,8 @@ class Handler(socketserver.StreamRequestHandler):
         out = []
         for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary"),
                           ("loc", "Location"), ("cloc", "Content-Location"),
-                          ("ct", "Content-Type"), ("ce", "Content-Encoding"),
+                          ("ct", "Content-Type"), ("ce", "Content-Encoding"), ("exp", "Expires"),
+                          ("date", "Date"), ("age", "Age"),
                           ("tag", "Cache-Tag"), ("skey", "Surrogate-Key")):
             if key in q:
                 out.append((name, q[key]))
@@ -211,6 +215,11 @@ class Handler(socketserver.StreamRequestHandler):
         else:
             filler = b"x" * int(q.get("bytes", "16"))
         body = ("v%d:" % n).encode() + filler
+        if q.get("pat") == "1":  # bytes that differ by position: ranges checked byte for byte
+            size = int(q.get("bytes", "16"))
+            body = bytes((i * 7 + i // 251) % 256 for i in range(size))
+        if "range" in hmap:
+            out.append(("X-Seen-Range", hmap["range"]))
         if q.get("enc") == "gzip":  # an app that gzips whatever the client asked for
             body = __import__("gzip").compress(body)
             out.append(("Content-Encoding", "gzip"))

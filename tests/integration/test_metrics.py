@@ -587,7 +587,12 @@ EXPECTED = {
     **{f"flashgate_cache_{n}_total": "counter" for n in (
         "hits", "misses", "coalesced", "stale_served", "revalidations", "revalidated_304",
         "not_modified_served", "passes", "hit_for_miss", "lock_timeouts", "stores", "evictions",
-        "purged", "invalidations", "too_big", "fill_failed")},
+        "purged", "invalidations", "too_big", "fill_failed", "ranges_served")},
+    "flashgate_tunnels_open": "gauge",
+    "flashgate_tunnels_opened_total": "counter",
+    "flashgate_tunnels_refused_total": "counter",
+    "flashgate_tunnel_bytes_total": "counter",
+    "flashgate_tunnels_closed_total": "counter",
     **{f"flashgate_limit_{n}_total": "counter" for n in (
         "allowed", "limited", "failed_closed", "redis_ok", "redis_errors", "redis_timeouts",
         "fallbacks")},

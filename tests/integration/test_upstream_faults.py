@@ -177,6 +177,7 @@ class Client:
         self.s = socket.create_connection(("127.0.0.1", port), timeout=8)
         self.buf = b""
         self.eof = False
+        self.interims = []
 
     def send(self, method, path):
         self.s.sendall(f"{method} {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
@@ -210,19 +211,23 @@ class Client:
     def answer(self, method):
         """(how, status, body): how is "complete", "cut" (EOF before the body's end) or
         "closed" (EOF before any byte)."""
-        st = self.line()
-        if st is None:
-            return ("closed", None, b"")
-        status = int(st.split(b" ")[1])
-        fields = {}
         while True:
-            ln = self.line()
-            if ln is None:
-                return ("cut", status, b"")
-            if not ln:
+            st = self.line()
+            if st is None:
+                return ("closed", None, b"")
+            status = int(st.split(b" ")[1])
+            fields = {}
+            while True:
+                ln = self.line()
+                if ln is None:
+                    return ("cut", status, b"")
+                if not ln:
+                    break
+                k, _, v = ln.partition(b":")
+                fields.setdefault(k.strip().lower(), []).append(v.strip())
+            if status >= 200 or status == 101:
                 break
-            k, _, v = ln.partition(b":")
-            fields.setdefault(k.strip().lower(), []).append(v.strip())
+            self.interims.append(status)  # 103 Early Hints are passed on (test_interim.py)
         if method == "HEAD" or status in (204, 304):
             assert b"transfer-encoding" not in fields, (status, fields)
             if status == 204:

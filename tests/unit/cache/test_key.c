@@ -384,6 +384,38 @@ static void test_vary_values_ows_inside_values_kept(void **state)
     assert_string_not_equal(vbuf, a);
 }
 
+/* The negotiation fields: codings, language ranges and charsets are case-insensitive and
+ * the whitespace around ';' is OWS: equal sets give one key. Accept keeps its case (a
+ * parameter value may be case-sensitive); other fields keep both. */
+static void test_vary_values_negotiation_fields_normalised(void **state)
+{
+    (void)state;
+    char a[128];
+    struct fg_http_header x[] = {hdr("Accept-Encoding", "GZip ; q=1.0,BR;Q=0.5")};
+    assert_true(values_of("accept-encoding", x, 1, 256) > 0);
+    assert_string_equal(vbuf, "=gzip;q=1.0,br;q=0.5\n");
+    strcpy(a, vbuf);
+    struct fg_http_header y[] = {hdr("Accept-Encoding", "gzip;q=1.0"),
+                                 hdr("accept-encoding", "br ;  q=0.5")};
+    assert_true(values_of("accept-encoding", y, 2, 256) > 0);
+    assert_string_equal(vbuf, a);
+    struct fg_http_header l1[] = {hdr("Accept-Language", "en-US, de;q=0.5")};
+    struct fg_http_header l2[] = {hdr("Accept-Language", "EN-us,DE ; q=0.5")};
+    assert_true(values_of("accept-language", l1, 1, 256) > 0);
+    strcpy(a, vbuf);
+    assert_true(values_of("accept-language", l2, 1, 256) > 0);
+    assert_string_equal(vbuf, a);
+    struct fg_http_header m1[] = {hdr("Accept", "text/html ; level=1, */*;q=0.1")};
+    assert_true(values_of("accept", m1, 1, 256) > 0);
+    assert_string_equal(vbuf, "=text/html;level=1,*/*;q=0.1\n");
+    struct fg_http_header m2[] = {hdr("Accept", "Text/HTML;level=1")};
+    assert_true(values_of("accept", m2, 1, 256) > 0);
+    assert_string_equal(vbuf, "=Text/HTML;level=1\n"); /* case kept for Accept */
+    struct fg_http_header o[] = {hdr("X-Tenant", "Acme ; b")};
+    assert_true(values_of("x-tenant", o, 1, 256) > 0);
+    assert_string_equal(vbuf, "=Acme ; b\n"); /* unknown syntax: only comma OWS goes */
+}
+
 /* A name the request does not carry gives an empty line (no '='), so the key keeps its
  * shape and differs from an empty value. */
 static void test_vary_values_missing_header_is_empty_line(void **state)
@@ -469,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_vary_values_same_name_joined_in_order),
         cmocka_unit_test(test_vary_values_ows_around_commas_dropped),
         cmocka_unit_test(test_vary_values_ows_inside_values_kept),
+        cmocka_unit_test(test_vary_values_negotiation_fields_normalised),
         cmocka_unit_test(test_vary_values_missing_header_is_empty_line),
         cmocka_unit_test(test_vary_values_absent_differs_from_empty),
         cmocka_unit_test(test_vary_values_overflow),

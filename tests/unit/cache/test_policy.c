@@ -177,6 +177,48 @@ static void test_age(void **state)
     assert_true(r.age == FG_CACHE_NO_VALUE);
 }
 
+/* §5.1: a list-based Age counts by its first member; anything but a non-negative integer
+ * is ignored (not read as its leading digits). */
+static void test_age_field_forms(void **state)
+{
+    (void)state;
+    struct fg_cache_response r;
+    head("HTTP/1.1 200 OK\r\nAge: 15, 300\r\n\r\n", &r, NULL);
+    assert_int_equal(r.age, 15);
+    head("HTTP/1.1 200 OK\r\nAge: 15 ,300\r\n\r\n", &r, NULL);
+    assert_int_equal(r.age, 15);
+    head("HTTP/1.1 200 OK\r\nAge: 7\r\nAge: 900\r\n\r\n", &r, NULL);
+    assert_int_equal(r.age, 7);
+    head("HTTP/1.1 200 OK\r\nAge: 99999999999\r\n\r\n", &r, NULL);
+    assert_int_equal(r.age, 2147483648ull); /* §1.2.2: too large is 2^31 */
+    const char *junk[] = {"15abc", "15 s", "-1", "1.5", "+3", ", 5", "0x10"};
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+        char text[128];
+        snprintf(text, sizeof(text), "HTTP/1.1 200 OK\r\nAge: %s\r\n\r\n", junk[i]);
+        head(text, &r, NULL);
+        if (r.age != FG_CACHE_NO_VALUE)
+            fail_msg("Age: %s read as %llu", junk[i], (unsigned long long)r.age);
+    }
+}
+
+/* §5.6.7 of RFC 9110: Expires in the obsolete forms counts like IMF-fixdate. */
+static void test_obsolete_date_forms(void **state)
+{
+    (void)state;
+    struct fg_cache_response r;
+    const char *forms[] = {"Sun, 06 Nov 1994 09:49:37 GMT", "Sunday, 06-Nov-94 09:49:37 GMT",
+                           "Sun Nov  6 09:49:37 1994"};
+    for (size_t i = 0; i < 3; i++) {
+        char text[160];
+        snprintf(text, sizeof(text),
+                 "HTTP/1.1 200 OK\r\nDate: Sunday, 06-Nov-94 08:49:37 GMT\r\n"
+                 "Expires: %s\r\n\r\n",
+                 forms[i]);
+        head(text, &r, NULL);
+        assert_int_equal(fg_cache_freshness_lifetime(&r, 0), 3600);
+    }
+}
+
 /* RFC 9213: a targeted field replaces Cache-Control for the cache it targets */
 static void test_targeted_field(void **state)
 {
@@ -205,6 +247,8 @@ int main(void)
         cmocka_unit_test(test_invalid_expires),
         cmocka_unit_test(test_heuristic),
         cmocka_unit_test(test_age),
+        cmocka_unit_test(test_age_field_forms),
+        cmocka_unit_test(test_obsolete_date_forms),
         cmocka_unit_test(test_targeted_field),
     };
     return cmocka_run_group_tests_name("cache policy (RFC 9111)", tests, NULL, NULL);

@@ -223,6 +223,7 @@ static const char rich[] =
     "error_log /var/log/fg-test-error.log info;\n"
     "shutdown_delay 5s;\n"
     "drain_timeout 20s;\n"
+    "max_tunnels 500;\n"
     "ssl_ticket_key_rotation 2h;\n"
     "limit_table_entries 4096;\n"
     "admin {\n"
@@ -371,6 +372,8 @@ static const char rich[] =
     "        cache_targeted_field Flashgate-Cache-Control;\n"
     "        cache_status_header off;\n"
     "        cache_status_field off;\n"
+    "        upgrade websocket mqtt;\n"
+    "        tunnel_timeout 10m;\n"
     "    }\n"
     "}\n";
 

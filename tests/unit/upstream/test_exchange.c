@@ -50,8 +50,11 @@ struct owner {
     bool pause_on_body;
     bool abort_on_body;
     bool fail_on_head;
-    struct owner *hand_to;            /* on_head: set_owner(hand_to) */
-    struct fg_upstream_timing timing; /* as on_head saw it */
+    struct owner *hand_to;             /* on_head: set_owner(hand_to) */
+    int interims;                      /* on_interim calls (ops_interim only) */
+    int statuses[4];                   /* their statuses */
+    struct fg_upstream_conn *upgraded; /* on_upgrade's connection (ops_interim only) */
+    struct fg_upstream_timing timing;  /* as on_head saw it */
 };
 
 struct fixture {
@@ -298,6 +301,29 @@ static void on_error(void *arg, struct fg_upstream_exchange *x, const struct fg_
 static const struct fg_upstream_exchange_ops ops = {
     .on_head = on_head, .on_body = on_body, .on_end = on_end, .on_error = on_error};
 
+static void on_interim(void *arg, struct fg_upstream_exchange *x,
+                       const struct fg_http_response *resp)
+{
+    struct owner *o = arg;
+    if (o->interims < 4)
+        o->statuses[o->interims] = resp->status;
+    o->interims++;
+}
+
+static void on_upgrade(void *arg, struct fg_upstream_exchange *x, struct fg_upstream_conn *uc)
+{
+    struct owner *o = arg;
+    o->upgraded = uc;
+}
+
+/* An owner that wants interim answers and can take an upgraded connection (proxy.c). */
+static const struct fg_upstream_exchange_ops ops_interim = {.on_head = on_head,
+                                                            .on_body = on_body,
+                                                            .on_end = on_end,
+                                                            .on_error = on_error,
+                                                            .on_interim = on_interim,
+                                                            .on_upgrade = on_upgrade};
+
 static bool finished(struct fixture *f, void *arg)
 {
     struct owner *o = arg;
@@ -459,6 +485,71 @@ static void test_interim_answers_are_skipped(void **state)
     assert_int_equal(f->a.status, 200);
     body_is(&f->a, "ok");
     assert_int_equal(count(&f->stats.connections_idle), 1);
+}
+
+static void test_interim_answers_reach_an_owner_that_wants_them(void **state)
+{
+    struct fixture *f = *state;
+    char req[512];
+    struct fg_upstream_request rq = {
+        .head = GET, .head_len = sizeof(GET) - 1, .method = FG_HTTP_GET, .retryable = true};
+    assert_non_null(fg_upstream_exchange_start(f->pool, &rq, &ops_interim, &f->a));
+    struct peer *p = request_on(f, &f->origins[0], 0, req, sizeof(req));
+    answer(p, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
+              "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+              "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    assert_true(wait_until(f, finished, &f->a));
+    /* 100 was ours to send; the others in order, then the final answer, then reuse. */
+    assert_int_equal(f->a.interims, 2);
+    assert_int_equal(f->a.statuses[0], 102);
+    assert_int_equal(f->a.statuses[1], 103);
+    assert_int_equal(f->a.heads, 1);
+    assert_int_equal(f->a.status, 200);
+    body_is(&f->a, "ok");
+    assert_int_equal(count(&f->stats.connections_idle), 1);
+}
+
+static bool has_upgraded(struct fixture *f, void *arg)
+{
+    return ((struct owner *)arg)->upgraded != NULL || ((struct owner *)arg)->errors > 0;
+}
+
+static void test_upgrade_hands_over_a_fresh_connection(void **state)
+{
+    struct fixture *f = *state;
+    char req[512];
+    /* One pooled connection first: the upgrade must not take it. */
+    start(f, &f->b, FG_UPSTREAM_BODY_NONE, true);
+    struct peer *p0 = request_on(f, &f->origins[0], 0, req, sizeof(req));
+    answer(p0, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    assert_true(wait_until(f, finished, &f->b));
+    assert_int_equal(count(&f->stats.connections_idle), 1);
+
+    static const char UP_GET[] = "GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\n"
+                                 "Connection: upgrade\r\n\r\n";
+    struct fg_upstream_request rq = {
+        .head = UP_GET, .head_len = sizeof(UP_GET) - 1, .method = FG_HTTP_GET, .upgrade = true};
+    assert_non_null(fg_upstream_exchange_start(f->pool, &rq, &ops_interim, &f->a));
+    struct peer *p = request_on(f, &f->origins[0], 1, req, sizeof(req));
+    assert_non_null(strstr(req, "Upgrade: websocket"));
+    /* The 101 and the app's first bytes of the new protocol in one write. */
+    answer(p, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+              "Connection: upgrade\r\n\r\n\x81\x02hi");
+    assert_true(wait_until(f, has_upgraded, &f->a));
+    assert_int_equal(f->a.errors, 0);
+    assert_int_equal(f->a.heads, 1);
+    assert_int_equal(f->a.status, 101);
+    struct fg_upstream_conn *uc = f->a.upgraded;
+    assert_non_null(uc);
+    /* The head is gone from the input; what followed it is the owner's. */
+    struct evbuffer *in = bufferevent_get_input(uc->bev);
+    assert_int_equal(evbuffer_get_length(in), 4);
+    assert_memory_equal(evbuffer_pullup(in, 4), "\x81\x02hi", 4);
+    assert_int_equal(count(&f->stats.connections_idle), 1); /* the pooled one, untouched */
+    assert_int_equal(count(&f->stats.connections_active), 1);
+    fg_upstream_release(uc, false);
+    assert_true(wait_until(f, peer_closed, p));
+    assert_int_equal(count(&f->stats.connections_active), 0);
 }
 
 static void test_switching_protocols_unasked_is_502(void **state)
@@ -776,6 +867,8 @@ int main(void)
         T1(test_connection_close_and_http10_are_not_reused),
         T1(test_interim_answers_are_skipped),
         T1(test_switching_protocols_unasked_is_502),
+        T1(test_interim_answers_reach_an_owner_that_wants_them),
+        T1(test_upgrade_hands_over_a_fresh_connection),
         T1(test_invalid_head_is_502_without_retry),
         T1(test_malformed_chunk_after_head_cuts),
         T1(test_head_response_has_no_body),
