@@ -224,7 +224,86 @@ static bool query_param(const char *q, size_t qlen, const char *name, char *out,
     return false;
 }
 
-/* POST /cache/purge?url=http://host/path[&prefix=1]: the key is host/path?query. */
+/* A purge in progress: its connection waits (reading and writing off) for the answer. */
+struct purge_wait {
+    struct bufferevent *bev;
+    size_t purged;                      /* by the tags before the last one */
+    struct fg_admin_purge_result fleet; /* of every tag: published if all were, the fewest
+                                           receivers, the first error */
+    bool first;
+    size_t tags_left;
+    char tags[8192]; /* the tags still to purge, NUL-separated */
+    size_t next;
+};
+
+static void purge_answer(struct bufferevent *bev, const struct fg_admin_purge_result *res,
+                         size_t purged)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!res->fleet)
+        evbuffer_add_printf(b, "{\"purged\":%zu}\n", purged);
+    else if (res->published)
+        evbuffer_add_printf(
+            b, "{\"purged\":%zu,\"fleet\":{\"published\":true,\"receivers\":%" PRIu64 "}}\n",
+            purged, res->receivers);
+    else
+        evbuffer_add_printf(b,
+                            "{\"purged\":%zu,\"fleet\":{\"published\":false,\"error\":\"%s\"}}\n",
+                            purged, res->error ? res->error : "unknown");
+    bufferevent_enable(bev, EV_WRITE);
+    send_response(bev, 200, "application/json", b, false);
+    evbuffer_free(b);
+}
+
+static void purge_done(const struct fg_admin_purge_result *res, void *arg);
+
+/* A tag as the cache keeps them (cache.h's fg_cache_tag_valid): 1 to 128 bytes, visible
+ * characters but the comma. */
+static bool tag_ok(const char *t, size_t len)
+{
+    if (len == 0 || len > 128)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)t[i] <= 0x20 || t[i] == 0x7f || t[i] == ',')
+            return false;
+    return true;
+}
+
+/* The next tag of a multi-tag purge (each one goes out as its own purge). */
+static void purge_next_tag(struct purge_wait *w)
+{
+    const char *tag = w->tags + w->next;
+    size_t len = strlen(tag);
+    w->next += len + 1;
+    w->tags_left--;
+    AD.ops->cache_purge(FG_ADMIN_PURGE_TAG, tag, len, AD.base, purge_done, w);
+}
+
+static void purge_done(const struct fg_admin_purge_result *res, void *arg)
+{
+    struct purge_wait *w = arg;
+    w->purged += res->purged;
+    if (!w->first) {
+        w->first = true;
+        w->fleet = *res;
+    } else {
+        if (res->receivers < w->fleet.receivers)
+            w->fleet.receivers = res->receivers;
+        if (w->fleet.published && !res->published) {
+            w->fleet.published = false;
+            w->fleet.error = res->error;
+        }
+    }
+    if (w->tags_left > 0) { /* every tag is purged here, whatever the fleet said */
+        purge_next_tag(w);
+        return;
+    }
+    purge_answer(w->bev, &w->fleet, w->purged);
+    free(w);
+}
+
+/* POST /cache/purge?url=http://host/path[&prefix=1] (the key is host/path?query), or
+ * ?tag=TAG (several tags separated by spaces or commas: objects with any of them). */
 static void purge(struct bufferevent *bev, const struct fg_http_request *r)
 {
     char url[8192], flag[8];
@@ -232,8 +311,52 @@ static void purge(struct bufferevent *bev, const struct fg_http_request *r)
         text_response(bev, 405, "405 Method Not Allowed: use POST\n", false);
         return;
     }
+    struct purge_wait *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        text_response(bev, 503, "503 Service Unavailable: out of memory\n", false);
+        return;
+    }
+    w->bev = bev;
+    if (r->query != NULL && query_param(r->query, r->query_len, "tag", url, sizeof(url))) {
+        /* split on spaces and commas into NUL-separated tags, each checked */
+        size_t o = 0, n = 0;
+        for (const char *p = url; *p != '\0';) {
+            if (*p == ' ' || *p == ',') {
+                p++;
+                continue;
+            }
+            const char *t = p;
+            while (*p != '\0' && *p != ' ' && *p != ',')
+                p++;
+            if (!tag_ok(t, (size_t)(p - t))) {
+                free(w);
+                text_response(bev, 400,
+                              "400 Bad Request: a tag is 1 to 128 visible characters, no comma\n",
+                              false);
+                return;
+            }
+            memcpy(w->tags + o, t, (size_t)(p - t));
+            o += (size_t)(p - t);
+            w->tags[o++] = '\0';
+            n++;
+        }
+        if (n == 0) {
+            free(w);
+            text_response(bev, 400,
+                          "400 Bad Request: give ?tag=TAG (spaces or commas between several)\n",
+                          false);
+            return;
+        }
+        w->tags_left = n;
+        bufferevent_disable(bev, EV_READ | EV_WRITE);
+        purge_next_tag(w);
+        return;
+    }
     if (r->query == NULL || !query_param(r->query, r->query_len, "url", url, sizeof(url))) {
-        text_response(bev, 400, "400 Bad Request: give ?url=http://host/path[&prefix=1]\n", false);
+        free(w);
+        text_response(bev, 400,
+                      "400 Bad Request: give ?url=http://host/path[&prefix=1] or ?tag=TAG\n",
+                      false);
         return;
     }
     bool prefix =
@@ -245,18 +368,15 @@ static void purge(struct bufferevent *bev, const struct fg_http_request *r)
         k += 8;
     const char *slash = strchr(k, '/');
     if (slash == NULL || slash == k) {
+        free(w);
         text_response(bev, 400, "400 Bad Request: the url needs a host and a path\n", false);
         return;
     }
     for (char *p = (char *)k; p < slash; p++)
         *p = (char)tolower((unsigned char)*p);
-    size_t n = AD.ops->cache_purge ? AD.ops->cache_purge(k, strlen(k), prefix) : 0;
-    char msg[64];
-    snprintf(msg, sizeof(msg), "{\"purged\":%zu}\n", n);
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add(b, msg, strlen(msg));
-    send_response(bev, 200, "application/json", b, false);
-    evbuffer_free(b);
+    bufferevent_disable(bev, EV_READ | EV_WRITE);
+    AD.ops->cache_purge(prefix ? FG_ADMIN_PURGE_PREFIX : FG_ADMIN_PURGE_KEY, k, strlen(k), AD.base,
+                        purge_done, w);
 }
 
 /* POST /cache/warm[?concurrency=N] with one URL per line. */
@@ -314,6 +434,8 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r, con
             text_response(bev, 405, "405 Method Not Allowed\n", false);
         else if (AD.ops->draining())
             text_response(bev, 503, "draining\n", head_only);
+        else if (AD.ops->warming != NULL && AD.ops->warming())
+            text_response(bev, 503, "warming\n", head_only);
         else
             text_response(bev, 200, "ok\n", head_only);
         return;

@@ -1,7 +1,7 @@
 /*
  * admin.h — the admin listener (loopback by default): /healthz for the ALB's view of this
  * instance, /stats (JSON), /metrics (Prometheus), /config (effective, secrets masked),
- * POST /cache/purge?url=URL[&prefix=1], POST /cache/warm (a list of URLs), the live
+ * POST /cache/purge?url=URL[&prefix=1] or ?tag=TAG, POST /cache/warm (a list of URLs), the live
  * dashboard (GET /) and its event stream (/stats/stream). It runs on its own thread with
  * its own event_base, so a slow scraper or viewer never touches a worker; the same thread
  * writes the CloudWatch EMF records (emf.c).
@@ -85,16 +85,36 @@ struct fg_admin_sample {
     struct fg_admin_sample_route routes[FG_ADMIN_SAMPLE_ROUTES];
 };
 
+/* A purge asked through POST /cache/purge. */
+enum fg_admin_purge_kind {
+    FG_ADMIN_PURGE_KEY = 0, /* one key ("host/path?query"), every variant */
+    FG_ADMIN_PURGE_PREFIX,  /* every key that starts with value */
+    FG_ADMIN_PURGE_TAG,     /* every object that carries the tag value */
+};
+
+struct fg_admin_purge_result {
+    size_t purged; /* objects removed here */
+    bool fleet;    /* a fleet is configured: the purge was for every instance */
+    bool published;
+    uint64_t receivers; /* instances that received it (the publish's subscriber count) */
+    const char *error;  /* why it was not published (static text); NULL when it was */
+};
+
+typedef void (*fg_admin_purge_done)(const struct fg_admin_purge_result *res, void *arg);
+
 /* What the admin endpoint asks of the daemon; every callback runs on the admin thread. */
 struct fg_admin_ops {
     bool (*draining)(void);
+    bool (*warming)(void); /* a warm start runs: /healthz 503 "warming" (NULL: never) */
     void (*stats_json)(struct evbuffer *out);
     void (*metrics)(struct evbuffer *out); /* Prometheus text format */
     /* The current config (a reference the admin thread releases), for tokens. */
     struct fg_config *(*config)(void);
-    /* Remove cached objects whose key ("host/path?query") is key, or starts with it;
-     * returns how many. */
-    size_t (*cache_purge)(const char *key, size_t len, bool prefix);
+    /* Remove cached objects: a key ("host/path?query"), a prefix or a tag (value[0..len)),
+     * here and, with a fleet, on every instance. done(result, arg) runs once on base (the
+     * admin thread), maybe before this returns. */
+    void (*cache_purge)(enum fg_admin_purge_kind kind, const char *value, size_t len,
+                        struct event_base *base, fg_admin_purge_done done, void *arg);
     /* The address of the traffic listener cache warm-ups are sent to (loopback when it
      * listens on any address); false when there is none. */
     bool (*warm_target)(struct fg_addr *out);

@@ -257,6 +257,10 @@ const struct fg_cache_meta *fg_cache_obj_meta(const struct fg_cache_obj *obj);
 uint64_t fg_cache_obj_length(const struct fg_cache_obj *obj);
 /* The stored head (see fg_cache_fill_head), valid while a reference is held. */
 const char *fg_cache_obj_head(const struct fg_cache_obj *obj, size_t *len);
+/* The normalised Vary names and the secondary key the object was stored under (as given
+ * to fg_cache_fill_head); valid once FILLING, while a reference is held. */
+void fg_cache_obj_vary(const struct fg_cache_obj *obj, const char **names, size_t *names_len,
+                       const char **values, size_t *values_len);
 /* The primary key ("host/path?query"), for log lines. */
 const char *fg_cache_obj_key(const struct fg_cache_obj *obj);
 /* The status an ABORTED object's fetch failed with (502 when it did not say). */
@@ -328,6 +332,40 @@ void fg_cache_fill_stale(struct fg_cache_obj *obj, struct fg_cache_obj *stale);
  * Returns the number of objects removed. */
 size_t fg_cache_purge(struct fg_cache *c, const char *key, size_t key_len, bool prefix);
 
+/* ---- tags (tags.c): labels the app puts on its answers, for purges -------------------
+ *
+ * An app names what a page shows in a response field (Cache-Tag, as several CDNs do, or
+ * Surrogate-Key): "Cache-Tag: product-123, category-7 home". The tags are kept with the
+ * object and a purge by tag removes every object that carries it ("product 123's stock
+ * changed: purge every page that shows it"). Tags are case-sensitive, split on spaces and
+ * commas. */
+
+#define FG_CACHE_TAG_MAX  128  /* bytes of one tag */
+#define FG_CACHE_TAGS_MAX 2048 /* bytes of an object's normalised tags */
+
+/* Collect the tags of every field among h[0..n) whose lowercased name is one of
+ * fields[0..nf) into out, normalised: each tag once, with a space before and after each
+ * (" a b c "), so that a tag is found as " tag ". Returns the length (0: no tags), or -1
+ * when they do not fit (a tag longer than FG_CACHE_TAG_MAX, or more than cap bytes): the
+ * response must then not be stored, since a purge of a tag it lost would miss it. */
+int fg_cache_tags_collect(const struct fg_http_header *h, size_t n, const char *const *fields,
+                          size_t nf, char *out, size_t cap);
+
+/* Is tag[0..len) one tag (no space, comma or control character, at most FG_CACHE_TAG_MAX)? */
+bool fg_cache_tag_valid(const char *tag, size_t len);
+
+/* The filler gives the object its tags (normalised, from fg_cache_tags_collect) before
+ * fg_cache_fill_head publishes them. false when out of memory (the caller passes). A
+ * refresh (304) or a stale fallback keeps the tags of the object it replaces. */
+bool fg_cache_fill_tags(struct fg_cache_obj *obj, const char *tags, size_t len);
+/* The object's normalised tags ("" when none); valid once it is FILLING. */
+const char *fg_cache_obj_tags(const struct fg_cache_obj *obj, size_t *len);
+
+/* Remove every object that carries tag (and every busy object: its answer, on its way
+ * since before the purge, may carry it too; its waiters still get it). Walks the whole
+ * store, like a prefix purge. Returns the number of objects removed. */
+size_t fg_cache_purge_tag(struct fg_cache *c, const char *tag, size_t len);
+
 /* ---- reading a body (reader.c) --------------------------------------------------------
  *
  * A reader streams one object's body, as it fills or once complete, into evbuffers by
@@ -374,6 +412,8 @@ struct fg_cache *fg_cache_registry_get(const char *name, const struct fg_cache_l
 struct fg_cache *const *fg_cache_registry_all(size_t *n);
 /* Purge a key (or a prefix) from every store; the number of objects removed. */
 size_t fg_cache_registry_purge(const char *key, size_t len, bool prefix);
+/* Purge a tag from every store; the number of objects removed. */
+size_t fg_cache_registry_purge_tag(const char *tag, size_t len);
 
 /* ---- notifiers: waking waiters on their own worker ---------------------------------- */
 

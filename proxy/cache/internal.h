@@ -50,6 +50,8 @@ struct fg_cache_obj {
     char *head; /* "HTTP/1.1 200 OK\r\n" + stored fields, without framing, Age and
                    hop-by-hop fields, and without the final CRLF */
     size_t head_len;
+    char *tags; /* normalised (" a b "), set before FILLING (fg_cache_fill_tags); NULL: none */
+    size_t tags_len;
 
     /* Body. A refreshed object (304) shares the body of the one it replaced: body_owner
      * holds a reference to the object whose chunks these are (NULL: its own). */

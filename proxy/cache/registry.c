@@ -52,3 +52,12 @@ size_t fg_cache_registry_purge(const char *key, size_t len, bool prefix)
         total += fg_cache_purge(all[i], key, len, prefix);
     return total;
 }
+
+size_t fg_cache_registry_purge_tag(const char *tag, size_t len)
+{
+    size_t n = 0, total = 0;
+    struct fg_cache *const *all = fg_cache_registry_all(&n);
+    for (size_t i = 0; i < n; i++)
+        total += fg_cache_purge_tag(all[i], tag, len);
+    return total;
+}

@@ -207,6 +207,7 @@ static void obj_free(struct fg_cache_obj *o)
         }
     }
     free(o->head);
+    free(o->tags);
     free(o->vary_names);
     free(o->vary_values);
     pthread_mutex_destroy(&o->lock);
@@ -295,6 +296,15 @@ const char *fg_cache_obj_head(const struct fg_cache_obj *obj, size_t *len)
 {
     *len = obj->head_len;
     return obj->head;
+}
+
+void fg_cache_obj_vary(const struct fg_cache_obj *obj, const char **names, size_t *names_len,
+                       const char **values, size_t *values_len)
+{
+    *names = obj->vary_names != NULL ? obj->vary_names : "";
+    *names_len = obj->vary_names_len;
+    *values = obj->vary_values != NULL ? obj->vary_values : "";
+    *values_len = obj->vary_values_len;
 }
 
 const char *fg_cache_obj_key(const struct fg_cache_obj *obj)
@@ -687,6 +697,27 @@ bool fg_cache_fill_head(struct fg_cache_obj *o, const struct fg_cache_meta *meta
     return true;
 }
 
+bool fg_cache_fill_tags(struct fg_cache_obj *o, const char *tags, size_t len)
+{
+    FG_ASSERT(atomic_load(&o->state) == FG_CACHE_BUSY);
+    free(o->tags);
+    o->tags = NULL;
+    o->tags_len = 0;
+    if (len == 0)
+        return true;
+    o->tags = dup_bytes(tags, len);
+    if (o->tags == NULL)
+        return false;
+    o->tags_len = len;
+    return true;
+}
+
+const char *fg_cache_obj_tags(const struct fg_cache_obj *obj, size_t *len)
+{
+    *len = obj->tags_len;
+    return obj->tags != NULL ? obj->tags : "";
+}
+
 static struct fg_cache_chunk *chunk_new(size_t cap)
 {
     struct fg_cache_chunk *ch = malloc(sizeof(*ch) + cap);
@@ -796,13 +827,13 @@ static uint64_t alloc_bytes(const void *p)
     return p == NULL ? 0 : malloc_usable_size((void *)p) + sizeof(size_t);
 }
 
-/* What o holds in memory, as allocated: the object with its key, the stored head, the
+/* What o holds in memory, as allocated: the object with its key, the stored head, its tags, the
  * variant's strings, and the body's chunks with their unused room (a body shared with
  * the stale copy it refreshed is charged again: it lives as long as either). */
 static uint64_t obj_charge(const struct fg_cache_obj *o)
 {
-    uint64_t n = alloc_bytes(o) + alloc_bytes(o->head) + alloc_bytes(o->vary_names) +
-                 alloc_bytes(o->vary_values);
+    uint64_t n = alloc_bytes(o) + alloc_bytes(o->head) + alloc_bytes(o->tags) +
+                 alloc_bytes(o->vary_names) + alloc_bytes(o->vary_values);
     const struct fg_cache_obj *b = o->body_owner != NULL ? o->body_owner : o;
     for (const struct fg_cache_chunk *ch = atomic_load(&b->first); ch != NULL;
          ch = atomic_load(&ch->next))
@@ -894,6 +925,11 @@ void fg_cache_fill_refresh(struct fg_cache_obj *o, struct fg_cache_obj *stale,
         return;
     }
     o->head_len = head_len;
+    if (o->tags == NULL && stale->tags != NULL &&
+        !fg_cache_fill_tags(o, stale->tags, stale->tags_len)) {
+        fg_cache_fill_abort(o, 502);
+        return;
+    }
     o->vary_names_len = stale->vary_names_len;
     o->vary_values_len = stale->vary_values_len;
     struct fg_cache_obj *owner = stale->body_owner ? stale->body_owner : stale;
@@ -914,28 +950,53 @@ void fg_cache_fill_stale(struct fg_cache_obj *o, struct fg_cache_obj *stale)
 
 /* ---- purge ----------------------------------------------------------------------------- */
 
-size_t fg_cache_purge(struct fg_cache *c, const char *key, size_t key_len, bool prefix)
+/* What a purge removes: a key, the keys under a prefix, or the objects with a tag. */
+struct purge_spec {
+    const char *s;
+    size_t len;
+    enum { PURGE_KEY, PURGE_PREFIX, PURGE_TAG } kind;
+};
+
+/* Under the shard lock. */
+static bool purge_match(const struct fg_cache_obj *o, const struct purge_spec *p)
+{
+    switch (p->kind) {
+    case PURGE_KEY:
+        return o->key_len == p->len && memcmp(o->key, p->s, p->len) == 0;
+    case PURGE_PREFIX:
+        return o->key_len >= p->len && memcmp(o->key, p->s, p->len) == 0;
+    case PURGE_TAG:
+        break;
+    }
+    /* The tags are published with FILLING (the acquire load pairs with set_state). A busy
+     * object's answer is not known yet: it goes too. Hit-for-miss markers stay. */
+    int st = atomic_load_explicit(&o->state, memory_order_acquire);
+    if (st == FG_CACHE_BUSY)
+        return true;
+    if ((st != FG_CACHE_FILLING && st != FG_CACHE_COMPLETE) || o->tags == NULL)
+        return false;
+    /* p->s is " tag " (a space either side), as the tags are kept. */
+    return memmem(o->tags, o->tags_len, p->s, p->len) != NULL;
+}
+
+static size_t purge_where(struct fg_cache *c, const struct purge_spec *p, uint64_t hash)
 {
     size_t removed = 0;
-    uint64_t hash = fg_cache_key_hash(key, key_len);
     for (size_t i = 0; i < FG_CACHE_SHARDS; i++) {
         struct shard *s = &c->shards[i];
-        if (!prefix && s != shard_of(c, hash))
+        if (p->kind == PURGE_KEY && s != shard_of(c, hash))
             continue;
         for (;;) {
             struct fg_cache_obj *batch[64];
             size_t n = 0;
             pthread_mutex_lock(&s->lock);
             for (size_t b = 0; b < s->n_buckets && n < 64; b++) {
-                if (!prefix && b != bucket_of(s, hash))
+                if (p->kind == PURGE_KEY && b != bucket_of(s, hash))
                     continue;
                 for (struct fg_cache_obj *o = s->buckets[b]; o != NULL && n < 64; o = o->hnext) {
-                    bool match = prefix
-                                     ? (o->key_len >= key_len && memcmp(o->key, key, key_len) == 0)
-                                     : (o->key_len == key_len && memcmp(o->key, key, key_len) == 0);
                     /* A busy object goes too: its fetch started before the purge, so
                      * its answer must not be stored (its waiters still get it). */
-                    if (match) {
+                    if (purge_match(o, p)) {
                         fg_cache_obj_ref(o);
                         batch[n++] = o;
                     }
@@ -956,4 +1017,22 @@ size_t fg_cache_purge(struct fg_cache *c, const char *key, size_t key_len, bool 
     }
     atomic_fetch_add_explicit(&c->purged, removed, memory_order_relaxed);
     return removed;
+}
+
+size_t fg_cache_purge(struct fg_cache *c, const char *key, size_t key_len, bool prefix)
+{
+    struct purge_spec p = {key, key_len, prefix ? PURGE_PREFIX : PURGE_KEY};
+    return purge_where(c, &p, prefix ? 0 : fg_cache_key_hash(key, key_len));
+}
+
+size_t fg_cache_purge_tag(struct fg_cache *c, const char *tag, size_t len)
+{
+    if (!fg_cache_tag_valid(tag, len))
+        return 0;
+    char needle[FG_CACHE_TAG_MAX + 2];
+    needle[0] = ' ';
+    memcpy(needle + 1, tag, len);
+    needle[len + 1] = ' ';
+    struct purge_spec p = {needle, len + 2, PURGE_TAG};
+    return purge_where(c, &p, 0);
 }

@@ -307,6 +307,8 @@ void fg_conf_free(struct fg_config *c)
         free(c->emf.dims[i].value);
     }
     free(c->instance_id);
+    free(c->fleet.redis_name);
+    free(c->fleet.channel);
     free(c->user);
     free(c->pid_file);
     free(c->error_log);
@@ -808,10 +810,19 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
     for (size_t i = 0; i < c->n_upstreams; i++)
         dump_upstream(&c->upstreams[i], out);
     for (size_t i = 0; i < c->n_caches; i++) {
+        const struct fg_conf_cache *k = &c->caches[i];
         char m[32];
-        fprintf(out, "\ncache %s {\n    memory %s;\n    max_object %s;\n}\n", c->caches[i].name,
-                fmt_size(c->caches[i].memory, b, sizeof(b)),
-                fmt_size(c->caches[i].max_object, m, sizeof(m)));
+        fprintf(out, "\ncache %s {\n    memory %s;\n    max_object %s;\n    tag_field", k->name,
+                fmt_size(k->memory, b, sizeof(b)), fmt_size(k->max_object, m, sizeof(m)));
+        if (k->n_tag_fields == 0)
+            fputs(" off", out);
+        for (size_t j = 0; j < k->n_tag_fields; j++)
+            fprintf(out, " %s", k->tag_fields[j]);
+        fprintf(out, ";\n    tag_strip %s;\n    shared %s;\n    shared_timeout %s;\n",
+                k->tag_strip ? "on" : "off", k->shared ? "on" : "off",
+                fmt_dur(k->shared_timeout_ms, b, sizeof(b)));
+        fprintf(out, "    shared_max_object %s;\n}\n",
+                fmt_size(k->shared_max_object, m, sizeof(m)));
     }
     fprintf(out, "limit_table_entries %llu;\n", (unsigned long long)c->limit_table_entries);
     if (c->n_resolvers > 0) {
@@ -822,6 +833,21 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
     }
     for (size_t i = 0; i < c->n_redis; i++)
         dump_redis(&c->redis[i], out);
+    if (c->fleet.enabled) {
+        static const char *const sharded[] = {"auto", "on", "off"};
+        fputs("fleet {\n    redis ", out);
+        put_word(out, c->fleet.redis_name);
+        fputs(";\n    channel ", out);
+        put_word(out, c->fleet.channel);
+        fprintf(out, ";\n    sharded %s;\n    purge_log %llu;\n", sharded[c->fleet.sharded],
+                (unsigned long long)c->fleet.purge_log);
+        fprintf(out,
+                "    hot_keys %llu;\n    warm_start %llu;\n    warm_timeout %s;\n    "
+                "warm_concurrency %llu;\n}\n",
+                (unsigned long long)c->fleet.hot_keys, (unsigned long long)c->fleet.warm_start,
+                fmt_dur(c->fleet.warm_timeout_ms, b, sizeof(b)),
+                (unsigned long long)c->fleet.warm_concurrency);
+    }
     for (size_t i = 0; i < c->n_limits; i++)
         dump_limit(&c->limits[i], out);
     for (size_t i = 0; i < c->n_servers; i++)

@@ -65,6 +65,8 @@ struct fg_conf_upstream {
     struct fg_tls_client *tls; /* built at load when a server has `ssl`, else NULL */
 };
 
+#define FG_CONF_TAG_FIELDS_MAX 4
+
 /* `cache NAME { memory 512m; max_object 8m; }`: a store shared by every worker. A
  * reload keeps the contents of a store whose name stays (only its limits change). */
 struct fg_conf_cache {
@@ -72,6 +74,16 @@ struct fg_conf_cache {
     size_t index;        /* position in fg_config.caches */
     uint64_t memory;     /* bytes of stored objects; default 256m */
     uint64_t max_object; /* larger responses pass through; default 8m */
+    /* `tag_field Cache-Tag Surrogate-Key;`: the app's fields that name an answer's tags
+     * (lowercased; the default is both), kept with the object for purges by tag. */
+    char tag_fields[FG_CONF_TAG_FIELDS_MAX][64];
+    size_t n_tag_fields;
+    bool tag_strip; /* `tag_strip on|off;` the tag fields never reach clients; default on */
+    /* The shared tier in the fleet's Redis (proxy/fleet, needs a fleet block). */
+    bool shared;                /* `shared on|off;` default off */
+    uint64_t shared_timeout_ms; /* a local miss waits this long for Redis; default 5ms */
+    uint64_t shared_max_object; /* larger objects are not written; default 1m */
+    size_t line;                /* of the cache block */
 };
 
 /* What a rate limit counts requests by; several parts make one key. */
@@ -310,6 +322,29 @@ struct fg_conf_emf {
     size_t line;             /* of the emf block */
 };
 
+/* `fleet { redis NAME; channel NAME; }`: what the instances of an Auto Scaling group do
+ * together through the Redis they share (proxy/fleet): purges and tags that reach every
+ * instance. */
+enum fg_conf_fleet_sharded { FG_CONF_SHARDED_AUTO = 0, FG_CONF_SHARDED_ON, FG_CONF_SHARDED_OFF };
+
+struct fg_conf_fleet {
+    bool enabled;
+    char *redis_name;                   /* a redis block */
+    size_t redis_line;                  /* of the redis line */
+    struct fg_redis_endpoint *ep;       /* that block's endpoint, linked at load */
+    char *channel;                      /* default "flashgate": keys fg:fleet:{channel}:... */
+    enum fg_conf_fleet_sharded sharded; /* SPUBLISH/SSUBSCRIBE: auto = on a cluster */
+    uint64_t purge_log;                 /* purges kept in Redis for instances that were cut
+                                           off; default 10000; 0: a reconnect drops all */
+    uint64_t hot_keys;                  /* the fleet's record of its hottest pages (a sorted set,
+                                           halved every minute): its size; default 1000; 0: none */
+    uint64_t warm_start;                /* pages a starting instance fetches from that record
+                                           before /healthz says ready; default 0: none */
+    uint64_t warm_timeout_ms;           /* ready after this at the latest; default 30s */
+    uint64_t warm_concurrency;          /* warm-up requests at once; default 8 */
+    size_t line;                        /* of the fleet block */
+};
+
 struct fg_config {
     atomic_uint refs;
     char *path;          /* the file it came from */
@@ -333,6 +368,7 @@ struct fg_config {
 
     struct fg_conf_admin admin;
     struct fg_conf_emf emf;
+    struct fg_conf_fleet fleet;
     char *instance_id; /* `instance_id NAME;` NULL: auto (IMDS's instance id, else the host name) */
 
     struct fg_conf_upstream *upstreams;

@@ -328,6 +328,66 @@ static void h_emf(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
     e->enabled = e->target != NULL;
 }
 
+static bool valid_name(const char *name);
+
+/* `fleet { redis NAME; ... }` (the redis block is looked up once every block is read). */
+static void h_fleet(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                    const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_fleet *f = &((struct fg_config *)obj)->fleet;
+    (void)dir;
+    f->enabled = true; /* a second block is refused by the walk (not repeatable) */
+    f->line = st->line;
+    fg_conf_apply_defaults(L, FG_CTX_FLEET, f);
+    f->channel = xstrdup(L, "flashgate", st->line);
+    fg_conf_walk(L, FG_CTX_FLEET, st->children, st->n_children, f, 0);
+    if (st->closed && f->redis_name == NULL)
+        ERR(L, st->line, "fleet needs 'redis NAME;' (a redis block: the Redis the fleet shares)");
+    if (st->closed && f->warm_start > f->hot_keys)
+        ERR(L, st->line, "fleet: warm_start %llu is more than hot_keys %llu keeps",
+            (unsigned long long)f->warm_start, (unsigned long long)f->hot_keys);
+}
+
+static void h_fleet_redis(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                          const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_fleet *f = obj;
+    (void)dir;
+    free(f->redis_name);
+    f->redis_name = xstrdup(L, st->args[1], st->line);
+    f->redis_line = st->line;
+}
+
+static void h_fleet_channel(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                            const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_fleet *f = obj;
+    const char *v = st->args[1];
+    if (!valid_name(v)) {
+        ERR(L, st->line, "invalid %s '%s' (letters, digits, '_', '-', '.'; at most %d characters)",
+            dir->name, v, FG_CONF_NAME_MAX - 1);
+        return;
+    }
+    free(f->channel);
+    f->channel = xstrdup(L, v, st->line);
+}
+
+static void h_fleet_sharded(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                            const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_fleet *f = obj;
+    (void)dir;
+    const char *v = st->args[1];
+    if (strcmp(v, "auto") == 0)
+        f->sharded = FG_CONF_SHARDED_AUTO;
+    else if (strcmp(v, "on") == 0)
+        f->sharded = FG_CONF_SHARDED_ON;
+    else if (strcmp(v, "off") == 0)
+        f->sharded = FG_CONF_SHARDED_OFF;
+    else
+        ERR(L, st->line, "invalid value '%s' for 'sharded' (auto, on or off)", v);
+}
+
 /* `target file:/path | tcp://host:port | udp://host:port;` — the port defaults to the
  * CloudWatch agent's EMF listener, 25888. */
 static void h_emf_target(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -1237,10 +1297,40 @@ static void h_cache(struct fg_conf_loader *L, const struct fg_conf_directive *di
     struct fg_conf_cache *k = &c->caches[idx];
     snprintf(k->name, sizeof(k->name), "%s", name);
     k->index = idx;
+    k->line = st->line;
     fg_conf_apply_defaults(L, FG_CTX_CACHE, k);
+    snprintf(k->tag_fields[0], sizeof(k->tag_fields[0]), "cache-tag");
+    snprintf(k->tag_fields[1], sizeof(k->tag_fields[1]), "surrogate-key");
+    k->n_tag_fields = 2;
     fg_conf_walk(L, FG_CTX_CACHE, st->children, st->n_children, k, 0);
     if (st->closed && k->max_object > k->memory)
         ERR(L, st->line, "cache '%s': max_object is larger than memory", name);
+}
+
+static void h_cache_tag_field(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                              const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_cache *k = obj;
+    (void)dir;
+    k->n_tag_fields = 0;
+    if (st->n_args == 2 && strcmp(st->args[1], "off") == 0)
+        return;
+    for (size_t i = 1; i < st->n_args; i++) {
+        const char *v = st->args[i];
+        size_t len = strlen(v);
+        bool ok = len > 0 && len < sizeof(k->tag_fields[0]);
+        for (const char *p = v; ok && *p != '\0'; p++)
+            ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_';
+        if (!ok) {
+            ERR(L, st->line, "invalid field name '%s' for 'tag_field' (letters, digits, '-', '_')",
+                v);
+            k->n_tag_fields = 0;
+            return;
+        }
+        char *d = k->tag_fields[k->n_tag_fields++];
+        for (size_t j = 0; j <= len; j++)
+            d[j] = (char)tolower((unsigned char)v[j]);
+    }
 }
 
 static void h_compress(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -1806,6 +1896,7 @@ static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *d
 #define O   FG_CTX_OFFLOAD
 #define E   FG_CTX_EMF
 #define RD  FG_CTX_REDIS
+#define FL  FG_CTX_FLEET
 #define OF  struct fg_conf_route_offload
 #define UPS struct fg_conf_upstream
 #define SRV struct fg_conf_server
@@ -1860,6 +1951,9 @@ const struct fg_conf_directive fg_conf_directives[] = {
      "262144", "keys the local rate-limit table holds (32 bytes each); read at start"},
     {"redis", M, 1, 1, FG_BLOCK_YES, true, CUSTOM(h_redis),
      "name { ... }", "none", "a Redis or ElastiCache endpoint that features name"},
+    {"fleet", M, 0, 0, FG_BLOCK_YES, false, CUSTOM(h_fleet),
+     "{ ... }", "none",
+     "what the instances do together through their shared Redis: purges and tags for all"},
     {"resolver", M, 1, 4, FG_BLOCK_NO, false, CUSTOM(h_resolver),
      "address[:port] ...", "none",
      "DNS servers for names looked up while running (Redis endpoints); none: /etc/resolv.conf"},
@@ -1891,6 +1985,31 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"imds_endpoint", RD, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_redis_imds),
      "url", "http://169.254.169.254",
      "the instance metadata service that auth iam's credentials come from"},
+
+    /* fleet */
+    {"redis", FL, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_fleet_redis),
+     "name", "none", "the redis block of the Redis the instances share; required"},
+    {"channel", FL, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_fleet_channel),
+     "name", "flashgate",
+     "names the fleet's channel and keys (fg:fleet:{name}:...): one per fleet sharing a Redis"},
+    {"sharded", FL, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_fleet_sharded),
+     "auto | on | off", "auto",
+     "sharded pub/sub (SPUBLISH, SSUBSCRIBE; Redis 7): auto = when the Redis is a cluster"},
+    {"purge_log", FL, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
+     FIELD(struct fg_conf_fleet, purge_log), 0, 1000000, h_generic, "number", "10000",
+     "purges kept in Redis for instances that were cut off; 0: they drop their caches"},
+    {"hot_keys", FL, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(struct fg_conf_fleet, hot_keys),
+     0, 100000, h_generic, "number", "1000",
+     "size of the fleet's record of its hottest pages (decayed); 0: not kept"},
+    {"warm_start", FL, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
+     FIELD(struct fg_conf_fleet, warm_start), 0, 100000, h_generic, "number", "0",
+     "a starting instance fetches this many of the hottest pages before /healthz says ready"},
+    {"warm_timeout", FL, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(struct fg_conf_fleet, warm_timeout_ms), 100, HOUR_MS, h_generic, "duration", "30s",
+     "the longest a warm start keeps /healthz at 503"},
+    {"warm_concurrency", FL, 1, 1, FG_BLOCK_NO, false, FG_T_UINT,
+     FIELD(struct fg_conf_fleet, warm_concurrency), 1, 256, h_generic, "number", "8",
+     "warm-start requests at once"},
 
     /* limit */
     {"key", LI, 1, 8, FG_BLOCK_NO, false, CUSTOM(h_limit_key),
@@ -1935,6 +2054,21 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"max_object", K, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
      FIELD(struct fg_conf_cache, max_object), 1, 1ull << 40, h_generic, "size", "8m",
      "larger responses are passed through, not stored"},
+    {"tag_field", K, 1, FG_CONF_TAG_FIELDS_MAX, FG_BLOCK_NO, false, CUSTOM(h_cache_tag_field),
+     "field ... | off", "Cache-Tag Surrogate-Key",
+     "response fields whose space or comma separated tags are kept for POST /cache/purge?tag="},
+    {"shared", K, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(struct fg_conf_cache, shared),
+     0, 0, h_generic, "on | off", "off",
+     "a second level in the fleet's Redis: local misses ask it before the app (needs fleet)"},
+    {"shared_timeout", K, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION,
+     FIELD(struct fg_conf_cache, shared_timeout_ms), 1, 1000, h_generic, "duration", "5ms",
+     "how long a local miss waits for the shared tier before it asks the app"},
+    {"shared_max_object", K, 1, 1, FG_BLOCK_NO, false, FG_T_SIZE,
+     FIELD(struct fg_conf_cache, shared_max_object), 1, 512ull << 20, h_generic, "size", "1m",
+     "larger responses are kept locally only"},
+    {"tag_strip", K, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(struct fg_conf_cache, tag_strip),
+     0, 0, h_generic, "on | off", "on",
+     "remove the tag fields from answers to clients (they label pages for purges only)"},
 
     /* admin */
     {"listen", A, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_admin_listen),
@@ -2158,6 +2292,7 @@ const struct fg_conf_directive fg_conf_directives[] = {
 #undef O
 #undef E
 #undef RD
+#undef FL
 #undef OF
 #undef UPS
 #undef SRV
@@ -2182,6 +2317,8 @@ static unsigned block_ctx(const char *name, unsigned ctx)
         return FG_CTX_EMF;
     if (ctx == FG_CTX_MAIN && strcmp(name, "redis") == 0)
         return FG_CTX_REDIS;
+    if (ctx == FG_CTX_MAIN && strcmp(name, "fleet") == 0)
+        return FG_CTX_FLEET;
     if (ctx == FG_CTX_SERVER && strcmp(name, "route") == 0)
         return FG_CTX_ROUTE;
     if (ctx == FG_CTX_ROUTE && strcmp(name, "offload") == 0)
@@ -2366,6 +2503,31 @@ static void build_endpoint(struct fg_conf_loader *L, struct fg_conf_redis *rd)
         ERR(L, rd->line, "redis '%s': %s", rd->name, err);
 }
 
+/* The fleet's redis block exists. */
+static void link_fleet(struct fg_conf_loader *L)
+{
+    struct fg_config *c = state(L)->c;
+    struct fg_conf_fleet *f = &c->fleet;
+    if (!f->enabled || f->redis_name == NULL)
+        return;
+    for (size_t k = 0; k < c->n_redis; k++)
+        if (strcmp(c->redis[k].name, f->redis_name) == 0)
+            return;
+    ERR(L, f->redis_line, "redis '%s' is not defined (add 'redis %s { url redis://host:6379; }')",
+        f->redis_name, f->redis_name);
+}
+
+/* `shared on` keeps objects in the fleet's Redis: there must be one. */
+static void check_shared_caches(struct fg_conf_loader *L)
+{
+    struct fg_config *c = state(L)->c;
+    for (size_t i = 0; i < c->n_caches; i++)
+        if (c->caches[i].shared && !c->fleet.enabled)
+            ERR(L, c->caches[i].line,
+                "cache '%s': shared on needs a fleet block (fleet { redis NAME; })",
+                c->caches[i].name);
+}
+
 /* Endpoints are built once the rest is right: password files are read, TLS contexts
  * made, so a bad one refuses the config (and a reload) with its line. */
 static void build_redis(struct fg_conf_loader *L)
@@ -2373,6 +2535,9 @@ static void build_redis(struct fg_conf_loader *L)
     struct fg_config *c = state(L)->c;
     for (size_t i = 0; i < c->n_redis; i++)
         build_endpoint(L, &c->redis[i]);
+    for (size_t k = 0; c->fleet.enabled && k < c->n_redis; k++)
+        if (strcmp(c->redis[k].name, c->fleet.redis_name) == 0)
+            c->fleet.ep = c->redis[k].ep;
     for (size_t i = 0; i < c->n_limits; i++) {
         struct fg_conf_limit *l = &c->limits[i];
         if (!l->redis)
@@ -2450,6 +2615,8 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
         for (size_t k = 0; k < c->servers[i].n_routes; k++)
             c->servers[i].routes[k].id = c->n_all_routes++;
     link_limit_backends(&L);
+    link_fleet(&L);
+    check_shared_caches(&L);
     if (syntax_ok && n_srv == 0)
         ERR(&L, last_line, "no server block");
     if (d->n_errors == 0)

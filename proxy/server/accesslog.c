@@ -342,6 +342,8 @@ void fg_accesslog_txn(struct fg_worker *w, const struct fg_txn *t)
     json_str(out, t->route ? t->route->prefix : "");
     evbuffer_add(out, ",\"cache\":", 9);
     json_str(out, t->log_cache ? t->log_cache : "");
+    evbuffer_add(out, ",\"fleet\":", 9);
+    json_str(out, t->log_fleet ? t->log_fleet : "");
     evbuffer_add(out, ",\"limited_by\":", 14);
     json_str(out, t->log_limit ? t->log_limit : "");
     evbuffer_add(out, ",\"offload\":", 11);

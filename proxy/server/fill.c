@@ -57,6 +57,14 @@ struct fg_fill {
     enum fg_http_body app_body; /* the framing the app sent, whatever is stored */
     uint64_t appended;          /* body bytes given to the object */
     uint64_t app_length;
+    /* The shared tier (fleet.h): asked before the app on a plain miss. */
+    struct fg_fleet_l2_get *l2; /* the get on its way */
+    bool from_l2;               /* the object came from it: not written back */
+    bool l2_again;              /* asked again after another instance's fill: no lock now */
+    /* Fleet-wide coalescing: the fill lock asked for, held, or waited on. */
+    struct fg_fleet_req *fleet_req;
+    bool lock_held;
+    enum fg_fleet_fill_outcome release_as; /* what waiters are told if it ends otherwise */
 };
 
 static const struct fg_upstream_exchange_ops fill_ops;
@@ -69,6 +77,12 @@ static void fill_free(struct fg_fill *f)
         f->initiator->cache.fill = NULL;
     if (f->x != NULL)
         fg_upstream_exchange_abort(f->x);
+    fg_fleet_l2_cancel(f->l2);
+    fg_fleet_req_cancel(f->fleet_req);
+    if (f->lock_held) { /* the other instances waiting go to the app now */
+        const char *key = fg_cache_obj_key(f->obj);
+        fg_fleet_release(f->snap->fleet, key, strlen(key), f->release_as);
+    }
     fg_cache_obj_unref(f->obj);
     fg_cache_obj_unref(f->stale);
     if (f->zs.z != NULL)
@@ -128,6 +142,218 @@ static bool send_request(struct fg_fill *f)
     return f->x != NULL;
 }
 
+/* ---- the shared tier (fleet.h) ---------------------------------------------------------- */
+
+static bool l2_ask(struct fg_fill *f);
+
+/* The access log's word for what the fleet did, on the request that started the fill. */
+static void fleet_log(struct fg_fill *f, const char *word)
+{
+    if (f->initiator != NULL)
+        f->initiator->log_fleet = word;
+}
+
+/* Ask the app (the exchange); the fill is over when it cannot be. */
+static void app(struct fg_fill *f)
+{
+    if (!send_request(f)) {
+        fg_cache_fill_abort(f->obj, 502);
+        fill_free(f);
+    }
+}
+
+/* Another instance's fill of the key ended (or the wait did). */
+static void wait_answer(enum fg_fleet_fill_outcome o, void *arg)
+{
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
+    f->fleet_req = NULL;
+    f->l2_again = true;
+    fleet_log(f, o == FG_FLEET_FILL_TIMEOUT  ? "wait_timeout"
+                 : o == FG_FLEET_FILL_FILLED ? "waited"
+                                             : "wait_passed");
+    if (o == FG_FLEET_FILL_FILLED && l2_ask(f))
+        return;
+    app(f); /* not storable, failed, or no word in time: on our own */
+}
+
+static void lock_answer(bool taken, bool answered, void *arg)
+{
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
+    f->fleet_req = NULL;
+    if (taken) {
+        fleet_log(f, "lock");
+        f->lock_held = true;
+        f->release_as = FG_FLEET_FILL_ABORTED;
+        app(f);
+        return;
+    }
+    if (!answered) { /* Redis could not say: the app, as without the fleet */
+        app(f);
+        return;
+    }
+    const char *key = fg_cache_obj_key(f->obj);
+    struct fg_fleet_req *q = NULL;
+    enum fg_fleet_fill_outcome o = fg_fleet_wait_fill(
+        f->snap->fleet, key, strlen(key), f->route->cache.lock_timeout_ms, wait_answer, f, &q);
+    if (o == FG_FLEET_FILL_PENDING) {
+        f->fleet_req = q;
+        return;
+    }
+    f->l2_again = true;
+    fleet_log(f, o == FG_FLEET_FILL_FILLED ? "waited" : "wait_passed");
+    if (o == FG_FLEET_FILL_FILLED && l2_ask(f))
+        return;
+    app(f);
+}
+
+/* Take the key's fleet-wide fill lock (lock_answer goes on). false: ask the app now. */
+static bool lock_ask(struct fg_fill *f)
+{
+    const char *key = fg_cache_obj_key(f->obj);
+    const struct fg_conf_route_cache *rc = &f->route->cache;
+    f->fleet_req = fg_fleet_lock(f->snap->fleet, key, strlen(key), rc->lock_timeout_ms,
+                                 rc->cache->shared_timeout_ms, lock_answer, f);
+    return f->fleet_req != NULL;
+}
+
+static int vary_values_of(const struct fg_fill *f, const char *names, size_t names_len, char *out,
+                          size_t cap);
+
+/* The variant among recs this fill's request may be served: its secondary key, fresh,
+ * not to be revalidated, and not purged here since it was stored. NULL: none. */
+static const struct fg_fleet_l2_record *
+l2_pick(struct fg_fill *f, const struct fg_fleet_l2_record *recs, size_t n, bool *rejected)
+{
+    const char *key = fg_cache_obj_key(f->obj);
+    int64_t now = fg_wall_ms();
+    for (size_t i = 0; i < n; i++) {
+        const struct fg_fleet_l2_record *r = &recs[i];
+        char values[2048];
+        int vlen = r->vary_names_len > 0
+                       ? vary_values_of(f, r->vary_names, r->vary_names_len, values, sizeof(values))
+                       : 0;
+        if (vlen < 0 || (size_t)vlen != r->vary_values_len ||
+            memcmp(values, r->vary_values, (size_t)vlen) != 0)
+            continue; /* another variant */
+        uint64_t age;
+        if (r->meta.no_cache || !fg_cache_meta_fresh(&r->meta, now, &age) ||
+            r->body_len > f->route->cache.cache->max_object ||
+            fg_fleet_purged_since(key, strlen(key), r->tags, r->tags_len,
+                                  r->meta.response_time_ms)) {
+            *rejected = true;
+            continue;
+        }
+        return r;
+    }
+    return NULL;
+}
+
+/* Publish a record into the busy object, for every reader waiting on it. */
+static bool l2_publish(struct fg_fill *f, const struct fg_fleet_l2_record *r)
+{
+    struct fg_cache_meta m = r->meta;
+    m.content_length = r->body_len;
+    if (!fg_cache_fill_tags(f->obj, r->tags, r->tags_len) ||
+        !fg_cache_fill_head(f->obj, &m, r->head, r->head_len, r->vary_names, r->vary_names_len,
+                            r->vary_values, r->vary_values_len))
+        return false;
+    if (r->body_len > 0)
+        fg_cache_fill_append(f->obj, r->body, r->body_len); /* too big: readers still get it */
+    fg_cache_fill_done(f->obj, true);
+    return true;
+}
+
+static void l2_answer(enum fg_fleet_l2_status st, const struct fg_fleet_l2_record *recs, size_t n,
+                      void *arg)
+{
+    struct fg_fill *f = arg;
+    FG_ASSERT(f->magic == FG_FILL_MAGIC);
+    f->l2 = NULL;
+    bool rejected = false;
+    const struct fg_fleet_l2_record *r =
+        st == FG_FLEET_L2_FOUND ? l2_pick(f, recs, n, &rejected) : NULL;
+    if (r != NULL && l2_publish(f, r)) {
+        if (!f->l2_again) /* after a wait, "waited" says it */
+            fleet_log(f, "l2_hit");
+        fg_fleet_l2_count(FG_FLEET_L2_EV_HIT, r->body_len);
+        f->from_l2 = true;
+        fill_free(f);
+        return;
+    }
+    /* a timeout or an error was counted by the tier */
+    if (!f->l2_again)
+        fleet_log(f, st == FG_FLEET_L2_TIMEOUT ? "l2_timeout"
+                     : st == FG_FLEET_L2_ERROR ? "l2_error"
+                                               : "l2_miss");
+    if (st == FG_FLEET_L2_FOUND)
+        fg_fleet_l2_count(rejected ? FG_FLEET_L2_EV_REJECTED : FG_FLEET_L2_EV_MISS, 0);
+    /* Missing everywhere: one instance of the fleet asks the app (the lock), unless this
+     * is already the second look, after another instance's fill. */
+    if (st == FG_FLEET_L2_FOUND && !f->l2_again && lock_ask(f))
+        return;
+    app(f);
+}
+
+/* Ask the shared tier first: a plain miss (not a revalidation) of a shared cache. true
+ * when the question is on its way (l2_answer continues). */
+static bool l2_ask(struct fg_fill *f)
+{
+    const struct fg_conf_cache *k = f->route->cache.cache;
+    if (f->snap->fleet == NULL || !k->shared || f->stale != NULL)
+        return false;
+    const char *key = fg_cache_obj_key(f->obj);
+    f->l2 = fg_fleet_l2_get(f->snap->fleet, key, strlen(key), k->shared_timeout_ms, l2_answer, f);
+    return f->l2 != NULL;
+}
+
+/* Write what the app filled back to the shared tier, if it may serve other instances:
+ * complete, fresh for a while, not revalidated before every use, within
+ * shared_max_object. The store only kept what a shared cache may store (no private, no
+ * Set-Cookie, describe()). */
+static void l2_write_back(struct fg_fill *f)
+{
+    const struct fg_conf_cache *k = f->route->cache.cache;
+    if (f->snap->fleet == NULL || !k->shared || f->from_l2 ||
+        fg_cache_obj_state(f->obj) != FG_CACHE_COMPLETE)
+        return;
+    f->release_as = FG_FLEET_FILL_ABORTED; /* not written: the waiters ask the app */
+    const struct fg_cache_meta *m = fg_cache_obj_meta(f->obj);
+    uint64_t len = fg_cache_obj_length(f->obj), age;
+    if (len > k->shared_max_object) {
+        fg_fleet_l2_count(FG_FLEET_L2_EV_TOO_BIG, 0);
+        return;
+    }
+    if (m->no_cache || !fg_cache_meta_fresh(m, fg_wall_ms(), &age))
+        return;
+    uint64_t windows = m->swr > m->sie ? m->swr : m->sie;
+    uint64_t ttl_ms = (m->lifetime - age + windows) * 1000;
+    struct evbuffer *body = evbuffer_new();
+    if (body == NULL)
+        return;
+    struct fg_cache_reader rd;
+    fg_cache_reader_start(&rd, f->obj, NULL, NULL, NULL);
+    uint64_t added = 0;
+    enum fg_cache_read_status rs = fg_cache_reader_read(&rd, body, false, &added);
+    fg_cache_reader_stop(&rd);
+    if (rs == FG_CACHE_READ_END) {
+        struct fg_fleet_l2_record r = {.meta = *m};
+        r.meta.content_length = evbuffer_get_length(body);
+        r.head = fg_cache_obj_head(f->obj, &r.head_len);
+        fg_cache_obj_vary(f->obj, &r.vary_names, &r.vary_names_len, &r.vary_values,
+                          &r.vary_values_len);
+        r.tags = fg_cache_obj_tags(f->obj, &r.tags_len);
+        r.body_len = evbuffer_get_length(body);
+        r.body = r.body_len > 0 ? (const char *)evbuffer_pullup(body, -1) : "";
+        const char *key = fg_cache_obj_key(f->obj);
+        /* the put releases the lock and tells the waiters once Redis has the record */
+        fg_fleet_l2_put(f->snap->fleet, key, strlen(key), &r, ttl_ms, f->lock_held);
+        f->lock_held = false;
+    }
+    evbuffer_free(body);
+}
+
 struct fg_fill *fg_fill_start(struct fg_txn *t, struct fg_cache_obj *fill,
                               struct fg_cache_obj *stale, bool background)
 {
@@ -170,7 +396,7 @@ struct fg_fill *fg_fill_start(struct fg_txn *t, struct fg_cache_obj *fill,
         .max_request_line = 65536, .max_header_bytes = 1 << 20, .max_headers = FG_HTTP_MAX_HEADERS};
     enum fg_http_error err;
     if (f->head == NULL || fg_http_parse_request(f->head, f->head_len, &lim, req, &err) <= 0 ||
-        !send_request(f)) {
+        !(l2_ask(f) || send_request(f))) {
         fg_cache_fill_abort(fill, 502);
         fill_free(f);
         return NULL;
@@ -227,15 +453,28 @@ static void body_done(struct fg_fill *f, bool ok)
         fg_compress_stream_free(&f->zs);
     }
     fg_cache_fill_done(f->obj, ok);
+    if (ok)
+        l2_write_back(f);
     fill_free(f); /* aborts the exchange if it still runs */
 }
 
 /* ---- the response head -------------------------------------------------------------------- */
 
-/* Fields not stored: framing, hop-by-hop, ours (Age is computed on every hit). */
-static bool stored_field(const struct fg_http_response *resp, const struct fg_http_header *h)
+/* Is h one of the cache's tag fields (Cache-Tag...)? */
+static bool tag_field(const struct fg_conf_cache *k, const struct fg_http_header *h)
 {
-    if (fg_http_is_hop_by_hop(h->name, h->name_len) ||
+    for (size_t i = 0; i < k->n_tag_fields; i++)
+        if (fg_http_name_eq(h->name, h->name_len, k->tag_fields[i]))
+            return true;
+    return false;
+}
+
+/* Fields not stored: framing, hop-by-hop, ours (Age is computed on every hit), and the
+ * tag fields with `tag_strip on` (the tags are kept beside the head, for purges). */
+static bool stored_field(const struct fg_conf_cache *k, const struct fg_http_response *resp,
+                         const struct fg_http_header *h)
+{
+    if ((k->tag_strip && tag_field(k, h)) || fg_http_is_hop_by_hop(h->name, h->name_len) ||
         fg_http_name_eq(h->name, h->name_len, "content-length") ||
         fg_http_name_eq(h->name, h->name_len, "age") ||
         fg_http_name_eq(h->name, h->name_len, "x-cache"))
@@ -258,8 +497,8 @@ static char *put_field(char *o, const struct fg_http_header *h)
     return o;
 }
 
-static char *stored_head(const struct fg_http_response *resp, const struct fg_compress_plan *plan,
-                         size_t *len)
+static char *stored_head(const struct fg_conf_cache *k, const struct fg_http_response *resp,
+                         const struct fg_compress_plan *plan, size_t *len)
 {
     size_t cap = resp->head_len + 64 + (plan ? FG_COMPRESS_PLAN_FIELDS_MAX : 0);
     char *p = malloc(cap), *o = p;
@@ -271,7 +510,7 @@ static char *stored_head(const struct fg_http_response *resp, const struct fg_co
                   resp->reason_len ? resp->reason : fg_http_reason(resp->status));
     for (size_t i = 0; i < resp->n_headers; i++) {
         const struct fg_http_header *h = &resp->headers[i];
-        if (!stored_field(resp, h) || (plan != NULL && fg_compress_plan_replaces(plan, h)))
+        if (!stored_field(k, resp, h) || (plan != NULL && fg_compress_plan_replaces(plan, h)))
             continue;
         o = put_field(o, h);
     }
@@ -357,8 +596,8 @@ static bool describe(struct fg_fill *f, const struct fg_http_response *resp,
 }
 
 /* Replace the stored fields with those of a 304 (RFC 9111 §3.2) into a new head. */
-static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_response *nm,
-                         size_t *len)
+static char *merged_head(const struct fg_conf_cache *k, const struct fg_cache_obj *stale,
+                         const struct fg_http_response *nm, size_t *len)
 {
     size_t stale_len;
     const char *stale_head = fg_cache_obj_head(stale, &stale_len);
@@ -381,7 +620,7 @@ static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_
         bool replaced = false;
         for (size_t i = 0; colon != NULL && i < nm->n_headers && !replaced; i++) {
             const struct fg_http_header *h = &nm->headers[i];
-            replaced = stored_field(nm, h) && h->name_len == (size_t)(colon - line) &&
+            replaced = stored_field(k, nm, h) && h->name_len == (size_t)(colon - line) &&
                        strncasecmp(h->name, line, h->name_len) == 0;
         }
         if (!replaced) {
@@ -392,7 +631,7 @@ static char *merged_head(const struct fg_cache_obj *stale, const struct fg_http_
     }
     for (size_t i = 0; i < nm->n_headers; i++) {
         const struct fg_http_header *h = &nm->headers[i];
-        if (!stored_field(nm, h) || fg_http_name_eq(h->name, h->name_len, "content-encoding") ||
+        if (!stored_field(k, nm, h) || fg_http_name_eq(h->name, h->name_len, "content-encoding") ||
             fg_http_name_eq(h->name, h->name_len, "content-type"))
             continue;
         o = put_field(o, h);
@@ -406,7 +645,7 @@ static void not_modified(struct fg_fill *f, const struct fg_http_response *resp)
     struct fg_cache_meta src;
     fg_cache_meta_init(&src);
     size_t len = 0;
-    char *head = merged_head(f->stale, resp, &len);
+    char *head = merged_head(f->route->cache.cache, f->stale, resp, &len);
     /* Freshness from the merged fields: parse them back as one head. */
     struct fg_http_response *merged = malloc(sizeof(*merged));
     char *text = head ? malloc(len + 2) : NULL;
@@ -439,6 +678,7 @@ static void pass(struct fg_fill *f, const struct fg_http_response *resp)
     uint64_t ttl = resp->status >= 500 ? 0 : f->route->cache.hit_for_miss_ms;
     struct fg_txn *t = f->initiator;
     struct fg_upstream_exchange *x = f->x;
+    f->release_as = FG_FLEET_FILL_PASSED; /* the fleet's waiters go to the app at once */
     fg_cache_fill_pass(f->obj, fg_wall_ms(), ttl);
     if (t != NULL && !f->head_only_client) {
         /* The request that started the fill takes the answer over: the exchange goes on
@@ -544,6 +784,21 @@ static void on_head_storable(struct fg_fill *f, const struct fg_http_response *r
         pass(f, resp);
         return;
     }
+    /* The tags go with the object; an answer whose tags do not fit is not stored (a
+     * purge of a tag it lost would miss it). */
+    const struct fg_conf_cache *k = f->route->cache.cache;
+    char tags[FG_CACHE_TAGS_MAX];
+    int tlen = fg_cache_tags_collect(view->headers, view->n_headers,
+                                     (const char *const[]){k->tag_fields[0], k->tag_fields[1],
+                                                           k->tag_fields[2], k->tag_fields[3]},
+                                     k->n_tag_fields, tags, sizeof(tags));
+    if (tlen < 0) {
+        fg_info("cache fill of %s: not stored: its tags do not fit (%d bytes of tags, %d per tag "
+                "at most)",
+                fg_cache_obj_key(f->obj), FG_CACHE_TAGS_MAX, FG_CACHE_TAG_MAX);
+        pass(f, resp);
+        return;
+    }
     if (z) {
         if (!fg_stage_compress_start(&f->zs, f->route, &plan,
                                      view->body == FG_HTTP_BODY_LENGTH
@@ -555,9 +810,10 @@ static void on_head_storable(struct fg_fill *f, const struct fg_http_response *r
         src.content_length = FG_CACHE_NO_VALUE; /* known once encoded */
     }
     size_t hlen = 0;
-    char *head = stored_head(view, zedit ? &plan : NULL, &hlen);
-    bool ok = head != NULL && fg_cache_fill_head(f->obj, &src, head, hlen, names, (size_t)nlen,
-                                                 values, (size_t)vlen);
+    char *head = stored_head(k, view, zedit ? &plan : NULL, &hlen);
+    bool ok =
+        head != NULL && fg_cache_fill_tags(f->obj, tags, (size_t)tlen) &&
+        fg_cache_fill_head(f->obj, &src, head, hlen, names, (size_t)nlen, values, (size_t)vlen);
     free(head);
     if (!ok) {
         pass(f, resp);

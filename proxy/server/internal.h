@@ -23,6 +23,7 @@
 #include "http/http.h"
 #include "netio/netio.h"
 #include "offload/offload.h"
+#include "fleet/fleet.h"
 #include "ratelimit/ratelimit.h"
 #include "server/conn.h"
 #include "server/respond.h"
@@ -67,6 +68,8 @@ struct fg_snap {
                                               (stage_offload.c: the triggers' windows) */
     struct fg_route_worker_stats **routes; /* [cfg->n_all_routes] (routestats.c); NULL
                                               entries are not counted apart */
+    struct fg_fleet_worker *fleet;         /* the shared cache tier's client (fleet.h);
+                                              NULL: no cache is shared */
     unsigned users;
     bool retired;
 };

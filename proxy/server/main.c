@@ -13,6 +13,7 @@
 #include "admin/admin.h"
 #include "config/config.h"
 #include "core/core.h"
+#include "fleet/fleet.h"
 #include "server/server.h"
 #include "tls/tls.h"
 
@@ -55,6 +56,7 @@ static bool reload_error_log(const struct fg_config *next, const struct fg_confi
 
 static const struct fg_admin_ops admin_ops = {
     .draining = fg_server_draining,
+    .warming = fg_fleet_warming,
     .stats_json = fg_server_stats_json,
     .metrics = fg_server_metrics,
     .config = fg_server_config,
@@ -103,6 +105,7 @@ static struct fg_config *reload(struct fg_config *cur, const char *path)
     for (size_t i = 0; i < warns.n; i++)
         fg_warn("%s", warns.msgs[i]);
     fg_config_errors_free(&warns);
+    fg_fleet_reload(next);
     fg_notice("configuration generation %llu is running", (unsigned long long)next->generation);
     fg_config_unref(cur);
     fg_sd_notify("READY=1");
@@ -238,6 +241,9 @@ int main(int argc, char **argv)
     /* Workers start only now: no request is ever served with root privileges. */
     if (!fg_server_run())
         return 1;
+    struct fg_addr warm_target;
+    if (!fg_fleet_start(cfg, fg_server_warm_target(&warm_target) ? &warm_target : NULL))
+        return 1;
     fg_notice("flashgate %s started: config %s, generation 1", PACKAGE_VERSION, path);
     fg_sd_notify("READY=1");
 
@@ -283,6 +289,7 @@ int main(int argc, char **argv)
             }
         }
     }
+    fg_fleet_stop(); /* first: its last answers go to the admin thread */
     fg_admin_stop();
     fg_server_stop();
     fg_server_remove_pid_file();

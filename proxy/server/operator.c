@@ -5,13 +5,52 @@
 #include "server/internal.h"
 
 #include <arpa/inet.h>
+#include <stdlib.h>
 
-size_t fg_server_cache_purge(const char *key, size_t len, bool prefix)
+#include "fleet/fleet.h"
+
+static const char *const purge_kind_names[] = {"", "prefix ", "tag "};
+_Static_assert(FG_ADMIN_PURGE_KEY == (int)FG_FLEET_PURGE_KEY &&
+                   FG_ADMIN_PURGE_PREFIX == (int)FG_FLEET_PURGE_PREFIX &&
+                   FG_ADMIN_PURGE_TAG == (int)FG_FLEET_PURGE_TAG,
+               "the admin's purge kinds are the fleet's");
+
+/* A purge is applied here at once, then published to the fleet (fleet.h); the admin's
+ * answer waits for the publish's receiver count. */
+struct purge_call {
+    size_t purged;
+    fg_admin_purge_done done;
+    void *arg;
+};
+
+static void purge_published(const struct fg_fleet_publish_result *pub, void *arg)
 {
-    size_t total = fg_cache_registry_purge(key, len, prefix);
-    fg_notice("cache purge of %s%.*s: %zu object(s) removed", prefix ? "prefix " : "", (int)len,
-              key, total);
-    return total;
+    struct purge_call *pc = arg;
+    struct fg_admin_purge_result res = {.purged = pc->purged,
+                                        .fleet = true,
+                                        .published = pub->published,
+                                        .receivers = pub->receivers,
+                                        .error = pub->error};
+    pc->done(&res, pc->arg);
+    free(pc);
+}
+
+void fg_server_cache_purge(enum fg_admin_purge_kind kind, const char *value, size_t len,
+                           struct event_base *base, fg_admin_purge_done done, void *arg)
+{
+    /* the admin's kinds and the fleet's are the same list */
+    size_t total = fg_fleet_apply_purge((enum fg_fleet_purge_kind)kind, value, len);
+    fg_notice("cache purge of %s%.*s: %zu object(s) removed", purge_kind_names[kind], (int)len,
+              value, total);
+    struct purge_call *pc = fg_fleet_on() ? malloc(sizeof(*pc)) : NULL;
+    if (pc == NULL) {
+        struct fg_admin_purge_result res = {
+            .purged = total, .fleet = fg_fleet_on(), .error = "out of memory"};
+        done(&res, arg);
+        return;
+    }
+    *pc = (struct purge_call){.purged = total, .done = done, .arg = arg};
+    fg_fleet_publish_purge((enum fg_fleet_purge_kind)kind, value, len, base, purge_published, pc);
 }
 
 bool fg_server_warm_target(struct fg_addr *out)

@@ -252,6 +252,7 @@ static bool send_response_head(struct fg_txn *t, const struct fg_http_response *
                            .reason_len = resp->reason_len,
                            .app = resp,
                            .plan = zedit ? &plan : NULL,
+                           .tags = t->route->cache.cache,
                            .body = FG_RESPOND_AS_APP};
     t->proxy.chunked_out = false;
     switch (resp->body) {

@@ -182,13 +182,15 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
         return;
     }
 
-    /* The ALB's health check on the traffic port: it must see 503 as soon as we drain. */
+    /* The ALB's health check on the traffic port: it must see 503 as soon as we drain,
+     * and until a warm start is over (fleet.h). */
     if (route->health) {
         consume_head(c, t);
         bool draining = fg_server_draining();
-        const char *body = draining ? "draining\n" : "ok\n";
-        fg_respond(t, draining ? 503 : 200, "text/plain; charset=utf-8", body, strlen(body), NULL,
-                   0, false);
+        bool warming = !draining && fg_fleet_warming(); /* not ready before the warm start */
+        const char *body = draining ? "draining\n" : warming ? "warming\n" : "ok\n";
+        fg_respond(t, draining || warming ? 503 : 200, "text/plain; charset=utf-8", body,
+                   strlen(body), NULL, 0, false);
         return;
     }
 

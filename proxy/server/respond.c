@@ -78,8 +78,18 @@ static char *put_status_line(char *p, int status, const char *reason, size_t rea
     return p;
 }
 
-/* The app's fields that go on: hop-by-hop, what Connection lists, the framing we redo and
- * what the compression plan replaces are dropped. *have_id: the app sent X-Request-Id. */
+/* Is h one of the tag fields of a cache that strips them? */
+static bool tag_field(const struct fg_conf_cache *k, const struct fg_http_header *h)
+{
+    for (size_t i = 0; k != NULL && k->tag_strip && i < k->n_tag_fields; i++)
+        if (fg_http_name_eq(h->name, h->name_len, k->tag_fields[i]))
+            return true;
+    return false;
+}
+
+/* The app's fields that go on: hop-by-hop, what Connection lists, the framing we redo,
+ * what the compression plan replaces and a cache's tag fields are dropped. *have_id: the
+ * app sent X-Request-Id. */
 static char *put_app_fields(char *p, const struct fg_respond *r, bool *have_id)
 {
     const struct fg_http_response *resp = r->app;
@@ -89,6 +99,8 @@ static char *put_app_fields(char *p, const struct fg_respond *r, bool *have_id)
         if (fg_http_is_hop_by_hop(h->name, h->name_len))
             continue;
         if (r->plan != NULL && fg_compress_plan_replaces(r->plan, h))
+            continue;
+        if (tag_field(r->tags, h))
             continue;
         /* A 204 has no body and no Content-Length (RFC 9110 8.6), whatever the app said. */
         if (h->name_len == 14 && (!keep_length || resp->status == 204) &&

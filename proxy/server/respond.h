@@ -15,6 +15,7 @@
 
 #include "cache/cache.h"
 #include "compress/compress.h"
+#include "config/config.h"
 #include "http/http.h"
 
 struct fg_txn;
@@ -35,6 +36,8 @@ struct fg_respond {
     /* What the answer's fields come from (any that apply): */
     const struct fg_http_response *app;  /* the app's (hop-by-hop and framing dropped) */
     const struct fg_compress_plan *plan; /* edits of the app's fields for an encoded body */
+    const struct fg_conf_cache *tags;    /* its tag fields are dropped from the app's
+                                            (a cache with `tag_strip on`); NULL: none */
     struct fg_cache_obj *stored;         /* the stored head, added by reference */
     const char *ctype;                   /* Content-Type of a body of ours */
     const char *fields;                  /* this kind of answer's own ("Name: v\r\n"...) */

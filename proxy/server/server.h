@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 
 #include "config/config.h"
+#include "admin/admin.h"
 
 /* startup.c: what start and `flashgate -t` check, each failure a "file:line: message"
  * in errs: the user exists, the log files can be written by whoever will write them.
@@ -71,8 +72,10 @@ void fg_server_metrics(struct evbuffer *out);
 /* The same counters as plain numbers, for the dashboard and the EMF output (admin.h). */
 struct fg_admin_sample;
 void fg_server_sample(struct fg_admin_sample *out);
-/* Purge every cache store of a key, or of every key starting with it (admin). */
-size_t fg_server_cache_purge(const char *key, size_t len, bool prefix);
+/* Purge every cache store of a key, of every key starting with it, or of a tag; with a
+ * fleet, on every instance (admin). */
+void fg_server_cache_purge(enum fg_admin_purge_kind kind, const char *value, size_t len,
+                           struct event_base *base, fg_admin_purge_done done, void *arg);
 /* Where cache warm-ups are sent: the first listen address (loopback for a wildcard). */
 bool fg_server_warm_target(struct fg_addr *out);
 /* The current config (a new reference; unref when done). */

@@ -586,6 +586,9 @@ static void run_lookup(struct fg_txn *t)
     tc->waiter.notifier = t->c->w->cache_notifier;
     struct fg_cache_obj *obj = NULL, *fill = NULL;
     enum fg_cache_verdict v = fg_cache_lookup(tc->store, &rq, &tc->waiter, &obj, &fill);
+    if (v == FG_CACHE_V_HIT || v == FG_CACHE_V_STALE || v == FG_CACHE_V_FILL)
+        fg_fleet_hot(t->snap->fleet, key, key_len, fg_compress_encoding_name(t->z.encoding),
+                     v == FG_CACHE_V_FILL); /* the fleet's hot pages, for warm starts */
     switch (v) {
     case FG_CACHE_V_HIT:
         fg_cache_count(tc->store, FG_CACHE_EV_HIT);

@@ -4,6 +4,7 @@
  */
 #include "server/internal.h"
 #include "admin/admin.h"
+#include "fleet/fleet.h"
 #include "json/json.h"
 #include "redis/redis.h"
 #include "tls/tls.h"
@@ -136,6 +137,8 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
     features_json(out);
     tls_json(out);
     fg_redis_stats_json(out); /* per Redis endpoint (proxy/redis) */
+    evbuffer_add(out, ",", 1);
+    fg_fleet_stats_json(out); /* the fleet's purge bus (proxy/fleet) */
     evbuffer_add(out, ",", 1);
     app_head_json(out, ws, n);
     routes_json(out);
@@ -502,6 +505,7 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
     limits_metrics(out);
     tls_metrics(out);
     fg_redis_stats_metrics(out);
+    fg_fleet_stats_metrics(out);
     compression_metrics(out);
     struct fg_admin_warm_progress w;
     fg_admin_warm_progress(&w);

@@ -63,6 +63,10 @@ struct fg_txn {
     const char *log_cache;         /* what the cache did (NULL: no cache on the route) */
     const char *log_limit;         /* the limit that refused */
     const char *log_offload;       /* queued, duplicate, pass, reject, limited, too_big */
+    const char *log_fleet;         /* what the fleet did for this request's fill (fill.c):
+                                      l2_hit, l2_miss, l2_timeout, l2_error, lock (asked
+                                      the app for the fleet), waited (then the shared
+                                      tier), wait_passed, wait_timeout; NULL: nothing */
 
     /* The stages' own state. */
     struct fg_stage_limit limit;

@@ -232,6 +232,7 @@ static struct fg_snap *snap_new(struct fg_worker *w, struct fg_config *cfg)
             fg_err("cache %s could not be created (out of memory): its routes pass through",
                    cfg->caches[i].name);
     }
+    s->fleet = fg_fleet_worker_new(w->base, cfg);
     for (size_t i = 0; i < cfg->n_upstreams; i++) {
         struct fg_upstream_stats *st = fg_worker_upstream_stats(w, &cfg->upstreams[i]);
         s->pools[i] = st ? fg_upstream_pool_new(w->base, &cfg->upstreams[i], st) : NULL;
@@ -250,6 +251,7 @@ static void snap_free(struct fg_snap *s)
     fg_stage_limit_snap_free(s);
     fg_stage_offload_snap_free(s);
     fg_route_stats_snap_free(s);
+    fg_fleet_worker_free(s->fleet);
     fg_config_unref(s->cfg);
     free(s);
 }

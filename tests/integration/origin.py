@@ -182,7 +182,8 @@ class Handler(socketserver.StreamRequestHandler):
         out = []
         for key, name in (("cc", "Cache-Control"), ("cdn", "CDN-Cache-Control"), ("vary", "Vary"),
                           ("loc", "Location"), ("cloc", "Content-Location"),
-                          ("ct", "Content-Type"), ("ce", "Content-Encoding")):
+                          ("ct", "Content-Type"), ("ce", "Content-Encoding"),
+                          ("tag", "Cache-Tag"), ("skey", "Surrogate-Key")):
             if key in q:
                 out.append((name, q[key]))
         if "etag" in q:

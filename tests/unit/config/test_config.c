@@ -684,6 +684,87 @@ static void test_redis_errors(void **state)
                  NAME ":2: redis 'r': ssl_ca_file needs a rediss:// URL");
 }
 
+static void test_cache_tags(void **state)
+{
+    (void)state;
+    struct fg_config *c =
+        load_ok("cache a { memory 16m; }\n"
+                "cache b { memory 16m; tag_field X-Tags Edge_Key; tag_strip off; }\n"
+                "cache n { memory 16m; tag_field off; }\n" UP SRV_LINE);
+    assert_int_equal(c->caches[0].n_tag_fields, 2);
+    assert_string_equal(c->caches[0].tag_fields[0], "cache-tag");
+    assert_string_equal(c->caches[0].tag_fields[1], "surrogate-key");
+    assert_true(c->caches[0].tag_strip);
+    assert_int_equal(c->caches[1].n_tag_fields, 2);
+    assert_string_equal(c->caches[1].tag_fields[0], "x-tags");
+    assert_string_equal(c->caches[1].tag_fields[1], "edge_key");
+    assert_false(c->caches[1].tag_strip);
+    assert_int_equal(c->caches[2].n_tag_fields, 0);
+    char *one = dump_to_string(c);
+    assert_non_null(strstr(one, "    tag_field cache-tag surrogate-key;\n    tag_strip on;\n"));
+    assert_non_null(strstr(one, "    tag_field x-tags edge_key;\n    tag_strip off;\n"));
+    assert_non_null(strstr(one, "    tag_field off;\n"));
+    free(one);
+    fg_config_unref(c);
+    expect_error("cache a {\n    tag_field Cache:Tag;\n}\n" UP SRV_LINE, NAME
+                 ":2: invalid field name 'Cache:Tag' for 'tag_field' (letters, digits, '-', '_')");
+    expect_error("cache a {\n    tag_field a b c d e;\n}\n" UP SRV_LINE,
+                 NAME ":2: directive 'tag_field' takes 1 to 4 arguments, got 5");
+}
+
+static void test_fleet_block(void **state)
+{
+    (void)state;
+    struct fg_config *c = load_ok(UP SRV_LINE);
+    assert_false(c->fleet.enabled);
+    fg_config_unref(c);
+    c = load_ok("fleet { redis r; }\nredis r { url redis://127.0.0.1:6379; }\n" UP SRV_LINE);
+    assert_true(c->fleet.enabled);
+    assert_string_equal(c->fleet.redis_name, "r");
+    assert_non_null(c->fleet.ep);
+    assert_ptr_equal(c->fleet.ep, c->redis[0].ep);
+    assert_string_equal(c->fleet.channel, "flashgate");
+    assert_int_equal(c->fleet.sharded, FG_CONF_SHARDED_AUTO);
+    assert_int_equal(c->fleet.purge_log, 10000);
+    char *one = dump_to_string(c);
+    assert_non_null(strstr(one,
+                           "fleet {\n    redis r;\n    channel flashgate;\n    sharded "
+                           "auto;\n    purge_log 10000;\n    hot_keys 1000;\n    "
+                           "warm_start 0;\n    warm_timeout 30s;\n    warm_concurrency 8;\n}\n"));
+    assert_int_equal(c->fleet.hot_keys, 1000);
+    assert_int_equal(c->fleet.warm_start, 0);
+    free(one);
+    fg_config_unref(c);
+    c = load_ok("redis r { url redis://h; }\nfleet { redis r; channel shop-2; sharded on; "
+                "purge_log 0; }\n" UP SRV_LINE);
+    assert_string_equal(c->fleet.channel, "shop-2");
+    assert_int_equal(c->fleet.sharded, FG_CONF_SHARDED_ON);
+    assert_int_equal(c->fleet.purge_log, 0);
+    fg_config_unref(c);
+    c = load_ok("redis r { url redis://h; }\nfleet { redis r; }\n"
+                "cache m { memory 16m; shared on; shared_timeout 3ms; shared_max_object 64k; }\n" UP
+                    SRV_LINE);
+    assert_true(c->caches[0].shared);
+    assert_int_equal(c->caches[0].shared_timeout_ms, 3);
+    assert_int_equal(c->caches[0].shared_max_object, 65536);
+    fg_config_unref(c);
+    expect_error("cache m {\n    memory 16m;\n    shared on;\n}\n" UP SRV_LINE,
+                 NAME ":1: cache 'm': shared on needs a fleet block (fleet { redis NAME; })");
+    expect_error("redis r { url redis://h; }\nfleet {\n    redis r;\n    hot_keys 10;\n    "
+                 "warm_start 20;\n}\n" UP SRV_LINE,
+                 NAME ":2: fleet: warm_start 20 is more than hot_keys 10 keeps");
+    expect_error("fleet {\n}\n" UP SRV_LINE,
+                 NAME ":1: fleet needs 'redis NAME;' (a redis block: the Redis the fleet shares)");
+    expect_error("fleet {\n    redis r;\n}\n" UP SRV_LINE,
+                 NAME ":2: redis 'r' is not defined (add 'redis r { url redis://host:6379; }')");
+    expect_error("redis r { url redis://h; }\nfleet { redis r; }\nfleet { redis r; }\n" UP SRV_LINE,
+                 NAME ":3: duplicate directive 'fleet' (first at line 2)");
+    expect_error(
+        "redis r { url redis://h; }\nfleet {\n    redis r;\n    channel \"a:b\";\n}\n" UP SRV_LINE,
+        NAME ":4: invalid channel 'a:b' (letters, digits, '_', '-', '.'; at most 63 "
+             "characters)");
+}
+
 static void test_redis_dump_masks_secrets(void **state)
 {
     (void)state;
@@ -1196,6 +1277,8 @@ int main(void)
         cmocka_unit_test(test_route_matching),
         cmocka_unit_test(test_redis_values),
         cmocka_unit_test(test_redis_errors),
+        cmocka_unit_test(test_cache_tags),
+        cmocka_unit_test(test_fleet_block),
         cmocka_unit_test(test_redis_dump_masks_secrets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
