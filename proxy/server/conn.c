@@ -115,11 +115,12 @@ void fg_conn_accept(struct fg_listener *lst, int fd, const struct sockaddr *sa, 
     struct timeval st = {.tv_sec = (time_t)(srv->send_timeout_ms / 1000),
                          .tv_usec = (suseconds_t)(srv->send_timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, NULL, &st);
-    /* EV_WRITE only while output waits (fg_flush); a new socket bufferevent starts with it
-     * on, which would send an answer's head before its body's first bytes were seen on
-     * the first request only (a malformed body must still be able to become a 502). */
-    if (fg_reader_ssl(&c->reader) == NULL)
-        bufferevent_disable(c->bev, EV_WRITE);
+    /* EV_WRITE only while output waits (fg_flush); a new bufferevent starts with it on,
+     * which would send an answer's head before its body's first bytes were seen on the
+     * first request only (a malformed body must still be able to become a 502). On TLS
+     * the handshake runs on its own events whatever is enabled; with EV_WRITE on, an
+     * OpenSSL bufferevent would SSL_write the head the moment it is queued. */
+    bufferevent_disable(c->bev, EV_WRITE);
     fg_reader_enable(&c->reader);
     c->state = FG_CONN_IDLE;
     /* A TLS handshake gets the time of a request head, not of an idle keep-alive. */

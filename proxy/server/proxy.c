@@ -420,14 +420,19 @@ static void proxy_on_end(void *arg, struct fg_upstream_exchange *x)
 static bool take_back_head(struct fg_txn *t)
 {
     struct evbuffer *out = bufferevent_get_output(t->c->bev);
-    if (!t->resp_head_sent || t->proxy.head_unsent == 0 || fg_reader_ssl(&t->c->reader) != NULL ||
+    if (!t->resp_head_sent || t->proxy.head_unsent == 0 ||
         evbuffer_get_length(out) != t->proxy.head_unsent)
         return false;
     /* A socket bufferevent freezes its output's front (only its writes take from there):
-     * lifted for this drain only. */
-    evbuffer_unfreeze(out, 1);
+     * lifted for this drain only. An OpenSSL one does not (the drain of nothing tells),
+     * and has nothing of the head yet: it was queued on an empty output with EV_WRITE
+     * off, so no SSL_write took it or waits to be retried with it. */
+    bool frozen = evbuffer_drain(out, 0) != 0;
+    if (frozen)
+        evbuffer_unfreeze(out, 1);
     int rc = evbuffer_drain(out, t->proxy.head_unsent);
-    evbuffer_freeze(out, 1);
+    if (frozen)
+        evbuffer_freeze(out, 1);
     if (rc != 0 || evbuffer_get_length(out) != 0)
         return false;
     t->bytes_out -= t->proxy.head_unsent;

@@ -37,12 +37,9 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--rounds N] [--duration S] [--bin DIR]" >&2; exit 2 ;;
     esac
 done
-for tool in nginx wrk taskset /usr/bin/python3; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
-done
-for b in flashgate flashgate-agent; do
-    [ -x "$bindir/$b" ] || { echo "bench: no $b in $bindir (build first)" >&2; exit 1; }
-done
+. "$here/lib.sh"
+need_tools bench nginx wrk taskset curl /usr/bin/python3
+need_binaries bench "$bindir" flashgate flashgate-agent
 
 # The spool on the same disk as a real one would be (not a tmpfs): fsync must cost.
 work=$(mktemp -d "$top/build/bench-offload.XXXXXX")
@@ -144,13 +141,7 @@ taskset -c 0 "$bindir/flashgate-agent" -c "$work/agent-protect.conf" 2>"$work/ag
 pids+=($!)
 have_sqs=0
 if [ -x "$fauxqs" ]; then
-    FAUXQS_PORT=$FAUXQS FAUXQS_LOGGER=false taskset -c 1 "$fauxqs" >"$work/fauxqs.log" 2>&1 & pids+=($!)
-    for _ in $(seq 100); do
-        curl -s -o /dev/null -X POST -H 'Content-Type: application/x-amz-json-1.0' \
-            -H 'X-Amz-Target: AmazonSQS.CreateQueue' -d '{"QueueName":"orders"}' \
-            "http://127.0.0.1:$FAUXQS/" && have_sqs=1 && break
-        sleep 0.1
-    done
+    start_fauxqs "$fauxqs" $FAUXQS orders "$work/fauxqs.log" && have_sqs=1
     AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench taskset -c 0 "$bindir/flashgate-agent" \
         -c "$work/agent-sqs.conf" 2>"$work/agent-sqs.err" & pids+=($!)
 else

@@ -33,12 +33,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ "$duration" -ge 30 ] || { echo "soak: at least 30 seconds" >&2; exit 2; }
-for tool in wrk taskset curl /usr/bin/python3; do
-    command -v "$tool" >/dev/null || { echo "soak: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
-done
-for b in flashgate flashgate-agent; do
-    [ -x "$bindir/$b" ] || { echo "soak: no $b in $bindir (build first)" >&2; exit 1; }
-done
+. "$here/lib.sh"
+need_tools soak wrk taskset curl /usr/bin/python3
+need_binaries soak "$bindir" flashgate flashgate-agent
 fauxqs=${FG_FAUXQS:-$top/.deps/fauxqs/node_modules/.bin/fauxqs}
 [ -x "$fauxqs" ] || { echo "soak: fauxqs not installed (scripts/deps.sh) and FG_FAUXQS not set" >&2; exit 1; }
 
@@ -143,16 +140,7 @@ LUA
 
 taskset -c 1 /usr/bin/python3 "$top/tests/integration/origin.py" $ORIGIN >"$work/origin.log" 2>&1 &
 pids+=($!)
-FAUXQS_PORT=$FAUXQS FAUXQS_LOGGER=false taskset -c 1 "$fauxqs" >"$work/fauxqs.log" 2>&1 &
-pids+=($!)
-ok=0
-for _ in $(seq 200); do
-    curl -s -o /dev/null -X POST -H 'Content-Type: application/x-amz-json-1.0' \
-        -H 'X-Amz-Target: AmazonSQS.CreateQueue' -d '{"QueueName":"soak"}' \
-        "http://127.0.0.1:$FAUXQS/" && ok=1 && break
-    sleep 0.1
-done
-[ $ok = 1 ] || { echo "soak: fauxqs did not start" >&2; exit 1; }
+start_fauxqs "$fauxqs" $FAUXQS soak "$work/fauxqs.log" || { echo "soak: fauxqs did not start" >&2; exit 1; }
 AWS_ACCESS_KEY_ID=soak AWS_SECRET_ACCESS_KEY=soak taskset -c 0 "$bindir/flashgate-agent" \
     -c "$work/agent.conf" 2>"$work/agent.err" &
 agpid=$!

@@ -1,11 +1,11 @@
 """The reliability suite's fixtures: those of tests/integration (real processes on
 127.0.0.1, free ports, bounded waits), loaded from there, plus what the scenarios share:
-RSS and fd counts from /proc, an ASan check, a restartable origin, traffic threads that
-count every failure.
+RSS and fd counts from /proc, an ASan check, a restartable origin, a POST with its
+Idempotency-Key, traffic threads that count every failure.
 """
+import http.client
 import importlib.util
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -50,8 +50,8 @@ needs_plain_build = pytest.mark.skipif(
 
 
 class RestartableOrigin(Origin):
-    """tests/integration/origin.py that can be killed, frozen (SIGSTOP) and started again
-    on the same port: the app of an instance going away and coming back."""
+    """tests/integration/origin.py that can be killed and started again on the same port:
+    the app of an instance going away and coming back."""
 
     def start(self):
         self.proc = subprocess.Popen([sys.executable, os.path.join(INTEGRATION, "origin.py"),
@@ -64,16 +64,7 @@ class RestartableOrigin(Origin):
             self.proc.kill()
         self.proc.wait(5)
 
-    def freeze(self):
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self):
-        self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.thaw()
-        self.kill()
+    stop = kill
 
 
 @pytest.fixture
@@ -93,6 +84,19 @@ def http_get(port, path, headers="", timeout=10.0):
     finally:
         c.close()
     return st, h, b, time.monotonic() - t0
+
+
+def post(port, key, body=b'{"item":1}', path="/api/orders"):
+    """One JSON POST with its Idempotency-Key on its own connection: the status."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("POST", path, body=body,
+                  headers={"Content-Type": "application/json", "Idempotency-Key": key})
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
 
 
 class Traffic:

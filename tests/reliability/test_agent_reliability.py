@@ -6,7 +6,6 @@ Real processes over real sockets: the agent, the test app of test_agent.py, a tm
 2 MiB for the spool (mounted under the test's temporary directory and unmounted after;
 CI runs as root, elsewhere the test is skipped with the reason). Every wait is bounded.
 """
-import http.client
 import os
 import subprocess
 import time
@@ -14,17 +13,11 @@ import urllib.request
 
 import pytest
 
-from test_agent import DURABLE, ERROR, FULL, Agent, AgentClient, App, record_frame
-from conftest import Flashgate, agent_bin, free_port, wait_for
+from test_agent import DURABLE, ERROR, FULL, Agent, AgentClient, record_frame
+from test_agent import app  # noqa: F401  (the fixture: a recording app)
+from conftest import Flashgate, agent_bin, free_port, post, rss_kib, sanitized, wait_for
 
 BODY = b"o" * 4096
-
-
-@pytest.fixture
-def app():
-    a = App()
-    yield a
-    a.stop()
 
 
 @pytest.fixture
@@ -152,18 +145,6 @@ def test_full_spool_frees_itself_and_loses_no_durable_record(app, tmp_path, smal
         ag.logf.close()
 
 
-def post(port, key, body=BODY):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        c.request("POST", "/api/orders", body=body,
-                  headers={"Content-Type": "application/json", "Idempotency-Key": key})
-        r = c.getresponse()
-        r.read()
-        return r.status
-    finally:
-        c.close()
-
-
 def test_no_202_lost_through_flashgate_when_the_spool_disk_fills(app, tmp_path, small_disk):
     """The same full disk seen from the client's side: flashgate in front, an offload
     route with `fallback reject`, the app down. Every POST is answered 202 (durable in
@@ -185,7 +166,7 @@ def test_no_202_lost_through_flashgate_when_the_spool_disk_fills(app, tmp_path, 
     answered = {}
     try:
         for i in range(1200):  # 2 MiB of 4 KiB records: about 500 fit
-            answered[f"w-{i}"] = post(fg.port, f"w-{i}")
+            answered[f"w-{i}"] = post(fg.port, f"w-{i}", BODY)
             if list(answered.values())[-5:] == [503] * 5:
                 break
         else:
@@ -198,10 +179,10 @@ def test_no_202_lost_through_flashgate_when_the_spool_disk_fills(app, tmp_path, 
         app.status = 200  # the app is back: every 202 reaches it, the disk frees itself
         wait_for(lambda: accepted <= app.distinct(), 30, "every 202 at the app")
         wait_for(lambda: ag.status()["spool"]["depth"] == 0, 10, "an empty spool")
-        wait_for(lambda: post(fg.port, f"later-{time.monotonic()}") == 202, 10,
+        wait_for(lambda: post(fg.port, f"later-{time.monotonic()}", BODY) == 202, 10,
                  "POSTs answered 202 again once the spool has room")
         later = {f"after-{i}" for i in range(50)}
-        assert {post(fg.port, k) for k in later} == {202}
+        assert {post(fg.port, k, BODY) for k in later} == {202}
         wait_for(lambda: later <= app.distinct(), 20, "the later writes at the app")
         print(f"\nfull spool through flashgate: {len(accepted)} answered 202 and delivered, "
               f"{len(answered) - len(accepted)} refused 503 while the disk was full")
@@ -209,20 +190,6 @@ def test_no_202_lost_through_flashgate_when_the_spool_disk_fills(app, tmp_path, 
         fg.stop()
         assert ag.stop() == 0
         ag.logf.close()
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def sanitized():
-    """An ASan build: its RSS is the sanitizer's (shadow memory, freed-memory quarantine)."""
-    with open(agent_bin(), "rb") as f:
-        return b"__asan_init" in f.read()
 
 
 def test_memory_stays_within_the_documented_bound_over_150k_records(tmp_path):
@@ -233,10 +200,10 @@ def test_memory_stays_within_the_documented_bound_over_150k_records(tmp_path):
     the defaults here), 32 bytes per record waiting in the spool, and 2 MiB of buffers;
     and once the window is full it does not grow with the records it takes (it grew by
     about 125 bytes per record, still rising at 170,000)."""
-    if sanitized():
+    if sanitized(agent_bin()):
         pytest.skip("RSS under AddressSanitizer measures its shadow memory and quarantine")
-    app = Flashgate(str(tmp_path), [free_port()], routes='    route / { return 200 "ok"; }')
-    ag = Agent(tmp_path, app.port, "replay_rate 0;\nreplay_concurrency 16;").start()
+    sink = Flashgate(str(tmp_path), [free_port()], routes='    route / { return 200 "ok"; }')
+    ag = Agent(tmp_path, sink.port, "replay_rate 0;\nreplay_concurrency 16;").start()
     try:
         c = AgentClient(ag.sock)
         start = rss_kib(ag.proc.pid)
@@ -272,4 +239,4 @@ def test_memory_stays_within_the_documented_bound_over_150k_records(tmp_path):
     finally:
         assert ag.stop() == 0
         ag.logf.close()
-        app.stop()
+        sink.stop()
