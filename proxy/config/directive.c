@@ -163,6 +163,8 @@ const char *fg_conf_ctx_name(unsigned ctx)
         return "flashgate-agent.conf";
     case FG_CTX_EMF:
         return "emf";
+    case FG_CTX_WAITROOM:
+        return "waiting_room";
     }
     return "?";
 }

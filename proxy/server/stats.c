@@ -137,6 +137,7 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
     tls_json(out);
     fg_redis_stats_json(out); /* per Redis endpoint (proxy/redis) */
     evbuffer_add(out, ",", 1);
+    fg_waitroom_stats_json(out); /* per waiting room (proxy/waitroom), with its comma */
     app_head_json(out, ws, n);
     routes_json(out);
     uint64_t b[FG_HIST_BUCKETS], total = 0;
@@ -502,6 +503,7 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
     limits_metrics(out);
     tls_metrics(out);
     fg_redis_stats_metrics(out);
+    fg_waitroom_stats_metrics(out);
     compression_metrics(out);
     struct fg_admin_warm_progress w;
     fg_admin_warm_progress(&w);
