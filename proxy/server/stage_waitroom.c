@@ -59,6 +59,10 @@ bool fg_stage_waitroom_snap_init(struct fg_worker *w, struct fg_snap *s)
     }
     if (w != NULL && w->id < n_ww && ww[w->id] == NULL && cfg->n_waitrooms > 0)
         ww[w->id] = fg_waitroom_worker_new(w->base);
+    /* connect now: the first visitors find a ready client for their ticket */
+    for (size_t i = 0; w != NULL && w->id < n_ww && ww[w->id] != NULL && i < cfg->n_waitrooms; i++)
+        if (s->waitrooms[i] != NULL && cfg->waitrooms[i].redis_ep != NULL)
+            fg_waitroom_worker_prepare(ww[w->id], s->waitrooms[i]);
     return true;
 }
 

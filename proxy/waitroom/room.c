@@ -185,6 +185,12 @@ static uint64_t early_to_rank(const struct fg_waitroom *r, uint64_t ticket)
 
 /* ---- a visitor --------------------------------------------------------------------------- */
 
+/* Open by the clock or the admin (local mode; with Redis the step says). */
+static bool is_open(const struct fg_waitroom *r, int64_t now_ms)
+{
+    return r->cfg.opens_at_ms == 0 || now_ms >= r->cfg.opens_at_ms || r->opened_now;
+}
+
 static bool fallback_token(struct fg_waitroom *r, int64_t now_ms)
 {
     if (r->cfg.fail_closed)
@@ -297,7 +303,7 @@ static enum fg_waitroom_answer check_locked(struct fg_waitroom *r, struct fg_wai
     }
     /* local mode: the next ticket */
     uint64_t t = ++r->issued;
-    bool early = !r->open;
+    bool early = !is_open(r, now);
     if (early)
         early_add(r, t);
     v->out_ticket = (struct fg_waitroom_token){
@@ -410,7 +416,7 @@ static void measure_admissions(struct fg_waitroom *r, int64_t now_ms)
 static void step_local(struct fg_waitroom *r, int64_t now_ms)
 {
     bool was_open = r->open;
-    r->open = r->cfg.opens_at_ms == 0 || now_ms >= r->cfg.opens_at_ms || r->opened_now;
+    r->open = is_open(r, now_ms);
     if (r->open && !was_open)
         early_rank(r);
     sess_prune(r, now_ms);
@@ -603,6 +609,8 @@ struct fg_waitroom *fg_waitroom_configure(const struct fg_waitroom_config *c)
     r->cfg = *c;
     r->cfg.name = r->name;
     r->cfg.redis = c->redis != NULL ? fg_redis_endpoint_ref(c->redis) : NULL;
+    if (r->cfg.redis == NULL && r->last_step_ms == 0)
+        r->open = is_open(r, fg_wall_ms()); /* before its first step */
     pthread_mutex_unlock(&r->lock);
     pthread_mutex_unlock(&rooms_lock);
     fg_redis_endpoint_unref(old);
