@@ -1,10 +1,11 @@
 /*
  * admin.h — the admin listener (loopback by default): /healthz for the ALB's view of this
  * instance, /stats (JSON), /metrics (Prometheus), /config (effective, secrets masked),
- * POST /cache/purge?url=URL[&prefix=1], POST /cache/warm (a list of URLs), the live
- * dashboard (GET /) and its event stream (/stats/stream). It runs on its own thread with
- * its own event_base, so a slow scraper or viewer never touches a worker; the same thread
- * writes the CloudWatch EMF records (emf.c).
+ * POST /cache/purge?url=URL[&prefix=1], POST /cache/warm (a list of URLs),
+ * POST /waitroom/OP?room=NAME[&rate=N/s] (open, pause, resume, activate, deactivate, rate), the
+ * live dashboard (GET /) and its event stream (/stats/stream). It runs on its own thread with its
+ * own event_base, so a slow scraper or viewer never touches a worker; the same thread writes the
+ * CloudWatch EMF records (emf.c).
  */
 #ifndef FG_ADMIN_H
 #define FG_ADMIN_H
@@ -100,6 +101,10 @@ struct fg_admin_ops {
     bool (*warm_target)(struct fg_addr *out);
     /* The counters of /stats now (mono_ms and wall_ms included). */
     void (*sample)(struct fg_admin_sample *out);
+    /* A waiting room operation ("open", "pause", "resume", "activate", "deactivate",
+     * "rate" with value in admissions per 1000 s) on room (NULL: every room); returns
+     * how many rooms took it. */
+    size_t (*waitroom)(const char *room, const char *op, uint64_t value);
 };
 
 /* The admin thread's own numbers for /stats ("dashboard" and "emf" members, each

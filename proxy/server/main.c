@@ -13,6 +13,7 @@
 #include "admin/admin.h"
 #include "config/config.h"
 #include "core/core.h"
+#include "waitroom/waitroom.h"
 #include "server/server.h"
 #include "tls/tls.h"
 
@@ -61,6 +62,7 @@ static const struct fg_admin_ops admin_ops = {
     .cache_purge = fg_server_cache_purge,
     .warm_target = fg_server_warm_target,
     .sample = fg_server_sample,
+    .waitroom = fg_waitroom_admin,
 };
 
 static struct fg_config *reload(struct fg_config *cur, const char *path)
