@@ -152,10 +152,11 @@ class Visitor:
         self.i = i
         self.jar = {}
         self.tickets = []  # tickets held, in order (one, unless tampered)
-        self.positions = []  # positions shown, in order
+        self.positions = []  # (ticket, position shown), in order
         self.waits = []  # (monotonic time a waiting answer's request was sent, ticket)
         self.admitted_at = None  # monotonic time the admitted answer arrived
         self.shop_status = None
+        self.tampered = False
         self.errors = []
 
     def note_ticket(self):
@@ -169,9 +170,15 @@ async def visit(v, ports, start_at, deadline, tamper_at=None, shared=None):
     time, then the shop once admitted."""
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     k = v.i
+    v.step = "page"
     try:
         st, f, body = await request(ports[k % len(ports)], "/shop/item", v.jar,
                                     [("Accept", "text/html")])
+        if st == 200 and b"The shop" in body:  # let in at once (an empty room, the fallback)
+            v.admitted_at = time.monotonic()
+            v.shop_status = 200
+            v.note_ticket()
+            return
         if st != 200 or b"wr-position" not in body:
             v.errors.append(("page", st, body[:200]))
             return
@@ -186,8 +193,9 @@ async def visit(v, ports, start_at, deadline, tamper_at=None, shared=None):
                 v.jar["fgwr_sale"] = re.sub(r"^1\.T\.\d+\.", "1.T.1.", v.jar["fgwr_sale"])
                 shared["max_before_tamper"] = max(shared["max_ticket"],
                                                   shared["max_before_tamper"])
-                tampered = True
+                tampered = v.tampered = True
             k += 1
+            v.step = f"status {ports[k % len(ports)]}"
             sent = time.monotonic()
             st, f, body = await request(ports[k % len(ports)], "/shop/item", v.jar,
                                         [("X-Waitroom", "status")])
@@ -200,15 +208,16 @@ async def visit(v, ports, start_at, deadline, tamper_at=None, shared=None):
                 shared["max_ticket"] = max(shared["max_ticket"], v.tickets[-1])
             if doc["admitted"]:
                 v.admitted_at = time.monotonic()
+                v.step = f"shop {ports[(k + 1) % len(ports)]}"
                 st, f, body = await request(ports[(k + 1) % len(ports)], "/shop/item", v.jar,
                                             [("Accept", "text/html")])
                 v.shop_status = st if b"The shop" in body else -st
                 return
-            v.positions.append(doc["position"])
+            v.positions.append((doc["ticket"], doc["position"]))
             v.waits.append((sent, doc["ticket"]))
             pace = doc["poll_ms"] / 1000.0
     except (OSError, asyncio.TimeoutError, ValueError, KeyError) as e:
-        v.errors.append(("exception", repr(e)))
+        v.errors.append(("exception", v.step, repr(e), time.monotonic()))
 
 
 def run_visitors(visitors, ports, arrival_s, deadline_s, tamper=None, shared=None):
@@ -273,8 +282,9 @@ def test_sale_three_instances_one_redis(tmp_path, shop, keyfile):
         assert all(v.shop_status == 200 for v in visitors)
         # each visitor kept one ticket whatever instance answered; tampered ones got a new
         # one, behind everyone who had a ticket before
-        honest = [v for v in visitors if v.i % 100 != 7]
-        cheats = [v for v in visitors if v.i % 100 == 7]
+        honest = [v for v in visitors if not v.tampered]
+        cheats = [v for v in visitors if v.tampered]  # still waiting when they tampered
+        assert len(cheats) >= n // 200, len(cheats)
         assert all(len(v.tickets) == 1 for v in honest)
         for v in cheats:
             assert len(v.tickets) == 2, v.tickets
@@ -283,9 +293,10 @@ def test_sale_three_instances_one_redis(tmp_path, shop, keyfile):
         # tickets are unique across the fleet
         held = [v.tickets[-1] for v in visitors]
         assert len(set(held)) == n
-        # positions only go down
+        # positions only go down (for one ticket: a tampered cookie starts again)
         for v in visitors:
-            assert all(a >= b for a, b in zip(v.positions, v.positions[1:])), v.positions
+            assert all(a[1] >= b[1] for a, b in zip(v.positions, v.positions[1:])
+                       if a[0] == b[0]), v.positions
         # FIFO: nobody seen waiting once a later ticket was in (the instances read the
         # serving number every 100 ms: half a second of slack)
         bad = fifo_violations(visitors, 0.5)
@@ -293,7 +304,7 @@ def test_sale_three_instances_one_redis(tmp_path, shop, keyfile):
         # the app saw new sessions at the rate, in every full 10 s window of the drain
         first = sorted(shop.sessions()["first_seen"].values())
         assert len(first) == n
-        start, end = first[0] + 2.0, first[-1] - 2.0
+        start, end = first[0] + 5.0, first[-1] - 2.0
         windows = []
         t = start
         while t + 10.0 <= end:
