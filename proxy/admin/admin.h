@@ -48,6 +48,17 @@ struct fg_admin_sample_limit {
     uint64_t allowed, limited, failed_closed;
 };
 
+#define FG_ADMIN_SAMPLE_ROOMS 8
+
+/* A waiting room now (gauges) and its admissions (cumulative). */
+struct fg_admin_sample_room {
+    char name[FG_CONF_NAME_MAX];
+    uint64_t issued, serving, waiting, active, eta_s, rate_milli; /* gauges */
+    uint64_t admitted;
+    char decision[16];
+    bool fallback, paused, on;
+};
+
 struct fg_admin_sample_route {
     char name[128]; /* host and prefix: "/api", "shop.example.com/checkout" */
     uint64_t requests, r4xx, r5xx;
@@ -82,6 +93,8 @@ struct fg_admin_sample {
     struct fg_admin_sample_upstream upstreams[FG_ADMIN_SAMPLE_UPSTREAMS];
     size_t n_limits; /* every limit seen since start, by name */
     struct fg_admin_sample_limit limits[FG_ADMIN_SAMPLE_LIMITS];
+    size_t n_rooms; /* the waiting rooms */
+    struct fg_admin_sample_room rooms[FG_ADMIN_SAMPLE_ROOMS];
     size_t n_routes; /* every route seen since start, by name */
     struct fg_admin_sample_route routes[FG_ADMIN_SAMPLE_ROUTES];
 };

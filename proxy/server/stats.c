@@ -728,6 +728,23 @@ void fg_stats_sample(struct fg_admin_sample *out, struct fg_worker *ws, size_t n
         l->failed_closed = s.failed_closed;
     }
 
+    struct fg_waitroom_summary room;
+    for (size_t i = 0; out->n_rooms < FG_ADMIN_SAMPLE_ROOMS && fg_waitroom_summary(i, &room); i++) {
+        struct fg_admin_sample_room *r = &out->rooms[out->n_rooms++];
+        snprintf(r->name, sizeof(r->name), "%s", room.name);
+        r->issued = room.issued;
+        r->serving = room.serving;
+        r->waiting = room.waiting;
+        r->active = room.active;
+        r->eta_s = room.eta_s;
+        r->rate_milli = room.rate_milli;
+        r->admitted = room.admitted;
+        snprintf(r->decision, sizeof(r->decision), "%s", fg_waitroom_decision_name(room.decision));
+        r->fallback = room.fallback;
+        r->paused = room.paused;
+        r->on = room.active_on;
+    }
+
     for (size_t u = 0; u < cfg->n_upstreams && out->n_upstreams < FG_ADMIN_SAMPLE_UPSTREAMS; u++) {
         const struct fg_conf_upstream *cu = &cfg->upstreams[u];
         struct fg_admin_sample_upstream *su = &out->upstreams[out->n_upstreams++];

@@ -362,7 +362,7 @@ uint64_t fg_waitroom_pace_ms(const struct fg_waitroom *r, const struct fg_waitro
     uint64_t pace = r->cfg.poll_ms;
     if (v->opens_in_s == 0 && v->eta_s < UINT32_MAX && v->eta_s * 500 < pace)
         pace = v->eta_s * 500;
-    return pace < 1000 ? 1000 : pace;
+    return pace < 500 ? 500 : pace;
 }
 
 uint64_t fg_waitroom_session_ttl_ms(const struct fg_waitroom *r)

@@ -637,6 +637,15 @@ def test_browser_waits_then_lands_on_the_page(tmp_path, shop, keyfile):
         assert b.exceptions == [], b.exceptions
         if out:
             b.screenshot(os.path.join(out, "waitroom-landed.png"))
+        # the dashboard has the room: its serving number as /stats says
+        b.open(f"http://127.0.0.1:{fg.admin}/")
+        wait_for(lambda: (b.pump(0.3) or True) and b.eval(
+            "(document.querySelector('#rooms tr[data-room=\"sale\"]')||{dataset:{}})"
+            ".dataset.serving || ''") != "", 10, "the room on the dashboard")
+        shown = int(b.eval("document.querySelector('#rooms tr[data-room=\"sale\"]')"
+                           ".dataset.serving"))
+        assert abs(shown - room_stats(fg)["serving"]) <= 3, shown
+        assert b.exceptions == [], b.exceptions
     finally:
         if b is not None:
             b.close()
