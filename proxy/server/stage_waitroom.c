@@ -164,12 +164,17 @@ static size_t cookie_fields(const struct fg_txn *t, char *out, size_t cap)
     const struct fg_waitroom_visit *v = &t->wr.v;
     size_t n = 0;
     char tok[FG_WAITROOM_TOKEN_MAX];
+    /* Secure over TLS, ours or the ALB's (a client claiming https only makes it stricter) */
+    const char *secure =
+        fg_reader_ssl(&t->c->reader) != NULL || header_has(&t->req, "x-forwarded-proto", "https")
+            ? "; Secure"
+            : "";
     if (v->set_ticket &&
         fg_waitroom_token_sign(cw->keys, cw->name, &v->out_ticket, tok, sizeof(tok))) {
         int k =
             snprintf(out + n, cap - n,
-                     "Set-Cookie: fgwr_%s=%s; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax\r\n",
-                     cw->name, tok);
+                     "Set-Cookie: fgwr_%s=%s; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax%s\r\n",
+                     cw->name, tok, secure);
         if (k > 0 && (size_t)k < cap - n)
             n += (size_t)k;
     }
@@ -177,8 +182,8 @@ static size_t cookie_fields(const struct fg_txn *t, char *out, size_t cap)
         fg_waitroom_token_sign(cw->keys, cw->name, &v->out_session, tok, sizeof(tok))) {
         int k = snprintf(out + n, cap - n,
                          "Set-Cookie: fgwa_%s=%s; Path=/; Max-Age=%" PRIu64
-                         "; HttpOnly; SameSite=Lax\r\n",
-                         cw->name, tok, cw->session_ttl_ms / 1000);
+                         "; HttpOnly; SameSite=Lax%s\r\n",
+                         cw->name, tok, cw->session_ttl_ms / 1000, secure);
         if (k > 0 && (size_t)k < cap - n)
             n += (size_t)k;
     }

@@ -349,8 +349,6 @@ static void on_ticket(enum fg_redis_status st, const struct redisReply *reply, v
                                                .ticket = (uint64_t)x[0],
                                                .issued = (int64_t)(v->now_ms / 1000),
                                                .early = x[1] != 0};
-        if (p->rank && x[1] == 0)
-            v->ticket.issued = v->out_ticket.issued ? v->out_ticket.issued : v->ticket.issued;
         v->has_ticket = true;
         v->out_ticket = v->ticket;
         v->set_ticket = true;

@@ -360,8 +360,10 @@ uint64_t fg_waitroom_poll_ms(const struct fg_waitroom *r)
 uint64_t fg_waitroom_pace_ms(const struct fg_waitroom *r, const struct fg_waitroom_visit *v)
 {
     uint64_t pace = r->cfg.poll_ms;
-    if (v->opens_in_s == 0 && v->eta_s < UINT32_MAX && v->eta_s * 500 < pace)
-        pace = v->eta_s * 500;
+    /* near the front, or near the opening: sooner, so the wait ends when it ends */
+    uint64_t soon = v->opens_in_s > 0 ? v->opens_in_s : v->eta_s;
+    if (soon < UINT32_MAX && soon * 500 < pace)
+        pace = soon * 500;
     return pace < 500 ? 500 : pace;
 }
 
