@@ -633,8 +633,11 @@ static void dump_waitroom(const struct fg_conf_waitroom *w, FILE *out)
     fprintf(out, "\nwaiting_room %s {\n    key_file ", w->name);
     put_word(out, w->key_file);
     fputs(";\n", out);
-    if (w->rate_per_ks > 0)
-        fprintf(out, "    admit %.3f/s;\n", (double)w->rate_per_ks / 1000.0);
+    if (w->rate_per_ks % 1000 == 0 && w->rate_per_ks > 0) /* as written: N/s or N/m */
+        fprintf(out, "    admit %llu/s;\n", (unsigned long long)(w->rate_per_ks / 1000));
+    else if (w->rate_per_ks > 0)
+        fprintf(out, "    admit %llu/m;\n",
+                (unsigned long long)((w->rate_per_ks * 60 + 500) / 1000));
     if (w->max_active > 0)
         fprintf(out, "    max_active %llu;\n", (unsigned long long)w->max_active);
     if (w->p99_limit_ms > 0 || w->err_limit_permille > 0)
