@@ -655,3 +655,59 @@ def test_browser_waits_then_lands_on_the_page(tmp_path, shop, keyfile):
         if b is not None:
             b.close()
         fg.stop()
+
+
+def sign_check(key, token):
+    """Does token verify with key (the room "sale")? The MAC is HMAC-SHA256 over
+    "sale" NUL and the text before it, 16 bytes in base64url."""
+    import base64
+    import hashlib
+    import hmac
+    text, mac = token[:-22], token[-22:]
+    d = hmac.new(key.encode(), b"sale\0" + text.encode(), hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(d).decode().rstrip("=") == mac
+
+
+def test_key_rotation_by_reload(tmp_path, shop, keyfile):
+    import signal
+    block = room_block(keyfile, "    admit 1/m;")
+    fg = start_fleet(tmp_path, shop, 1, block)[0]
+    try:
+        old = {}
+        asyncio.run(request(fg.port, "/shop/x", old, [("Accept", "text/html")]))
+        t_old = ticket_of(old)
+        assert t_old == 1 and sign_check(KEY1, old["fgwr_sale"])
+        key3 = "c0ffee" * 8
+        # a key file others can read: the reload is refused with its line, nothing changes
+        with open(keyfile, "w") as f:
+            f.write(f"{key3}\n{KEY1}\n")
+        os.chmod(keyfile, 0o644)
+        fg.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in fg.errors() or "group or others" in fg.errors(), 5,
+                 "the refusal")
+        assert "group or others have access" in fg.errors()
+        line = [i for i, l in enumerate(fg.text.splitlines(), 1)
+                if l.startswith("waiting_room sale")][0]
+        assert f"{fg.conf}:{line}: waiting_room 'sale': key_file {keyfile}" in fg.errors()
+        assert fg.stats()["generation"] == 1
+        # the new key first, the old one second: old cookies keep their place, new ones
+        # are signed with the new key
+        os.chmod(keyfile, 0o600)
+        fg.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: fg.stats()["generation"] == 2, 5, "the reload")
+        st, f, body = asyncio.run(request(fg.port, "/shop/x", old, [("X-Waitroom", "status")]))
+        assert json.loads(body)["ticket"] == t_old
+        new = {}
+        asyncio.run(request(fg.port, "/shop/x", new, [("Accept", "text/html")]))
+        assert ticket_of(new) == 2
+        assert sign_check(key3, new["fgwr_sale"]) and not sign_check(KEY1, new["fgwr_sale"])
+        # the old key removed: its cookies are worth nothing, a new ticket at the back
+        with open(keyfile, "w") as f:
+            f.write(f"{key3}\n")
+        fg.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: fg.stats()["generation"] == 3, 5, "the second reload")
+        st, f, body = asyncio.run(request(fg.port, "/shop/x", old, [("X-Waitroom", "status")]))
+        assert json.loads(body)["ticket"] == 3
+        assert room_stats(fg)["tampered"] == 1
+    finally:
+        fg.stop()
