@@ -15,7 +15,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #define KEY_FILE_MAX 8192
 #define MAC_BYTES    16 /* 128 bits of the HMAC, 22 base64url characters */
@@ -23,7 +22,44 @@
 
 void fg_waitroom_keys_wipe(struct fg_waitroom_keys *k)
 {
+    for (size_t i = 0; i < FG_WAITROOM_KEYS_MAX; i++) {
+        EVP_MD_CTX_free(k->key[i].inner);
+        EVP_MD_CTX_free(k->key[i].outer);
+    }
     OPENSSL_cleanse(k, sizeof(*k));
+}
+
+/* HMAC (RFC 2104) with SHA-256: the states after (key ^ ipad) and (key ^ opad). */
+static bool prepare(unsigned char *key, size_t len, void **inner, void **outer)
+{
+    unsigned char block[64] = {0}, pad[64];
+    unsigned int n = 0;
+    if (len > sizeof(block)) {
+        if (EVP_Digest(key, len, block, &n, EVP_sha256(), NULL) != 1)
+            return false;
+    } else {
+        memcpy(block, key, len);
+    }
+    EVP_MD_CTX *in = EVP_MD_CTX_new(), *out = EVP_MD_CTX_new();
+    bool ok = in != NULL && out != NULL;
+    for (size_t i = 0; i < sizeof(pad); i++)
+        pad[i] = block[i] ^ 0x36;
+    ok = ok && EVP_DigestInit_ex(in, EVP_sha256(), NULL) == 1 &&
+         EVP_DigestUpdate(in, pad, sizeof(pad)) == 1;
+    for (size_t i = 0; i < sizeof(pad); i++)
+        pad[i] = block[i] ^ 0x5c;
+    ok = ok && EVP_DigestInit_ex(out, EVP_sha256(), NULL) == 1 &&
+         EVP_DigestUpdate(out, pad, sizeof(pad)) == 1;
+    OPENSSL_cleanse(block, sizeof(block));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    if (!ok) {
+        EVP_MD_CTX_free(in);
+        EVP_MD_CTX_free(out);
+        return false;
+    }
+    *inner = in;
+    *outer = out;
+    return true;
 }
 
 bool fg_waitroom_keys_parse(const char *text, size_t len, struct fg_waitroom_keys *out, char *err,
@@ -53,6 +89,10 @@ bool fg_waitroom_keys_parse(const char *text, size_t len, struct fg_waitroom_key
             }
             memcpy(out->key[out->n].k, p, n);
             out->key[out->n].len = n;
+            if (!prepare(out->key[out->n].k, n, &out->key[out->n].inner, &out->key[out->n].outer)) {
+                snprintf(err, errlen, "OpenSSL cannot make HMAC-SHA256 contexts");
+                goto fail;
+            }
             out->n++;
         }
         p = nl ? nl + 1 : end;
@@ -127,26 +167,26 @@ static void encode_mac(const unsigned char *mac, char *out)
     }
 }
 
-static bool compute_mac(const unsigned char *key, size_t key_len, const char *room,
+static bool compute_mac(const struct fg_waitroom_keys *k, size_t i, const char *room,
                         const char *text, size_t len, char out[MAC_CHARS])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    /* room NUL text: a token of room "a" never verifies for room "ab" */
-    char msg[FG_WAITROOM_NAME_MAX + FG_WAITROOM_TOKEN_MAX + 1];
+    unsigned char ih[EVP_MAX_MD_SIZE], md[EVP_MAX_MD_SIZE];
+    unsigned int ih_len = 0, md_len = 0;
     size_t rl = strlen(room);
     if (rl >= FG_WAITROOM_NAME_MAX || len > FG_WAITROOM_TOKEN_MAX)
         return false;
-    memcpy(msg, room, rl);
-    msg[rl] = '\0';
-    memcpy(msg + rl + 1, text, len);
-    if (HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)msg, rl + 1 + len, md,
-             &md_len) == NULL ||
-        md_len < MAC_BYTES)
-        return false;
-    encode_mac(md, out);
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    /* room NUL text: a token of room "a" never verifies for room "ab" */
+    bool ok = c != NULL && EVP_MD_CTX_copy_ex(c, k->key[i].inner) == 1 &&
+              EVP_DigestUpdate(c, room, rl + 1) == 1 && EVP_DigestUpdate(c, text, len) == 1 &&
+              EVP_DigestFinal_ex(c, ih, &ih_len) == 1 &&
+              EVP_MD_CTX_copy_ex(c, k->key[i].outer) == 1 && EVP_DigestUpdate(c, ih, ih_len) == 1 &&
+              EVP_DigestFinal_ex(c, md, &md_len) == 1 && md_len >= MAC_BYTES;
+    EVP_MD_CTX_free(c);
+    if (ok)
+        encode_mac(md, out);
     OPENSSL_cleanse(md, sizeof(md));
-    return true;
+    return ok;
 }
 
 size_t fg_waitroom_token_sign(const struct fg_waitroom_keys *k, const char *room,
@@ -160,7 +200,7 @@ size_t fg_waitroom_token_sign(const struct fg_waitroom_keys *k, const char *room
     if (n <= 0 || (size_t)n + MAC_CHARS + 1 > cap)
         return 0;
     char mac[MAC_CHARS];
-    if (!compute_mac(k->key[0].k, k->key[0].len, room, text, (size_t)n, mac))
+    if (!compute_mac(k, 0, room, text, (size_t)n, mac))
         return 0;
     memcpy(out, text, (size_t)n);
     memcpy(out + n, mac, MAC_CHARS);
@@ -213,8 +253,7 @@ enum fg_waitroom_verdict fg_waitroom_token_verify(const struct fg_waitroom_keys 
     bool good = false;
     for (size_t i = 0; k != NULL && i < k->n; i++) {
         char mac[MAC_CHARS];
-        if (compute_mac(k->key[i].k, k->key[i].len, room, s, text_len, mac) &&
-            CRYPTO_memcmp(mac, p, MAC_CHARS) == 0)
+        if (compute_mac(k, i, room, s, text_len, mac) && CRYPTO_memcmp(mac, p, MAC_CHARS) == 0)
             good = true; /* every key is tried: the time does not tell which matched */
     }
     if (!good)

@@ -43,6 +43,9 @@ struct fg_waitroom_keys {
     struct {
         unsigned char k[FG_WAITROOM_KEY_MAX];
         size_t len;
+        /* HMAC's inner and outer SHA-256 states after the padded key (EVP_MD_CTX *),
+         * made once: a verification then costs two copies and two short digests. */
+        void *inner, *outer;
     } key[FG_WAITROOM_KEYS_MAX];
 };
 
@@ -52,7 +55,8 @@ struct fg_waitroom_keys {
  * process's user. False with a message in err (never a key). */
 bool fg_waitroom_keys_load(const char *path, struct fg_waitroom_keys *out, char *err,
                            size_t errlen);
-/* From text (tests, and the file's contents). */
+/* From text (tests, and the file's contents). Keys made by either are released with
+ * fg_waitroom_keys_wipe. */
 bool fg_waitroom_keys_parse(const char *text, size_t len, struct fg_waitroom_keys *out, char *err,
                             size_t errlen);
 void fg_waitroom_keys_wipe(struct fg_waitroom_keys *k);

@@ -55,6 +55,7 @@ static void test_round_trip(void **state)
     assert_int_equal(out.ticket, 4211);
     assert_int_equal(out.issued, 1796600123);
     assert_true(out.early);
+    fg_waitroom_keys_wipe(&k);
 }
 
 /* Every single-byte change of a valid token fails. */
@@ -101,6 +102,8 @@ static void test_foreign_room_and_key(void **state)
     assert_int_equal(fg_waitroom_token_verify(&k1, "sales", tok, n, &out), FG_WR_TOKEN_BAD_MAC);
     assert_int_equal(fg_waitroom_token_verify(&k1, "sal", tok, n, &out), FG_WR_TOKEN_BAD_MAC);
     assert_int_equal(fg_waitroom_token_verify(&k2, "sale", tok, n, &out), FG_WR_TOKEN_BAD_MAC);
+    fg_waitroom_keys_wipe(&k1);
+    fg_waitroom_keys_wipe(&k2);
 }
 
 /* Rotation: new key first, old second — old cookies still verify, new ones are signed
@@ -126,6 +129,33 @@ static void test_rotation_with_overlap(void **state)
                      FG_WR_TOKEN_BAD_MAC); /* signed with the first line's key */
     assert_int_equal(fg_waitroom_token_verify(&new_only, "sale", t_old, n_old, &out),
                      FG_WR_TOKEN_BAD_MAC);
+    fg_waitroom_keys_wipe(&old);
+    fg_waitroom_keys_wipe(&both);
+    fg_waitroom_keys_wipe(&new_only);
+}
+
+/* The MAC is standard HMAC-SHA256 (RFC 2104) truncated to 128 bits, answers computed
+ * with Python's hmac module: a key shorter than SHA-256's block, and a longer one (hashed
+ * first, as in RFC 4231's case 6). */
+static void test_hmac_known_answers(void **state)
+{
+    (void)state;
+    struct fg_waitroom_keys k = keys("0123456789abcdefghij");
+    struct fg_waitroom_token t = {.kind = FG_WR_TICKET, .ticket = 1, .issued = 2};
+    char tok[FG_WAITROOM_TOKEN_MAX];
+    size_t n = fg_waitroom_token_sign(&k, "sale", &t, tok, sizeof(tok));
+    /* python3 -c 'import hmac,hashlib,base64; print(base64.urlsafe_b64encode(hmac.new(
+     *   b"0123456789abcdefghij", b"sale\0" + b"1.T.1.2.f.", hashlib.sha256).digest()[:16]))' */
+    assert_string_equal(tok, "1.T.1.2.f.gZB3S-z1rpM-qp0bvCKSsQ");
+    assert_true(n > 0);
+    fg_waitroom_keys_wipe(&k);
+    char longkey[132];
+    memset(longkey, 'k', 131);
+    longkey[131] = '\0';
+    k = keys(longkey);
+    n = fg_waitroom_token_sign(&k, "sale", &t, tok, sizeof(tok));
+    assert_string_equal(tok, "1.T.1.2.f.G_aEFvZ9jbHmiBTF-VBCVQ");
+    fg_waitroom_keys_wipe(&k);
 }
 
 static void test_key_text_errors(void **state)
@@ -159,6 +189,7 @@ static void test_key_file_checks(void **state)
     assert_true(fg_waitroom_keys_load(path, &k, err, sizeof(err)));
     assert_int_equal(k.n, 1);
     assert_int_equal(k.key[0].len, strlen(K1));
+    fg_waitroom_keys_wipe(&k);
     assert_int_equal(chmod(path, 0640), 0);
     assert_false(fg_waitroom_keys_load(path, &k, err, sizeof(err)));
     assert_non_null(strstr(err, "group or others"));
@@ -177,7 +208,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),           cmocka_unit_test(test_every_tamper_fails),
         cmocka_unit_test(test_foreign_room_and_key), cmocka_unit_test(test_rotation_with_overlap),
-        cmocka_unit_test(test_key_text_errors),      cmocka_unit_test(test_key_file_checks),
+        cmocka_unit_test(test_hmac_known_answers),   cmocka_unit_test(test_key_text_errors),
+        cmocka_unit_test(test_key_file_checks),
     };
     return cmocka_run_group_tests_name("waitroom tokens", tests, NULL, NULL);
 }
