@@ -711,3 +711,33 @@ def test_key_rotation_by_reload(tmp_path, shop, keyfile):
         assert room_stats(fg)["tampered"] == 1
     finally:
         fg.stop()
+
+
+def test_sale_on_a_redis_cluster(tmp_path, shop, keyfile):
+    """ElastiCache in cluster mode: every key of a room shares the hash tag {sale}, so each
+    script runs on the one master that owns its slot, whichever node the URL names."""
+    import redisfleet as rf
+    cluster = rf.RedisCluster(tmp_path)
+    block = f"""redis fleet {{ url redis://127.0.0.1:{cluster.nodes[0].port}; cluster on; }}
+waiting_room sale {{
+    key_file {keyfile};
+    admit 40/s;
+    redis fleet;
+}}"""
+    fleet = start_fleet(tmp_path, shop, 2, block)
+    try:
+        wait_redis_ready(fleet)
+        ports = [fg.port for fg in fleet]
+        visitors = [Visitor(i) for i in range(160)]
+        run_visitors(visitors, ports, 2.0, 20)
+        assert [v.errors for v in visitors if v.errors] == []
+        assert all(v.admitted_at is not None and v.shop_status == 200 for v in visitors)
+        assert sorted(v.tickets[-1] for v in visitors) == list(range(1, 161))
+        assert all(len(v.tickets) == 1 for v in visitors)
+        assert fifo_violations(visitors, 0.5) == []
+        owner = cluster.owner(rf.key_slot(b"fg:wr:{sale}:state"))
+        assert owner.cmd("HGET", "fg:wr:{sale}:state", "issued") == b"160"
+        assert sum(room_stats(fg)["mover"] for fg in fleet) == 1
+    finally:
+        stop_fleet(fleet)
+        cluster.stop()
