@@ -52,8 +52,8 @@ static const char ticket_src[] =
 
 /* KEYS: state hash, sessions, health hash, lease. ARGV: instance, lease ms, rate (per
  * 1000 s), max_active, p99 limit µs, 5xx limit permille, this instance's p99 µs and 5xx
- * permille, health ttl ms, opens_at ms, admin command, its value. The decision codes are
- * enum fg_waitroom_decision's. */
+ * permille, health ttl ms, opens_at ms, admin command, its value, session ttl ms. The
+ * decision codes are enum fg_waitroom_decision's. */
 static const char step_src[] =
     "if redis.replicate_commands then redis.replicate_commands() end\n"
     "local t = redis.call('TIME')\n"
@@ -131,6 +131,21 @@ static const char step_src[] =
     "        n = room carry = 0\n"
     "      end\n"
     "    end\n"
+    "    -- the places are taken now, not when their visitors next ask: each admitted\n"
+    "    -- ticket holds one until its visitor's session (same member) replaces it\n"
+    "    local ttl = tonumber(ARGV[13])\n"
+    "    local i = serving + 1\n"
+    "    while max_active > 0 and i <= serving + n do\n"
+    "      local batch = {}\n"
+    "      local last = math.min(i + 499, serving + n)\n"
+    "      for t = i, last do\n"
+    "        batch[#batch + 1] = f(now + ttl)\n"
+    "        batch[#batch + 1] = f(t)\n"
+    "      end\n"
+    "      redis.call('ZADD', KEYS[2], unpack(batch))\n"
+    "      i = last + 1\n"
+    "    end\n"
+    "    nact = nact + (max_active > 0 and n or 0)\n"
     "    serving = serving + n\n"
     "  end\n"
     "  redis.call('HSET', KEYS[1], 'serving', f(serving))\n"
@@ -205,6 +220,7 @@ bool fg_wr_redis_step(struct fg_waitroom *r, struct event_base *base, const char
     char cmd[16];
     snprintf(cmd, sizeof(cmd), "%s", r->cmd);
     uint64_t cmd_value = r->cmd_value;
+    uint64_t ttl = r->cfg.session_ttl_ms;
     r->cmd[0] = '\0';
     pthread_mutex_unlock(&r->lock);
     if (ep != r->tick_ep) { /* first step, or a reload named another Redis */
@@ -222,7 +238,7 @@ bool fg_wr_redis_step(struct fg_waitroom *r, struct event_base *base, const char
                     room_key(r, "health", k_health, sizeof(k_health)),
                     room_key(r, "lease", k_lease, sizeof(k_lease))};
     const char *keys[4] = {k_state, k_sess, k_health, k_lease};
-    char a[12][32];
+    char a[13][32];
     snprintf(a[0], sizeof(a[0]), "%d", FG_WR_LEASE_MS);
     snprintf(a[1], sizeof(a[1]), "%" PRIu64, in.rate_milli);
     snprintf(a[2], sizeof(a[2]), "%" PRIu64, in.max_active);
@@ -233,9 +249,10 @@ bool fg_wr_redis_step(struct fg_waitroom *r, struct event_base *base, const char
     snprintf(a[7], sizeof(a[7]), "%d", FG_WR_HEALTH_TTL_MS);
     snprintf(a[8], sizeof(a[8]), "%" PRId64, opens);
     snprintf(a[9], sizeof(a[9]), "%" PRIu64, cmd_value);
-    const char *args[12] = {instance, a[0], a[1], a[2], a[3], a[4],
-                            a[5],     a[6], a[7], a[8], cmd,  a[9]};
-    struct fg_redis_req *q = fg_redis_eval(r->tick_client, &step_script, 4, keys, kl, 12, args,
+    snprintf(a[10], sizeof(a[10]), "%" PRIu64, ttl);
+    const char *args[13] = {instance, a[0], a[1], a[2], a[3], a[4], a[5],
+                            a[6],     a[7], a[8], cmd,  a[9], a[10]};
+    struct fg_redis_req *q = fg_redis_eval(r->tick_client, &step_script, 4, keys, kl, 13, args,
                                            NULL, timeout, on_step, r);
     if (q == NULL) {
         if (cmd[0] != '\0') { /* not sent: keep the admin's command for the next step */

@@ -438,6 +438,12 @@ static void step_local(struct fg_waitroom *r, int64_t now_ms)
         .open = r->open,
     };
     fg_waitroom_inlet_step(&in, &s);
+    /* The places are taken now, not when their visitors next ask: each admitted ticket
+     * holds one until its visitor's session replaces it (the same key) or it expires. */
+    for (uint64_t t = r->serving + 1; in.max_active > 0 && t <= s.new_serving; t++)
+        sess_put(r, t, now_ms + (int64_t)r->cfg.session_ttl_ms, now_ms);
+    if (in.max_active > 0)
+        r->active_sessions += s.new_serving - r->serving;
     r->serving = s.new_serving;
     r->carry = s.new_carry;
     r->decision = room_active(r) ? s.decision : FG_WR_DEC_INACTIVE;

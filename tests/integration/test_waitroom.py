@@ -741,3 +741,47 @@ waiting_room sale {{
     finally:
         stop_fleet(fleet)
         cluster.stop()
+
+
+def test_max_active_frees_places_as_sessions_expire(tmp_path, shop, keyfile):
+    import threading
+    redis = RedisServer(tmp_path, "r")
+    # (a place is held from the serving number's move for session_ttl: the visitor's next
+    # poll, at most `poll` later, must come within it)
+    block = room_block(keyfile, "    max_active 5;\n    session_ttl 2s;\n    poll 1s;\n"
+                       "    redis fleet;", redis.port)
+    fleet = start_fleet(tmp_path, shop, 2, block)
+    try:
+        wait_redis_ready(fleet)
+        ports = [fg.port for fg in fleet]
+        seen = []
+        stop = threading.Event()
+
+        dumps = []
+
+        def watch():
+            while not stop.is_set():
+                seen.append(room_stats(fleet[0])["active_sessions"])
+                if seen[-1] > 5 and len(dumps) < 3:
+                    dumps.append((time.time(), redis.cmd("ZRANGE", "fg:wr:{sale}:sessions", "0",
+                                                         "-1", "WITHSCORES")))
+                time.sleep(0.1)
+
+        th = threading.Thread(target=watch)
+        th.start()
+        visitors = [Visitor(i) for i in range(15)]
+        run_visitors(visitors, ports, 0.5, 20)
+        stop.set()
+        th.join(5)
+        assert [v.errors for v in visitors if v.errors] == []
+        assert all(v.admitted_at is not None for v in visitors)
+        assert max(seen) <= 5, (seen, dumps)
+        # three waves: the last ones waited for two expiries
+        order = sorted(v.admitted_at for v in visitors)
+        assert order[-1] - order[0] >= 3.5, order
+        decisions = room_stats(fleet[0])["decisions"]["capped"] + \
+            room_stats(fleet[1])["decisions"]["capped"]
+        assert decisions > 0
+    finally:
+        stop_fleet(fleet)
+        redis.kill()

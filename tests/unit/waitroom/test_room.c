@@ -202,6 +202,37 @@ static void test_admin_pause_rate_and_off(void **state)
     assert_false(x.set_session);
 }
 
+/* max_active: a place is taken when the serving number reaches a ticket, not when its
+ * visitor next asks (else every step until then would admit more). */
+static void test_max_active_holds_places(void **state)
+{
+    (void)state;
+    struct fg_waitroom_config c = {.name = "capped",
+                                   .inlet = {.max_active = 3},
+                                   .session_ttl_ms = 60000,
+                                   .active = true,
+                                   .poll_ms = 5000};
+    struct fg_waitroom *r = fg_waitroom_configure(&c);
+    struct visitor v[10];
+    memset(v, 0, sizeof(v));
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(visit(r, &v[i], NULL), FG_WR_WAIT);
+    sleep_ms(500); /* several steps, nobody asks */
+    struct fg_waitroom_summary s;
+    for (size_t i = 0; fg_waitroom_summary(i, &s) && strcmp(s.name, "capped") != 0; i++)
+        ;
+    assert_string_equal(s.name, "capped");
+    assert_int_equal(s.serving, 3);
+    assert_int_equal(s.active, 3);
+    assert_int_equal(s.decision, FG_WR_DEC_CAPPED);
+    int in = 0;
+    for (int i = 0; i < 10; i++)
+        in += visit(r, &v[i], NULL) == FG_WR_PASS;
+    assert_int_equal(in, 3);
+    sleep_ms(300);
+    assert_int_equal(visit(r, &v[3], NULL), FG_WR_WAIT); /* still capped */
+}
+
 /* A room whose Redis is not there: after a second the fallback decides. */
 static struct fg_waitroom *redis_room(const char *name, bool closed)
 {
@@ -263,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_session_expiry_and_renewal),
         cmocka_unit_test(test_opening_shuffles_early_arrivals),
         cmocka_unit_test(test_admin_pause_rate_and_off),
+        cmocka_unit_test(test_max_active_holds_places),
         cmocka_unit_test(test_fallback_open_and_closed),
     };
     int rc = cmocka_run_group_tests_name("waitroom rooms", tests, NULL, NULL);
