@@ -420,6 +420,55 @@ static void warm(struct bufferevent *bev, const struct fg_http_request *r, const
     evbuffer_free(b);
 }
 
+/* POST /waitroom/OP?room=NAME[&rate=50/s]: open, pause, resume, activate, deactivate a
+ * waiting room (every room without room=), or set its rate. Fleet-wide with Redis. */
+static void waitroom_op(struct bufferevent *bev, const struct fg_http_request *r, const char *op)
+{
+    static const char *const ops[] = {"open", "pause", "resume", "activate", "deactivate", "rate"};
+    char room[FG_CONF_NAME_MAX], rate[32];
+    bool known = false;
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        known |= strcmp(op, ops[i]) == 0;
+    if (r->method != FG_HTTP_POST) {
+        text_response(bev, 405, "405 Method Not Allowed: use POST\n", false);
+        return;
+    }
+    if (!known || AD.ops->waitroom == NULL) {
+        text_response(bev, 404,
+                      "404 Not Found: POST /waitroom/open, pause, resume, activate, deactivate "
+                      "or rate?rate=50/s (&room=NAME: one room)\n",
+                      false);
+        return;
+    }
+    bool one = r->query != NULL && query_param(r->query, r->query_len, "room", room, sizeof(room));
+    uint64_t value = 0;
+    if (strcmp(op, "rate") == 0) {
+        char norm[40];
+        const char *slash;
+        if (r->query == NULL || !query_param(r->query, r->query_len, "rate", rate, sizeof(rate)) ||
+            (slash = strchr(rate, '/')) == NULL || slash == rate) {
+            text_response(bev, 400, "400 Bad Request: give ?rate=50/s (or 3000/m)\n", false);
+            return;
+        }
+        snprintf(norm, sizeof(norm), "%.*sr%s", (int)(slash - rate), rate, slash);
+        if (!fg_parse_rate(norm, &value) || value == 0) {
+            text_response(bev, 400, "400 Bad Request: give ?rate=50/s (or 3000/m)\n", false);
+            return;
+        }
+    }
+    size_t n = AD.ops->waitroom(one ? room : NULL, op, value);
+    if (n == 0) {
+        text_response(bev, 404, "404 Not Found: no such waiting room\n", false);
+        return;
+    }
+    char msg[64];
+    snprintf(msg, sizeof(msg), "{\"rooms\":%zu}\n", n);
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, msg, strlen(msg));
+    send_response(bev, 200, "application/json", b, false);
+    evbuffer_free(b);
+}
+
 static void handle(struct bufferevent *bev, const struct fg_http_request *r, const char *body,
                    size_t body_len)
 {
@@ -500,10 +549,17 @@ static void handle(struct bufferevent *bev, const struct fg_http_request *r, con
         warm(bev, r, body, body_len);
         return;
     }
+    if (n > 10 && n < 32 && memcmp(p, "/waitroom/", 10) == 0) {
+        char op[24];
+        memcpy(op, p + 10, n - 10);
+        op[n - 10] = '\0';
+        waitroom_op(bev, r, op);
+        return;
+    }
 #undef IS
     text_response(bev, 404,
                   "404 Not Found: try /, /healthz, /stats, /stats/stream, /metrics, /config, "
-                  "/cache/purge or /cache/warm\n",
+                  "/cache/purge, /cache/warm or /waitroom/OP\n",
                   head_only);
 }
 

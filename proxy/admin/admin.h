@@ -1,10 +1,11 @@
 /*
  * admin.h — the admin listener (loopback by default): /healthz for the ALB's view of this
  * instance, /stats (JSON), /metrics (Prometheus), /config (effective, secrets masked),
- * POST /cache/purge?url=URL[&prefix=1] or ?tag=TAG, POST /cache/warm (a list of URLs), the live
- * dashboard (GET /) and its event stream (/stats/stream). It runs on its own thread with
- * its own event_base, so a slow scraper or viewer never touches a worker; the same thread
- * writes the CloudWatch EMF records (emf.c).
+ * POST /cache/purge?url=URL[&prefix=1] or ?tag=TAG, POST /cache/warm (a list of URLs),
+ * POST /waitroom/OP?room=NAME[&rate=N/s] (open, pause, resume, activate, deactivate, rate), the
+ * live dashboard (GET /) and its event stream (/stats/stream). It runs on its own thread with its
+ * own event_base, so a slow scraper or viewer never touches a worker; the same thread writes the
+ * CloudWatch EMF records (emf.c).
  */
 #ifndef FG_ADMIN_H
 #define FG_ADMIN_H
@@ -47,6 +48,17 @@ struct fg_admin_sample_limit {
     uint64_t allowed, limited, failed_closed;
 };
 
+#define FG_ADMIN_SAMPLE_ROOMS 8
+
+/* A waiting room now (gauges) and its admissions (cumulative). */
+struct fg_admin_sample_room {
+    char name[FG_CONF_NAME_MAX];
+    uint64_t issued, serving, waiting, active, eta_s, rate_milli; /* gauges */
+    uint64_t admitted;
+    char decision[16];
+    bool fallback, paused, on;
+};
+
 struct fg_admin_sample_route {
     char name[128]; /* host and prefix: "/api", "shop.example.com/checkout" */
     uint64_t requests, r4xx, r5xx;
@@ -81,6 +93,8 @@ struct fg_admin_sample {
     struct fg_admin_sample_upstream upstreams[FG_ADMIN_SAMPLE_UPSTREAMS];
     size_t n_limits; /* every limit seen since start, by name */
     struct fg_admin_sample_limit limits[FG_ADMIN_SAMPLE_LIMITS];
+    size_t n_rooms; /* the waiting rooms */
+    struct fg_admin_sample_room rooms[FG_ADMIN_SAMPLE_ROOMS];
     size_t n_routes; /* every route seen since start, by name */
     struct fg_admin_sample_route routes[FG_ADMIN_SAMPLE_ROUTES];
 };
@@ -120,6 +134,10 @@ struct fg_admin_ops {
     bool (*warm_target)(struct fg_addr *out);
     /* The counters of /stats now (mono_ms and wall_ms included). */
     void (*sample)(struct fg_admin_sample *out);
+    /* A waiting room operation ("open", "pause", "resume", "activate", "deactivate",
+     * "rate" with value in admissions per 1000 s) on room (NULL: every room); returns
+     * how many rooms took it. */
+    size_t (*waitroom)(const char *room, const char *op, uint64_t value);
 };
 
 /* The admin thread's own numbers for /stats ("dashboard" and "emf" members, each

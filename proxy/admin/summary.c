@@ -238,6 +238,44 @@ static void limits_json(struct evbuffer *out, const struct fg_admin_sample *prev
     evbuffer_add(out, "]", 1);
 }
 
+static const struct fg_admin_sample_room *room_named(const struct fg_admin_sample *s,
+                                                     const char *name)
+{
+    for (size_t i = 0; s != NULL && i < s->n_rooms; i++)
+        if (strcmp(s->rooms[i].name, name) == 0)
+            return &s->rooms[i];
+    return NULL;
+}
+
+/* The waiting rooms: where the queue stands, and admissions per second. */
+static void rooms_json(struct evbuffer *out, const struct fg_admin_sample *prev,
+                       const struct fg_admin_sample *cur, double dt)
+{
+    evbuffer_add(out, "\"rooms\":[", 9);
+    for (size_t i = 0; i < cur->n_rooms && i < FG_ADMIN_SAMPLE_ROOMS; i++) {
+        const struct fg_admin_sample_room *r = &cur->rooms[i];
+        const struct fg_admin_sample_room *p = room_named(prev, r->name);
+        bool f = true;
+        evbuffer_add(out, i ? ",{" : "{", i ? 2 : 1);
+        key(out, &f, "name");
+        put_str(out, r->name);
+        key_u64(out, &f, "issued", r->issued);
+        key_u64(out, &f, "serving", r->serving);
+        key_u64(out, &f, "waiting", r->waiting);
+        key_u64(out, &f, "active", r->active);
+        key_u64(out, &f, "eta_s", r->eta_s);
+        key_num(out, &f, "rate", (double)r->rate_milli / 1000.0, 3);
+        key_num(out, &f, "admitted", p ? (double)delta(r->admitted, p->admitted) / dt : 0.0, 1);
+        key_u64(out, &f, "admitted_total", r->admitted);
+        key(out, &f, "decision");
+        put_str(out, r->decision);
+        evbuffer_add_printf(out, ",\"fallback\":%s,\"paused\":%s,\"on\":%s}",
+                            r->fallback ? "true" : "false", r->paused ? "true" : "false",
+                            r->on ? "true" : "false");
+    }
+    evbuffer_add(out, "]", 1);
+}
+
 /* The busiest routes first: the most requests in the interval, then since the start. */
 struct route_rank {
     const struct fg_admin_sample_route *r;
@@ -460,6 +498,8 @@ void fg_admin_summary_write(struct evbuffer *out, const struct fg_admin_point *p
     upstreams_json(out, p, s, dt);
     evbuffer_add(out, ",", 1);
     limits_json(out, p, s, dt);
+    evbuffer_add(out, ",", 1);
+    rooms_json(out, p, s, dt);
     evbuffer_add(out, ",", 1);
     routes_json(out, p, s, dt);
     evbuffer_add(out, ",", 1);

@@ -17,6 +17,7 @@
 
 #include "config/internal.h"
 #include "redis/redis.h"
+#include "waitroom/waitroom.h"
 #include "tls/tls.h"
 
 #define MAX_FILE_SIZE (16u * 1024 * 1024)
@@ -298,6 +299,20 @@ void fg_conf_free(struct fg_config *c)
     for (size_t i = 0; i < c->n_redis; i++)
         conf_redis_free(&c->redis[i]);
     free(c->redis);
+    for (size_t i = 0; i < c->n_waitrooms; i++) {
+        struct fg_conf_waitroom *w = &c->waitrooms[i];
+        free(w->key_file);
+        if (w->keys != NULL)
+            fg_waitroom_keys_wipe(w->keys);
+        free(w->keys);
+        free(w->redis_name);
+        free(w->page_file);
+        free(w->page);
+        for (size_t k = 0; k < w->n_bypass_prefix; k++)
+            free(w->bypass_prefix[k]);
+        free(w->bypass_value);
+    }
+    free(c->waitrooms);
     for (size_t i = 0; i < c->n_resolvers; i++)
         free(c->resolvers[i]);
     free(c->admin.token);
@@ -547,6 +562,8 @@ static void dump_route(const struct fg_conf_route *r, FILE *out)
     }
     for (size_t i = 0; i < r->n_limits; i++)
         fprintf(out, "        limit %s;\n", r->limits[i]->name);
+    if (r->waitroom != NULL)
+        fprintf(out, "        waiting_room %s;\n", r->waitroom->name);
     if (r->n_limits > 0)
         fprintf(out, "        limit_headers %s;\n", r->limit_headers ? "on" : "off");
     const struct fg_conf_route_offload *of = &r->offload;
@@ -624,6 +641,49 @@ static void put_masked_url(FILE *out, const char *url)
     char buf[1024];
     snprintf(buf, sizeof(buf), "%.*s:********%s", (int)(colon - url), url, at);
     put_word(out, buf);
+}
+
+static void dump_waitroom(const struct fg_conf_waitroom *w, FILE *out)
+{
+    char b[32];
+    fprintf(out, "\nwaiting_room %s {\n    key_file ", w->name);
+    put_word(out, w->key_file);
+    fputs(";\n", out);
+    if (w->rate_per_ks % 1000 == 0 && w->rate_per_ks > 0) /* as written: N/s or N/m */
+        fprintf(out, "    admit %llu/s;\n", (unsigned long long)(w->rate_per_ks / 1000));
+    else if (w->rate_per_ks > 0)
+        fprintf(out, "    admit %llu/m;\n",
+                (unsigned long long)((w->rate_per_ks * 60 + 500) / 1000));
+    if (w->max_active > 0)
+        fprintf(out, "    max_active %llu;\n", (unsigned long long)w->max_active);
+    if (w->p99_limit_ms > 0 || w->err_limit_permille > 0)
+        fprintf(out, "    adaptive p99=%s errors=%.1f%%;\n", fmt_dur(w->p99_limit_ms, b, sizeof(b)),
+                (double)w->err_limit_permille / 10.0);
+    fprintf(out, "    session_ttl %s;\n", fmt_dur(w->session_ttl_ms, b, sizeof(b)));
+    if (w->opens_at_ms > 0)
+        fprintf(out, "    opens_at %lld;\n", (long long)(w->opens_at_ms / 1000));
+    fprintf(out, "    active %s;\n", w->active ? "on" : "off");
+    if (w->redis_name != NULL) {
+        fputs("    redis ", out);
+        put_word(out, w->redis_name);
+        fprintf(out, " timeout=%s;\n", fmt_dur(w->redis_timeout_ms, b, sizeof(b)));
+    }
+    fprintf(out, "    fallback %.1f%% %s;\n", (double)w->fallback_permille / 10.0,
+            w->fail_closed ? "closed" : "open");
+    fprintf(out, "    poll %s;\n", fmt_dur(w->poll_ms, b, sizeof(b)));
+    if (w->page_file != NULL) {
+        fputs("    page ", out);
+        put_word(out, w->page_file);
+        fputs(";\n", out);
+    }
+    for (size_t i = 0; i < w->n_bypass_prefix; i++) {
+        fputs("    bypass_prefix ", out);
+        put_word(out, w->bypass_prefix[i]);
+        fputs(";\n", out);
+    }
+    if (w->bypass_header[0] != '\0')
+        fprintf(out, "    bypass_header %s ********;\n", w->bypass_header);
+    fputs("}\n", out);
 }
 
 static void dump_limit(const struct fg_conf_limit *l, FILE *out)
@@ -865,6 +925,8 @@ void fg_config_dump(const struct fg_config *c, FILE *out)
     }
     for (size_t i = 0; i < c->n_limits; i++)
         dump_limit(&c->limits[i], out);
+    for (size_t i = 0; i < c->n_waitrooms; i++)
+        dump_waitroom(&c->waitrooms[i], out);
     for (size_t i = 0; i < c->n_servers; i++)
         dump_server(&c->servers[i], out);
 }

@@ -144,6 +144,38 @@ struct fg_conf_limit {
     size_t line;
 };
 
+/* `waiting_room NAME { ... }`: a fair queue in front of the routes that name it
+ * (proxy/waitroom, docs/waitingroom.md). Keys and the page are read at load. */
+struct fg_waitroom_keys;
+#define FG_CONF_WAITROOM_BYPASS_MAX 8
+struct fg_conf_waitroom {
+    char name[FG_CONF_NAME_MAX];
+    size_t index, line;
+    char *key_file;                /* required */
+    struct fg_waitroom_keys *keys; /* read at load */
+    uint64_t rate_per_ks;          /* `admit 50/s`: admissions per 1000 s; 0: none */
+    uint64_t max_active;           /* 0: no cap */
+    uint64_t p99_limit_ms;         /* `adaptive p99=800ms errors=5%`; 0: off */
+    uint64_t err_limit_permille;   /* 0: off */
+    uint64_t session_ttl_ms;       /* default 10m */
+    int64_t opens_at_ms;           /* Unix ms; 0: open */
+    bool active;                   /* default on */
+    char *redis_name;              /* `redis NAME [timeout=]`; NULL: local */
+    size_t redis_line;
+    struct fg_redis_endpoint *redis_ep; /* built at load */
+    uint64_t redis_timeout_ms;          /* default 100ms */
+    uint64_t fallback_permille;         /* `fallback 25% open|closed` */
+    bool fail_closed;
+    uint64_t poll_ms; /* default 5s */
+    char *page_file;  /* NULL: the built-in page */
+    char *page;       /* its text, read at load */
+    size_t page_len;
+    char *bypass_prefix[FG_CONF_WAITROOM_BYPASS_MAX];
+    size_t n_bypass_prefix;
+    char bypass_header[64]; /* lowercased; "" none */
+    char *bypass_value;
+};
+
 /* A route's compression (`compress br gzip;`). Codings are numbered as in
  * proxy/compress/compress.h (gzip 1, br 2), checked there at compile time. */
 #define FG_CONF_ENC_GZIP 1
@@ -221,6 +253,7 @@ struct fg_conf_route {
     const struct fg_conf_limit *limits[8]; /* `limit NAME;` lines, checked in order */
     size_t n_limits;
     bool limit_headers; /* RateLimit fields on allowed responses too; default off */
+    const struct fg_conf_waitroom *waitroom; /* `waiting_room NAME;` NULL: none */
     struct fg_conf_route_offload offload;
     /* Upgrade tunnels (WebSocket...): `upgrade on|off|protocol ...;` default on, any
      * protocol but h2c; upgrade_protocols (lower case) narrows it when n > 0. */
@@ -387,6 +420,8 @@ struct fg_config {
     uint64_t limit_table_entries; /* keys the local rate-limit table holds; default 262144 */
     struct fg_conf_redis *redis;  /* `redis NAME { ... }` blocks */
     size_t n_redis;
+    struct fg_conf_waitroom *waitrooms; /* `waiting_room NAME { ... }` blocks */
+    size_t n_waitrooms;
     char *resolvers[4]; /* `resolver ADDRESS ...`: DNS servers for run-time lookups (Redis
                            endpoint names); none: /etc/resolv.conf */
     size_t n_resolvers;

@@ -165,6 +165,8 @@ const char *fg_conf_ctx_name(unsigned ctx)
         return "emf";
     case FG_CTX_FLEET:
         return "fleet";
+    case FG_CTX_WAITROOM:
+        return "waiting_room";
     }
     return "?";
 }

@@ -51,8 +51,9 @@ enum fg_conf_ctx {
     FG_CTX_OFFLOAD = 1u << 7, /* a route's offload block */
     FG_CTX_AGENT = 1u << 8,   /* flashgate-agent.conf (one context, no blocks) */
     FG_CTX_REDIS = 1u << 9,
-    FG_CTX_EMF = 1u << 10,   /* the emf block (CloudWatch Embedded Metric Format) */
-    FG_CTX_FLEET = 1u << 11, /* the fleet block (what instances do together) */
+    FG_CTX_EMF = 1u << 10,      /* the emf block (CloudWatch Embedded Metric Format) */
+    FG_CTX_FLEET = 1u << 11,    /* the fleet block (what instances do together) */
+    FG_CTX_WAITROOM = 1u << 12, /* a waiting_room block */
 };
 
 struct fg_conf_schema;

@@ -9,6 +9,7 @@
 #include "config/internal.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "ratelimit/ratelimit.h" /* to check limits where they are written */
 #include "redis/redis.h"         /* Redis URLs checked, endpoints built at load */
 #include "tls/tls.h"             /* certificates and CA files are loaded and checked here */
+#include "waitroom/waitroom.h"   /* waiting room keys read and checked at load */
 
 /* ---- the loader's state ------------------------------------------------------------------ */
 
@@ -38,6 +40,7 @@ struct load_state {
     size_t *cache_lines;    /* likewise for c->caches */
     size_t *limit_lines;    /* likewise for c->limits */
     size_t *redis_lines;    /* likewise for c->redis */
+    size_t *waitroom_lines; /* likewise for c->waitrooms */
     struct listen_rec *listens;
     size_t n_listens, cap_listens;
     size_t server_line;        /* the server block being loaded */
@@ -1526,6 +1529,313 @@ static void h_cache_targeted(struct fg_conf_loader *L, const struct fg_conf_dire
     rc->targeted = s;
 }
 
+/* ---- waiting rooms -------------------------------------------------------------------- */
+
+static void h_waitroom(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                       const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_config *c = obj;
+    (void)dir;
+    const char *name = st->args[1];
+    size_t idx = named_block(L, st, "waiting_room", c->waitrooms[0].name, sizeof(c->waitrooms[0]),
+                             &c->n_waitrooms, state(L)->waitroom_lines);
+    if (idx == SIZE_MAX)
+        return;
+    struct fg_conf_waitroom *w = &c->waitrooms[idx];
+    snprintf(w->name, sizeof(w->name), "%s", name);
+    w->index = idx;
+    w->line = st->line;
+    w->redis_timeout_ms = 100;
+    fg_conf_apply_defaults(L, FG_CTX_WAITROOM, w);
+    fg_conf_walk(L, FG_CTX_WAITROOM, st->children, st->n_children, w, 0);
+    if (!st->closed)
+        return;
+    if (w->key_file == NULL)
+        ERR(L, st->line,
+            "waiting_room '%s' needs a key_file (a root-only file of keys, one per line: "
+            "openssl rand -hex 32)",
+            name);
+    if (w->rate_per_ks == 0 && w->max_active == 0)
+        ERR(L, st->line,
+            "waiting_room '%s' needs 'admit RATE;' (for example 'admit 50/s;'), "
+            "'max_active N;' or both",
+            name);
+}
+
+/* `admit 50/s;` (or 3000/m; 50r/s as limits write it) */
+static void h_waitroom_admit(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                             const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_waitroom *w = obj;
+    (void)dir;
+    char buf[64];
+    const char *a = st->args[1];
+    const char *slash = strchr(a, '/');
+    if (slash != NULL && slash > a && slash[-1] != 'r' && (size_t)(slash - a) < 40) {
+        snprintf(buf, sizeof(buf), "%.*sr%s", (int)(slash - a), a, slash);
+        a = buf;
+    }
+    if (!fg_parse_rate(a, &w->rate_per_ks) || w->rate_per_ks == 0 ||
+        w->rate_per_ks > 1000000000ull) {
+        ERR(L, st->line,
+            "invalid rate '%s' for 'admit' (for example 50/s or 3000/m; at most "
+            "1000000/s)",
+            st->args[1]);
+        w->rate_per_ks = 0;
+    }
+}
+
+/* `adaptive p99=800ms errors=5%;` (either or both) or `adaptive off;` */
+static void h_waitroom_adaptive(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                                const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_waitroom *w = obj;
+    (void)dir;
+    w->p99_limit_ms = 0;
+    w->err_limit_permille = 0;
+    if (st->n_args == 2 && strcmp(st->args[1], "off") == 0)
+        return;
+    for (size_t i = 1; i < st->n_args; i++) {
+        const char *v;
+        if ((v = param(st->args[i], "p99")) != NULL) {
+            if (parse_duration_arg(L, st->line, "p99", v, 60000, &w->p99_limit_ms) &&
+                w->p99_limit_ms == 0)
+                ERR(L, st->line, "'p99' of 'adaptive' must be above 0");
+        } else if ((v = param(st->args[i], "errors")) != NULL) {
+            double pct;
+            char *end;
+            pct = strtod(v, &end);
+            if (end == v || strcmp(end, "%") != 0 || !(pct > 0.0 && pct <= 100.0))
+                ERR(L, st->line,
+                    "invalid 'errors=%s' for 'adaptive' (a share of 5xx answers "
+                    "such as 5%%, above 0)",
+                    v);
+            else
+                w->err_limit_permille = (uint64_t)(pct * 10.0 + 0.5);
+        } else {
+            ERR(L, st->line,
+                "invalid argument '%s' for 'adaptive' (p99=DURATION, "
+                "errors=PERCENT%%, or off)",
+                st->args[i]);
+        }
+    }
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* `opens_at 2026-12-08T09:00:00Z;` (UTC) or Unix seconds, or `opens_at none;` */
+static void h_waitroom_opens_at(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                                const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_waitroom *w = obj;
+    (void)dir;
+    const char *a = st->args[1];
+    uint64_t secs;
+    int y, mo, d, h, mi, se, n = 0;
+    if (strcmp(a, "none") == 0) {
+        w->opens_at_ms = 0;
+    } else if (fg_parse_uint(a, 1ull << 40, &secs)) {
+        w->opens_at_ms = (int64_t)secs * 1000;
+    } else if (sscanf(a, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &y, &mo, &d, &h, &mi, &se, &n) == 6 &&
+               (size_t)n == strlen(a) && y >= 1970 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 &&
+               h <= 23 && mi <= 59 && se <= 60) {
+        w->opens_at_ms =
+            (days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se) *
+            1000;
+    } else {
+        ERR(L, st->line,
+            "invalid time '%s' for 'opens_at' (UTC as 2026-12-08T09:00:00Z, Unix "
+            "seconds, or none)",
+            a);
+    }
+}
+
+/* `redis NAME [timeout=100ms];`: the fleet's queue in that redis block's server */
+static void h_waitroom_redis(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                             const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_waitroom *w = obj;
+    (void)dir;
+    if (!valid_name(st->args[1])) {
+        ERR(L, st->line, "invalid redis name '%s' (a redis block's name)", st->args[1]);
+        return;
+    }
+    for (size_t i = 2; i < st->n_args; i++) {
+        const char *v = param(st->args[i], "timeout");
+        if (v == NULL) {
+            ERR(L, st->line, "invalid argument '%s' for 'redis' (timeout=DURATION)", st->args[i]);
+            return;
+        }
+        if (!parse_duration_arg(L, st->line, "timeout", v, 10000, &w->redis_timeout_ms))
+            return;
+        if (w->redis_timeout_ms == 0) {
+            ERR(L, st->line, "'timeout' of 'redis' must be above 0");
+            return;
+        }
+    }
+    free(w->redis_name);
+    w->redis_name = xstrdup(L, st->args[1], st->line);
+    w->redis_line = st->line;
+}
+
+/* `fallback 25% open|closed;` */
+static void h_waitroom_fallback(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                                const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_waitroom *w = obj;
+    (void)dir;
+    char *end;
+    double pct = strtod(st->args[1], &end);
+    if (end == st->args[1] || strcmp(end, "%") != 0 || !(pct >= 0.0 && pct <= 100.0)) {
+        ERR(L, st->line,
+            "invalid share '%s' for 'fallback' (a percentage of the rate, 0%% to "
+            "100%%)",
+            st->args[1]);
+        return;
+    }
+    w->fallback_permille = (uint64_t)(pct * 10.0 + 0.5);
+    w->fail_closed = false;
+    if (st->n_args == 3) {
+        if (strcmp(st->args[2], "closed") == 0)
+            w->fail_closed = true;
+        else if (strcmp(st->args[2], "open") != 0)
+            ERR(L, st->line, "invalid mode '%s' for 'fallback' (open or closed)", st->args[2]);
+    }
+}
+
+static void h_waitroom_page(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                            const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_waitroom *w = obj;
+    (void)dir;
+    if (!check_path(L, st->line, "page", st->args[1]))
+        return;
+    FILE *f = fopen(st->args[1], "rb");
+    if (f == NULL) {
+        ERR(L, st->line, "page %s: cannot open: %s", st->args[1], strerror(errno));
+        return;
+    }
+    char *text = malloc(256 * 1024 + 1);
+    size_t n = text ? fread(text, 1, 256 * 1024 + 1, f) : 0;
+    bool err = ferror(f);
+    fclose(f);
+    if (text == NULL || err || n > 256 * 1024) {
+        ERR(L, st->line, "page %s: %s", st->args[1],
+            text == NULL ? "out of memory"
+            : err        ? "cannot read"
+                         : "larger than 256k");
+        free(text);
+        return;
+    }
+    free(w->page);
+    free(w->page_file);
+    w->page = text;
+    w->page_len = n;
+    w->page_file = xstrdup(L, st->args[1], st->line);
+}
+
+static void h_waitroom_bypass_prefix(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                                     const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_waitroom *w = obj;
+    (void)dir;
+    for (size_t i = 1; i < st->n_args; i++) {
+        if (st->args[i][0] != '/') {
+            ERR(L, st->line, "bypass_prefix '%s' must start with '/'", st->args[i]);
+            return;
+        }
+        if (w->n_bypass_prefix == FG_CONF_WAITROOM_BYPASS_MAX) {
+            ERR(L, st->line, "a waiting_room has at most %d bypass prefixes",
+                FG_CONF_WAITROOM_BYPASS_MAX);
+            return;
+        }
+        w->bypass_prefix[w->n_bypass_prefix++] = xstrdup(L, st->args[i], st->line);
+    }
+}
+
+static void h_waitroom_bypass_header(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                                     const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_waitroom *w = obj;
+    (void)dir;
+    size_t n = strlen(st->args[1]);
+    if (n == 0 || n >= sizeof(w->bypass_header) || strlen(st->args[2]) < 8) {
+        ERR(L, st->line,
+            "bypass_header needs a header name (under %zu characters) and a value "
+            "of at least 8 characters",
+            sizeof(w->bypass_header));
+        return;
+    }
+    for (size_t i = 0; i <= n; i++)
+        w->bypass_header[i] = (char)tolower((unsigned char)st->args[1][i]);
+    free(w->bypass_value);
+    w->bypass_value = xstrdup(L, st->args[2], st->line);
+}
+
+static void h_route_waitroom(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                             const struct fg_conf_stmt *st, void *obj)
+{
+    struct fg_conf_route *r = obj;
+    struct fg_config *c = state(L)->c;
+    (void)dir;
+    for (size_t i = 0; i < c->n_waitrooms; i++) {
+        if (strcmp(c->waitrooms[i].name, st->args[1]) == 0) {
+            r->waitroom = &c->waitrooms[i];
+            return;
+        }
+    }
+    ERR(L, st->line,
+        "waiting_room '%s' is not defined (add 'waiting_room %s { key_file ...; "
+        "admit 50/s; }')",
+        st->args[1], st->args[1]);
+}
+
+/* Keys are read once the rest is right, like Redis password files. */
+static void build_waitrooms(struct fg_conf_loader *L)
+{
+    struct fg_config *c = state(L)->c;
+    for (size_t i = 0; i < c->n_waitrooms; i++) {
+        struct fg_conf_waitroom *w = &c->waitrooms[i];
+        char err[512];
+        w->keys = calloc(1, sizeof(*w->keys));
+        if (w->keys == NULL) {
+            ERR(L, w->line, "out of memory");
+            continue;
+        }
+        if (!fg_waitroom_keys_load(w->key_file, w->keys, err, sizeof(err)))
+            ERR(L, w->line, "waiting_room '%s': %s", w->name, err);
+        for (size_t k = 0; w->redis_name != NULL && k < c->n_redis; k++)
+            if (strcmp(c->redis[k].name, w->redis_name) == 0)
+                w->redis_ep = c->redis[k].ep;
+    }
+}
+
+/* `redis NAME` in a waiting room: the block it names, wherever it is. */
+static void link_waitroom_redis(struct fg_conf_loader *L)
+{
+    struct fg_config *c = state(L)->c;
+    for (size_t i = 0; i < c->n_waitrooms; i++) {
+        struct fg_conf_waitroom *w = &c->waitrooms[i];
+        bool found = w->redis_name == NULL;
+        for (size_t k = 0; k < c->n_redis && !found; k++)
+            found = strcmp(c->redis[k].name, w->redis_name) == 0;
+        if (!found)
+            ERR(L, w->redis_line,
+                "redis '%s' is not defined (add 'redis %s { url "
+                "redis://host:6379; }')",
+                w->redis_name, w->redis_name);
+    }
+}
+
 /* ---- rate limits ---------------------------------------------------------------------- */
 
 static void h_limit(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
@@ -1945,6 +2255,8 @@ static void h_server(struct fg_conf_loader *L, const struct fg_conf_directive *d
 #define E   FG_CTX_EMF
 #define RD  FG_CTX_REDIS
 #define FL  FG_CTX_FLEET
+#define WR  FG_CTX_WAITROOM
+#define WRC struct fg_conf_waitroom
 #define OF  struct fg_conf_route_offload
 #define UPS struct fg_conf_upstream
 #define SRV struct fg_conf_server
@@ -2005,9 +2317,47 @@ const struct fg_conf_directive fg_conf_directives[] = {
     {"fleet", M, 0, 0, FG_BLOCK_YES, false, CUSTOM(h_fleet),
      "{ ... }", "none",
      "what the instances do together through their shared Redis: purges and tags for all"},
+    {"waiting_room", M, 1, 1, FG_BLOCK_YES, true, CUSTOM(h_waitroom),
+     "name { ... }", "none",
+     "a fair queue for the routes that name it: tickets, a serving number, admission"},
     {"resolver", M, 1, 4, FG_BLOCK_NO, false, CUSTOM(h_resolver),
      "address[:port] ...", "none",
      "DNS servers for names looked up while running (Redis endpoints); none: /etc/resolv.conf"},
+
+    /* waiting_room */
+    {"key_file", WR, 1, 1, FG_BLOCK_NO, false, FG_T_STRING, FIELD(WRC, key_file), 0, 0,
+     h_generic, "path", "none",
+     "HMAC keys of the cookies, one per line (the first signs, all verify); root-only file"},
+    {"admit", WR, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_waitroom_admit),
+     "rate", "none", "the inlet: visitors admitted per second (50/s) or minute (3000/m)"},
+    {"max_active", WR, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(WRC, max_active), 0,
+     100000000, h_generic, "number", "0",
+     "the inlet: admitted sessions at most at once (0: no cap); freed as sessions expire"},
+    {"adaptive", WR, 1, 2, FG_BLOCK_NO, false, CUSTOM(h_waitroom_adaptive),
+     "[p99=duration] [errors=percent] | off", "off",
+     "pause admission while the app's p99 or 5xx share (fleet-wide) is above these"},
+    {"session_ttl", WR, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION, FIELD(WRC, session_ttl_ms),
+     1000, DAY_MS, h_generic, "duration", "10m",
+     "how long an admitted visitor stays admitted without a request (renewed while active)"},
+    {"opens_at", WR, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_waitroom_opens_at),
+     "time | none", "none",
+     "UTC opening (2026-12-08T09:00:00Z or Unix seconds): earlier arrivals are shuffled"},
+    {"active", WR, 1, 1, FG_BLOCK_NO, false, FG_T_FLAG, FIELD(WRC, active), 0, 0, h_generic,
+     "on | off", "on", "whether the room queues at all (the admin API switches it too)"},
+    {"redis", WR, 1, 2, FG_BLOCK_NO, false, CUSTOM(h_waitroom_redis),
+     "name [timeout=duration]", "none",
+     "the fleet's queue in this redis block's server; none: this instance alone"},
+    {"fallback", WR, 1, 2, FG_BLOCK_NO, false, CUSTOM(h_waitroom_fallback),
+     "percent [open | closed]", "25% open",
+     "Redis gone: admit locally at this share of the rate (closed: admit nobody new)"},
+    {"poll", WR, 1, 1, FG_BLOCK_NO, false, FG_T_DURATION, FIELD(WRC, poll_ms), 1000, HOUR_MS,
+     h_generic, "duration", "5s", "how often the waiting page asks for its position (at most)"},
+    {"page", WR, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_waitroom_page),
+     "path", "none", "the waiting page's HTML template; none: the built-in page"},
+    {"bypass_prefix", WR, 1, 8, FG_BLOCK_NO, true, CUSTOM(h_waitroom_bypass_prefix),
+     "prefix ...", "none", "paths that never wait (static assets)"},
+    {"bypass_header", WR, 2, 2, FG_BLOCK_NO, false, CUSTOM(h_waitroom_bypass_header),
+     "name value", "none", "requests carrying this header with this value never wait"},
 
     /* redis */
     {"url", RD, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_redis_url),
@@ -2289,6 +2639,8 @@ const struct fg_conf_directive fg_conf_directives[] = {
      h_generic, "number", "5", "gzip level, 1 to 9"},
     {"brotli_level", R, 1, 1, FG_BLOCK_NO, false, FG_T_UINT, FIELD(RC, compress.br_level), 0, 11,
      h_generic, "number", "4", "brotli quality, 0 to 11"},
+    {"waiting_room", R, 1, 1, FG_BLOCK_NO, false, CUSTOM(h_route_waitroom),
+     "name", "none", "visitors of the route queue in this waiting room first"},
     {"limit", R, 1, 1, FG_BLOCK_NO, true, CUSTOM(h_route_limit),
      "name", "none", "count the route's requests against this limit; 429 above it"},
     {"offload", R, 0, 0, FG_BLOCK_YES, false, CUSTOM(h_offload),
@@ -2351,6 +2703,8 @@ const struct fg_conf_directive fg_conf_directives[] = {
 #undef E
 #undef RD
 #undef FL
+#undef WR
+#undef WRC
 #undef OF
 #undef UPS
 #undef SRV
@@ -2377,6 +2731,8 @@ static unsigned block_ctx(const char *name, unsigned ctx)
         return FG_CTX_REDIS;
     if (ctx == FG_CTX_MAIN && strcmp(name, "fleet") == 0)
         return FG_CTX_FLEET;
+    if (ctx == FG_CTX_MAIN && strcmp(name, "waiting_room") == 0)
+        return FG_CTX_WAITROOM;
     if (ctx == FG_CTX_SERVER && strcmp(name, "route") == 0)
         return FG_CTX_ROUTE;
     if (ctx == FG_CTX_ROUTE && strcmp(name, "offload") == 0)
@@ -2646,6 +3002,7 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
     size_t n_cache = count_named(stmts, n, "cache");
     size_t n_limit = count_named(stmts, n, "limit");
     size_t n_redis = count_named(stmts, n, "redis");
+    size_t n_wr = count_named(stmts, n, "waiting_room");
     size_t n_srv = count_named(stmts, n, "server");
     if (c->path == NULL || (n_up && !(c->upstreams = calloc(n_up, sizeof(*c->upstreams)))) ||
         (n_up && !(S.upstream_lines = calloc(n_up, sizeof(*S.upstream_lines)))) ||
@@ -2655,12 +3012,15 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
         (n_limit && !(c->limits = calloc(n_limit, sizeof(*c->limits)))) ||
         (n_limit && !(S.limit_lines = calloc(n_limit, sizeof(*S.limit_lines)))) ||
         (n_redis && !(c->redis = calloc(n_redis, sizeof(*c->redis)))) ||
-        (n_redis && !(S.redis_lines = calloc(n_redis, sizeof(*S.redis_lines))))) {
+        (n_redis && !(S.redis_lines = calloc(n_redis, sizeof(*S.redis_lines)))) ||
+        (n_wr && !(c->waitrooms = calloc(n_wr, sizeof(*c->waitrooms)))) ||
+        (n_wr && !(S.waitroom_lines = calloc(n_wr, sizeof(*S.waitroom_lines))))) {
         fg_conf_error(d, 0, "out of memory");
         free(S.upstream_lines);
         free(S.cache_lines);
         free(S.limit_lines);
         free(S.redis_lines);
+        free(S.waitroom_lines);
         fg_conf_free(c);
         return NULL;
     }
@@ -2675,17 +3035,21 @@ struct fg_config *fg_conf_build(struct fg_conf_diag *d, const char *name,
     link_limit_backends(&L);
     link_fleet(&L);
     check_shared_caches(&L);
+    link_waitroom_redis(&L);
     if (syntax_ok && n_srv == 0)
         ERR(&L, last_line, "no server block");
     if (d->n_errors == 0)
         build_tls(&L); /* only for a config that is otherwise right: files are read */
     if (d->n_errors == 0)
         build_redis(&L);
+    if (d->n_errors == 0)
+        build_waitrooms(&L);
 
     free(S.upstream_lines);
     free(S.cache_lines);
     free(S.limit_lines);
     free(S.redis_lines);
+    free(S.waitroom_lines);
     free(S.listens);
     return c;
 }

@@ -242,6 +242,7 @@ void fg_conn_txn_done(struct fg_conn *c)
     if (t->app_head_us > 0)
         fg_hist_observe(&w->stats.app_head, t->app_head_us);
     fg_route_stats_observe(t, dur);
+    fg_stage_waitroom_done(t);
     if (c->state == FG_CONN_TXN)
         fg_gauge_add(&w->stats.requests_active, -1);
     fg_accesslog_txn(w, t);

@@ -66,6 +66,7 @@ struct fg_snap {
     struct fg_upstream_pool **pools;       /* [cfg->n_upstreams] */
     struct fg_cache **caches;              /* [cfg->n_caches]: stores outlive snapshots */
     struct fg_snap_limit *limits;          /* [cfg->n_limits] */
+    struct fg_waitroom **waitrooms;        /* [cfg->n_waitrooms] (stage_waitroom.c) */
     struct fg_offload_window **windows;    /* [cfg->n_upstreams], made on first use
                                               (stage_offload.c: the triggers' windows) */
     struct fg_route_worker_stats **routes; /* [cfg->n_all_routes] (routestats.c); NULL
@@ -151,6 +152,8 @@ uint64_t fg_worker_random(struct fg_worker *w);
 void fg_request_start(struct fg_conn *c, struct fg_txn *t);
 /* Every limit allowed the request: the stages after rate limiting. */
 void fg_request_after_limits(struct fg_txn *t);
+/* Past the waiting room: the offload stage, then the cache and the app. */
+void fg_request_after_waitroom(struct fg_txn *t);
 /* Not offloaded (or falling back): the cache stage and the app. */
 void fg_request_after_offload(struct fg_txn *t);
 

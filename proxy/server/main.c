@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "fleet/fleet.h"
+#include "waitroom/waitroom.h"
 #include "server/server.h"
 #include "tls/tls.h"
 
@@ -63,6 +64,7 @@ static const struct fg_admin_ops admin_ops = {
     .cache_purge = fg_server_cache_purge,
     .warm_target = fg_server_warm_target,
     .sample = fg_server_sample,
+    .waitroom = fg_waitroom_admin,
 };
 
 static struct fg_config *reload(struct fg_config *cur, const char *path)

@@ -1,11 +1,12 @@
 /*
  * request.c — the request path, read top to bottom (DESIGN.md "Request path"):
  *
- *   parse (conn.c) → checks → route match → [rate limit] → [offload] → [cache]
+ *   parse (conn.c) → checks → route match → [rate limit] → [waiting room] → [offload]
+ *   → [cache]
  *   → upstream (proxy.c) → response (respond.c) → access log + stats (conn.c)
  *
- * Each stage in brackets is one call here (stage_limit.c, stage_offload.c,
- * stage_cache.c), so a newcomer can follow a request without a debugger.
+ * Each stage in brackets is one call here (stage_limit.c, stage_waitroom.c,
+ * stage_offload.c, stage_cache.c), so a newcomer can follow a request without a debugger.
  */
 #include "server/internal.h"
 
@@ -214,6 +215,14 @@ void fg_request_start(struct fg_conn *c, struct fg_txn *t)
 }
 
 void fg_request_after_limits(struct fg_txn *t)
+{
+    /* The waiting room: admitted visitors go on, the others get their place in line. */
+    if (fg_stage_waitroom(t))
+        return; /* answered, or fg_request_after_waitroom once Redis gave a ticket */
+    fg_request_after_waitroom(t);
+}
+
+void fg_request_after_waitroom(struct fg_txn *t)
 {
     /* Writes the route offloads wait for the agent; 202 once durable, or the fallback. */
     if (fg_stage_offload(t))

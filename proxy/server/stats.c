@@ -150,6 +150,7 @@ void fg_stats_json(struct evbuffer *out, struct fg_worker *ws, size_t n,
     evbuffer_add(out, ",", 1);
     fg_fleet_stats_json(out); /* the fleet's purge bus (proxy/fleet) */
     evbuffer_add(out, ",", 1);
+    fg_waitroom_stats_json(out); /* per waiting room (proxy/waitroom), with its comma */
     app_head_json(out, ws, n);
     routes_json(out);
     uint64_t b[FG_HIST_BUCKETS], total = 0;
@@ -535,6 +536,7 @@ void fg_stats_metrics(struct evbuffer *out, struct fg_worker *ws, size_t n,
     tls_metrics(out);
     fg_redis_stats_metrics(out);
     fg_fleet_stats_metrics(out);
+    fg_waitroom_stats_metrics(out);
     compression_metrics(out);
     struct fg_admin_warm_progress w;
     fg_admin_warm_progress(&w);
@@ -757,6 +759,23 @@ void fg_stats_sample(struct fg_admin_sample *out, struct fg_worker *ws, size_t n
         l->allowed = s.allowed;
         l->limited = s.limited;
         l->failed_closed = s.failed_closed;
+    }
+
+    struct fg_waitroom_summary room;
+    for (size_t i = 0; out->n_rooms < FG_ADMIN_SAMPLE_ROOMS && fg_waitroom_summary(i, &room); i++) {
+        struct fg_admin_sample_room *r = &out->rooms[out->n_rooms++];
+        snprintf(r->name, sizeof(r->name), "%s", room.name);
+        r->issued = room.issued;
+        r->serving = room.serving;
+        r->waiting = room.waiting;
+        r->active = room.active;
+        r->eta_s = room.eta_s;
+        r->rate_milli = room.rate_milli;
+        r->admitted = room.admitted;
+        snprintf(r->decision, sizeof(r->decision), "%s", fg_waitroom_decision_name(room.decision));
+        r->fallback = room.fallback;
+        r->paused = room.paused;
+        r->on = room.active_on;
     }
 
     for (size_t u = 0; u < cfg->n_upstreams && out->n_upstreams < FG_ADMIN_SAMPLE_UPSTREAMS; u++) {

@@ -18,6 +18,7 @@
 #include "server/stage_compress.h"
 #include "server/stage_limit.h"
 #include "server/stage_offload.h"
+#include "server/stage_waitroom.h"
 #include "server/txn_hold.h"
 
 #define FG_TXN_MAGIC 0x74786e31u /* "txn1" */
@@ -74,6 +75,7 @@ struct fg_txn {
 
     /* The stages' own state. */
     struct fg_stage_limit limit;
+    struct fg_stage_waitroom wr;
     struct fg_stage_offload offload;
     struct fg_stage_compress z;
     struct fg_stage_cache cache;

@@ -222,6 +222,8 @@ static struct fg_snap *snap_new(struct fg_worker *w, struct fg_config *cfg)
     FG_ASSERT(s->caches != NULL);
     if (!fg_stage_limit_snap_init(w, s))
         FG_ASSERT(!"out of memory creating rate limits");
+    if (!fg_stage_waitroom_snap_init(w, s))
+        FG_ASSERT(!"out of memory creating waiting rooms");
     if (!fg_route_stats_snap_init(w, s))
         FG_ASSERT(!"out of memory creating route counters");
     for (size_t i = 0; i < cfg->n_caches; i++) {
@@ -249,6 +251,7 @@ static void snap_free(struct fg_snap *s)
     free(s->pools);
     free(s->caches);
     fg_stage_limit_snap_free(s);
+    fg_stage_waitroom_snap_free(s);
     fg_stage_offload_snap_free(s);
     fg_route_stats_snap_free(s);
     fg_fleet_worker_free(s->fleet);
@@ -465,6 +468,10 @@ bool fg_server_start(struct fg_config *cfg)
     fg_route_stats_global_init(S.n);
     if (!fg_stage_limit_global_init(cfg, S.n)) {
         fg_err("out of memory for the rate-limit table (limit_table_entries)");
+        return false;
+    }
+    if (!fg_stage_waitroom_global_init(S.n)) {
+        fg_err("the waiting rooms' thread could not start");
         return false;
     }
     for (size_t i = 0; i < S.n; i++) {

@@ -310,6 +310,43 @@
     }
   }
 
+  function fmtWait(sec) {
+    if (sec >= 4294967295) return "–";
+    if (sec < 60) return sec + " s";
+    if (sec < 3600) return Math.round(sec / 60) + " min";
+    return Math.floor(sec / 3600) + " h " + Math.round((sec % 3600) / 60) + " min";
+  }
+
+  function renderRooms(s) {
+    const body = document.getElementById("rooms");
+    while (body.firstChild) body.removeChild(body.firstChild);
+    if (!s.rooms || s.rooms.length === 0) {
+      const tr = el("tr");
+      const td = el("td", "dim", "no waiting room");
+      td.colSpan = 7;
+      tr.appendChild(td);
+      body.appendChild(tr);
+      return;
+    }
+    for (const r of s.rooms) {
+      const tr = el("tr");
+      tr.dataset.room = r.name;
+      tr.dataset.waiting = String(r.waiting);
+      tr.dataset.serving = String(r.serving);
+      tr.appendChild(el("td", "", r.name));
+      tr.appendChild(el("td", "num", fmtCount(r.waiting)));
+      tr.appendChild(el("td", "num", fmtCount(r.serving)));
+      tr.appendChild(el("td", "num", fmtRate(r.admitted)));
+      tr.appendChild(el("td", "num", fmtCount(r.active)));
+      tr.appendChild(el("td", "num", fmtWait(r.eta_s)));
+      let inlet = r.on ? r.decision.replace("_", " ") : "off";
+      if (r.fallback) inlet += " (fallback)";
+      tr.appendChild(el("td", r.fallback || r.decision.indexOf("paused") === 0 ? "warn" : "",
+                        inlet));
+      body.appendChild(tr);
+    }
+  }
+
   function renderRoutes(s) {
     const body = document.getElementById("routes");
     while (body.firstChild) body.removeChild(body.firstChild);
@@ -390,6 +427,7 @@
     renderUpstreams(s);
     renderRoutes(s);
     renderLimits(s);
+    renderRooms(s);
     renderOffload(s);
     renderWarm(s);
     drawChart("chart-outcomes", outcomeSeries, { fmt: fmtRate, legend: "legend-outcomes", suffix: "/s" });

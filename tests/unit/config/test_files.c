@@ -78,6 +78,20 @@ static int group_setup(void **state)
         perror("test_files: redis.pw");
         return -1;
     }
+    /* a waiting room's keys (root-only like the password) and its page */
+    snprintf(pw, sizeof(pw), "%s/waitroom.keys", dir);
+    f = fopen(pw, "w");
+    if (f == NULL || fputs("0123456789abcdef0123456789abcdef\n", f) < 0 || fclose(f) != 0 ||
+        chmod(pw, 0600) != 0) {
+        perror("test_files: waitroom.keys");
+        return -1;
+    }
+    snprintf(pw, sizeof(pw), "%s/waiting.html", dir);
+    f = fopen(pw, "w");
+    if (f == NULL || fputs("<p>{{position}} {{eta}}</p>{{script}}\n", f) < 0 || fclose(f) != 0) {
+        perror("test_files: waiting.html");
+        return -1;
+    }
     return 0;
 }
 
@@ -300,6 +314,21 @@ static const char rich[] =
     "    max_connection_age 6h;\n"
     "    imds_endpoint http://127.0.0.1:1338;\n"
     "}\n"
+    "waiting_room sale {\n"
+    "    key_file $D/waitroom.keys;\n"
+    "    admit 3000/m;\n"
+    "    max_active 2000;\n"
+    "    adaptive p99=800ms errors=5%;\n"
+    "    session_ttl 15m;\n"
+    "    opens_at 2026-12-08T09:00:00Z;\n"
+    "    active off;\n"
+    "    redis fleet timeout=80ms;\n"
+    "    fallback 30% closed;\n"
+    "    poll 4s;\n"
+    "    page $D/waiting.html;\n"
+    "    bypass_prefix /static/ /assets/;\n"
+    "    bypass_header X-Api-Key partner-s3cret-key;\n"
+    "}\n"
     "server {\n"
     "    listen 127.0.0.1:8080 backlog=512;\n"
     "    listen 127.0.0.1:8443 ssl;\n"
@@ -356,6 +385,7 @@ static const char rich[] =
     "    }\n"
     "    route / {\n"
     "        upstream app;\n"
+    "        waiting_room sale;\n"
     "        compress gzip br;\n"
     "        compress_types text/* application/json;\n"
     "        compress_min_length 512;\n"
@@ -421,6 +451,9 @@ static void test_dump_keeps_every_directive(void **state)
     }
     assert_non_null(strstr(one, "    route /healthz {\n        health on;\n"));
     assert_null(strstr(one, "s3cret"));
+    assert_non_null(strstr(one, "    admit 50/s;\n    max_active 2000;\n"
+                                "    adaptive p99=800ms errors=5.0%;\n"));
+    assert_non_null(strstr(one, "    opens_at 1796720400;\n    active off;\n"));
     assert_null(strstr(one, ":pw@"));
     /* the dump loads (the masked secrets are values like any other) and dumps the same */
     c = load_ok(one);
