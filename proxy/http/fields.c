@@ -28,6 +28,32 @@ const struct fg_http_header *fg_http_find_header(const struct fg_http_header *h,
     return NULL;
 }
 
+const char *fg_http_cookie(const struct fg_http_header *h, size_t n, const char *name,
+                           enum fg_http_cookie_pick pick, size_t *len)
+{
+    size_t nl = strlen(name);
+    const char *found = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!fg_http_name_eq(h[i].name, h[i].name_len, "cookie"))
+            continue;
+        const char *v = h[i].value, *end = h[i].value + h[i].value_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == ';'))
+                v++;
+            const char *semi = memchr(v, ';', (size_t)(end - v));
+            const char *pair_end = semi ? semi : end;
+            if ((size_t)(pair_end - v) > nl && memcmp(v, name, nl) == 0 && v[nl] == '=') {
+                *len = (size_t)(pair_end - v - (ptrdiff_t)nl - 1);
+                found = v + nl + 1;
+                if (pick == FG_HTTP_COOKIE_FIRST)
+                    return found;
+            }
+            v = pair_end;
+        }
+    }
+    return found;
+}
+
 bool fg_http_is_hop_by_hop(const char *name, size_t len)
 {
     switch (len) {

@@ -263,6 +263,14 @@ bool fg_http_name_eq(const char *name, size_t len, const char *lower_literal);
 const struct fg_http_header *fg_http_find_header(const struct fg_http_header *h, size_t n,
                                                  const char *lower_name);
 
+/* Which of several cookies of one name fg_http_cookie returns (a client may send more). */
+enum fg_http_cookie_pick { FG_HTTP_COOKIE_FIRST, FG_HTTP_COOKIE_LAST };
+
+/* The value of cookie name in the Cookie fields among h[0..n) (pairs split at ';', spaces
+ * before a pair skipped), its length in *len; NULL if there is none. */
+const char *fg_http_cookie(const struct fg_http_header *h, size_t n, const char *name,
+                           enum fg_http_cookie_pick pick, size_t *len);
+
 /* True if the name is a hop-by-hop field a proxy never forwards: Connection, Keep-Alive,
  * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. */
 bool fg_http_is_hop_by_hop(const char *name, size_t len);

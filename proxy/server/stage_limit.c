@@ -149,30 +149,6 @@ static size_t put(char *key, size_t pos, const char *s, size_t len)
     return pos;
 }
 
-/* The value of cookie name in the Cookie fields, or NULL. */
-static const char *cookie_value(const struct fg_http_request *r, const char *name, size_t *len)
-{
-    size_t nl = strlen(name);
-    for (size_t i = 0; i < r->n_headers; i++) {
-        const struct fg_http_header *h = &r->headers[i];
-        if (!fg_http_name_eq(h->name, h->name_len, "cookie"))
-            continue;
-        const char *v = h->value, *end = h->value + h->value_len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == ';'))
-                v++;
-            const char *semi = memchr(v, ';', (size_t)(end - v));
-            const char *pair_end = semi ? semi : end;
-            if ((size_t)(pair_end - v) > nl && memcmp(v, name, nl) == 0 && v[nl] == '=') {
-                *len = (size_t)(pair_end - v - (ptrdiff_t)nl - 1);
-                return v + nl + 1;
-            }
-            v = pair_end;
-        }
-    }
-    return NULL;
-}
-
 static size_t build_key(const struct fg_txn *t, const struct fg_conf_limit *cl, char *key)
 {
     const struct fg_http_request *r = &t->req;
@@ -192,7 +168,8 @@ static size_t build_key(const struct fg_txn *t, const struct fg_conf_limit *cl, 
             break;
         }
         case FG_LIMIT_KEY_COOKIE: {
-            const char *c = cookie_value(r, cl->key_name[i], &len);
+            const char *c = fg_http_cookie(r->headers, r->n_headers, cl->key_name[i],
+                                           FG_HTTP_COOKIE_FIRST, &len);
             if (c != NULL)
                 v = c;
             break;

@@ -98,26 +98,7 @@ static bool bypass(const struct fg_txn *t, const struct fg_conf_waitroom *cw)
 /* The value of cookie name in the Cookie fields (the last one wins), or NULL. */
 static const char *cookie(const struct fg_http_request *r, const char *name, size_t *len)
 {
-    size_t nl = strlen(name);
-    const char *found = NULL;
-    for (size_t i = 0; i < r->n_headers; i++) {
-        const struct fg_http_header *h = &r->headers[i];
-        if (!fg_http_name_eq(h->name, h->name_len, "cookie"))
-            continue;
-        const char *v = h->value, *end = h->value + h->value_len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == ';'))
-                v++;
-            const char *semi = memchr(v, ';', (size_t)(end - v));
-            const char *pair_end = semi ? semi : end;
-            if ((size_t)(pair_end - v) > nl && memcmp(v, name, nl) == 0 && v[nl] == '=') {
-                *len = (size_t)(pair_end - v - (ptrdiff_t)nl - 1);
-                found = v + nl + 1;
-            }
-            v = pair_end;
-        }
-    }
-    return found;
+    return fg_http_cookie(r->headers, r->n_headers, name, FG_HTTP_COOKIE_LAST, len);
 }
 
 static bool header_has(const struct fg_http_request *r, const char *name, const char *needle)

@@ -56,6 +56,40 @@ static void test_find_header(void **state)
     assert_null(fg_http_find_header(h, 1, "x-y"));
 }
 
+static void test_cookie(void **state)
+{
+    (void)state;
+    struct fg_http_header h[] = {{"Cookie", 6, "a=1; sid=x1;b=2", 15},
+                                 {"X-Cookie", 8, "sid=no", 6},
+                                 {"COOKIE", 6, " sidx=3;  sid=y22 ;sid", 22},
+                                 {"Cookie", 6, "sid=", 4}};
+    size_t len = 99;
+    const char *v = fg_http_cookie(h, 4, "sid", FG_HTTP_COOKIE_FIRST, &len);
+    assert_non_null(v);
+    assert_int_equal(len, 2);
+    assert_memory_equal(v, "x1", 2);
+    /* the last: the empty "sid=" of the fourth field (a bare "sid" does not count) */
+    v = fg_http_cookie(h, 4, "sid", FG_HTTP_COOKIE_LAST, &len);
+    assert_ptr_equal(v, h[3].value + 4);
+    assert_int_equal(len, 0);
+    /* without it: "sid=y22 " in the third field (the space before ';' is the value's) */
+    v = fg_http_cookie(h, 3, "sid", FG_HTTP_COOKIE_LAST, &len);
+    assert_non_null(v);
+    assert_int_equal(len, 4);
+    assert_memory_equal(v, "y22 ", 4);
+    v = fg_http_cookie(h, 4, "b", FG_HTTP_COOKIE_LAST, &len);
+    assert_non_null(v);
+    assert_int_equal(len, 1);
+    assert_memory_equal(v, "2", 1);
+    v = fg_http_cookie(h, 4, "sidx", FG_HTTP_COOKIE_FIRST, &len);
+    assert_non_null(v);
+    assert_memory_equal(v, "3", len);
+    /* a name that is a prefix of another, or only in another field, is not found */
+    assert_null(fg_http_cookie(h, 4, "si", FG_HTTP_COOKIE_FIRST, &len));
+    assert_null(fg_http_cookie(h, 2, "sidx", FG_HTTP_COOKIE_LAST, &len));
+    assert_null(fg_http_cookie(h, 0, "sid", FG_HTTP_COOKIE_LAST, &len));
+}
+
 static void test_hop_by_hop(void **state)
 {
     (void)state;
@@ -174,9 +208,10 @@ static void test_reasons(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_name_eq),          cmocka_unit_test(test_find_header),
-        cmocka_unit_test(test_hop_by_hop),       cmocka_unit_test(test_list_has_token),
-        cmocka_unit_test(test_connection_lists), cmocka_unit_test(test_reasons),
+        cmocka_unit_test(test_name_eq),        cmocka_unit_test(test_find_header),
+        cmocka_unit_test(test_cookie),         cmocka_unit_test(test_hop_by_hop),
+        cmocka_unit_test(test_list_has_token), cmocka_unit_test(test_connection_lists),
+        cmocka_unit_test(test_reasons),
     };
     return cmocka_run_group_tests_name("http field helpers", tests, NULL, NULL);
 }
