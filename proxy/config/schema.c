@@ -375,20 +375,29 @@ static void h_fleet_channel(struct fg_conf_loader *L, const struct fg_conf_direc
     f->channel = xstrdup(L, v, st->line);
 }
 
+/* `auto | on | off` for dir: 0, 1 or 2 (the order of every such enum: AUTO = 0, ON,
+ * OFF), or -1 after the error. */
+static int auto_on_off(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
+                       const struct fg_conf_stmt *st)
+{
+    static const char *const words[] = {"auto", "on", "off"};
+    const char *v = st->args[1];
+    for (int i = 0; i < 3; i++)
+        if (strcmp(v, words[i]) == 0)
+            return i;
+    ERR(L, st->line, "invalid value '%s' for '%s' (auto, on or off)", v, dir->name);
+    return -1;
+}
+
 static void h_fleet_sharded(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                             const struct fg_conf_stmt *st, void *obj)
 {
+    _Static_assert(FG_CONF_SHARDED_AUTO == 0 && FG_CONF_SHARDED_ON == 1 && FG_CONF_SHARDED_OFF == 2,
+                   "auto_on_off's order");
     struct fg_conf_fleet *f = obj;
-    (void)dir;
-    const char *v = st->args[1];
-    if (strcmp(v, "auto") == 0)
-        f->sharded = FG_CONF_SHARDED_AUTO;
-    else if (strcmp(v, "on") == 0)
-        f->sharded = FG_CONF_SHARDED_ON;
-    else if (strcmp(v, "off") == 0)
-        f->sharded = FG_CONF_SHARDED_OFF;
-    else
-        ERR(L, st->line, "invalid value '%s' for 'sharded' (auto, on or off)", v);
+    int i = auto_on_off(L, dir, st);
+    if (i >= 0)
+        f->sharded = (enum fg_conf_fleet_sharded)i;
 }
 
 /* `target file:/path | tcp://host:port | udp://host:port;` — the port defaults to the
@@ -2038,17 +2047,12 @@ static void h_redis_auth(struct fg_conf_loader *L, const struct fg_conf_directiv
 static void h_redis_cluster(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
                             const struct fg_conf_stmt *st, void *obj)
 {
+    _Static_assert(FG_CONF_CLUSTER_AUTO == 0 && FG_CONF_CLUSTER_ON == 1 && FG_CONF_CLUSTER_OFF == 2,
+                   "auto_on_off's order");
     struct fg_conf_redis *rd = obj;
-    (void)dir;
-    const char *v = st->args[1];
-    if (strcmp(v, "auto") == 0)
-        rd->cluster = FG_CONF_CLUSTER_AUTO;
-    else if (strcmp(v, "on") == 0)
-        rd->cluster = FG_CONF_CLUSTER_ON;
-    else if (strcmp(v, "off") == 0)
-        rd->cluster = FG_CONF_CLUSTER_OFF;
-    else
-        ERR(L, st->line, "invalid value '%s' for 'cluster' (auto, on or off)", v);
+    int i = auto_on_off(L, dir, st);
+    if (i >= 0)
+        rd->cluster = (enum fg_conf_redis_cluster)i;
 }
 
 static void h_redis_max_age(struct fg_conf_loader *L, const struct fg_conf_directive *dir,
