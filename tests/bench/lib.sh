@@ -20,6 +20,11 @@ need_binaries() {
     done
 }
 
+# need_binary WHO PATH: stop (exit 1) unless PATH (a script's --bin PATH) is executable.
+need_binary() {
+    [ -x "$2" ] || { echo "$1: no $(basename "$2") binary at $2 (build first)" >&2; exit 1; }
+}
+
 # start_fauxqs BIN PORT QUEUE LOG: the SQS emulator on CPU 1 (its pid added to pids),
 # then QUEUE created in it. Returns 1 when it did not answer within 20 s.
 start_fauxqs() {

@@ -60,10 +60,9 @@ want_redis=0
 for s in "${scenarios[@]}"; do [ "$s" != limit-redis ] || want_redis=1; done
 tools=(nginx wrk taskset /usr/bin/python3)
 [ $want_redis -eq 0 ] || tools+=(/usr/bin/redis-server)
-for tool in "${tools[@]}"; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
-done
-[ -x "$bin" ] || { echo "bench: no flashgate binary at $bin (build first)" >&2; exit 1; }
+. "$here/lib.sh"
+need_tools bench "${tools[@]}"
+need_binary bench "$bin"
 [ -z "$base" ] || [ -x "$base" ] || { echo "bench: no flashgate binary at $base" >&2; exit 1; }
 have_haproxy=0 have_varnish=0
 command -v haproxy >/dev/null && have_haproxy=1

@@ -34,10 +34,9 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--rounds N] [--duration S] [--tunnels N] [--size B] [--bin PATH]" >&2; exit 2 ;;
     esac
 done
-for tool in nginx taskset /usr/bin/python3; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
-done
-[ -x "$bin" ] || { echo "bench: no flashgate binary at $bin (build first)" >&2; exit 1; }
+. "$here/lib.sh"
+need_tools bench nginx taskset /usr/bin/python3
+need_binary bench "$bin"
 have_haproxy=0
 command -v haproxy >/dev/null && have_haproxy=1
 ulimit -n 20000 2>/dev/null || true

@@ -30,10 +30,9 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--rounds N] [--duration S] [--bin DIR]" >&2; exit 2 ;;
     esac
 done
-for tool in nginx wrk taskset curl redis-server redis-cli openssl /usr/bin/python3; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
-done
-[ -x "$bindir/flashgate" ] || { echo "bench: no flashgate in $bindir (build first)" >&2; exit 1; }
+. "$here/lib.sh"
+need_tools bench nginx wrk taskset curl redis-server redis-cli openssl /usr/bin/python3
+need_binaries bench "$bindir" flashgate
 
 work=$(mktemp -d "$top/build/bench-waitroom.XXXXXX")
 pids=()
