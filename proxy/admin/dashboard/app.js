@@ -287,17 +287,23 @@
     }
   }
 
-  function renderLimits(s) {
-    const body = document.getElementById("limits");
+  // Empties the table body id; with no rows, puts one dim line of text across cols columns
+  // and returns null, else returns the body for the rows.
+  function tableBody(id, rows, emptyText, cols) {
+    const body = document.getElementById(id);
     while (body.firstChild) body.removeChild(body.firstChild);
-    if (s.limits.length === 0) {
-      const tr = el("tr");
-      const td = el("td", "dim", "no limit has decided yet");
-      td.colSpan = 4;
-      tr.appendChild(td);
-      body.appendChild(tr);
-      return;
-    }
+    if (rows && rows.length > 0) return body;
+    const tr = el("tr");
+    const td = el("td", "dim", emptyText);
+    td.colSpan = cols;
+    tr.appendChild(td);
+    body.appendChild(tr);
+    return null;
+  }
+
+  function renderLimits(s) {
+    const body = tableBody("limits", s.limits, "no limit has decided yet", 4);
+    if (body === null) return;
     for (const l of s.limits) {
       const tr = el("tr");
       tr.dataset.limit = l.name;
@@ -318,16 +324,8 @@
   }
 
   function renderRooms(s) {
-    const body = document.getElementById("rooms");
-    while (body.firstChild) body.removeChild(body.firstChild);
-    if (!s.rooms || s.rooms.length === 0) {
-      const tr = el("tr");
-      const td = el("td", "dim", "no waiting room");
-      td.colSpan = 7;
-      tr.appendChild(td);
-      body.appendChild(tr);
-      return;
-    }
+    const body = tableBody("rooms", s.rooms, "no waiting room", 7);
+    if (body === null) return;
     for (const r of s.rooms) {
       const tr = el("tr");
       tr.dataset.room = r.name;
@@ -348,16 +346,8 @@
   }
 
   function renderRoutes(s) {
-    const body = document.getElementById("routes");
-    while (body.firstChild) body.removeChild(body.firstChild);
-    if (!s.routes || s.routes.length === 0) {
-      const tr = el("tr");
-      const td = el("td", "dim", "no request yet");
-      td.colSpan = 5;
-      tr.appendChild(td);
-      body.appendChild(tr);
-      return;
-    }
+    const body = tableBody("routes", s.routes, "no request yet", 5);
+    if (body === null) return;
     for (const r of s.routes) {
       const tr = el("tr");
       tr.dataset.route = r.name;
