@@ -183,6 +183,15 @@ void fg_siphash_update(struct fg_siphash *s, const void *data, size_t len);
 /* The 64-bit hash of everything fed. s must not be updated afterwards. */
 uint64_t fg_siphash_final(struct fg_siphash *s);
 
+/* ---- secret files ----------------------------------------------------------------- */
+
+/* One read() of at most cap bytes of path into buf, after checking that the file is a
+ * secret's: a regular file, no access for group or others, owned by root or this user.
+ * Returns the bytes read, or -1 with err set ("WHAT PATH: why", what the directive is
+ * named). The caller wipes buf. */
+ssize_t fg_secret_file_read(const char *what, const char *path, char *buf, size_t cap, char *err,
+                            size_t errlen);
+
 /* ---- service manager ------------------------------------------------------------ */
 
 /* Send a state string ("READY=1", "RELOADING=1", "STOPPING=1", "STATUS=...") to

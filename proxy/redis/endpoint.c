@@ -12,13 +12,9 @@
  */
 #include "redis/internal.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <event2/util.h>
 #include <openssl/crypto.h>
@@ -41,56 +37,30 @@ void fg_redis_secret_free(char *s)
 /* Read the one-line password of path, refusing a file others could read. */
 static char *read_password_file(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        snprintf(err, errlen, "password_file %s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
     char buf[SECRET_FILE_READ + 1];
     char *out = NULL;
-    if (fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "password_file %s: cannot stat: %s", path, strerror(errno));
-    } else if (!S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "password_file %s: not a regular file", path);
-    } else if ((st.st_mode & 077) != 0) {
-        snprintf(err, errlen,
-                 "password_file %s: group or others have access (mode %04o); it must be "
-                 "readable by its owner only (chmod 600)",
-                 path, (unsigned)(st.st_mode & 07777));
-    } else if (st.st_uid != 0 && st.st_uid != geteuid()) {
-        snprintf(err, errlen,
-                 "password_file %s: owned by uid %u; it must belong to root or to the user "
-                 "flashgate runs as",
-                 path, (unsigned)st.st_uid);
-    } else {
-        ssize_t n = read(fd, buf, SECRET_FILE_READ);
-        if (n < 0) {
-            snprintf(err, errlen, "password_file %s: cannot read: %s", path, strerror(errno));
+    ssize_t n = fg_secret_file_read("password_file", path, buf, SECRET_FILE_READ, err, errlen);
+    if (n >= 0) {
+        size_t len = (size_t)n;
+        if (len > 0 && buf[len - 1] == '\n')
+            len--;
+        if (len > 0 && buf[len - 1] == '\r')
+            len--;
+        bool ok = len > 0 && len <= PASSWORD_MAX;
+        for (size_t i = 0; ok && i < len; i++)
+            if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+                ok = false;
+        if (!ok) {
+            snprintf(err, errlen, "password_file %s: expected one line of 1 to %d printable bytes",
+                     path, PASSWORD_MAX);
         } else {
-            size_t len = (size_t)n;
-            if (len > 0 && buf[len - 1] == '\n')
-                len--;
-            if (len > 0 && buf[len - 1] == '\r')
-                len--;
-            bool ok = len > 0 && len <= PASSWORD_MAX;
-            for (size_t i = 0; ok && i < len; i++)
-                if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
-                    ok = false;
-            if (!ok) {
-                snprintf(err, errlen,
-                         "password_file %s: expected one line of 1 to %d printable bytes", path,
-                         PASSWORD_MAX);
-            } else {
-                buf[len] = '\0';
-                out = strdup(buf);
-                if (out == NULL)
-                    snprintf(err, errlen, "out of memory");
-            }
+            buf[len] = '\0';
+            out = strdup(buf);
+            if (out == NULL)
+                snprintf(err, errlen, "out of memory");
         }
     }
     OPENSSL_cleanse(buf, sizeof(buf));
-    close(fd);
     return out;
 }
 

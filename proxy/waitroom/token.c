@@ -5,13 +5,11 @@
  */
 #include "waitroom/waitroom.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include "core/core.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -109,43 +107,18 @@ fail:
 
 bool fg_waitroom_keys_load(const char *path, struct fg_waitroom_keys *out, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        snprintf(err, errlen, "key_file %s: cannot open: %s", path, strerror(errno));
-        return false;
-    }
-    struct stat st;
     char buf[KEY_FILE_MAX];
     bool ok = false;
-    if (fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "key_file %s: cannot stat: %s", path, strerror(errno));
-    } else if (!S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "key_file %s: not a regular file", path);
-    } else if ((st.st_mode & 077) != 0) {
-        snprintf(err, errlen,
-                 "key_file %s: group or others have access (mode %04o); it must be readable by "
-                 "its owner only (chmod 600)",
-                 path, (unsigned)(st.st_mode & 07777));
-    } else if (st.st_uid != 0 && st.st_uid != geteuid()) {
-        snprintf(err, errlen,
-                 "key_file %s: owned by uid %u; it must belong to root or to the user flashgate "
-                 "runs as",
-                 path, (unsigned)st.st_uid);
-    } else {
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n < 0) {
-            snprintf(err, errlen, "key_file %s: cannot read: %s", path, strerror(errno));
-        } else if ((size_t)n == sizeof(buf)) {
-            snprintf(err, errlen, "key_file %s: larger than %d bytes", path, KEY_FILE_MAX);
-        } else {
-            char why[160];
-            ok = fg_waitroom_keys_parse(buf, (size_t)n, out, why, sizeof(why));
-            if (!ok)
-                snprintf(err, errlen, "key_file %s: %s", path, why);
-        }
+    ssize_t n = fg_secret_file_read("key_file", path, buf, sizeof(buf), err, errlen);
+    if (n >= 0 && (size_t)n == sizeof(buf)) {
+        snprintf(err, errlen, "key_file %s: larger than %d bytes", path, KEY_FILE_MAX);
+    } else if (n >= 0) {
+        char why[160];
+        ok = fg_waitroom_keys_parse(buf, (size_t)n, out, why, sizeof(why));
+        if (!ok)
+            snprintf(err, errlen, "key_file %s: %s", path, why);
     }
     OPENSSL_cleanse(buf, sizeof(buf));
-    close(fd);
     return ok;
 }
 
